@@ -1,0 +1,75 @@
+// swift-tools-version:6.1
+//
+// swift-cxl: user-space CXL Type-2 device passthrough toolkit.
+//
+// Layers, dependencies pointing one way (top depends on bottom):
+//
+//   cxlkit, cxlbench            executables
+//   CXLKitCommands              thin command layer (argument parsing lives in cxlkit)
+//   VFIOCXL                     vfio-cxl: VFIO device layer + CXL library, composed
+//   VFIOUser                    vfio-user wire protocol, server, client (knows no CXL)
+//   VFIO                        vfio-pci-core equivalent: regions, IRQs, config virtualisation
+//   CXLEmulator                 the emulated CXL Type-2 device
+//   CXL                         DVSECs, component registers, HDM decoders, save/restore
+//   PCI                         config space, register catalog, capability walker (knows no CXL)
+//   CSystem                     what Glibc does not import (SCM_RIGHTS, eventfd, memfd)
+import PackageDescription
+
+let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
+
+let package = Package(
+    name: "swift-cxl",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "PCI", targets: ["PCI"]),
+        .library(name: "CXL", targets: ["CXL"]),
+        .library(name: "CXLEmulator", targets: ["CXLEmulator"]),
+        .library(name: "VFIO", targets: ["VFIO"]),
+        .library(name: "VFIOUser", targets: ["VFIOUser"]),
+        .library(name: "VFIOCXL", targets: ["VFIOCXL"]),
+        .executable(name: "cxlkit", targets: ["cxlkit"]),
+        .executable(name: "cxlbench", targets: ["cxlbench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .target(name: "CSystem"),
+        .target(name: "PCI", swiftSettings: swiftSettings),
+        .target(name: "CXL", dependencies: ["PCI"], swiftSettings: swiftSettings),
+        .target(name: "CXLEmulator", dependencies: ["PCI", "CXL", "CSystem"], swiftSettings: swiftSettings),
+        .target(name: "VFIO", dependencies: ["PCI", "CSystem"], swiftSettings: swiftSettings),
+        .target(
+            name: "VFIOUser",
+            dependencies: ["VFIO", "CSystem", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "VFIOCXL",
+            dependencies: ["VFIO", "CXL", "PCI", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .target(
+            name: "CXLKitCommands",
+            dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "cxlkit",
+            dependencies: ["CXLKitCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "cxlbench",
+            dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL", "CXLKitCommands"],
+            swiftSettings: swiftSettings),
+        .testTarget(name: "PCITests", dependencies: ["PCI"], swiftSettings: swiftSettings),
+        .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI"], swiftSettings: swiftSettings),
+        .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI"], swiftSettings: swiftSettings),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "PCI"], swiftSettings: swiftSettings),
+        .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI"],
+                    resources: [], swiftSettings: swiftSettings),
+        .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI"],
+                    swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,1 @@
+// CXL module: see Package.swift for the layering.

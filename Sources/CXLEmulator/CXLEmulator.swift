@@ -1,0 +1,1 @@
+// CXLEmulator module: see Package.swift for the layering.

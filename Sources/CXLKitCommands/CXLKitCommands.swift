@@ -1,0 +1,1 @@
+// CXLKitCommands module: see Package.swift for the layering.

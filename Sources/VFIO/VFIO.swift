@@ -1,0 +1,1 @@
+// VFIO module: see Package.swift for the layering.

@@ -1,0 +1,1 @@
+// VFIOCXL module: see Package.swift for the layering.

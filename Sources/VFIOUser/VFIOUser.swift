@@ -1,0 +1,1 @@
+// VFIOUser module: see Package.swift for the layering.

@@ -1,0 +1,1 @@
+print("cxlbench: not yet implemented")
