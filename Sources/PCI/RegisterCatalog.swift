@@ -76,8 +76,9 @@ public struct RegisterField: Sendable, Hashable {
     }
 
     /// A single-bit field.
-    public init(_ name: String, bit: Int, _ access: RegisterAccess, reset: UInt64 = 0, _ summary: String = "") {
-        self.init(name, bit, bit, access, reset: reset, summary)
+    public init(_ name: String, bit: Int, _ access: RegisterAccess, reset: UInt64 = 0,
+                values: [UInt64: String] = [:], _ summary: String = "") {
+        self.init(name, bit, bit, access, reset: reset, values: values, summary)
     }
 
     public var width: Int { msb - lsb + 1 }

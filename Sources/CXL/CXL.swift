@@ -1,1 +1,0 @@
-// CXL module: see Package.swift for the layering.

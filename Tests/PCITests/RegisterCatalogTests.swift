@@ -1,0 +1,141 @@
+import Testing
+@testable import PCI
+
+@Suite("Register catalog: masks derived from access types")
+struct RegisterCatalogTests {
+    static let sample = RegisterLayout("Sample", offset: 0, width: 4, [
+        .init("A", 3, 0, .rw, reset: 5),
+        .init("B", bit: 4, .rwl),
+        .init("C", bit: 5, .rwo),
+        .init("D", bit: 6, .rw1c),
+        .init("E", bit: 7, .rw1cs),
+        .init("F", 11, 8, .ro, reset: 0xA),
+        .init("G", bit: 12, .rws),
+        .init("H", 15, 13, .hwInit),
+        .init("I", 17, 16, .rsvdP),
+        .init("J", bit: 18, .rsvdZ),
+    ])
+
+    @Test(arguments: [
+        (RegisterAccess.ro, false, false, false), (.hwInit, false, false, false), (.rw, true, false, false),
+        (.rws, true, false, true), (.rwl, true, false, false), (.rwo, true, false, false),
+        (.rw1c, false, true, false), (.rw1cs, false, true, true), (.rsvdP, false, false, false), (.rsvdZ, false, false, false),
+    ])
+    func accessTypeProperties(access: RegisterAccess, writable: Bool, w1c: Bool, sticky: Bool) {
+        #expect(access.isWritable == writable)
+        #expect(access.isWriteOneToClear == w1c)
+        #expect(access.isSticky == sticky)
+    }
+
+    @Test func derivedMasks() {
+        let r = Self.sample
+        #expect(r.writableMask == 0x103F)
+        #expect(r.lockableMask == 0x10)
+        #expect(r.writeOnceMask == 0x20)
+        #expect(r.writeOneToClearMask == 0xC0)
+        #expect(r.stickyMask == 0x1080)
+        #expect(r.resetValue == 0xA05)
+        #expect(r.widthMask == 0xFFFF_FFFF)
+    }
+
+    @Test func extractInsertAndDecode() {
+        let f = Self.sample.field("F")!
+        #expect(f.mask == 0xF00)
+        #expect(f.extract(0x1234_5A78) == 0xA)
+        #expect(f.insert(0x3, into: 0xFFFF_FFFF) == 0xFFFF_F3FF)
+        #expect(Self.sample.decode(0xA05).first { $0.name == "A" }?.value == 5)
+    }
+
+    @Test func byteMasksSplitRegistersIntoLanes() {
+        let block = RegisterBlockLayout("B", [Self.sample, RegisterLayout("W", offset: 4, width: 2, [.init("X", 15, 8, .rw)])])
+        #expect(block.byteMasks { $0.writableMask } == [0x3F, 0x10, 0, 0, 0, 0xFF])
+        #expect(block.length == 6)
+        #expect(block.register(containing: 5)?.name == "W")
+    }
+
+    @Test func headerCatalogsHaveSpecOffsets() {
+        #expect(PCIHeader.type0.length == 0x40)
+        #expect(PCIHeader.type1.length == 0x40)
+        #expect(PCIHeader.command.writableMask == 0x547)
+        #expect(PCIHeader.status.writeOneToClearMask == 0xF900)
+        #expect(PCIExpressCapability.deviceControl.field("Initiate Function Level Reset")?.mask == 0x8000)
+        #expect(PCIExpressCapability.deviceCapabilities.field("Function Level Reset Capability")?.mask == 1 << 28)
+        #expect(PCIExpressCapability.layout.length == 0x3C)
+        #expect(MSIXCapability.messageControl.writableMask == 0xC000)
+        #expect(MSICapability.layout(is64Bit: true, perVectorMasking: true).length == 0x18)
+    }
+}
+
+@Suite("Capability walker on hostile config spaces")
+struct CapabilityWalkerTests {
+    static func config(size: Int = 4096, _ build: (inout ConfigSpace) -> Void) -> ConfigSpace {
+        var c = ConfigSpace(bytes: [UInt8](repeating: 0, count: size))
+        c.write(0, width: 4, value: 0x1234_8086)
+        c.write(6, width: 2, value: 0x0010)  // Capabilities List
+        build(&c)
+        return c
+    }
+
+    @Test func walksAWellFormedList() {
+        let c = Self.config {
+            $0.write(0x34, width: 1, value: 0x40)
+            $0.write(0x40, width: 2, value: 0x5001)  // PM -> 0x50
+            $0.write(0x50, width: 2, value: 0x0010)  // PCIe, end
+            $0.write(0x100, width: 4, value: 0x1801_0001)  // AER v1 -> 0x180
+            $0.write(0x180, width: 4, value: 0x0001_0023)  // DVSEC v1, end
+        }
+        let l = CapabilityList(walking: c)
+        #expect(l.standard.map(\.offset) == [0x40, 0x50])
+        #expect(l.extended.map(\.id) == [0x1, 0x23])
+        #expect(l.findings.isEmpty)
+    }
+
+    @Test func standardLoopTerminates() {
+        let c = Self.config { $0.write(0x34, width: 1, value: 0x40); $0.write(0x40, width: 2, value: 0x4001) }
+        let l = CapabilityList(walking: c)
+        #expect(l.standard.count == 1)
+        #expect(l.findings.contains { $0.message.contains("loops") })
+    }
+
+    @Test func pointerIntoHeaderIsReported() {
+        let c = Self.config { $0.write(0x34, width: 1, value: 0x10) }
+        #expect(CapabilityList(walking: c).findings.first?.message.contains("header") == true)
+    }
+
+    @Test func extendedLoopAndBadPointerTerminate() {
+        var c = Self.config { $0.write(0x100, width: 4, value: 0x1001_0001) }  // points to itself
+        #expect(CapabilityList(walking: c).findings.contains { $0.message.contains("loops") })
+        c = Self.config { $0.write(0x100, width: 4, value: 0x0401_0001) }  // next 0x040
+        #expect(CapabilityList(walking: c).findings.contains { $0.message.contains("below 0x100") })
+    }
+
+    @Test func nullExtendedHeaderWithNextIsWalkedThrough() {
+        let c = Self.config {
+            $0.write(0x100, width: 4, value: 0x2000_0000)  // ID 0, next 0x200
+            $0.write(0x200, width: 4, value: 0x0001_0003)  // DSN
+        }
+        #expect(CapabilityList(walking: c).extended.map(\.id) == [0, 3])
+    }
+
+    @Test func shortDumpsNeverTrap() {
+        for size in [0, 1, 7, 63, 64, 255, 256] {
+            var bytes = [UInt8](repeating: 0xFF, count: size)
+            if size > 0x34 { bytes[0x34] = 0xFC }
+            _ = CapabilityList(walking: ConfigSpace(bytes: bytes))
+        }
+    }
+
+    /// Every 4096-byte config space built from a small random generator terminates.
+    @Test func randomConfigSpacesTerminate() {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for _ in 0..<300 {
+            var bytes = [UInt8](repeating: 0, count: 4096)
+            for i in bytes.indices {
+                state = state &* 6364136223846793005 &+ 1442695040888963407
+                bytes[i] = UInt8(truncatingIfNeeded: state >> 56)
+            }
+            let l = CapabilityList(walking: ConfigSpace(bytes: bytes))
+            #expect(l.standard.count <= 48 && l.extended.count <= 1024)
+        }
+    }
+}
