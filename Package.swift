@@ -59,7 +59,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "cxlbench",
-            dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL", "CXLKitCommands"],
+            dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL", "CXLKitCommands", "CSystem",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .testTarget(name: "PCITests", dependencies: ["PCI"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI"], swiftSettings: swiftSettings),

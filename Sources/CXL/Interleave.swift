@@ -177,6 +177,20 @@ public struct EndpointDecoderMap: Sendable, Hashable {
     /// DPA base of each decoder.
     public let dpaBases: [UInt64]
 
+    /// What the hot path needs of a committed decoder, precomputed.
+    @usableFromInline
+    struct Lane: Sendable, Hashable {
+        @usableFromInline let index: Int
+        @usableFromInline let base: UInt64
+        @usableFromInline let size: UInt64
+        @usableFromInline let granularityShift: UInt64
+        @usableFromInline let waysShift: UInt64
+        @usableFromInline let multipleOfThree: Bool
+        @usableFromInline let position: Int
+        @usableFromInline let dpaBase: UInt64
+    }
+    @usableFromInline let lanes: [Lane]
+
     public init(_ decoders: [EndpointDecoder]) {
         self.decoders = decoders
         var bases: [UInt64] = []
@@ -188,6 +202,12 @@ public struct EndpointDecoderMap: Sendable, Hashable {
             cursor = (o1 || o2) ? .max : next
         }
         dpaBases = bases
+        lanes = decoders.indices.filter { decoders[$0].committed && decoders[$0].size > 0 }.map { i in
+            let d = decoders[i]
+            return Lane(index: i, base: d.base, size: d.size, granularityShift: UInt64(d.granularity.shift),
+                        waysShift: UInt64(d.ways.powerOfTwoShift), multipleOfThree: d.ways.isMultipleOfThree,
+                        position: d.position, dpaBase: bases[i])
+        }
     }
 
     /// Device-side bytes every decoder up to and including n consumes (skips included).
@@ -197,16 +217,28 @@ public struct EndpointDecoderMap: Sendable, Hashable {
     }
 
     /// HPA -> (decoder index, DPA).
-    @inline(__always)
+    @inlinable
     public func translate(hpa: UInt64) throws(TranslationError) -> (decoder: Int, dpa: UInt64) {
-        for i in decoders.indices {
-            let d = decoders[i]
-            guard d.committed, d.contains(hpa: hpa) else { continue }
-            let (position, dpaOffset) = InterleaveMath.split(offset: hpa - d.base, ways: d.ways, granularity: d.granularity)
-            guard position == d.position else {
-                throw .otherPosition(hpa: hpa, position: position, devicePosition: d.position)
+        for lane in lanes where hpa &- lane.base < lane.size && hpa >= lane.base {
+            let offset = hpa &- lane.base
+            let s = lane.granularityShift, k = lane.waysShift
+            let low = offset & ((1 << s) &- 1)
+            let position: Int
+            let row: UInt64
+            if lane.multipleOfThree {
+                let chunk = offset >> s
+                let upper = chunk >> k
+                let q = upper / 3
+                position = Int((chunk & ((1 << k) &- 1)) &+ ((upper &- q &* 3) << k))
+                row = q
+            } else {
+                position = Int((offset >> s) & ((1 << k) &- 1))
+                row = offset >> (s &+ k)
             }
-            return (i, dpaBases[i] + dpaOffset)
+            guard position == lane.position else {
+                throw .otherPosition(hpa: hpa, position: position, devicePosition: lane.position)
+            }
+            return (lane.index, lane.dpaBase &+ ((row << s) | low))
         }
         throw .notDecoded(hpa: hpa)
     }

@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSystem
+import Foundation
+
+/// Raw AF_UNIX stream helpers for the baseline: nothing but read/write loops, so
+/// the floor they measure is the kernel's and the scheduler's, not ours.
+enum RawSocket {
+    static func address(_ path: String) -> (sockaddr_un, socklen_t) {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.prefix(raw.count - 1).enumerated() { raw[i] = b }
+            raw[min(bytes.count, raw.count - 1)] = 0
+        }
+        return (addr, socklen_t(MemoryLayout<sockaddr_un>.size))
+    }
+
+    static func listen(_ path: String) -> Int32 {
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var (addr, len) = address(path)
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
+        precondition(ok == 0 && Glibc.listen(fd, 1) == 0, "cannot listen on \(path): \(errno)")
+        return fd
+    }
+
+    static func connect(_ path: String, timeoutSeconds: Double = 10) -> Int32 {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        while true {
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            var (addr, len) = address(path)
+            let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, len) } }
+            if ok == 0 { return fd }
+            close(fd)
+            precondition(Date() < deadline, "cannot connect to \(path)")
+            usleep(2000)
+        }
+    }
+
+    @discardableResult
+    static func readFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ n: Int) -> Bool {
+        var got = 0
+        while got < n {
+            let r = read(fd, buf + got, n - got)
+            if r <= 0 { if r < 0 && errno == EINTR { continue }; return false }
+            got += r
+        }
+        return true
+    }
+
+    @discardableResult
+    static func writeFully(_ fd: Int32, _ buf: UnsafeRawPointer, _ n: Int) -> Bool {
+        var put = 0
+        while put < n {
+            let r = write(fd, buf + put, n - put)
+            if r <= 0 { if r < 0 && errno == EINTR { continue }; return false }
+            put += r
+        }
+        return true
+    }
+}
+
+/// The child side of the ping-pong floor: reads (request size, reply size), then
+/// answers every request of that size with a reply of that size until EOF.
+func runEchoServer(socketPath: String) -> Never {
+    let lfd = RawSocket.listen(socketPath)
+    let fd = accept(lfd, nil, nil)
+    var sizes = [UInt32](repeating: 0, count: 2)
+    guard RawSocket.readFully(fd, &sizes, 8) else { exit(1) }
+    let req = UnsafeMutableRawPointer.allocate(byteCount: Int(sizes[0]) + 1, alignment: 16)
+    let rep = UnsafeMutableRawPointer.allocate(byteCount: Int(sizes[1]) + 1, alignment: 16)
+    while RawSocket.readFully(fd, req, Int(sizes[0])) {
+        if !RawSocket.writeFully(fd, rep, Int(sizes[1])) { break }
+    }
+    unlink(socketPath)
+    exit(0)
+}
+
+/// Starts a child process of this executable with `arguments`.
+func spawnSelf(_ arguments: [String]) throws -> Process {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+    p.arguments = arguments
+    try p.run()
+    return p
+}
+
+/// Round trips of `requestSize` bytes out and `replySize` bytes back between this
+/// process and a child on a UNIX socket.
+func rawPingPong(requestSize: Int, replySize: Int, iterations: Int) throws -> LatencySamples {
+    let path = NSTemporaryDirectory() + "cxlbench-echo-\(getpid()).sock"
+    let child = try spawnSelf(["--echo-server", path])
+    defer { child.waitUntilExit() }
+    let fd = RawSocket.connect(path)
+    defer { close(fd) }
+    var sizes: [UInt32] = [UInt32(requestSize), UInt32(replySize)]
+    RawSocket.writeFully(fd, &sizes, 8)
+    let req = UnsafeMutableRawPointer.allocate(byteCount: requestSize, alignment: 16)
+    let rep = UnsafeMutableRawPointer.allocate(byteCount: replySize, alignment: 16)
+    defer { req.deallocate(); rep.deallocate() }
+    memset(req, 0x5A, requestSize)
+    var samples = LatencySamples(capacity: iterations)
+    for i in 0..<(iterations + iterations / 10) {
+        let t0 = nowNanoseconds()
+        RawSocket.writeFully(fd, req, requestSize)
+        RawSocket.readFully(fd, rep, replySize)
+        if i >= iterations / 10 { samples.append(nowNanoseconds() - t0) }  // first 10% warm up
+    }
+    return samples
+}
+
+/// Runs `body` with this process (and children it starts) pinned to CPU 0, or unpinned.
+func withPlacement<T>(pinned: Bool, _ body: () throws -> T) rethrows -> T {
+    if pinned { _ = csystem_pin_to_cpu(0) } else { _ = csystem_unpin() }
+    defer { _ = csystem_unpin() }
+    return try body()
+}

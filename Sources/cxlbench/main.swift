@@ -1,1 +1,0 @@
-print("cxlbench: not yet implemented")
