@@ -1,5 +1,31 @@
 #ifndef CSYSTEM_H
 #define CSYSTEM_H
-/* What Glibc does not import into Swift: filled in by the layers that need it. */
+/* What Glibc does not import into Swift: SCM_RIGHTS control messages (the CMSG_* macros),
+ * eventfd (memfd_create lives in csystem_memfd.h), and a few small helpers. */
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
 int csystem_placeholder(void);
+
+/* Maximum number of fds csystem_recvmsg_fds accepts in one control message. */
+#define CSYSTEM_MAX_FDS 253
+
+/* sendmsg() with `nfds` descriptors attached as one SCM_RIGHTS cmsg. MSG_NOSIGNAL is used.
+ * Returns bytes sent or -1 (errno set). */
+ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+
+/* recvmsg() into `buf`; received descriptors (opened O_CLOEXEC) are stored in `fds` (up to `maxfds`), their count in
+ * *nfds. *truncated is set to 1 when the kernel reported MSG_CTRUNC (descriptors were dropped) or when more than
+ * `maxfds` arrived (the excess are closed). Returns bytes read, 0 on EOF or -1 (errno set). */
+ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated);
+
+/* eventfd(2). */
+int csystem_eventfd(unsigned int initval, int flags);
+/* accept4(sock, NULL, NULL, SOCK_CLOEXEC), retried on EINTR. */
+int csystem_accept_cloexec(int sock);
+/* Constants for Swift. */
+int csystem_efd_cloexec(void);
+int csystem_efd_nonblock(void);
+
 #endif

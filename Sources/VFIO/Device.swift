@@ -1,0 +1,129 @@
+/// Where a region can be mapped: a file descriptor owned by the device, and the file offset of the region start.
+/// vfio-user reports `fileOffset` as `vfio_region_info.offset` and passes `fd` with SCM_RIGHTS (the receiver gets
+/// its own duplicate; the device keeps ownership of `fd`).
+public struct VFIORegionMapping: Sendable, Equatable {
+    public var fd: Int32
+    public var fileOffset: UInt64
+    public init(fd: Int32, fileOffset: UInt64) { self.fd = fd; self.fileOffset = fileOffset }
+}
+
+/// `struct vfio_region_info` plus the transport-independent parts: an optional mmap backing and an arbitrary
+/// capability chain (sparse mmap, type, or anything a composing device adds).
+public struct VFIORegionInfo: Sendable, Equatable {
+    public var index: UInt32
+    public var flags: VFIORegionFlags
+    public var size: UInt64
+    public var mapping: VFIORegionMapping?
+    public var capabilities: [VFIOCapability]
+    public init(index: UInt32, flags: VFIORegionFlags, size: UInt64, mapping: VFIORegionMapping? = nil,
+                capabilities: [VFIOCapability] = []) {
+        self.index = index; self.flags = flags; self.size = size; self.mapping = mapping; self.capabilities = capabilities
+    }
+    /// An absent region: size 0, no flags (vfio-pci reports unimplemented BARs this way).
+    public static func empty(_ index: UInt32) -> VFIORegionInfo { VFIORegionInfo(index: index, flags: [], size: 0) }
+}
+
+/// `struct vfio_device_info`, with an optional device-info capability chain (reported with `VFIO_DEVICE_FLAGS_CAPS`).
+public struct VFIODeviceInfo: Sendable, Equatable {
+    public var flags: VFIODeviceFlags
+    public var numRegions: UInt32
+    public var numIRQs: UInt32
+    public var capabilities: [VFIOCapability]
+    public init(flags: VFIODeviceFlags, numRegions: UInt32, numIRQs: UInt32, capabilities: [VFIOCapability] = []) {
+        self.flags = flags; self.numRegions = numRegions; self.numIRQs = numIRQs; self.capabilities = capabilities
+    }
+}
+
+/// `struct vfio_irq_info`.
+public struct VFIOIRQInfo: Sendable, Equatable {
+    public var index: UInt32
+    public var flags: VFIOIRQInfoFlags
+    public var count: UInt32
+    public init(index: UInt32, flags: VFIOIRQInfoFlags, count: UInt32) { self.index = index; self.flags = flags; self.count = count }
+}
+
+/// One sub-region served by an ioeventfd/ioregionfd (vfio-user DEVICE_GET_REGION_IO_FDS).
+public struct VFIORegionIOFD: Sendable, Equatable {
+    public var offset: UInt64
+    public var size: UInt64
+    public var fd: Int32
+    public var type: VFIORegionIOFDType
+    public var flags: UInt32
+    public var datamatch: UInt64
+    public init(offset: UInt64, size: UInt64, fd: Int32, type: VFIORegionIOFDType = .ioeventfd, flags: UInt32 = 0, datamatch: UInt64 = 0) {
+        self.offset = offset; self.size = size; self.fd = fd; self.type = type; self.flags = flags; self.datamatch = datamatch
+    }
+}
+
+/// The data of a SET_IRQS request (`VFIO_IRQ_SET_DATA_*`).
+public enum VFIOIRQSetData: Sendable {
+    /// `DATA_NONE`.
+    case none
+    /// `DATA_BOOL`: one flag per vector.
+    case bool([Bool])
+    /// `DATA_EVENTFD`: one eventfd per vector; `nil` de-assigns. An empty array with `count > 0` de-assigns `count`
+    /// vectors (vfio-user sends no fds to de-assign).
+    case eventfds([VFIOEventFD?])
+}
+
+/// The action of a SET_IRQS request (`VFIO_IRQ_SET_ACTION_*`).
+public enum VFIOIRQAction: Sendable, Equatable {
+    case mask, unmask, trigger
+}
+
+/// A decoded `struct vfio_irq_set`.
+public struct VFIOIRQSet: Sendable {
+    public var index: UInt32
+    public var start: UInt32
+    public var count: UInt32
+    public var action: VFIOIRQAction
+    public var data: VFIOIRQSetData
+    public init(index: UInt32, start: UInt32, count: UInt32, action: VFIOIRQAction, data: VFIOIRQSetData) {
+        self.index = index; self.start = start; self.count = count; self.action = action; self.data = data
+    }
+}
+
+/// Access to the memory of whoever owns the device (the guest), for device-initiated DMA. The transport provides
+/// it: vfio-user serves it from client-shared fds or with DMA_READ/DMA_WRITE messages.
+public protocol VFIODMAMemory: AnyObject, Sendable {
+    /// Reads `count` bytes at IO virtual address `address`.
+    func read(address: UInt64, count: Int) throws(VFIOError) -> [UInt8]
+    /// Writes `data` at IO virtual address `address`.
+    func write(address: UInt64, data: [UInt8]) throws(VFIOError)
+}
+
+/// A VFIO device, independent of the transport (the user-space equivalent of `vfio_device_ops` + vfio-pci-core's
+/// ioctl surface). A vfio-user server or any other front end drives it.
+///
+/// Composition: a device wrapping another (e.g. a CXL device around `VFIOPCIDevice`) forwards what it does not
+/// override, can add regions beyond `VFIOPCIRegion.count`, extra capabilities to `regionInfo`, and device-info
+/// capabilities to `deviceInfo()`.
+public protocol VFIODevice: AnyObject, Sendable {
+    func deviceInfo() -> VFIODeviceInfo
+    func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo
+    /// The ioeventfds of a region; empty means none (the default).
+    func regionIOFDs(_ index: UInt32) throws(VFIOError) -> [VFIORegionIOFD]
+    func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo
+    func setIRQs(_ request: VFIOIRQSet) throws(VFIOError)
+    /// Reads `count` bytes at `offset` of region `region`; bounds are the device's to check.
+    func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8]
+    func write(region: UInt32, offset: UInt64, data: [UInt8]) throws(VFIOError)
+    /// Device reset (`VFIO_DEVICE_RESET`).
+    func reset() throws(VFIOError)
+    /// `VFIO_DEVICE_FEATURE`: `flags` carries the feature index and GET/SET/PROBE; returns the reply data for GET.
+    /// The default reports every feature unsupported.
+    func feature(flags: UInt32, data: [UInt8]) throws(VFIOError) -> [UInt8]
+    /// The transport attaches guest-memory access when a client connects (nil when it goes away).
+    func attachDMA(_ memory: (any VFIODMAMemory)?)
+    /// The client went away: drop its eventfds and anything tied to the connection; keep device state.
+    func clientDisconnected()
+}
+
+extension VFIODevice {
+    public func regionIOFDs(_ index: UInt32) throws(VFIOError) -> [VFIORegionIOFD] { [] }
+    public func feature(flags: UInt32, data: [UInt8]) throws(VFIOError) -> [UInt8] {
+        throw .notSupported("device feature \(flags & VFIODeviceFeatureFlags.featureMask)")
+    }
+    public func attachDMA(_ memory: (any VFIODMAMemory)?) {}
+    public func clientDisconnected() {}
+}

@@ -1,0 +1,50 @@
+import CSystem
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A memfd-backed, mmap'ed shared memory object: the backing of mmap-able regions (BARs) and of DMA memory that is
+/// shared through a file descriptor. Thread-safe for concurrent byte access only in the sense of the hardware it
+/// models (no locking: it is memory).
+public final class VFIOSharedMemory: @unchecked Sendable {
+    public let fd: Int32
+    public let size: Int
+    public let base: UnsafeMutableRawPointer
+    private let ownsFD: Bool
+
+    /// Creates a memfd of `size` bytes and maps it read/write, shared.
+    public init(name: String, size: Int) throws(VFIOError) {
+        guard size > 0 else { throw .invalidArgument("shared memory size 0") }
+        let fd = csystem_memfd_create(name, CSYSTEM_MFD_CLOEXEC)
+        guard fd >= 0 else { throw .system(errno: errno, "memfd_create") }
+        guard ftruncate(fd, off_t(size)) == 0 else { let e = errno; close(fd); throw .system(errno: e, "ftruncate") }
+        let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+        guard let p, p != MAP_FAILED else { let e = errno; close(fd); throw .system(errno: e, "mmap") }
+        self.fd = fd; self.size = size; self.base = p; self.ownsFD = true
+    }
+
+    /// Maps `size` bytes of `fd` at `offset` (the fd stays owned by the caller unless `takeOwnership`).
+    public init(mapping fd: Int32, offset: UInt64, size: Int, writable: Bool, takeOwnership: Bool) throws(VFIOError) {
+        guard size > 0 else { throw .invalidArgument("mapping size 0") }
+        let prot = PROT_READ | (writable ? PROT_WRITE : 0)
+        let p = mmap(nil, size, prot, MAP_SHARED, fd, off_t(bitPattern: UInt(offset)))
+        guard let p, p != MAP_FAILED else { throw .system(errno: errno, "mmap") }
+        self.fd = fd; self.size = size; self.base = p; self.ownsFD = takeOwnership
+    }
+
+    deinit {
+        munmap(base, size)
+        if ownsFD { close(fd) }
+    }
+
+    public func read(offset: Int, count: Int) -> [UInt8]? {
+        guard offset >= 0, count >= 0, offset <= size, size - offset >= count else { return nil }
+        return [UInt8](UnsafeRawBufferPointer(start: base + offset, count: count))
+    }
+    @discardableResult
+    public func write(offset: Int, data: [UInt8]) -> Bool {
+        guard offset >= 0, offset <= size, size - offset >= data.count else { return false }
+        data.withUnsafeBytes { (base + offset).copyMemory(from: $0.baseAddress!, byteCount: data.count) }
+        return true
+    }
+}

@@ -1,0 +1,400 @@
+import Foundation
+import Logging
+import VFIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Client settings (what we advertise in VERSION and how long we wait).
+public struct VFIOUserClientConfiguration: Sendable {
+    /// Per-request reply timeout (QEMU's `x-msg-timeout` default is 5000 ms).
+    public var timeoutMilliseconds: Int = 5000
+    public var major: UInt16 = VFIOUserLimits.protocolMajor
+    public var minor: UInt16 = VFIOUserLimits.protocolMinor
+    /// Fds we accept per message.
+    public var maxMsgFDs: UInt64 = 16
+    public var maxDataXferSize: UInt64 = VFIOUserLimits.defaultMaxDataXferSize
+    public var maxDMAMaps: UInt64 = UInt64(VFIOUserLimits.defaultMaxDMAMaps)
+    public var pageSizes: UInt64 = VFIOUserLimits.defaultPageSizes
+    public var writeMultiple: Bool = true
+    public init() {}
+}
+
+/// A region as described by the server: the decoded `vfio_region_info`, the mmap fd (owned by this object) and
+/// the validated sparse-mmap areas.
+public final class VFIOUserClientRegion: @unchecked Sendable {
+    public let info: VFIOUserRegionInfo
+    /// The fd sent with the reply (when FLAG_MMAP), owned; closed on deinit.
+    public let fd: Int32?
+    /// Sparse areas from a SPARSE_MMAP capability (validated against the region size), or nil if none.
+    public let sparseAreas: [VFIOSparseArea]?
+    public var flags: VFIORegionFlags { VFIORegionFlags(rawValue: info.flags) }
+    public var size: UInt64 { info.regionSize }
+    init(info: VFIOUserRegionInfo, fd: Int32?, sparseAreas: [VFIOSparseArea]?) { self.info = info; self.fd = fd; self.sparseAreas = sparseAreas }
+    deinit { if let fd { close(fd) } }
+
+    /// The region type capability, if any.
+    public var type: VFIORegionTypeCapability? {
+        info.capabilities.first { $0.id == VFIORegionCapabilityID.type }.flatMap { try? VFIORegionTypeCapability(parsing: $0) }
+    }
+}
+
+/// One mmap of (part of) a region: `regionOffset` is where `memory` starts within the region.
+public struct VFIOUserRegionMapping: Sendable {
+    public var regionOffset: UInt64
+    public var memory: VFIOSharedMemory
+}
+
+/// The ioeventfds of a region (DEVICE_GET_REGION_IO_FDS), fds owned.
+public struct VFIOUserClientIOFDs: Sendable {
+    public var entries: [VFIOUserRegionIOFDs.Entry]
+    public var fds: VFIOUserFDs
+}
+
+/// A vfio-user client with a typed call for every command (vfio-user spec). The server is untrusted: every reply
+/// is checked (id, command, type, sizes, capability chains, fd counts), the stream is dropped on any framing
+/// violation, and each request has a timeout. While waiting for a reply the client answers the server's
+/// DMA_READ/DMA_WRITE from the memory registered with `dmaMap`.
+///
+/// Calls are serialised by an internal lock; the client can be shared between threads.
+public final class VFIOUserClient: @unchecked Sendable {
+    public let configuration: VFIOUserClientConfiguration
+    private let socket: VFIOUserSocket
+    private let lock = NSRecursiveLock()
+    private var nextID: UInt16 = 0
+    private var broken: VFIOUserError?
+    private var logger: Logger
+    private let dma = VFIOUserDMATable()
+    /// The server's VERSION reply.
+    public private(set) var serverVersion = VFIOUserVersion(major: 0, minor: 0, capabilities: nil)
+    public var serverCapabilities: VFIOUserCapabilities { serverVersion.capabilities ?? VFIOUserCapabilities() }
+    /// Counts of DMA requests served for the server.
+    public private(set) var dmaRequestsServed = 0
+
+    /// Connects to `socketPath` and negotiates the version.
+    public init(socketPath: String, configuration: VFIOUserClientConfiguration = .init(),
+                logger: Logger = Logger(label: "vfio-user.client")) throws(VFIOUserError) {
+        self.configuration = configuration
+        self.logger = logger
+        self.socket = try VFIOUserSocket.connect(path: socketPath)
+        try negotiate()
+    }
+
+    public func close() { lock.lock(); defer { lock.unlock() }; broken = broken ?? .disconnected; socket.close() }
+
+    // MARK: Core exchange
+
+    private func fail(_ e: VFIOUserError) -> VFIOUserError {
+        if case .peer = e { return e }
+        if case .malformed = e { return e }
+        broken = e
+        socket.shutdownBoth()
+        return e
+    }
+
+    /// Sends `request` and waits for the reply, serving server DMA meanwhile. `maxReplyPayload` bounds what the
+    /// server may send back; `maxFDs` the fds it may attach.
+    private func call(_ request: VFIOUserRequest, fds: [Int32] = [], maxReplyPayload: Int, maxFDs: Int = 0,
+                      requestedCount: UInt64? = nil) throws(VFIOUserError) -> (VFIOUserReply, VFIOUserFDs) {
+        lock.lock(); defer { lock.unlock() }
+        if let b = broken { throw b }
+        let id = nextID; nextID &+= 1
+        let frame = VFIOUserFrame.command(id, request)
+        let start = monotonicNanoseconds()
+        do { try socket.send(frame.encode(), fds: fds) } catch { throw fail(error) }
+        let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+        while true {
+            let left = deadline - monotonicMilliseconds()
+            let msg: VFIOUserReceived
+            do throws(VFIOUserError) {
+                guard left > 0, try socket.waitReadable(timeoutMilliseconds: Int32(clamping: left)) else {
+                    throw VFIOUserError.timeout(command: request.command.rawValue)
+                }
+                let limit = VFIOUserLimits.headerSize + max(maxReplyPayload, VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize))
+                guard let m = try socket.receive(maxFDs: max(maxFDs, 0), maxMessageSize: limit, timeoutMilliseconds: Int(left)) else {
+                    throw VFIOUserError.disconnected
+                }
+                msg = m
+            } catch {
+                if case .malformed = error { throw fail(.fatal("\(error)")) }   // unexpected fds: stream untrusted
+                throw fail(error)
+            }
+            if msg.header.isCommand {
+                do { try serveServerRequest(msg) } catch { throw fail(error) }
+                continue
+            }
+            do throws(VFIOUserError) {
+                try VFIOUserDecoder.checkReply(msg.header, for: frame.header)
+                guard msg.payload.count <= maxReplyPayload else { throw VFIOUserError.fatal("reply of \(msg.payload.count) bytes, expected at most \(maxReplyPayload)") }
+                if msg.fds.count > maxFDs { throw VFIOUserError.fatal("unexpected fds in reply") }
+                let reply = try VFIOUserDecoder.decodeReply(command: request.command, payload: msg.payload, fdCount: msg.fds.count, requestedCount: requestedCount)
+                logger.debug("vfio-user call", metadata: ["msg_id": "\(id)", "command": "\(request.command)",
+                                                         "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
+                return (reply, msg.fds)
+            } catch {
+                if case .peer = error { throw error }
+                throw fail(error)
+            }
+        }
+    }
+
+    /// Sends a command without waiting (NO_REPLY), as QEMU posts BAR writes.
+    private func post(_ request: VFIOUserRequest) throws(VFIOUserError) {
+        lock.lock(); defer { lock.unlock() }
+        if let b = broken { throw b }
+        let id = nextID; nextID &+= 1
+        do { try socket.send(VFIOUserFrame.command(id, request, noReply: true).encode()) } catch { throw fail(error) }
+    }
+
+    /// Answers a DMA_READ/DMA_WRITE from the server out of the registered DMA memory.
+    private func serveServerRequest(_ msg: VFIOUserReceived) throws(VFIOUserError) {
+        let h = msg.header
+        dmaRequestsServed += 1
+        let req: VFIOUserRequest
+        do { req = try VFIOUserDecoder.decodeCommand(header: h, payload: msg.payload, fdCount: msg.fds.count) } catch {
+            if !h.noReply { try socket.send(VFIOUserFrame.errorReply(to: h, errno: error.errno).encode()) }
+            return
+        }
+        func refuse(_ e: Int32) throws(VFIOUserError) {
+            if !h.noReply { try socket.send(VFIOUserFrame.errorReply(to: h, errno: e).encode()) }
+        }
+        switch req {
+        case .dmaRead(let a):
+            guard a.count <= configuration.maxDataXferSize else { return try refuse(VFIOErrno.EINVAL) }
+            guard let r = dma.lookup(address: a.address, count: Int(a.count)), let mem = r.memory, r.flags.contains(.read) else {
+                return try refuse(VFIOErrno.EFAULT)
+            }
+            let data = mem.read(offset: r.memoryOffset + Int(a.address - r.address), count: Int(a.count)) ?? []
+            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: VFIOUserDMAAccess(address: a.address, count: a.count, data: data).encode()).encode()) }
+        case .dmaWrite(let a):
+            guard let r = dma.lookup(address: a.address, count: a.data.count), let mem = r.memory, r.flags.contains(.write) else {
+                return try refuse(VFIOErrno.EFAULT)
+            }
+            mem.write(offset: r.memoryOffset + Int(a.address - r.address), data: a.data)
+            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: VFIOUserDMAAccess(address: a.address, count: a.count).encode()).encode()) }
+        default:
+            try refuse(VFIOErrno.EINVAL)
+        }
+    }
+
+    private func unexpected(_ r: VFIOUserReply, _ c: VFIOUserCommand) -> VFIOUserError {
+        fail(.fatal("unexpected reply \(r) to \(c)"))
+    }
+
+    // MARK: Commands
+
+    private func negotiate() throws(VFIOUserError) {
+        let caps = VFIOUserCapabilities(maxMsgFDs: configuration.maxMsgFDs, maxDataXferSize: configuration.maxDataXferSize,
+                                        pgsizes: configuration.pageSizes, maxDMAMaps: configuration.maxDMAMaps,
+                                        writeMultiple: configuration.writeMultiple)
+        let (r, _) = try call(.version(VFIOUserVersion(major: configuration.major, minor: configuration.minor, capabilities: caps)),
+                              maxReplyPayload: 4 + VFIOUserLimits.maxVersionJSON)
+        guard case .version(let v) = r else { throw unexpected(r, .version) }
+        guard v.major == configuration.major else { throw fail(.fatal("server major \(v.major)")) }
+        guard v.minor <= configuration.minor else { throw fail(.fatal("server minor \(v.minor) above ours \(configuration.minor)")) }
+        let sc = v.capabilities ?? VFIOUserCapabilities()
+        guard sc.effectiveMaxMsgFDs >= 1, sc.effectiveMaxMsgFDs <= VFIOUserLimits.maxMsgFDsLimit else { throw fail(.fatal("server max_msg_fds \(sc.effectiveMaxMsgFDs)")) }
+        guard sc.effectivePageSizes & configuration.pageSizes != 0 else { throw fail(.fatal("server pgsizes")) }
+        guard sc.effectiveMaxDataXferSize >= 1 else { throw fail(.fatal("server max_data_xfer_size 0")) }
+        if sc.writeMultiple == true && !configuration.writeMultiple { throw fail(.fatal("server capabilities not a subset of ours")) }
+        serverVersion = v
+    }
+
+    /// Server's limit for REGION_READ/WRITE counts, capped by ours.
+    private var xferChunk: Int { Int(min(serverCapabilities.effectiveMaxDataXferSize, configuration.maxDataXferSize, 1 << 24)) }
+    private var fdsPerMessage: Int { Int(min(serverCapabilities.effectiveMaxMsgFDs, UInt64(VFIOUserLimits.fdsPerMessageHardLimit))) }
+
+    /// DEVICE_GET_INFO, following the argsz re-query when the device reports capabilities.
+    public func deviceInfo() throws(VFIOUserError) -> VFIODeviceInfo {
+        var argsz = UInt32(VFIOUserDeviceInfo.size)
+        for _ in 0..<3 {
+            let (r, _) = try call(.deviceGetInfo(VFIOUserDeviceInfo(argsz: argsz)), maxReplyPayload: Int(argsz))
+            guard case .deviceInfo(let i) = r else { throw unexpected(r, .deviceGetInfo) }
+            if i.flags & VFIODeviceFlags.caps.rawValue != 0 && i.argsz > argsz && i.capOffset == 0 {
+                guard i.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("device info argsz \(i.argsz)")) }
+                argsz = i.argsz
+                continue
+            }
+            return VFIODeviceInfo(flags: VFIODeviceFlags(rawValue: i.flags), numRegions: i.numRegions, numIRQs: i.numIRQs,
+                                  capabilities: i.capabilities)
+        }
+        throw fail(.fatal("device info argsz keeps growing"))
+    }
+
+    /// DEVICE_GET_REGION_INFO with the argsz two-step; validates the capability chain and sparse areas.
+    public func regionInfo(_ index: UInt32) throws(VFIOUserError) -> VFIOUserClientRegion {
+        var argsz = UInt32(VFIOUserRegionInfo.size)
+        for _ in 0..<3 {
+            let (r, fds) = try call(.regionInfo(VFIOUserRegionInfo(argsz: argsz, index: index)), maxReplyPayload: Int(argsz), maxFDs: 1)
+            guard case .regionInfo(let info) = r else { throw unexpected(r, .deviceGetRegionInfo) }
+            guard info.index == index else { throw fail(.fatal("region info for \(info.index), asked \(index)")) }
+            if info.argsz > argsz && info.flags & VFIORegionFlags.caps.rawValue == 0 {
+                guard info.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("region info argsz \(info.argsz)")) }
+                argsz = info.argsz
+                continue
+            }
+            var sparse: [VFIOSparseArea]? = nil
+            for cap in info.capabilities where cap.id == VFIORegionCapabilityID.sparseMMap {
+                do { sparse = try VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize).areas } catch {
+                    throw .malformed("sparse mmap capability: \(error)")
+                }
+            }
+            let fd = fds.take(0)
+            return VFIOUserClientRegion(info: info, fd: fd, sparseAreas: sparse)
+        }
+        throw fail(.fatal("region info argsz keeps growing"))
+    }
+
+    /// Maps a region through its fd: each sparse area, or the whole region when there is no sparse capability.
+    public func mapRegion(_ region: VFIOUserClientRegion) throws(VFIOUserError) -> [VFIOUserRegionMapping] {
+        guard region.flags.contains(.mmap), let fd = region.fd else { throw .state("region \(region.info.index) is not mmap-able") }
+        let areas = region.sparseAreas ?? [VFIOSparseArea(offset: 0, size: region.size)]
+        var out: [VFIOUserRegionMapping] = []
+        for a in areas where a.size > 0 {
+            let (fileOffset, o) = region.info.offset.addingReportingOverflow(a.offset)
+            guard !o, a.size <= UInt64(Int.max) else { throw .malformed("mapping offset overflow") }
+            do {
+                let m = try VFIOSharedMemory(mapping: fd, offset: fileOffset, size: Int(a.size), writable: region.flags.contains(.write), takeOwnership: false)
+                out.append(VFIOUserRegionMapping(regionOffset: a.offset, memory: m))
+            } catch { throw .device(error) }
+        }
+        return out
+    }
+
+    /// DEVICE_GET_REGION_IO_FDS with the argsz two-step (may report none).
+    public func regionIOFDs(_ index: UInt32) throws(VFIOUserError) -> VFIOUserClientIOFDs {
+        var argsz = UInt32(VFIOUserRegionIOFDs.size)
+        for _ in 0..<3 {
+            let (r, fds) = try call(.regionIOFDs(VFIOUserRegionIOFDs(argsz: argsz, index: index)), maxReplyPayload: Int(argsz),
+                                    maxFDs: fdsPerMessage)
+            guard case .regionIOFDs(let info) = r else { throw unexpected(r, .deviceGetRegionIOFDs) }
+            if info.count > 0 && info.entries.isEmpty && info.argsz > argsz {
+                guard info.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("io fds argsz \(info.argsz)")) }
+                argsz = info.argsz
+                continue
+            }
+            return VFIOUserClientIOFDs(entries: info.entries, fds: fds)
+        }
+        throw fail(.fatal("io fds argsz keeps growing"))
+    }
+
+    public func irqInfo(_ index: UInt32) throws(VFIOUserError) -> VFIOIRQInfo {
+        let (r, _) = try call(.irqInfo(VFIOUserIRQInfo(index: index)), maxReplyPayload: VFIOUserIRQInfo.size)
+        guard case .irqInfo(let i) = r, i.index == index else { throw unexpected(r, .deviceGetIRQInfo) }
+        return VFIOIRQInfo(index: i.index, flags: VFIOIRQInfoFlags(rawValue: i.flags), count: i.count)
+    }
+
+    /// Wires eventfds to vectors `start...`; nil entries de-assign. Sent in batches of at most the server's
+    /// `max_msg_fds`, each batch all-assign or all-de-assign (as QEMU does).
+    public func setIRQEventFDs(index: UInt32, start: UInt32 = 0, _ fds: [VFIOEventFD?]) throws(VFIOUserError) {
+        var i = 0
+        while i < fds.count {
+            let assign = fds[i] != nil
+            var n = 0
+            while i + n < fds.count && n < fdsPerMessage && (fds[i + n] != nil) == assign { n += 1 }
+            let batch = assign ? fds[i..<(i + n)].map { $0!.fd } : []
+            let s = VFIOUserSetIRQs(flags: [.dataEventFD, .actionTrigger], index: index, start: start + UInt32(i), count: UInt32(n))
+            _ = try call(.setIRQs(s), fds: batch, maxReplyPayload: 64)
+            i += n
+        }
+    }
+
+    /// DATA_NONE with count 0: disables every vector of `index`.
+    public func disableIRQs(index: UInt32) throws(VFIOUserError) {
+        _ = try call(.setIRQs(VFIOUserSetIRQs(flags: [.dataNone, .actionTrigger], index: index, start: 0, count: 0)), maxReplyPayload: 64)
+    }
+
+    /// A SET_IRQS with DATA_NONE or DATA_BOOL (mask, unmask, trigger).
+    public func setIRQs(index: UInt32, start: UInt32, count: UInt32, action: VFIOIRQAction, bools: [Bool]? = nil) throws(VFIOUserError) {
+        var flags: VFIOIRQSetFlags = bools == nil ? .dataNone : .dataBool
+        switch action { case .mask: flags.insert(.actionMask); case .unmask: flags.insert(.actionUnmask); case .trigger: flags.insert(.actionTrigger) }
+        _ = try call(.setIRQs(VFIOUserSetIRQs(flags: flags, index: index, start: start, count: count, bools: bools ?? [])), maxReplyPayload: 64)
+    }
+
+    /// REGION_READ, split into chunks of the server's max_data_xfer_size.
+    public func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOUserError) -> [UInt8] {
+        var out: [UInt8] = []
+        var done = 0
+        while done < count {
+            let n = min(xferChunk, count - done)
+            let (r, _) = try call(.regionRead(VFIOUserRegionAccess(offset: offset + UInt64(done), region: region, count: UInt32(n))),
+                                  maxReplyPayload: VFIOUserRegionAccess.size + n, requestedCount: UInt64(n))
+            guard case .regionRead(let a) = r, a.region == region, a.offset == offset + UInt64(done) else { throw unexpected(r, .regionRead) }
+            out += a.data
+            done += n
+        }
+        return out
+    }
+
+    /// REGION_WRITE; `posted` sends NO_REPLY (errors are then not reported, as with QEMU's posted BAR writes).
+    public func write(region: UInt32, offset: UInt64, data: [UInt8], posted: Bool = false) throws(VFIOUserError) {
+        var done = 0
+        while done < data.count {
+            let n = min(xferChunk, data.count - done)
+            let a = VFIOUserRegionAccess(offset: offset + UInt64(done), region: region, count: UInt32(n), data: Array(data[done..<(done + n)]))
+            if posted { try post(.regionWrite(a)) } else {
+                let (r, _) = try call(.regionWrite(a), maxReplyPayload: VFIOUserRegionAccess.size)
+                guard case .regionWrite = r else { throw unexpected(r, .regionWrite) }
+            }
+            done += n
+        }
+    }
+
+    /// REGION_WRITE_MULTI (only when the server advertised `write_multiple`); each write ≤ 8 bytes.
+    public func writeMultiple(_ writes: [(region: UInt32, offset: UInt64, data: [UInt8])]) throws(VFIOUserError) {
+        guard serverCapabilities.effectiveWriteMultiple else { throw .state("server did not advertise write_multiple") }
+        guard writes.allSatisfy({ $0.data.count <= VFIOUserRegionWriteMulti.maxEntryData }) else { throw .state("write_multiple entries are at most 8 bytes") }
+        let m = VFIOUserRegionWriteMulti(writes: writes.map { VFIOUserRegionAccess(offset: $0.offset, region: $0.region, count: UInt32($0.data.count), data: $0.data) })
+        let (r, _) = try call(.regionWriteMulti(m), maxReplyPayload: 8)
+        guard case .writeCount(let n) = r, n == UInt64(writes.count) else { throw unexpected(r, .regionWriteMulti) }
+    }
+
+    /// Registers `memory[memoryOffset ..< memoryOffset+size]` as guest memory at `address`. With `shareFD` the fd
+    /// is passed so the server mmaps it; without, the server reaches it with DMA_READ/DMA_WRITE which this client
+    /// answers.
+    public func dmaMap(address: UInt64, size: UInt64, memory: VFIOSharedMemory, memoryOffset: Int = 0,
+                       flags: VFIOUserDMAFlags = [.read, .write], shareFD: Bool = true) throws(VFIOUserError) {
+        guard memoryOffset >= 0, size <= UInt64(memory.size), memoryOffset <= memory.size - Int(size) else {
+            throw .state("DMA map outside the memory object")
+        }
+        let region = VFIOUserDMARegion(address: address, size: size, flags: flags, memory: memory, memoryOffset: memoryOffset)
+        do { _ = try dma.add(region, maxMaps: .max) } catch { throw .device(error) }
+        let m = VFIOUserDMAMap(flags: flags, offset: shareFD ? UInt64(memoryOffset) : 0, address: address, size: size)
+        do { _ = try call(.dmaMap(m), fds: shareFD ? [memory.fd] : [], maxReplyPayload: 64) } catch {
+            try? dma.remove(address: address, size: size)
+            throw error
+        }
+    }
+
+    public func dmaUnmap(address: UInt64, size: UInt64) throws(VFIOUserError) {
+        let (r, _) = try call(.dmaUnmap(VFIOUserDMAUnmap(address: address, size: size)), maxReplyPayload: VFIOUserDMAUnmap.size)
+        guard case .dmaUnmap = r else { throw unexpected(r, .dmaUnmap) }
+        try? dma.remove(address: address, size: size)
+    }
+
+    /// DMA_UNMAP with the ALL flag.
+    public func dmaUnmapAll() throws(VFIOUserError) {
+        let (r, _) = try call(.dmaUnmap(VFIOUserDMAUnmap(flags: VFIOUserDMAUnmap.flagAll, address: 0, size: 0)), maxReplyPayload: VFIOUserDMAUnmap.size)
+        guard case .dmaUnmap = r else { throw unexpected(r, .dmaUnmap) }
+        dma.removeAll()
+    }
+
+    public func reset() throws(VFIOUserError) {
+        _ = try call(.deviceReset, maxReplyPayload: 64)
+    }
+
+    /// DEVICE_FEATURE; returns the reply data.
+    public func feature(flags: UInt32, data: [UInt8] = [], maxReply: Int = 4096) throws(VFIOUserError) -> [UInt8] {
+        let (r, _) = try call(.deviceFeature(VFIOUserDeviceFeature(flags: flags, data: data)), maxReplyPayload: maxReply)
+        guard case .deviceFeature(let f) = r else { throw unexpected(r, .deviceFeature) }
+        return f.data
+    }
+
+    /// Sends raw bytes (for conformance tests) and waits for whatever single message comes back.
+    public func rawExchange(_ bytes: [UInt8], fds: [Int32] = []) throws(VFIOUserError) -> VFIOUserReceived? {
+        lock.lock(); defer { lock.unlock() }
+        try socket.send(bytes, fds: fds)
+        guard try socket.waitReadable(timeoutMilliseconds: Int32(configuration.timeoutMilliseconds)) else { return nil }
+        return try socket.receive(maxFDs: 16, timeoutMilliseconds: configuration.timeoutMilliseconds)
+    }
+}

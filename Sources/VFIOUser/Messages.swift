@@ -1,0 +1,422 @@
+import VFIO
+
+// Typed payloads of every vfio-user message (vfio-user spec, one section per command). Each type encodes to the
+// bytes after the 16-byte header and decodes from them with bounds checks; decoding never traps.
+
+private func need(_ payload: [UInt8], _ n: Int, _ what: String) throws(VFIOUserError) {
+    guard payload.count >= n else { throw .malformed("\(what): payload \(payload.count) bytes, need \(n)") }
+}
+private func u32(_ b: [UInt8], _ o: Int) -> UInt32 { UInt32(ByteReader.le(b, at: o, size: 4) ?? 0) }
+private func u64(_ b: [UInt8], _ o: Int) -> UInt64 { ByteReader.le(b, at: o, size: 8) ?? 0 }
+
+/// VERSION request and reply (spec "VFIO_USER_VERSION"): `major u16, minor u16`, then an optional NUL-terminated
+/// JSON capabilities string.
+public struct VFIOUserVersion: Sendable, Equatable {
+    public var major: UInt16
+    public var minor: UInt16
+    public var capabilities: VFIOUserCapabilities?
+    /// The JSON text as received (or to be sent), without the NUL. Encoding uses it verbatim when set.
+    public var json: String?
+    public init(major: UInt16, minor: UInt16, capabilities: VFIOUserCapabilities?, json: String? = nil) {
+        self.major = major; self.minor = minor; self.capabilities = capabilities; self.json = json
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u16(major); w.u16(minor)
+        if let text = json ?? capabilities?.json() { w.append(Array(text.utf8)); w.u8(0) }
+        return w.bytes
+    }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserVersion {
+        try need(p, 4, "VERSION")
+        let major = UInt16(ByteReader.le(p, at: 0, size: 2)!), minor = UInt16(ByteReader.le(p, at: 2, size: 2)!)
+        guard p.count > 4 else { return VFIOUserVersion(major: major, minor: minor, capabilities: nil) }
+        guard p.count - 4 <= VFIOUserLimits.maxVersionJSON else { throw .malformed("VERSION JSON too long") }
+        guard p.last == 0 else { throw .malformed("VERSION JSON not NUL-terminated") }
+        var text = Array(p[4..<(p.count - 1)])
+        // Tolerate extra NUL padding after the string.
+        while text.last == 0 { text.removeLast() }
+        guard !text.contains(0) else { throw .malformed("VERSION JSON contains NUL") }
+        guard let s = String(validating: text, as: UTF8.self) else { throw .malformed("VERSION JSON not UTF-8") }
+        let caps = try VFIOUserCapabilities.parse(json: text)
+        return VFIOUserVersion(major: major, minor: minor, capabilities: caps, json: s)
+    }
+}
+
+/// DMA_MAP flags (spec "VFIO_USER_DMA_MAP").
+public struct VFIOUserDMAFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let read = VFIOUserDMAFlags(rawValue: 1 << 0)
+    public static let write = VFIOUserDMAFlags(rawValue: 1 << 1)
+}
+
+/// DMA_MAP request: `argsz, flags, offset u64, addr u64, size u64` (32 bytes); an fd may be attached.
+public struct VFIOUserDMAMap: Sendable, Equatable {
+    public static let size = 32
+    public var argsz: UInt32 = UInt32(size)
+    public var flags: VFIOUserDMAFlags
+    public var offset: UInt64
+    public var address: UInt64
+    public var size: UInt64
+    public init(flags: VFIOUserDMAFlags, offset: UInt64, address: UInt64, size: UInt64, argsz: UInt32 = UInt32(Self.size)) {
+        self.flags = flags; self.offset = offset; self.address = address; self.size = size; self.argsz = argsz
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u32(argsz); w.u32(flags.rawValue); w.u64(offset); w.u64(address); w.u64(size); return w.bytes
+    }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDMAMap {
+        try need(p, size, "DMA_MAP")
+        let m = VFIOUserDMAMap(flags: VFIOUserDMAFlags(rawValue: u32(p, 4)), offset: u64(p, 8), address: u64(p, 16),
+                               size: u64(p, 24), argsz: u32(p, 0))
+        guard m.argsz >= UInt32(size) else { throw .malformed("DMA_MAP argsz \(m.argsz)") }
+        guard m.flags.rawValue & ~(VFIOUserDMAFlags.read.rawValue | VFIOUserDMAFlags.write.rawValue) == 0 else {
+            throw .malformed("DMA_MAP flags 0x\(String(m.flags.rawValue, radix: 16))")
+        }
+        return m
+    }
+}
+
+/// DMA_UNMAP request and reply: `argsz, flags, addr u64, size u64` (24 bytes). Flag `all` (2) with addr=size=0
+/// unmaps everything (libvfio-user's `VFIO_DMA_UNMAP_FLAG_ALL`).
+public struct VFIOUserDMAUnmap: Sendable, Equatable {
+    public static let size = 24
+    public static let flagGetDirtyBitmap: UInt32 = 1 << 0
+    public static let flagAll: UInt32 = 1 << 1
+    public var argsz: UInt32
+    public var flags: UInt32
+    public var address: UInt64
+    public var size: UInt64
+    public init(flags: UInt32 = 0, address: UInt64, size: UInt64, argsz: UInt32 = UInt32(Self.size)) {
+        self.argsz = argsz; self.flags = flags; self.address = address; self.size = size
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u64(address); w.u64(size); return w.bytes
+    }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDMAUnmap {
+        try need(p, size, "DMA_UNMAP")
+        let u = VFIOUserDMAUnmap(flags: u32(p, 4), address: u64(p, 8), size: u64(p, 16), argsz: u32(p, 0))
+        guard u.argsz >= UInt32(size) else { throw .malformed("DMA_UNMAP argsz \(u.argsz)") }
+        return u
+    }
+}
+
+/// DEVICE_GET_INFO request/reply: `argsz, flags, num_regions, num_irqs` (16 bytes). When the device has a
+/// capability chain and the client's argsz allows, the reply adds `cap_offset u32, pad u32` and the chain, as in
+/// `struct vfio_device_info`.
+public struct VFIOUserDeviceInfo: Sendable, Equatable {
+    public static let size = 16
+    public static let sizeWithCaps = 24
+    public var argsz: UInt32
+    public var flags: UInt32
+    public var numRegions: UInt32
+    public var numIRQs: UInt32
+    public var capOffset: UInt32
+    public var capabilities: [VFIOCapability]
+    public init(argsz: UInt32, flags: UInt32 = 0, numRegions: UInt32 = 0, numIRQs: UInt32 = 0, capOffset: UInt32 = 0,
+                capabilities: [VFIOCapability] = []) {
+        self.argsz = argsz; self.flags = flags; self.numRegions = numRegions; self.numIRQs = numIRQs
+        self.capOffset = capOffset; self.capabilities = capabilities
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(numRegions); w.u32(numIRQs)
+        if capOffset != 0 || !capabilities.isEmpty {
+            w.u32(capOffset); w.u32(0)
+            w.append(VFIOCapabilityChain.encode(capabilities, baseOffset: Self.sizeWithCaps))
+        }
+        return w.bytes
+    }
+    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
+        try need(p, size, "DEVICE_GET_INFO")
+        let argsz = u32(p, 0)
+        guard argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_INFO argsz \(argsz)") }
+        return VFIOUserDeviceInfo(argsz: argsz)
+    }
+    /// Decodes a reply, validating the capability chain when `VFIO_DEVICE_FLAGS_CAPS` is set.
+    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
+        try need(p, size, "DEVICE_GET_INFO reply")
+        var info = VFIOUserDeviceInfo(argsz: u32(p, 0), flags: u32(p, 4), numRegions: u32(p, 8), numIRQs: u32(p, 12))
+        if info.flags & VFIODeviceFlags.caps.rawValue != 0, p.count >= sizeWithCaps {
+            info.capOffset = u32(p, 16)
+            if info.capOffset != 0 {
+                do { info.capabilities = try VFIOCapabilityChain.decode(p, firstOffset: info.capOffset, minOffset: sizeWithCaps) }
+                catch { throw .malformed("device info capabilities: \(error)") }
+            }
+        }
+        return info
+    }
+}
+
+/// DEVICE_GET_REGION_INFO request/reply: `struct vfio_region_info` = `argsz, flags, index, cap_offset, size u64,
+/// offset u64` (32 bytes), then the capability chain in the reply (spec "VFIO_USER_DEVICE_GET_REGION_INFO").
+public struct VFIOUserRegionInfo: Sendable, Equatable {
+    public static let size = 32
+    public var argsz: UInt32
+    public var flags: UInt32
+    public var index: UInt32
+    public var capOffset: UInt32
+    public var regionSize: UInt64
+    public var offset: UInt64
+    public var capabilities: [VFIOCapability]
+    public init(argsz: UInt32, flags: UInt32 = 0, index: UInt32, capOffset: UInt32 = 0, regionSize: UInt64 = 0, offset: UInt64 = 0,
+                capabilities: [VFIOCapability] = []) {
+        self.argsz = argsz; self.flags = flags; self.index = index; self.capOffset = capOffset
+        self.regionSize = regionSize; self.offset = offset; self.capabilities = capabilities
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(index); w.u32(capOffset); w.u64(regionSize); w.u64(offset)
+        if !capabilities.isEmpty { w.append(VFIOCapabilityChain.encode(capabilities, baseOffset: Int(capOffset))) }
+        return w.bytes
+    }
+    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
+        try need(p, size, "DEVICE_GET_REGION_INFO")
+        let r = VFIOUserRegionInfo(argsz: u32(p, 0), index: u32(p, 8))
+        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_REGION_INFO argsz \(r.argsz)") }
+        return r
+    }
+    /// Decodes a reply. Validates the chain when FLAG_CAPS is set: `cap_offset` in [32, payload), every `next`
+    /// advancing and inside the payload, at most `VFIOCapabilityChain.maxCapabilities`.
+    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
+        try need(p, size, "DEVICE_GET_REGION_INFO reply")
+        var r = VFIOUserRegionInfo(argsz: u32(p, 0), flags: u32(p, 4), index: u32(p, 8), capOffset: u32(p, 12),
+                                   regionSize: u64(p, 16), offset: u64(p, 24))
+        if r.flags & VFIORegionFlags.caps.rawValue != 0 && r.capOffset != 0 {
+            do { r.capabilities = try VFIOCapabilityChain.decode(p, firstOffset: r.capOffset, minOffset: size) }
+            catch { throw .malformed("region info capabilities: \(error)") }
+        }
+        return r
+    }
+}
+
+/// DEVICE_GET_REGION_IO_FDS request/reply: `argsz, flags, index, count` (16 bytes), then `count` sub-region
+/// entries in the reply. Entries: `offset u64, size u64, fd_index u32, type u32, flags u32, pad u32, datamatch u64`
+/// (40 bytes, spec); libvfio-user sends 48-byte entries, so decoders derive the stride as `(argsz-16)/count`.
+public struct VFIOUserRegionIOFDs: Sendable, Equatable {
+    public static let size = 16
+    public static let entrySize = 40
+    public struct Entry: Sendable, Equatable {
+        public var offset: UInt64
+        public var size: UInt64
+        public var fdIndex: UInt32
+        public var type: UInt32
+        public var flags: UInt32
+        public var datamatch: UInt64
+        public init(offset: UInt64, size: UInt64, fdIndex: UInt32, type: UInt32, flags: UInt32, datamatch: UInt64) {
+            self.offset = offset; self.size = size; self.fdIndex = fdIndex; self.type = type; self.flags = flags; self.datamatch = datamatch
+        }
+    }
+    public var argsz: UInt32
+    public var flags: UInt32
+    public var index: UInt32
+    public var count: UInt32
+    public var entries: [Entry]
+    public init(argsz: UInt32, flags: UInt32 = 0, index: UInt32, count: UInt32 = 0, entries: [Entry] = []) {
+        self.argsz = argsz; self.flags = flags; self.index = index; self.count = count; self.entries = entries
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(index); w.u32(count)
+        for e in entries { w.u64(e.offset); w.u64(e.size); w.u32(e.fdIndex); w.u32(e.type); w.u32(e.flags); w.u32(0); w.u64(e.datamatch) }
+        return w.bytes
+    }
+    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionIOFDs {
+        try need(p, size, "DEVICE_GET_REGION_IO_FDS")
+        let r = VFIOUserRegionIOFDs(argsz: u32(p, 0), flags: u32(p, 4), index: u32(p, 8), count: u32(p, 12))
+        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_REGION_IO_FDS argsz \(r.argsz)") }
+        guard r.flags == 0 else { throw .malformed("DEVICE_GET_REGION_IO_FDS flags \(r.flags)") }
+        return r
+    }
+    /// Decodes a reply; entries are read only when the payload holds all of them, at the derived stride.
+    public static func decodeReply(_ p: [UInt8], fdCount: Int) throws(VFIOUserError) -> VFIOUserRegionIOFDs {
+        try need(p, size, "DEVICE_GET_REGION_IO_FDS reply")
+        var r = VFIOUserRegionIOFDs(argsz: u32(p, 0), flags: u32(p, 4), index: u32(p, 8), count: u32(p, 12))
+        let body = p.count - size
+        guard r.count > 0, body > 0 else { return r }
+        guard r.count <= 1024 else { throw .malformed("IO_FDS count \(r.count)") }
+        let stride = body / Int(r.count)
+        guard stride >= entrySize else { return r }   // the argsz two-step: the entries did not fit
+        for i in 0..<Int(r.count) {
+            let o = size + i * stride
+            let e = Entry(offset: u64(p, o), size: u64(p, o + 8), fdIndex: u32(p, o + 16), type: u32(p, o + 20),
+                          flags: u32(p, o + 24), datamatch: u64(p, o + 32))
+            guard Int(e.fdIndex) < fdCount else { throw .malformed("IO_FDS fd_index \(e.fdIndex) of \(fdCount) fds") }
+            r.entries.append(e)
+        }
+        return r
+    }
+}
+
+/// DEVICE_GET_IRQ_INFO request/reply: `argsz, flags, index, count` (16 bytes).
+public struct VFIOUserIRQInfo: Sendable, Equatable {
+    public static let size = 16
+    public var argsz: UInt32
+    public var flags: UInt32
+    public var index: UInt32
+    public var count: UInt32
+    public init(argsz: UInt32 = UInt32(Self.size), flags: UInt32 = 0, index: UInt32, count: UInt32 = 0) {
+        self.argsz = argsz; self.flags = flags; self.index = index; self.count = count
+    }
+    public func encode() -> [UInt8] { var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(index); w.u32(count); return w.bytes }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserIRQInfo {
+        try need(p, size, "DEVICE_GET_IRQ_INFO")
+        let r = VFIOUserIRQInfo(argsz: u32(p, 0), flags: u32(p, 4), index: u32(p, 8), count: u32(p, 12))
+        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_IRQ_INFO argsz \(r.argsz)") }
+        return r
+    }
+}
+
+/// DEVICE_SET_IRQS request: `argsz, flags, index, start, count` (20 bytes), then `count` bool bytes for DATA_BOOL;
+/// eventfds travel as SCM_RIGHTS (spec "VFIO_USER_DEVICE_SET_IRQS").
+public struct VFIOUserSetIRQs: Sendable, Equatable {
+    public static let size = 20
+    public var argsz: UInt32
+    public var flags: VFIOIRQSetFlags
+    public var index: UInt32
+    public var start: UInt32
+    public var count: UInt32
+    public var bools: [Bool]
+    public init(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, bools: [Bool] = [], argsz: UInt32? = nil) {
+        self.flags = flags; self.index = index; self.start = start; self.count = count; self.bools = bools
+        self.argsz = argsz ?? UInt32(Self.size + bools.count)
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u32(argsz); w.u32(flags.rawValue); w.u32(index); w.u32(start); w.u32(count)
+        for b in bools { w.u8(b ? 1 : 0) }
+        return w.bytes
+    }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserSetIRQs {
+        try need(p, size, "DEVICE_SET_IRQS")
+        let flags = VFIOIRQSetFlags(rawValue: u32(p, 4))
+        var r = VFIOUserSetIRQs(flags: flags, index: u32(p, 8), start: u32(p, 12), count: u32(p, 16), argsz: u32(p, 0))
+        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_SET_IRQS argsz \(r.argsz)") }
+        let known = VFIOIRQSetFlags.dataTypeMask.rawValue | VFIOIRQSetFlags.actionTypeMask.rawValue
+        guard flags.rawValue & ~known == 0 else { throw .malformed("DEVICE_SET_IRQS flags 0x\(String(flags.rawValue, radix: 16))") }
+        guard flags.intersection(.dataTypeMask).rawValue.nonzeroBitCount == 1,
+              flags.intersection(.actionTypeMask).rawValue.nonzeroBitCount == 1
+        else { throw .malformed("DEVICE_SET_IRQS needs exactly one data type and one action") }
+        if flags.contains(.dataBool) {
+            guard p.count - size >= Int(r.count) else { throw .malformed("DEVICE_SET_IRQS bool data truncated") }
+            r.bools = p[size..<(size + Int(r.count))].map { $0 != 0 }
+        }
+        return r
+    }
+}
+
+/// REGION_READ / REGION_WRITE request and reply: `offset u64, region u32, count u32` (16 bytes) + data
+/// (spec "VFIO_USER_REGION_READ", "VFIO_USER_REGION_WRITE").
+public struct VFIOUserRegionAccess: Sendable, Equatable {
+    public static let size = 16
+    public var offset: UInt64
+    public var region: UInt32
+    public var count: UInt32
+    public var data: [UInt8]
+    public init(offset: UInt64, region: UInt32, count: UInt32, data: [UInt8] = []) {
+        self.offset = offset; self.region = region; self.count = count; self.data = data
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: Self.size + data.count); w.u64(offset); w.u32(region); w.u32(count); w.append(data); return w.bytes
+    }
+    /// Decodes; when `withData`, exactly `count` data bytes must follow.
+    public static func decode(_ p: [UInt8], withData: Bool, what: String = "REGION_READ/WRITE") throws(VFIOUserError) -> VFIOUserRegionAccess {
+        try need(p, size, what)
+        var r = VFIOUserRegionAccess(offset: u64(p, 0), region: u32(p, 8), count: u32(p, 12))
+        if withData {
+            guard p.count - size == Int(r.count) else { throw .malformed("\(what): count \(r.count) but \(p.count - size) data bytes") }
+            r.data = Array(p[size...])
+        } else if p.count != size {
+            throw .malformed("\(what): unexpected \(p.count - size) trailing bytes")
+        }
+        return r
+    }
+}
+
+/// DMA_READ / DMA_WRITE (server → client): `addr u64, count u64` (16 bytes) + data (spec "VFIO_USER_DMA_READ",
+/// "VFIO_USER_DMA_WRITE"; the DMA_WRITE reply's count is 8 bytes as in libvfio-user).
+public struct VFIOUserDMAAccess: Sendable, Equatable {
+    public static let size = 16
+    public var address: UInt64
+    public var count: UInt64
+    public var data: [UInt8]
+    public init(address: UInt64, count: UInt64, data: [UInt8] = []) { self.address = address; self.count = count; self.data = data }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: Self.size + data.count); w.u64(address); w.u64(count); w.append(data); return w.bytes
+    }
+    public static func decode(_ p: [UInt8], withData: Bool, what: String = "DMA_READ/WRITE") throws(VFIOUserError) -> VFIOUserDMAAccess {
+        try need(p, size, what)
+        var r = VFIOUserDMAAccess(address: u64(p, 0), count: u64(p, 8))
+        if withData {
+            guard UInt64(p.count - size) == r.count else { throw .malformed("\(what): count \(r.count) but \(p.count - size) data bytes") }
+            r.data = Array(p[size...])
+        }
+        return r
+    }
+}
+
+/// REGION_WRITE_MULTI request: `wr_cnt u64`, then `{offset u64, region u32, count u32, data[8]}` × wr_cnt; the
+/// reply is `wr_cnt u64` (spec "VFIO_USER_REGION_WRITE_MULTI").
+public struct VFIOUserRegionWriteMulti: Sendable, Equatable {
+    public static let entrySize = 24
+    public static let maxEntryData = 8
+    public static let maxEntries = 4096
+    public var writes: [VFIOUserRegionAccess]
+    public init(writes: [VFIOUserRegionAccess]) { self.writes = writes }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(); w.u64(UInt64(writes.count))
+        for e in writes {
+            w.u64(e.offset); w.u32(e.region); w.u32(e.count)
+            var d = Array(e.data.prefix(Self.maxEntryData)); d += repeatElement(0, count: Self.maxEntryData - d.count)
+            w.append(d)
+        }
+        return w.bytes
+    }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionWriteMulti {
+        try need(p, 8, "REGION_WRITE_MULTI")
+        let n = u64(p, 0)
+        guard n <= UInt64(maxEntries), UInt64(p.count - 8) == n * UInt64(entrySize) else {
+            throw .malformed("REGION_WRITE_MULTI wr_cnt \(n) vs \(p.count - 8) bytes")
+        }
+        var writes: [VFIOUserRegionAccess] = []
+        for i in 0..<Int(n) {
+            let o = 8 + i * entrySize
+            let count = u32(p, o + 12)
+            guard count <= UInt32(maxEntryData) else { throw .malformed("REGION_WRITE_MULTI entry count \(count)") }
+            writes.append(VFIOUserRegionAccess(offset: u64(p, o), region: u32(p, o + 8), count: count,
+                                               data: Array(p[(o + 16)..<(o + 16 + Int(count))])))
+        }
+        return VFIOUserRegionWriteMulti(writes: writes)
+    }
+}
+
+/// DEVICE_FEATURE request/reply: `argsz u32, flags u32, data[]` (spec "VFIO_USER_DEVICE_FEATURE").
+public struct VFIOUserDeviceFeature: Sendable, Equatable {
+    public static let size = 8
+    public var argsz: UInt32
+    public var flags: UInt32
+    public var data: [UInt8]
+    public init(argsz: UInt32? = nil, flags: UInt32, data: [UInt8] = []) {
+        self.argsz = argsz ?? UInt32(Self.size + data.count); self.flags = flags; self.data = data
+    }
+    public var feature: UInt32 { flags & VFIODeviceFeatureFlags.featureMask }
+    public func encode() -> [UInt8] { var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.append(data); return w.bytes }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceFeature {
+        try need(p, size, "DEVICE_FEATURE")
+        let f = VFIOUserDeviceFeature(argsz: u32(p, 0), flags: u32(p, 4), data: Array(p[size...]))
+        guard f.argsz >= UInt32(size) else { throw .malformed("DEVICE_FEATURE argsz \(f.argsz)") }
+        let ops = f.flags & (VFIODeviceFeatureFlags.get | VFIODeviceFeatureFlags.set | VFIODeviceFeatureFlags.probe)
+        guard f.flags & ~(VFIODeviceFeatureFlags.featureMask | ops) == 0 else { throw .malformed("DEVICE_FEATURE flags") }
+        return f
+    }
+}
+
+/// MIG_DATA_READ / MIG_DATA_WRITE: `argsz u32, size u32` + data (spec "VFIO_USER_MIG_DATA_READ").
+public struct VFIOUserMigData: Sendable, Equatable {
+    public static let size = 8
+    public var argsz: UInt32
+    public var dataSize: UInt32
+    public var data: [UInt8]
+    public init(argsz: UInt32? = nil, dataSize: UInt32, data: [UInt8] = []) {
+        self.argsz = argsz ?? UInt32(Self.size + data.count); self.dataSize = dataSize; self.data = data
+    }
+    public func encode() -> [UInt8] { var w = ByteWriter(); w.u32(argsz); w.u32(dataSize); w.append(data); return w.bytes }
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserMigData {
+        try need(p, size, "MIG_DATA")
+        return VFIOUserMigData(argsz: u32(p, 0), dataSize: u32(p, 4), data: Array(p[size...]))
+    }
+}

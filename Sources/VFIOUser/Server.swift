@@ -1,0 +1,527 @@
+import CSystem
+import Foundation
+import Logging
+import VFIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Server settings; the defaults are what libvfio-user advertises (vfio-user spec "Version" capabilities).
+public struct VFIOUserServerConfiguration: Sendable {
+    /// Fds we accept per message (advertised as `max_msg_fds`; QEMU rejects > 16).
+    public var maxMsgFDs: UInt64 = 8
+    /// Largest REGION_READ/WRITE `count` we accept (advertised `max_data_xfer_size`).
+    public var maxDataXferSize: UInt64 = VFIOUserLimits.defaultMaxDataXferSize
+    public var maxDMAMaps: UInt64 = UInt64(VFIOUserLimits.defaultMaxDMAMaps)
+    public var pageSizes: UInt64 = VFIOUserLimits.defaultPageSizes
+    /// Implement and advertise REGION_WRITE_MULTI when the client offers it.
+    public var writeMultiple: Bool = true
+    /// How long the server waits for the client's reply to a DMA_READ/DMA_WRITE it sent.
+    public var dmaReplyTimeoutMilliseconds: Int = 5000
+    /// How long a started message may take to arrive completely.
+    public var messageTimeoutMilliseconds: Int = 10000
+    public init() {}
+}
+
+/// A vfio-user server: serves one `VFIODevice` on a UNIX socket, one client at a time (vfio-user spec; interop
+/// notes in docs/vfio-user.md). The socket is bound in `init`, so clients may connect before `run()` is entered.
+///
+/// `run()` blocks, serving clients until `stop()` is called from any thread (or a signal handler through
+/// `stopFD`); it then removes the socket file. Client disconnect unmaps all DMA, releases IRQ eventfds
+/// (`VFIODevice.clientDisconnected`) and keeps device state for the next client.
+public final class VFIOUserServer: @unchecked Sendable {
+    public let device: any VFIODevice
+    public let socketPath: String
+    public let configuration: VFIOUserServerConfiguration
+    let logger: Logger
+    private let listenFD: Int32
+    /// An eventfd; writing to it (async-signal-safe) stops the server.
+    public let stopFD: Int32
+    private let lock = NSLock()
+    private var _clientsServed = 0
+    private var finished = false
+
+    /// Number of client connections that have ended.
+    public var clientsServed: Int { lock.lock(); defer { lock.unlock() }; return _clientsServed }
+
+    public init(device: any VFIODevice, socketPath: String, logger: Logger = Logger(label: "vfio-user.server"),
+                configuration: VFIOUserServerConfiguration = .init()) throws(VFIOUserError) {
+        self.device = device
+        self.socketPath = socketPath
+        self.logger = logger
+        self.configuration = configuration
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system(errno: errno, "socket") }
+        var addr: sockaddr_un
+        do { addr = try VFIOUserSocket.unixAddress(socketPath) } catch { Glibc.close(fd); throw error }
+        // Remove a stale socket file (only a socket).
+        var st = stat()
+        if lstat(socketPath, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(socketPath) }
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard r == 0 else { let e = errno; Glibc.close(fd); throw .system(errno: e, "bind \(socketPath)") }
+        guard listen(fd, 1) == 0 else { let e = errno; Glibc.close(fd); unlink(socketPath); throw .system(errno: e, "listen") }
+        let efd = csystem_eventfd(0, csystem_efd_cloexec() | csystem_efd_nonblock())
+        guard efd >= 0 else { let e = errno; Glibc.close(fd); unlink(socketPath); throw .system(errno: e, "eventfd") }
+        listenFD = fd
+        stopFD = efd
+    }
+
+    deinit {
+        closeListener()
+        Glibc.close(stopFD)
+    }
+
+    private func closeListener() {
+        lock.lock(); defer { lock.unlock() }
+        guard !finished else { return }
+        finished = true
+        Glibc.close(listenFD)
+        unlink(socketPath)
+    }
+
+    /// Requests `run()` to return. Safe from any thread; the connection being served is closed.
+    public func stop() {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { Glibc.write(stopFD, $0.baseAddress, 8) }
+    }
+
+    private var stopRequested: Bool {
+        var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0
+    }
+
+    /// Serves clients one at a time until `stop()`.
+    public func run() throws(VFIOUserError) {
+        defer { closeListener() }
+        logger.info("vfio-user server listening", metadata: ["socket": "\(socketPath)"])
+        while true {
+            var p = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
+            let r = poll(&p, 2, -1)
+            if r < 0 { if errno == EINTR { continue }; throw .system(errno: errno, "poll") }
+            if p[1].revents != 0 { break }
+            guard p[0].revents != 0 else { continue }
+            let cfd = csystem_accept_cloexec(listenFD)
+            if cfd < 0 { if errno == EINTR || errno == EAGAIN || errno == ECONNABORTED { continue }; throw .system(errno: errno, "accept") }
+            let conn = VFIOUserConnection(server: self, socket: VFIOUserSocket(owning: cfd))
+            logger.info("vfio-user client connected", metadata: ["fd": "\(cfd)"])
+            conn.serve()
+            lock.lock(); _clientsServed += 1; lock.unlock()
+            if stopRequested { break }
+        }
+        logger.info("vfio-user server stopped", metadata: ["socket": "\(socketPath)"])
+    }
+}
+
+/// Server-side DMA access handed to the device: fd-backed mappings are accessed directly, the others with
+/// DMA_READ/DMA_WRITE messages on the connection (only from the thread serving the connection, i.e. from within
+/// device callbacks).
+final class VFIOUserServerDMA: VFIODMAMemory, @unchecked Sendable {
+    weak var connection: VFIOUserConnection?
+    init(_ c: VFIOUserConnection) { connection = c }
+
+    func read(address: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
+        guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
+        return try c.dmaRead(address: address, count: count)
+    }
+    func write(address: UInt64, data: [UInt8]) throws(VFIOError) {
+        guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
+        try c.dmaWrite(address: address, data: data)
+    }
+}
+
+/// One client connection (not public: `VFIOUserServer` drives it).
+final class VFIOUserConnection: @unchecked Sendable {
+    unowned let server: VFIOUserServer
+    let socket: VFIOUserSocket
+    var logger: Logger
+    var device: any VFIODevice { server.device }
+    var config: VFIOUserServerConfiguration { server.configuration }
+    let dma = VFIOUserDMATable()
+    var negotiated = false
+    var clientCaps = VFIOUserCapabilities()
+    var writeMultiple = false
+    var pending: [VFIOUserReceived] = []
+    var nextMessageID: UInt16 = 0
+    var alive = true
+    let thread = pthread_self()
+
+    init(server: VFIOUserServer, socket: VFIOUserSocket) {
+        self.server = server
+        self.socket = socket
+        self.logger = server.logger
+        self.logger[metadataKey: "conn"] = "\(socket.fd)"
+    }
+
+    /// Largest count per DMA message we send: both sides' limits.
+    var dmaChunk: Int { Int(min(clientCaps.effectiveMaxDataXferSize, config.maxDataXferSize)) }
+
+    func serve() {
+        let dmaAccess = VFIOUserServerDMA(self)
+        device.attachDMA(dmaAccess)
+        defer {
+            dma.removeAll()
+            device.attachDMA(nil)
+            device.clientDisconnected()
+            socket.close()
+            logger.info("vfio-user client disconnected")
+        }
+        while alive {
+            let msg: VFIOUserReceived
+            if !pending.isEmpty {
+                msg = pending.removeFirst()
+            } else {
+                do {
+                    guard try socket.waitReadable(timeoutMilliseconds: -1, wakeFD: server.stopFD) else { return }
+                    guard let m = try socket.receive(maxFDs: Int(config.maxMsgFDs), timeoutMilliseconds: config.messageTimeoutMilliseconds) else { return }
+                    msg = m
+                } catch {
+                    if case .malformed(let why) = error {
+                        // Whole message consumed but too many fds: we cannot know which command; close.
+                        logger.warning("dropping connection", metadata: ["reason": "\(why)"])
+                    } else if error != .disconnected {
+                        logger.warning("dropping connection", metadata: ["error": "\(error)"])
+                    }
+                    return
+                }
+            }
+            handle(msg)
+        }
+    }
+
+    // MARK: Sending
+
+    func send(_ frame: VFIOUserFrame, fds: [Int32] = []) throws(VFIOUserError) {
+        try socket.send(frame.encode(), fds: fds)
+    }
+
+    private func reply(_ req: VFIOUserHeader, _ payload: [UInt8], fds: [Int32] = []) {
+        guard !req.noReply else { return }
+        do { try send(.reply(to: req, payload: payload), fds: fds) } catch { alive = false }
+    }
+
+    private func errorReply(_ req: VFIOUserHeader, _ errno: Int32) {
+        guard !req.noReply else { return }
+        do { try send(.errorReply(to: req, errno: errno)) } catch { alive = false }
+    }
+
+    // MARK: Dispatch
+
+    func handle(_ msg: VFIOUserReceived) {
+        let start = monotonicNanoseconds()
+        let h = msg.header
+        var result = "ok"
+        defer {
+            let us = (monotonicNanoseconds() - start) / 1000
+            logger.debug("vfio-user message", metadata: [
+                "msg_id": "\(h.messageID)", "command": "\(h.typedCommand?.description ?? String(h.command))",
+                "size": "\(h.messageSize)", "flags": "0x\(String(h.flags, radix: 16))", "fds": "\(msg.fds.count)",
+                "result": "\(result)", "duration_us": "\(us)",
+            ])
+        }
+        guard h.isCommand else {
+            result = "unexpected reply"
+            errorReply(VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 16, flags: 0), VFIOErrno.EINVAL)
+            return
+        }
+        let request: VFIOUserRequest
+        do { request = try VFIOUserDecoder.decodeCommand(header: h, payload: msg.payload, fdCount: msg.fds.count) } catch {
+            result = "\(error)"
+            errorReply(h, error.errno)
+            return
+        }
+        if !negotiated {
+            guard case .version = request else {
+                result = "command before VERSION"
+                errorReply(h, VFIOErrno.EINVAL)
+                return
+            }
+        }
+        do throws(VFIOUserError) {
+            try dispatch(h, request, msg.fds)
+        } catch {
+            result = "\(error)"
+            if case .fatal = error { alive = false; return }
+            errorReply(h, error.errno)
+        }
+    }
+
+    private func device<T>(_ body: () throws(VFIOError) -> T) throws(VFIOUserError) -> T {
+        do { return try body() } catch { throw .device(error) }
+    }
+
+    private func dispatch(_ h: VFIOUserHeader, _ request: VFIOUserRequest, _ fds: VFIOUserFDs) throws(VFIOUserError) {
+        switch request {
+        case .version(let v): try handleVersion(h, v)
+        case .dmaMap(let m): try handleDMAMap(h, m, fds)
+        case .dmaUnmap(let u): try handleDMAUnmap(h, u)
+        case .deviceGetInfo(let req):
+            let info = device.deviceInfo()
+            var out = VFIOUserDeviceInfo(argsz: UInt32(VFIOUserDeviceInfo.size), flags: info.flags.rawValue,
+                                         numRegions: info.numRegions, numIRQs: info.numIRQs)
+            if !info.capabilities.isEmpty {
+                let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIOUserDeviceInfo.sizeWithCaps)
+                let needed = UInt32(VFIOUserDeviceInfo.sizeWithCaps + chain.count)
+                out.flags |= VFIODeviceFlags.caps.rawValue
+                out.argsz = needed
+                if req.argsz >= needed {
+                    out.capOffset = UInt32(VFIOUserDeviceInfo.sizeWithCaps)
+                    out.capabilities = info.capabilities
+                }
+            }
+            reply(h, out.encode())
+        case .regionInfo(let req): try handleRegionInfo(h, req)
+        case .regionIOFDs(let req): try handleRegionIOFDs(h, req)
+        case .irqInfo(let req):
+            let info = try device { () throws(VFIOError) in try device.irqInfo(req.index) }
+            reply(h, VFIOUserIRQInfo(argsz: UInt32(VFIOUserIRQInfo.size), flags: info.flags.rawValue, index: info.index, count: info.count).encode())
+        case .setIRQs(let s): try handleSetIRQs(h, s, fds)
+        case .regionRead(let a):
+            try checkAccess(a.region, a.offset, Int(a.count), write: false)
+            let data = try device { () throws(VFIOError) in try device.read(region: a.region, offset: a.offset, count: Int(a.count)) }
+            guard data.count == Int(a.count) else { throw .device(.system(errno: VFIOErrno.EIO, "short device read")) }
+            reply(h, VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count, data: data).encode())
+        case .regionWrite(let a):
+            try checkAccess(a.region, a.offset, a.data.count, write: true)
+            try device { () throws(VFIOError) in try device.write(region: a.region, offset: a.offset, data: a.data) }
+            reply(h, VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count).encode())
+        case .regionWriteMulti(let m):
+            guard writeMultiple else { throw .malformed("REGION_WRITE_MULTI not negotiated") }
+            for w in m.writes {
+                try checkAccess(w.region, w.offset, w.data.count, write: true)
+                try device { () throws(VFIOError) in try device.write(region: w.region, offset: w.offset, data: w.data) }
+            }
+            var wr = ByteWriter(); wr.u64(UInt64(m.writes.count))
+            reply(h, wr.bytes)
+        case .deviceReset:
+            try device { () throws(VFIOError) in try device.reset() }
+            reply(h, [])
+        case .deviceFeature(let f):
+            let data: [UInt8]
+            do { data = try device.feature(flags: f.flags, data: f.data) } catch {
+                if case .notSupported = error { throw .peer(errno: VFIOErrno.ENOTTY, command: h.command) }
+                throw .device(error)
+            }
+            reply(h, VFIOUserDeviceFeature(flags: f.flags, data: data).encode())
+        case .migDataRead, .migDataWrite:
+            throw .device(.notSupported("migration"))
+        case .dmaRead, .dmaWrite:
+            throw .malformed("\(request.command) is server-to-client only")
+        }
+    }
+
+    private func checkAccess(_ region: UInt32, _ offset: UInt64, _ count: Int, write: Bool) throws(VFIOUserError) {
+        guard UInt64(count) <= config.maxDataXferSize else { throw .malformed("access count \(count) exceeds max_data_xfer_size") }
+        let info = try device { () throws(VFIOError) in try device.regionInfo(region) }
+        let (end, o) = offset.addingReportingOverflow(UInt64(count))
+        guard !o, end <= info.size else {
+            throw .device(.invalidArgument("region \(region) access 0x\(String(offset, radix: 16))+\(count) beyond size 0x\(String(info.size, radix: 16))"))
+        }
+        guard info.flags.contains(write ? .write : .read) else { throw .device(.invalidArgument("region \(region) not \(write ? "writable" : "readable")")) }
+    }
+
+    private func handleVersion(_ h: VFIOUserHeader, _ v: VFIOUserVersion) throws(VFIOUserError) {
+        guard !negotiated else { throw .malformed("repeated VERSION") }
+        guard v.major == VFIOUserLimits.protocolMajor else {
+            errorReply(h, VFIOErrno.ENOTSUP)
+            throw .fatal("major version \(v.major)")
+        }
+        let c = v.capabilities ?? VFIOUserCapabilities()
+        guard c.effectiveMaxMsgFDs <= VFIOUserLimits.maxMsgFDsLimit else { throw .malformed("max_msg_fds \(c.effectiveMaxMsgFDs)") }
+        guard c.effectivePageSizes & config.pageSizes != 0 else { throw .malformed("pgsizes 0x\(String(c.effectivePageSizes, radix: 16))") }
+        guard c.effectiveMaxDataXferSize > 0 else { throw .malformed("max_data_xfer_size 0") }
+        if let t = c.twinSocket, t.fdIndex != nil { throw .malformed("twin_socket fd_index in a request") }
+        // Our reply: a subset of the client's keys (spec "Version": the reply's capabilities must be a subset).
+        var ours = VFIOUserCapabilities()
+        if c.maxMsgFDs != nil { ours.maxMsgFDs = config.maxMsgFDs }
+        if c.maxDataXferSize != nil { ours.maxDataXferSize = config.maxDataXferSize }
+        if c.pgsizes != nil { ours.pgsizes = config.pageSizes & c.effectivePageSizes }
+        if c.maxDMAMaps != nil { ours.maxDMAMaps = min(config.maxDMAMaps, c.effectiveMaxDMAMaps) }
+        writeMultiple = config.writeMultiple && c.writeMultiple == true
+        if writeMultiple { ours.writeMultiple = true }
+        clientCaps = c
+        negotiated = true
+        let minor = min(v.minor, VFIOUserLimits.protocolMinor)
+        let hasKeys = ours != VFIOUserCapabilities()
+        let out = VFIOUserVersion(major: VFIOUserLimits.protocolMajor, minor: minor, capabilities: hasKeys || v.capabilities != nil ? ours : nil)
+        logger.debug("vfio-user negotiated", metadata: ["minor": "\(minor)", "client": "\(v.json ?? "")", "server": "\(ours.json())"])
+        reply(h, out.encode())
+    }
+
+    private var maxDMAMaps: UInt64 { min(config.maxDMAMaps, clientCaps.effectiveMaxDMAMaps) }
+
+    private func handleDMAMap(_ h: VFIOUserHeader, _ m: VFIOUserDMAMap, _ fds: VFIOUserFDs) throws(VFIOUserError) {
+        let (_, overflow) = m.address.addingReportingOverflow(m.size)
+        guard m.size > 0, !overflow else { throw .malformed("DMA_MAP range 0x\(String(m.address, radix: 16))+0x\(String(m.size, radix: 16))") }
+        guard m.size <= UInt64(Int.max) else { throw .malformed("DMA_MAP size") }
+        var memory: VFIOSharedMemory? = nil
+        var memOffset = 0
+        if let fd = fds.take(0) {
+            let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+            let aligned = m.offset & ~(page - 1)
+            memOffset = Int(m.offset - aligned)
+            let (len, o) = m.size.addingReportingOverflow(UInt64(memOffset))
+            guard !o, len <= UInt64(Int.max) else { Glibc.close(fd); throw .malformed("DMA_MAP size") }
+            do {
+                memory = try VFIOSharedMemory(mapping: fd, offset: aligned, size: Int(len), writable: m.flags.contains(.write), takeOwnership: true)
+            } catch {
+                Glibc.close(fd)
+                throw .device(error)
+            }
+        }
+        let region = VFIOUserDMARegion(address: m.address, size: m.size, flags: m.flags, memory: memory, memoryOffset: memOffset)
+        let r = try device { () throws(VFIOError) in try dma.add(region, maxMaps: maxDMAMaps) }
+        logger.debug("DMA map", metadata: ["addr": "0x\(String(m.address, radix: 16))", "size": "0x\(String(m.size, radix: 16))",
+                                          "fd": "\(memory != nil)", "result": "\(r)"])
+        reply(h, [])
+    }
+
+    private func handleDMAUnmap(_ h: VFIOUserHeader, _ u: VFIOUserDMAUnmap) throws(VFIOUserError) {
+        if u.flags == VFIOUserDMAUnmap.flagAll {
+            guard u.address == 0 && u.size == 0 else { throw .malformed("DMA_UNMAP all with a range") }
+            dma.removeAll()
+        } else {
+            guard u.flags == 0 else { throw .malformed("DMA_UNMAP flags 0x\(String(u.flags, radix: 16))") }
+            try device { () throws(VFIOError) in try dma.remove(address: u.address, size: u.size) }
+        }
+        reply(h, VFIOUserDMAUnmap(flags: u.flags, address: u.address, size: u.size).encode())
+    }
+
+    private func handleRegionInfo(_ h: VFIOUserHeader, _ req: VFIOUserRegionInfo) throws(VFIOUserError) {
+        let info = try device { () throws(VFIOError) in try device.regionInfo(req.index) }
+        var out = VFIOUserRegionInfo(argsz: UInt32(VFIOUserRegionInfo.size), flags: info.flags.subtracting(.caps).rawValue,
+                                     index: req.index, regionSize: info.size, offset: info.mapping?.fileOffset ?? 0)
+        if !info.capabilities.isEmpty {
+            let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIOUserRegionInfo.size)
+            let needed = UInt32(VFIOUserRegionInfo.size + chain.count)
+            out.argsz = needed
+            // The argsz two-step: only include the chain when the client's buffer holds it (libvfio-user #185).
+            if req.argsz >= needed {
+                out.flags |= VFIORegionFlags.caps.rawValue
+                out.capOffset = UInt32(VFIOUserRegionInfo.size)
+                out.capabilities = info.capabilities
+            }
+        }
+        var fds: [Int32] = []
+        if info.flags.contains(.mmap), let m = info.mapping { fds = [m.fd] }
+        reply(h, out.encode(), fds: fds)
+    }
+
+    private func handleRegionIOFDs(_ h: VFIOUserHeader, _ req: VFIOUserRegionIOFDs) throws(VFIOUserError) {
+        let n = device.deviceInfo().numRegions
+        guard req.index < n else { throw .device(.invalidArgument("region index \(req.index)")) }
+        let list = try device { () throws(VFIOError) in try device.regionIOFDs(req.index) }
+        let needed = UInt32(VFIOUserRegionIOFDs.size + list.count * VFIOUserRegionIOFDs.entrySize)
+        var out = VFIOUserRegionIOFDs(argsz: needed, index: req.index, count: UInt32(list.count))
+        var fds: [Int32] = []
+        if req.argsz >= needed && !list.isEmpty {
+            guard UInt64(list.count) <= clientCaps.effectiveMaxMsgFDs else { throw .device(.invalidArgument("too many io fds for client")) }
+            for (i, e) in list.enumerated() {
+                out.entries.append(.init(offset: e.offset, size: e.size, fdIndex: UInt32(i), type: e.type.rawValue, flags: e.flags, datamatch: e.datamatch))
+                fds.append(e.fd)
+            }
+        }
+        reply(h, out.encode(), fds: fds)
+    }
+
+    private func handleSetIRQs(_ h: VFIOUserHeader, _ s: VFIOUserSetIRQs, _ fds: VFIOUserFDs) throws(VFIOUserError) {
+        let action: VFIOIRQAction
+        if s.flags.contains(.actionMask) { action = .mask } else if s.flags.contains(.actionUnmask) { action = .unmask } else { action = .trigger }
+        let data: VFIOIRQSetData
+        if s.flags.contains(.dataEventFD) {
+            data = .eventfds(fds.takeAll().map { VFIOEventFD(owning: $0) })
+        } else if s.flags.contains(.dataBool) {
+            data = .bool(s.bools)
+        } else {
+            data = .none
+        }
+        try device { () throws(VFIOError) in
+            try device.setIRQs(VFIOIRQSet(index: s.index, start: s.start, count: s.count, action: action, data: data))
+        }
+        reply(h, [])
+    }
+
+    // MARK: Server-initiated DMA
+
+    private func checkThread() throws(VFIOError) {
+        guard pthread_equal(pthread_self(), thread) != 0 else {
+            throw .notSupported("message-based DMA outside the server thread")
+        }
+        guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
+    }
+
+    func dmaRead(address: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
+        guard count >= 0 else { throw .invalidArgument("count") }
+        guard let r = dma.lookup(address: address, count: count) else { throw .badAddress(address, count) }
+        guard r.flags.contains(.read) else { throw .system(errno: VFIOErrno.EPERM, "DMA region not readable") }
+        if let mem = r.memory {
+            return mem.read(offset: r.memoryOffset + Int(address - r.address), count: count)!
+        }
+        try checkThread()
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        var done = 0
+        while done < count {
+            let n = min(dmaChunk, count - done)
+            let reply = try exchange(.dmaRead(VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n))), expectCount: UInt64(n))
+            guard case .dmaRead(let a) = reply else { throw .system(errno: VFIOErrno.EPROTO, "bad DMA_READ reply") }
+            out += a.data
+            done += n
+        }
+        return out
+    }
+
+    func dmaWrite(address: UInt64, data: [UInt8]) throws(VFIOError) {
+        guard let r = dma.lookup(address: address, count: data.count) else { throw .badAddress(address, data.count) }
+        guard r.flags.contains(.write) else { throw .system(errno: VFIOErrno.EPERM, "DMA region not writable") }
+        if let mem = r.memory {
+            mem.write(offset: r.memoryOffset + Int(address - r.address), data: data)
+            return
+        }
+        try checkThread()
+        var done = 0
+        while done < data.count {
+            let n = min(dmaChunk, data.count - done)
+            _ = try exchange(.dmaWrite(VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n), data: Array(data[done..<(done + n)]))), expectCount: nil)
+            done += n
+        }
+    }
+
+    /// Sends a server→client command and waits for its reply; client commands arriving meanwhile are queued and
+    /// handled afterwards, in order (there is no twin socket: both directions share the one socket).
+    private func exchange(_ request: VFIOUserRequest, expectCount: UInt64?) throws(VFIOError) -> VFIOUserReply {
+        let id = nextMessageID
+        nextMessageID &+= 1
+        let frame = VFIOUserFrame.command(id, request)
+        do { try send(frame) } catch { alive = false; throw .system(errno: error.errno, "send \(request.command)") }
+        let deadline = monotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
+        while true {
+            let left = deadline - monotonicMilliseconds()
+            let msg: VFIOUserReceived
+            do throws(VFIOUserError) {
+                guard left > 0, try socket.waitReadable(timeoutMilliseconds: Int32(clamping: left)) else {
+                    alive = false
+                    throw VFIOUserError.timeout(command: request.command.rawValue)
+                }
+                guard let m = try socket.receive(maxFDs: Int(config.maxMsgFDs), timeoutMilliseconds: config.messageTimeoutMilliseconds) else {
+                    alive = false
+                    throw VFIOUserError.disconnected
+                }
+                msg = m
+            } catch {
+                alive = false
+                throw .system(errno: error.errno, "\(request.command): \(error)")
+            }
+            if msg.header.isCommand { pending.append(msg); continue }
+            do {
+                try VFIOUserDecoder.checkReply(msg.header, for: frame.header)
+                return try VFIOUserDecoder.decodeReply(command: request.command, payload: msg.payload, fdCount: msg.fds.count, requestedCount: expectCount)
+            } catch {
+                if case .peer(let e, _) = error { throw .system(errno: e, "client refused \(request.command)") }
+                alive = false
+                throw .system(errno: VFIOErrno.EPROTO, "\(request.command) reply: \(error)")
+            }
+        }
+    }
+}

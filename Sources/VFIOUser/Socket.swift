@@ -1,0 +1,187 @@
+import CSystem
+import VFIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Owned file descriptors received with a message. Unclaimed ones are closed when this goes away.
+public final class VFIOUserFDs: @unchecked Sendable {
+    private var fds: [Int32?]
+    public init(_ fds: [Int32]) { self.fds = fds }
+    public var count: Int { fds.count }
+    /// Takes ownership of fd `i` (nil when out of range or already taken).
+    public func take(_ i: Int) -> Int32? {
+        guard i >= 0, i < fds.count, let fd = fds[i] else { return nil }
+        fds[i] = nil
+        return fd
+    }
+    public func takeAll() -> [Int32] { (0..<fds.count).compactMap { take($0) } }
+    deinit { for case let fd? in fds { close(fd) } }
+}
+
+/// A received message: header, payload and the fds that arrived with it.
+public struct VFIOUserReceived: @unchecked Sendable {
+    public var header: VFIOUserHeader
+    public var payload: [UInt8]
+    public var fds: VFIOUserFDs
+}
+
+/// A connected AF_UNIX stream socket speaking vfio-user framing (vfio-user spec, "Socket Message Format";
+/// fds are sent with the first bytes of a message, as libvfio-user requires).
+public final class VFIOUserSocket: @unchecked Sendable {
+    public let fd: Int32
+    private var closed = false
+
+    public init(owning fd: Int32) { self.fd = fd }
+    deinit { if !closed { Glibc.close(fd) } }
+
+    /// Connects to a UNIX socket path.
+    public static func connect(path: String) throws(VFIOUserError) -> VFIOUserSocket {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .system(errno: errno, "socket") }
+        let s = VFIOUserSocket(owning: fd)
+        var addr = try unixAddress(path)
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard r == 0 else { throw .system(errno: errno, "connect \(path)") }
+        return s
+    }
+
+    static func unixAddress(_ path: String) throws(VFIOUserError) -> sockaddr_un {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let cap = MemoryLayout.size(ofValue: addr.sun_path)
+        guard !bytes.isEmpty, bytes.count < cap else { throw .system(errno: VFIOErrno.EINVAL, "socket path length \(bytes.count)") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+            raw[bytes.count] = 0
+        }
+        return addr
+    }
+
+    public func close() {
+        guard !closed else { return }
+        closed = true
+        shutdown(fd, Int32(SHUT_RDWR))
+        Glibc.close(fd)
+    }
+
+    /// Shuts the socket down without closing the fd (wakes a blocked reader).
+    public func shutdownBoth() { shutdown(fd, Int32(SHUT_RDWR)) }
+
+    /// Sends one message; `fds` ride on the first sendmsg together with the header.
+    public func send(_ bytes: [UInt8], fds: [Int32] = []) throws(VFIOUserError) {
+        guard fds.count <= VFIOUserLimits.fdsPerMessageHardLimit else { throw .system(errno: VFIOErrno.EINVAL, "too many fds") }
+        var sent = 0
+        var first = true
+        while sent < bytes.count || first {
+            let n: Int = bytes.withUnsafeBytes { raw in
+                let p = raw.baseAddress!.advanced(by: sent)
+                if first && !fds.isEmpty {
+                    return fds.withUnsafeBufferPointer { csystem_sendmsg_fds(fd, p, raw.count - sent, $0.baseAddress, Int32(fds.count)) }
+                }
+                return csystem_sendmsg_fds(fd, p, raw.count - sent, nil, 0)
+            }
+            if n < 0 {
+                let e = errno
+                if e == EPIPE || e == ECONNRESET { throw .disconnected }
+                throw .system(errno: e, "sendmsg")
+            }
+            sent += n
+            first = false
+        }
+    }
+
+    /// Waits until readable. Returns false on timeout. `wakeFD`, when readable, aborts the wait (returns false).
+    public func waitReadable(timeoutMilliseconds: Int32, wakeFD: Int32? = nil) throws(VFIOUserError) -> Bool {
+        var p = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0)]
+        if let w = wakeFD { p.append(pollfd(fd: w, events: Int16(POLLIN), revents: 0)) }
+        while true {
+            let r = poll(&p, nfds_t(p.count), timeoutMilliseconds)
+            if r < 0 { if errno == EINTR { continue }; throw .system(errno: errno, "poll") }
+            if r == 0 { return false }
+            if p.count > 1 && p[1].revents != 0 { return false }
+            return true
+        }
+    }
+
+    /// Reads exactly `count` bytes, collecting any fds. Returns nil on EOF before the first byte.
+    private func readExactly(_ count: Int, fds: inout [Int32], maxFDs: Int, deadline: Int64?, truncated: inout Bool) throws(VFIOUserError) -> [UInt8]? {
+        var buf = [UInt8](repeating: 0, count: count)
+        var got = 0
+        var fdBuf = [Int32](repeating: -1, count: VFIOUserLimits.fdsPerMessageHardLimit)
+        while got < count {
+            if let deadline {
+                let left = deadline - monotonicMilliseconds()
+                guard left > 0, try waitReadable(timeoutMilliseconds: Int32(clamping: left)) else { throw .timeout(command: 0) }
+            }
+            var nfds: Int32 = 0
+            var trunc: Int32 = 0
+            let room = max(0, min(maxFDs - fds.count, fdBuf.count))
+            let n = buf.withUnsafeMutableBytes { raw in
+                fdBuf.withUnsafeMutableBufferPointer { fb in
+                    csystem_recvmsg_fds(fd, raw.baseAddress!.advanced(by: got), count - got, fb.baseAddress, Int32(room), &nfds, &trunc)
+                }
+            }
+            if n < 0 {
+                let e = errno
+                if e == ECONNRESET { throw .disconnected }
+                throw .system(errno: e, "recvmsg")
+            }
+            for i in 0..<Int(nfds) { fds.append(fdBuf[i]) }
+            if trunc != 0 { truncated = true }
+            if n == 0 {
+                if got == 0 { return nil }
+                throw .fatal("connection closed mid-message")
+            }
+            got += n
+        }
+        return buf
+    }
+
+    /// Receives one message. Header-level problems are `.fatal` (the stream cannot be trusted). Returns nil on
+    /// orderly EOF between messages. `timeoutMilliseconds` bounds the whole message.
+    public func receive(maxFDs: Int, maxMessageSize: Int = VFIOUserLimits.maxMessageSize,
+                        timeoutMilliseconds: Int? = nil) throws(VFIOUserError) -> VFIOUserReceived? {
+        let deadline = timeoutMilliseconds.map { monotonicMilliseconds() + Int64($0) }
+        var fds: [Int32] = []
+        var truncated = false
+        do throws(VFIOUserError) {
+            guard let hb = try readExactly(VFIOUserLimits.headerSize, fds: &fds, maxFDs: maxFDs, deadline: deadline, truncated: &truncated) else {
+                return nil
+            }
+            let header = try VFIOUserHeader.decode(hb, maxMessageSize: maxMessageSize)
+            let bodySize = Int(header.messageSize) - VFIOUserLimits.headerSize
+            var body: [UInt8] = []
+            if bodySize > 0 {
+                guard let b = try readExactly(bodySize, fds: &fds, maxFDs: maxFDs, deadline: deadline, truncated: &truncated) else {
+                    throw VFIOUserError.fatal("connection closed mid-message")
+                }
+                body = b
+            }
+            let box = VFIOUserFDs(fds)
+            fds = []
+            if truncated { throw VFIOUserError.malformed("more than \(maxFDs) fds attached (msg \(header.messageID))") }
+            return VFIOUserReceived(header: header, payload: body, fds: box)
+        } catch {
+            for f in fds { Glibc.close(f) }
+            throw error
+        }
+    }
+}
+
+/// Milliseconds on the monotonic clock.
+public func monotonicMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Nanoseconds on the monotonic clock.
+public func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

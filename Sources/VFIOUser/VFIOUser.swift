@@ -1,1 +1,0 @@
-// VFIOUser module: see Package.swift for the layering.
