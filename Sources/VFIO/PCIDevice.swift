@@ -1,0 +1,549 @@
+import Foundation
+import PCI
+
+/// A PCI function whose BARs are backed by memory the transport can hand out for mmap (a memfd, a sysfs
+/// `resourceN` file). `VFIOPCIDevice` reports such BARs with `VFIO_REGION_INFO_FLAG_MMAP`.
+public protocol VFIOMappablePCIFunction: PCIFunction {
+    /// The fd and file offset backing BAR `bar`, or nil when the BAR must be trapped.
+    func mmapBacking(bar: Int) -> VFIORegionMapping?
+}
+
+/// Handles accesses to a trapped range of a region (offsets are relative to the region start).
+public protocol VFIORegionAccessHandler: AnyObject, Sendable {
+    func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8]
+    func write(offset: UInt64, data: [UInt8]) throws(VFIOError)
+}
+
+/// Handles config-space accesses in an overridden range (offsets are absolute config offsets; accesses are
+/// naturally aligned 1/2/4 bytes, never straddling the range).
+public protocol VFIOConfigAccessHandler: AnyObject, Sendable {
+    func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32
+    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(VFIOError)
+}
+
+/// A device-specific region added by a composing device (index ≥ `VFIOPCIRegion.count`).
+public struct VFIOExtraRegion: Sendable {
+    public var info: VFIORegionInfo
+    public var handler: any VFIORegionAccessHandler
+    public init(info: VFIORegionInfo, handler: any VFIORegionAccessHandler) { self.info = info; self.handler = handler }
+}
+
+/// The vfio-pci-core equivalent: exposes any `PCIFunction` as a `VFIODevice` with VFIO-PCI regions and IRQs.
+///
+/// Config space is virtualised the way vfio-pci does it (masks derived from the PCI register catalog):
+/// - Command is emulated (writable bits per the catalog) and forwarded to the function;
+/// - BARs are fully virtual: sizing (write all ones, read back the size mask), programming, 64-bit pairs;
+/// - the Expansion ROM BAR reads 0; Interrupt Line is emulated;
+/// - MSI and MSI-X capabilities are emulated (enable, multiple-message enable, address/data, per-vector masks,
+///   function mask), with the MSI-X table and PBA trapped in their BAR and carved out of its sparse mmap;
+/// - a write of Initiate FLR in the PCI Express Device Control register performs an FLR.
+/// Everything else reads and writes through to the function.
+///
+/// Interrupts the function raises (`PCIInterruptSink`) are delivered through the eventfds registered with
+/// SET_IRQS on the MSI-X, MSI or INTx index, whichever the guest enabled, honouring masks.
+///
+/// Composition: subclass and override any `open` method, or register `trap(region:range:handler:)`,
+/// `overrideConfig(range:handler:)`, `addRegion(_:)` and `deviceInfoCapabilities` without subclassing.
+open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
+    public let function: any PCIFunction
+    public let irqs: VFIOIRQTable
+    /// Serialises config virtualisation state.
+    public let lock = NSRecursiveLock()
+
+    private let configSize: Int
+    /// Virtual config image; bytes selected by `virtualMask` are read from here.
+    private var vconfig: [UInt8]
+    /// Per byte: bits read from `vconfig` instead of the function.
+    private var virtualMask: [UInt8]
+    /// Per byte: bits of `vconfig` a guest write may change.
+    private var writeMask: [UInt8]
+    /// Per byte: forward writes to the function too.
+    private var forward: [Bool]
+    private var resetImage: [UInt8]
+    private let barList: [BARDescription?]
+
+    private var msiOffset: Int?
+    private var msiLayout: RegisterBlockLayout?
+    private var msixOffset: Int?
+    private var msix: (bar: Int, tableOffset: UInt64, pbaBar: Int, pbaOffset: UInt64, count: Int)?
+    private var msixTable: [UInt8] = []
+    private var msixPending: [Bool] = []
+    private var expressOffset: Int?
+
+    private var traps: [UInt32: [(Range<UInt64>, any VFIORegionAccessHandler)]] = [:]
+    private var configOverrides: [(Range<Int>, any VFIOConfigAccessHandler)] = []
+    private var extraRegions: [UInt32: VFIOExtraRegion] = [:]
+    /// Device-info capabilities reported with `VFIO_DEVICE_FLAGS_CAPS` (for composing devices).
+    public var deviceInfoCapabilities: [VFIOCapability] {
+        get { lock.lock(); defer { lock.unlock() }; return _deviceInfoCaps }
+        set { lock.lock(); _deviceInfoCaps = newValue; lock.unlock() }
+    }
+    private var _deviceInfoCaps: [VFIOCapability] = []
+    /// Guest memory access, attached by the transport.
+    public private(set) var dma: (any VFIODMAMemory)?
+
+    public init(function: any PCIFunction) throws(VFIOError) {
+        self.function = function
+        let snapshot: ConfigSpace
+        do { snapshot = try function.configSnapshot() } catch { throw .system(errno: VFIOErrno.EIO, "config snapshot: \(error)") }
+        configSize = function.configSize
+        vconfig = snapshot.bytes
+        virtualMask = Array(repeating: 0, count: configSize)
+        writeMask = Array(repeating: 0, count: configSize)
+        forward = Array(repeating: true, count: configSize)
+        var bl: [BARDescription?] = Array(repeating: nil, count: 6)
+        for b in function.bars where b.index >= 0 && b.index < 6 { bl[b.index] = b }
+        barList = bl
+        let caps = CapabilityList(walking: snapshot)
+        msiOffset = caps.standard(.msi)?.offset
+        msixOffset = caps.standard(.msix)?.offset
+        expressOffset = caps.standard(.pciExpress)?.offset
+        var intxCount: UInt32 = 0
+        if let pin = snapshot.read8(PCIHeader.interruptPin.offset), pin != 0 { intxCount = 1 }
+        var msiCount: UInt32 = 0
+        if let m = msiOffset, let ctl = snapshot.read16(m + MSICapability.messageControl.offset) {
+            let c = UInt64(ctl)
+            let is64 = MSICapability.messageControl.field("64 bit address capable")!.extract(c) == 1
+            let pvm = MSICapability.messageControl.field("Per-vector masking capable")!.extract(c) == 1
+            msiLayout = MSICapability.layout(is64Bit: is64, perVectorMasking: pvm)
+            msiCount = 1 << UInt32(MSICapability.messageControl.field("Multiple Message Capable")!.extract(c))
+        }
+        var msixCount: UInt32 = 0
+        if let x = msixOffset, let ctl = snapshot.read16(x + MSIXCapability.messageControl.offset),
+           let t = snapshot.read32(x + MSIXCapability.tableOffset.offset), let p = snapshot.read32(x + MSIXCapability.pbaOffset.offset) {
+            let n = Int(MSIXCapability.messageControl.field("Table Size")!.extract(UInt64(ctl))) + 1
+            msixCount = UInt32(n)
+            msix = (bar: Int(t & 7), tableOffset: UInt64(t & ~7), pbaBar: Int(p & 7), pbaOffset: UInt64(p & ~7), count: n)
+        }
+        irqs = VFIOIRQTable([
+            VFIOIRQInfo(index: VFIOPCIIRQ.intx.rawValue, flags: [.eventfd, .maskable, .automasked], count: intxCount),
+            VFIOIRQInfo(index: VFIOPCIIRQ.msi.rawValue, flags: [.eventfd, .noresize], count: msiCount),
+            VFIOIRQInfo(index: VFIOPCIIRQ.msix.rawValue, flags: [.eventfd, .noresize], count: msixCount),
+            VFIOIRQInfo(index: VFIOPCIIRQ.err.rawValue, flags: [.eventfd], count: 0),
+            VFIOIRQInfo(index: VFIOPCIIRQ.req.rawValue, flags: [.eventfd], count: 0),
+        ])
+        resetImage = []
+        setUpVirtualisation()
+        resetImage = vconfig
+        resetMSIXTable()
+        function.setInterruptSink { [weak self] vector in self?.raise(vector: vector) }
+    }
+
+    // MARK: Virtualisation set-up (masks from the catalog)
+
+    private func virtualise(_ offset: Int, _ layout: RegisterLayout, writable: UInt64? = nil, initial: UInt64? = nil, forwardWrites: Bool) {
+        let wm = writable ?? layout.writableMask
+        for i in 0..<layout.width where offset + i < configSize {
+            virtualMask[offset + i] = 0xFF
+            writeMask[offset + i] = UInt8(truncatingIfNeeded: wm >> UInt64(8 * i))
+            forward[offset + i] = forwardWrites
+            if let v = initial { vconfig[offset + i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * i)) }
+        }
+    }
+
+    private func setUpVirtualisation() {
+        // Command: emulated and forwarded; starts at its reset value.
+        virtualise(PCIHeader.command.offset, PCIHeader.command, initial: PCIHeader.command.resetValue, forwardWrites: true)
+        // BARs: fully virtual; writable bits are the implemented address bits.
+        var i = 0
+        while i < 6 {
+            let reg = PCIHeader.bar(i)
+            guard let b = barList[i] else { virtualise(reg.offset, reg, writable: 0, initial: 0, forwardWrites: false); i += 1; continue }
+            let size = max(b.size, b.kind == .io ? 4 : 16)
+            let flags: UInt32
+            switch b.kind {
+            case .io: flags = 0x1
+            case .memory32: flags = b.prefetchable ? 0x8 : 0
+            case .memory64: flags = 0x4 | (b.prefetchable ? 0x8 : 0)
+            }
+            let low = UInt32(truncatingIfNeeded: ~(size - 1)) & (b.kind == .io ? 0xFFFF_FFFC : 0xFFFF_FFF0)
+            virtualise(reg.offset, reg, writable: UInt64(low), initial: UInt64(flags), forwardWrites: false)
+            if b.kind == .memory64 && i < 5 {
+                let hreg = PCIHeader.bar(i + 1)
+                virtualise(hreg.offset, hreg, writable: UInt64(UInt32(truncatingIfNeeded: ~(size - 1) >> 32)), initial: 0, forwardWrites: false)
+                i += 2
+            } else { i += 1 }
+        }
+        // No expansion ROM is exposed.
+        let rom = PCIHeader.expansionROM(offset: 0x30)
+        virtualise(rom.offset, rom, writable: 0, initial: 0, forwardWrites: false)
+        virtualise(PCIHeader.interruptLine.offset, PCIHeader.interruptLine, initial: 0xFF, forwardWrites: false)
+        // MSI: every register after the header, emulated; read-only fields keep the function's values.
+        if let m = msiOffset, let layout = msiLayout {
+            for r in layout.registers where r.offset >= 2 {
+                let ro = readLE(m + r.offset, r.width) & ~r.writableMask
+                virtualise(m + r.offset, r, initial: ro | r.resetValue, forwardWrites: false)
+            }
+        }
+        if let x = msixOffset {
+            let r = MSIXCapability.messageControl
+            let ro = readLE(x + r.offset, r.width) & ~r.writableMask
+            virtualise(x + r.offset, r, initial: ro, forwardWrites: false)
+        }
+    }
+
+    private func readLE(_ offset: Int, _ width: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<width where offset + i < configSize { v |= UInt64(vconfig[offset + i]) << UInt64(8 * i) }
+        return v
+    }
+
+    private func resetMSIXTable() {
+        guard let m = msix else { return }
+        msixTable = []
+        for _ in 0..<m.count { msixTable += MSIXCapability.tableEntry.resetImage }
+        msixPending = Array(repeating: false, count: m.count)
+    }
+
+    // MARK: Extension points
+
+    /// Routes accesses to `range` of `region` to `handler` and keeps that range out of the sparse mmap.
+    public func trap(region: UInt32, range: Range<UInt64>, handler: any VFIORegionAccessHandler) {
+        lock.lock(); defer { lock.unlock() }
+        traps[region, default: []].append((range, handler))
+    }
+
+    /// Routes config accesses in `range` to `handler` (e.g. a composing device's DVSEC shadow).
+    public func overrideConfig(range: Range<Int>, handler: any VFIOConfigAccessHandler) {
+        lock.lock(); defer { lock.unlock() }
+        configOverrides.append((range, handler))
+    }
+
+    /// Adds a device-specific region (index ≥ `VFIOPCIRegion.count`).
+    public func addRegion(_ region: VFIOExtraRegion) {
+        lock.lock(); defer { lock.unlock() }
+        extraRegions[region.info.index] = region
+    }
+
+    // MARK: VFIODevice
+
+    open func deviceInfo() -> VFIODeviceInfo {
+        lock.lock(); defer { lock.unlock() }
+        let n = max(VFIOPCIRegion.count, (extraRegions.keys.max() ?? 0) + 1)
+        var flags: VFIODeviceFlags = [.pci]
+        if !function.resetMethods.isEmpty { flags.insert(.reset) }
+        return VFIODeviceInfo(flags: flags, numRegions: n, numIRQs: VFIOPCIIRQ.count, capabilities: _deviceInfoCaps)
+    }
+
+    /// Ranges of a BAR that must not be mmapped: the MSI-X table and PBA (page-aligned), plus traps.
+    private func excludedRanges(bar: Int, size: UInt64) -> [Range<UInt64>] {
+        var out: [Range<UInt64>] = []
+        let page: UInt64 = 4096
+        func pageRange(_ start: UInt64, _ len: UInt64) -> Range<UInt64> {
+            let s = start & ~(page - 1)
+            let e = min(size, (start + len + page - 1) & ~(page - 1))
+            return s..<max(s, e)
+        }
+        if let m = msix {
+            if m.bar == bar { out.append(pageRange(m.tableOffset, UInt64(m.count * MSIXCapability.tableEntrySize))) }
+            if m.pbaBar == bar { out.append(pageRange(m.pbaOffset, UInt64((m.count + 63) / 64 * 8))) }
+        }
+        for (r, _) in traps[UInt32(bar)] ?? [] { out.append(pageRange(r.lowerBound, r.upperBound - r.lowerBound)) }
+        return out.sorted { $0.lowerBound < $1.lowerBound }
+    }
+
+    open func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
+        lock.lock(); defer { lock.unlock() }
+        if let e = extraRegions[index] { return e.info }
+        guard let r = VFIOPCIRegion(rawValue: index) else { throw .invalidArgument("region index \(index)") }
+        switch r {
+        case .config:
+            return VFIORegionInfo(index: index, flags: [.read, .write], size: UInt64(configSize))
+        case .rom, .vga:
+            return .empty(index)
+        default:
+            let n = Int(index)
+            guard let b = barList[n] else { return .empty(index) }
+            var info = VFIORegionInfo(index: index, flags: [.read, .write], size: b.size)
+            if let mf = function as? any VFIOMappablePCIFunction, let m = mf.mmapBacking(bar: n), b.kind != .io {
+                info.flags.insert(.mmap)
+                info.mapping = m
+                let excluded = excludedRanges(bar: n, size: b.size)
+                if !excluded.isEmpty {
+                    var areas: [VFIOSparseArea] = []
+                    var cursor: UInt64 = 0
+                    for ex in excluded {
+                        if ex.lowerBound > cursor { areas.append(VFIOSparseArea(offset: cursor, size: ex.lowerBound - cursor)) }
+                        cursor = max(cursor, ex.upperBound)
+                    }
+                    if cursor < b.size { areas.append(VFIOSparseArea(offset: cursor, size: b.size - cursor)) }
+                    info.flags.insert(.caps)
+                    info.capabilities.append(VFIOSparseMMapCapability(areas: areas).capability)
+                }
+            }
+            return info
+        }
+    }
+
+    open func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo { try irqs.info(index) }
+
+    open func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) { try irqs.apply(request) }
+
+    open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
+        lock.lock(); defer { lock.unlock() }
+        if let e = extraRegions[region] { return try e.handler.read(offset: offset, count: count) }
+        let info = try regionInfo(region)
+        try checkBounds(info, offset, count)
+        if region == VFIOPCIRegion.config.rawValue {
+            var out: [UInt8] = []
+            for (off, width) in Self.split(offset, count, maxWidth: 4) {
+                let v = try configRead(Int(off), width: width)
+                for i in 0..<width { out.append(UInt8(truncatingIfNeeded: v >> UInt32(8 * i))) }
+            }
+            return out
+        }
+        return try barAccess(bar: Int(region), offset: offset, count: count, write: nil)
+    }
+
+    open func write(region: UInt32, offset: UInt64, data: [UInt8]) throws(VFIOError) {
+        lock.lock(); defer { lock.unlock() }
+        if let e = extraRegions[region] { return try e.handler.write(offset: offset, data: data) }
+        let info = try regionInfo(region)
+        try checkBounds(info, offset, data.count)
+        if region == VFIOPCIRegion.config.rawValue {
+            var pos = 0
+            for (off, width) in Self.split(offset, data.count, maxWidth: 4) {
+                var v: UInt32 = 0
+                for i in 0..<width { v |= UInt32(data[pos + i]) << UInt32(8 * i) }
+                try configWrite(Int(off), width: width, value: v)
+                pos += width
+            }
+            return
+        }
+        _ = try barAccess(bar: Int(region), offset: offset, count: data.count, write: data)
+    }
+
+    open func reset() throws(VFIOError) {
+        let methods = function.resetMethods
+        guard let method = methods.contains(.flr) ? .flr : methods.first else { throw .notSupported("no reset method") }
+        try functionLevelReset(method)
+    }
+
+    open func attachDMA(_ memory: (any VFIODMAMemory)?) {
+        lock.lock(); dma = memory; lock.unlock()
+    }
+
+    open func clientDisconnected() { irqs.releaseAll() }
+
+    // MARK: Reset
+
+    /// Resets the function with `method` and returns the virtual config state to its reset image.
+    public func functionLevelReset(_ method: PCIResetMethod = .flr) throws(VFIOError) {
+        lock.lock(); defer { lock.unlock() }
+        do { try function.reset(method) } catch { throw .system(errno: VFIOErrno.EIO, "reset \(method): \(error)") }
+        for i in 0..<configSize where virtualMask[i] != 0 { vconfig[i] = resetImage[i] }
+        resetMSIXTable()
+    }
+
+    // MARK: Config space
+
+    private func checkBounds(_ info: VFIORegionInfo, _ offset: UInt64, _ count: Int) throws(VFIOError) {
+        let (end, o) = offset.addingReportingOverflow(UInt64(count))
+        guard count >= 0, !o, end <= info.size else {
+            throw .invalidArgument("region \(info.index) access 0x\(String(offset, radix: 16))+\(count) beyond 0x\(String(info.size, radix: 16))")
+        }
+    }
+
+    /// Splits [offset, offset+count) into naturally aligned accesses of at most `maxWidth` bytes.
+    static func split(_ offset: UInt64, _ count: Int, maxWidth: Int) -> [(UInt64, Int)] {
+        var out: [(UInt64, Int)] = []
+        var off = offset
+        var left = count
+        while left > 0 {
+            var w = maxWidth
+            while w > 1 && (off % UInt64(w) != 0 || w > left) { w /= 2 }
+            out.append((off, w))
+            off += UInt64(w)
+            left -= w
+        }
+        return out
+    }
+
+    private func override(_ offset: Int, _ width: Int) -> (any VFIOConfigAccessHandler)? {
+        configOverrides.first { $0.0.contains(offset) && $0.0.contains(offset + width - 1) }?.1
+    }
+
+    /// A virtualised config read (1, 2 or 4 bytes, naturally aligned).
+    open func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 {
+        lock.lock(); defer { lock.unlock() }
+        if let h = override(offset, width) { return try h.configRead(offset, width: width) }
+        var needDevice = false
+        for i in 0..<width where virtualMask[offset + i] != 0xFF { needDevice = true }
+        var dev: UInt32 = 0
+        if needDevice {
+            do { dev = try function.configRead(offset, width: width) } catch { throw .system(errno: VFIOErrno.EIO, "config read: \(error)") }
+        }
+        var v: UInt32 = 0
+        for i in 0..<width {
+            let vm = virtualMask[offset + i]
+            let b = (UInt8(truncatingIfNeeded: dev >> UInt32(8 * i)) & ~vm) | (vconfig[offset + i] & vm)
+            v |= UInt32(b) << UInt32(8 * i)
+        }
+        return v
+    }
+
+    /// A virtualised config write (1, 2 or 4 bytes, naturally aligned).
+    open func configWrite(_ offset: Int, width: Int, value: UInt32) throws(VFIOError) {
+        lock.lock(); defer { lock.unlock() }
+        if let h = override(offset, width) { return try h.configWrite(offset, width: width, value: value) }
+        var fwd = false
+        let msiXCtlBefore = msixControl
+        for i in 0..<width {
+            let o = offset + i
+            let b = UInt8(truncatingIfNeeded: value >> UInt32(8 * i))
+            if virtualMask[o] != 0 { vconfig[o] = (vconfig[o] & ~writeMask[o]) | (b & writeMask[o]) }
+            if forward[o] { fwd = true }
+        }
+        // Initiate FLR (PCIe Device Control bit 15) is performed here, not forwarded.
+        if let e = expressOffset {
+            let flrBit = PCIExpressCapability.deviceControl.field("Initiate Function Level Reset")!
+            let flrByte = e + PCIExpressCapability.deviceControl.offset + flrBit.lsb / 8
+            if flrByte >= offset && flrByte < offset + width {
+                let shift = UInt32(8 * (flrByte - offset) + flrBit.lsb % 8)
+                if (value >> shift) & 1 == 1 {
+                    if fwd { try? function.configWrite(offset, width: width, value: value & ~(UInt32(1) << shift)) }
+                    try functionLevelReset(.flr)
+                    return
+                }
+            }
+        }
+        if fwd {
+            do { try function.configWrite(offset, width: width, value: value) } catch { throw .system(errno: VFIOErrno.EIO, "config write: \(error)") }
+        }
+        // MSI-X unmask via function mask: deliver pending vectors.
+        if msixControl != msiXCtlBefore { deliverPendingMSIX() }
+    }
+
+    // MARK: Interrupts
+
+    private var msixControl: UInt64 {
+        guard let x = msixOffset else { return 0 }
+        return readLE(x + MSIXCapability.messageControl.offset, 2)
+    }
+    private var msixEnabled: Bool { MSIXCapability.messageControl.field("MSI-X Enable")!.extract(msixControl) == 1 }
+    private var msixFunctionMasked: Bool { MSIXCapability.messageControl.field("Function Mask")!.extract(msixControl) == 1 }
+    private var msiEnabled: Bool {
+        guard let m = msiOffset else { return false }
+        return MSICapability.messageControl.field("MSI Enable")!.extract(readLE(m + MSICapability.messageControl.offset, 2)) == 1
+    }
+    private func msiMasked(_ vector: Int) -> Bool {
+        guard let m = msiOffset, let layout = msiLayout, let mask = layout.register(named: "Mask Bits") else { return false }
+        return (readLE(m + mask.offset, 4) >> UInt64(vector)) & 1 == 1
+    }
+    private func msixEntryMasked(_ v: Int) -> Bool {
+        let off = v * MSIXCapability.tableEntrySize + 12
+        return off < msixTable.count && msixTable[off] & 1 == 1
+    }
+
+    /// Whether the guest enabled MSI-X, MSI, or neither (INTx).
+    public var activeInterruptMode: VFIOPCIIRQ {
+        lock.lock(); defer { lock.unlock() }
+        return msixEnabled ? .msix : msiEnabled ? .msi : .intx
+    }
+
+    /// Delivers an interrupt the function raised (MSI/MSI-X vector, or 0 for INTx).
+    public func raise(vector: Int) {
+        lock.lock()
+        if msixEnabled, let m = msix {
+            guard vector >= 0, vector < m.count else { lock.unlock(); return }
+            if msixFunctionMasked || msixEntryMasked(vector) { msixPending[vector] = true; lock.unlock(); return }
+            lock.unlock()
+            irqs.trigger(index: VFIOPCIIRQ.msix.rawValue, vector: vector)
+            return
+        }
+        if msiEnabled {
+            let masked = msiMasked(vector)
+            lock.unlock()
+            if !masked { irqs.trigger(index: VFIOPCIIRQ.msi.rawValue, vector: vector) }
+            return
+        }
+        let disabled = PCIHeader.command.field("Interrupt Disable")!.extract(readLE(PCIHeader.command.offset, 2)) == 1
+        lock.unlock()
+        guard !disabled else { return }
+        // INTx is automasked (VFIO_IRQ_INFO_AUTOMASKED): the client unmasks after handling.
+        if irqs.trigger(index: VFIOPCIIRQ.intx.rawValue, vector: 0) {
+            try? irqs.apply(VFIOIRQSet(index: VFIOPCIIRQ.intx.rawValue, start: 0, count: 1, action: .mask, data: .none))
+        }
+    }
+
+    private func deliverPendingMSIX() {
+        guard msixEnabled, !msixFunctionMasked else { return }
+        for v in 0..<msixPending.count where msixPending[v] && !msixEntryMasked(v) {
+            msixPending[v] = false
+            irqs.trigger(index: VFIOPCIIRQ.msix.rawValue, vector: v)
+        }
+    }
+
+    // MARK: BAR access
+
+    private enum Segment { case table(UInt64), pba(UInt64), trap(any VFIORegionAccessHandler), device }
+
+    private func classify(bar: Int, _ off: UInt64) -> (Segment, UInt64) {
+        for (r, h) in traps[UInt32(bar)] ?? [] where r.contains(off) { return (.trap(h), r.upperBound) }
+        if let m = msix {
+            let tlen = UInt64(m.count * MSIXCapability.tableEntrySize)
+            if m.bar == bar, off >= m.tableOffset, off < m.tableOffset + tlen { return (.table(off - m.tableOffset), m.tableOffset + tlen) }
+            let plen = UInt64((m.count + 63) / 64 * 8)
+            if m.pbaBar == bar, off >= m.pbaOffset, off < m.pbaOffset + plen { return (.pba(off - m.pbaOffset), m.pbaOffset + plen) }
+        }
+        // The next special range starting after `off` bounds this device segment.
+        var end = UInt64.max
+        for (r, _) in traps[UInt32(bar)] ?? [] where r.lowerBound > off { end = min(end, r.lowerBound) }
+        if let m = msix {
+            if m.bar == bar && m.tableOffset > off { end = min(end, m.tableOffset) }
+            if m.pbaBar == bar && m.pbaOffset > off { end = min(end, m.pbaOffset) }
+        }
+        return (.device, end)
+    }
+
+    private func barAccess(bar: Int, offset: UInt64, count: Int, write: [UInt8]?) throws(VFIOError) -> [UInt8] {
+        var out: [UInt8] = []
+        var off = offset
+        let end = offset + UInt64(count)
+        while off < end {
+            let (seg, segEnd) = classify(bar: bar, off)
+            let n = Int(min(end, segEnd) - off)
+            let pos = Int(off - offset)
+            let chunk = write.map { Array($0[pos..<(pos + n)]) }
+            switch seg {
+            case .trap(let h):
+                if let c = chunk { try h.write(offset: off, data: c) } else { out += try h.read(offset: off, count: n) }
+            case .table(let t):
+                if let c = chunk {
+                    for i in 0..<n { msixTable[Int(t) + i] = c[i] }
+                    deliverPendingMSIX()
+                } else { out += msixTable[Int(t)..<(Int(t) + n)] }
+            case .pba(let p):
+                if chunk == nil {
+                    for i in 0..<n {
+                        var byte: UInt8 = 0
+                        for bit in 0..<8 {
+                            let v = (Int(p) + i) * 8 + bit
+                            if v < msixPending.count && msixPending[v] { byte |= 1 << UInt8(bit) }
+                        }
+                        out.append(byte)
+                    }
+                }
+            case .device:
+                var p = 0
+                for (o, w) in Self.split(off, n, maxWidth: 8) {
+                    do {
+                        if let c = chunk {
+                            var v: UInt64 = 0
+                            for i in 0..<w { v |= UInt64(c[p + i]) << UInt64(8 * i) }
+                            try function.barWrite(bar, offset: o, width: w, value: v)
+                        } else {
+                            let v = try function.barRead(bar, offset: o, width: w)
+                            for i in 0..<w { out.append(UInt8(truncatingIfNeeded: v >> UInt64(8 * i))) }
+                        }
+                    } catch {
+                        throw .system(errno: VFIOErrno.EIO, "BAR\(bar) \(chunk == nil ? "read" : "write") 0x\(String(o, radix: 16))/\(w): \(error)")
+                    }
+                    p += w
+                }
+            }
+            off += UInt64(n)
+        }
+        return out
+    }
+}

@@ -1,0 +1,172 @@
+import Testing
+import PCI
+@testable import VFIO
+
+private func makeDevice() throws -> (TestPCIFunction, VFIOPCIDevice) {
+    let f = try TestPCIFunction()
+    let d = try VFIOPCIDevice(function: f)
+    return (f, d)
+}
+
+private func cfg32(_ d: VFIOPCIDevice, _ o: UInt64) throws -> UInt32 {
+    let b = try d.read(region: VFIOPCIRegion.config.rawValue, offset: o, count: 4)
+    return b.enumerated().reduce(0) { $0 | UInt32($1.element) << UInt32(8 * $1.offset) }
+}
+private func le(_ v: UInt32, _ n: Int = 4) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: v >> UInt32(8 * $0)) } }
+
+@Suite struct VFIOPCIDeviceTests {
+    @Test func deviceAndRegionInfo() throws {
+        let (_, d) = try makeDevice()
+        let info = d.deviceInfo()
+        #expect(info.flags == [.pci, .reset])
+        #expect(info.numRegions == 9 && info.numIRQs == 5)
+        let bar0 = try d.regionInfo(0)
+        #expect(bar0.size == 0x8000)
+        #expect(bar0.flags.contains([.read, .write, .mmap, .caps]))
+        let sparse = try VFIOSparseMMapCapability(parsing: bar0.capabilities[0], regionSize: bar0.size)
+        #expect(sparse.areas == [VFIOSparseArea(offset: 0, size: 0x2000), VFIOSparseArea(offset: 0x4000, size: 0x4000)])
+        let bar2 = try d.regionInfo(2)
+        #expect(bar2.flags == [.read, .write] && bar2.size == 0x1000)
+        #expect(try d.regionInfo(1).size == 0)   // upper half of BAR0
+        #expect(try d.regionInfo(7).size == 4096)
+        #expect(throws: VFIOError.self) { try d.regionInfo(9) }
+        #expect(try d.irqInfo(1).count == 4)
+        #expect(try d.irqInfo(2).count == 4)
+        #expect(try d.irqInfo(0).flags.contains(.automasked))
+    }
+
+    @Test func barSizingAndProgramming() throws {
+        let (_, d) = try makeDevice()
+        let cfg = VFIOPCIRegion.config.rawValue
+        #expect(try cfg32(d, 0x10) == 0xC)         // 64-bit prefetchable, base 0
+        try d.write(region: cfg, offset: 0x10, data: le(0xFFFF_FFFF))
+        try d.write(region: cfg, offset: 0x14, data: le(0xFFFF_FFFF))
+        #expect(try cfg32(d, 0x10) == 0xFFFF_800C)
+        #expect(try cfg32(d, 0x14) == 0xFFFF_FFFF)
+        try d.write(region: cfg, offset: 0x10, data: le(0xFEB0_0000))
+        #expect(try cfg32(d, 0x10) == 0xFEB0_000C)
+        try d.write(region: cfg, offset: 0x18, data: le(0xFFFF_FFFF))
+        #expect(try cfg32(d, 0x18) == 0xFFFF_F000)
+        try d.write(region: cfg, offset: 0x30, data: le(0xFFFF_FFFF))
+        #expect(try cfg32(d, 0x30) == 0)            // no ROM
+        #expect(try cfg32(d, 0) == 0x5678_1234)     // IDs pass through
+    }
+
+    @Test func commandIsEmulatedWithCatalogMask() throws {
+        let (f, d) = try makeDevice()
+        let cfg = VFIOPCIRegion.config.rawValue
+        try d.write(region: cfg, offset: 4, data: [0xFF, 0xFF])
+        // RW bits of the catalog: IO, MEM, BME, parity, SERR, INTx disable = 0x547
+        let v = try d.read(region: cfg, offset: 4, count: 2)
+        #expect(UInt16(v[0]) | UInt16(v[1]) << 8 == 0x0547)
+        #expect(f.config[4] == 0xFF)   // forwarded
+    }
+
+    @Test func msixTableIsTrappedAndDeliversThroughEventfd() throws {
+        let (f, d) = try makeDevice()
+        let fd = try VFIOEventFD.create(nonBlocking: true)
+        try d.setIRQs(VFIOIRQSet(index: VFIOPCIIRQ.msix.rawValue, start: 0, count: 1, action: .trigger, data: .eventfds([fd])))
+        // Enable MSI-X (message control bit 15) at 0x7a.
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x7a, data: [0x03, 0x80])
+        #expect(d.activeInterruptMode == .msix)
+        f.sink?(0)
+        #expect(fd.wait(timeoutMilliseconds: 0) == nil)     // entry masked at reset
+        // PBA shows vector 0 pending.
+        #expect(try d.read(region: 0, offset: 0x3000, count: 8)[0] == 1)
+        // Unmask entry 0 (vector control at table + 12): the pending interrupt is delivered.
+        try d.write(region: 0, offset: 0x2000 + 12, data: le(0))
+        #expect(fd.wait(timeoutMilliseconds: 1000) == 1)
+        f.sink?(0)
+        #expect(fd.wait(timeoutMilliseconds: 1000) == 1)
+    }
+
+    @Test func msiAndIntxDelivery() throws {
+        let (f, d) = try makeDevice()
+        let intx = try VFIOEventFD.create(nonBlocking: true)
+        try d.setIRQs(VFIOIRQSet(index: 0, start: 0, count: 1, action: .trigger, data: .eventfds([intx])))
+        f.sink?(0)
+        #expect(intx.wait(timeoutMilliseconds: 1000) == 1)
+        f.sink?(0)                                                      // automasked
+        #expect(intx.wait(timeoutMilliseconds: 0) == nil)
+        try d.setIRQs(VFIOIRQSet(index: 0, start: 0, count: 1, action: .unmask, data: .none))
+        #expect(intx.wait(timeoutMilliseconds: 1000) == 1)             // the pending assertion, on unmask
+        let msi = [try VFIOEventFD.create(nonBlocking: true), try VFIOEventFD.create(nonBlocking: true)]
+        try d.setIRQs(VFIOIRQSet(index: 1, start: 0, count: 2, action: .trigger, data: .eventfds(msi)))
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x62, data: [0x01, 0x00])   // MSI enable
+        #expect(d.activeInterruptMode == .msi)
+        f.sink?(1)
+        #expect(msi[1].wait(timeoutMilliseconds: 1000) == 1)
+        // Per-vector mask bit 1 (mask register at 0x60 + 0x10).
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x70, data: le(2))
+        f.sink?(1)
+        #expect(msi[1].wait(timeoutMilliseconds: 0) == nil)
+    }
+
+    @Test func flrThroughExpressDeviceControl() throws {
+        let (f, d) = try makeDevice()
+        let cfg = VFIOPCIRegion.config.rawValue
+        try d.write(region: 2, offset: 0, data: le(0xABCD))
+        try d.write(region: cfg, offset: 4, data: [0x06, 0x00])
+        try d.write(region: cfg, offset: 0x10, data: le(0xFEB0_0000))
+        try d.write(region: cfg, offset: 0x48, data: [0x10, 0xA8])   // bit 15: initiate FLR
+        #expect(f.resets == 1)
+        #expect(try d.read(region: 2, offset: 0, count: 4) == [0, 0, 0, 0])
+        #expect(try cfg32(d, 0x10) == 0xC)
+        #expect(try d.read(region: cfg, offset: 4, count: 2) == [0, 0])
+        try d.reset()
+        #expect(f.resets == 2)
+    }
+
+    @Test func boundsAreChecked() throws {
+        let (_, d) = try makeDevice()
+        #expect(throws: VFIOError.self) { try d.read(region: 2, offset: 0xFFC, count: 8) }
+        #expect(throws: VFIOError.self) { try d.read(region: 2, offset: UInt64.max, count: 2) }
+        #expect(throws: VFIOError.self) { try d.read(region: 7, offset: 4096, count: 1) }
+    }
+
+    @Test func trapsAndOverridesForComposingDevices() throws {
+        final class Trap: VFIORegionAccessHandler, VFIOConfigAccessHandler, @unchecked Sendable {
+            var writes: [(UInt64, [UInt8])] = []
+            func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] { Array(repeating: 0xEE, count: count) }
+            func write(offset: UInt64, data: [UInt8]) throws(VFIOError) { writes.append((offset, data)) }
+            func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 { 0xC0FFEE }
+            func configWrite(_ offset: Int, width: Int, value: UInt32) throws(VFIOError) {}
+        }
+        let (_, d) = try makeDevice()
+        let t = Trap()
+        d.trap(region: 0, range: 0x5000..<0x5100, handler: t)
+        d.overrideConfig(range: 0x100..<0x110, handler: t)
+        d.addRegion(VFIOExtraRegion(info: VFIORegionInfo(index: 9, flags: [.read], size: 16,
+                                                         capabilities: [VFIORegionTypeCapability(type: 0x8000_1E98, subtype: 1).capability]), handler: t))
+        d.deviceInfoCapabilities = [VFIOCapability(id: 6, version: 1, payload: [1, 0, 0, 0])]
+        #expect(try d.read(region: 0, offset: 0x4FFE, count: 4) == [0, 0, 0xEE, 0xEE])
+        try d.write(region: 0, offset: 0x5000, data: [1, 2])
+        #expect(t.writes.count == 1)
+        #expect(try cfg32(d, 0x100) == 0xC0FFEE)
+        #expect(d.deviceInfo().numRegions == 10)
+        #expect(d.deviceInfo().capabilities.count == 1)
+        let sparse = try VFIOSparseMMapCapability(parsing: try d.regionInfo(0).capabilities[0], regionSize: 0x8000)
+        #expect(sparse.areas == [VFIOSparseArea(offset: 0, size: 0x2000), VFIOSparseArea(offset: 0x4000, size: 0x1000), VFIOSparseArea(offset: 0x6000, size: 0x2000)])
+        #expect(try d.read(region: 9, offset: 0, count: 2) == [0xEE, 0xEE])
+    }
+
+    @Test func capabilityChainRoundTripAndHostileInput() throws {
+        let caps = [VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x1000)]).capability,
+                    VFIORegionTypeCapability(type: 1, subtype: 2).capability]
+        let body = [UInt8](repeating: 0, count: 32) + VFIOCapabilityChain.encode(caps, baseOffset: 32)
+        let decoded = try VFIOCapabilityChain.decode(body, firstOffset: 32, minOffset: 32)
+        #expect(decoded.count == 2 && decoded[1].id == 2)
+        // Self-pointing next: rejected, no loop.
+        var loop = body
+        loop[32 + 4] = 32
+        #expect(throws: VFIOError.self) { try VFIOCapabilityChain.decode(loop, firstOffset: 32, minOffset: 32) }
+        // Offset past the end, offset into the fixed part.
+        #expect(throws: VFIOError.self) { try VFIOCapabilityChain.decode(body, firstOffset: UInt32(body.count - 4), minOffset: 32) }
+        #expect(throws: VFIOError.self) { try VFIOCapabilityChain.decode(body, firstOffset: 8, minOffset: 32) }
+        // Area count overflowing the payload; area beyond the region.
+        let huge = VFIOCapability(id: 1, version: 1, payload: [0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])
+        #expect(throws: VFIOError.self) { try VFIOSparseMMapCapability(parsing: huge, regionSize: 1 << 20) }
+        let outside = VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: UInt64.max, size: 2)]).capability
+        #expect(throws: VFIOError.self) { try VFIOSparseMMapCapability(parsing: outside, regionSize: 1 << 20) }
+    }
+}
