@@ -358,12 +358,10 @@ public final class VFIOUserClient: @unchecked Sendable {
             throw .state("DMA map outside the memory object")
         }
         let region = VFIOUserDMARegion(address: address, size: size, flags: flags, memory: memory, memoryOffset: memoryOffset)
-        do { _ = try dma.add(region, maxMaps: .max) } catch { throw .device(error) }
         let m = VFIOUserDMAMap(flags: flags, offset: shareFD ? UInt64(memoryOffset) : 0, address: address, size: size)
-        do { _ = try call(.dmaMap(m), fds: shareFD ? [memory.fd] : [], maxReplyPayload: 64) } catch {
-            try? dma.remove(address: address, size: size)
-            throw error
-        }
+        // The server is the authority on overlaps; record locally once it accepted.
+        _ = try call(.dmaMap(m), fds: shareFD ? [memory.fd] : [], maxReplyPayload: 64)
+        _ = try? dma.add(region, maxMaps: .max)
     }
 
     public func dmaUnmap(address: UInt64, size: UInt64) throws(VFIOUserError) {

@@ -1,0 +1,207 @@
+import Foundation
+import Testing
+import PCI
+import VFIO
+@testable import VFIOUser
+
+private let cfg = VFIOPCIRegion.config.rawValue
+private let bar2: UInt32 = 2
+private typealias Reg = TestPCIFunction.Reg
+
+@Suite(.serialized) struct ClientServerTests {
+    @Test func negotiationAndInfo() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client()
+        #expect(c.serverVersion.major == 0 && c.serverVersion.minor == 2)
+        #expect(c.serverCapabilities.maxMsgFDs == 8)
+        #expect(c.serverCapabilities.writeMultiple == true)
+        let info = try c.deviceInfo()
+        #expect(info.flags == [.pci, .reset] && info.numRegions == 9 && info.numIRQs == 5)
+        let r0 = try c.regionInfo(0)
+        #expect(r0.size == 0x8000 && r0.fd != nil)
+        #expect(r0.flags.contains([.read, .write, .mmap, .caps]))
+        #expect(r0.info.argsz == 32 + 8 + 8 + 32)
+        #expect(r0.sparseAreas == [VFIOSparseArea(offset: 0, size: 0x2000), VFIOSparseArea(offset: 0x4000, size: 0x4000)])
+        let r2 = try c.regionInfo(2)
+        #expect(r2.fd == nil && r2.flags == [.read, .write])
+        #expect(try c.regionInfo(7).size == 4096)
+        #expect(try c.irqInfo(2).count == 4)
+        #expect(try c.regionIOFDs(0).entries.isEmpty)
+        #expect(try c.read(region: cfg, offset: 0, count: 4) == le32(0x5678_1234))
+        // Unknown region index and out-of-range access are EINVAL error replies; the connection stays usable.
+        #expect(throws: VFIOUserError.peer(errno: 22, command: 5)) { try c.regionInfo(42) }
+        #expect(throws: VFIOUserError.peer(errno: 22, command: 9)) { try c.read(region: bar2, offset: 0xFFE, count: 4) }
+        #expect(try c.read(region: bar2, offset: 0, count: 4) == [0, 0, 0, 0])
+        // Feature: migration unsupported.
+        #expect(throws: VFIOUserError.peer(errno: VFIOErrno.ENOTTY, command: 16)) {
+            try c.feature(flags: VFIODeviceFeatureFlags.get | VFIODeviceFeature.migration)
+        }
+    }
+
+    @Test func sparseMmapWritesAreSeenByTheDevice() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client()
+        let r0 = try c.regionInfo(0)
+        let maps = try c.mapRegion(r0)
+        #expect(maps.map(\.regionOffset) == [0, 0x4000])
+        // Write through the mapping; the device (and REGION_READ) sees it.
+        maps[1].memory.write(offset: 0x10, data: [1, 2, 3, 4])
+        #expect(h.function.bar0.read(offset: 0x4010, count: 4) == [1, 2, 3, 4])
+        #expect(try c.read(region: 0, offset: 0x4010, count: 4) == [1, 2, 3, 4])
+        // REGION_WRITE lands in the mapping.
+        try c.write(region: 0, offset: 0x20, data: [9, 8, 7])
+        #expect(maps[0].memory.read(offset: 0x20, count: 3) == [9, 8, 7])
+        // Posted writes (NO_REPLY) are applied in order before a later read.
+        try c.write(region: 0, offset: 0x30, data: [0x55], posted: true)
+        #expect(try c.read(region: 0, offset: 0x30, count: 1) == [0x55])
+    }
+
+    @Test func irqDeliveryThroughEventfds() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client { $0.maxMsgFDs = 16 }
+        let fds = try (0..<4).map { _ in try VFIOEventFD.create(nonBlocking: true) }
+        try c.setIRQEventFDs(index: VFIOPCIIRQ.msix.rawValue, fds)
+        try c.write(region: cfg, offset: 0x7a, data: [0x03, 0x80])                 // MSI-X enable
+        for v in 0..<4 { try c.write(region: 0, offset: UInt64(0x2000 + 16 * v + 12), data: le32(0)) }   // unmask
+        try c.write(region: bar2, offset: Reg.raise, data: le32(3))
+        #expect(fds[3].wait(timeoutMilliseconds: 2000) == 1)
+        #expect(fds[0].wait(timeoutMilliseconds: 0) == nil)
+        // Mask through SET_IRQS, trigger, no delivery until unmask.
+        try c.setIRQs(index: VFIOPCIIRQ.msix.rawValue, start: 2, count: 1, action: .mask)
+        try c.write(region: bar2, offset: Reg.raise, data: le32(2))
+        #expect(fds[2].wait(timeoutMilliseconds: 50) == nil)
+        try c.setIRQs(index: VFIOPCIIRQ.msix.rawValue, start: 2, count: 1, action: .unmask)
+        #expect(fds[2].wait(timeoutMilliseconds: 2000) == 1)
+        // Trigger from the client (DATA_BOOL).
+        try c.setIRQs(index: VFIOPCIIRQ.msix.rawValue, start: 0, count: 2, action: .trigger, bools: [false, true])
+        #expect(fds[1].wait(timeoutMilliseconds: 2000) == 1)
+        // De-assign vector 1, then disable the index.
+        try c.setIRQEventFDs(index: VFIOPCIIRQ.msix.rawValue, start: 1, [nil])
+        #expect(h.device.irqs.eventfd(index: 2, vector: 1) == nil)
+        #expect(h.device.irqs.eventfd(index: 2, vector: 0) != nil)
+        try c.disableIRQs(index: VFIOPCIIRQ.msix.rawValue)
+        #expect(!h.device.irqs.isEnabled(2))
+    }
+
+    @Test func batchesEventfdsByServerMaxMsgFDs() throws {
+        var conf = VFIOUserServerConfiguration()
+        conf.maxMsgFDs = 1
+        let h = try ServerHarness(configuration: conf)
+        defer { _ = h.stop() }
+        let c = try h.client()
+        let fds = try (0..<4).map { _ in try VFIOEventFD.create(nonBlocking: true) }
+        try c.setIRQEventFDs(index: VFIOPCIIRQ.msix.rawValue, fds)
+        for v in 0..<4 { #expect(h.device.irqs.eventfd(index: 2, vector: v) != nil) }
+    }
+
+    private func runDMA(_ c: VFIOUserClient, _ h: ServerHarness, src: UInt64, dst: UInt64, len: UInt32) throws -> UInt32 {
+        try c.write(region: bar2, offset: Reg.src, data: le64(src))
+        try c.write(region: bar2, offset: Reg.dst, data: le64(dst))
+        try c.write(region: bar2, offset: Reg.len, data: le32(len))
+        try c.write(region: bar2, offset: Reg.doorbell, data: le32(1))
+        return u32(try c.read(region: bar2, offset: Reg.status, count: 4))
+    }
+
+    @Test func dmaThroughSharedFD() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client()
+        let mem = try VFIOSharedMemory(name: "guest", size: 0x10000)
+        mem.write(offset: 0x100, data: Array(0..<64))
+        try c.dmaMap(address: 0x1_0000_0000, size: 0x10000, memory: mem)
+        #expect(try runDMA(c, h, src: 0x1_0000_0100, dst: 0x1_0000_8000, len: 64) == 1)
+        #expect(mem.read(offset: 0x8000, count: 64) == Array(0..<64))
+        #expect(c.dmaRequestsServed == 0)   // no messages needed
+        // Overlap rejected (EEXIST), identical re-map accepted, unmatched unmap rejected (ENOENT).
+        let other = try VFIOSharedMemory(name: "guest2", size: 0x1000)
+        #expect(throws: VFIOUserError.peer(errno: VFIOErrno.EEXIST, command: 2)) {
+            try c.dmaMap(address: 0x1_0000_F000, size: 0x1000, memory: other)
+        }
+        #expect(throws: VFIOUserError.peer(errno: VFIOErrno.ENOENT, command: 3)) {
+            try c.dmaUnmap(address: 0x1_0000_0000, size: 0x1000)
+        }
+        try c.dmaUnmap(address: 0x1_0000_0000, size: 0x10000)
+        #expect(try runDMA(c, h, src: 0x1_0000_0100, dst: 0x1_0000_8000, len: 64) == 2)   // unmapped: DMA error
+    }
+
+    @Test func dmaThroughMessages() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client()
+        let mem = try VFIOSharedMemory(name: "guest", size: 0x4000)
+        let pattern = (0..<3000).map { UInt8(truncatingIfNeeded: $0 * 7) }
+        mem.write(offset: 0, data: pattern)
+        try c.dmaMap(address: 0x8000_0000, size: 0x4000, memory: mem, shareFD: false)
+        #expect(try runDMA(c, h, src: 0x8000_0000, dst: 0x8000_1000, len: 3000) == 1)
+        #expect(mem.read(offset: 0x1000, count: 3000) == pattern)
+        #expect(c.dmaRequestsServed >= 2)   // one DMA_READ and one DMA_WRITE at least
+        try c.dmaUnmapAll()
+        #expect(try runDMA(c, h, src: 0x8000_0000, dst: 0x8000_1000, len: 16) == 2)
+    }
+
+    @Test func resetAndFLR() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client()
+        try c.write(region: bar2, offset: Reg.scratch, data: le32(0xFEED))
+        try c.reset()
+        #expect(h.function.resets == 1)
+        #expect(try c.read(region: bar2, offset: Reg.scratch, count: 4) == le32(0))
+        try c.write(region: cfg, offset: 0x48, data: [0x10, 0xA8])   // Initiate FLR
+        #expect(h.function.resets == 2)
+    }
+
+    @Test func disconnectKeepsDeviceStateAndDropsDMAAndIRQs() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        do {
+            let c = try h.client()
+            try c.write(region: bar2, offset: Reg.scratch, data: le32(0x1234))
+            let mem = try VFIOSharedMemory(name: "guest", size: 0x1000)
+            try c.dmaMap(address: 0x1000, size: 0x1000, memory: mem)
+            try c.setIRQEventFDs(index: VFIOPCIIRQ.msix.rawValue, [try VFIOEventFD.create()])
+            #expect(h.device.irqs.isEnabled(2))
+            c.close()
+        }
+        #expect(h.waitClientsServed(1))
+        #expect(!h.device.irqs.isEnabled(2))
+        #expect(h.device.dma == nil)
+        let c2 = try h.client()
+        #expect(try c2.read(region: bar2, offset: Reg.scratch, count: 4) == le32(0x1234))
+        // The old DMA mapping is gone.
+        #expect(try runDMA(c2, h, src: 0x1000, dst: 0x1800, len: 8) == 2)
+        // Same for a third client after an abrupt close mid-stream.
+        c2.close()
+        #expect(h.waitClientsServed(2))
+        let c3 = try h.client()
+        #expect(try c3.read(region: bar2, offset: Reg.scratch, count: 4) == le32(0x1234))
+    }
+
+    @Test func writeMultiple() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client()
+        try c.writeMultiple([(bar2, Reg.scratch, le32(0xAA)), (bar2, 0x40, [1, 2, 3, 4, 5, 6, 7, 8])])
+        #expect(try c.read(region: bar2, offset: 0x40, count: 8) == [1, 2, 3, 4, 5, 6, 7, 8])
+        #expect(try c.read(region: bar2, offset: 0, count: 1) == [0xAA])
+        // Not negotiated: the server neither advertises nor accepts it.
+        let h2 = try ServerHarness()
+        defer { _ = h2.stop() }
+        let c2 = try h2.client { $0.writeMultiple = false }
+        #expect(c2.serverCapabilities.writeMultiple == nil)
+        #expect(throws: VFIOUserError.self) { try c2.writeMultiple([(bar2, 0, [1])]) }
+    }
+
+    @Test func stopRemovesSocketFile() throws {
+        let h = try ServerHarness()
+        let c = try h.client()
+        _ = try c.deviceInfo()
+        #expect(FileManager.default.fileExists(atPath: h.path))
+        #expect(h.stop())
+        #expect(!FileManager.default.fileExists(atPath: h.path))
+        #expect(throws: VFIOUserError.self) { _ = try c.deviceInfo() }
+    }
+}
