@@ -1,0 +1,326 @@
+// lspci-style text and JSON decoding of one function's config space.
+//
+// Text follows lspci 3.9.0's layout and spelling (pciutils lspci.c, ls-caps.c,
+// ls-ecaps.c) for what it prints: header line, Control/Status, Regions, and one
+// `Capabilities: [off]` line per capability. Vendor DVSECs and whole-function
+// sections come from plug-ins (DecodePlugins.swift).
+
+public struct PCIDecoder: Sendable {
+    public private(set) var dvsecDecoders: [UInt16: any DVSECDecoder] = [:]
+    public private(set) var extensions: [any FunctionDecodeExtension] = []
+
+    public init() {}
+
+    /// Registers the decoder for a DVSEC vendor (replacing an earlier one).
+    public mutating func register(_ decoder: any DVSECDecoder) { dvsecDecoders[decoder.vendorID] = decoder }
+    public mutating func register(_ ext: any FunctionDecodeExtension) { extensions.append(ext) }
+
+    public func context(for subject: DecodeSubject, verbosity: Int) -> DecodeContext {
+        DecodeContext(subject: subject, capabilities: CapabilityList(walking: subject.config), verbosity: verbosity)
+    }
+
+    // MARK: Text
+
+    /// lspci-style text for one function, ending with a blank line as lspci does.
+    public func text(_ subject: DecodeSubject, verbosity: Int) -> String {
+        let ctx = context(for: subject, verbosity: verbosity)
+        var lines = [subject.name + " " + (subject.description ?? LspciDump.defaultDescription(subject.config))]
+        if verbosity >= 1 {
+            lines += headerLines(ctx)
+            lines += capabilityLines(ctx)
+            for ext in extensions { lines += ext.textLines(context: ctx) }
+            for f in ctx.capabilities.findings { lines.append("\t!! " + f.description) }
+        }
+        return lines.joined(separator: "\n") + "\n" + (verbosity >= 1 ? "\n" : "")
+    }
+
+    func headerLines(_ ctx: DecodeContext) -> [String] {
+        let c = ctx.config
+        var out: [String] = []
+        let type = c.headerType ?? 0
+        if type == 0, let sv = c.read(PCIHeader.subsystemVendorID), let sd = c.read(PCIHeader.subsystemID), sv != 0 || sd != 0 {
+            out.append("\tSubsystem: Device \(hex(sv, digits: 4)):\(hex(sd, digits: 4))")
+        }
+        if ctx.verbosity >= 2, let cmd = c.read16(PCIHeader.command.offset), let st = c.read16(PCIHeader.status.offset) {
+            out.append("\tControl: I/O\(flag(cmd, 0x1)) Mem\(flag(cmd, 0x2)) BusMaster\(flag(cmd, 0x4)) SpecCycle\(flag(cmd, 0x8)) MemWINV\(flag(cmd, 0x10)) VGASnoop\(flag(cmd, 0x20)) ParErr\(flag(cmd, 0x40)) Stepping\(flag(cmd, 0x80)) SERR\(flag(cmd, 0x100)) FastB2B\(flag(cmd, 0x200)) DisINTx\(flag(cmd, 0x400))")
+            let devsel = ["fast", "medium", "slow", "??"][Int((st >> 9) & 3)]
+            out.append("\tStatus: Cap\(flag(st, 0x10)) 66MHz\(flag(st, 0x20)) UDF\(flag(st, 0x40)) FastB2B\(flag(st, 0x80)) ParErr\(flag(st, 0x100)) DEVSEL=\(devsel) >TAbort\(flag(st, 0x800)) <TAbort\(flag(st, 0x1000)) <MAbort\(flag(st, 0x2000)) >SERR\(flag(st, 0x4000)) <PERR\(flag(st, 0x8000)) INTx\(flag(st, 0x8))")
+        }
+        if let pin = c.read8(PCIHeader.interruptPin.offset), pin != 0, let line = c.read8(PCIHeader.interruptLine.offset) {
+            let p = pin <= 4 ? String(UnicodeScalar(UInt8(0x40) + pin)) : "?"
+            out.append("\tInterrupt: pin \(p) routed to IRQ \(line)")
+        }
+        out += regionLines(ctx)
+        if type == 1, let pri = c.read8(0x18), let sec = c.read8(0x19), let sub = c.read8(0x1A), let lat = c.read8(0x1B) {
+            out.append("\tBus: primary=\(hex(pri, digits: 2)), secondary=\(hex(sec, digits: 2)), subordinate=\(hex(sub, digits: 2)), sec-latency=\(lat)")
+        }
+        return out
+    }
+
+    func regionLines(_ ctx: DecodeContext) -> [String] {
+        let c = ctx.config
+        let count = c.headerType == 0 ? 6 : (c.headerType == 1 ? 2 : 0)
+        var out: [String] = []
+        var i = 0
+        while i < count {
+            defer { i += 1 }
+            guard let v = c.read32(0x10 + 4 * i), v != 0, v != 0xFFFF_FFFF else { continue }
+            let size = ctx.function?.bars.first { $0.index == i }?.size
+            let sizeText = size.map { " [size=\(Self.sizeString($0))]" } ?? ""
+            if v & 1 == 1 {
+                out.append("\tRegion \(i): I/O ports at \(hex(v & ~3, digits: 4))\(sizeText)")
+                continue
+            }
+            let type = (v >> 1) & 3
+            var addr = UInt64(v & ~0xF)
+            if type == 2, let hi = c.read32(0x10 + 4 * (i + 1)) { addr |= UInt64(hi) << 32 }
+            let bits = type == 2 ? "64-bit" : (type == 0 ? "32-bit" : "low-1M")
+            out.append("\tRegion \(i): Memory at \(hex(addr, digits: 8)) (\(bits), \(v & 8 != 0 ? "" : "non-")prefetchable)\(sizeText)")
+            if type == 2 { i += 1 }
+        }
+        return out
+    }
+
+    /// lspci's size spelling: 4K, 64K, 2M, 16G.
+    public static func sizeString(_ size: UInt64) -> String {
+        var s = size
+        for unit in ["", "K", "M", "G", "T"] {
+            if s < 1024 || s % 1024 != 0 || unit == "T" { return "\(s)\(unit)" }
+            s /= 1024
+        }
+        return "\(s)"
+    }
+
+    func capabilityLines(_ ctx: DecodeContext) -> [String] {
+        var out: [String] = []
+        for cap in ctx.capabilities.standard {
+            out.append("\tCapabilities: [\(hex(cap.offset, digits: 2))] " + standardTitle(cap, ctx))
+            if ctx.verbosity >= 2 { out += standardDetails(cap, ctx) }
+        }
+        // lspci shows extended capabilities only for PCI Express functions (3.9.0).
+        guard ctx.capabilities.standard(.pciExpress) != nil else { return out }
+        for cap in ctx.capabilities.extended {
+            let ver = ctx.verbosity >= 2 ? " v\(cap.version)" : ""
+            out.append("\tCapabilities: [\(hex(cap.offset, digits: 3))\(ver)] " + extendedTitle(cap, ctx))
+            if ctx.verbosity >= 2 { out += extendedDetails(cap, ctx) }
+        }
+        return out
+    }
+
+    // MARK: Standard capabilities
+
+    public func standardTitle(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> String {
+        let c = ctx.config, o = cap.offset
+        switch cap.id {
+        case 0x00: return "Null"
+        case 0x01:
+            let pmc = c.read16(o + 2) ?? 0
+            return "Power Management version \(pmc & 7)"
+        case 0x02: return "AGP version \((c.read8(o + 2) ?? 0) >> 4).\((c.read8(o + 2) ?? 0) & 0xF)"
+        case 0x03: return "Vital Product Data"
+        case 0x05:
+            let mc = c.read16(o + 2) ?? 0
+            return "MSI: Enable\(flag(mc, 1)) Count=\(1 << ((mc >> 4) & 7))/\(1 << ((mc >> 1) & 7)) Maskable\(flag(mc, 0x100)) 64bit\(flag(mc, 0x80))"
+        case 0x06: return "CompactPCI hot-swap <?>"
+        case 0x09: return vendorSpecificTitle(cap, ctx)
+        case 0x0B: return "CompactPCI central resource control <?>"
+        case 0x0C: return "Hot-plug capable"
+        case 0x0D: return "Subsystem: Device \(hex(c.read16(o + 4) ?? 0, digits: 4)):\(hex(c.read16(o + 6) ?? 0, digits: 4))"
+        case 0x0E: return "AGP3 <?>"
+        case 0x0F: return "Secure device <?>"
+        case 0x10:
+            let caps = c.read16(o + 2) ?? 0
+            let type = Int((caps >> 4) & 0xF)
+            let slot = flag(caps, 0x100)
+            let name: String
+            switch type {
+            case 0: name = "Endpoint"
+            case 1: name = "Legacy Endpoint"
+            case 4: name = "Root Port (Slot\(slot))"
+            case 5: name = "Upstream Port"
+            case 6: name = "Downstream Port (Slot\(slot))"
+            case 7: name = "PCI-Express to PCI/PCI-X Bridge"
+            case 8: name = "PCI/PCI-X to PCI-Express Bridge (Slot\(slot))"
+            case 9: name = "Root Complex Integrated Endpoint"
+            case 10: name = "Root Complex Event Collector"
+            default: name = "Unknown type \(type)"
+            }
+            return "Express (v\(caps & 0xF)) \(name), MSI \(hex((caps >> 9) & 0x1F, digits: 2))"
+        case 0x11:
+            let mc = c.read16(o + 2) ?? 0
+            return "MSI-X: Enable\(flag(mc, 0x8000)) Count=\((mc & 0x7FF) + 1) Masked\(flag(mc, 0x4000))"
+        case 0x13: return "PCI Advanced Features"
+        case 0x14: return "Enhanced Allocation (EA): NumEntries=\((c.read8(o + 2) ?? 0) & 0x3F)"
+        default: return "Capability ID 0x\(hex(cap.id, digits: 1)) [\(hex(c.read16(o + 2) ?? 0, digits: 4))]"
+        }
+    }
+
+    /// Virtio devices (vendor 1af4, device 1000-107f) get lspci's VirtIO decoding
+    /// (ls-vendor.c); other vendors the generic length line.
+    func isVirtio(_ c: ConfigSpace) -> Bool {
+        c.vendorID == 0x1AF4 && (0x1000...0x107F).contains(c.deviceID ?? 0)
+    }
+
+    func vendorSpecificTitle(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> String {
+        let c = ctx.config, o = cap.offset
+        let len = c.read8(o + 2) ?? 0
+        if isVirtio(c), len >= 16 {
+            let names: [UInt8: String] = [1: "CommonCfg", 2: "Notify", 3: "ISR", 4: "DeviceCfg"]
+            return "Vendor Specific Information: VirtIO: " + (names[c.read8(o + 3) ?? 0] ?? "<unknown>")
+        }
+        return "Vendor Specific Information: Len=\(hex(len, digits: 2)) <?>"
+    }
+
+    func standardDetails(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> [String] {
+        let c = ctx.config, o = cap.offset
+        switch cap.id {
+        case 0x01:
+            guard let pmc = c.read16(o + 2), let pmcsr = c.read16(o + 4) else { return [] }
+            let aux = [0, 55, 100, 160, 220, 270, 320, 375][Int((pmc >> 6) & 7)]
+            return [
+                "\t\tFlags: PMEClk\(flag(pmc, 0x8)) DSI\(flag(pmc, 0x20)) D1\(flag(pmc, 0x200)) D2\(flag(pmc, 0x400)) AuxCurrent=\(aux)mA PME(D0\(flag(pmc, 0x800)),D1\(flag(pmc, 0x1000)),D2\(flag(pmc, 0x2000)),D3hot\(flag(pmc, 0x4000)),D3cold\(flag(pmc, 0x8000)))",
+                "\t\tStatus: D\(pmcsr & 3) NoSoftRst\(flag(pmcsr, 0x8)) PME-Enable\(flag(pmcsr, 0x100)) DSel=\((pmcsr >> 9) & 0xF) DScale=\((pmcsr >> 13) & 3) PME\(flag(pmcsr, 0x8000))",
+            ]
+        case 0x09:
+            guard isVirtio(c), (c.read8(o + 2) ?? 0) >= 16, let bar = c.read8(o + 4),
+                  let off = c.read32(o + 8), let len = c.read32(o + 12) else { return [] }
+            var line = "\t\tBAR=\(bar) offset=\(hex(off, digits: 8)) size=\(hex(len, digits: 8))"
+            if c.read8(o + 3) == 2, (c.read8(o + 2) ?? 0) >= 20, let mult = c.read32(o + 16) { line += " multiplier=\(hex(mult, digits: 8))" }
+            return [line]
+        case 0x11:
+            guard let t = c.read32(o + 4), let p = c.read32(o + 8) else { return [] }
+            return ["\t\tVector table: BAR=\(t & 7) offset=\(hex(t & ~7, digits: 8))",
+                    "\t\tPBA: BAR=\(p & 7) offset=\(hex(p & ~7, digits: 8))"]
+        default: return []
+        }
+    }
+
+    // MARK: Extended capabilities
+
+    static let extendedNames: [UInt16: String] = [
+        0x00: "Null", 0x01: "Advanced Error Reporting", 0x02: "Virtual Channel", 0x04: "Power Budgeting <?>",
+        0x05: "Root Complex Link", 0x06: "Root Complex Internal Link <?>",
+        0x07: "Root Complex Event Collector Endpoint Association", 0x08: "Multi-Function Virtual Channel <?>",
+        0x09: "Virtual Channel", 0x0A: "Root Complex Register Block <?>", 0x0D: "Access Control Services",
+        0x0E: "Alternative Routing-ID Interpretation (ARI)", 0x0F: "Address Translation Service (ATS)",
+        0x10: "Single Root I/O Virtualization (SR-IOV)", 0x11: "Multi-Root I/O Virtualization <?>",
+        0x12: "Multicast", 0x13: "Page Request Interface (PRI)", 0x15: "Physical Resizable BAR",
+        0x16: "Dynamic Power Allocation <?>", 0x17: "Transaction Processing Hints", 0x18: "Latency Tolerance Reporting",
+        0x19: "Secondary PCI Express", 0x1A: "Protocol Multiplexing <?>", 0x1B: "Process Address Space ID (PASID)",
+        0x1C: "LN Requester <?>", 0x1D: "Downstream Port Containment", 0x1E: "L1 PM Substates",
+        0x1F: "Precision Time Measurement", 0x20: "PCI Express over M_PHY <?>", 0x21: "FRS Queueing <?>",
+        0x22: "Readiness Time Reporting <?>", 0x24: "Virtual Resizable BAR", 0x25: "Data Link Feature <?>",
+        0x26: "Physical Layer 16.0 GT/s <?>", 0x27: "Lane Margining at the Receiver <?>", 0x28: "Hierarchy ID <?>",
+        0x29: "Native PCIe Enclosure Management <?>", 0x2E: "Data Object Exchange",
+    ]
+
+    public func extendedTitle(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> String {
+        let c = ctx.config, o = cap.offset
+        switch cap.id {
+        case 0x03:
+            guard let lo = c.read32(o + 4), let hi = c.read32(o + 8) else { return "Device Serial Number <unreadable>" }
+            let b = [hi >> 24, (hi >> 16) & 0xFF, (hi >> 8) & 0xFF, hi & 0xFF, lo >> 24, (lo >> 16) & 0xFF, (lo >> 8) & 0xFF, lo & 0xFF]
+            return "Device Serial Number " + b.map { hex($0, digits: 2) }.joined(separator: "-")
+        case 0x0B:
+            guard let h = c.read32(o + 4) else { return "Vendor Specific Information: <unreadable>" }
+            return "Vendor Specific Information: ID=\(hex(h & 0xFFFF, digits: 4)) Rev=\((h >> 16) & 0xF) Len=\(hex(h >> 20, digits: 3)) <?>"
+        case 0x23:
+            guard let h = DVSECHeader(config: c, offset: o) else { return "Designated Vendor-Specific: <unreadable>" }
+            let base = "Designated Vendor-Specific: Vendor=\(hex(h.vendorID, digits: 4)) ID=\(hex(h.dvsecID, digits: 4)) Rev=\(h.revision) Len=\(h.length)"
+            if let d = dvsecDecoders[h.vendorID] { return base + d.titleSuffix(h, context: ctx) }
+            return base + " <?>"
+        default:
+            return Self.extendedNames[cap.id] ?? "Extended Capability ID 0x\(hex(cap.id, digits: 1))"
+        }
+    }
+
+    func extendedDetails(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> [String] {
+        let c = ctx.config, o = cap.offset
+        switch cap.id {
+        case 0x01:
+            guard let ues = c.read32(o + 4), let uem = c.read32(o + 8), let uesv = c.read32(o + 12),
+                  let ces = c.read32(o + 16), let cem = c.read32(o + 20), let capc = c.read32(o + 24) else { return [] }
+            func ue(_ l: UInt32) -> String {
+                "DLP\(flag(l, 1 << 4)) SDES\(flag(l, 1 << 5)) TLP\(flag(l, 1 << 12)) FCP\(flag(l, 1 << 13)) CmpltTO\(flag(l, 1 << 14)) CmpltAbrt\(flag(l, 1 << 15)) UnxCmplt\(flag(l, 1 << 16)) RxOF\(flag(l, 1 << 17)) MalfTLP\(flag(l, 1 << 18)) ECRC\(flag(l, 1 << 19)) UnsupReq\(flag(l, 1 << 20)) ACSViol\(flag(l, 1 << 21))"
+            }
+            func ce(_ l: UInt32) -> String {
+                "RxErr\(flag(l, 1)) BadTLP\(flag(l, 1 << 6)) BadDLLP\(flag(l, 1 << 7)) Rollover\(flag(l, 1 << 8)) Timeout\(flag(l, 1 << 12)) AdvNonFatalErr\(flag(l, 1 << 13))"
+            }
+            let log = (0..<4).map { hex(c.read32(o + 0x1C + 4 * $0) ?? 0, digits: 8) }.joined(separator: " ")
+            return ["\t\tUESta:\t" + ue(ues), "\t\tUEMsk:\t" + ue(uem), "\t\tUESvrt:\t" + ue(uesv),
+                    "\t\tCESta:\t" + ce(ces), "\t\tCEMsk:\t" + ce(cem),
+                    "\t\tAERCap:\tFirst Error Pointer: \(hex(capc & 0x1F, digits: 2)), ECRCGenCap\(flag(capc, 1 << 5)) ECRCGenEn\(flag(capc, 1 << 6)) ECRCChkCap\(flag(capc, 1 << 7)) ECRCChkEn\(flag(capc, 1 << 8))",
+                    "\t\t\tMultHdrRecCap\(flag(capc, 1 << 9)) MultHdrRecEn\(flag(capc, 1 << 10)) TLPPfxPres\(flag(capc, 1 << 11)) HdrLogCap\(flag(capc, 1 << 12))",
+                    "\t\tHeaderLog: " + log]
+        case 0x0D:
+            guard let cp = c.read16(o + 4), let ct = c.read16(o + 6) else { return [] }
+            func acs(_ w: UInt16) -> String {
+                "SrcValid\(flag(w, 1)) TransBlk\(flag(w, 2)) ReqRedir\(flag(w, 4)) CmpltRedir\(flag(w, 8)) UpstreamFwd\(flag(w, 0x10)) EgressCtrl\(flag(w, 0x20)) DirectTrans\(flag(w, 0x40))"
+            }
+            return ["\t\tACSCap:\t" + acs(cp), "\t\tACSCtl:\t" + acs(ct)]
+        case 0x0E:
+            guard let cp = c.read16(o + 4), let ct = c.read16(o + 6) else { return [] }
+            return ["\t\tARICap:\tMFVC\(flag(cp, 1)) ACS\(flag(cp, 2)), Next Function: \(cp >> 8)",
+                    "\t\tARICtl:\tMFVC\(flag(ct, 1)) ACS\(flag(ct, 2)), Function Group: \((ct >> 4) & 7)"]
+        case 0x23:
+            guard let h = DVSECHeader(config: c, offset: o), let d = dvsecDecoders[h.vendorID] else { return [] }
+            return d.textLines(h, context: ctx)
+        default: return []
+        }
+    }
+
+    // MARK: JSON
+
+    /// The function as a JSON object (schema in docs/decode.md).
+    public func json(_ subject: DecodeSubject, verbosity: Int = 2) -> JSONValue {
+        let ctx = context(for: subject, verbosity: verbosity)
+        let c = subject.config
+        var o = JSONObject()
+        o.set("address", subject.name)
+        o.set("vendor_id", .hexString(c.vendorID ?? 0xFFFF, digits: 4))
+        o.set("device_id", .hexString(c.deviceID ?? 0xFFFF, digits: 4))
+        o.set("revision_id", .hexString(c.read8(8) ?? 0, digits: 2))
+        o.set("class_code", .hexString(c.classCode ?? 0, digits: 6))
+        o.set("header_type", Int(c.headerType ?? 0))
+        o.set("multi_function", c.isMultiFunction)
+        o.set("config_size", c.count)
+        if let layout = PCIHeader.layout(forHeaderType: c.headerType ?? 0) {
+            o.set("header", layout.json(base: 0) { c.read($0) })
+        }
+        var caps: [JSONValue] = []
+        let showExtended = ctx.capabilities.standard(.pciExpress) != nil
+        for cap in ctx.capabilities.standard + ctx.capabilities.extended {
+            var co = JSONObject()
+            co.set("space", cap.space.rawValue)
+            co.set("offset", cap.offset)
+            co.set("id", .hexString(cap.id, digits: cap.space == .standard ? 2 : 4))
+            if cap.space == .extended { co.set("version", Int(cap.version)) }
+            co.set("name", cap.name)
+            co.set("title", cap.space == .standard ? standardTitle(cap, ctx) : extendedTitle(cap, ctx))
+            if cap.space == .extended && !showExtended { co.set("shown_by_lspci", false) }
+            if let layout = CapabilityCatalog.layout(for: cap, config: c) {
+                co.set("registers", layout.json(base: cap.offset) { c.read($0, base: cap.offset) })
+            }
+            if cap.id == 0x23, cap.space == .extended, let h = DVSECHeader(config: c, offset: cap.offset) {
+                var d = JSONObject()
+                d.set("vendor_id", .hexString(h.vendorID, digits: 4))
+                d.set("id", .hexString(h.dvsecID, digits: 4))
+                d.set("revision", Int(h.revision))
+                d.set("length", h.length)
+                if let dec = dvsecDecoders[h.vendorID] { d.set("decoded", dec.json(h, context: ctx)) }
+                co.set("dvsec", d.value)
+            }
+            caps.append(co.value)
+        }
+        o.set("capabilities", .array(caps))
+        for ext in extensions { if let (k, v) = ext.json(context: ctx) { o.set(k, v) } }
+        o.set("findings", .array(ctx.capabilities.findings.map { f in
+            var fo = JSONObject()
+            fo.set("severity", f.severity.rawValue)
+            if let off = f.offset { fo.set("offset", off) }
+            fo.set("message", f.message)
+            return fo.value
+        }))
+        return o.value
+    }
+}

@@ -1,0 +1,203 @@
+// Real PCI functions through Linux sysfs (/sys/bus/pci/devices/DDDD:BB:DD.F).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A sysfs tree: `root` is where sysfs is mounted (`/sys`), or a fake tree in tests
+/// laid out the same way (`ROOT/bus/pci/devices/ADDR/{config,resource,resourceN}`).
+public struct SysfsTree: Sendable {
+    public let root: String
+    public init(root: String = "/sys") { self.root = root.hasSuffix("/") && root.count > 1 ? String(root.dropLast()) : root }
+
+    public var devicesDirectory: String { root + "/bus/pci/devices" }
+
+    public func path(of address: PCIAddress) -> String { devicesDirectory + "/" + address.description }
+
+    /// Every function under the devices directory, sorted by address. Entries that
+    /// are not addresses are ignored.
+    public func functionAddresses() throws(PCIError) -> [PCIAddress] {
+        guard let dir = opendir(devicesDirectory) else {
+            throw .io("cannot list \(devicesDirectory): \(String(cString: strerror(errno)))")
+        }
+        defer { closedir(dir) }
+        var out: [PCIAddress] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafePointer(to: ent.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if let a = PCIAddress(name), a.description == name { out.append(a) }
+        }
+        return out.sorted()
+    }
+
+    public func exists(_ address: PCIAddress) -> Bool { access(path(of: address) + "/config", F_OK) == 0 }
+
+    public func open(_ address: PCIAddress) throws(PCIError) -> SysfsPCIFunction {
+        try SysfsPCIFunction(tree: self, address: address)
+    }
+}
+
+/// Reads a whole small file (sysfs attributes, fixture files). Nil if it cannot be read.
+public func readWholeFile(_ path: String, limit: Int = 1 << 26) -> [UInt8]? {
+    let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var out: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while out.count < limit {
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 { if errno == EINTR { continue }; return nil }
+        if n == 0 { break }
+        out.append(contentsOf: buf[0..<n])
+    }
+    return out
+}
+
+/// A function's config space through `config` and its memory BARs through `resourceN`
+/// (mapped with mmap per access; root is needed for both beyond the first 64 bytes).
+public final class SysfsPCIFunction: PCIFunction {
+    public let tree: SysfsTree
+    public let pciAddress: PCIAddress
+    public let directory: String
+    public let configSize: Int
+    public let bars: [BARDescription]
+    /// Physical start address of each BAR (from `resource`), for display.
+    public let barStarts: [Int: UInt64]
+
+    public var address: String { pciAddress.description }
+
+    init(tree: SysfsTree, address: PCIAddress) throws(PCIError) {
+        self.tree = tree
+        self.pciAddress = address
+        self.directory = tree.path(of: address)
+        var st = stat()
+        guard stat(directory + "/config", &st) == 0 else {
+            throw .io("\(address): no such PCI function (\(directory)/config: \(String(cString: strerror(errno))))")
+        }
+        // sysfs reports 256 or 4096; fake trees hold the real number of bytes.
+        let size = Int(st.st_size)
+        self.configSize = size >= pcieConfigSpaceSize ? pcieConfigSpaceSize : (size >= pciConfigSpaceSize ? pciConfigSpaceSize : size)
+        var bars: [BARDescription] = []
+        var starts: [Int: UInt64] = [:]
+        if let res = readWholeFile(directory + "/resource") {
+            let lines = String(decoding: res, as: UTF8.self).split(separator: "\n")
+            for (i, line) in lines.prefix(6).enumerated() {
+                let f = line.split(separator: " ").compactMap { UInt64($0.dropFirst(2), radix: 16) }
+                guard f.count == 3, f[1] > f[0] || (f[0] != 0 && f[1] == f[0]) else { continue }
+                let flags = f[2]
+                let kind: BARKind = flags & 0x100 != 0 ? .io : (flags & 0x100000 != 0 ? .memory64 : .memory32)
+                bars.append(BARDescription(index: i, kind: kind, prefetchable: flags & 0x2000 != 0, size: f[1] - f[0] + 1))
+                starts[i] = f[0]
+            }
+        }
+        self.bars = bars
+        self.barStarts = starts
+    }
+
+    public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
+        guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config read of \(width) bytes at 0x\(hex(offset, digits: 3))") }
+        guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
+        let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io("\(address): cannot open config: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: width)
+        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, width, off_t(offset)) }
+        guard n == width else {
+            // Unprivileged readers get only the first 64 bytes; a short read is not an error
+            // lspci makes visible either, but we say so.
+            throw .io("\(address): config read at 0x\(hex(offset, digits: 3)) returned \(n) of \(width) bytes (are you root?)")
+        }
+        var v: UInt32 = 0
+        for i in 0..<width { v |= UInt32(buf[i]) << UInt32(8 * i) }
+        return v
+    }
+
+    /// The whole config file in one read (what `configSnapshot` would do in 1024 reads).
+    public func readConfigFile() throws(PCIError) -> ConfigSpace {
+        guard let bytes = readWholeFile(directory + "/config", limit: pcieConfigSpaceSize) else {
+            throw .io("\(address): cannot read \(directory)/config: \(String(cString: strerror(errno)))")
+        }
+        guard bytes.count >= 64 else { throw .io("\(address): config file holds only \(bytes.count) bytes") }
+        return ConfigSpace(bytes: bytes)
+    }
+
+    public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
+        guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config write of \(width) bytes at 0x\(hex(offset, digits: 3))") }
+        guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
+        let fd = Glibc.open(directory + "/config", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io("\(address): cannot open config for writing: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: width)
+        for i in 0..<width { buf[i] = UInt8(truncatingIfNeeded: value >> UInt32(8 * i)) }
+        let n = buf.withUnsafeBytes { pwrite(fd, $0.baseAddress, width, off_t(offset)) }
+        guard n == width else { throw .io("\(address): config write at 0x\(hex(offset, digits: 3)) failed: \(String(cString: strerror(errno)))") }
+    }
+
+    private func withMappedBAR<T>(_ bar: Int, offset: UInt64, width: Int, writable: Bool,
+                                  _ body: (UnsafeMutableRawPointer) -> T) throws(PCIError) -> T {
+        guard [1, 2, 4, 8].contains(width), offset % UInt64(width) == 0 else { throw .badAccess("BAR access of \(width) bytes at 0x\(hex(offset, digits: 1))") }
+        guard let desc = bars.first(where: { $0.index == bar }) else { throw .noSuchBAR(bar) }
+        guard desc.kind != .io else { throw .badAccess("BAR\(bar) is an I/O BAR") }
+        guard offset < desc.size, desc.size - offset >= UInt64(width) else {
+            throw .outOfRange("BAR\(bar) offset 0x\(hex(offset, digits: 1)) past its \(desc.size) bytes")
+        }
+        let path = directory + "/resource\(bar)"
+        let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_SYNC)
+        guard fd >= 0 else { throw .io("\(address): cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+        let base = offset & ~(page - 1)
+        let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
+        guard let p = mmap(nil, Int(page), prot, MAP_SHARED, fd, off_t(base)), p != MAP_FAILED else {
+            throw .io("\(address): cannot map \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { munmap(p, Int(page)) }
+        return body(p + Int(offset - base))
+    }
+
+    public func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
+        try withMappedBAR(bar, offset: offset, width: width, writable: false) { p in
+            switch width {
+            case 1: return UInt64(p.assumingMemoryBound(to: UInt8.self).pointee)
+            case 2: return UInt64(p.assumingMemoryBound(to: UInt16.self).pointee)
+            case 4: return UInt64(p.assumingMemoryBound(to: UInt32.self).pointee)
+            default: return p.assumingMemoryBound(to: UInt64.self).pointee
+            }
+        }
+    }
+
+    public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        try withMappedBAR(bar, offset: offset, width: width, writable: true) { p in
+            switch width {
+            case 1: p.assumingMemoryBound(to: UInt8.self).pointee = UInt8(truncatingIfNeeded: value)
+            case 2: p.assumingMemoryBound(to: UInt16.self).pointee = UInt16(truncatingIfNeeded: value)
+            case 4: p.assumingMemoryBound(to: UInt32.self).pointee = UInt32(truncatingIfNeeded: value)
+            default: p.assumingMemoryBound(to: UInt64.self).pointee = value
+            }
+        }
+    }
+
+    public var resetMethods: [PCIResetMethod] {
+        guard let b = readWholeFile(directory + "/reset_method") else { return [] }
+        return String(decoding: b, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).map { PCIResetMethod(rawValue: String($0)) }
+    }
+
+    public func reset(_ method: PCIResetMethod) throws(PCIError) {
+        guard resetMethods.contains(method) else { throw .resetUnsupported(method.rawValue) }
+        try writeAttribute("reset_method", method.rawValue)
+        try writeAttribute("reset", "1")
+    }
+
+    private func writeAttribute(_ name: String, _ value: String) throws(PCIError) {
+        let fd = Glibc.open(directory + "/" + name, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io("\(address): cannot open \(name): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        guard n == bytes.count else { throw .io("\(address): write to \(name) failed: \(String(cString: strerror(errno)))") }
+    }
+}
