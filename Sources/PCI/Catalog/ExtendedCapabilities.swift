@@ -1,66 +1,21 @@
 // Extended capabilities (PCIe 6.0 §7.6 onwards). Offsets are from the capability's
 // header at 0x100 or above.
 
-/// The DWORD every extended capability starts with (PCIe 6.0 §7.6.3).
-public enum ExtendedCapabilityHeader {
-    public static let header = RegisterLayout("PCI Express Extended Capability Header", offset: 0x00, width: 4, [
-        .init("PCI Express Extended Capability ID", 15, 0, .ro),
-        .init("Capability Version", 19, 16, .ro),
-        .init("Next Capability Offset", 31, 20, .ro),
-    ])
-}
-
-/// Designated Vendor-Specific Extended Capability header (PCIe 6.0 §7.9.6).
-public enum DVSECCapability {
-    public static let header1 = RegisterLayout("Designated Vendor-Specific Header 1", offset: 0x04, width: 4, [
-        .init("DVSEC Vendor ID", 15, 0, .ro),
-        .init("DVSEC Revision", 19, 16, .ro),
-        .init("DVSEC Length", 31, 20, .ro, "bytes, counted from the extended capability header"),
-    ])
-    public static let header2 = RegisterLayout("Designated Vendor-Specific Header 2", offset: 0x08, width: 2, [
-        .init("DVSEC ID", 15, 0, .ro),
-    ])
-    public static let layout = RegisterBlockLayout("Designated Vendor-Specific", [ExtendedCapabilityHeader.header, header1, header2])
-}
-
-/// A DVSEC's identifying header, read from config space.
-public struct DVSECHeader: Sendable, Hashable {
-    /// Config-space offset of the extended capability header.
-    public let offset: Int
-    public let capabilityVersion: UInt8
-    public let vendorID: UInt16
-    public let revision: UInt8
-    /// DVSEC Length in bytes, counted from `offset`.
-    public let length: Int
-    public let dvsecID: UInt16
-
-    public init(offset: Int, capabilityVersion: UInt8, vendorID: UInt16, revision: UInt8, length: Int, dvsecID: UInt16) {
-        self.offset = offset
-        self.capabilityVersion = capabilityVersion
-        self.vendorID = vendorID
-        self.revision = revision
-        self.length = length
-        self.dvsecID = dvsecID
-    }
-
+extension DVSECInstance {
     /// Reads the header of the DVSEC whose extended capability header is at `offset`;
     /// nil if the ten header bytes are not all inside `config`.
     public init?(config: ConfigSpace, offset: Int) {
-        guard let h0 = config.read(ExtendedCapabilityHeader.header, base: offset),
-              let h1 = config.read(DVSECCapability.header1, base: offset),
-              let h2 = config.read(DVSECCapability.header2, base: offset) else { return nil }
-        let f1 = DVSECCapability.header1
+        guard config.read(ExtendedCapabilityHeader.header, base: offset) != nil,
+              let h1 = config.read(DVSECHeader.header1, base: offset),
+              let h2 = config.read(DVSECHeader.header2, base: offset) else { return nil }
+        let f1 = DVSECHeader.header1
+        let length = Int(f1.field("DVSEC Length")!.extract(h1))
         self.init(offset: offset,
-                  capabilityVersion: UInt8(ExtendedCapabilityHeader.header.field("Capability Version")!.extract(h0)),
                   vendorID: UInt16(f1.field("DVSEC Vendor ID")!.extract(h1)),
                   revision: UInt8(f1.field("DVSEC Revision")!.extract(h1)),
-                  length: Int(f1.field("DVSEC Length")!.extract(h1)),
-                  dvsecID: UInt16(DVSECCapability.header2.field("DVSEC ID")!.extract(h2)))
-    }
-
-    /// Every DVSEC in the extended capability list.
-    public static func all(in config: ConfigSpace, capabilities: CapabilityList) -> [DVSECHeader] {
-        capabilities.extended(.designatedVendorSpecific).compactMap { DVSECHeader(config: config, offset: $0.offset) }
+                  length: length,
+                  dvsecID: UInt16(DVSECHeader.header2.field("DVSEC ID")!.extract(h2)),
+                  fitsInConfigSpace: offset + length <= config.count)
     }
 }
 
@@ -168,7 +123,7 @@ public enum CapabilityCatalog {
             case .accessControlServices: return ACSCapability.layout
             case .alternativeRoutingIDInterpretation: return ARICapability.layout
             case .latencyToleranceReporting: return LTRCapability.layout
-            case .designatedVendorSpecific: return DVSECCapability.layout
+            case .designatedVendorSpecific: return RegisterBlockLayout("Designated Vendor-Specific", DVSECHeader.registers)
             default: return RegisterBlockLayout("Extended Capability", [ExtendedCapabilityHeader.header])
             }
         }

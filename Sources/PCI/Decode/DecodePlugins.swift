@@ -53,11 +53,11 @@ public protocol DVSECDecoder: Sendable {
     var vendorID: UInt16 { get }
     /// Text after `Len=NN` on the capability line; lspci 3.9 prints `: CXL` for CXL
     /// DVSECs it accepts and ` <?>` otherwise.
-    func titleSuffix(_ header: DVSECHeader, context: DecodeContext) -> String
+    func titleSuffix(_ header: DVSECInstance, context: DecodeContext) -> String
     /// Detail lines, complete with their leading tabs (lspci uses two). Called from -vv.
-    func textLines(_ header: DVSECHeader, context: DecodeContext) -> [String]
+    func textLines(_ header: DVSECInstance, context: DecodeContext) -> [String]
     /// The decoded body, merged into the capability's JSON object under "dvsec".
-    func json(_ header: DVSECHeader, context: DecodeContext) -> JSONValue
+    func json(_ header: DVSECInstance, context: DecodeContext) -> JSONValue
 }
 
 /// Adds a section after the capability list (text) and a member to the function's

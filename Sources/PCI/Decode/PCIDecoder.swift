@@ -225,7 +225,7 @@ public struct PCIDecoder: Sendable {
             guard let h = c.read32(o + 4) else { return "Vendor Specific Information: <unreadable>" }
             return "Vendor Specific Information: ID=\(hex(h & 0xFFFF, digits: 4)) Rev=\((h >> 16) & 0xF) Len=\(hex(h >> 20, digits: 3)) <?>"
         case 0x23:
-            guard let h = DVSECHeader(config: c, offset: o) else { return "Designated Vendor-Specific: <unreadable>" }
+            guard let h = DVSECInstance(config: c, offset: o) else { return "Designated Vendor-Specific: <unreadable>" }
             let base = "Designated Vendor-Specific: Vendor=\(hex(h.vendorID, digits: 4)) ID=\(hex(h.dvsecID, digits: 4)) Rev=\(h.revision) Len=\(h.length)"
             if let d = dvsecDecoders[h.vendorID] { return base + d.titleSuffix(h, context: ctx) }
             return base + " <?>"
@@ -263,7 +263,7 @@ public struct PCIDecoder: Sendable {
             return ["\t\tARICap:\tMFVC\(flag(cp, 1)) ACS\(flag(cp, 2)), Next Function: \(cp >> 8)",
                     "\t\tARICtl:\tMFVC\(flag(ct, 1)) ACS\(flag(ct, 2)), Function Group: \((ct >> 4) & 7)"]
         case 0x23:
-            guard let h = DVSECHeader(config: c, offset: o), let d = dvsecDecoders[h.vendorID] else { return [] }
+            guard let h = DVSECInstance(config: c, offset: o), let d = dvsecDecoders[h.vendorID] else { return [] }
             return d.textLines(h, context: ctx)
         default: return []
         }
@@ -301,7 +301,7 @@ public struct PCIDecoder: Sendable {
             if let layout = CapabilityCatalog.layout(for: cap, config: c) {
                 co.set("registers", layout.json(base: cap.offset) { c.read($0, base: cap.offset) })
             }
-            if cap.id == 0x23, cap.space == .extended, let h = DVSECHeader(config: c, offset: cap.offset) {
+            if cap.id == 0x23, cap.space == .extended, let h = DVSECInstance(config: c, offset: cap.offset) {
                 var d = JSONObject()
                 d.set("vendor_id", .hexString(h.vendorID, digits: 4))
                 d.set("id", .hexString(h.dvsecID, digits: 4))

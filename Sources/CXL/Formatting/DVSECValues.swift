@@ -1,0 +1,98 @@
+import PCI
+
+/// A DVSEC CXL Range (1 or 2) of the PCIe DVSEC for CXL Devices, read through the catalog.
+public struct DeviceDVSECRange: Sendable {
+    public let n: Int
+    public let sizeHigh, sizeLow, baseHigh, baseLow: RegisterValue
+
+    /// Size in bytes: Memory_Size_High:Memory_Size_Low (256 MiB granule).
+    public var size: UInt64 { (sizeHigh["Memory_Size_High"] << 32) | (sizeLow["Memory_Size_Low"] << 28) }
+    /// Base as the spec defines it (reserved low bits dropped).
+    public var base: UInt64 { (baseHigh["Memory_Base_High"] << 32) | (baseLow["Memory_Base_Low"] << 28) }
+    public var valid: Bool { sizeLow.isSet("Memory_Info_Valid") }
+    public var active: Bool { sizeLow.isSet("Memory_Active") }
+
+    /// lspci 3.9.0's two lines. It prints the base registers unmasked and, for a
+    /// zero size, `base-(base-1)`; its tables stop at 3 types/classes and 8
+    /// interleave encodings (larger values print garbage there; `<?>` here).
+    public var lspciLines: [String] {
+        let rawBase = (baseHigh.raw << 32) | baseLow.raw
+        let end = rawBase &+ size &- 1
+        let types = ["Volatile", "Non-volatile", "CDAT"], classes = ["DRAM", "Storage", "CDAT"]
+        let interleave: [UInt64] = [0, 256, 4096, 512, 1024, 2048, 8192, 16384]
+        let t = Int(sizeLow["Media_Type"]), c = Int(sizeLow["Memory_Class"]), i = Int(sizeLow["Desired_Interleave"])
+        let timeout = sizeLow["Memory_Active_Timeout"]
+        return [
+            "\t\tRange\(n): \(hex(rawBase, digits: 16))-\(hex(end, digits: 16))",
+            "\t\t\tValid\(sizeLow.flag("Memory_Info_Valid")) Active\(sizeLow.flag("Memory_Active")) Type=\(t < 3 ? types[t] : "<?>") Class=\(c < 3 ? classes[c] : "<?>") interleave=\(i < 8 ? String(interleave[i]) : "<?>") timeout=\(1 << (timeout * 2))s",
+            "\t\t\tBase=\(hex(base, digits: 16)) Size=\(hex(size, digits: 16)) Degraded\(sizeLow.flag("Memory_Active_Degraded"))",
+        ]
+    }
+
+    public var json: JSONValue {
+        var o = JSONObject()
+        o.set("range", n)
+        o.set("base", .hexString(base, digits: 16))
+        o.set("size", .hexString(size, digits: 16))
+        o.set("Memory_Info_Valid", valid)
+        o.set("Memory_Active", active)
+        o.set("Media_Type", .object([("value", .number(sizeLow["Media_Type"])), ("meaning", .string(sizeLow.meaning("Media_Type") ?? "reserved"))]))
+        o.set("Memory_Class", .object([("value", .number(sizeLow["Memory_Class"])), ("meaning", .string(sizeLow.meaning("Memory_Class") ?? "reserved"))]))
+        if let b = CXLDeviceDVSEC.desiredInterleaveBytes[sizeLow["Desired_Interleave"]] {
+            o.set("Desired_Interleave_bytes", b)
+        } else {
+            o.set("Desired_Interleave_bytes", .null)
+        }
+        o.set("Memory_Active_Timeout_seconds", UInt64(1) << (sizeLow["Memory_Active_Timeout"] * 2))
+        o.set("Memory_Active_Degraded", sizeLow.isSet("Memory_Active_Degraded"))
+        return o.value
+    }
+}
+
+/// One entry of the Register Locator DVSEC.
+public struct RegisterLocatorEntry: Sendable, Hashable {
+    /// 0-based entry index (lspci prints index + 1 as "BlockN").
+    public let index: Int
+    public let bir: Int
+    public let identifier: UInt8
+    /// Offset of the block inside the BAR.
+    public let offset: UInt64
+
+    public var json: JSONValue {
+        var o = JSONObject()
+        o.set("block", index + 1)
+        o.set("Register BIR", bir)
+        o.set("Register Block Identifier", .hexString(identifier, digits: 2))
+        o.set("name", RegisterLocatorDVSEC.BlockIdentifier(rawValue: identifier)?.name ?? "reserved")
+        o.set("offset", .hexString(offset, digits: 16))
+        return o.value
+    }
+}
+
+public enum RegisterLocator {
+    /// The entries that lie inside both the DVSEC's length and the config space
+    /// (lspci's rule: an entry counts when its last byte is inside the length).
+    public static func entries(_ h: DVSECInstance, config: ConfigSpace) -> [RegisterLocatorEntry] {
+        var out: [RegisterLocatorEntry] = []
+        let lowL = RegisterLocatorDVSEC.offsetLow, highL = RegisterLocatorDVSEC.offsetHigh
+        var i = 0
+        while true {
+            let rel = RegisterLocatorDVSEC.firstEntryOffset + RegisterLocatorDVSEC.entrySize * i
+            guard rel + RegisterLocatorDVSEC.entrySize <= h.length,
+                  let lo = config.read(lowL, base: h.offset + rel),
+                  let hi = config.read(highL, base: h.offset + rel) else { break }
+            let low = RegisterValue(lowL, lo), high = RegisterValue(highL, hi)
+            out.append(RegisterLocatorEntry(index: i, bir: Int(low["Register BIR"]), identifier: UInt8(low["Register Block Identifier"]),
+                                            offset: (high["Register Block Offset High"] << 32) | (low["Register Block Offset Low"] << 16)))
+            i += 1
+        }
+        return out
+    }
+
+    /// Entries of every CXL Register Locator DVSEC of a function.
+    public static func entries(config: ConfigSpace, capabilities: CapabilityList) -> [RegisterLocatorEntry] {
+        capabilities.dvsecs(in: config)
+            .filter { $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.registerLocator.rawValue }
+            .flatMap { entries($0, config: config) }
+    }
+}
