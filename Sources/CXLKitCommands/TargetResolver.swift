@@ -1,0 +1,143 @@
+import PCI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A command-line error: printed as one line on stderr, exit status 1.
+public struct CommandError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// One function a target named: its config space, and the function itself when
+/// registers beyond config space (BARs) can be reached.
+public struct ResolvedTarget: Sendable {
+    /// Printed at the start of the lspci-style header line.
+    public var name: String
+    /// Header-line text after the address (from a dump), or nil for lspci's ID-less form.
+    public var description: String?
+    public var config: ConfigSpace
+    public var function: (any PCIFunction)?
+
+    public init(name: String, description: String? = nil, config: ConfigSpace, function: (any PCIFunction)? = nil) {
+        self.name = name
+        self.description = description
+        self.config = config
+        self.function = function
+    }
+
+    /// A target for any PCIFunction (emulated, vfio-user, ...): config space is
+    /// snapshotted through `configRead`, BARs stay reachable through `barRead`.
+    public init(function: any PCIFunction, name: String? = nil) throws(CommandError) {
+        do {
+            self.init(name: name ?? function.address, config: try function.configSnapshot(), function: function)
+        } catch {
+            throw CommandError("\(function.address): cannot read config space: \(error)")
+        }
+    }
+
+    public var subject: DecodeSubject { DecodeSubject(name: name, description: description, config: config, function: function) }
+}
+
+/// Settings every scheme may use.
+public struct TargetOptions: Sendable {
+    /// Where sysfs is mounted (tests point it at a fake tree).
+    public var sysfsRoot: String
+    /// BAR images for file targets: BAR index to (offset of the image in the BAR, path).
+    public var barImages: [Int: (offset: UInt64, path: String)]
+
+    public init(sysfsRoot: String = "/sys", barImages: [Int: (offset: UInt64, path: String)] = [:]) {
+        self.sysfsRoot = sysfsRoot
+        self.barImages = barImages
+    }
+}
+
+/// Resolves `SCHEME:REST` target strings, e.g. `emulated:type2` or `vfio-user:/run/x.sock`.
+public protocol TargetScheme: Sendable {
+    /// The prefix before the first colon.
+    var scheme: String { get }
+    /// One-line description for help text.
+    var summary: String { get }
+    func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget]
+}
+
+/// Turns a TARGET argument into functions. Built-in: `sysfs:ADDR` and `file:PATH`;
+/// without a scheme, an existing path is a file (lspci dump or binary config space)
+/// and a PCI address (`0000:3b:00.0` or `3b:00.0`) is a sysfs function. Later
+/// layers register more schemes (`emulated:NAME`, `vfio-user:PATH`).
+public struct TargetResolver: Sendable {
+    public var options: TargetOptions
+    public private(set) var schemes: [String: any TargetScheme] = [:]
+
+    public init(options: TargetOptions = TargetOptions()) {
+        self.options = options
+        register(SysfsScheme())
+        register(FileScheme())
+    }
+
+    /// Adds or replaces a scheme.
+    public mutating func register(_ scheme: any TargetScheme) { schemes[scheme.scheme] = scheme }
+
+    public func resolve(_ target: String) throws(CommandError) -> [ResolvedTarget] {
+        guard !target.isEmpty else { throw CommandError("empty target") }
+        if let colon = target.firstIndex(of: ":") {
+            let prefix = String(target[..<colon])
+            if let s = schemes[prefix] { return try s.resolve(String(target[target.index(after: colon)...]), options: options) }
+        }
+        if access(target, F_OK) == 0 { return try FileScheme().resolve(target, options: options) }
+        if PCIAddress(target) != nil { return try SysfsScheme().resolve(target, options: options) }
+        let known = schemes.keys.sorted().map { $0 + ":" }.joined(separator: ", ")
+        throw CommandError("\(target): no such file, not a PCI address, and not a known target scheme (\(known))")
+    }
+}
+
+/// `sysfs:ADDR`: config from `config`, BARs through `resourceN`.
+public struct SysfsScheme: TargetScheme {
+    public init() {}
+    public var scheme: String { "sysfs" }
+    public var summary: String { "a PCI function under /sys/bus/pci/devices (config and resourceN files)" }
+
+    public func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget] {
+        guard let addr = PCIAddress(rest) else { throw CommandError("\(rest): not a PCI address (expected DDDD:BB:DD.F or BB:DD.F)") }
+        let tree = SysfsTree(root: options.sysfsRoot)
+        guard tree.exists(addr) else { throw CommandError("\(addr): no such PCI function in \(tree.devicesDirectory)") }
+        do {
+            let fn = try tree.open(addr)
+            let config = try fn.readConfigFile()
+            return [ResolvedTarget(name: addr.description, config: config, function: fn)]
+        } catch {
+            throw CommandError(error.description)
+        }
+    }
+}
+
+/// `file:PATH`: an lspci `-x/-xxx/-xxxx` dump (one or more functions) or a raw
+/// binary config space, optionally with BAR images (`--bar`).
+public struct FileScheme: TargetScheme {
+    public init() {}
+    public var scheme: String { "file" }
+    public var summary: String { "an lspci -x/-xxx/-xxxx dump or a binary config-space file" }
+
+    public func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget] {
+        var isDir = stat()
+        if stat(rest, &isDir) == 0, (isDir.st_mode & S_IFMT) == S_IFDIR { throw CommandError("\(rest): is a directory") }
+        guard let bytes = readWholeFile(rest, limit: 16 << 20) else {
+            throw CommandError("\(rest): cannot read: \(String(cString: strerror(errno)))")
+        }
+        let functions: [DumpedFunction]
+        do { functions = try ConfigFile.load(bytes: bytes, name: rest) } catch { throw CommandError(error.message) }
+        var images: [Int: (base: UInt64, bytes: [UInt8])] = [:]
+        for (bar, img) in options.barImages {
+            guard let b = readWholeFile(img.path) else { throw CommandError("\(img.path): cannot read BAR\(bar) image: \(String(cString: strerror(errno)))") }
+            images[bar] = (img.offset, b)
+        }
+        if !images.isEmpty && functions.count > 1 {
+            throw CommandError("\(rest): --bar needs a file holding one function, this one holds \(functions.count)")
+        }
+        return functions.map { f in
+            let fn: (any PCIFunction)? = images.isEmpty ? nil : ImagePCIFunction(address: f.addressText, config: f.config, barImages: images)
+            return ResolvedTarget(name: f.addressText, description: f.description.isEmpty ? nil : f.description, config: f.config, function: fn)
+        }
+    }
+}

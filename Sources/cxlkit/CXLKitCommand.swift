@@ -1,0 +1,71 @@
+import ArgumentParser
+import CXLKitCommands
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The root command. Each subcommand lives in its own file; add new ones to
+/// `subcommands` below.
+@main
+struct CXLKitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cxlkit",
+        abstract: "CXL Type-2 device passthrough toolkit.",
+        subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self])
+}
+
+/// Runs a command body: a CommandError becomes one line on stderr and exit 1.
+func runReportingErrors(_ body: () throws -> String) throws {
+    do {
+        let out = try body()
+        writeStdout(out)
+    } catch let e as CommandError {
+        writeStderr("cxlkit: error: \(e.message)\n")
+        throw ExitCode(1)
+    }
+}
+
+func writeStdout(_ s: String) {
+    var bytes = Array(s.utf8)
+    var off = 0
+    while off < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
+        if n <= 0 { if errno == EINTR { continue }; return }
+        off += n
+    }
+}
+
+func writeStderr(_ s: String) {
+    let bytes = Array(s.utf8)
+    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+}
+
+/// `--sysfs ROOT` and `--bar N=FILE[@OFFSET]`, shared by commands that take targets.
+struct TargetOptionGroup: ParsableArguments {
+    @Option(name: .long, help: "Where sysfs is mounted (default /sys); tests use a fake tree.")
+    var sysfs: String = "/sys"
+
+    @Option(name: .long, help: ArgumentHelp("BAR image for a file target: N=FILE or N=FILE@OFFSET (the image starts OFFSET bytes into BAR N).", valueName: "N=FILE[@OFFSET]"))
+    var bar: [String] = []
+
+    func resolver() throws -> TargetResolver {
+        var images: [Int: (offset: UInt64, path: String)] = [:]
+        for spec in bar {
+            guard let eq = spec.firstIndex(of: "="), let n = Int(spec[..<eq]), (0...5).contains(n) else {
+                throw CommandError("--bar \(spec): expected N=FILE[@OFFSET] with N in 0...5")
+            }
+            var path = String(spec[spec.index(after: eq)...])
+            var offset: UInt64 = 0
+            if let at = path.lastIndex(of: "@") {
+                let o = path[path.index(after: at)...]
+                guard let v = o.hasPrefix("0x") ? UInt64(o.dropFirst(2), radix: 16) : UInt64(o) else {
+                    throw CommandError("--bar \(spec): bad offset \(o)")
+                }
+                offset = v
+                path = String(path[..<at])
+            }
+            images[n] = (offset, path)
+        }
+        return TargetResolver(options: TargetOptions(sysfsRoot: sysfs, barImages: images))
+    }
+}

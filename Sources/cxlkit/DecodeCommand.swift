@@ -1,0 +1,25 @@
+import ArgumentParser
+import CXLKitCommands
+
+struct DecodeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "decode",
+        abstract: "Decode config space, CXL DVSECs and component registers, lspci-style.",
+        discussion: """
+        TARGET is a sysfs address (0000:3b:00.0 or 3b:00.0), an lspci -x/-xxx/-xxxx dump \
+        (one or many functions), a binary config-space file, or SCHEME:REST \
+        (sysfs:ADDR, file:PATH, and schemes other layers register).
+        """)
+
+    @Argument(help: "What to decode.") var target: String
+    @Flag(help: "Print JSON (schema in docs/decode.md).") var json = false
+    @Flag(name: .short, help: "Verbose, as lspci: -v capabilities, -vv details, -vvv everything.") var verbose: Int
+    @OptionGroup var targetOptions: TargetOptionGroup
+
+    func run() throws {
+        try runReportingErrors {
+            let targets = try targetOptions.resolver().resolve(target)
+            return CXLKit.decode(targets, json: json, verbosity: json ? max(verbose, 2) : verbose)
+        }
+    }
+}

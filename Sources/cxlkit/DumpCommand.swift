@@ -1,0 +1,15 @@
+import ArgumentParser
+import CXLKitCommands
+
+struct DumpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dump",
+        abstract: "Print the target's config space as an lspci -xxxx hex dump (readable by lspci -F).")
+
+    @Argument(help: "What to dump (same forms as decode).") var target: String
+    @OptionGroup var targetOptions: TargetOptionGroup
+
+    func run() throws {
+        try runReportingErrors { CXLKit.dump(try targetOptions.resolver().resolve(target)) }
+    }
+}

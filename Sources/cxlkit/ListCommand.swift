@@ -1,0 +1,16 @@
+import ArgumentParser
+import CXLKitCommands
+import PCI
+
+struct ListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List PCI functions, marking CXL ones with their type, HDM count and ranges.")
+
+    @Flag(help: "Print JSON.") var json = false
+    @Option(name: .long, help: "Where sysfs is mounted (default /sys).") var sysfs: String = "/sys"
+
+    func run() throws {
+        try runReportingErrors { try CXLKit.list(tree: SysfsTree(root: sysfs), json: json) }
+    }
+}
