@@ -89,7 +89,7 @@ public enum LspciDump {
 
     private static func isHexOffsetLine(_ line: Substring, colon: Substring.Index) -> Bool {
         let head = line[line.startIndex..<colon]
-        guard (1...3).contains(head.count), head.allSatisfy(\.isHexDigit) else { return false }
+        guard (1...4).contains(head.count), head.allSatisfy(\.isHexDigit) else { return false }
         let after = line.index(after: colon)
         return after == line.endIndex || line[after] == " "
     }
