@@ -26,10 +26,10 @@ public struct CXLDVSECFormatter: DVSECDecoder {
             return (0..<8).map { i in
                 let r = RegisterValue(NonCXLFunctionMapDVSEC.layout.registers.first { $0.offset == 0x0C + 4 * i }!, config: c, base: o)
                 // lspci 3.9 reads only the low 16 bits of each map register.
-                var lines = "\t\tFuncMap \(i): \(hex(r.raw & 0xFFFF, digits: 8))"
-                if r.raw >> 16 != 0 { lines += " (full: \(hex(r.raw, digits: 8)))" }
-                return lines
-            }
+                return "\t\tFuncMap \(i): \(hex(r.raw & 0xFFFF, digits: 8))"
+            } + ["\t\tFuncMap+:\t" + (0..<8).map { i in
+                hex(RegisterValue(NonCXLFunctionMapDVSEC.layout.registers.first { $0.offset == 0x0C + 4 * i }!, config: c, base: o).raw, digits: 8)
+            }.joined(separator: " ")]
         case .portExtensions:
             guard h.length >= PortExtensionsDVSEC.length else { return [] }
             let L = PortExtensionsDVSEC.layout
@@ -46,13 +46,15 @@ public struct CXLDVSECFormatter: DVSECDecoder {
             let rc = RegisterValue(L["CXL RCRB Base"], config: c, base: o)
             let rch = RegisterValue(L["CXL RCRB Base High"], config: c, base: o)
             var out = [
-                "\t\tCXLPortSta:\tPMComplete\(st.flag("Port Power Management Initialization Complete"))",
+                // lspci 3.9 tests the register's offset (0x0A) as the mask, i.e. bits 1 and 3;
+                // the real PM Initialization Complete (bit 0) is on the CXLPortSta+ line.
+                "\t\tCXLPortSta:\tPMComplete\(flag(st.raw, UInt64(PortExtensionsDVSEC.status.offset)))",
                 "\t\tCXLPortCtl:\tUnmaskSBR\(ct.flag("Unmask SBR")) UnmaskLinkDisable\(ct.flag("Unmask Link Disable")) AltMem\(ct.flag("Alt Memory and ID Space Enable")) AltBME\(ct.flag("Alt BME")) ViralEnable\(ct.flag("Viral Enable"))",
                 "\t\tAlternateBus:\t\(hex(bb.raw, digits: 2))-\(hex(bl.raw, digits: 2))",
                 "\t\tAlternateBus:\t\(hex(mb.raw, digits: 4))-\(hex(ml.raw, digits: 4))",
             ]
             // Beyond lspci 3.9:
-            out.append("\t\tCXLPortSta+:\tViralSta\(st.flag("Viral Status"))")
+            out.append("\t\tCXLPortSta+:\tPMInitComplete\(st.flag("Port Power Management Initialization Complete")) ViralSta\(st.flag("Viral Status"))")
             out.append("\t\tAltMem:\t\(hex(mb["Alt Mem Base"] << 20, digits: 8))-\(hex((ml["Alt Mem Limit"] << 20) | 0xFFFFF, digits: 8))")
             let pbase = (pbh.raw << 32) | (pb["Alt Prefetch Mem Base"] << 20)
             let plim = (plh.raw << 32) | (pl["Alt Prefetch Mem Limit"] << 20) | 0xFFFFF

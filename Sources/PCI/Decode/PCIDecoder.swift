@@ -8,8 +8,31 @@
 public struct PCIDecoder: Sendable {
     public private(set) var dvsecDecoders: [UInt16: any DVSECDecoder] = [:]
     public private(set) var extensions: [any FunctionDecodeExtension] = []
+    /// Names for header and Subsystem lines; nil prints numeric IDs as lspci does
+    /// without a database.
+    public var names: PCIIDs?
 
-    public init() {}
+    public init(names: PCIIDs? = PCIIDs.shared) { self.names = names }
+
+    /// The header-line text after the address, as lspci prints it:
+    /// `CXL: Intel Corporation Device 0d93 (rev 01)` (with -v: `(prog-if 10 [...])`).
+    public func headerDescription(_ c: ConfigSpace, verbosity: Int) -> String {
+        guard let names else { return LspciDump.defaultDescription(c) }
+        let cls = c.classCode ?? 0
+        let base = UInt8(cls >> 16), sub = UInt8((cls >> 8) & 0xFF), pi = UInt8(cls & 0xFF)
+        var s = names.className(base: base, sub: sub) + ": " + names.deviceName(vendor: c.vendorID ?? 0xFFFF, device: c.deviceID ?? 0xFFFF)
+        if let rev = c.read8(PCIHeader.revisionID.offset), rev != 0 { s += " (rev \(hex(rev, digits: 2)))" }
+        if verbosity >= 1 {
+            let pn = names.progIfName(base: base, sub: sub, progIf: pi)
+            if pi != 0 || pn != nil { s += " (prog-if \(hex(pi, digits: 2))" + (pn.map { " [\($0)]" } ?? "") + ")" }
+        }
+        return s
+    }
+
+    func subsystemName(_ c: ConfigSpace, sv: UInt16, sd: UInt16) -> String {
+        guard let names else { return "Device \(hex(sv, digits: 4)):\(hex(sd, digits: 4))" }
+        return names.subsystemName(vendor: c.vendorID ?? 0xFFFF, device: c.deviceID ?? 0xFFFF, subVendor: sv, subDevice: sd)
+    }
 
     /// Registers the decoder for a DVSEC vendor (replacing an earlier one).
     public mutating func register(_ decoder: any DVSECDecoder) { dvsecDecoders[decoder.vendorID] = decoder }
@@ -24,7 +47,7 @@ public struct PCIDecoder: Sendable {
     /// lspci-style text for one function, ending with a blank line as lspci does.
     public func text(_ subject: DecodeSubject, verbosity: Int) -> String {
         let ctx = context(for: subject, verbosity: verbosity)
-        var lines = [subject.name + " " + (subject.description ?? LspciDump.defaultDescription(subject.config))]
+        var lines = [subject.name + " " + (subject.description ?? headerDescription(subject.config, verbosity: verbosity))]
         if verbosity >= 1 {
             lines += headerLines(ctx)
             lines += capabilityLines(ctx)
@@ -38,8 +61,8 @@ public struct PCIDecoder: Sendable {
         let c = ctx.config
         var out: [String] = []
         let type = c.headerType ?? 0
-        if type == 0, let sv = c.read(PCIHeader.subsystemVendorID), let sd = c.read(PCIHeader.subsystemID), sv != 0 || sd != 0 {
-            out.append("\tSubsystem: Device \(hex(sv, digits: 4)):\(hex(sd, digits: 4))")
+        if type == 0, let sv = c.read16(PCIHeader.subsystemVendorID.offset), let sd = c.read16(PCIHeader.subsystemID.offset), sv != 0, sv != 0xFFFF {
+            out.append("\tSubsystem: " + subsystemName(c, sv: sv, sd: sd))
         }
         if ctx.verbosity >= 2, let cmd = c.read16(PCIHeader.command.offset), let st = c.read16(PCIHeader.status.offset) {
             out.append("\tControl: I/O\(flag(cmd, 0x1)) Mem\(flag(cmd, 0x2)) BusMaster\(flag(cmd, 0x4)) SpecCycle\(flag(cmd, 0x8)) MemWINV\(flag(cmd, 0x10)) VGASnoop\(flag(cmd, 0x20)) ParErr\(flag(cmd, 0x40)) Stepping\(flag(cmd, 0x80)) SERR\(flag(cmd, 0x100)) FastB2B\(flag(cmd, 0x200)) DisINTx\(flag(cmd, 0x400))")
@@ -125,7 +148,7 @@ public struct PCIDecoder: Sendable {
         case 0x09: return vendorSpecificTitle(cap, ctx)
         case 0x0B: return "CompactPCI central resource control <?>"
         case 0x0C: return "Hot-plug capable"
-        case 0x0D: return "Subsystem: Device \(hex(c.read16(o + 4) ?? 0, digits: 4)):\(hex(c.read16(o + 6) ?? 0, digits: 4))"
+        case 0x0D: return "Subsystem: " + subsystemName(c, sv: c.read16(o + 4) ?? 0, sd: c.read16(o + 6) ?? 0)
         case 0x0E: return "AGP3 <?>"
         case 0x0F: return "Secure device <?>"
         case 0x10:
@@ -251,7 +274,7 @@ public struct PCIDecoder: Sendable {
                     "\t\tCESta:\t" + ce(ces), "\t\tCEMsk:\t" + ce(cem),
                     "\t\tAERCap:\tFirst Error Pointer: \(hex(capc & 0x1F, digits: 2)), ECRCGenCap\(flag(capc, 1 << 5)) ECRCGenEn\(flag(capc, 1 << 6)) ECRCChkCap\(flag(capc, 1 << 7)) ECRCChkEn\(flag(capc, 1 << 8))",
                     "\t\t\tMultHdrRecCap\(flag(capc, 1 << 9)) MultHdrRecEn\(flag(capc, 1 << 10)) TLPPfxPres\(flag(capc, 1 << 11)) HdrLogCap\(flag(capc, 1 << 12))",
-                    "\t\tHeaderLog: " + log]
+                    "\t\tHeaderLog: " + log] + aerRootLines(o, ctx)
         case 0x0D:
             guard let cp = c.read16(o + 4), let ct = c.read16(o + 6) else { return [] }
             func acs(_ w: UInt16) -> String {
@@ -267,6 +290,17 @@ public struct PCIDecoder: Sendable {
             return d.textLines(h, context: ctx)
         default: return []
         }
+    }
+
+    /// Root Error Command/Status and Error Source Identification (PCIe 6.0 §7.8.4.9-11),
+    /// printed by lspci for Root Ports and Root Complex Event Collectors.
+    func aerRootLines(_ o: Int, _ ctx: DecodeContext) -> [String] {
+        guard let t = ctx.devicePortType, t == 4 || t == 10, let cmd = ctx.config.read32(o + 0x2C),
+              let st = ctx.config.read32(o + 0x30), let cor = ctx.config.read16(o + 0x34), let src = ctx.config.read16(o + 0x36) else { return [] }
+        return ["\t\tRootCmd: CERptEn\(flag(cmd, 1)) NFERptEn\(flag(cmd, 2)) FERptEn\(flag(cmd, 4))",
+                "\t\tRootSta: CERcvd\(flag(st, 1)) MultCERcvd\(flag(st, 2)) UERcvd\(flag(st, 4)) MultUERcvd\(flag(st, 8))",
+                "\t\t\t FirstFatal\(flag(st, 0x10)) NonFatalMsg\(flag(st, 0x20)) FatalMsg\(flag(st, 0x40)) IntMsg \(st >> 27)",
+                "\t\tErrorSrc: ERR_COR: \(hex(cor, digits: 4)) ERR_FATAL/NONFATAL: \(hex(src, digits: 4))"]
     }
 
     // MARK: JSON

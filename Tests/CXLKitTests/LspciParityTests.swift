@@ -1,0 +1,171 @@
+import Testing
+import Foundation
+import PCI
+import CXL
+@testable import CXLKitCommands
+
+/// Runs pciutils' lspci on dump files. CI installs pciutils (3.9.0 on Debian
+/// bookworm); a missing lspci fails the parity tests with a message.
+enum Lspci {
+    static let path: String? = ["/usr/bin/lspci", "/usr/sbin/lspci", "/sbin/lspci", "/bin/lspci"].first {
+        FileManager.default.isExecutableFile(atPath: $0)
+    }
+
+    static func run(_ args: [String]) throws -> String {
+        guard let path else { throw CommandError("lspci not found: install pciutils 3.9.0 (apt-get install pciutils) to run the lspci parity tests") }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    static var version: String? { try? run(["--version"]).trimmingCharacters(in: .whitespacesAndNewlines) }
+}
+
+/// One `Capabilities:` line and the detail lines under it.
+struct CapBlock: Equatable {
+    var title: String
+    var details: [String]
+}
+
+/// Splits lspci-style text into functions, each a list of capability blocks.
+func capabilityBlocks(_ text: String) -> [[CapBlock]] {
+    var functions: [[CapBlock]] = []
+    var inBlock = false
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+        if line.isEmpty { inBlock = false; continue }
+        if !line.hasPrefix("\t") { functions.append([]); inBlock = false; continue }
+        if line.hasPrefix("\tCapabilities: ") {
+            functions[functions.count - 1].append(CapBlock(title: line, details: []))
+            inBlock = true
+        } else if line.hasPrefix("\t\t"), inBlock {
+            functions[functions.count - 1][functions[functions.count - 1].count - 1].details.append(line)
+        } else {
+            inBlock = false
+        }
+    }
+    return functions
+}
+
+/// True when `a` appears in `b` in order (b may hold extra lines between).
+func isOrderedSubsequence(_ a: [String], of b: [String]) -> Bool {
+    var i = 0
+    for line in b where i < a.count && line == a[i] { i += 1 }
+    return i == a.count
+}
+
+/// What one comparison covered, for the report.
+struct ParityStats {
+    var functions = 0, capabilities = 0, detailBlocks = 0, detailLines = 0, cxlDVSECs = 0
+}
+
+/// Compares our `decode -vvv` with `lspci -F FILE -vvv` for every function in `file`:
+/// every capability line equal (offset, version, name, and lspci's one-line summary),
+/// and for every capability we decode in detail, lspci's detail lines appear in ours
+/// in order. Returns what was compared.
+@discardableResult
+func compareWithLspci(file: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> ParityStats {
+    let theirs = capabilityBlocks(try Lspci.run(["-F", file, "-vvv"]))
+    let targets = try TargetResolver().resolve("file:" + file)
+    let ours = capabilityBlocks(CXLKit.decode(targets, json: false, verbosity: 3))
+    var stats = ParityStats()
+    #expect(ours.count == theirs.count, "function count for \(file)", sourceLocation: sourceLocation)
+    for (fi, (o, t)) in zip(ours, theirs).enumerated() {
+        stats.functions += 1
+        #expect(o.map(\.title) == t.map(\.title), "capability lines of function \(fi) in \(file)", sourceLocation: sourceLocation)
+        for (ob, tb) in zip(o, t) where ob.title == tb.title {
+            stats.capabilities += 1
+            if tb.title.contains("Vendor=1e98") { stats.cxlDVSECs += 1 }
+            // Capabilities we do not decode in detail (PCI Express, DOE, ...) are compared by their line only.
+            guard !ob.details.isEmpty || tb.title.contains("Vendor=1e98") else { continue }
+            stats.detailBlocks += 1
+            stats.detailLines += tb.details.count
+            #expect(isOrderedSubsequence(tb.details, of: ob.details),
+                    "\(tb.title.trimmingCharacters(in: .whitespaces)) in \(file):\nlspci:\n\(tb.details.joined(separator: "\n"))\nours:\n\(ob.details.joined(separator: "\n"))",
+                    sourceLocation: sourceLocation)
+        }
+    }
+    return stats
+}
+
+func temporaryDirectory() throws -> URL {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cxlkit-tests-\(getpid())-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+@Suite("lspci 3.9.0 parity", .serialized)
+struct LspciParityTests {
+    @Test func lspciIsInstalled() throws {
+        #expect(Lspci.path != nil, "lspci not found: install pciutils 3.9.0 (apt-get install pciutils); CI does")
+        let v = try #require(Lspci.version)
+        #expect(v.contains("3.9."), "parity targets pciutils 3.9.x; found \(v)")
+    }
+
+    @Test func synthesizedCXLDumps() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var total = ParityStats()
+        for (name, fns) in CXLFixtures.all {
+            let file = dir.appendingPathComponent(name + ".txt").path
+            try CXLFixtures.dumpText(fns).write(toFile: file, atomically: true, encoding: .utf8)
+            let s = try compareWithLspci(file: file)
+            total.functions += s.functions; total.cxlDVSECs += s.cxlDVSECs; total.detailLines += s.detailLines
+        }
+        // Every CXL DVSEC ID appears, and lspci printed something to compare.
+        #expect(total.cxlDVSECs >= 40)
+        #expect(total.detailLines >= 120)
+    }
+
+    @Test(arguments: ["pristine", "bound", "region", "reset"])
+    func qemuCaptures(state: String) throws {
+        for fn in ["endpoint", "rootport"] {
+            // The binary sysfs capture, written out by our dump writer, then read by lspci.
+            let dir = try temporaryDirectory()
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let file = dir.appendingPathComponent("dump.txt").path
+            let targets = try TargetResolver().resolve(fixtureURL("qemu-cxl/\(state)/\(fn)/config.bin").path)
+            try CXLKit.dump(targets).write(toFile: file, atomically: true, encoding: .utf8)
+            let s = try compareWithLspci(file: file)
+            #expect(s.cxlDVSECs >= 3)
+            // And the capture's own lspci -xxxx file.
+            try compareWithLspci(file: fixtureURL("qemu-cxl/\(state)/\(fn)/lspci-xxxx.txt").path)
+        }
+    }
+
+    /// The capture's `lspci -vvv` (taken inside the guest) against our decode of its config.bin.
+    @Test func qemuCapturedLspciOutput() throws {
+        for state in ["pristine", "bound", "region", "reset"] {
+            for fn in ["endpoint", "rootport"] {
+                let theirs = capabilityBlocks(String(decoding: try fixture("qemu-cxl/\(state)/\(fn)/lspci-vvv.txt"), as: UTF8.self))
+                let ours = capabilityBlocks(CXLKit.decode(try TargetResolver().resolve(fixtureURL("qemu-cxl/\(state)/\(fn)/config.bin").path), json: false, verbosity: 3))
+                #expect(ours.first?.map(\.title) == theirs.first?.map(\.title), "\(state)/\(fn)")
+                for (ob, tb) in zip(ours.first ?? [], theirs.first ?? []) where tb.title.contains("Vendor=1e98") {
+                    #expect(isOrderedSubsequence(tb.details, of: ob.details), "\(state)/\(fn): \(tb.title)")
+                }
+            }
+        }
+    }
+
+    /// This machine's own PCI functions (their config files under /sys), through
+    /// `cxlkit dump` and `lspci -F`.
+    @Test func thisMachinesDevices() throws {
+        let tree = SysfsTree()
+        let addrs = (try? tree.functionAddresses()) ?? []
+        try #require(!addrs.isEmpty, "no PCI functions under /sys/bus/pci/devices")
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for a in addrs {
+            let targets = try TargetResolver().resolve("sysfs:" + a.description)
+            let file = dir.appendingPathComponent(a.description + ".txt").path
+            try CXLKit.dump(targets).write(toFile: file, atomically: true, encoding: .utf8)
+            try compareWithLspci(file: file)
+        }
+    }
+}
