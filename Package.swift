@@ -67,7 +67,7 @@ let package = Package(
         .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI"], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "PCI"], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI"],
-                    resources: [], swiftSettings: swiftSettings),
+                    exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI"],

@@ -34,6 +34,13 @@ public final class VFIOIRQTable: @unchecked Sendable {
         return i.fds[vector]
     }
 
+    /// Whether `vector` of `index` was triggered while masked.
+    public func isPending(index: UInt32, vector: Int) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        guard let i = indices[index], vector >= 0, vector < i.pending.count else { return false }
+        return i.pending[vector]
+    }
+
     /// Whether any vector of `index` has an eventfd.
     public func isEnabled(_ index: UInt32) -> Bool {
         lock.lock(); defer { lock.unlock() }

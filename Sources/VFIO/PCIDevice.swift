@@ -35,12 +35,14 @@ public struct VFIOExtraRegion: Sendable {
 /// - BARs are fully virtual: sizing (write all ones, read back the size mask), programming, 64-bit pairs;
 /// - the Expansion ROM BAR reads 0; Interrupt Line is emulated;
 /// - MSI and MSI-X capabilities are emulated (enable, multiple-message enable, address/data, per-vector masks,
-///   function mask), with the MSI-X table and PBA trapped in their BAR and carved out of its sparse mmap;
+///   function mask) for read-back, with the MSI-X table and PBA trapped in their BAR and carved out of its
+///   sparse mmap;
 /// - a write of Initiate FLR in the PCI Express Device Control register performs an FLR.
 /// Everything else reads and writes through to the function.
 ///
 /// Interrupts the function raises (`PCIInterruptSink`) are delivered through the eventfds registered with
-/// SET_IRQS on the MSI-X, MSI or INTx index, whichever the guest enabled, honouring masks.
+/// SET_IRQS on the MSI-X, MSI or INTx index — whichever has eventfds, as in kernel vfio-pci — honouring the
+/// SET_IRQS masks. The MSI-X table is emulated storage (QEMU emulates its own table and never writes it).
 ///
 /// Composition: subclass and override any `open` method, or register `trap(region:range:handler:)`,
 /// `overrideConfig(range:handler:)`, `addRegion(_:)` and `deviceInfoCapabilities` without subclassing.
@@ -67,7 +69,6 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     private var msixOffset: Int?
     private var msix: (bar: Int, tableOffset: UInt64, pbaBar: Int, pbaOffset: UInt64, count: Int)?
     private var msixTable: [UInt8] = []
-    private var msixPending: [Bool] = []
     private var expressOffset: Int?
 
     private var traps: [UInt32: [(Range<UInt64>, any VFIORegionAccessHandler)]] = [:]
@@ -192,7 +193,6 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         guard let m = msix else { return }
         msixTable = []
         for _ in 0..<m.count { msixTable += MSIXCapability.tableEntry.resetImage }
-        msixPending = Array(repeating: false, count: m.count)
     }
 
     // MARK: Extension points
@@ -273,6 +273,14 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
             }
             return info
         }
+    }
+
+    /// No ioeventfds by default; composing devices override.
+    open func regionIOFDs(_ index: UInt32) throws(VFIOError) -> [VFIORegionIOFD] { [] }
+
+    /// No device features by default (migration included); composing devices override.
+    open func feature(flags: UInt32, data: [UInt8]) throws(VFIOError) -> [UInt8] {
+        throw .notSupported("device feature \(flags & VFIODeviceFeatureFlags.featureMask)")
     }
 
     open func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo { try irqs.info(index) }
@@ -387,7 +395,6 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if let h = override(offset, width) { return try h.configWrite(offset, width: width, value: value) }
         var fwd = false
-        let msiXCtlBefore = msixControl
         for i in 0..<width {
             let o = offset + i
             let b = UInt8(truncatingIfNeeded: value >> UInt32(8 * i))
@@ -410,8 +417,6 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         if fwd {
             do { try function.configWrite(offset, width: width, value: value) } catch { throw .system(errno: VFIOErrno.EIO, "config write: \(error)") }
         }
-        // MSI-X unmask via function mask: deliver pending vectors.
-        if msixControl != msiXCtlBefore { deliverPendingMSIX() }
     }
 
     // MARK: Interrupts
@@ -420,57 +425,42 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         guard let x = msixOffset else { return 0 }
         return readLE(x + MSIXCapability.messageControl.offset, 2)
     }
-    private var msixEnabled: Bool { MSIXCapability.messageControl.field("MSI-X Enable")!.extract(msixControl) == 1 }
-    private var msixFunctionMasked: Bool { MSIXCapability.messageControl.field("Function Mask")!.extract(msixControl) == 1 }
-    private var msiEnabled: Bool {
+    /// The guest-visible MSI-X Enable bit (virtualised; delivery follows SET_IRQS, as in vfio-pci).
+    public var msixEnableBit: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return MSIXCapability.messageControl.field("MSI-X Enable")!.extract(msixControl) == 1
+    }
+    /// The guest-visible MSI Enable bit.
+    public var msiEnableBit: Bool {
+        lock.lock(); defer { lock.unlock() }
         guard let m = msiOffset else { return false }
         return MSICapability.messageControl.field("MSI Enable")!.extract(readLE(m + MSICapability.messageControl.offset, 2)) == 1
     }
-    private func msiMasked(_ vector: Int) -> Bool {
-        guard let m = msiOffset, let layout = msiLayout, let mask = layout.register(named: "Mask Bits") else { return false }
-        return (readLE(m + mask.offset, 4) >> UInt64(vector)) & 1 == 1
-    }
-    private func msixEntryMasked(_ v: Int) -> Bool {
-        let off = v * MSIXCapability.tableEntrySize + 12
-        return off < msixTable.count && msixTable[off] & 1 == 1
-    }
 
-    /// Whether the guest enabled MSI-X, MSI, or neither (INTx).
+    /// Which index interrupts are delivered on. As in kernel vfio-pci, the mode follows SET_IRQS (the index that has
+    /// eventfds: MSI-X, then MSI, else INTx), not the guest's config writes: the VMM (QEMU) emulates the MSI/MSI-X
+    /// capability and table itself and expresses enables and masks through SET_IRQS.
     public var activeInterruptMode: VFIOPCIIRQ {
-        lock.lock(); defer { lock.unlock() }
-        return msixEnabled ? .msix : msiEnabled ? .msi : .intx
+        if irqs.isEnabled(VFIOPCIIRQ.msix.rawValue) { return .msix }
+        if irqs.isEnabled(VFIOPCIIRQ.msi.rawValue) { return .msi }
+        return .intx
     }
 
-    /// Delivers an interrupt the function raised (MSI/MSI-X vector, or 0 for INTx).
+    /// Delivers an interrupt the function raised (MSI/MSI-X vector, or 0 for INTx). Masked vectors (SET_IRQS mask)
+    /// become pending and are delivered on unmask; the MSI-X PBA reports them.
     public func raise(vector: Int) {
-        lock.lock()
-        if msixEnabled, let m = msix {
-            guard vector >= 0, vector < m.count else { lock.unlock(); return }
-            if msixFunctionMasked || msixEntryMasked(vector) { msixPending[vector] = true; lock.unlock(); return }
+        switch activeInterruptMode {
+        case .msix: irqs.trigger(index: VFIOPCIIRQ.msix.rawValue, vector: vector)
+        case .msi: irqs.trigger(index: VFIOPCIIRQ.msi.rawValue, vector: vector)
+        default:
+            lock.lock()
+            let disabled = PCIHeader.command.field("Interrupt Disable")!.extract(readLE(PCIHeader.command.offset, 2)) == 1
             lock.unlock()
-            irqs.trigger(index: VFIOPCIIRQ.msix.rawValue, vector: vector)
-            return
-        }
-        if msiEnabled {
-            let masked = msiMasked(vector)
-            lock.unlock()
-            if !masked { irqs.trigger(index: VFIOPCIIRQ.msi.rawValue, vector: vector) }
-            return
-        }
-        let disabled = PCIHeader.command.field("Interrupt Disable")!.extract(readLE(PCIHeader.command.offset, 2)) == 1
-        lock.unlock()
-        guard !disabled else { return }
-        // INTx is automasked (VFIO_IRQ_INFO_AUTOMASKED): the client unmasks after handling.
-        if irqs.trigger(index: VFIOPCIIRQ.intx.rawValue, vector: 0) {
-            try? irqs.apply(VFIOIRQSet(index: VFIOPCIIRQ.intx.rawValue, start: 0, count: 1, action: .mask, data: .none))
-        }
-    }
-
-    private func deliverPendingMSIX() {
-        guard msixEnabled, !msixFunctionMasked else { return }
-        for v in 0..<msixPending.count where msixPending[v] && !msixEntryMasked(v) {
-            msixPending[v] = false
-            irqs.trigger(index: VFIOPCIIRQ.msix.rawValue, vector: v)
+            guard !disabled else { return }
+            // INTx is automasked (VFIO_IRQ_INFO_AUTOMASKED): the client unmasks after handling.
+            if irqs.trigger(index: VFIOPCIIRQ.intx.rawValue, vector: 0) {
+                try? irqs.apply(VFIOIRQSet(index: VFIOPCIIRQ.intx.rawValue, start: 0, count: 1, action: .mask, data: .none))
+            }
         }
     }
 
@@ -511,7 +501,6 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
             case .table(let t):
                 if let c = chunk {
                     for i in 0..<n { msixTable[Int(t) + i] = c[i] }
-                    deliverPendingMSIX()
                 } else { out += msixTable[Int(t)..<(Int(t) + n)] }
             case .pba(let p):
                 if chunk == nil {
@@ -519,7 +508,7 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
                         var byte: UInt8 = 0
                         for bit in 0..<8 {
                             let v = (Int(p) + i) * 8 + bit
-                            if v < msixPending.count && msixPending[v] { byte |= 1 << UInt8(bit) }
+                            if irqs.isPending(index: VFIOPCIIRQ.msix.rawValue, vector: v) { byte |= 1 << UInt8(bit) }
                         }
                         out.append(byte)
                     }

@@ -355,6 +355,12 @@ final class VFIOUserConnection: @unchecked Sendable {
         let (_, overflow) = m.address.addingReportingOverflow(m.size)
         guard m.size > 0, !overflow else { throw .malformed("DMA_MAP range 0x\(String(m.address, radix: 16))+0x\(String(m.size, radix: 16))") }
         guard m.size <= UInt64(Int.max) else { throw .malformed("DMA_MAP size") }
+        // pgsizes honoured: address and size are multiples of the smallest negotiated page size.
+        let pages = config.pageSizes & clientCaps.effectivePageSizes
+        let minPage = pages == 0 ? config.pageSizes : pages & (~pages &+ 1)
+        guard m.address % minPage == 0, m.size % minPage == 0 else {
+            throw .malformed("DMA_MAP 0x\(String(m.address, radix: 16))+0x\(String(m.size, radix: 16)) not aligned to 0x\(String(minPage, radix: 16))")
+        }
         var memory: VFIOSharedMemory? = nil
         var memOffset = 0
         if let fd = fds.take(0) {
@@ -403,8 +409,9 @@ final class VFIOUserConnection: @unchecked Sendable {
                 out.capabilities = info.capabilities
             }
         }
+        // The mmap fd goes with the complete reply only, so a client doing the two-step receives it once.
         var fds: [Int32] = []
-        if info.flags.contains(.mmap), let m = info.mapping { fds = [m.fd] }
+        if info.flags.contains(.mmap), let m = info.mapping, req.argsz >= out.argsz { fds = [m.fd] }
         reply(h, out.encode(), fds: fds)
     }
 

@@ -62,22 +62,30 @@ private func le(_ v: UInt32, _ n: Int = 4) -> [UInt8] { (0..<n).map { UInt8(trun
         #expect(f.config[4] == 0xFF)   // forwarded
     }
 
-    @Test func msixTableIsTrappedAndDeliversThroughEventfd() throws {
+    @Test func msixTableIsTrappedAndDeliveryFollowsSetIRQs() throws {
         let (f, d) = try makeDevice()
+        #expect(d.activeInterruptMode == .intx)
         let fd = try VFIOEventFD.create(nonBlocking: true)
         try d.setIRQs(VFIOIRQSet(index: VFIOPCIIRQ.msix.rawValue, start: 0, count: 1, action: .trigger, data: .eventfds([fd])))
-        // Enable MSI-X (message control bit 15) at 0x7a.
-        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x7a, data: [0x03, 0x80])
         #expect(d.activeInterruptMode == .msix)
+        // The guest-visible enable bit is virtualised and reads back.
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x7a, data: [0x03, 0x80])
+        #expect(d.msixEnableBit)
         f.sink?(0)
-        #expect(fd.wait(timeoutMilliseconds: 0) == nil)     // entry masked at reset
-        // PBA shows vector 0 pending.
+        #expect(fd.wait(timeoutMilliseconds: 1000) == 1)
+        // SET_IRQS mask: the vector becomes pending (PBA bit 0), delivered on unmask.
+        try d.setIRQs(VFIOIRQSet(index: VFIOPCIIRQ.msix.rawValue, start: 0, count: 1, action: .mask, data: .none))
+        f.sink?(0)
+        #expect(fd.wait(timeoutMilliseconds: 0) == nil)
         #expect(try d.read(region: 0, offset: 0x3000, count: 8)[0] == 1)
-        // Unmask entry 0 (vector control at table + 12): the pending interrupt is delivered.
-        try d.write(region: 0, offset: 0x2000 + 12, data: le(0))
+        try d.setIRQs(VFIOIRQSet(index: VFIOPCIIRQ.msix.rawValue, start: 0, count: 1, action: .unmask, data: .none))
         #expect(fd.wait(timeoutMilliseconds: 1000) == 1)
-        f.sink?(0)
-        #expect(fd.wait(timeoutMilliseconds: 1000) == 1)
+        #expect(try d.read(region: 0, offset: 0x3000, count: 8)[0] == 0)
+        // The table is emulated storage: entries reset masked and read back what was written.
+        #expect(try d.read(region: 0, offset: 0x2000 + 12, count: 4) == le(1))
+        try d.write(region: 0, offset: 0x2000 + 16, data: le(0xFEE0_0000))
+        #expect(try d.read(region: 0, offset: 0x2000 + 16, count: 4) == le(0xFEE0_0000))
+        #expect(f.bar0.read(offset: 0x2010, count: 4) == [0, 0, 0, 0])   // never reaches the function
     }
 
     @Test func msiAndIntxDelivery() throws {
@@ -90,16 +98,19 @@ private func le(_ v: UInt32, _ n: Int = 4) -> [UInt8] { (0..<n).map { UInt8(trun
         #expect(intx.wait(timeoutMilliseconds: 0) == nil)
         try d.setIRQs(VFIOIRQSet(index: 0, start: 0, count: 1, action: .unmask, data: .none))
         #expect(intx.wait(timeoutMilliseconds: 1000) == 1)             // the pending assertion, on unmask
+        // INTx Disable in Command suppresses INTx.
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 4, data: [0x00, 0x04])
+        f.sink?(0)
+        #expect(intx.wait(timeoutMilliseconds: 0) == nil)
         let msi = [try VFIOEventFD.create(nonBlocking: true), try VFIOEventFD.create(nonBlocking: true)]
         try d.setIRQs(VFIOIRQSet(index: 1, start: 0, count: 2, action: .trigger, data: .eventfds(msi)))
-        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x62, data: [0x01, 0x00])   // MSI enable
-        #expect(d.activeInterruptMode == .msi)
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x62, data: [0x01, 0x00])   // MSI enable bit
+        #expect(d.activeInterruptMode == .msi && d.msiEnableBit)
         f.sink?(1)
         #expect(msi[1].wait(timeoutMilliseconds: 1000) == 1)
-        // Per-vector mask bit 1 (mask register at 0x60 + 0x10).
-        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x70, data: le(2))
-        f.sink?(1)
-        #expect(msi[1].wait(timeoutMilliseconds: 0) == nil)
+        // Disabling the MSI index (count 0, DATA_NONE) falls back to INTx.
+        try d.setIRQs(VFIOIRQSet(index: 1, start: 0, count: 0, action: .trigger, data: .none))
+        #expect(d.activeInterruptMode == .intx)
     }
 
     @Test func flrThroughExpressDeviceControl() throws {

@@ -205,3 +205,66 @@ private typealias Reg = TestPCIFunction.Reg
         #expect(throws: VFIOUserError.self) { _ = try c.deviceInfo() }
     }
 }
+
+/// A composing device (as vfio-cxl will be): device-info capabilities, an extra typed region, and ioeventfds.
+final class ComposedDevice: VFIOPCIDevice, @unchecked Sendable {
+    let doorbellFD: VFIOEventFD
+    init(function: TestPCIFunction) throws {
+        doorbellFD = try VFIOEventFD.create()
+        try super.init(function: function)
+        deviceInfoCapabilities = [VFIOCapability(id: 6, version: 1, payload: [1, 0, 0, 0, 9, 0, 0, 0])]
+        final class Const: VFIORegionAccessHandler, @unchecked Sendable {
+            func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: Int(offset) + $0) } }
+            func write(offset: UInt64, data: [UInt8]) throws(VFIOError) { throw .invalidArgument("read-only") }
+        }
+        addRegion(VFIOExtraRegion(info: VFIORegionInfo(index: 9, flags: [.read], size: 0x100,
+                                                       capabilities: [VFIORegionTypeCapability(type: 0x8000_1E98, subtype: 2).capability]),
+                                  handler: Const()))
+    }
+    override func regionIOFDs(_ index: UInt32) throws(VFIOError) -> [VFIORegionIOFD] {
+        index == 2 ? [VFIORegionIOFD(offset: TestPCIFunction.Reg.doorbell, size: 4, fd: doorbellFD.fd, datamatch: 1)] : []
+    }
+}
+
+@Suite(.serialized) struct CompositionTests {
+    @Test func deviceInfoCapsExtraRegionsAndIOFDs() throws {
+        let f = try TestPCIFunction()
+        let d = try ComposedDevice(function: f)
+        let path = NSTemporaryDirectory() + "vfu-comp-\(getpid()).sock"
+        let server = try VFIOUserServer(device: d, socketPath: path)
+        let t = Thread { try? server.run() }
+        t.start()
+        defer { server.stop() }
+        let c = try VFIOUserClient(socketPath: path)
+        let info = try c.deviceInfo()
+        #expect(info.flags.contains(.caps) && info.numRegions == 10)
+        #expect(info.capabilities == [VFIOCapability(id: 6, version: 1, payload: [1, 0, 0, 0, 9, 0, 0, 0])])
+        let r9 = try c.regionInfo(9)
+        #expect(r9.size == 0x100 && r9.type == VFIORegionTypeCapability(type: 0x8000_1E98, subtype: 2))
+        #expect(try c.read(region: 9, offset: 4, count: 3) == [4, 5, 6])
+        #expect(throws: VFIOUserError.peer(errno: 22, command: 10)) { try c.write(region: 9, offset: 0, data: [1]) }
+        let io = try c.regionIOFDs(2)
+        #expect(io.entries == [VFIOUserRegionIOFDs.Entry(offset: 8, size: 4, fdIndex: 0, type: 0, flags: 0, datamatch: 1)])
+        // The fd we got is the device's eventfd: signalling it is seen on the device's side.
+        let fd = try #require(io.fds.take(0))
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(fd, $0.baseAddress, 8) }
+        close(fd)
+        #expect(d.doorbellFD.wait(timeoutMilliseconds: 1000) == 1)
+        #expect(try c.regionIOFDs(0).entries.isEmpty)
+    }
+
+    @Test func dmaMapMustBePageAligned() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client()
+        let mem = try VFIOSharedMemory(name: "guest", size: 0x3000)
+        #expect(throws: VFIOUserError.peer(errno: 22, command: 2)) { try c.dmaMap(address: 0x1800, size: 0x1000, memory: mem) }
+        #expect(throws: VFIOUserError.peer(errno: 22, command: 2)) { try c.dmaMap(address: 0x1000, size: 0x800, memory: mem) }
+        // Identical re-map is accepted (idempotent, like libvfio-user).
+        try c.dmaMap(address: 0x1000, size: 0x1000, memory: mem)
+        try c.dmaMap(address: 0x1000, size: 0x1000, memory: mem)
+        // A non-page-aligned file offset is fine (mapped page-aligned internally).
+        try c.dmaMap(address: 0x10000, size: 0x1000, memory: mem, memoryOffset: 0x800)
+    }
+}
