@@ -1,0 +1,179 @@
+import Testing
+import Foundation
+import PCI
+import CXL
+@testable import CXLKitCommands
+
+/// Builds a fake sysfs tree: ROOT/bus/pci/devices/ADDR/{config,resource}.
+func fakeSysfs(_ functions: [(String, ConfigSpace)]) throws -> URL {
+    let root = try temporaryDirectory()
+    for (addr, config) in functions {
+        let dir = root.appendingPathComponent("bus/pci/devices/" + addr)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data(config.bytes).write(to: dir.appendingPathComponent("config"))
+    }
+    // Something that is not a function.
+    try Data().write(to: root.appendingPathComponent("bus/pci/devices/README"))
+    return root
+}
+
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// A scheme a later layer might add, proving registration works for any PCIFunction.
+struct ImageScheme: TargetScheme {
+    let function: ImagePCIFunction
+    var scheme: String { "emulated" }
+    var summary: String { "test image" }
+    func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget] {
+        guard rest == "type2" else { throw CommandError("emulated:\(rest): no such emulated device") }
+        return [try ResolvedTarget(function: function)]
+    }
+}
+
+@Suite("cxlkit commands")
+struct CommandTests {
+    @Test func listMarksCXLFunctions() throws {
+        let endpoint = try fixture("qemu-cxl/bound/endpoint/config.bin")
+        let root = try fakeSysfs([
+            ("0000:0d:00.0", ConfigSpace(bytes: endpoint)),
+            ("0000:0c:00.0", ConfigSpace(bytes: try fixture("qemu-cxl/bound/rootport/config.bin"))),
+            ("0000:3b:00.0", CXLFixtures.type2Device),
+            ("0000:00:01.0", ConfigSpace(bytes: Array(endpoint.prefix(64)) .map { _ in 0 }.enumerated().map { $0.offset < 4 ? [0xF4, 0x1A, 0x45, 0x10][$0.offset] : $0.element })),
+        ])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let text = try CXLKit.list(tree: SysfsTree(root: root.path), json: false)
+        let lines = text.split(separator: "\n").map(String.init)
+        #expect(lines[0] == "0000:00:01.0  1af4:1045  class 000000")
+        #expect(lines[1].hasPrefix("0000:0c:00.0  8086:7075  class 060400  CXL Root Port DVSECs 3,4,7,8"))
+        #expect(lines[2].hasPrefix("0000:0d:00.0  8086:0d93  class 050210  CXL Type 3 device (Cache- Mem+) HDMCount 1 Mem_Enable+"))
+        #expect(lines[3] == "\tRange1: 0000000000000000-000000000fffffff [size=256M] Valid+ Active+")
+        #expect(lines[4].hasPrefix("0000:3b:00.0  8086:0d93  class 050210  CXL Type 2 device (Cache+ Mem+) HDMCount 2"))
+        #expect(lines[5] == "\tRange1: 0000000400000000-00000004ffffffff [size=4G] Valid+ Active+")
+        #expect(lines[6] == "\tRange2: 0000000500000000-000000050fffffff [size=256M] Valid+ Active-")
+        let json = try CXLKit.list(tree: SysfsTree(root: root.path), json: true)
+        #expect(json.contains("\"kind\": \"Type 2 device\""))
+        #expect(json.contains("\"HDM_Count\": 2"))
+        #expect(json.contains("\"cxl\": null"))
+    }
+
+    @Test func listErrors() {
+        #expect(throws: CommandError.self) { try CXLKit.list(tree: SysfsTree(root: "/nonexistent-sysfs"), json: false) }
+    }
+
+    @Test func listThisMachine() throws {
+        let text = try CXLKit.list(tree: SysfsTree(), json: false)
+        #expect(!text.isEmpty)
+    }
+
+    /// Bad input: one clear line, never a trap.
+    @Test func badTargets() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func write(_ name: String, _ bytes: [UInt8]) -> String {
+            let p = dir.appendingPathComponent(name).path
+            FileManager.default.createFile(atPath: p, contents: Data(bytes))
+            return p
+        }
+        let cases: [(String, String)] = [
+            (dir.appendingPathComponent("missing").path, "no such file, not a PCI address"),
+            (write("garbage.txt", Array("this is not a dump\n".utf8)), "not an lspci hex dump line"),
+            (write("short.txt", Array("00:00.0 x\n00: 86 80 93 0d\n".utf8)), "at least 64"),
+            (write("short.bin", [0x86, 0x80, 0, 0xFF, 0x10]), "too short"),
+            (write("empty", []), "empty file"),
+            ("0000:ff:1f.7", "no such PCI function"),
+            ("sysfs:zz", "not a PCI address"),
+            (dir.path, "is a directory"),
+            ("", "empty target"),
+        ]
+        for (target, message) in cases {
+            do {
+                _ = try TargetResolver().resolve(target)
+                Issue.record("accepted \(target)")
+            } catch {
+                #expect(error.message.contains(message), "\(target): \(error.message)")
+                #expect(!error.message.contains("\n"))
+            }
+        }
+        var r = TargetResolver()
+        r.options.barImages = [0: (0, dir.appendingPathComponent("nope.bin").path)]
+        #expect(throws: CommandError.self) { try r.resolve(fixtureURL("qemu-cxl/bound/endpoint/config.bin").path) }
+    }
+
+    @Test func registeredSchemeDecodesAnyPCIFunction() throws {
+        let fn = ImagePCIFunction(address: "emulated:type2", config: try ConfigSpace(bytes: fixture("qemu-cxl/region/endpoint/config.bin")),
+                                  barImages: [0: (0, try fixture("qemu-cxl/region/endpoint/block-component-bar0-0x0.bin"))])
+        var r = TargetResolver()
+        r.register(ImageScheme(function: fn))
+        let t = try r.resolve("emulated:type2")
+        #expect(t.count == 1 && t[0].name == "emulated:type2")
+        #expect(CXLKit.decode(t, json: false, verbosity: 2).contains("Committed+"))
+        #expect(throws: CommandError.self) { try r.resolve("emulated:nope") }
+    }
+
+    /// Register Locator entries outside the BAR, or naming no BAR: named, not read.
+    @Test func registerLocatorOutsideBAR() throws {
+        var b = ConfigBuilder()
+        b.addRegisterLocator([(bir: 0, id: 1, offset: 0x10_0000), (bir: 7, id: 1, offset: 0), (bir: 1, id: 1, offset: 0), (bir: 0, id: 1, offset: 0xFFFF_FFFF_FFFF_0000)])
+        let fn = ImagePCIFunction(address: "x", config: b.config, barImages: [0: (0, [UInt8](repeating: 0, count: 0x10000))])
+        let text = CXLKit.decode([ResolvedTarget(name: "00:00.0", config: b.config, function: fn)], json: false, verbosity: 2)
+        #expect(text.contains("lies outside BAR0"))
+        #expect(text.contains("Register BIR 7 names no BAR"))
+        #expect(text.contains("BAR1 is not implemented"))
+    }
+
+    @Test func dumpRoundTrips() throws {
+        let targets = try TargetResolver().resolve(fixtureURL("qemu-cxl/bound/endpoint/config.bin").path)
+        let text = CXLKit.dump(targets)
+        #expect(text.hasPrefix("00:00.0 "))
+        #expect(try LspciDump.parse(text)[0].config.bytes == fixture("qemu-cxl/bound/endpoint/config.bin"))
+        // A multi-function dump decodes every function.
+        let two = CXLFixtures.dumpText([CXLFixtures.rootPort, CXLFixtures.type2Device])
+        let parsed = try LspciDump.parse(two)
+        #expect(parsed.map(\.addressText) == ["00:00.0", "00:00.1"])
+    }
+
+    @Test func jsonIsStableAndComplete() throws {
+        let t = [ResolvedTarget(name: "3b:00.0", config: CXLFixtures.type2Device)]
+        let a = CXLKit.decode(t, json: true, verbosity: 2)
+        #expect(a == CXLKit.decode(t, json: true, verbosity: 2))
+        for key in ["\"functions\"", "\"capabilities\"", "\"dvsec\"", "\"DVSEC CXL Capability\"", "\"Cache_Capable\": true",
+                    "\"HDM_Count\": {", "\"ranges\"", "\"Memory_Info_Valid\": true", "\"blocks\"", "\"Register BIR\": 0",
+                    "\"DVSEC CXL Lock\"", "\"CONFIG_LOCK\": true", "\"DVSEC CXL Capability3\"", "\"findings\": []"] {
+            #expect(a.contains(key), "\(key)")
+        }
+    }
+
+    /// Hostile config spaces with CXL DVSECs (lengths past the end, locator entries
+    /// everywhere) through the whole CXL-aware decoder, with and without BAR access.
+    @Test func hostileCXLConfigSpacesNeverTrap() {
+        var rng = SplitMix(state: 7)
+        let decoder = CXLKit.decoder()
+        for i in 0..<1500 {
+            var b = ConfigBuilder()
+            for _ in 0..<Int(rng.next() % 6) {
+                let id = UInt16(rng.next() % 11)
+                let len = Int(rng.next() % 0x1000)
+                let off = b.addDVSEC(vendor: rng.next() % 4 == 0 ? 0x1234 : cxlDVSECVendorID, id: id, revision: rng.next() % 4, length: len, allocate: 0x40)
+                for k in 0x0A..<0x40 where off + k < 4096 { b.config.write(off + k, width: 1, value: rng.next()) }
+            }
+            var c = b.config
+            let cut = [4096, 4096, 256, 64, Int(rng.next() % 4096)][Int(rng.next() % 5)]
+            c = ConfigSpace(bytes: Array(c.bytes.prefix(max(cut, 0))))
+            let bar = [UInt8](repeating: 0, count: Int(rng.next() % 0x3000))
+            let fn: (any PCIFunction)? = rng.next() & 1 == 0 ? nil : ImagePCIFunction(address: "x", config: c, barImages: [Int(rng.next() % 6): (0, bar)])
+            let s = DecodeSubject(name: "00:00.0", config: c, function: fn)
+            _ = decoder.text(s, verbosity: Int(rng.next() % 4))
+            _ = decoder.json(s).serialized()
+            if i % 500 == 0 { _ = CXLKit.listJSON([ListedFunction(address: PCIAddress("00:00.0")!, config: c)]) }
+        }
+    }
+}
