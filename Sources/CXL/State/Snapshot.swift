@@ -1,0 +1,312 @@
+import PCI
+
+// The CXL state snapshot: every register a reset can take away, named by the
+// register catalog so JSON, diffs and reports read like the spec.
+
+/// Who a snapshot belongs to. Vendor, Device and the Device Serial Number (when the
+/// function has the capability) must match for a restore; the address is
+/// informational (a device may move between slots, hosts or backends).
+public struct CXLDeviceIdentity: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var vendorID: UInt16
+    public var deviceID: UInt16
+    public var serialNumber: UInt64?
+    public var address: String
+
+    public init(vendorID: UInt16, deviceID: UInt16, serialNumber: UInt64?, address: String) {
+        self.vendorID = vendorID
+        self.deviceID = deviceID
+        self.serialNumber = serialNumber
+        self.address = address
+    }
+
+    /// Same device: vendor, device and serial number agree (address ignored).
+    public func matches(_ other: CXLDeviceIdentity) -> Bool {
+        vendorID == other.vendorID && deviceID == other.deviceID && serialNumber == other.serialNumber
+    }
+
+    public var description: String {
+        var s = "\(hex(vendorID, digits: 4)):\(hex(deviceID, digits: 4))"
+        if let serialNumber { s += " serial \(hex(serialNumber, digits: 16))" }
+        return s + " (\(address))"
+    }
+
+    enum CodingKeys: String, CodingKey { case vendorID = "vendor", deviceID = "device", serialNumber = "serial", address }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        vendorID = UInt16(try HexCoding.decode(c, .vendorID, bits: 16))
+        deviceID = UInt16(try HexCoding.decode(c, .deviceID, bits: 16))
+        serialNumber = try c.decodeIfPresent(String.self, forKey: .serialNumber).map { s in
+            guard let v = HexCoding.parse(s) else {
+                throw DecodingError.dataCorruptedError(forKey: .serialNumber, in: c, debugDescription: "not a hex number: \(s)")
+            }
+            return v
+        }
+        address = try c.decode(String.self, forKey: .address)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(HexCoding.format(UInt64(vendorID), width: 2), forKey: .vendorID)
+        try c.encode(HexCoding.format(UInt64(deviceID), width: 2), forKey: .deviceID)
+        try c.encodeIfPresent(serialNumber.map { HexCoding.format($0, width: 8) }, forKey: .serialNumber)
+        try c.encode(address, forKey: .address)
+    }
+}
+
+/// Where a register lives.
+public enum RegisterSpace: Sendable, Hashable, Codable, CustomStringConvertible {
+    case config
+    case bar(Int)
+
+    public var description: String {
+        switch self {
+        case .config: return "config"
+        case .bar(let i): return "bar\(i)"
+        }
+    }
+
+    init?(text: String) {
+        if text == "config" { self = .config; return }
+        guard text.hasPrefix("bar"), let i = Int(text.dropFirst(3)), (0..<6).contains(i) else { return nil }
+        self = .bar(i)
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let s = try c.decode(String.self)
+        guard let v = RegisterSpace(text: s) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown register space \(s)")
+        }
+        self = v
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// What the engine does with a saved register.
+public enum SavedRegisterRole: String, Sendable, Hashable, Codable {
+    /// Written back on restore.
+    case restore
+    /// Read-only (size registers, capability): compared after a restore or reset to
+    /// prove it is the same device with the same memory.
+    case verify
+}
+
+/// One saved register: the catalog's structure and register names, where it is,
+/// and its value.
+public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// The catalog structure (`RegisterBlockLayout.name`), e.g. "PCIe DVSEC for CXL Devices".
+    public var block: String
+    /// The catalog register name, e.g. "DVSEC CXL Control" or "Decoder 1 Control".
+    public var register: String
+    public var space: RegisterSpace
+    /// Config-space offset, or offset inside the BAR.
+    public var offset: UInt64
+    /// Bytes: 1, 2 or 4.
+    public var width: Int
+    public var value: UInt64
+    public var role: SavedRegisterRole
+
+    public init(block: String, register: String, space: RegisterSpace, offset: UInt64, width: Int,
+                value: UInt64, role: SavedRegisterRole) {
+        self.block = block
+        self.register = register
+        self.space = space
+        self.offset = offset
+        self.width = width
+        self.value = value
+        self.role = role
+    }
+
+    /// Identifies the register across snapshots.
+    public var key: RegisterKey { RegisterKey(block: block, register: register) }
+
+    /// A name that is unique across the snapshot: capability registers whose catalog
+    /// names repeat (MSI and MSI-X both have "Message Control") carry their structure.
+    public var displayName: String { StateCatalog.displayName(block: block, register: register) }
+
+    public var description: String {
+        "\(displayName) [\(space)+\(hex(offset, digits: 3))] = \(HexCoding.format(value, width: width))"
+    }
+
+    enum CodingKeys: String, CodingKey { case block, register, space, offset, width, value, role }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        block = try c.decode(String.self, forKey: .block)
+        register = try c.decode(String.self, forKey: .register)
+        space = try c.decode(RegisterSpace.self, forKey: .space)
+        offset = try HexCoding.decode(c, .offset, bits: 64)
+        width = try c.decode(Int.self, forKey: .width)
+        guard [1, 2, 4].contains(width) else {
+            throw DecodingError.dataCorruptedError(forKey: .width, in: c, debugDescription: "width must be 1, 2 or 4")
+        }
+        value = try HexCoding.decode(c, .value, bits: width * 8)
+        role = try c.decode(SavedRegisterRole.self, forKey: .role)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(block, forKey: .block)
+        try c.encode(register, forKey: .register)
+        try c.encode(space, forKey: .space)
+        try c.encode("0x" + String(offset, radix: 16), forKey: .offset)
+        try c.encode(width, forKey: .width)
+        try c.encode(HexCoding.format(value, width: width), forKey: .value)
+        try c.encode(role, forKey: .role)
+    }
+}
+
+/// Structure + register name: the identity of a register across snapshots.
+public struct RegisterKey: Sendable, Hashable, Codable, CustomStringConvertible {
+    public var block: String
+    public var register: String
+    public init(block: String, register: String) {
+        self.block = block
+        self.register = register
+    }
+    public var description: String { StateCatalog.displayName(block: block, register: register) }
+}
+
+/// Where the HDM decoders are: the component register block found through the
+/// Register Locator DVSEC, and the HDM Decoder Capability inside it.
+public struct HDMLocation: Sendable, Hashable, Codable {
+    /// BAR index (Register BIR) holding the component register block.
+    public var bar: Int
+    /// Offset of the component register block inside the BAR.
+    public var blockOffset: UInt64
+    /// Offset of the HDM Decoder Capability structure inside the BAR.
+    public var hdmOffset: UInt64
+    /// Decoders implemented (HDM Decoder Capability "Decoder Count", decoded).
+    public var decoderCount: Int
+    /// Endpoints have DPA Skip at +0x24/+0x28; ports a Target List.
+    public var endpoint: Bool
+
+    public init(bar: Int, blockOffset: UInt64, hdmOffset: UInt64, decoderCount: Int, endpoint: Bool) {
+        self.bar = bar
+        self.blockOffset = blockOffset
+        self.hdmOffset = hdmOffset
+        self.decoderCount = decoderCount
+        self.endpoint = endpoint
+    }
+}
+
+/// Where the saved structures are in config space.
+public struct CXLStateLayout: Sendable, Hashable, Codable {
+    /// Config offset of the PCIe DVSEC for CXL Devices (its extended capability header).
+    public var dvsecOffset: Int
+    public var dvsecRevision: UInt8
+    public var pciExpressOffset: Int?
+    public var msiOffset: Int?
+    public var msixOffset: Int?
+    public var serialNumberOffset: Int?
+    /// The HDM decoders, if the device has a component register block with an HDM
+    /// Decoder Capability.
+    public var hdm: HDMLocation?
+
+    public init(dvsecOffset: Int, dvsecRevision: UInt8, pciExpressOffset: Int? = nil, msiOffset: Int? = nil,
+                msixOffset: Int? = nil, serialNumberOffset: Int? = nil, hdm: HDMLocation? = nil) {
+        self.dvsecOffset = dvsecOffset
+        self.dvsecRevision = dvsecRevision
+        self.pciExpressOffset = pciExpressOffset
+        self.msiOffset = msiOffset
+        self.msixOffset = msixOffset
+        self.serialNumberOffset = serialNumberOffset
+        self.hdm = hdm
+    }
+}
+
+/// A register a read-back could not reach, and why.
+public struct UnreadRegister: Sendable, Hashable, Codable {
+    public var block: String
+    public var register: String
+    public var reason: String
+    public var key: RegisterKey { RegisterKey(block: block, register: register) }
+}
+
+/// The state of one CXL function at one moment: identity, layout and registers in
+/// save order.
+public struct CXLStateSnapshot: Sendable, Hashable, Codable {
+    public var identity: CXLDeviceIdentity
+    public var layout: CXLStateLayout
+    public var registers: [SavedRegister]
+    /// Registers a read-back could not reach (for example HDM decoders behind a BAR
+    /// the reset cleared). Always empty for a snapshot taken by `save()`.
+    public var unread: [UnreadRegister]
+
+    public init(identity: CXLDeviceIdentity, layout: CXLStateLayout, registers: [SavedRegister],
+                unread: [UnreadRegister] = []) {
+        self.identity = identity
+        self.layout = layout
+        self.registers = registers
+        self.unread = unread
+    }
+
+    enum CodingKeys: String, CodingKey { case identity, layout, registers, unread }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        identity = try c.decode(CXLDeviceIdentity.self, forKey: .identity)
+        layout = try c.decode(CXLStateLayout.self, forKey: .layout)
+        registers = try c.decode([SavedRegister].self, forKey: .registers)
+        unread = try c.decodeIfPresent([UnreadRegister].self, forKey: .unread) ?? []
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(identity, forKey: .identity)
+        try c.encode(layout, forKey: .layout)
+        try c.encode(registers, forKey: .registers)
+        if !unread.isEmpty { try c.encode(unread, forKey: .unread) }
+    }
+
+    /// The PCI part alone (Command, BARs, PCI Express control, MSI/MSI-X): what the
+    /// PCI core saves and restores around every reset.
+    public var pciOnly: CXLStateSnapshot {
+        var s = self
+        s.registers = registers.filter { StateCatalog.pciBlocks.contains($0.block) }
+        s.unread = unread.filter { StateCatalog.pciBlocks.contains($0.block) }
+        s.layout.hdm = nil
+        return s
+    }
+
+    public subscript(key: RegisterKey) -> SavedRegister? { registers.first { $0.key == key } }
+
+    public subscript(block: String, register: String) -> SavedRegister? {
+        self[RegisterKey(block: block, register: register)]
+    }
+
+    /// The saved value of a catalog register of the DVSEC.
+    public func dvsec(_ layout: RegisterLayout) -> SavedRegister? { self[StateCatalog.dvsecBlock, layout.name] }
+
+    /// The saved registers of HDM decoder n, keyed by catalog name.
+    public func decoder(_ n: Int) -> [SavedRegister] {
+        registers.filter { $0.block == StateCatalog.hdmBlock && $0.register.hasPrefix("Decoder \(n) ") }
+    }
+}
+
+/// Values in the state file are hex strings ("0x0006"): exact for 64-bit values and
+/// readable next to the spec's tables.
+enum HexCoding {
+    static func format(_ value: UInt64, width: Int) -> String { "0x" + hex(value, digits: width * 2) }
+
+    static func parse(_ s: String) -> UInt64? {
+        guard s.hasPrefix("0x") || s.hasPrefix("0X"), s.count > 2, s.count <= 18 else { return nil }
+        return UInt64(s.dropFirst(2), radix: 16)
+    }
+
+    static func decode<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K, bits: Int) throws -> UInt64 {
+        let s = try c.decode(String.self, forKey: key)
+        guard let v = parse(s) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "not a hex number: \(s)")
+        }
+        guard bits >= 64 || v >> UInt64(bits) == 0 else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(s) does not fit in \(bits) bits")
+        }
+        return v
+    }
+}

@@ -1,0 +1,51 @@
+import PCI
+
+/// Two snapshots compared register by register, with the changed fields decoded from
+/// the catalog ("Mem_Enable 1->0").
+public struct CXLStateDiff: Sendable, Hashable, Codable {
+    public struct Entry: Sendable, Hashable, Codable {
+        public var block: String
+        public var register: String
+        public var width: Int
+        public var a: UInt64?
+        public var b: UInt64?
+        /// Why a side has no value (register unread after a reset, or absent).
+        public var note: String?
+        public var fields: [FieldChange]
+
+        public var key: RegisterKey { RegisterKey(block: block, register: register) }
+        public var displayName: String { StateCatalog.displayName(block: block, register: register) }
+        public var changed: Bool { a != b }
+    }
+
+    public var a: CXLDeviceIdentity
+    public var b: CXLDeviceIdentity
+    /// Every register of either side, in A's order then B's extras.
+    public var entries: [Entry]
+
+    public var changes: [Entry] { entries.filter(\.changed) }
+    public var isEmpty: Bool { changes.isEmpty }
+    public var sameDevice: Bool { a.matches(b) }
+
+    public init(_ a: CXLStateSnapshot, _ b: CXLStateSnapshot) {
+        self.a = a.identity
+        self.b = b.identity
+        var entries: [Entry] = []
+        var seen = Set<RegisterKey>()
+        let unreadA = Dictionary(a.unread.map { ($0.key, $0.reason) }, uniquingKeysWith: { x, _ in x })
+        let unreadB = Dictionary(b.unread.map { ($0.key, $0.reason) }, uniquingKeysWith: { x, _ in x })
+        let order = a.registers.map(\.key) + a.unread.map(\.key) + b.registers.map(\.key) + b.unread.map(\.key)
+        for key in order where seen.insert(key).inserted {
+            let ra = a[key], rb = b[key]
+            let width = ra?.width ?? rb?.width ?? 4
+            var note: String?
+            if ra == nil { note = "A: " + (unreadA[key] ?? "not in this snapshot") }
+            if rb == nil { note = (note.map { $0 + "; " } ?? "") + "B: " + (unreadB[key] ?? "not in this snapshot") }
+            let fields = (ra != nil && rb != nil && ra!.value != rb!.value)
+                ? StateCatalog.changedFields(key, ra!.value, rb!.value) : []
+            entries.append(Entry(block: key.block, register: key.register, width: width, a: ra?.value, b: rb?.value,
+                                 note: note, fields: fields))
+        }
+        self.entries = entries
+    }
+}

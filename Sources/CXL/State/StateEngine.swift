@@ -1,0 +1,338 @@
+import PCI
+
+/// Saves the CXL state of a function and restores it, through nothing but the
+/// `PCIFunction` protocol: the same code runs against the emulated device, a real
+/// device through sysfs and a vfio-user connection.
+///
+/// What is saved (the kernel series' set, plus what the function needs to be usable):
+/// PCI Command, the six BARs, PCI Express Device/Link Control and Control 2, MSI
+/// and MSI-X control; DVSEC CXL Control, Control2, Lock, Range 1/2 Base High/Low
+/// (Capability and Range Size registers are kept for verification); HDM Decoder
+/// Global Control and, per decoder, Base Low/High, Size Low/High, Control and DPA
+/// Skip (endpoints) or Target List (ports) Low/High.
+public struct CXLStateEngine: Sendable {
+    public let function: any PCIFunction
+    public let options: CXLStateOptions
+
+    public init(function: any PCIFunction, options: CXLStateOptions = CXLStateOptions()) {
+        self.function = function
+        self.options = options
+    }
+
+    // MARK: - Save
+
+    /// Take a snapshot. Config space is read once (every saved config register comes
+    /// from that one image); the HDM registers are read once each, with Memory Space
+    /// Enable set for the duration if it was clear.
+    public func save() throws(CXLStateError) -> CXLStateSnapshot {
+        let config: ConfigSpace
+        do { config = try function.configSnapshot() } catch { throw .access(error) }
+        let found = try Discovery.configLayout(config, address: function.address)
+        var layout = found.layout
+        var registers = Discovery.configRegisters(config, layout: layout)
+        if let locator = found.componentBlock {
+            let command = registers.first { $0.key == StateCatalog.commandKey }!.value
+            let hdm: (HDMLocation, [SavedRegister])? = try withMemorySpace(command: command) { () throws(CXLStateError) in
+                try Discovery.hdm(in: locator, endpoint: found.endpoint, read: { (bar, offset) throws(CXLStateError) in
+                    try barRead(bar, offset)
+                })
+            }
+            if let hdm {
+                layout.hdm = hdm.0
+                registers += hdm.1
+            }
+        }
+        return CXLStateSnapshot(identity: found.identity, layout: layout, registers: registers)
+    }
+
+    /// Re-read every register of `snapshot` from the live function, by the location
+    /// the snapshot records (no rediscovery), in one access each. HDM registers are
+    /// read only while the component register BAR still holds the value it had when
+    /// the snapshot was taken; if the reset cleared or moved it, they are listed as
+    /// unread instead of being fetched from an address the BAR no longer decodes.
+    public func readBack(like snapshot: CXLStateSnapshot) throws(CXLStateError) -> CXLStateSnapshot {
+        var out: [SavedRegister] = []
+        var unread: [UnreadRegister] = []
+        let identity = try liveIdentity(snapshot.layout)
+        for reg in snapshot.registers where reg.space == .config {
+            var r = reg
+            r.value = try read(reg)
+            out.append(r)
+        }
+        let mmio = snapshot.registers.filter { $0.space != .config }
+        if !mmio.isEmpty {
+            let live = Dictionary(out.map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+            if let reason = barChanged(snapshot: snapshot, live: live) {
+                unread = mmio.map { UnreadRegister(block: $0.block, register: $0.register, reason: reason) }
+            } else {
+                let command = live[StateCatalog.commandKey] ?? 0
+                let values: [SavedRegister] = try withMemorySpace(command: command) { () throws(CXLStateError) in
+                    var vs: [SavedRegister] = []
+                    for reg in mmio {
+                        var r = reg
+                        r.value = try read(reg)
+                        vs.append(r)
+                    }
+                    return vs
+                }
+                out += values
+            }
+        }
+        // Keep the snapshot's order so diffs line up register by register.
+        let order = Dictionary(snapshot.registers.enumerated().map { ($1.key, $0) }, uniquingKeysWith: { a, _ in a })
+        out.sort { (order[$0.key] ?? 0) < (order[$1.key] ?? 0) }
+        return CXLStateSnapshot(identity: identity, layout: snapshot.layout, registers: out, unread: unread)
+    }
+
+    /// Why the component register BAR no longer decodes where it did, or nil.
+    func barChanged(snapshot: CXLStateSnapshot, live: [RegisterKey: UInt64]) -> String? {
+        guard let hdm = snapshot.layout.hdm else { return nil }
+        for i in StateCatalog.barIndices(of: hdm.bar, in: snapshot) {
+            let key = StateCatalog.barKey(i)
+            guard let saved = snapshot[key]?.value, let now = live[key] else { continue }
+            if saved != now {
+                return "BAR \(hdm.bar) no longer decodes where it did (Base Address Register \(i) reads "
+                    + "\(HexCoding.format(now, width: 4)), was \(HexCoding.format(saved, width: 4)))"
+            }
+        }
+        return nil
+    }
+
+    // MARK: - Identity
+
+    /// Vendor, Device and Device Serial Number of the live function, read at the
+    /// offsets the snapshot layout gives.
+    public func liveIdentity(_ layout: CXLStateLayout) throws(CXLStateError) -> CXLDeviceIdentity {
+        let ids = try configRead(PCIHeader.vendorID.offset, 4)
+        var serial: UInt64?
+        if let dsn = layout.serialNumberOffset {
+            let lo = try configRead(dsn + Discovery.serialLower.offset, 4)
+            let hi = try configRead(dsn + Discovery.serialUpper.offset, 4)
+            serial = lo | hi << 32
+        }
+        return CXLDeviceIdentity(vendorID: UInt16(truncatingIfNeeded: ids), deviceID: UInt16(truncatingIfNeeded: ids >> 16),
+                                 serialNumber: serial, address: function.address)
+    }
+
+    /// Refuse state that belongs to another device or another layout, before any write.
+    func check(_ snapshot: CXLStateSnapshot) throws(CXLStateError) {
+        let live = try liveIdentity(snapshot.layout)
+        guard live.matches(snapshot.identity) else { throw .deviceMismatch(expected: snapshot.identity, found: live) }
+        let base = snapshot.layout.dvsecOffset
+        let h1 = try configRead(base + DVSECHeader.header1.offset, DVSECHeader.header1.width)
+        let h2 = try configRead(base + DVSECHeader.header2.offset, DVSECHeader.header2.width)
+        let vendor = DVSECHeader.header1.field("DVSEC Vendor ID")!.extract(h1)
+        let id = DVSECHeader.header2.field("DVSEC ID")!.extract(h2)
+        guard vendor == UInt64(cxlDVSECVendorID), id == UInt64(CXLDVSECID.device.rawValue) else {
+            throw .layoutMismatch("no \(StateCatalog.dvsecBlock) at config offset \(hex(base, digits: 3))")
+        }
+    }
+
+    // MARK: - Access
+
+    func configRead(_ offset: Int, _ width: Int) throws(CXLStateError) -> UInt64 {
+        do { return UInt64(try function.configRead(offset, width: width)) } catch { throw .access(error) }
+    }
+
+    func barRead(_ bar: Int, _ offset: UInt64) throws(CXLStateError) -> UInt64 {
+        do { return try function.barRead(bar, offset: offset, width: 4) } catch { throw .access(error) }
+    }
+
+    func read(_ reg: SavedRegister) throws(CXLStateError) -> UInt64 {
+        do {
+            switch reg.space {
+            case .config: return UInt64(try function.configRead(Int(reg.offset), width: reg.width))
+            case .bar(let b): return try function.barRead(b, offset: reg.offset, width: reg.width)
+            }
+        } catch { throw .access(error) }
+    }
+
+    func write(_ reg: SavedRegister, _ value: UInt64) throws(CXLStateError) {
+        do {
+            switch reg.space {
+            case .config: try function.configWrite(Int(reg.offset), width: reg.width, value: UInt32(truncatingIfNeeded: value))
+            case .bar(let b): try function.barWrite(b, offset: reg.offset, width: reg.width, value: value)
+            }
+        } catch { throw .access(error) }
+    }
+
+    /// Run `body` with Memory Space Enable set, then put Command back as it was. The
+    /// component registers are MMIO: with MSE clear the function does not decode its
+    /// BARs (PCIe 6.0 §7.5.1.1.3), so the kernel series sets it for the duration too.
+    func withMemorySpace<T>(command: UInt64, _ body: () throws(CXLStateError) -> T) throws(CXLStateError) -> T {
+        let mse = StateCatalog.memorySpaceEnableBit
+        guard command & mse == 0 else { return try body() }
+        let offset = PCIHeader.command.offset, width = PCIHeader.command.width
+        do { try function.configWrite(offset, width: width, value: UInt32(command | mse)) } catch { throw .access(error) }
+        let result: Result<T, CXLStateError>
+        do { result = .success(try body()) } catch { result = .failure(error) }
+        do { try function.configWrite(offset, width: width, value: UInt32(command)) } catch {
+            if case .failure(let e) = result { throw e }
+            throw .access(error)
+        }
+        return try result.get()
+    }
+}
+
+/// Finding the saved structures.
+enum Discovery {
+    struct ConfigFindings {
+        var layout: CXLStateLayout
+        var identity: CXLDeviceIdentity
+        /// (BAR, offset) of the component register block, from the Register Locator.
+        var componentBlock: (bar: Int, offset: UInt64)?
+        var endpoint: Bool
+    }
+
+    /// Device Serial Number capability (PCIe 6.0 §7.9.3): serial at +0x04 and +0x08.
+    static let serialLower = RegisterLayout("Serial Number Register (Lower DW)", offset: 0x04, width: 4,
+                                            [.init("Serial Number Lower", 31, 0, .ro)])
+    static let serialUpper = RegisterLayout("Serial Number Register (Upper DW)", offset: 0x08, width: 4,
+                                            [.init("Serial Number Upper", 31, 0, .ro)])
+
+    static func configLayout(_ config: ConfigSpace, address: String) throws(CXLStateError) -> ConfigFindings {
+        let caps = CapabilityList(walking: config)
+        let dvsecs = caps.dvsecs(in: config)
+        guard let device = dvsecs.first(where: {
+            $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.device.rawValue && $0.fitsInConfigSpace
+        }) else {
+            throw .notCXLDevice("\(address) has no \(StateCatalog.dvsecBlock) (vendor 1e98, ID 0)")
+        }
+        guard let vendor = config.vendorID, let deviceID = config.deviceID else {
+            throw .notCXLDevice("\(address): config space too short")
+        }
+        let dsn = caps.extended(.deviceSerialNumber).first?.offset
+        var serial: UInt64?
+        if let dsn, let lo = config.read(serialLower, base: dsn), let hi = config.read(serialUpper, base: dsn) {
+            serial = lo | hi << 32
+        }
+        let layout = CXLStateLayout(
+            dvsecOffset: device.offset, dvsecRevision: device.revision,
+            pciExpressOffset: caps.standard(.pciExpress)?.offset, msiOffset: caps.standard(.msi)?.offset,
+            msixOffset: caps.standard(.msix)?.offset, serialNumberOffset: dsn)
+        // Type 0 headers are endpoints (DPA Skip); bridges would carry a Target List.
+        let endpoint = (config.headerType ?? 0) == 0
+        return ConfigFindings(
+            layout: layout,
+            identity: CXLDeviceIdentity(vendorID: vendor, deviceID: deviceID, serialNumber: serial, address: address),
+            componentBlock: componentBlock(config, dvsecs: dvsecs), endpoint: endpoint)
+    }
+
+    /// The component register block entry of the Register Locator DVSEC (CXL 3.1 §8.1.9).
+    static func componentBlock(_ config: ConfigSpace, dvsecs: [DVSECInstance]) -> (bar: Int, offset: UInt64)? {
+        guard let locator = dvsecs.first(where: {
+            $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.registerLocator.rawValue
+        }) else { return nil }
+        let low = RegisterLocatorDVSEC.offsetLow, high = RegisterLocatorDVSEC.offsetHigh
+        let bir = low.field("Register BIR")!, ident = low.field("Register Block Identifier")!
+        let offLow = low.field("Register Block Offset Low")!
+        for i in 0..<RegisterLocatorDVSEC.entryCount(length: locator.length) {
+            let base = locator.offset + RegisterLocatorDVSEC.firstEntryOffset + RegisterLocatorDVSEC.entrySize * i
+            guard let lo = config.read(low, base: base), let hi = config.read(high, base: base) else { break }
+            guard ident.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
+            let bar = Int(bir.extract(lo))
+            guard bar < 6 else { continue }
+            // Offset Low holds offset bits 31:16 in place (64 KiB aligned), High bits 63:32.
+            return (bar, hi << 32 | (lo & offLow.mask))
+        }
+        return nil
+    }
+
+    /// The config-space registers of the snapshot, valued from `config`, in save order.
+    static func configRegisters(_ config: ConfigSpace, layout: CXLStateLayout) -> [SavedRegister] {
+        var out: [SavedRegister] = []
+        func add(_ block: String, _ r: RegisterLayout, base: Int, _ role: SavedRegisterRole) {
+            let off = base + r.offset
+            guard r.width <= 4, let v = config.read(off, width: r.width) else { return }
+            out.append(SavedRegister(block: block, register: r.name, space: .config, offset: UInt64(off),
+                                     width: r.width, value: v, role: role))
+        }
+        add(StateCatalog.headerBlock, PCIHeader.command, base: 0, .restore)
+        for i in 0..<6 { add(StateCatalog.headerBlock, PCIHeader.bar(i), base: 0, .restore) }
+        if let pcie = layout.pciExpressOffset {
+            for r in StateCatalog.pciExpressRegisters { add(StateCatalog.pciExpressBlock, r, base: pcie, .restore) }
+        }
+        if let msi = layout.msiOffset, let control = config.read(MSICapability.messageControl, base: msi) {
+            for r in StateCatalog.msiRegisters(messageControl: control) { add(StateCatalog.msiBlock, r, base: msi, .restore) }
+        }
+        if let msix = layout.msixOffset { add(StateCatalog.msixBlock, MSIXCapability.messageControl, base: msix, .restore) }
+        let d = layout.dvsecOffset
+        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.capability, base: d, .verify)
+        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.control, base: d, .restore)
+        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.control2, base: d, .restore)
+        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.lock, base: d, .restore)
+        for range in [CXLDeviceDVSEC.range1, CXLDeviceDVSEC.range2] {
+            add(StateCatalog.dvsecBlock, range.sizeHigh, base: d, .verify)
+            add(StateCatalog.dvsecBlock, range.sizeLow, base: d, .verify)
+            add(StateCatalog.dvsecBlock, range.baseHigh, base: d, .restore)
+            add(StateCatalog.dvsecBlock, range.baseLow, base: d, .restore)
+        }
+        return out
+    }
+
+    /// Walk the CXL.cachemem capability array for the HDM Decoder Capability and
+    /// read its registers. Returns nil when the block has no HDM decoders.
+    static func hdm(in block: (bar: Int, offset: UInt64), endpoint: Bool,
+                    read: (Int, UInt64) throws(CXLStateError) -> UInt64) throws(CXLStateError) -> (HDMLocation, [SavedRegister])? {
+        let cacheMem = block.offset + UInt64(ComponentRegisterBlock.cacheMemOffset)
+        let header = try read(block.bar, cacheMem + UInt64(CacheMemCapabilityArray.header.offset))
+        let h = CacheMemCapabilityArray.header
+        guard h.field("CXL_Capability_ID")!.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue) else {
+            return nil
+        }
+        let count = Int(h.field("Array_Size")!.extract(header))
+        let e = CacheMemCapabilityArray.element
+        var hdmOffset: UInt64?
+        for i in stride(from: 1, through: count, by: 1) {
+            let element = try read(block.bar, cacheMem + UInt64(4 * i))
+            if e.field("Capability ID")!.extract(element) == UInt64(CacheMemCapabilityID.hdmDecoder.rawValue) {
+                hdmOffset = cacheMem + e.field("Pointer")!.extract(element)
+                break
+            }
+        }
+        guard let hdmOffset else { return nil }
+        let capReg = HDMDecoderCapability.capability
+        let cap = try read(block.bar, hdmOffset + UInt64(capReg.offset))
+        let encoded = capReg.field("Decoder Count")!.extract(cap)
+        let decoders = min(HDMDecoderCapability.decoderCounts[encoded] ?? 0, HDMDecoderCapability.maximumDecoders)
+        let location = HDMLocation(bar: block.bar, blockOffset: block.offset, hdmOffset: hdmOffset,
+                                   decoderCount: decoders, endpoint: endpoint)
+        var regs = [SavedRegister(block: StateCatalog.hdmBlock, register: capReg.name, space: .bar(block.bar),
+                                  offset: hdmOffset + UInt64(capReg.offset), width: 4, value: cap, role: .verify)]
+        let layouts = [HDMDecoderCapability.globalControl] + (0..<decoders).flatMap {
+            StateCatalog.decoderRegisters($0, endpoint: endpoint)
+        }
+        for r in layouts {
+            let off = hdmOffset + UInt64(r.offset)
+            regs.append(SavedRegister(block: StateCatalog.hdmBlock, register: r.name, space: .bar(block.bar),
+                                      offset: off, width: r.width, value: try read(block.bar, off), role: .restore))
+        }
+        return (location, regs)
+    }
+}
+
+extension StateCatalog {
+    static let commandKey = RegisterKey(block: headerBlock, register: PCIHeader.command.name)
+    static func barKey(_ i: Int) -> RegisterKey { RegisterKey(block: headerBlock, register: PCIHeader.bar(i).name) }
+
+    /// BAR register indices that make up BAR `bar` (two for a 64-bit memory BAR).
+    static func barIndices(of bar: Int, in snapshot: CXLStateSnapshot) -> [Int] {
+        guard let low = snapshot[barKey(bar)]?.value else { return [bar] }
+        let type = PCIHeader.bar(bar).field("Memory Type")!
+        let io = PCIHeader.bar(bar).field("Memory Space Indicator")!
+        return io.extract(low) == 0 && type.extract(low) == 2 && bar < 5 ? [bar, bar + 1] : [bar]
+    }
+
+    /// MSI registers that hold state, for the layout Message Control describes:
+    /// Message Address (and Upper), Data (and Extended Data when capable), Mask Bits
+    /// when per-vector masking is capable, and Message Control itself.
+    static func msiRegisters(messageControl: UInt64) -> [RegisterLayout] {
+        let mc = MSICapability.messageControl
+        let is64 = mc.field("64 bit address capable")!.extract(messageControl) == 1
+        let pvm = mc.field("Per-vector masking capable")!.extract(messageControl) == 1
+        let extended = mc.field("Extended Message Data Capable")!.extract(messageControl) == 1
+        return MSICapability.layout(is64Bit: is64, perVectorMasking: pvm).registers.filter {
+            $0.writableMask != 0 && ($0.name != "Extended Message Data" || extended)
+        }
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import PCI
+
+/// The state file: a versioned JSON document holding one snapshot, its device's
+/// identity (inside the snapshot) and a checksum of the snapshot.
+///
+/// ```json
+/// {
+///   "format" : "swift-cxl-state",
+///   "version" : 1,
+///   "checksum" : "crc32:1a2b3c4d",
+///   "savedAt" : "2026-11-24T22:10:00Z",
+///   "snapshot" : { "identity" : {...}, "layout" : {...}, "registers" : [...] }
+/// }
+/// ```
+///
+/// The checksum is CRC-32 (IEEE) over the canonical encoding of the snapshot (sorted
+/// keys, no whitespace), so a file can be pretty-printed or re-indented without
+/// invalidating it, but any change to a value is caught. Files are written
+/// atomically: temporary file in the same directory, fsync, rename, fsync of the
+/// directory, so a crash or a failed operation never leaves a half-written file in
+/// place of a good one.
+public enum CXLStateFile {
+    public static let format = "swift-cxl-state"
+    public static let currentVersion = 1
+
+    struct Envelope: Codable {
+        var format: String
+        var version: Int
+        var checksum: String
+        var savedAt: String?
+        var snapshot: CXLStateSnapshot
+    }
+
+    struct Header: Decodable {
+        var format: String?
+        var version: Int?
+    }
+
+    /// The canonical bytes the checksum covers.
+    static func canonical(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        do { return try e.encode(snapshot) } catch { throw .corruptFile("cannot encode snapshot: \(error)") }
+    }
+
+    public static func checksum(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> String {
+        "crc32:" + hex(CRC32.checksum(try canonical(snapshot)), digits: 8)
+    }
+
+    /// The file's bytes.
+    public static func encode(_ snapshot: CXLStateSnapshot, savedAt: Date? = Date()) throws(CXLStateError) -> Data {
+        let envelope = Envelope(format: format, version: currentVersion, checksum: try checksum(snapshot),
+                                savedAt: savedAt.map { ISO8601DateFormatter().string(from: $0) }, snapshot: snapshot)
+        let e = JSONEncoder()
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        do { return try e.encode(envelope) + Data("\n".utf8) } catch { throw .corruptFile("cannot encode: \(error)") }
+    }
+
+    /// Parse and check a state file's bytes: format, version, shape, checksum.
+    public static func decode(_ data: Data) throws(CXLStateError) -> CXLStateSnapshot {
+        guard !data.isEmpty else { throw .corruptFile("empty file") }
+        let header: Header
+        do { header = try JSONDecoder().decode(Header.self, from: data) } catch {
+            throw .corruptFile("not JSON (truncated?): \(describe(error))")
+        }
+        guard header.format == format else {
+            throw .corruptFile("not a \(format) file (format is \(header.format.map { "\"\($0)\"" } ?? "missing"))")
+        }
+        guard let version = header.version else { throw .corruptFile("no version") }
+        guard version <= currentVersion else { throw .unsupportedVersion(found: version, supported: currentVersion) }
+        guard version >= 1 else { throw .corruptFile("invalid version \(version)") }
+        let envelope: Envelope
+        do { envelope = try JSONDecoder().decode(Envelope.self, from: data) } catch {
+            throw .corruptFile(describe(error))
+        }
+        let computed = try checksum(envelope.snapshot)
+        guard computed == envelope.checksum else {
+            throw .checksumMismatch(expected: envelope.checksum, computed: computed)
+        }
+        return envelope.snapshot
+    }
+
+    /// Read and check a state file.
+    public static func read(from path: String) throws(CXLStateError) -> CXLStateSnapshot {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw .fileIO("cannot read \(path): \(error.localizedDescription)")
+        }
+        return try decode(data)
+    }
+
+    /// Write a state file atomically (temporary file, fsync, rename, directory fsync).
+    /// On any failure the previous file at `path`, if any, is left untouched.
+    public static func write(_ snapshot: CXLStateSnapshot, to path: String) throws(CXLStateError) {
+        try writeAtomically(try encode(snapshot), to: path)
+    }
+
+    static func writeAtomically(_ data: Data, to path: String) throws(CXLStateError) {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .fileIO("cannot create \(tmp): \(String(cString: strerror(errno)))") }
+        var ok = false
+        defer {
+            if !ok { unlink(tmp) }
+        }
+        let written: Int = data.withUnsafeBytes { buf in
+            var done = 0
+            while done < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 { if errno == EINTR { continue }; return -1 }
+                done += n
+            }
+            return done
+        }
+        guard written == data.count else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw .fileIO("cannot write \(tmp): \(e)")
+        }
+        guard fsync(fd) == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw .fileIO("fsync \(tmp): \(e)")
+        }
+        close(fd)
+        guard rename(tmp, path) == 0 else { throw .fileIO("rename to \(path): \(String(cString: strerror(errno)))") }
+        ok = true
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    static func describe(_ error: Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let c):
+            return c.debugDescription + path(c.codingPath)
+        case DecodingError.keyNotFound(let k, let c):
+            return "missing \"\(k.stringValue)\"" + path(c.codingPath)
+        case DecodingError.typeMismatch(_, let c), DecodingError.valueNotFound(_, let c):
+            return c.debugDescription + path(c.codingPath)
+        default:
+            return "\(error)"
+        }
+    }
+
+    static func path(_ p: [CodingKey]) -> String {
+        p.isEmpty ? "" : " at " + p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320).
+enum CRC32 {
+    static let table: [UInt32] = (0..<256).map { i -> UInt32 in
+        var c = UInt32(i)
+        for _ in 0..<8 { c = c & 1 != 0 ? 0xEDB8_8320 ^ (c >> 1) : c >> 1 }
+        return c
+    }
+
+    static func checksum(_ data: Data) -> UInt32 {
+        var c: UInt32 = 0xFFFF_FFFF
+        for b in data { c = table[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }
+        return c ^ 0xFFFF_FFFF
+    }
+}

@@ -1,0 +1,166 @@
+import Foundation
+import Testing
+import PCI
+@testable import CXL
+
+@Suite("CXL state file")
+struct StateFileTests {
+    func tempDir() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cxlstate-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    func snapshot() throws -> CXLStateSnapshot {
+        let dev = StateTestDevice()
+        dev.programLikeFirmware()
+        return try CXLStateEngine(function: dev, options: CXLStateOptions(clock: VirtualCXLClock())).save()
+    }
+
+    @Test func roundTrip() throws {
+        let dir = try tempDir()
+        let s = try snapshot()
+        let path = dir + "/state.json"
+        try CXLStateFile.write(s, to: path)
+        #expect(try CXLStateFile.read(from: path) == s)
+        // Only the file itself remains: the temporary file was renamed into place.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["state.json"])
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(text.contains("\"format\" : \"swift-cxl-state\""))
+        #expect(text.contains("\"register\" : \"DVSEC CXL Control\""))
+        #expect(text.contains("\"value\" : \"0x0007\""))
+    }
+
+    @Test func reformattingKeepsTheChecksumValid() throws {
+        let s = try snapshot()
+        let data = try CXLStateFile.encode(s)
+        let object = try JSONSerialization.jsonObject(with: data)
+        let compact = try JSONSerialization.data(withJSONObject: object)
+        #expect(try CXLStateFile.decode(compact) == s)
+    }
+
+    @Test func editedValueFailsTheChecksum() throws {
+        let s = try snapshot()
+        var text = String(decoding: try CXLStateFile.encode(s), as: UTF8.self)
+        text = text.replacingOccurrences(of: "\"value\" : \"0x0007\"", with: "\"value\" : \"0x0003\"")
+        #expect {
+            try CXLStateFile.decode(Data(text.utf8))
+        } throws: { e in
+            if case .checksumMismatch = e as? CXLStateError { return true }
+            return false
+        }
+    }
+
+    @Test func truncatedFileIsCorrupt() throws {
+        let data = try CXLStateFile.encode(try snapshot())
+        for cut in [0, 1, data.count / 3, data.count / 2, data.count - 3] {
+            #expect {
+                try CXLStateFile.decode(data.prefix(cut))
+            } throws: { e in
+                if case .corruptFile = e as? CXLStateError { return true }
+                return false
+            }
+        }
+    }
+
+    @Test func garbageAndWrongShapesAreCorrupt() throws {
+        for text in ["", "nonsense", "{}", "[1,2]", "{\"format\":\"other\",\"version\":1}",
+                     "{\"format\":\"swift-cxl-state\",\"version\":1}",
+                     "{\"format\":\"swift-cxl-state\",\"version\":1,\"checksum\":\"crc32:0\",\"snapshot\":{}}"] {
+            #expect {
+                try CXLStateFile.decode(Data(text.utf8))
+            } throws: { e in
+                if case .corruptFile = e as? CXLStateError { return true }
+                return false
+            }
+        }
+    }
+
+    @Test func badValuesAreCorrupt() throws {
+        let s = try snapshot()
+        let text = String(decoding: try CXLStateFile.encode(s), as: UTF8.self)
+        for (from, to) in [("\"value\" : \"0x0007\"", "\"value\" : \"0x10007\""),  // wider than the register
+                           ("\"value\" : \"0x0007\"", "\"value\" : \"7\""),
+                           ("\"width\" : 2", "\"width\" : 3"),
+                           ("\"space\" : \"config\"", "\"space\" : \"bar9\"")] {
+            #expect {
+                try CXLStateFile.decode(Data(text.replacingOccurrences(of: from, with: to).utf8))
+            } throws: { e in
+                if case .corruptFile = e as? CXLStateError { return true }
+                return false
+            }
+        }
+    }
+
+    @Test func futureVersionIsRefused() throws {
+        let text = String(decoding: try CXLStateFile.encode(try snapshot()), as: UTF8.self)
+            .replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 2")
+        #expect(throws: CXLStateError.unsupportedVersion(found: 2, supported: 1)) {
+            try CXLStateFile.decode(Data(text.utf8))
+        }
+    }
+
+    @Test func failedWriteLeavesTheOldFileIntact() throws {
+        let dir = try tempDir()
+        let path = dir + "/state.json"
+        let s = try snapshot()
+        try CXLStateFile.write(s, to: path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        // A leftover temporary file makes the exclusive create fail: the write fails
+        // and the existing file is untouched.
+        let tmp = dir + "/.state.json.tmp-\(getpid())"
+        FileManager.default.createFile(atPath: tmp, contents: Data("x".utf8))
+        var other = s
+        other.registers[0].value ^= 1
+        #expect(throws: CXLStateError.self) { try CXLStateFile.write(other, to: path) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+        // Writing into a missing directory fails cleanly too.
+        #expect(throws: CXLStateError.self) { try CXLStateFile.write(s, to: dir + "/missing/state.json") }
+    }
+
+    @Test func missingFileIsAnIOError() {
+        #expect {
+            try CXLStateFile.read(from: "/nonexistent/state.json")
+        } throws: { e in
+            if case .fileIO = e as? CXLStateError { return true }
+            return false
+        }
+    }
+
+    /// Faults during reset and restore never touch the state file written before.
+    @Test(arguments: ["commit-error", "commit-timeout", "reset-timeout", "reset-error"])
+    func faultsLeaveTheSavedFileIntact(fault: String) throws {
+        let dir = try tempDir()
+        let path = dir + "/state.json"
+        let dev = StateTestDevice()
+        dev.programLikeFirmware()
+        switch fault {
+        case "commit-error": dev.commitBehaviour = .error
+        case "commit-timeout": dev.commitBehaviour = .never
+        case "reset-timeout": dev.cxlResetBehaviour = .never
+        default: dev.cxlResetBehaviour = .error
+        }
+        let before = try CXLStateEngine(function: dev, options: CXLStateOptions(clock: VirtualCXLClock())).save()
+        let report = try CXLResetOrchestrator(function: dev, options: CXLStateOptions(clock: VirtualCXLClock()))
+            .reset(method: fault.hasPrefix("commit") ? .sbr : .cxl, preserve: true, stateFile: path)
+        #expect(!report.succeeded)
+        switch fault {
+        case "commit-error": #expect(report.restore?.decoders.first?.result == .commitError)
+        case "commit-timeout": #expect(report.restore?.decoders.first?.result == .commitTimeout)
+        case "reset-timeout": #expect(report.resetError == .resetTimeout(milliseconds: 100))
+        default: #expect(report.resetError == .resetError)
+        }
+        #expect(try CXLStateFile.read(from: path) == before)
+    }
+
+    @Test func diffNamesChangedFields() throws {
+        let a = try snapshot()
+        var b = a
+        let i = try #require(b.registers.firstIndex { $0.register == "DVSEC CXL Control" })
+        b.registers[i].value = 0x0003
+        let d = CXLStateDiff(a, b)
+        #expect(d.changes.count == 1)
+        #expect(d.changes[0].fields.map(\.description) == ["Mem_Enable 1->0"])
+        #expect(CXLStateDiff(a, a).isEmpty)
+    }
+}
