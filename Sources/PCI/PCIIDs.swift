@@ -82,7 +82,7 @@ public final class PCIIDs: Sendable {
 
     /// Sub-class name, else class name, else `Class cccc`.
     public func className(base: UInt8, sub: UInt8) -> String {
-        subclasses[UInt16(base) << 8 | UInt16(sub)] ?? classes[base].map { $0 } ?? "Class \(hex(UInt16(base) << 8 | UInt16(sub), digits: 4))"
+        subclasses[UInt16(base) << 8 | UInt16(sub)] ?? classes[base].map { "\($0) [\(hex(UInt16(base) << 8 | UInt16(sub), digits: 4))]" } ?? "Class \(hex(UInt16(base) << 8 | UInt16(sub), digits: 4))"
     }
 
     public func progIfName(base: UInt8, sub: UInt8, progIf: UInt8) -> String? {

@@ -53,6 +53,24 @@ func capabilityBlocks(_ text: String) -> [[CapBlock]] {
     return functions
 }
 
+/// Per function, the lines outside capability blocks: the header line, Subsystem,
+/// Control, Status, Latency, Interrupt, Regions, bridge windows, BridgeCtl.
+func headerSections(_ text: String) -> [[String]] {
+    var functions: [[String]] = []
+    var inBlock = false
+    for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+        if line.isEmpty { inBlock = false; continue }
+        if !line.hasPrefix("\t") { functions.append([line]); inBlock = false; continue }
+        if line.hasPrefix("\tCapabilities: ") { inBlock = true; continue }
+        if line.hasPrefix("\t\t") && inBlock { continue }
+        inBlock = false
+        // Our additions, which lspci does not print.
+        if line.hasPrefix("\tCXL Component Registers:") || line.hasPrefix("\t!! ") { inBlock = true; continue }
+        functions[functions.count - 1].append(line)
+    }
+    return functions
+}
+
 /// True when `a` appears in `b` in order (b may hold extra lines between).
 func isOrderedSubsequence(_ a: [String], of b: [String]) -> Bool {
     var i = 0
@@ -62,7 +80,7 @@ func isOrderedSubsequence(_ a: [String], of b: [String]) -> Bool {
 
 /// What one comparison covered, for the report.
 struct ParityStats {
-    var functions = 0, capabilities = 0, detailBlocks = 0, detailLines = 0, cxlDVSECs = 0
+    var functions = 0, capabilities = 0, detailBlocks = 0, detailLines = 0, cxlDVSECs = 0, headerLines = 0
 }
 
 /// Compares our `decode -vvv` with `lspci -F FILE -vvv` for every function in `file`:
@@ -70,12 +88,19 @@ struct ParityStats {
 /// and for every capability we decode in detail, lspci's detail lines appear in ours
 /// in order. Returns what was compared.
 @discardableResult
-func compareWithLspci(file: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> ParityStats {
-    let theirs = capabilityBlocks(try Lspci.run(["-F", file, "-vvv"]))
+func compareWithLspci(file: String, verbosity: Int = 3, compareHeaders: Bool = true, sourceLocation: SourceLocation = #_sourceLocation) throws -> ParityStats {
+    let flag = "-" + String(repeating: "v", count: verbosity)
+    let theirs = capabilityBlocks(try Lspci.run(["-F", file, flag]))
     let targets = try TargetResolver().resolve("file:" + file)
-    let ours = capabilityBlocks(CXLKit.decode(targets, json: false, verbosity: 3))
+    let ours = capabilityBlocks(CXLKit.decode(targets, json: false, verbosity: verbosity))
     var stats = ParityStats()
     #expect(ours.count == theirs.count, "function count for \(file)", sourceLocation: sourceLocation)
+    if compareHeaders {
+        let oh = headerSections(CXLKit.decode(targets, json: false, verbosity: verbosity))
+        let th = headerSections(try Lspci.run(["-F", file, flag]))
+        #expect(oh == th, "header lines of \(file)", sourceLocation: sourceLocation)
+        stats.headerLines += th.reduce(0) { $0 + $1.count }
+    }
     for (fi, (o, t)) in zip(ours, theirs).enumerated() {
         stats.functions += 1
         #expect(o.map(\.title) == t.map(\.title), "capability lines of function \(fi) in \(file)", sourceLocation: sourceLocation)
@@ -115,6 +140,7 @@ struct LspciParityTests {
         for (name, fns) in CXLFixtures.all {
             let file = dir.appendingPathComponent(name + ".txt").path
             try CXLFixtures.dumpText(fns).write(toFile: file, atomically: true, encoding: .utf8)
+            for v in 1...2 { try compareWithLspci(file: file, verbosity: v) }
             let s = try compareWithLspci(file: file)
             total.functions += s.functions; total.cxlDVSECs += s.cxlDVSECs; total.detailLines += s.detailLines
         }
@@ -134,8 +160,8 @@ struct LspciParityTests {
             try CXLKit.dump(targets).write(toFile: file, atomically: true, encoding: .utf8)
             let s = try compareWithLspci(file: file)
             #expect(s.cxlDVSECs >= 3)
-            // And the capture's own lspci -xxxx file.
-            try compareWithLspci(file: fixtureURL("qemu-cxl/\(state)/\(fn)/lspci-xxxx.txt").path)
+            // And the capture's own lspci -xxxx file, at every verbosity.
+            for v in 1...3 { try compareWithLspci(file: fixtureURL("qemu-cxl/\(state)/\(fn)/lspci-xxxx.txt").path, verbosity: v) }
         }
     }
 
@@ -165,7 +191,7 @@ struct LspciParityTests {
             let targets = try TargetResolver().resolve("sysfs:" + a.description)
             let file = dir.appendingPathComponent(a.description + ".txt").path
             try CXLKit.dump(targets).write(toFile: file, atomically: true, encoding: .utf8)
-            try compareWithLspci(file: file)
+            for v in 1...3 { try compareWithLspci(file: file, verbosity: v) }
         }
     }
 }

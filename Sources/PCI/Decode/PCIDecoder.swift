@@ -47,7 +47,7 @@ public struct PCIDecoder: Sendable {
     /// lspci-style text for one function, ending with a blank line as lspci does.
     public func text(_ subject: DecodeSubject, verbosity: Int) -> String {
         let ctx = context(for: subject, verbosity: verbosity)
-        var lines = [subject.name + " " + (subject.description ?? headerDescription(subject.config, verbosity: verbosity))]
+        var lines = [subject.name + " " + headerDescription(subject.config, verbosity: verbosity)]
         if verbosity >= 1 {
             lines += headerLines(ctx)
             lines += capabilityLines(ctx)
@@ -57,61 +57,169 @@ public struct PCIDecoder: Sendable {
         return lines.joined(separator: "\n") + "\n" + (verbosity >= 1 ? "\n" : "")
     }
 
+    /// lspci's show_verbose: Control/Status (-vv) or Flags (-v), Latency, Interrupt,
+    /// BIST, Regions, and for bridges the bus numbers, windows and BridgeCtl.
     func headerLines(_ ctx: DecodeContext) -> [String] {
         let c = ctx.config
         var out: [String] = []
         let type = c.headerType ?? 0
-        if type == 0, let sv = c.read16(PCIHeader.subsystemVendorID.offset), let sd = c.read16(PCIHeader.subsystemID.offset), sv != 0, sv != 0xFFFF {
+        let vv = ctx.verbosity >= 2
+        // Subsystem IDs: header 0x2C for type 0; the Bridge Subsystem Vendor ID
+        // capability for bridges (lspci's get_subid).
+        var ssid: (UInt16, UInt16)?
+        if type == 0 {
+            ssid = c.read16(PCIHeader.subsystemVendorID.offset).flatMap { v in c.read16(PCIHeader.subsystemID.offset).map { (v, $0) } }
+        } else if type == 1, let cap = ctx.capabilities.standard(.bridgeSubsystemVendorID) {
+            ssid = c.read16(cap.offset + 4).flatMap { v in c.read16(cap.offset + 6).map { (v, $0) } }
+        }
+        if let (sv, sd) = ssid, sv != 0, sv != 0xFFFF {
             out.append("\tSubsystem: " + subsystemName(c, sv: sv, sd: sd))
         }
-        if ctx.verbosity >= 2, let cmd = c.read16(PCIHeader.command.offset), let st = c.read16(PCIHeader.status.offset) {
+        guard type <= 2 else { return out + ["\t!!! Unknown header type \(hex(type, digits: 2))"] }
+        let cmd = c.read16(PCIHeader.command.offset) ?? 0, st = c.read16(PCIHeader.status.offset) ?? 0
+        let latency = c.read8(PCIHeader.latencyTimer.offset) ?? 0, cacheLine = c.read8(PCIHeader.cacheLineSize.offset) ?? 0
+        let minGnt = type == 0 ? (c.read8(0x3E) ?? 0) : 0, maxLat = type == 0 ? (c.read8(0x3F) ?? 0) : 0
+        let pin = c.read8(PCIHeader.interruptPin.offset) ?? 0, irq = c.read8(PCIHeader.interruptLine.offset) ?? 0
+        let devsel = ["fast", "medium", "slow", "??"][Int((st >> 9) & 3)]
+        if vv {
             out.append("\tControl: I/O\(flag(cmd, 0x1)) Mem\(flag(cmd, 0x2)) BusMaster\(flag(cmd, 0x4)) SpecCycle\(flag(cmd, 0x8)) MemWINV\(flag(cmd, 0x10)) VGASnoop\(flag(cmd, 0x20)) ParErr\(flag(cmd, 0x40)) Stepping\(flag(cmd, 0x80)) SERR\(flag(cmd, 0x100)) FastB2B\(flag(cmd, 0x200)) DisINTx\(flag(cmd, 0x400))")
-            let devsel = ["fast", "medium", "slow", "??"][Int((st >> 9) & 3)]
             out.append("\tStatus: Cap\(flag(st, 0x10)) 66MHz\(flag(st, 0x20)) UDF\(flag(st, 0x40)) FastB2B\(flag(st, 0x80)) ParErr\(flag(st, 0x100)) DEVSEL=\(devsel) >TAbort\(flag(st, 0x800)) <TAbort\(flag(st, 0x1000)) <MAbort\(flag(st, 0x2000)) >SERR\(flag(st, 0x4000)) <PERR\(flag(st, 0x8000)) INTx\(flag(st, 0x8))")
+            if cmd & 0x4 != 0 {
+                var l = "\tLatency: \(latency)"
+                if minGnt != 0 || maxLat != 0 {
+                    l += " (" + (minGnt != 0 ? "\(Int(minGnt) * 250)ns min" : "") + (minGnt != 0 && maxLat != 0 ? ", " : "") + (maxLat != 0 ? "\(Int(maxLat) * 250)ns max" : "") + ")"
+                }
+                if cacheLine != 0 { l += ", Cache Line Size: \(Int(cacheLine) * 4) bytes" }
+                out.append(l)
+            }
+            if pin != 0 || irq != 0 {
+                out.append("\tInterrupt: pin \(pin != 0 ? String(UnicodeScalar(UInt8(0x40) &+ pin)) : "?") routed to IRQ \(irq)")
+            }
+        } else {
+            var f = "\tFlags: "
+            if cmd & 0x4 != 0 { f += "bus master, " }
+            if cmd & 0x20 != 0 { f += "VGA palette snoop, " }
+            if cmd & 0x80 != 0 { f += "stepping, " }
+            if cmd & 0x200 != 0 { f += "fast Back2Back, " }
+            if st & 0x20 != 0 { f += "66MHz, " }
+            if st & 0x40 != 0 { f += "user-definable features, " }
+            f += "\(devsel) devsel"
+            if cmd & 0x4 != 0 { f += ", latency \(latency)" }
+            if irq != 0 { f += ", IRQ \(irq)" }
+            out.append(f)
         }
-        if let pin = c.read8(PCIHeader.interruptPin.offset), pin != 0, let line = c.read8(PCIHeader.interruptLine.offset) {
-            let p = pin <= 4 ? String(UnicodeScalar(UInt8(0x40) + pin)) : "?"
-            out.append("\tInterrupt: pin \(p) routed to IRQ \(line)")
+        if let bist = c.read8(PCIHeader.bist.offset), bist & 0x80 != 0 {
+            out.append(bist & 0x40 != 0 ? "\tBIST is running" : "\tBIST result: \(hex(bist & 0xF, digits: 2))")
         }
         out += regionLines(ctx)
-        if type == 1, let pri = c.read8(0x18), let sec = c.read8(0x19), let sub = c.read8(0x1A), let lat = c.read8(0x1B) {
-            out.append("\tBus: primary=\(hex(pri, digits: 2)), secondary=\(hex(sec, digits: 2)), subordinate=\(hex(sub, digits: 2)), sec-latency=\(lat)")
+        if type == 1 { out += bridgeLines(ctx, cmd: cmd) }
+        return out
+    }
+
+    func bridgeLines(_ ctx: DecodeContext, cmd: UInt16) -> [String] {
+        let c = ctx.config
+        guard let pri = c.read8(0x18), let sec = c.read8(0x19), let sub = c.read8(0x1A), let lat = c.read8(0x1B) else { return [] }
+        var out = ["\tBus: primary=\(hex(pri, digits: 2)), secondary=\(hex(sec, digits: 2)), subordinate=\(hex(sub, digits: 2)), sec-latency=\(lat)"]
+        let verb = ctx.verbosity > 2
+        func range(_ prefix: String, _ base: UInt64, _ limit: UInt64, bits: Int) {
+            var l = prefix + ":"
+            if base <= limit || verb { l += " " + hex(base, digits: (bits + 3) / 4) + "-" + hex(limit, digits: (bits + 3) / 4) }
+            l += base <= limit ? " [size=\(Self.sizeString(limit - base + 1))]" : " [disabled]"
+            out.append(l + " [\(bits)-bit]")
+        }
+        let ioBase = c.read8(0x1C) ?? 0, ioLimit = c.read8(0x1D) ?? 0
+        let ioType = ioBase & 0xF
+        if ioType != ioLimit & 0xF || (ioType != 0 && ioType != 1) {
+            out.append("\t!!! Unknown I/O range types \(hex(ioBase, digits: 1))/\(hex(ioLimit, digits: 1))")
+        } else {
+            var b = UInt64(ioBase & 0xF0) << 8, l = UInt64(ioLimit & 0xF0) << 8
+            if ioType == 1 { b |= UInt64(c.read16(0x30) ?? 0) << 16; l |= UInt64(c.read16(0x32) ?? 0) << 16 }
+            range("\tI/O behind bridge", b, l + 0xFFF, bits: ioType == 1 ? 32 : 16)
+        }
+        let memBase = c.read16(0x20) ?? 0, memLimit = c.read16(0x22) ?? 0
+        if memBase & 0xF != memLimit & 0xF || memBase & 0xF != 0 {
+            out.append("\t!!! Unknown memory range types \(hex(memBase, digits: 1))/\(hex(memLimit, digits: 1))")
+        } else {
+            range("\tMemory behind bridge", UInt64(memBase & 0xFFF0) << 16, (UInt64(memLimit & 0xFFF0) << 16) + 0xFFFFF, bits: 32)
+        }
+        let pBase = c.read16(0x24) ?? 0, pLimit = c.read16(0x26) ?? 0
+        let pType = pBase & 0xF
+        if pType != pLimit & 0xF || (pType != 0 && pType != 1) {
+            out.append("\t!!! Unknown prefetchable memory range types \(hex(pBase, digits: 1))/\(hex(pLimit, digits: 1))")
+        } else {
+            var b = UInt64(pBase & 0xFFF0) << 16, l = (UInt64(pLimit & 0xFFF0) << 16) + 0xFFFFF
+            if pType == 1 { b |= UInt64(c.read32(0x28) ?? 0) << 32; l |= UInt64(c.read32(0x2C) ?? 0) << 32 }
+            range("\tPrefetchable memory behind bridge", b, l, bits: pType == 1 ? 64 : 32)
+        }
+        if ctx.verbosity >= 2, let ss = c.read16(0x1E) {
+            let devsel = ["fast", "medium", "slow", "??"][Int((ss >> 9) & 3)]
+            out.append("\tSecondary status: 66MHz\(flag(ss, 0x20)) FastB2B\(flag(ss, 0x80)) ParErr\(flag(ss, 0x100)) DEVSEL=\(devsel) >TAbort\(flag(ss, 0x800)) <TAbort\(flag(ss, 0x1000)) <MAbort\(flag(ss, 0x2000)) <SERR\(flag(ss, 0x4000)) <PERR\(flag(ss, 0x8000))")
+        }
+        if ctx.verbosity >= 2, let brc = c.read16(0x3E) {
+            out.append("\tBridgeCtl: Parity\(flag(brc, 0x1)) SERR\(flag(brc, 0x2)) NoISA\(flag(brc, 0x4)) VGA\(flag(brc, 0x8)) VGA16\(flag(brc, 0x10)) MAbort\(flag(brc, 0x20)) >Reset\(flag(brc, 0x40)) FastB2B\(flag(brc, 0x80))")
+            out.append("\t\tPriDiscTmr\(flag(brc, 0x100)) SecDiscTmr\(flag(brc, 0x200)) DiscTmrStat\(flag(brc, 0x400)) DiscTmrSERREn\(flag(brc, 0x800))")
         }
         return out
     }
 
+    /// lspci 3.9's show_bases. Without OS resource information (dumps) every BAR
+    /// slot is its own line, so the upper half of a 64-bit BAR prints as a 32-bit
+    /// `<unassigned>` region, as `lspci -F` does. With a live function the upper
+    /// half is skipped and sizes are shown, as lspci does through sysfs.
     func regionLines(_ ctx: DecodeContext) -> [String] {
         let c = ctx.config
         let count = c.headerType == 0 ? 6 : (c.headerType == 1 ? 2 : 0)
-        var out: [String] = []
-        var i = 0
-        while i < count {
-            defer { i += 1 }
-            guard let v = c.read32(0x10 + 4 * i), v != 0, v != 0xFFFF_FFFF else { continue }
-            let size = ctx.function?.bars.first { $0.index == i }?.size
-            let sizeText = size.map { " [size=\(Self.sizeString($0))]" } ?? ""
-            if v & 1 == 1 {
-                out.append("\tRegion \(i): I/O ports at \(hex(v & ~3, digits: 4))\(sizeText)")
-                continue
+        let cmd = c.read16(PCIHeader.command.offset) ?? 0
+        let live = !(ctx.function?.bars.isEmpty ?? true)
+        // lib/generic.c: base addresses, a 64-bit BAR's in its lower slot.
+        var pos = [UInt64](repeating: 0, count: count)
+        var upper = Set<Int>()
+        var k = 0
+        while k < count {
+            let x = c.read32(0x10 + 4 * k) ?? 0
+            if x != 0 && x != 0xFFFF_FFFF {
+                if x & 1 == 1 || (x >> 1) & 3 != 2 {
+                    pos[k] = UInt64(x)
+                } else if k < count - 1 {
+                    pos[k] = UInt64(x) | UInt64(c.read32(0x10 + 4 * (k + 1)) ?? 0) << 32
+                    upper.insert(k + 1)
+                    k += 1
+                }
             }
-            let type = (v >> 1) & 3
-            var addr = UInt64(v & ~0xF)
-            if type == 2, let hi = c.read32(0x10 + 4 * (i + 1)) { addr |= UInt64(hi) << 32 }
-            let bits = type == 2 ? "64-bit" : (type == 0 ? "32-bit" : "low-1M")
-            out.append("\tRegion \(i): Memory at \(hex(addr, digits: 8)) (\(bits), \(v & 8 != 0 ? "" : "non-")prefetchable)\(sizeText)")
-            if type == 2 { i += 1 }
+            k += 1
+        }
+        var out: [String] = []
+        for i in 0..<count {
+            if live && upper.contains(i) { continue }
+            var flg = c.read32(0x10 + 4 * i) ?? 0
+            if flg == 0xFFFF_FFFF { flg = 0 }
+            let size = ctx.function?.bars.first { $0.index == i }?.size ?? 0
+            guard pos[i] != 0 || flg != 0 || size != 0 else { continue }
+            var line = ctx.verbosity >= 2 ? "\tRegion \(i): " : "\t"
+            if flg & 1 == 1 {
+                let a = pos[i] & ~3
+                line += "I/O ports at " + (a != 0 || cmd & 1 != 0 ? hex(a, digits: 4) : "<unassigned>")
+                if cmd & 1 == 0 { line += " [disabled]" }
+            } else {
+                let t = (flg >> 1) & 3
+                let a = pos[i] & ~0xF
+                line += "Memory at " + (a != 0 ? hex(a, digits: 8) : "<unassigned>")
+                line += " (\(["32-bit", "low-1M", "64-bit", "type 3"][Int(t)]), \(flg & 8 != 0 ? "" : "non-")prefetchable)"
+                if cmd & 2 == 0 { line += " [disabled]" }
+            }
+            if size != 0 { line += " [size=\(Self.sizeString(size))]" }
+            out.append(line)
         }
         return out
     }
 
-    /// lspci's size spelling: 4K, 64K, 2M, 16G.
+    /// lspci's size spelling (show_size): divide by 1024 while at least 1024: 4K, 64K, 2M, 16G.
     public static func sizeString(_ size: UInt64) -> String {
         var s = size
-        for unit in ["", "K", "M", "G", "T"] {
-            if s < 1024 || s % 1024 != 0 || unit == "T" { return "\(s)\(unit)" }
-            s /= 1024
-        }
-        return "\(s)"
+        var unit = 0
+        let units = ["", "K", "M", "G", "T"]
+        while unit < units.count - 1 && s >= 1024 { s /= 1024; unit += 1 }
+        return "\(s)\(units[unit])"
     }
 
     func capabilityLines(_ ctx: DecodeContext) -> [String] {
@@ -168,7 +276,7 @@ public struct PCIDecoder: Sendable {
             case 10: name = "Root Complex Event Collector"
             default: name = "Unknown type \(type)"
             }
-            return "Express (v\(caps & 0xF)) \(name), MSI \(hex((caps >> 9) & 0x1F, digits: 2))"
+            return "Express " + (ctx.verbosity >= 2 ? "(v\(caps & 0xF)) " : "") + "\(name), MSI \(hex((caps >> 9) & 0x1F, digits: 2))"
         case 0x11:
             let mc = c.read16(o + 2) ?? 0
             return "MSI-X: Enable\(flag(mc, 0x8000)) Count=\((mc & 0x7FF) + 1) Masked\(flag(mc, 0x4000))"
