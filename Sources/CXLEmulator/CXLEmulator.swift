@@ -1,1 +1,0 @@
-// CXLEmulator module: see Package.swift for the layering.
