@@ -1,0 +1,302 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import PCI
+import CXL
+
+/// An emulated CXL Type-2 device: a PCI Express endpoint with the CXL DVSECs, a
+/// component register block (RAS, Link, HDM decoders) and a device register block in
+/// BAR0, and memfd-backed device memory.
+///
+/// Every register lives in a `RegisterFile` built from the catalog, so write masks,
+/// locks, write-once, write-1-to-clear and sticky bits come from the declared access
+/// types. The device adds only what the catalog cannot say: doorbells, the HDM commit
+/// state machine, CONFIG_LOCK and Lock On Commit, delays, resets and memory decode.
+///
+/// Delays are deadlines on an `EmulatorClock`, applied when software next touches the
+/// device (or calls `processEvents()`), so a `ManualClock` makes every delay testable
+/// without sleeping. All access is serialised by one lock.
+public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
+    public let profile: DeviceProfile
+    public let address: String
+    public let clock: any EmulatorClock
+    public var configSize: Int { pcieConfigSpaceSize }
+
+    private let lock = DeviceLock()
+    private var s: State
+    private let memory: DeviceMemory
+    private var interruptSink: PCIInterruptSink?
+
+    /// The memfd holding device memory (DPA 0 at file offset 0). Owned by the device.
+    public var memoryFD: Int32 { memory.fd }
+    /// Device memory size in bytes.
+    public var memorySize: UInt64 { memory.size }
+
+    public init(profile: DeviceProfile, clock: any EmulatorClock = MonotonicClock(), address: String? = nil) throws(DeviceMemoryError) {
+        do { try profile.validate() } catch { throw .system(error.description) }
+        self.profile = profile
+        self.clock = clock
+        self.address = address ?? "emulated:\(profile.name)"
+        memory = try DeviceMemory(size: profile.memorySize, name: "cxl-emu-\(profile.name)")
+        s = State(profile: profile)
+        s.powerOn(now: clock.now(), memory: memory)
+    }
+
+    /// A device from a shipped profile name or a JSON profile path.
+    public convenience init(_ spec: String, clock: any EmulatorClock = MonotonicClock()) throws(EmulatorError) {
+        let p: DeviceProfile
+        do { p = try DeviceProfile.resolve(spec) } catch { throw .profile(error) }
+        do { try self.init(profile: p, clock: clock, address: "emulated:\(spec)") } catch { throw .memory(error) }
+    }
+
+    // MARK: PCIFunction: config space
+
+    public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
+        try Self.checkConfigAccess(offset, width)
+        return lock.withLock {
+            s.processEvents(now: clock.now(), memory: memory)
+            return UInt32(truncatingIfNeeded: s.config.read(offset, width: width))
+        }
+    }
+
+    public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
+        try Self.checkConfigAccess(offset, width)
+        let fire = lock.withLock {
+            let now = clock.now()
+            s.processEvents(now: now, memory: memory)
+            s.configWrite(offset, width: width, value: UInt64(value), now: now, memory: memory)
+            return s.takeInterrupts()
+        }
+        deliver(fire)
+    }
+
+    static func checkConfigAccess(_ offset: Int, _ width: Int) throws(PCIError) {
+        guard [1, 2, 4].contains(width) else { throw .badAccess("config access width \(width)") }
+        guard offset >= 0, offset + width <= pcieConfigSpaceSize else {
+            throw .outOfRange("config offset \(hex(offset, digits: 3)) width \(width)")
+        }
+        guard offset % width == 0 else { throw .badAccess("unaligned config access at \(hex(offset, digits: 3)) width \(width)") }
+    }
+
+    // MARK: PCIFunction: BARs
+
+    public var bars: [BARDescription] {
+        var b = [BARDescription(index: 0, kind: .memory64, prefetchable: false, size: Layout.bar0Size)]
+        if profile.prefetchableMemoryBAR {
+            b.append(BARDescription(index: Layout.memoryBARIndex, kind: .memory64, prefetchable: true, size: State.memoryBARSize(profile)))
+        }
+        return b
+    }
+
+    public func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
+        if bar == Layout.memoryBARIndex && profile.prefetchableMemoryBAR {
+            var out = [UInt8](repeating: 0, count: width)
+            try memoryBARAccess(offset: offset, width: width)
+            out.withUnsafeMutableBytes { memory.read(dpa: offset, into: $0) }
+            return out.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+        }
+        guard bar == 0 else { throw .noSuchBAR(bar) }
+        try Self.checkBAR0Access(offset, width)
+        return lock.withLock {
+            s.processEvents(now: clock.now(), memory: memory)
+            return s.bar0Read(offset, width: width)
+        }
+    }
+
+    public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        if bar == Layout.memoryBARIndex && profile.prefetchableMemoryBAR {
+            try memoryBARAccess(offset: offset, width: width)
+            let bytes = (0..<width).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
+            bytes.withUnsafeBytes { memory.write(dpa: offset, from: $0) }
+            return
+        }
+        guard bar == 0 else { throw .noSuchBAR(bar) }
+        try Self.checkBAR0Access(offset, width)
+        let fire = lock.withLock {
+            let now = clock.now()
+            s.processEvents(now: now, memory: memory)
+            s.bar0Write(offset, width: width, value: value, now: now, memory: memory)
+            return s.takeInterrupts()
+        }
+        deliver(fire)
+    }
+
+    private func memoryBARAccess(offset: UInt64, width: Int) throws(PCIError) {
+        guard [1, 2, 4, 8].contains(width) else { throw .badAccess("memory BAR access width \(width)") }
+        guard offset < memory.size, width <= memory.size - offset else {
+            throw .outOfRange("memory BAR offset \(hex64(offset)) width \(width) past device memory \(hex64(memory.size))")
+        }
+    }
+
+    /// Component registers take aligned 32- and 64-bit accesses only (CXL 3.1 §8.2.2);
+    /// the device register block and MSI-X table the same (§8.2.8, PCI 3.0 §6.8.2).
+    static func checkBAR0Access(_ offset: UInt64, _ width: Int) throws(PCIError) {
+        guard width == 4 || width == 8 else { throw .badAccess("BAR0 access width \(width): only aligned 32/64-bit") }
+        guard offset < Layout.bar0Size, UInt64(width) <= Layout.bar0Size - offset else {
+            throw .outOfRange("BAR0 offset \(hex64(offset)) width \(width)")
+        }
+        guard offset % UInt64(width) == 0 else { throw .badAccess("unaligned BAR0 access at \(hex64(offset)) width \(width)") }
+    }
+
+    // MARK: PCIFunction: resets and interrupts
+
+    public var resetMethods: [PCIResetMethod] { [.flr, .bus, .link] }
+
+    /// FLR (PCIe 6.0 §6.6.2; CXL 3.1 §9.5), or a conventional reset (`.bus`: hot reset /
+    /// secondary bus reset, `.link`: link down) — see docs/emulator.md for each scope.
+    /// CXL Reset is not a PCI reset method: write Control2 "Initiate CXL Reset".
+    public func reset(_ method: PCIResetMethod) throws(PCIError) {
+        try lock.withLock { () throws(PCIError) in
+            let now = clock.now()
+            s.processEvents(now: now, memory: memory)
+            switch method {
+            case .flr: s.functionLevelReset()
+            case .bus, .link: s.conventionalReset(now: now, memory: memory)
+            default: throw .resetUnsupported(method.rawValue)
+            }
+        }
+    }
+
+    public func setInterruptSink(_ sink: PCIInterruptSink?) {
+        lock.withLock { interruptSink = sink }
+    }
+
+    /// Signal MSI-X vector `vector`: delivered to the sink if MSI-X is enabled and the
+    /// vector and function are unmasked, else its Pending Bit is set (PCI 3.0 §6.8.2).
+    public func signal(vector: Int) {
+        let fire = lock.withLock {
+            s.signal(vector: vector)
+            return s.takeInterrupts()
+        }
+        deliver(fire)
+    }
+
+    private func deliver(_ vectors: [Int]) {
+        guard !vectors.isEmpty, let sink = lock.withLock({ interruptSink }) else { return }
+        for v in vectors { sink(v) }
+    }
+
+    // MARK: Time
+
+    /// Apply every delayed effect whose time has come (done on every access anyway).
+    public func processEvents() {
+        lock.withLock { s.processEvents(now: clock.now(), memory: memory) }
+    }
+
+    /// The earliest pending deadline (clock nanoseconds), if any effect is pending.
+    public var nextEventDeadline: UInt64? {
+        lock.withLock {
+            s.processEvents(now: clock.now(), memory: memory)
+            return s.nextDeadline
+        }
+    }
+
+    /// With a real clock: sleep until nothing is pending or `timeoutNanoseconds` pass.
+    /// Returns true if nothing is pending. With a `ManualClock`, advance the clock instead.
+    @discardableResult
+    public func waitForPendingEvents(timeoutNanoseconds: UInt64) -> Bool {
+        let start = clock.now()
+        while true {
+            guard let next = nextEventDeadline else { return true }
+            let now = clock.now()
+            if now - start >= timeoutNanoseconds { return false }
+            let until = min(next, start + timeoutNanoseconds)
+            if until > now {
+                var ts = timespec(tv_sec: Int((until - now) / 1_000_000_000), tv_nsec: Int((until - now) % 1_000_000_000))
+                nanosleep(&ts, nil)
+            } else if clock is ManualClock {
+                return false
+            }
+        }
+    }
+
+    /// True while a CXL Reset started by Control2 has not completed.
+    public var isCXLResetInProgress: Bool {
+        lock.withLock {
+            s.processEvents(now: clock.now(), memory: memory)
+            return s.cxlReset != nil || s.cxlResetHung
+        }
+    }
+
+    /// Why the last commit of decoder `n` failed, if it did (diagnostics: the registers
+    /// only say Error Not Committed).
+    public func commitFailure(decoder n: Int) -> CommitFailure? {
+        lock.withLock {
+            s.processEvents(now: clock.now(), memory: memory)
+            return s.commitFailures[n]
+        }
+    }
+
+    // MARK: Memory
+
+    /// Read `count` bytes at host physical address `hpa`, decoded the way the device
+    /// decodes CXL.mem: through committed HDM decoders when HDM Decoder Enable is 1
+    /// (interleave math from the CXL library), through DVSEC Range 1 when it is 0.
+    public func readMemory(hpa: UInt64, count: Int) throws(DeviceMemoryError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        try lock.withLock { () throws(DeviceMemoryError) in
+            s.processEvents(now: clock.now(), memory: memory)
+            try s.forEachChunk(hpa: hpa, count: count, memory: memory) { dpa, at, n in
+                out.withUnsafeMutableBytes { memory.read(dpa: dpa, into: UnsafeMutableRawBufferPointer(rebasing: $0[at..<at + n])) }
+            }
+        }
+        return out
+    }
+
+    public func writeMemory(hpa: UInt64, bytes: [UInt8]) throws(DeviceMemoryError) {
+        try lock.withLock { () throws(DeviceMemoryError) in
+            s.processEvents(now: clock.now(), memory: memory)
+            try s.forEachChunk(hpa: hpa, count: bytes.count, memory: memory) { dpa, at, n in
+                bytes.withUnsafeBytes { memory.write(dpa: dpa, from: UnsafeRawBufferPointer(rebasing: $0[at..<at + n])) }
+            }
+        }
+    }
+
+    /// The DPA an HPA decodes to right now.
+    public func translate(hpa: UInt64) throws(DeviceMemoryError) -> UInt64 {
+        try lock.withLock { () throws(DeviceMemoryError) in
+            s.processEvents(now: clock.now(), memory: memory)
+            return try s.translate(hpa: hpa, memory: memory)
+        }
+    }
+
+    /// Direct DPA access, for tests and for layers that own the memfd mapping anyway.
+    public func readDPA(_ dpa: UInt64, count: Int) throws(DeviceMemoryError) -> [UInt8] {
+        guard dpa < memory.size, UInt64(count) <= memory.size - dpa else { throw .dpaOutOfRange(dpa: dpa, count: count) }
+        var out = [UInt8](repeating: 0, count: count)
+        lock.withLock { out.withUnsafeMutableBytes { memory.read(dpa: dpa, into: $0) } }
+        return out
+    }
+
+    public func writeDPA(_ dpa: UInt64, bytes: [UInt8]) throws(DeviceMemoryError) {
+        guard dpa < memory.size, UInt64(bytes.count) <= memory.size - dpa else { throw .dpaOutOfRange(dpa: dpa, count: bytes.count) }
+        lock.withLock { bytes.withUnsafeBytes { memory.write(dpa: dpa, from: $0) } }
+    }
+
+    // MARK: Introspection for tests and tools
+
+    /// The catalog structures placed in config space: name, config offset, layout.
+    public var configStructures: [(name: String, offset: Int, layout: RegisterBlockLayout)] {
+        lock.withLock { s.config.placements }
+    }
+
+    /// The catalog structures in BAR0's component block: name, BAR0 offset, layout.
+    public var componentStructures: [(name: String, offset: Int, layout: RegisterBlockLayout)] {
+        lock.withLock {
+            s.component.placements.map { ($0.name, Int(Layout.componentBlock) + ComponentRegisterBlock.cacheMemOffset + $0.offset, $0.layout) }
+        }
+    }
+}
+
+/// Errors creating a device.
+public enum EmulatorError: Error, Sendable, CustomStringConvertible {
+    case profile(ProfileError)
+    case memory(DeviceMemoryError)
+
+    public var description: String {
+        switch self {
+        case .profile(let e): return e.description
+        case .memory(let e): return "cannot create device memory: \(e.description)"
+        }
+    }
+}

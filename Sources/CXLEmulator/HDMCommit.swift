@@ -1,0 +1,141 @@
+import CXL
+
+/// One endpoint HDM decoder as its registers program it (CXL 3.1 §8.2.4.20.5-.20.9).
+public struct DecoderProgramming: Sendable, Hashable {
+    public var base: UInt64
+    public var size: UInt64
+    public var dpaSkip: UInt64
+    /// Raw IW and IG encodings (Decoder Control [7:4], [3:0]).
+    public var iw: UInt8
+    public var ig: UInt8
+    /// Interleave Set Position (Decoder Control [27:24]): this device's way.
+    public var position: Int
+    public var lockOnCommit: Bool
+
+    public init(base: UInt64, size: UInt64, dpaSkip: UInt64 = 0, iw: UInt8 = 0, ig: UInt8 = 0,
+                position: Int = 0, lockOnCommit: Bool = false) {
+        self.base = base
+        self.size = size
+        self.dpaSkip = dpaSkip
+        self.iw = iw
+        self.ig = ig
+        self.position = position
+        self.lockOnCommit = lockOnCommit
+    }
+
+    /// The decoder for the CXL library's translation, if its encodings are valid.
+    public func endpointDecoder(committed: Bool) -> EndpointDecoder? {
+        guard let w = InterleaveWays(encoding: iw), let g = InterleaveGranularity(encoding: ig) else { return nil }
+        return EndpointDecoder(base: base, size: size, ways: w, granularity: g, position: position,
+                               dpaSkip: dpaSkip, committed: committed)
+    }
+}
+
+/// Why a commit set Error Not Committed instead of Committed.
+public enum CommitFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Base, Size or DPA Skip not on a 256 MB granule (the registers only hold bits
+    /// 63:28, so this can only come from a programming that bypasses them).
+    case notGranuleAligned(field: String, value: UInt64)
+    /// IW encoding reserved (5...7, > 0xA).
+    case reservedInterleaveWays(UInt8)
+    /// IG encoding reserved (> 6).
+    case reservedInterleaveGranularity(UInt8)
+    /// 3/6/12 ways without "3, 6, 12 Way Interleave Capable", or 16 ways without
+    /// "16 Way Interleave Capable".
+    case interleaveWaysNotCapable(ways: Int)
+    /// Granularity on HPA bits the device cannot interleave on (A11to8 / A14to12 Capable).
+    case interleaveGranularityNotCapable(bytes: Int)
+    /// Interleave Set Position not below the number of ways.
+    case positionOutOfRange(position: Int, ways: Int)
+    /// Decoder m-1 is not committed (commits go in index order).
+    case previousDecoderNotCommitted(Int)
+    /// Base below the end of decoder m-1: HPA ranges must ascend and not overlap.
+    case notAscending(base: UInt64, previousEnd: UInt64)
+    /// Base + Size wraps past 2^64.
+    case wrapsAddressSpace
+    /// 3/6/12-way sizes must be a multiple of 3 granules (3 x 256 MB).
+    case sizeNotMultipleOfThreeGranules(UInt64)
+    /// The DPA range (skips and Size/ways of decoders 0...m, in order) exceeds device memory.
+    case exceedsDeviceCapacity(dpaEnd: UInt64, capacity: UInt64)
+    /// Injected fault: the profile makes every commit fail.
+    case injectedFault
+
+    public var description: String {
+        switch self {
+        case .notGranuleAligned(let f, let v): return "\(f) \(hex64(v)) is not a multiple of 256 MB"
+        case .reservedInterleaveWays(let e): return "IW encoding \(e) is reserved"
+        case .reservedInterleaveGranularity(let e): return "IG encoding \(e) is reserved"
+        case .interleaveWaysNotCapable(let w): return "\(w)-way interleave is not in the HDM Decoder Capability"
+        case .interleaveGranularityNotCapable(let b): return "\(b)-byte interleave granularity is not in the HDM Decoder Capability"
+        case .positionOutOfRange(let p, let w): return "Interleave Set Position \(p) is not below \(w) ways"
+        case .previousDecoderNotCommitted(let m): return "decoder \(m) is not committed (decoders commit in index order)"
+        case .notAscending(let b, let e): return "base \(hex64(b)) is below the end \(hex64(e)) of the previous decoder"
+        case .wrapsAddressSpace: return "base + size wraps past 2^64"
+        case .sizeNotMultipleOfThreeGranules(let s): return "size \(hex64(s)) is not a multiple of 3 x 256 MB (3/6/12-way)"
+        case .exceedsDeviceCapacity(let e, let c): return "DPA range ends at \(hex64(e)), past device capacity \(hex64(c))"
+        case .injectedFault: return "fault injected by the device profile"
+        }
+    }
+}
+
+/// The HDM Decoder Capability bits that constrain a commit.
+public struct HDMCommitRules: Sendable, Hashable {
+    public var threeSixTwelveWay: Bool
+    public var sixteenWay: Bool
+    public var a11to8: Bool
+    public var a14to12: Bool
+    public var capacity: UInt64
+
+    public init(threeSixTwelveWay: Bool, sixteenWay: Bool, a11to8: Bool, a14to12: Bool, capacity: UInt64) {
+        self.threeSixTwelveWay = threeSixTwelveWay
+        self.sixteenWay = sixteenWay
+        self.a11to8 = a11to8
+        self.a14to12 = a14to12
+        self.capacity = capacity
+    }
+
+    /// The checks a device runs on the 0 -> 1 transition of Commit of decoder `m`
+    /// (CXL 3.1 §8.2.4.20.12 "Committing Decoder Programming", §8.2.4.20.7): encodings
+    /// valid and capable; position inside the set; decoder m-1 committed; HPA ranges
+    /// ascending without overlap or wrap; 3/6/12-way sizes a multiple of 3 granules;
+    /// DPA capacity, allocating skip + Size/ways in decoder order. The spec makes the
+    /// checks mandatory with Lock On Commit; this device runs them on every commit.
+    /// A zero-size decoder passes (CXL 3.2 §8.2.4.20.12: legal, decodes nothing).
+    ///
+    /// - Parameters:
+    ///   - decoders: every decoder's programming, index order.
+    ///   - committed: Committed bit of every decoder.
+    public func check(decoder m: Int, decoders: [DecoderProgramming], committed: [Bool]) -> CommitFailure? {
+        let d = decoders[m]
+        for (name, v) in [("Base", d.base), ("Size", d.size), ("DPA Skip", d.dpaSkip)] where v % hdmGranule != 0 {
+            return .notGranuleAligned(field: name, value: v)
+        }
+        guard let ways = InterleaveWays(encoding: d.iw) else { return .reservedInterleaveWays(d.iw) }
+        guard let gran = InterleaveGranularity(encoding: d.ig) else { return .reservedInterleaveGranularity(d.ig) }
+        if ways.isMultipleOfThree && !threeSixTwelveWay { return .interleaveWaysNotCapable(ways: ways.ways) }
+        if ways.ways == 16 && !sixteenWay { return .interleaveWaysNotCapable(ways: 16) }
+        if ways.ways > 1 {
+            // IG 256 B ... 2 KB interleaves on HPA bits 11:8, 4 KB ... 16 KB on bits 14:12.
+            if gran.bytes <= 2048 && !a11to8 { return .interleaveGranularityNotCapable(bytes: gran.bytes) }
+            if gran.bytes >= 4096 && !a14to12 { return .interleaveGranularityNotCapable(bytes: gran.bytes) }
+        }
+        if d.position >= ways.ways { return .positionOutOfRange(position: d.position, ways: ways.ways) }
+        if m > 0 {
+            guard committed[m - 1] else { return .previousDecoderNotCommitted(m - 1) }
+            let p = decoders[m - 1]
+            let (end, o) = p.base.addingReportingOverflow(p.size)
+            if o || d.base < end { return .notAscending(base: d.base, previousEnd: o ? .max : end) }
+        }
+        if d.base.addingReportingOverflow(d.size).overflow { return .wrapsAddressSpace }
+        if ways.isMultipleOfThree && d.size % (3 * hdmGranule) != 0 { return .sizeNotMultipleOfThreeGranules(d.size) }
+        let map = EndpointDecoderMap(decoders[0...m].map {
+            EndpointDecoder(base: $0.base, size: $0.size,
+                            ways: InterleaveWays(encoding: $0.iw) ?? InterleaveWays(encoding: 0)!,
+                            granularity: InterleaveGranularity(encoding: $0.ig) ?? InterleaveGranularity(encoding: 0)!,
+                            position: $0.position, dpaSkip: $0.dpaSkip, committed: true)
+        })
+        let end = map.dpaEnd(of: m)
+        if end > capacity { return .exceedsDeviceCapacity(dpaEnd: end, capacity: capacity) }
+        return nil
+    }
+}

@@ -1,0 +1,217 @@
+import Testing
+import PCI
+import CXL
+@testable import CXLEmulator
+
+/// The register-file engine, one access type at a time (PCIe 6.0 §7.4, CXL 3.1 §8.2.2).
+@Suite("RegisterFile access types")
+struct RegisterFileTests {
+    struct Case: Sendable, CustomStringConvertible {
+        let access: RegisterAccess
+        /// Field value after: reset 0xA5, write 0xFF, write 0x0F.
+        let afterFirst: UInt64, afterSecond: UInt64
+        /// After a conventional-style reset (keeping sticky) that follows.
+        let afterReset: UInt64
+        var description: String { access.rawValue }
+    }
+
+    static let cases: [Case] = [
+        Case(access: .ro, afterFirst: 0xA5, afterSecond: 0xA5, afterReset: 0xA5),
+        Case(access: .hwInit, afterFirst: 0xA5, afterSecond: 0xA5, afterReset: 0xA5),
+        Case(access: .rw, afterFirst: 0xFF, afterSecond: 0x0F, afterReset: 0xA5),
+        Case(access: .rws, afterFirst: 0xFF, afterSecond: 0x0F, afterReset: 0x0F),
+        Case(access: .rwl, afterFirst: 0xFF, afterSecond: 0x0F, afterReset: 0xA5),
+        Case(access: .rwo, afterFirst: 0xFF, afterSecond: 0xFF, afterReset: 0xA5),
+        Case(access: .rw1c, afterFirst: 0x00, afterSecond: 0x00, afterReset: 0xA5),
+        Case(access: .rw1cs, afterFirst: 0x00, afterSecond: 0x00, afterReset: 0x00),
+        Case(access: .rsvdP, afterFirst: 0xA5, afterSecond: 0xA5, afterReset: 0xA5),
+        Case(access: .rsvdZ, afterFirst: 0xA5, afterSecond: 0xA5, afterReset: 0xA5),
+    ]
+
+    @Test(arguments: cases)
+    func accessType(_ c: Case) {
+        var f = RegisterFile(size: 8)
+        f.place(RegisterLayout("R", offset: 0, width: 2, [.init("F", 11, 4, c.access, reset: 0xA5)]))
+        let field = RegisterField("F", 11, 4, c.access)
+        #expect(field.extract(f.read(0, width: 2)) == 0xA5)
+        f.write(0, width: 2, value: 0xFFFF)
+        #expect(field.extract(f.read(0, width: 2)) == c.afterFirst)
+        // Bits outside the field are reserved: never written.
+        #expect(f.read(0, width: 2) & ~field.mask == 0)
+        f.write(0, width: 2, value: 0x00F0)
+        #expect(field.extract(f.read(0, width: 2)) == c.afterSecond)
+        f.reset(keeping: [.sticky])
+        #expect(field.extract(f.read(0, width: 2)) == c.afterReset)
+    }
+
+    @Test func rwlFreezesOnlyWhileLocked() {
+        var f = RegisterFile(size: 4)
+        f.place(RegisterLayout("R", offset: 0, width: 4, [.init("L", 7, 0, .rwl), .init("W", 15, 8, .rw)]))
+        f.setLock(0..<4, true)
+        f.write(0, width: 4, value: 0xFFFF)
+        #expect(f.read(0, width: 4) == 0xFF00)
+        f.setLock(0..<4, false)
+        f.write(0, width: 4, value: 0x1234)
+        #expect(f.read(0, width: 4) == 0x1234)
+        // A reset keeping locked fields keeps them (and the lock); a plain one does not.
+        f.setLock(0..<4, true)
+        f.reset(keeping: [.sticky, .lockedFields])
+        #expect(f.read(0, width: 4) == 0x34)
+        #expect(f.isLocked(0))
+        f.reset(keeping: [.sticky])
+        #expect(f.read(0, width: 4) == 0 && !f.isLocked(0))
+    }
+
+    @Test func rwoFirstWriteSticksUntilReset() {
+        var f = RegisterFile(size: 2)
+        f.place(RegisterLayout("Lock", offset: 0, width: 2, [.init("L", bit: 0, .rwo)]))
+        f.write(0, width: 2, value: 1)
+        f.write(0, width: 2, value: 0)
+        #expect(f.read(0, width: 2) == 1)
+        f.reset(keeping: [.sticky, .writeOnce])
+        #expect(f.read(0, width: 2) == 1)
+        f.reset(keeping: [.sticky])
+        #expect(f.read(0, width: 2) == 0)
+        // Written 0 first: that write is the one that sticks.
+        f.write(0, width: 2, value: 0)
+        f.write(0, width: 2, value: 1)
+        #expect(f.read(0, width: 2) == 0)
+    }
+
+    /// Byte lanes: a write touches exactly the bytes it covers.
+    @Test(arguments: [(0, 1, UInt64(0xFF), UInt64(0x0000_12FF)), (1, 1, 0xFF, 0x0000_FF34), (2, 2, 0xBEEF, 0xBEEF_1234),
+                      (0, 4, 0xCAFE_F00D, 0xCAFE_F00D), (3, 1, 0x77, 0x7700_1234)])
+    func byteLanes(offset: Int, width: Int, value: UInt64, expected: UInt64) {
+        var f = RegisterFile(size: 4)
+        f.place(RegisterLayout("A", offset: 0, width: 2, [.init("A", 15, 0, .rw, reset: 0x1234)]))
+        f.place(RegisterLayout("B", offset: 2, width: 2, [.init("B", 15, 0, .rw)]))
+        f.write(offset, width: width, value: value)
+        #expect(f.read(0, width: 4) == expected)
+    }
+}
+
+@Suite("Emulated device config and BAR accesses")
+struct DeviceAccessTests {
+    /// A 1-byte write to DVSEC Control must not clobber bits 15:8 (CXL 3.1 §8.1.3.2).
+    @Test func oneByteWriteToDVSECControl() throws {
+        let (dev, d, _) = try makeDevice { $0.capabilities.cache = true }
+        let ctl = d.cxlDevice + 0x0C
+        try dev.configWrite(ctl, width: 2, value: 0x0300)   // Cache_SF_Granularity = 3
+        try dev.configWrite(ctl, width: 1, value: 0x05)     // Cache_Enable + Mem_Enable
+        #expect(try dev.cfg16(ctl) == 0x0307)               // IO_Enable reads 1, 15:8 kept
+        try dev.configWrite(ctl + 1, width: 1, value: 0x01)
+        #expect(try dev.cfg16(ctl) == 0x0107)
+    }
+
+    /// A 4-byte read at Control2 returns Status2 in the upper half.
+    @Test func dwordReadAtControl2() throws {
+        let (dev, d, _) = try makeDevice { $0.capabilities.cache = true }
+        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x0009)   // Disable Caching, Mem Clr Enable
+        let v = try dev.cfg32(d.cxlDevice + 0x10)
+        #expect(v & 0xFFFF == 0x0009)
+        #expect(v >> 16 == UInt32(try dev.cfg16(d.cxlDevice + 0x12)))
+        #expect(v >> 16 & 0x8000 != 0)   // PM Init Complete
+    }
+
+    @Test func ioEnableReadsOneAndIsReadOnly() throws {
+        let (dev, d, _) = try makeDevice()
+        try dev.configWrite(d.cxlDevice + 0x0C, width: 2, value: 0)
+        #expect(try dev.cfg16(d.cxlDevice + 0x0C) & 0x2 == 0x2)
+    }
+
+    @Test func configLockFreezesRWLUntilConventionalReset() throws {
+        let (dev, d, _) = try makeDevice()
+        let dv = d.cxlDevice
+        try dev.configWrite(dv + 0x20, width: 4, value: 0x10)
+        try dev.configWrite(dv + 0x24, width: 4, value: 0x9000_0000)
+        try dev.configWrite(dv + 0x0C, width: 2, value: 0x4)
+        try dev.configWrite(dv + 0x14, width: 2, value: 1)
+        // Control, Range 1 Base frozen; Lock itself write-once; Control2 still RW.
+        try dev.configWrite(dv + 0x0C, width: 2, value: 0)
+        try dev.configWrite(dv + 0x20, width: 4, value: 0)
+        try dev.configWrite(dv + 0x24, width: 4, value: 0)
+        try dev.configWrite(dv + 0x14, width: 2, value: 0)
+        try dev.configWrite(dv + 0x10, width: 2, value: 0x8)
+        #expect(try dev.cfg16(dv + 0x0C) == 0x6)
+        #expect(try dev.cfg32(dv + 0x20) == 0x10)
+        #expect(try dev.cfg32(dv + 0x24) == 0x9000_0000)
+        #expect(try dev.cfg16(dv + 0x14) == 1)
+        #expect(try dev.cfg16(dv + 0x10) == 0x8)
+        try dev.reset(.bus)
+        #expect(try dev.cfg16(dv + 0x14) == 0)
+        try dev.configWrite(dv + 0x0C, width: 2, value: 0x4)
+        #expect(try dev.cfg16(dv + 0x0C) == 0x6)
+    }
+
+    @Test func barSizing() throws {
+        let (dev, _, _) = try makeDevice { $0.prefetchableMemoryBAR = true; $0.memorySize = 768 * MiB }
+        for o in stride(from: 0x10, to: 0x28, by: 4) { try dev.configWrite(o, width: 4, value: 0xFFFF_FFFF) }
+        #expect(try dev.cfg32(0x10) == UInt32(truncatingIfNeeded: ~(Layout.bar0Size - 1)) | 0x4)
+        #expect(try dev.cfg32(0x14) == 0xFFFF_FFFF)
+        #expect(try dev.cfg32(0x18) == 0xC000_000C)       // 1 GiB, 64-bit, prefetchable
+        #expect(try dev.cfg32(0x1C) == 0xFFFF_FFFF)
+        #expect(try dev.cfg32(0x20) == 0 && dev.cfg32(0x24) == 0)
+        #expect(dev.bars.map(\.index) == [0, 2])
+        #expect(dev.bars[1].prefetchable && dev.bars[1].size == GiB)
+    }
+
+    @Test func memoryBARReachesDeviceMemory() throws {
+        let (dev, _, _) = try makeDevice { $0.prefetchableMemoryBAR = true; $0.memorySize = 256 * MiB }
+        try dev.barWrite(2, offset: 0x1003, width: 1, value: 0xAB)
+        try dev.barWrite(2, offset: 0x2000, width: 8, value: 0x0102_0304_0506_0708)
+        #expect(try dev.readDPA(0x1003, count: 1) == [0xAB])
+        #expect(try dev.barRead(2, offset: 0x2004, width: 4) == 0x0102_0304)
+        #expect(throws: PCIError.self) { try dev.barRead(2, offset: 256 * MiB, width: 1) }
+    }
+
+    @Test(arguments: [(UInt64(0x1000), 1), (0x1000, 2), (0x1002, 4), (0x1004, 8), (0x1001, 4)])
+    func componentAccessMustBeAligned32or64(offset: UInt64, width: Int) throws {
+        let (dev, _, _) = try makeDevice()
+        #expect(throws: PCIError.self) { try dev.barRead(0, offset: offset, width: width) }
+        #expect(throws: PCIError.self) { try dev.barWrite(0, offset: offset, width: width, value: 0) }
+    }
+
+    @Test func component64BitAccess() throws {
+        let (dev, d, _) = try makeDevice()
+        try dev.barWrite(0, offset: d.decoder(0), width: 8, value: 0x0000_0012_3000_0000)
+        #expect(try dev.barRead(0, offset: d.decoder(0), width: 8) == 0x0000_0012_3000_0000)
+        #expect(try dev.bar32(d.decoder(0)) == 0x3000_0000)
+    }
+
+    @Test(arguments: [(0, 3), (1, 2), (2, 4), (4094, 4), (4096, 1), (-1, 1)])
+    func configAccessErrors(offset: Int, width: Int) throws {
+        let (dev, _, _) = try makeDevice()
+        #expect(throws: PCIError.self) { try dev.configRead(offset, width: width) }
+    }
+
+    @Test func otherBARsDoNotExist() throws {
+        let (dev, _, _) = try makeDevice()
+        #expect(throws: PCIError.noSuchBAR(2)) { try dev.barRead(2, offset: 0, width: 4) }
+    }
+
+    @Test func hdmBaseLowReservedBits() throws {
+        let (dev, d, _) = try makeDevice()
+        try dev.setBar32(d.decoder(0), 0xFFFF_FFFF)
+        #expect(try dev.bar32(d.decoder(0)) == 0xF000_0000)
+        // Committed / Error Not Committed are RO; UIO fields hard-wired 0.
+        try dev.setBar32(d.control(0), 0x0FFF_FDFF)
+        #expect(try dev.decoderControl(d, 0) == 0x0F00_31FF)
+    }
+
+    @Test func msixDeliveryAndPendingBits() throws {
+        let (dev, _, _) = try makeDevice()
+        final class Box: @unchecked Sendable { var v: [Int] = [] }
+        let got = Box()
+        dev.setInterruptSink { got.v.append($0) }
+        dev.signal(vector: 1)               // MSI-X disabled: dropped
+        try dev.configWrite(Layout.msix + 2, width: 2, value: 0x8000)
+        dev.signal(vector: 1)               // masked: pending
+        #expect(got.v.isEmpty)
+        #expect(try dev.barRead(0, offset: Layout.msixPBA, width: 8) == 0x2)
+        try dev.setBar32(Layout.msixTable + 16 + 0xC, 0)   // unmask vector 1
+        #expect(got.v == [1])
+        #expect(try dev.barRead(0, offset: Layout.msixPBA, width: 8) == 0)
+        dev.signal(vector: 1)
+        #expect(got.v == [1, 1])
+    }
+}
