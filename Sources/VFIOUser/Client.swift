@@ -77,6 +77,8 @@ public final class VFIOUserClient: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.socket = try VFIOUserSocket.connect(path: socketPath)
+        // A server that stops reading must not block a request forever in sendmsg (issue 9).
+        socket.setSendTimeout(milliseconds: configuration.timeoutMilliseconds)
         try negotiate()
     }
 

@@ -105,6 +105,8 @@ public final class VFIOUserServer: @unchecked Sendable {
             let cfd = csystem_accept_cloexec(listenFD)
             if cfd < 0 { if errno == EINTR || errno == EAGAIN || errno == ECONNABORTED { continue }; throw .system(errno: errno, "accept") }
             let conn = VFIOUserConnection(server: self, socket: VFIOUserSocket(owning: cfd))
+            // A client that stops reading must not block the server forever in sendmsg (issue 9).
+            conn.socket.setSendTimeout(milliseconds: configuration.messageTimeoutMilliseconds)
             logger.info("vfio-user client connected", metadata: ["fd": "\(cfd)"])
             conn.serve()
             lock.lock(); _clientsServed += 1; lock.unlock()
@@ -369,6 +371,12 @@ final class VFIOUserConnection: @unchecked Sendable {
             memOffset = Int(m.offset - aligned)
             let (len, o) = m.size.addingReportingOverflow(UInt64(memOffset))
             guard !o, len <= UInt64(Int.max) else { Glibc.close(fd); throw .malformed("DMA_MAP size") }
+            // A mapping past the end of a file maps fine but SIGBUSes the server on access (issue 9, hostile client).
+            var st = stat()
+            if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG {
+                let (end, o2) = aligned.addingReportingOverflow(len)
+                guard !o2, end <= UInt64(max(0, st.st_size)) else { Glibc.close(fd); throw .malformed("DMA_MAP range beyond the end of the fd") }
+            }
             do {
                 memory = try VFIOSharedMemory(mapping: fd, offset: aligned, size: Int(len), writable: m.flags.contains(.write), takeOwnership: true)
             } catch {

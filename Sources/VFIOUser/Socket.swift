@@ -68,6 +68,14 @@ public final class VFIOUserSocket: @unchecked Sendable {
         Glibc.close(fd)
     }
 
+    /// Bounds how long one sendmsg may block on a peer that stops reading (SO_SNDTIMEO); a send that times out
+    /// fails with EAGAIN and the connection is dropped.
+    public func setSendTimeout(milliseconds: Int) {
+        guard milliseconds > 0 else { return }
+        var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Shuts the socket down without closing the fd (wakes a blocked reader).
     public func shutdownBoth() { shutdown(fd, Int32(SHUT_RDWR)) }
 
