@@ -177,3 +177,29 @@ struct CommandTests {
         }
     }
 }
+
+@Suite("sysfs backend on a fake tree")
+struct SysfsFakeTreeTests {
+    /// config, resource and resource0 as sysfs lays them out: decode reads the
+    /// component registers through the mmapped resource file.
+    @Test func decodeReadsComponentRegistersThroughResourceFile() throws {
+        let root = try fakeSysfs([("0000:0d:00.0", ConfigSpace(bytes: try fixture("qemu-cxl/region/endpoint/config.bin")))])
+        defer { try? FileManager.default.removeItem(at: root) }
+        let dir = root.appendingPathComponent("bus/pci/devices/0000:0d:00.0")
+        try Data(try fixture("qemu-cxl/region/endpoint/resource.txt")).write(to: dir.appendingPathComponent("resource"))
+        try Data(try fixture("qemu-cxl/region/endpoint/block-component-bar0-0x0.bin")).write(to: dir.appendingPathComponent("resource0"))
+        var r = TargetResolver()
+        r.options.sysfsRoot = root.path
+        let t = try r.resolve("0d:00.0")
+        #expect(t[0].function?.bars.map(\.index) == [0, 2, 4])
+        #expect(t[0].function?.bars.first?.size == 0x10000)
+        let text = CXLKit.decode(t, json: false, verbosity: 2)
+        #expect(text.contains("\tRegion 0: Memory at fe600000 (64-bit, non-prefetchable) [size=64K]\n"))
+        #expect(text.contains("Decoder0:\tBase 0000000490000000 Size 0000000010000000 [size=256M]"))
+        // resource2 is missing: reading BAR2 fails with a message, not a trap.
+        #expect(throws: PCIError.self) { try t[0].function!.barRead(2, offset: 0, width: 4) }
+        #expect(throws: PCIError.self) { try t[0].function!.barRead(0, offset: 0x10000, width: 4) }
+        #expect(throws: PCIError.self) { try t[0].function!.barRead(0, offset: 2, width: 4) }
+        #expect(try t[0].function!.configRead(0, width: 4) == 0x0d93_8086)
+    }
+}

@@ -195,3 +195,22 @@ struct LspciParityTests {
         }
     }
 }
+
+@Suite("Generated fixture files")
+struct GeneratedFixtureTests {
+    /// The synthesized dumps are also committed under Tests/Fixtures/decode/ so they
+    /// can be handed to lspci and cxlkit by hand; this keeps them in step with the
+    /// builder. CXLKIT_REGENERATE=1 rewrites them.
+    @Test func committedDumpsMatchTheBuilder() throws {
+        let regenerate = ProcessInfo.processInfo.environment["CXLKIT_REGENERATE"] == "1"
+        for (name, fns) in CXLFixtures.all {
+            let url = fixtureURL("decode/\(name).txt")
+            let text = CXLFixtures.dumpText(fns)
+            if regenerate {
+                try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+                try text.write(to: url, atomically: true, encoding: .utf8)
+            }
+            #expect((try? String(contentsOf: url, encoding: .utf8)) == text, "\(url.path) is stale: run CXLKIT_REGENERATE=1 swift test --filter GeneratedFixture")
+        }
+    }
+}

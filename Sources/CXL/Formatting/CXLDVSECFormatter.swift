@@ -179,9 +179,10 @@ public struct CXLDVSECFormatter: DVSECDecoder {
         }
         obj.set("name", id.name)
         let layout = id.layout(revision: h.revision, length: h.length)
+        // The body only (the headers are in the capability's "registers"); registers
+        // past the DVSEC's stated length are not part of it.
         obj.set("registers", layout.json(base: o) { r in
-            // Registers past the DVSEC's stated length are not part of it.
-            r.offset + r.width <= max(h.length, 0x0A) ? c.read(r, base: o) : nil
+            r.offset >= 0x0A && r.offset + r.width <= h.length ? c.read(r, base: o) : nil
         })
         switch id {
         case .device:
