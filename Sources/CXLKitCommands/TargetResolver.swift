@@ -74,6 +74,7 @@ public struct TargetResolver: Sendable {
         self.options = options
         register(SysfsScheme())
         register(FileScheme())
+        register(EmulatedScheme())
     }
 
     /// Adds or replaces a scheme.
