@@ -1,0 +1,112 @@
+import Testing
+import PCI
+import CXL
+@testable import CXLEmulator
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("Device profiles")
+struct ProfileTests {
+    @Test func namedProfiles() throws {
+        #expect(DeviceProfile.namedProfiles == ["flr-loses-state", "gpu-fw-committed", "type2"])
+        let t = try DeviceProfile.named("type2")
+        #expect(t.decoderCount == 2 && t.memorySize == GiB && t.firmware == nil && t.faults == DeviceProfile.Faults())
+        #expect(t.capabilities.cache && t.capabilities.cxlReset && t.capabilities.memClear)
+        let g = try DeviceProfile.named("gpu-fw-committed")
+        #expect(g.firmware?.lockDecoder == true && g.capabilities.cache && g.capabilities.cxlReset)
+        let f = try DeviceProfile.named("flr-loses-state")
+        #expect(f.faults.flrLosesCXLState)
+        var tf = f
+        tf.faults.flrLosesCXLState = false
+        tf.name = t.name; tf.description = t.description; tf.deviceID = t.deviceID
+        #expect(tf == t, "flr-loses-state is type2 plus the fault")
+    }
+
+    @Test func firmwareCommittedPowerOnState() throws {
+        let dev = try EmulatedCXLDevice(profile: DeviceProfile.named("gpu-fw-committed"), clock: ManualClock())
+        let d = try Discovered(dev)
+        #expect(try dev.cfg16(d.cxlDevice + 0x0A) & 0x8 != 0)            // Mem_HwInit_Mode
+        #expect(try dev.cfg16(d.cxlDevice + 0x0C) & 0x5 == 0x5)          // Cache_Enable, Mem_Enable
+        #expect(try dev.cfg32(d.cxlDevice + 0x20) == 0x40)               // Range 1 Base
+        #expect(try dev.bar32(d.hdm + 4) & 2 == 2)                       // HDM Decoder Enable
+        let ctl = try dev.decoderControl(d, 0)
+        #expect(ctl & 0x700 == 0x700)                                    // Lock On Commit, Commit, Committed
+        #expect(try dev.barRead(0, offset: d.decoder(0), width: 8) == 0x40_0000_0000)
+        #expect(try dev.barRead(0, offset: d.decoder(0) + 8, width: 8) == GiB)
+        // Locked: programming is frozen.
+        try dev.setBar32(d.decoder(0) + 4, 0)
+        #expect(try dev.bar32(d.decoder(0) + 4) == 0x40)
+        try dev.writeMemory(hpa: 0x40_0000_0000 + GiB - 1, bytes: [3])
+        #expect(try dev.readDPA(GiB - 1, count: 1) == [3])
+        // Power-on only: a conventional reset loses it.
+        try dev.reset(.bus)
+        #expect(try dev.decoderControl(d, 0) == 0)
+    }
+
+    @Test func jsonRoundTrip() throws {
+        for name in DeviceProfile.namedProfiles {
+            let p = try DeviceProfile.named(name)
+            #expect(try DeviceProfile.decode(Array(p.jsonString().utf8)) == p)
+        }
+        var p = DeviceProfile()
+        p.firmware = .init()
+        p.firmware?.size = 512 * MiB
+        p.timing.cxlResetMilliseconds = 7.5
+        #expect(try DeviceProfile.decode(Array(p.jsonString().utf8)) == p)
+    }
+
+    @Test func numbersAsStrings() throws {
+        let p = try DeviceProfile.decode(Array(#"{"memorySize": "0x20000000", "vendorID": "0x10de", "serialNumber": 7, "firmware": {"base": "16GiB", "size": "256MiB"}}"#.utf8))
+        #expect(p.memorySize == 512 * MiB && p.vendorID == 0x10DE && p.serialNumber == 7)
+        #expect(p.firmware?.base == 16 * GiB && p.firmware?.size == 256 * MiB)
+    }
+
+    @Test(arguments: [
+        (#"{"memorySize": "100MiB"}"#, "multiple of 256 MiB"),
+        (#"{"memorySize": 0}"#, "multiple of 256 MiB"),
+        (#"{"decoderCount": 3}"#, "Decoder Count encoding"),
+        (#"{"decoderCount": 64}"#, "Decoder Count encoding"),
+        (#"{"msixVectors": 0}"#, "msixVectors"),
+        (#"{"capabilities": {"cxlResetTimeoutMilliseconds": 50}}"#, "10, 100, 1000"),
+        (#"{"capabilities": {"cxlReset": false}}"#, "memClear needs"),
+        (#"{"capabilities": {"cachesize": 1}}"#, "unknown key 'cachesize' in capabilities"),
+        (#"{"faults": {"flrLosesState": true}}"#, "unknown key 'flrLosesState' in faults"),
+        (#"{"timing": {"timeFactor": -1}}"#, "timeFactor"),
+        (#"{"vendorID": "0x10000"}"#, "vendorID"),
+        (#"{"firmware": {"base": "0x1000"}}"#, "not 256 MiB aligned"),
+        (#"{"firmware": {"size": "2GiB"}}"#, "exceeds memorySize"),
+        (#"{"memorySize": true}"#, "memorySize"),
+        (#"[1]"#, "not a valid device profile"),
+        (#"{"#, "not a valid device profile"),
+    ])
+    func invalidProfiles(json: String, message: String) {
+        do {
+            _ = try DeviceProfile.decode(Array(json.utf8), source: "t.json")
+            Issue.record("accepted \(json)")
+        } catch {
+            #expect(error.description.contains(message), "\(json): \(error.description)")
+        }
+    }
+
+    @Test func unknownNameListsTheShippedOnes() {
+        #expect(throws: ProfileError.unknownName("gpu", available: ["flr-loses-state", "gpu-fw-committed", "type2"])) {
+            try DeviceProfile.named("gpu")
+        }
+    }
+
+    @Test func loadFromFile() throws {
+        let path = "/tmp/cxlemu-profile-\(getpid()).json"
+        defer { unlink(path) }
+        let f = fopen(path, "w")
+        fputs(#"{"name": "file", "memorySize": "512MiB", "decoderCount": 4, "faults": {"commitReportsError": true}}"#, f)
+        fclose(f)
+        let p = try DeviceProfile.load(path: path)
+        #expect(p.name == "file" && p.memorySize == 512 * MiB && p.decoderCount == 4 && p.faults.commitReportsError)
+        #expect(try DeviceProfile.resolve(path) == p)
+        #expect(throws: ProfileError.self) { try DeviceProfile.load(path: path + ".missing") }
+        let dev = try EmulatedCXLDevice(path, clock: ManualClock())
+        #expect(dev.address == "emulated:\(path)")
+        #expect(dev.memorySize == 512 * MiB)
+    }
+}
