@@ -75,10 +75,11 @@ final class DeviceMemory: @unchecked Sendable {
         (base + Int(dpa)).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
     }
 
-    /// Zero everything, releasing the pages (a hole reads as zeros) rather than
-    /// touching a possibly huge mapping.
+    /// Zero everything by punching the whole file out (MADV_REMOVE on the shared
+    /// mapping frees the shmem pages; holes read as zeros), so clearing a large device
+    /// costs nothing and the size never changes under another mapper (a VM).
     func clear() {
-        if ftruncate(fd, 0) != 0 || ftruncate(fd, off_t(size)) != 0 {
+        if madvise(base, Int(size), MADV_REMOVE) != 0 {
             memset(base, 0, Int(size))
         }
     }

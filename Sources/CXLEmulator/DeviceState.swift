@@ -125,7 +125,7 @@ struct State {
         config.place(PowerManagementCapability.layout, at: Layout.powerManagement)
         config.place(MSIXCapability.layout, at: Layout.msix)
         config.place(PCIExpressCapability.layout, at: Layout.pciExpress)
-        config.place(SerialNumberCapability.layout, at: Layout.serialNumber)
+        config.place(DeviceSerialNumberCapability.layout, at: Layout.serialNumber)
         config.place(CXLDeviceDVSEC.layout(revision: Layout.cxlDeviceRevision), at: Layout.cxlDevice)
         config.place(GPFDeviceDVSEC.layout, at: Layout.gpf)
         config.place(FlexBusPortDVSEC.layout(revision: Layout.flexBusRevision), at: Layout.flexBus)
@@ -195,7 +195,7 @@ struct State {
         }
 
         // Device Serial Number.
-        extendedHeader(at: Layout.serialNumber, id: SerialNumberCapability.id, next: Layout.cxlDevice)
+        extendedHeader(at: Layout.serialNumber, id: ExtendedCapabilityID.deviceSerialNumber.rawValue, next: Layout.cxlDevice)
         config.initialize(Layout.serialNumber + 4, width: 8, value: p.serialNumber)
 
         // PCIe DVSEC for CXL Devices (CXL 3.1 §8.1.3), revision 2.

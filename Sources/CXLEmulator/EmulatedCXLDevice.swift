@@ -32,12 +32,12 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
     /// Device memory size in bytes.
     public var memorySize: UInt64 { memory.size }
 
-    public init(profile: DeviceProfile, clock: any EmulatorClock = MonotonicClock(), address: String? = nil) throws(DeviceMemoryError) {
-        do { try profile.validate() } catch { throw .system(error.description) }
+    public init(profile: DeviceProfile, clock: any EmulatorClock = MonotonicClock(), address: String? = nil) throws(EmulatorError) {
+        do { try profile.validate() } catch { throw .profile(error) }
         self.profile = profile
         self.clock = clock
         self.address = address ?? "emulated:\(profile.name)"
-        memory = try DeviceMemory(size: profile.memorySize, name: "cxl-emu-\(profile.name)")
+        do { memory = try DeviceMemory(size: profile.memorySize, name: "cxl-emu-\(profile.name)") } catch { throw .memory(error) }
         s = State(profile: profile)
         s.powerOn(now: clock.now(), memory: memory)
     }
@@ -46,7 +46,7 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
     public convenience init(_ spec: String, clock: any EmulatorClock = MonotonicClock()) throws(EmulatorError) {
         let p: DeviceProfile
         do { p = try DeviceProfile.resolve(spec) } catch { throw .profile(error) }
-        do { try self.init(profile: p, clock: clock, address: "emulated:\(spec)") } catch { throw .memory(error) }
+        try self.init(profile: p, clock: clock, address: "emulated:\(spec)")
     }
 
     // MARK: PCIFunction: config space
@@ -191,23 +191,38 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
         }
     }
 
-    /// With a real clock: sleep until nothing is pending or `timeoutNanoseconds` pass.
-    /// Returns true if nothing is pending. With a `ManualClock`, advance the clock instead.
+    /// Sleep until nothing is pending or `timeoutNanoseconds` pass; true if nothing
+    /// is pending. With a `ManualClock` time only moves when told to, so this does not
+    /// sleep: it reports whether anything is pending now (use `advanceTime`).
     @discardableResult
     public func waitForPendingEvents(timeoutNanoseconds: UInt64) -> Bool {
+        if clock is ManualClock { return nextEventDeadline == nil }
         let start = clock.now()
         while true {
             guard let next = nextEventDeadline else { return true }
             let now = clock.now()
-            if now - start >= timeoutNanoseconds { return false }
-            let until = min(next, start + timeoutNanoseconds)
-            if until > now {
-                var ts = timespec(tv_sec: Int((until - now) / 1_000_000_000), tv_nsec: Int((until - now) % 1_000_000_000))
-                nanosleep(&ts, nil)
-            } else if clock is ManualClock {
-                return false
-            }
+            if now &- start >= timeoutNanoseconds { return false }
+            Self.sleep(nanoseconds: min(next, start + timeoutNanoseconds) &- now)
         }
+    }
+
+    /// Let `nanoseconds` of device time pass and apply what became due: advances a
+    /// `ManualClock` (tests), sleeps on any other clock.
+    public func advanceTime(nanoseconds: UInt64) {
+        if let manual = clock as? ManualClock {
+            manual.advance(nanoseconds: nanoseconds)
+        } else {
+            Self.sleep(nanoseconds: nanoseconds)
+        }
+        processEvents()
+    }
+
+    public func advanceTime(milliseconds: Double) { advanceTime(nanoseconds: UInt64(max(0, milliseconds) * 1_000_000)) }
+
+    private static func sleep(nanoseconds ns: UInt64) {
+        guard ns > 0, ns < UInt64.max / 2 else { return }
+        var ts = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+        nanosleep(&ts, nil)
     }
 
     /// True while a CXL Reset started by Control2 has not completed.

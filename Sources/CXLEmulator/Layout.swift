@@ -38,13 +38,3 @@ enum Layout {
 
     static let memoryBARIndex = 2
 }
-
-/// Device Serial Number Extended Capability (PCIe 6.0 §7.9.3).
-enum SerialNumberCapability {
-    static let id: UInt16 = 0x0003
-    static let layout = RegisterBlockLayout("Device Serial Number", [
-        ExtendedCapabilityHeader.header,
-        RegisterLayout("Serial Number Register (Lower DW)", offset: 0x04, width: 4, [.init("Serial Number Lower", 31, 0, .ro)]),
-        RegisterLayout("Serial Number Register (Upper DW)", offset: 0x08, width: 4, [.init("Serial Number Upper", 31, 0, .ro)]),
-    ])
-}

@@ -109,6 +109,22 @@ struct MemoryTests {
         #expect(try dev.readMemory(hpa: Self.base, count: 1) == [0])
     }
 
+    /// Mem Clr punches the memfd out: zeros through the fd, size unchanged.
+    @Test func memClearKeepsTheFileSize() throws {
+        let (dev, d, clock) = try makeDevice { $0.memorySize = 512 * MiB }
+        try dev.writeDPA(0x10, bytes: [1, 2, 3])
+        try dev.writeDPA(512 * MiB - 1, bytes: [4])
+        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0xC)   // Mem Clr Enable + Initiate CXL Reset
+        dev.advanceTime(milliseconds: 100)
+        #expect(try dev.cfg16(d.cxlDevice + 0x12) & 0x2 == 0x2)
+        var st = stat()
+        #expect(fstat(dev.memoryFD, &st) == 0 && UInt64(st.st_size) == 512 * MiB)
+        var b = [UInt8](repeating: 9, count: 3)
+        #expect(pread(dev.memoryFD, &b, 3, 0x10) == 3 && b == [0, 0, 0])
+        #expect(try dev.readDPA(512 * MiB - 1, count: 1) == [0])
+        _ = clock
+    }
+
     @Test func memfdIsTheBackingStore() throws {
         let (dev, _, _) = try makeDevice { $0.memorySize = 256 * MiB }
         #expect(dev.memoryFD >= 0 && dev.memorySize == 256 * MiB)

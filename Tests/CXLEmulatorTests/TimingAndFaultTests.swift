@@ -155,6 +155,26 @@ struct TimingAndFaultTests {
         }
     }
 
+    @Test func advanceTimeOnAManualClock() throws {
+        let (dev, d, _) = try makeDevice { $0.timing.commitLatencyMicroseconds = 20_000 }
+        try dev.program(d, decoder: 0, base: Self.base, size: granule)
+        #expect(!dev.waitForPendingEvents(timeoutNanoseconds: 1_000_000_000))   // manual: never sleeps
+        dev.advanceTime(milliseconds: 19)
+        #expect(try !dev.committed(d, 0))
+        dev.advanceTime(milliseconds: 1)
+        #expect(try dev.committed(d, 0))
+        #expect(dev.waitForPendingEvents(timeoutNanoseconds: 0))
+    }
+
+    @Test func invalidProfileIsAProfileError() {
+        var p = DeviceProfile()
+        p.memorySize = 3
+        #expect(throws: EmulatorError.self) { try EmulatedCXLDevice(profile: p) }
+        do { _ = try EmulatedCXLDevice(profile: p) } catch {
+            guard case .profile(.invalid) = error else { Issue.record("\(error)"); return }
+        }
+    }
+
     @Test func waitForPendingEventsOnARealClock() throws {
         var p = DeviceProfile()
         p.timing.commitLatencyMicroseconds = 2_000
