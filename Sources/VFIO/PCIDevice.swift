@@ -336,7 +336,7 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     // MARK: Reset
 
     /// Resets the function with `method` and returns the virtual config state to its reset image.
-    public func functionLevelReset(_ method: PCIResetMethod = .flr) throws(VFIOError) {
+    open func functionLevelReset(_ method: PCIResetMethod = .flr) throws(VFIOError) {
         lock.lock(); defer { lock.unlock() }
         do { try function.reset(method) } catch { throw .system(errno: VFIOErrno.EIO, "reset \(method): \(error)") }
         for i in 0..<configSize where virtualMask[i] != 0 { vconfig[i] = resetImage[i] }

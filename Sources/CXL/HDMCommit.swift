@@ -1,4 +1,5 @@
-import CXL
+// Commit checks shared by every model of a decoder: the emulated device and the
+// vfio-cxl guest shadow validate a guest Commit the same way.
 
 /// One endpoint HDM decoder as its registers program it (CXL 3.1 §8.2.4.20.5-.20.9).
 public struct DecoderProgramming: Sendable, Hashable {
@@ -62,17 +63,17 @@ public enum CommitFailure: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .notGranuleAligned(let f, let v): return "\(f) \(hex64(v)) is not a multiple of 256 MB"
+        case .notGranuleAligned(let f, let v): return "\(f) \(commitHex(v)) is not a multiple of 256 MB"
         case .reservedInterleaveWays(let e): return "IW encoding \(e) is reserved"
         case .reservedInterleaveGranularity(let e): return "IG encoding \(e) is reserved"
         case .interleaveWaysNotCapable(let w): return "\(w)-way interleave is not in the HDM Decoder Capability"
         case .interleaveGranularityNotCapable(let b): return "\(b)-byte interleave granularity is not in the HDM Decoder Capability"
         case .positionOutOfRange(let p, let w): return "Interleave Set Position \(p) is not below \(w) ways"
         case .previousDecoderNotCommitted(let m): return "decoder \(m) is not committed (decoders commit in index order)"
-        case .notAscending(let b, let e): return "base \(hex64(b)) is below the end \(hex64(e)) of the previous decoder"
+        case .notAscending(let b, let e): return "base \(commitHex(b)) is below the end \(commitHex(e)) of the previous decoder"
         case .wrapsAddressSpace: return "base + size wraps past 2^64"
-        case .sizeNotMultipleOfThreeGranules(let s): return "size \(hex64(s)) is not a multiple of 3 x 256 MB (3/6/12-way)"
-        case .exceedsDeviceCapacity(let e, let c): return "DPA range ends at \(hex64(e)), past device capacity \(hex64(c))"
+        case .sizeNotMultipleOfThreeGranules(let s): return "size \(commitHex(s)) is not a multiple of 3 x 256 MB (3/6/12-way)"
+        case .exceedsDeviceCapacity(let e, let c): return "DPA range ends at \(commitHex(e)), past device capacity \(commitHex(c))"
         case .injectedFault: return "fault injected by the device profile"
         }
     }
@@ -139,3 +140,5 @@ public struct HDMCommitRules: Sendable, Hashable {
         return nil
     }
 }
+
+func commitHex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }

@@ -1,0 +1,155 @@
+import CXL
+import Foundation
+import PCI
+import VFIO
+
+/// The guest's view of the PCIe DVSEC for CXL Devices (CXL 3.1 §8.1.3).
+///
+/// Control, Status, Control2, Lock and the Range Base registers live in a shadow
+/// register file built from the catalog, so RWL / RW1CS / RWO behave as the spec
+/// says (with a guest-owned, one-shot CONFIG_LOCK) and byte lanes merge exactly.
+/// The headers, capabilities and Range Size registers are read live from the
+/// device; Status2 merges the live Cache Invalid, Volatile HDM Preservation Error
+/// and PM Initialization Complete bits with the shadow's Reset Complete / Reset
+/// Error, so a guest polling a 32-bit read at Control2 sees live progress.
+/// The Range Base registers start at 0: the host physical address never shows.
+final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
+    let function: any PCIFunction
+    let base: Int
+    let length: Int
+    private var file: RegisterFile
+    /// Per byte: bits read live from the device instead of the shadow.
+    private let liveMask: [UInt8]
+    private let lock = NSRecursiveLock()
+    /// Runs a host-side CXL Reset (with save/restore) for a guest Initiate CXL Reset;
+    /// returns whether it succeeded. Set by the device.
+    var onCXLReset: (@Sendable (_ memClear: Bool) -> Bool)?
+
+    static let control = CXLDeviceDVSEC.control
+    static let control2 = CXLDeviceDVSEC.control2
+    static let status2 = CXLDeviceDVSEC.status2
+    static let lockRegister = CXLDeviceDVSEC.lock
+    static func bit(_ r: RegisterLayout, _ name: String) -> UInt64 { r.field(name)!.mask }
+
+    /// Registers whose every byte reads live.
+    static let liveRegisters: [RegisterLayout] = DVSECHeader.registers + [
+        CXLDeviceDVSEC.capability, CXLDeviceDVSEC.capability2, CXLDeviceDVSEC.capability3,
+        CXLDeviceDVSEC.range1.sizeHigh, CXLDeviceDVSEC.range1.sizeLow, CXLDeviceDVSEC.range2.sizeHigh, CXLDeviceDVSEC.range2.sizeLow,
+    ]
+    static let liveStatus2Bits = bit(status2, "Cache Invalid") | bit(status2, "Volatile HDM Preservation Error")
+        | bit(status2, "Power Management Initialization Complete")
+    /// RWL registers CONFIG_LOCK freezes (§8.1.3.6).
+    static let lockedRegisters: [RegisterLayout] = [
+        control, CXLDeviceDVSEC.range1.baseHigh, CXLDeviceDVSEC.range1.baseLow,
+        CXLDeviceDVSEC.range2.baseHigh, CXLDeviceDVSEC.range2.baseLow,
+    ]
+
+    init(function: any PCIFunction, layout: CXLPassthroughLayout) throws(VFIOCXLError) {
+        self.function = function
+        base = layout.dvsecOffset
+        length = min(layout.dvsecLength, CXLDeviceDVSEC.length(revision: layout.dvsecRevision))
+        let block = CXLDeviceDVSEC.layout(revision: layout.dvsecRevision)
+        var file = RegisterFile(size: length)
+        file.place(block, at: 0)
+        var live = [UInt8](repeating: 0, count: length)
+        for r in Self.liveRegisters where r.offset + r.width <= length {
+            for i in 0..<r.width { live[r.offset + i] = 0xFF }
+        }
+        for i in 0..<Self.status2.width {
+            live[Self.status2.offset + i] = UInt8(truncatingIfNeeded: Self.liveStatus2Bits >> UInt64(8 * i))
+        }
+        liveMask = live
+        // Start from what the device holds, minus what the guest must not see.
+        for r in block.registers where r.offset + r.width <= length {
+            let v: UInt64
+            do { v = try function.read(r, base: layout.dvsecOffset) } catch { throw .access("DVSEC \(r.name): \(error)") }
+            file.store(r.offset, width: r.width, value: v)
+        }
+        for r in [CXLDeviceDVSEC.range1.baseHigh, CXLDeviceDVSEC.range1.baseLow, CXLDeviceDVSEC.range2.baseHigh, CXLDeviceDVSEC.range2.baseLow] {
+            file.store(r.offset, width: r.width, value: 0)
+        }
+        file.store(Self.control2.offset, width: 2, value: file.read(Self.control2, base: 0) & ~CXLDeviceDVSEC.control2Doorbells)
+        self.file = file
+        applyConfigLock()
+    }
+
+    /// CONFIG_LOCK freezes the RWL registers until a conventional reset.
+    private func applyConfigLock() {
+        let locked = file.read(Self.lockRegister, base: 0) & Self.bit(Self.lockRegister, "CONFIG_LOCK") != 0
+        for r in Self.lockedRegisters { file.setLock(r.offset..<(r.offset + r.width), locked) }
+    }
+
+    func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 {
+        lock.lock(); defer { lock.unlock() }
+        let rel = offset - base
+        guard rel >= 0, rel + width <= length else { throw .invalidArgument("DVSEC access outside the shadow") }
+        var needLive = false
+        for i in 0..<width where liveMask[rel + i] != 0 { needLive = true }
+        var live: UInt32 = 0
+        if needLive {
+            do { live = try function.configRead(offset, width: width) } catch { throw .system(errno: VFIOErrno.EIO, "DVSEC read: \(error)") }
+        }
+        let shadow = file.read(rel, width: width)
+        var v: UInt32 = 0
+        for i in 0..<width {
+            let m = liveMask[rel + i]
+            let b = (UInt8(truncatingIfNeeded: live >> UInt32(8 * i)) & m) | (UInt8(truncatingIfNeeded: shadow >> UInt64(8 * i)) & ~m)
+            v |= UInt32(b) << UInt32(8 * i)
+        }
+        return v
+    }
+
+    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(VFIOError) {
+        lock.lock(); defer { lock.unlock() }
+        let rel = offset - base
+        guard rel >= 0, rel + width <= length else { throw .invalidArgument("DVSEC access outside the shadow") }
+        let w = file.write(rel, width: width, value: UInt64(value))
+        if w.covers(Self.lockRegister.offset, width: Self.lockRegister.width) { applyConfigLock() }
+
+        if w.covers(Self.status2.offset, width: Self.status2.width) {
+            // Volatile HDM Preservation Error is RW1CS on the device: forward a 1.
+            let written = w.writtenBits(ofRegisterAt: Self.status2.offset, width: 2)
+            let clear = written & Self.bit(Self.status2, "Volatile HDM Preservation Error")
+            if clear != 0 { try? function.configWrite(base + Self.status2.offset, width: 2, value: UInt32(clear)) }
+        }
+        guard w.covers(Self.control2.offset, width: Self.control2.width) else { return }
+        let written = w.writtenBits(ofRegisterAt: Self.control2.offset, width: 2) & w.coveredMask(ofRegisterAt: Self.control2.offset, width: 2)
+        let ctrl2 = file.read(Self.control2, base: 0)
+        // Doorbells read 0 (§8.1.3.4); the shadow never keeps them.
+        file.store(Self.control2.offset, width: 2, value: ctrl2 & ~CXLDeviceDVSEC.control2Doorbells)
+        let wbi = Self.bit(Self.control2, "Initiate Cache Write Back and Invalidation")
+        let initiateReset = Self.bit(Self.control2, "Initiate CXL Reset")
+        if written & wbi != 0 {
+            // Forwarded: the device writes back and invalidates its cache; Status2
+            // Cache Invalid (read live) reports completion.
+            let disable = ctrl2 & Self.bit(Self.control2, "Disable Caching")
+            do {
+                let live = UInt64(try function.configRead(base + Self.control2.offset, width: 2))
+                try function.configWrite(base + Self.control2.offset, width: 2, value: UInt32((live & ~CXLDeviceDVSEC.control2Doorbells) | disable | wbi))
+            } catch { throw .system(errno: VFIOErrno.EIO, "Write Back and Invalidation: \(error)") }
+        }
+        if written & initiateReset != 0 {
+            // Intercepted: the host runs the CXL Reset with save/restore, then the
+            // shadow reports Reset Complete or Reset Error (both cleared on 0->1).
+            let complete = Self.bit(Self.status2, "CXL Reset Complete"), error = Self.bit(Self.status2, "CXL Reset Error")
+            file.setBits(Self.status2.offset, width: 2, mask: complete | error, to: false)
+            let memClear = ctrl2 & Self.bit(Self.control2, "CXL Reset Mem Clr Enable") != 0
+            let ok = onCXLReset?(memClear) ?? false
+            file.setBits(Self.status2.offset, width: 2, mask: ok ? complete : error, to: true)
+        }
+    }
+
+    /// A conventional reset of the guest's view: everything non-sticky to defaults,
+    /// CONFIG_LOCK cleared (CXL 3.1 §8.1.3.6).
+    func conventionalReset() {
+        lock.lock(); defer { lock.unlock() }
+        file.reset(0..<length, keeping: [.sticky])
+        applyConfigLock()
+    }
+
+    /// The shadow's stored value of a register (tests, diagnostics).
+    func shadowValue(_ r: RegisterLayout) -> UInt64 {
+        lock.lock(); defer { lock.unlock() }
+        return file.read(r, base: 0)
+    }
+}

@@ -1,1 +1,0 @@
-// VFIOCXL module: see Package.swift for the layering.

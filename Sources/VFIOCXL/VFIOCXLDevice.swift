@@ -1,0 +1,215 @@
+import CXL
+import Foundation
+import Logging
+import PCI
+import VFIO
+
+/// Options for serving a CXL Type-2 function through vfio-cxl.
+public struct VFIOCXLOptions: Sendable {
+    /// Where the host side commits decoder 0 when firmware did not (the host
+    /// physical address window vfio-cxl claims for the device's memory).
+    public var hostDecoderBase: UInt64 = 0x80_0000_0000
+    /// Waits and budgets of the save/restore engine (commit poll, CXL Reset timing).
+    public var state = CXLStateOptions()
+    public var logger = Logger(label: "vfio-cxl")
+    public init() {}
+}
+
+/// vfio-cxl: a CXL Type-2 function served as a VFIO device, composed from the VFIO
+/// device layer (`VFIOPCIDevice`: config virtualisation, BARs, IRQs, DMA, FLR) and
+/// the CXL library (DVSEC and HDM catalogs, commit rules, save/restore engine).
+/// Neither library knows the other; this type is where they meet, as the posted
+/// series' enlightenment sits on vfio-pci-core (design-and-patches.md §3).
+///
+/// What it adds to plain PCI passthrough:
+/// - `DEVICE_GET_INFO` flags PCI | CXL (bit 9) and the CXL capability (id 6);
+/// - region 9, device memory (vendor type 0x1E98 subtype 1), mmappable;
+/// - region 10, the component registers (subtype 2), aligned 4-byte accesses;
+/// - the component block of its BAR trapped (left out of the sparse mmap) and
+///   served, like region 10, from the HDM shadow;
+/// - the DVSEC shadow in config space;
+/// - resets (DEVICE_RESET, a guest FLR, a guest CXL Reset) run the save/restore
+///   engine on the host device, with device memory gated until decoder 0 is
+///   committed again.
+///
+/// A function without usable CXL state is served as a plain PCI device
+/// (`cxlDisabledReason` says why).
+public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
+    public let layout: CXLPassthroughLayout?
+    public let cxlDisabledReason: String?
+    public let options: VFIOCXLOptions
+    let memory: MemoryRegionHandler?
+    let dvsec: DVSECShadow?
+    let component: ComponentShadow?
+    private var cxlCapability: VFIOCXLCapability?
+    /// The report of the last host-side restore (diagnostics, tests).
+    public private(set) var lastRestore: RestoreReport?
+
+    public init(function: any PCIFunction, memory: (any CXLDeviceMemory)?, options: VFIOCXLOptions = VFIOCXLOptions()) throws(VFIOError) {
+        self.options = options
+        var layout: CXLPassthroughLayout?
+        var reason: String?
+        var dvsec: DVSECShadow?
+        var component: ComponentShadow?
+        var region: MemoryRegionHandler?
+        var firmwareCommitted = false
+        do throws(VFIOCXLError) {
+            guard let memory else { throw .notCXL("no device memory backing") }
+            let l = try CXLPassthroughLayout.discover(function)
+            firmwareCommitted = try Self.hostDecoder0Committed(function, l)
+            // The guest's view starts from what firmware left, before the host side
+            // programs anything: a decoder vfio-cxl commits is the host's, not the guest's.
+            dvsec = try DVSECShadow(function: function, layout: l)
+            component = try ComponentShadow(function: function, layout: l, memorySize: memory.memorySize)
+            if !firmwareCommitted { try Self.commitHostDecoder0(function, l, base: options.hostDecoderBase, size: memory.memorySize, options: options.state) }
+            region = MemoryRegionHandler(memory: memory)
+            layout = l
+        } catch {
+            reason = error.description
+            layout = nil; dvsec = nil; component = nil; region = nil
+        }
+        self.layout = layout
+        self.cxlDisabledReason = reason
+        self.dvsec = dvsec
+        self.component = component
+        self.memory = region
+        try super.init(function: function)
+        guard let layout, let dvsec, let component, let region else {
+            options.logger.warning("serving \(function.address) as plain PCI: \(reason ?? "unknown")")
+            return
+        }
+        var flags: VFIOCXLCapability.Flags = []
+        if firmwareCommitted { flags.insert(.firmwareCommitted) }
+        if layout.cacheCapable { flags.insert(.cacheCapable) }
+        cxlCapability = VFIOCXLCapability(flags: flags, componentRegisterBAR: UInt8(layout.componentBAR),
+                                          hdmDecoderCount: UInt8(layout.decoderCount), componentRegisterOffset: layout.componentOffset,
+                                          componentRegisterSize: UInt64(ComponentRegisterBlock.size), memorySize: region.memory.memorySize)
+        overrideConfig(range: layout.dvsecOffset..<(layout.dvsecOffset + dvsec.length), handler: dvsec)
+        trap(region: UInt32(layout.componentBAR), range: layout.componentRange,
+             handler: ComponentRegionHandler(shadow: component, base: layout.componentOffset, allowQuadword: true))
+        addRegion(VFIOExtraRegion(info: region.info(), handler: region))
+        addRegion(VFIOExtraRegion(
+            info: VFIORegionInfo(index: VFIOCXLUAPI.componentRegionIndex, flags: [.read, .write, .caps], size: UInt64(ComponentRegisterBlock.size),
+                                 capabilities: [VFIORegionTypeCapability(type: VFIOCXLUAPI.regionType, subtype: VFIOCXLUAPI.componentRegistersSubtype).capability]),
+            handler: ComponentRegionHandler(shadow: component, base: 0, allowQuadword: false)))
+        dvsec.onCXLReset = { [weak self] memClear in self?.guestCXLReset(memClear: memClear) ?? false }
+        options.logger.info("vfio-cxl: \(function.address) DVSEC at 0x\(String(layout.dvsecOffset, radix: 16)), component block BAR\(layout.componentBAR)+0x\(String(layout.componentOffset, radix: 16)), \(layout.decoderCount) decoders, \(region.memory.memorySize) bytes, firmware committed: \(firmwareCommitted)")
+    }
+
+    /// True when CXL enlightenment is active.
+    public var isCXL: Bool { cxlCapability != nil }
+
+    // MARK: VFIODevice
+
+    public override func deviceInfo() -> VFIODeviceInfo {
+        var info = super.deviceInfo()
+        guard let cap = cxlCapability else { return info }
+        info.flags.insert(VFIOCXLUAPI.deviceFlag)
+        info.flags.insert(.caps)
+        info.capabilities.append(cap.capability)
+        return info
+    }
+
+    public override func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo {
+        if index == VFIOCXLUAPI.memoryRegionIndex, let memory { return memory.info() }
+        return try super.regionInfo(index)
+    }
+
+    /// DEVICE_RESET and a guest FLR: save, reset the host function, restore.
+    public override func functionLevelReset(_ method: PCIResetMethod = .flr) throws(VFIOError) {
+        guard let memory, let component, let layout else { return try super.functionLevelReset(method) }
+        lock.lock(); defer { lock.unlock() }
+        memory.setActive(false)
+        let engine = CXLStateEngine(function: function, options: options.state)
+        let before: CXLStateSnapshot
+        do { before = try engine.save() } catch { throw .system(errno: VFIOErrno.EIO, "vfio-cxl: save before reset: \(error)") }
+        try super.functionLevelReset(method)
+        let report: RestoreReport
+        do { report = try engine.restore(before) } catch { throw .system(errno: VFIOErrno.EIO, "vfio-cxl: restore after reset: \(error)") }
+        lastRestore = report
+        component.reset()
+        if method.isConventional { dvsec?.conventionalReset() }
+        reopenMemory(memory, layout)
+        guard report.succeeded else {
+            options.logger.error("vfio-cxl: restore after \(method) failed: \(report.failures.joined(separator: "; "))")
+            throw .system(errno: VFIOErrno.EIO, "vfio-cxl: restore after \(method) failed: \(report.failures.first ?? "")")
+        }
+    }
+
+    /// A guest's Initiate CXL Reset: the host runs the full CXL Reset flow with
+    /// save/restore; the DVSEC shadow stamps Reset Complete or Reset Error.
+    func guestCXLReset(memClear: Bool) -> Bool {
+        guard let memory, let component, let layout else { return false }
+        lock.lock(); defer { lock.unlock() }
+        memory.setActive(false)
+        defer { reopenMemory(memory, layout) }
+        let orchestrator = CXLResetOrchestrator(function: function, options: options.state)
+        do {
+            let report = try orchestrator.reset(method: .cxl, preserve: true, memClear: memClear)
+            lastRestore = report.restore
+            component.reset()
+            if !report.succeeded { options.logger.error("vfio-cxl: guest CXL Reset: \(report.steps.joined(separator: "; "))") }
+            return report.resetError == nil && (report.restore?.succeeded ?? false)
+        } catch {
+            options.logger.error("vfio-cxl: guest CXL Reset refused: \(error)")
+            return false
+        }
+    }
+
+    private func reopenMemory(_ memory: MemoryRegionHandler, _ layout: CXLPassthroughLayout) {
+        let committed = (try? Self.hostDecoder0Committed(function, layout)) ?? false
+        memory.setActive(committed)
+        if !committed { options.logger.warning("vfio-cxl: decoder 0 not committed after reset; device memory stays gated") }
+    }
+
+    // MARK: Host side
+
+    static func decoder0(_ layout: CXLPassthroughLayout) -> [RegisterLayout] { HDMDecoderCapability.decoderRegisters(0, endpoint: true) }
+
+    static func hostDecoder0Committed(_ function: any PCIFunction, _ layout: CXLPassthroughLayout) throws(VFIOCXLError) -> Bool {
+        let ctrl = decoder0(layout)[4]
+        do {
+            let v = try function.barRead(layout.componentBAR, offset: layout.componentOffset + UInt64(layout.hdmOffset + ctrl.offset), width: 4)
+            return v & ctrl.field("Committed")!.mask != 0
+        } catch { throw .access("decoder 0 control: \(error)") }
+    }
+
+    /// What a host CXL driver does for a device firmware left unprogrammed (Linux
+    /// `cxl_hdm_decode_init` + region setup): HDM Decoder Enable, decoder 0 over the
+    /// whole device memory at `base`, Commit, wait for Committed, then Mem_Enable.
+    static func commitHostDecoder0(_ function: any PCIFunction, _ layout: CXLPassthroughLayout, base: UInt64, size: UInt64,
+                                   options: CXLStateOptions) throws(VFIOCXLError) {
+        let regs = decoder0(layout)
+        let size = size / hdmGranule * hdmGranule
+        let hdm = layout.componentOffset + UInt64(layout.hdmOffset)
+        func write(_ r: RegisterLayout, _ v: UInt64) throws(VFIOCXLError) {
+            do { try function.barWrite(layout.componentBAR, offset: hdm + UInt64(r.offset), width: 4, value: v & 0xFFFF_FFFF) }
+            catch { throw .hostSetup("\(r.name): \(error)") }
+        }
+        let global = HDMDecoderCapability.globalControl
+        try write(global, global.field("HDM Decoder Enable")!.mask)
+        try write(regs[0], base & 0xF000_0000)
+        try write(regs[1], base >> 32)
+        try write(regs[2], size & 0xF000_0000)
+        try write(regs[3], size >> 32)
+        try write(regs[5], 0)
+        try write(regs[6], 0)
+        let ctrl = regs[4]
+        try write(ctrl, ctrl.field("Commit")!.mask)
+        let deadline = options.clock.now() + options.commitTimeout
+        while true {
+            let v: UInt64
+            do { v = try function.barRead(layout.componentBAR, offset: hdm + UInt64(ctrl.offset), width: 4) }
+            catch { throw .hostSetup("decoder 0 control: \(error)") }
+            if v & ctrl.field("Committed")!.mask != 0 { break }
+            if v & ctrl.field("Error Not Committed")!.mask != 0 { throw .hostSetup("decoder 0 reported Error Not Committed") }
+            if options.clock.now() >= deadline { throw .hostSetup("decoder 0 did not commit within \(options.commitTimeout)") }
+            options.clock.sleep(for: options.commitPollInterval)
+        }
+        let control = CXLDeviceDVSEC.control
+        do {
+            let c = try function.read(control, base: layout.dvsecOffset)
+            try function.write(control, base: layout.dvsecOffset, value: c | control.field("Mem_Enable")!.mask)
+        } catch { throw .hostSetup("DVSEC Mem_Enable: \(error)") }
+    }
+}
