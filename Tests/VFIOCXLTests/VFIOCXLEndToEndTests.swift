@@ -320,3 +320,70 @@ final class NeverCommitsAfterArming: PCIFunction, @unchecked Sendable {
     var resetMethods: [PCIResetMethod] { inner.resetMethods }
     func reset(_ method: PCIResetMethod) throws(PCIError) { try inner.reset(method) }
 }
+
+/// The emulated device with BAR0 declared mappable (backed by a scratch memfd), to
+/// check the region info vfio-cxl gives a mappable component BAR.
+final class MappableBAR0: PCIFunction, VFIOMappablePCIFunction, @unchecked Sendable {
+    let inner: EmulatedCXLDevice
+    let scratch: VFIOSharedMemory
+    init(_ inner: EmulatedCXLDevice) throws {
+        self.inner = inner
+        scratch = try VFIOSharedMemory(name: "bar0", size: Int(inner.bars.first { $0.index == 0 }!.size))
+    }
+    var address: String { inner.address }
+    var configSize: Int { inner.configSize }
+    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 { try inner.configRead(offset, width: width) }
+    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) { try inner.configWrite(offset, width: width, value: value) }
+    var bars: [BARDescription] { inner.bars }
+    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 { try inner.barRead(bar, offset: offset, width: width) }
+    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) { try inner.barWrite(bar, offset: offset, width: width, value: value) }
+    var resetMethods: [PCIResetMethod] { inner.resetMethods }
+    func reset(_ method: PCIResetMethod) throws(PCIError) { try inner.reset(method) }
+    func mmapBacking(bar: Int) -> VFIORegionMapping? { bar == 0 ? VFIORegionMapping(fd: scratch.fd, fileOffset: 0) : nil }
+}
+
+@Suite("vfio-cxl register pitfalls")
+struct VFIOCXLPitfallTests {
+    func device(_ profile: String = "type2") throws -> (VFIOCXLDevice, EmulatedCXLDevice) {
+        let emulated = try EmulatedCXLDevice(profile: DeviceProfile.named(profile))
+        var options = VFIOCXLOptions()
+        options.logger.logLevel = .critical
+        return (try VFIOCXLDevice(function: emulated, memory: emulated, options: options), emulated)
+    }
+
+    @Test func componentBlockIsLeftOutOfTheSparseMMap() throws {
+        let emulated = try EmulatedCXLDevice(profile: DeviceProfile.named("type2"))
+        var options = VFIOCXLOptions()
+        options.logger.logLevel = .critical
+        let d = try VFIOCXLDevice(function: MappableBAR0(emulated), memory: emulated, options: options)
+        let l = try #require(d.layout)
+        let info = try d.regionInfo(UInt32(l.componentBAR))
+        #expect(info.flags.contains(.mmap) && info.flags.contains(.caps))
+        let sparse = try VFIOSparseMMapCapability(parsing: #require(info.capabilities.first { $0.id == VFIORegionCapabilityID.sparseMMap }),
+                                                  regionSize: info.size)
+        #expect(!sparse.areas.isEmpty)
+        for a in sparse.areas {
+            #expect(a.offset + a.size <= l.componentRange.lowerBound || a.offset >= l.componentRange.upperBound)
+        }
+    }
+
+    @Test func readOnlyAndReservedDecoderBitsHold() throws {
+        let (d, _) = try device()
+        let l = try #require(d.layout)
+        let ctrl = l.hdmOffset + HDMDecoderCapability.decoderRegisters(0, endpoint: true)[4].offset
+        let baseLow = l.hdmOffset + HDMDecoderCapability.decoderRegisters(0, endpoint: true)[0].offset
+        try d.write(region: comp, offset: UInt64(baseLow), data: [0xFF, 0xFF, 0xFF, 0xFF])
+        #expect(try d.read(region: comp, offset: UInt64(baseLow), count: 4) == [0, 0, 0, 0xF0])  // bits 27:0 reserved
+        // Everything but Commit: RO Committed / Error Not Committed, reserved 15 and 31:28, UIO not capable.
+        try d.write(region: comp, offset: UInt64(ctrl), data: [0xFF, 0xFD, 0xFF, 0xFF])
+        let v = try d.read(region: comp, offset: UInt64(ctrl), count: 4)
+        let value = UInt32(v[0]) | UInt32(v[1]) << 8 | UInt32(v[2]) << 16 | UInt32(v[3]) << 24
+        #expect(value & (committedBit | errorBit) == 0)
+        #expect(value & 0xF000_8000 == 0)
+        #expect(value & commitBit == 0)
+        // The HDM Decoder Capability register is read-only.
+        let before = try d.read(region: comp, offset: UInt64(l.hdmOffset), count: 4)
+        try d.write(region: comp, offset: UInt64(l.hdmOffset), data: [0, 0, 0, 0])
+        #expect(try d.read(region: comp, offset: UInt64(l.hdmOffset), count: 4) == before)
+    }
+}
