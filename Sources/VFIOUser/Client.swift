@@ -230,11 +230,15 @@ public final class VFIOUserClient: @unchecked Sendable {
             let (r, fds) = try call(.regionInfo(VFIOUserRegionInfo(argsz: argsz, index: index)), maxReplyPayload: Int(argsz), maxFDs: 1)
             guard case .regionInfo(let info) = r else { throw unexpected(r, .deviceGetRegionInfo) }
             guard info.index == index else { throw fail(.fatal("region info for \(info.index), asked \(index)")) }
-            if info.argsz > argsz && info.flags & VFIORegionFlags.caps.rawValue == 0 {
+            // The two-step: libvfio-user leaves FLAG_CAPS clear, the kernel sets it with cap_offset 0 (issue 9).
+            let hasCaps = info.flags & VFIORegionFlags.caps.rawValue != 0
+            if info.argsz > argsz && (!hasCaps || info.capOffset == 0) {
                 guard info.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("region info argsz \(info.argsz)")) }
                 argsz = info.argsz
                 continue
             }
+            // FLAG_CAPS without a chain we could read must not make the region "all mappable" (rust-vmm #172).
+            if hasCaps && info.capOffset == 0 { throw .malformed("region \(index): FLAG_CAPS without a capability chain") }
             var sparse: [VFIOSparseArea]? = nil
             for cap in info.capabilities where cap.id == VFIORegionCapabilityID.sparseMMap {
                 do { sparse = try VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize).areas } catch {
