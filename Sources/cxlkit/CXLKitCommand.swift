@@ -11,7 +11,8 @@ struct CXLKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cxlkit",
         abstract: "CXL Type-2 device passthrough toolkit.",
-        subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self])
+        subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self,
+                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self])
 }
 
 /// Runs a command body: a CommandError becomes one line on stderr and exit 1.

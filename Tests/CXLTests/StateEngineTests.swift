@@ -250,6 +250,31 @@ struct StateEngineTests {
         }
     }
 
+    @Test func firmwareProgrammingThroughThePCIFunction() throws {
+        let dev = StateTestDevice()
+        let e = engine(dev)
+        let steps = try e.programLikeFirmware(CXLFirmwareProgram(hpaBase: 0x10_0000_0000,
+            decoders: [.init(size: 0x1000_0000), .init(size: 0x1000_0000, dpaSkip: 0x1000_0000)], lockOnCommit: true))
+        #expect(steps.last == "CONFIG_LOCK")
+        let s = try e.save()
+        #expect(s[StateCatalog.hdmBlock, "Decoder 1 Base High"]?.value == 0x10)
+        #expect(s[StateCatalog.hdmBlock, "Decoder 1 Base Low"]?.value == 0x1000_0000)
+        #expect(s[StateCatalog.hdmBlock, "Decoder 1 DPA Skip Low"]?.value == 0x1000_0000)
+        #expect(s[StateCatalog.hdmBlock, "Decoder 1 Control"]!.value & StateCatalog.committedBit != 0)
+        #expect(s.dvsec(CXLDeviceDVSEC.control)?.value == 0x7)
+        #expect(dev.isLocked)
+    }
+
+    /// QEMU clears Commit when it sets Committed; both mean "committed".
+    @Test func qemuStyleCommitIsEquivalent() throws {
+        let dev = StateTestDevice()
+        dev.qemuCommitStyle = true
+        dev.programLikeFirmware()
+        let report = try CXLResetOrchestrator(function: dev, options: CXLStateOptions(clock: VirtualCXLClock()))
+            .reset(method: .sbr, preserve: true)
+        #expect(report.succeeded, "\(report.restore?.failures ?? [])")
+    }
+
     /// Save + restore touch each register no more often than the algorithm needs.
     @Test func accessCountsAreMinimal() throws {
         let dev = StateTestDevice()

@@ -20,6 +20,8 @@ final class StateTestDevice: PCIFunction, @unchecked Sendable {
     var cxlResetBehaviour: CXLResetBehaviour = .complete
     /// FLR wipes CXL state too (a non-compliant device).
     var flrLosesState = false
+    /// QEMU clears Commit when it sets Committed (hw/mem/cxl_type3.c).
+    var qemuCommitStyle = false
     var log: [Access] = []
     var resets: [String] = []
 
@@ -238,11 +240,11 @@ final class StateTestDevice: PCIFunction, @unchecked Sendable {
             case .instant:
                 let orderOK = n == 0 || comp(decoderOffset(n - 1, 0x10)) & committed != 0
                 if new & StateCatalog.lockOnCommitBit != 0 && !orderOK { v = (v | error) & ~committed }
-                else { v = (v | committed) & ~error }
+                else { v = (v | committed) & ~error; if qemuCommitStyle { v &= ~commit } }
             case .error: v = (v | error) & ~committed
             case .never: break
             }
-        } else if old & commit != 0 && new & commit == 0 {
+        } else if (old & commit != 0 || old & committed != 0) && new & commit == 0 {
             v &= ~(committed | error)
         }
         setComp(decoderOffset(n, 0x10), v)

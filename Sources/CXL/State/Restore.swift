@@ -352,7 +352,7 @@ final class RestoreRun {
                 fresh[r.key] = after
             }
             set(r.key) { $0.after = after }
-            guard after != r.value else { continue }
+            guard !StateCatalog.equivalent(r.key, r.value, after) else { continue }
             switch o.action {
             case .lockedKept, .merged:
                 fail(r.key, "CONFIG_LOCK is set and the hardware holds a different value; locked fields cannot be restored")

@@ -76,6 +76,18 @@ public enum StateCatalog {
         }
     }
 
+    /// Whether two values of a register mean the same state. Decoder n Control: a
+    /// committed decoder may read Commit 1 (spec) or 0 (QEMU clears it when it sets
+    /// Committed, `hw/mem/cxl_type3.c`); with Committed set in both, Commit is ignored.
+    public static func equivalent(_ key: RegisterKey, _ a: UInt64, _ b: UInt64) -> Bool {
+        if a == b { return true }
+        if key.block == hdmBlock, key.register.hasPrefix("Decoder "), key.register.hasSuffix(" Control"),
+           a & committedBit != 0, b & committedBit != 0 {
+            return a & ~commitBit == b & ~commitBit
+        }
+        return false
+    }
+
     /// The fields that differ between two values of a register, decoded ("Mem_Enable 1 -> 0").
     public static func changedFields(_ key: RegisterKey, _ a: UInt64, _ b: UInt64) -> [FieldChange] {
         guard let layout = layout(for: key) else { return [] }

@@ -15,7 +15,10 @@ public struct CXLStateDiff: Sendable, Hashable, Codable {
 
         public var key: RegisterKey { RegisterKey(block: block, register: register) }
         public var displayName: String { StateCatalog.displayName(block: block, register: register) }
-        public var changed: Bool { a != b }
+        public var changed: Bool {
+            guard let a, let b else { return a != b }
+            return !StateCatalog.equivalent(key, a, b)
+        }
     }
 
     public var a: CXLDeviceIdentity

@@ -1,0 +1,124 @@
+import PCI
+
+/// What firmware sets up on a CXL Type-2 device before the OS sees it: the state
+/// the save/restore engine exists to keep across resets.
+public struct CXLFirmwareProgram: Sendable, Hashable {
+    /// One HDM decoder: HPA size and DPA skip (both multiples of 256 MiB).
+    public struct Decoder: Sendable, Hashable {
+        public var size: UInt64
+        public var dpaSkip: UInt64
+        public init(size: UInt64, dpaSkip: UInt64 = 0) {
+            self.size = size
+            self.dpaSkip = dpaSkip
+        }
+    }
+
+    /// HPA of decoder 0 (and of DVSEC Range 1); later decoders follow contiguously.
+    public var hpaBase: UInt64
+    public var decoders: [Decoder]
+    public var lockOnCommit: Bool
+    /// Set CONFIG_LOCK last.
+    public var configLock: Bool
+    /// Where to place the component register BAR if it is unassigned.
+    public var componentBARAddress: UInt64
+
+    public init(hpaBase: UInt64 = 0x40_0000_0000,
+                decoders: [Decoder] = [Decoder(size: 512 << 20), Decoder(size: 256 << 20, dpaSkip: 256 << 20)],
+                lockOnCommit: Bool = false, configLock: Bool = true, componentBARAddress: UInt64 = 0xE000_0000) {
+        self.hpaBase = hpaBase
+        self.decoders = decoders
+        self.lockOnCommit = lockOnCommit
+        self.configLock = configLock
+        self.componentBARAddress = componentBARAddress
+    }
+}
+
+extension CXLStateEngine {
+    /// Program the function the way firmware would, through config and BAR accesses
+    /// only: component BAR (if unassigned), Memory Space and Bus Master Enable, DVSEC
+    /// Range 1 Base, HDM Decoder Enable, each decoder programmed and committed in
+    /// ascending order, DVSEC Control Mem_Enable (and Cache_Enable when capable),
+    /// then CONFIG_LOCK. Returns the steps taken.
+    @discardableResult
+    public func programLikeFirmware(_ program: CXLFirmwareProgram = CXLFirmwareProgram()) throws(CXLStateError) -> [String] {
+        let s = try save()
+        guard let hdm = s.layout.hdm else { throw .notCXLDevice("\(function.address) has no HDM decoders to program") }
+        guard program.decoders.count <= hdm.decoderCount else {
+            throw .layoutMismatch("\(program.decoders.count) decoders asked, \(hdm.decoderCount) implemented")
+        }
+        var steps: [String] = []
+        func w(_ key: RegisterKey, _ v: UInt64) throws(CXLStateError) {
+            guard let r = s[key] else { throw .layoutMismatch("no \(key)") }
+            try write(r, v)
+        }
+        func dv(_ l: RegisterLayout) -> RegisterKey { RegisterKey(block: StateCatalog.dvsecBlock, register: l.name) }
+        func hk(_ name: String) -> RegisterKey { RegisterKey(block: StateCatalog.hdmBlock, register: name) }
+
+        // Component BAR.
+        let bars = StateCatalog.barIndices(of: hdm.bar, in: s)
+        let baseField = PCIHeader.bar(hdm.bar).field("Base Address")!
+        let low = s[StateCatalog.barKey(bars[0])]!.value
+        let high = bars.count > 1 ? s[StateCatalog.barKey(bars[1])]!.value : 0
+        if baseField.extract(low) == 0 && high == 0 {
+            try w(StateCatalog.barKey(bars[0]), program.componentBARAddress & 0xFFFF_FFFF)
+            if bars.count > 1 { try w(StateCatalog.barKey(bars[1]), program.componentBARAddress >> 32) }
+            steps.append("BAR \(hdm.bar) placed at 0x\(String(program.componentBARAddress, radix: 16))")
+        }
+        let command = PCIHeader.command
+        let cmd = s[StateCatalog.commandKey]!.value | command.field("Memory Space Enable")!.mask | command.field("Bus Master Enable")!.mask
+        try w(StateCatalog.commandKey, cmd)
+        steps.append("Command: Memory Space Enable, Bus Master Enable")
+
+        // DVSEC Range 1 Base mirrors decoder 0 (CXL 3.1 §8.1.3.8 recommends it).
+        try w(dv(CXLDeviceDVSEC.range1.baseHigh), program.hpaBase >> 32)
+        try w(dv(CXLDeviceDVSEC.range1.baseLow), program.hpaBase & CXLDeviceDVSEC.range1.baseLow.writableMask)
+        steps.append("DVSEC Range 1 Base = 0x\(String(program.hpaBase, radix: 16))")
+
+        let global = HDMDecoderCapability.globalControl
+        try w(hk(global.name), s[hk(global.name)]!.value | global.field("HDM Decoder Enable")!.mask)
+        steps.append("HDM Decoder Enable")
+
+        var base = program.hpaBase
+        for (n, d) in program.decoders.enumerated() {
+            let regs = HDMDecoderCapability.decoderRegisters(n, endpoint: hdm.endpoint)
+            let lo: (UInt64) -> UInt64 = { $0 & 0xFFFF_FFFF }
+            try w(hk(regs[0].name), lo(base) & regs[0].writableMask)
+            try w(hk(regs[1].name), base >> 32)
+            try w(hk(regs[2].name), lo(d.size) & regs[2].writableMask)
+            try w(hk(regs[3].name), d.size >> 32)
+            try w(hk(regs[5].name), lo(d.dpaSkip) & regs[5].writableMask)
+            try w(hk(regs[6].name), d.dpaSkip >> 32)
+            // Type-2 decoders are device-coherent: Target Range Type 0, 1-way.
+            let control = StateCatalog.commitBit | (program.lockOnCommit ? StateCatalog.lockOnCommitBit : 0)
+            try w(hk(regs[4].name), control)
+            let clock = options.clock, start = clock.now()
+            while true {
+                let v = try read(s[hk(regs[4].name)]!)
+                if v & StateCatalog.committedBit != 0 { break }
+                if v & StateCatalog.errorNotCommittedBit != 0 {
+                    throw .layoutMismatch("decoder \(n) reported Error Not Committed")
+                }
+                if clock.now() - start >= options.commitTimeout {
+                    throw .layoutMismatch("decoder \(n) did not commit within \(options.commitTimeout)")
+                }
+                clock.sleep(for: options.commitPollInterval)
+            }
+            steps.append("decoder \(n): HPA 0x\(String(base, radix: 16)) size \(d.size >> 20) MiB"
+                + (d.dpaSkip > 0 ? " DPA skip \(d.dpaSkip >> 20) MiB" : "") + " committed"
+                + (program.lockOnCommit ? " (Lock On Commit)" : ""))
+            base += d.size
+        }
+
+        let control = CXLDeviceDVSEC.control
+        let cap = s.dvsec(CXLDeviceDVSEC.capability)?.value ?? 0
+        var c = s.dvsec(control)!.value | control.field("Mem_Enable")!.mask
+        if CXLDeviceDVSEC.capability.field("Cache_Capable")!.extract(cap) == 1 { c |= control.field("Cache_Enable")!.mask }
+        try w(dv(control), c)
+        steps.append("DVSEC Control: Mem_Enable" + (c & control.field("Cache_Enable")!.mask != 0 ? ", Cache_Enable" : ""))
+        if program.configLock {
+            try w(dv(CXLDeviceDVSEC.lock), StateCatalog.configLockBit)
+            steps.append("CONFIG_LOCK")
+        }
+        return steps
+    }
+}

@@ -1,0 +1,24 @@
+import ArgumentParser
+import CXLKitCommands
+
+struct DiffCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "diff",
+        abstract: "Compare two CXL states register by register; each side is a state file or a live target.",
+        discussion: "Exit status as diff(1): 0 identical, 1 different, 2 trouble.")
+
+    @Argument(help: "State file or target.") var a: String
+    @Argument(help: "State file or target.") var b: String
+    @Flag(help: "Print the comparison as JSON.") var json = false
+    @OptionGroup var targetOptions: TargetOptionGroup
+
+    func run() throws {
+        try runStateCommand(errorExit: 2) {
+            let resolver = try targetOptions.resolver()
+            func source(_ s: String) throws -> StateSource {
+                CXLKit.isStateFile(s) ? .file(s) : .live(try CXLKit.stateFunction(s, resolver: resolver))
+            }
+            return CXLKit.diffState(try CXLKit.loadState(source(a)), try CXLKit.loadState(source(b)), json: json)
+        }
+    }
+}

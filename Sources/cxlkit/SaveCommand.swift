@@ -1,0 +1,19 @@
+import ArgumentParser
+import CXLKitCommands
+
+struct SaveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "save",
+        abstract: "Save a CXL function's DVSEC, HDM decoder and PCI state to a state file.",
+        discussion: "The file is versioned JSON with the device's identity and a checksum, written atomically (temporary file, fsync, rename); a failed save leaves an existing file untouched.")
+
+    @Argument(help: "The function: a sysfs address (as root), emulated:NAME, or a file with --bar images.") var target: String
+    @Option(name: .shortAndLong, help: "State file to write.") var output: String
+    @OptionGroup var targetOptions: TargetOptionGroup
+
+    func run() throws {
+        try runReportingErrors {
+            try CXLKit.saveState(CXLKit.stateFunction(target, resolver: targetOptions.resolver()), to: output)
+        }
+    }
+}
