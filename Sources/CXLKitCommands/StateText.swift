@@ -9,8 +9,8 @@ public enum StateText {
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
 
     static func value(_ v: UInt64?, _ width: Int) -> String {
-        guard let v else { return pad("-", 2 + 2 * width) }
-        return "0x" + hex(v, digits: 2 * width)
+        guard let v else { return pad("-", 10) }
+        return pad("0x" + hex(v, digits: 2 * width), 10)
     }
 
     static func fields(_ f: [FieldChange]) -> String { f.map(\.description).joined(separator: ", ") }
@@ -38,8 +38,8 @@ public enum StateText {
         out += steps(r.steps)
         out += "registers (saved, read back, action):\n"
         for o in r.registers {
-            out += "  " + pad(o.displayName, nameWidth) + value(o.saved, o.width) + "  " + value(o.after, o.width)
-                + "  " + o.action.rawValue + (o.ok ? "" : "  FAILED") + (o.detail.map { ": \($0)" } ?? "") + "\n"
+            out += "  " + pad(o.displayName, nameWidth) + value(o.saved, o.width) + " " + value(o.after, o.width)
+                + " " + o.action.rawValue + (o.ok ? "" : "  FAILED") + (o.detail.map { ": \($0)" } ?? "") + "\n"
         }
         out += result(r)
         return out
@@ -60,8 +60,8 @@ public enum StateText {
     static func changes(_ d: CXLStateDiff, indent: String = "  ") -> String {
         var out = ""
         for e in d.changes {
-            out += indent + pad(e.displayName, nameWidth) + value(e.a, e.width) + " -> " + value(e.b, e.width)
-            if !e.fields.isEmpty { out += "  " + fields(e.fields) }
+            out += indent + pad(e.displayName, nameWidth) + value(e.a, e.width) + "-> " + value(e.b, e.width)
+            if !e.fields.isEmpty { out += fields(e.fields) }
             if let n = e.note { out += "  (\(n))" }
             out += "\n"
         }
@@ -94,8 +94,8 @@ public enum StateText {
         if let d = r.diff {
             out += "registers (before the reset, after everything):\n"
             for e in d.entries {
-                out += "  " + pad(e.displayName, nameWidth) + value(e.a, e.width) + "  " + value(e.b, e.width)
-                out += e.changed ? "  CHANGED" + (e.fields.isEmpty ? "" : " " + fields(e.fields)) : "  ="
+                out += "  " + pad(e.displayName, nameWidth) + value(e.a, e.width) + " " + value(e.b, e.width)
+                out += e.changed ? " CHANGED" + (e.fields.isEmpty ? "" : " " + fields(e.fields)) : " ="
                 if let n = e.note { out += "  (\(n))" }
                 out += "\n"
             }

@@ -63,7 +63,7 @@ final class RestoreRun {
         self.snapshot = snapshot
         for r in snapshot.registers {
             outcomes[r.key] = RegisterOutcome(block: r.block, register: r.register, width: r.width, saved: r.value,
-                                              action: r.role == .verify ? .compared : .written, ok: true)
+                                              action: r.role == .verify ? .compared : .notAttempted, ok: true)
         }
     }
 
@@ -88,9 +88,10 @@ final class RestoreRun {
     @discardableResult
     private func write(_ r: SavedRegister, _ value: UInt64, action: RegisterOutcome.Action = .written) -> Bool {
         fresh[r.key] = nil
+        set(r.key) { $0.action = action }
         do {
             try engine.write(r, value)
-            set(r.key) { $0.written = value; $0.action = action }
+            set(r.key) { $0.written = value }
             return true
         } catch {
             fail(r.key, "write of \(HexCoding.format(value, width: r.width)) failed: \(error)")
@@ -157,7 +158,6 @@ final class RestoreRun {
 
     func execute() {
         let hdm = snapshot.layout.hdm
-        let header = StateCatalog.headerBlock
 
         // 1. BARs.
         let bars = (0..<6).compactMap { saved(StateCatalog.barKey($0)) }
@@ -238,7 +238,10 @@ final class RestoreRun {
 
         // 11. Read back config space.
         verify(snapshot.registers.filter { $0.space == .config })
-        _ = header
+        // A register the steps above never reached is a failure, not a silent pass.
+        for r in snapshot.registers where outcomes[r.key]?.action == .notAttempted && outcomes[r.key]?.ok == true {
+            fail(r.key, "not attempted")
+        }
     }
 
     private func restoreHDM(_ hdm: HDMLocation) {

@@ -1,0 +1,105 @@
+import Testing
+import Foundation
+import PCI
+import CXL
+@testable import CXLKitCommands
+
+/// The state commands on the QEMU 7.2 Type-3 captures (config space + component
+/// register block): real register contents, read-only backend.
+@Suite("cxlkit save/restore/diff on QEMU captures")
+struct StateCommandTests {
+    func capture(_ stage: String) throws -> ImagePCIFunction {
+        let dir = "qemu-cxl/\(stage)/endpoint/"
+        return ImagePCIFunction(address: "0000:0d:00.0", config: ConfigSpace(bytes: try fixture(dir + "config.bin")),
+                                barImages: [0: (0, try fixture(dir + "block-component-bar0-0x0.bin"))])
+    }
+
+    @Test func saveFindsTheCommittedDecoderOfARealCapture() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("region.json").path
+        let text = try CXLKit.saveState(try capture("region"), to: path)
+        #expect(text.contains("HDM decoders: BAR 0 + 0x1110, 1 decoder(s), committed: 0"))
+        let s = try CXLStateFile.read(from: path)
+        #expect(s[StateCatalog.hdmBlock, "Decoder 0 Base High"]?.value == 0x4)
+        #expect(s[StateCatalog.hdmBlock, "Decoder 0 Base Low"]?.value == 0x9000_0000)
+        #expect(s.dvsec(CXLDeviceDVSEC.control)?.value == 0x6)
+    }
+
+    /// The seed thread's observation, on QEMU: the reset kept the DVSEC but wiped the
+    /// committed decoder.
+    @Test func diffShowsWhatTheQEMUResetWiped() throws {
+        let a = try CXLKit.loadState(.live(try capture("region")))
+        let b = try CXLKit.loadState(.live(try capture("reset")))
+        let r = CXLKit.diffState(a, b, json: false)
+        #expect(r.exitCode == 1)
+        #expect(r.output.contains("Decoder 0 Control                   0x00001400 -> 0x00000000 Committed 1->0, Target Range Type 1->0"))
+        #expect(r.output.contains("HDM Decoder Global Control          0x00000002 -> 0x00000000 HDM Decoder Enable 1->0"))
+        #expect(!r.output.contains("DVSEC CXL Control "))
+        #expect(r.output.hasSuffix("5 of 33 registers differ\n"))
+        #expect(CXLKit.diffState(a, a, json: false).exitCode == 0)
+        let json = CXLKit.diffState(a, b, json: true).output
+        #expect(json.contains("\"register\" : \"Decoder 0 Control\""))
+    }
+
+    /// A backend that refuses writes: the restore runs, reports every refused write
+    /// and exits 1; nothing traps.
+    @Test func restoreToAReadOnlyBackendFailsCleanly() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("region.json").path
+        _ = try CXLKit.saveState(try capture("region"), to: path)
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let r = try CXLKit.restoreState(try capture("reset"), from: path, json: false)
+        #expect(r.exitCode == 1)
+        #expect(r.output.contains("RESTORE FAILED"))
+        #expect(r.output.contains("read-only image"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == before)
+    }
+
+    @Test func badStateFilesAreOneLineErrors() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let good = dir.appendingPathComponent("good.json").path
+        _ = try CXLKit.saveState(try capture("region"), to: good)
+        let text = try String(contentsOfFile: good, encoding: .utf8)
+        let cases: [(String, String)] = [
+            ("truncated", String(text.prefix(text.count / 2))),
+            ("future", text.replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 7")),
+            ("edited", text.replacingOccurrences(of: "\"value\" : \"0x90000000\"", with: "\"value\" : \"0xa0000000\"")),
+            ("other", text.replacingOccurrences(of: "\"device\" : \"0x0d93\"", with: "\"device\" : \"0x0d94\"")),
+        ]
+        for (name, body) in cases {
+            let p = dir.appendingPathComponent(name + ".json").path
+            try body.write(toFile: p, atomically: true, encoding: .utf8)
+            #expect(throws: CommandError.self) { try CXLKit.restoreState(try capture("reset"), from: p, json: false) }
+        }
+        do {
+            _ = try CXLKit.restoreState(try capture("reset"), from: dir.appendingPathComponent("future.json").path, json: false)
+        } catch {
+            #expect("\(error)" == "state file version 7 is newer than supported version 1")
+        }
+    }
+
+    @Test func stateFileDetection() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = dir.appendingPathComponent("s.json").path
+        _ = try CXLKit.saveState(try capture("region"), to: p)
+        #expect(CXLKit.isStateFile(p))
+        #expect(!CXLKit.isStateFile(fixtureURL("qemu-cxl/region/endpoint/config.bin").path))
+        #expect(!CXLKit.isStateFile(dir.appendingPathComponent("missing").path))
+    }
+
+    /// A failed save never replaces the file already there.
+    @Test func failedSaveLeavesTheFile() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = dir.appendingPathComponent("s.json").path
+        _ = try CXLKit.saveState(try capture("region"), to: p)
+        let before = try Data(contentsOf: URL(fileURLWithPath: p))
+        let noBAR = ImagePCIFunction(address: "x", config: ConfigSpace(bytes: try fixture("qemu-cxl/reset/endpoint/config.bin")))
+        #expect(throws: CommandError.self) { try CXLKit.saveState(noBAR, to: p) }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: p)) == before)
+    }
+}
