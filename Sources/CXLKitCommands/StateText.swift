@@ -9,8 +9,8 @@ public enum StateText {
     static func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
 
     static func value(_ v: UInt64?, _ width: Int) -> String {
-        guard let v else { return pad("-", 10) }
-        return pad("0x" + hex(v, digits: 2 * width), 10)
+        guard let v else { return "-" }
+        return "0x" + hex(v, digits: 2 * width)
     }
 
     static func fields(_ f: [FieldChange]) -> String { f.map(\.description).joined(separator: ", ") }
@@ -38,8 +38,8 @@ public enum StateText {
         out += steps(r.steps)
         out += "registers (saved, read back, action):\n"
         for o in r.registers {
-            out += "  " + pad(o.displayName, nameWidth) + value(o.saved, o.width) + " " + value(o.after, o.width)
-                + " " + o.action.rawValue + (o.ok ? "" : "  FAILED") + (o.detail.map { ": \($0)" } ?? "") + "\n"
+            out += "  " + pad(o.displayName, nameWidth) + pad(value(o.saved, o.width), 11) + pad(value(o.after, o.width), 11)
+                + o.action.rawValue + (o.ok ? "" : "  FAILED") + (o.detail.map { ": \($0)" } ?? "") + "\n"
         }
         out += result(r)
         return out
@@ -60,7 +60,7 @@ public enum StateText {
     static func changes(_ d: CXLStateDiff, indent: String = "  ") -> String {
         var out = ""
         for e in d.changes {
-            out += indent + pad(e.displayName, nameWidth) + value(e.a, e.width) + "-> " + value(e.b, e.width)
+            out += indent + pad(e.displayName, nameWidth) + pad(value(e.a, e.width), 11) + "-> " + pad(value(e.b, e.width), 11)
             if !e.fields.isEmpty { out += fields(e.fields) }
             if let n = e.note { out += "  (\(n))" }
             out += "\n"
@@ -81,7 +81,7 @@ public enum StateText {
         var out = "reset \(r.device): \(r.method.title)\(r.memClear ? " with Mem Clr" : ""), preserve \(r.preserve ? "on" : "off")\n"
         out += steps(r.steps)
         if let e = r.resetError { out += "reset error: \(e)\n" }
-        if let w = r.wiped {
+        if r.preserve, let w = r.wiped {
             out += w.isEmpty ? "wiped by the reset: nothing\n" : "wiped by the reset (before -> after the reset):\n" + changes(w)
         }
         if let p = r.pciRestore, !p.succeeded { out += "PCI state " + result(p) }
@@ -94,8 +94,8 @@ public enum StateText {
         if let d = r.diff {
             out += "registers (before the reset, after everything):\n"
             for e in d.entries {
-                out += "  " + pad(e.displayName, nameWidth) + value(e.a, e.width) + " " + value(e.b, e.width)
-                out += e.changed ? " CHANGED" + (e.fields.isEmpty ? "" : " " + fields(e.fields)) : " ="
+                out += "  " + pad(e.displayName, nameWidth) + pad(value(e.a, e.width), 11) + pad(value(e.b, e.width), 11)
+                out += e.changed ? "CHANGED" + (e.fields.isEmpty ? "" : " " + fields(e.fields)) : "="
                 if let n = e.note { out += "  (\(n))" }
                 out += "\n"
             }

@@ -184,11 +184,9 @@ enum Discovery {
         var endpoint: Bool
     }
 
-    /// Device Serial Number capability (PCIe 6.0 §7.9.3): serial at +0x04 and +0x08.
-    static let serialLower = RegisterLayout("Serial Number Register (Lower DW)", offset: 0x04, width: 4,
-                                            [.init("Serial Number Lower", 31, 0, .ro)])
-    static let serialUpper = RegisterLayout("Serial Number Register (Upper DW)", offset: 0x08, width: 4,
-                                            [.init("Serial Number Upper", 31, 0, .ro)])
+    /// Device Serial Number capability (PCIe 6.0 §7.9.3), from the PCI catalog.
+    static let serialLower = DeviceSerialNumberCapability.lower
+    static let serialUpper = DeviceSerialNumberCapability.upper
 
     static func configLayout(_ config: ConfigSpace, address: String) throws(CXLStateError) -> ConfigFindings {
         let caps = CapabilityList(walking: config)

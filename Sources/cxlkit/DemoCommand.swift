@@ -1,0 +1,15 @@
+import ArgumentParser
+import CXLKitCommands
+
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Show firmware-programmed CXL state surviving every reset type on the emulated device.",
+        discussion: "Programs the DVSEC and two HDM decoders the way firmware would, then for FLR, CXL Reset, secondary bus reset and link down shows what the reset wiped and that restore brought it back. Exit 1 if anything behaves unexpectedly.")
+
+    @Flag(help: "Print every reset report as JSON.") var json = false
+
+    func run() throws {
+        try runStateCommand { try CXLKit.demo(json: json) }
+    }
+}
