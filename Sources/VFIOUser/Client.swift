@@ -394,6 +394,28 @@ public final class VFIOUserClient: @unchecked Sendable {
         return f.data
     }
 
+    /// Serves DMA_READ/DMA_WRITE requests the server sent while no call was in progress, waiting up to
+    /// `timeoutMilliseconds` for the first one. (Calls serve them too while they wait for their replies.)
+    public func serviceServerRequests(timeoutMilliseconds: Int32 = 0) throws(VFIOUserError) {
+        lock.lock(); defer { lock.unlock() }
+        if let b = broken { throw b }
+        var wait = timeoutMilliseconds
+        while true {
+            let ready: Bool
+            do { ready = try socket.waitReadable(timeoutMilliseconds: wait) } catch { throw fail(error) }
+            guard ready else { return }
+            wait = 0
+            let msg: VFIOUserReceived
+            do throws(VFIOUserError) {
+                guard let m = try socket.receive(maxFDs: 0, maxMessageSize: VFIOUserLimits.headerSize + VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize),
+                                                 timeoutMilliseconds: configuration.timeoutMilliseconds) else { throw VFIOUserError.disconnected }
+                msg = m
+            } catch { throw fail(error) }
+            guard msg.header.isCommand else { throw fail(.fatal("unsolicited reply \(msg.header.messageID)")) }
+            do { try serveServerRequest(msg) } catch { throw fail(error) }
+        }
+    }
+
     /// Sends raw bytes (for conformance tests) and waits for whatever single message comes back.
     public func rawExchange(_ bytes: [UInt8], fds: [Int32] = []) throws(VFIOUserError) -> VFIOUserReceived? {
         lock.lock(); defer { lock.unlock() }

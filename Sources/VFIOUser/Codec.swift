@@ -214,6 +214,8 @@ public enum VFIOUserDecoder {
             if let want = requestedCount, a.count != want { throw .malformed("DMA_READ reply count \(a.count), asked \(want)") }
             return .dmaRead(a)
         case .dmaWrite:
+            // QEMU 10.2 answers DMA_WRITE with the header only; libvfio-user echoes `addr, count`.
+            if payload.isEmpty { return .empty }
             return .dmaWrite(try VFIOUserDMAAccess.decode(payload, withData: false, what: "DMA_WRITE reply"))
         case .deviceFeature: return .deviceFeature(try VFIOUserDeviceFeature.decode(payload))
         case .migDataRead, .migDataWrite: return .migData(try VFIOUserMigData.decode(payload))

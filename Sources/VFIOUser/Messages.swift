@@ -349,6 +349,64 @@ public struct VFIOUserDMAAccess: Sendable, Equatable {
     }
 }
 
+/// How a peer lays out DMA_READ / DMA_WRITE (an interop trap). The spec and libvfio-user use
+/// `addr u64, count u64, data` and echo both fields in replies. QEMU 10.2 (`hw/vfio-user/protocol.h`,
+/// `VFIOUserDMARW`) uses `offset u64, count u32, data` with the data at payload offset 12 and the message sized
+/// from `sizeof` of the padded struct (4 extra bytes); it answers DMA_WRITE with the header only.
+public enum VFIOUserDMALayout: Sendable, Equatable {
+    case spec
+    case qemu
+
+    /// Payload of a server→client DMA_READ (`data` empty) or DMA_WRITE request.
+    public func encodeRequest(_ a: VFIOUserDMAAccess) -> [UInt8] {
+        switch self {
+        case .spec: return a.encode()
+        case .qemu:
+            var w = ByteWriter(capacity: 16 + a.data.count)
+            w.u64(a.address); w.u32(UInt32(truncatingIfNeeded: a.count)); w.append(a.data); w.zeros(4)
+            return w.bytes
+        }
+    }
+
+    /// Payload of a client's reply to DMA_READ (with data) or DMA_WRITE (without).
+    public func encodeReply(_ a: VFIOUserDMAAccess, write: Bool) -> [UInt8] {
+        switch self {
+        case .spec: return a.encode()
+        case .qemu:
+            if write { return [] }
+            return encodeRequest(a)
+        }
+    }
+
+    /// Decodes a client→server request as this layout sends it (for a client serving DMA).
+    public func decodeRequest(_ p: [UInt8], write: Bool) throws(VFIOUserError) -> VFIOUserDMAAccess {
+        switch self {
+        case .spec:
+            return try VFIOUserDMAAccess.decode(p, withData: write, what: write ? "DMA_WRITE" : "DMA_READ")
+        case .qemu:
+            guard p.count >= 16, let addr = ByteReader.le(p, at: 0, size: 8), let count = ByteReader.le(p, at: 8, size: 4) else {
+                throw .malformed("DMA request truncated")
+            }
+            guard !write || UInt64(p.count - 12) >= count else { throw .malformed("DMA_WRITE count \(count) beyond data") }
+            return VFIOUserDMAAccess(address: addr, count: count, data: write ? Array(p[12..<(12 + Int(count))]) : [])
+        }
+    }
+
+    /// Decodes the reply to a DMA_READ of `count` bytes at `address`; the echoed fields must match.
+    public func decodeReadReply(_ p: [UInt8], address: UInt64, count: UInt64) throws(VFIOUserError) -> [UInt8] {
+        let headerSize = self == .spec ? 16 : 12
+        guard p.count >= headerSize, let addr = ByteReader.le(p, at: 0, size: 8),
+              let n = ByteReader.le(p, at: 8, size: headerSize - 8) else { throw .malformed("DMA_READ reply truncated") }
+        guard addr == address, n == count else { throw .malformed("DMA_READ reply for 0x\(String(addr, radix: 16))+\(n), asked 0x\(String(address, radix: 16))+\(count)") }
+        let avail = UInt64(p.count - headerSize)
+        // spec: exactly count bytes; QEMU: count bytes plus the struct's 4 padding bytes.
+        guard self == .spec ? avail == count : (avail >= count && avail <= count + 8) else {
+            throw .malformed("DMA_READ reply carries \(avail) bytes for count \(count)")
+        }
+        return Array(p[headerSize..<(headerSize + Int(count))])
+    }
+}
+
 /// REGION_WRITE_MULTI request: `wr_cnt u64`, then `{offset u64, region u32, count u32, data[8]}` × wr_cnt; the
 /// reply is `wr_cnt u64` (spec "VFIO_USER_REGION_WRITE_MULTI").
 public struct VFIOUserRegionWriteMulti: Sendable, Equatable {

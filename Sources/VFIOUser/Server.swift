@@ -16,6 +16,9 @@ public struct VFIOUserServerConfiguration: Sendable {
     public var pageSizes: UInt64 = VFIOUserLimits.defaultPageSizes
     /// Implement and advertise REGION_WRITE_MULTI when the client offers it.
     public var writeMultiple: Bool = true
+    /// Layout of the DMA_READ/DMA_WRITE messages we send. nil = automatic: QEMU's layout when the client
+    /// negotiated version 0.0 (QEMU 10.x does), the spec/libvfio-user layout otherwise.
+    public var dmaLayout: VFIOUserDMALayout? = nil
     /// How long the server waits for the client's reply to a DMA_READ/DMA_WRITE it sent.
     public var dmaReplyTimeoutMilliseconds: Int = 5000
     /// How long a started message may take to arrive completely.
@@ -144,8 +147,15 @@ final class VFIOUserConnection: @unchecked Sendable {
     var negotiated = false
     var clientCaps = VFIOUserCapabilities()
     var writeMultiple = false
+    var dmaLayout: VFIOUserDMALayout = .spec
     var pending: [VFIOUserReceived] = []
     var nextMessageID: UInt16 = 0
+    var outstanding: Set<UInt16> = []
+    var stashedReplies: [UInt16: VFIOUserReceived] = [:]
+    var nesting = 0
+    static let maxNesting = 8
+    var earlyAck: (VFIOUserHeader, [UInt8])?
+    var earlyAckSent = false
     var alive = true
     let thread = pthread_self()
 
@@ -286,8 +296,10 @@ final class VFIOUserConnection: @unchecked Sendable {
             reply(h, VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count, data: data).encode())
         case .regionWrite(let a):
             try checkAccess(a.region, a.offset, a.data.count, write: true)
-            try device { () throws(VFIOError) in try device.write(region: a.region, offset: a.offset, data: a.data) }
-            reply(h, VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count).encode())
+            let ack = VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count).encode()
+            try withEarlyAck(h, ack) { () throws(VFIOUserError) in
+                try device { () throws(VFIOError) in try device.write(region: a.region, offset: a.offset, data: a.data) }
+            }
         case .regionWriteMulti(let m):
             guard writeMultiple else { throw .malformed("REGION_WRITE_MULTI not negotiated") }
             for w in m.writes {
@@ -311,6 +323,34 @@ final class VFIOUserConnection: @unchecked Sendable {
         case .dmaRead, .dmaWrite:
             throw .malformed("\(request.command) is server-to-client only")
         }
+    }
+
+    /// A write whose handler starts message-based DMA is acknowledged before the first DMA message goes out:
+    /// QEMU holds its big lock while waiting for the write's reply and only serves DMA_READ/WRITE under that lock,
+    /// so waiting for the DMA reply first would deadlock until both sides time out. Errors after the early
+    /// acknowledgement are logged, not reported.
+    private func withEarlyAck(_ h: VFIOUserHeader, _ ack: [UInt8], _ body: () throws(VFIOUserError) -> Void) throws(VFIOUserError) {
+        // Saved and restored: commands handled while this one waits for DMA replies nest.
+        let saved = (earlyAck, earlyAckSent)
+        earlyAck = h.noReply ? nil : (h, ack)
+        earlyAckSent = false
+        defer { (earlyAck, earlyAckSent) = saved }
+        do {
+            try body()
+        } catch {
+            if earlyAckSent {
+                logger.warning("write failed after early acknowledgement", metadata: ["msg_id": "\(h.messageID)", "error": "\(error)"])
+                return
+            }
+            throw error
+        }
+        if !earlyAckSent { reply(h, ack) }
+    }
+
+    private func flushEarlyAck() {
+        guard let (h, ack) = earlyAck, !earlyAckSent else { return }
+        reply(h, ack)
+        earlyAckSent = true
     }
 
     private func checkAccess(_ region: UInt32, _ offset: UInt64, _ count: Int, write: Bool) throws(VFIOUserError) {
@@ -344,6 +384,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         if writeMultiple { ours.writeMultiple = true }
         clientCaps = c
         negotiated = true
+        dmaLayout = config.dmaLayout ?? (v.minor == 0 ? .qemu : .spec)
         let minor = min(v.minor, VFIOUserLimits.protocolMinor)
         let hasKeys = ours != VFIOUserCapabilities()
         let out = VFIOUserVersion(major: VFIOUserLimits.protocolMajor, minor: minor, capabilities: hasKeys || v.capabilities != nil ? ours : nil)
@@ -386,7 +427,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
         let region = VFIOUserDMARegion(address: m.address, size: m.size, flags: m.flags, memory: memory, memoryOffset: memOffset)
         let r = try device { () throws(VFIOError) in try dma.add(region, maxMaps: maxDMAMaps) }
-        logger.debug("DMA map", metadata: ["addr": "0x\(String(m.address, radix: 16))", "size": "0x\(String(m.size, radix: 16))",
+        logger.debug("DMA map", metadata: ["addr": "0x\(String(m.address, radix: 16))", "size": "0x\(String(m.size, radix: 16))", "prot": "\(m.flags.rawValue)",
                                           "fd": "\(memory != nil)", "result": "\(r)"])
         reply(h, [])
     }
@@ -479,9 +520,12 @@ final class VFIOUserConnection: @unchecked Sendable {
         var done = 0
         while done < count {
             let n = min(dmaChunk, count - done)
-            let reply = try exchange(.dmaRead(VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n))), expectCount: UInt64(n))
-            guard case .dmaRead(let a) = reply else { throw .system(errno: VFIOErrno.EPROTO, "bad DMA_READ reply") }
-            out += a.data
+            let a = VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n))
+            let reply = try exchange(.dmaRead, dmaLayout.encodeRequest(a))
+            do { out += try dmaLayout.decodeReadReply(reply, address: a.address, count: a.count) } catch {
+                alive = false
+                throw .system(errno: VFIOErrno.EPROTO, "DMA_READ reply: \(error)")
+            }
             done += n
         }
         return out
@@ -498,44 +542,75 @@ final class VFIOUserConnection: @unchecked Sendable {
         var done = 0
         while done < data.count {
             let n = min(dmaChunk, data.count - done)
-            _ = try exchange(.dmaWrite(VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n), data: Array(data[done..<(done + n)]))), expectCount: nil)
+            // The reply's payload is not checked: QEMU sends none, libvfio-user echoes addr and count.
+            _ = try exchange(.dmaWrite, dmaLayout.encodeRequest(VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n),
+                                                                                  data: Array(data[done..<(done + n)]))))
             done += n
         }
     }
 
-    /// Sends a server→client command and waits for its reply; client commands arriving meanwhile are queued and
-    /// handled afterwards, in order (there is no twin socket: both directions share the one socket).
-    private func exchange(_ request: VFIOUserRequest, expectCount: UInt64?) throws(VFIOError) -> VFIOUserReply {
+    /// Sends a server→client command and waits for its reply. There is no twin socket (QEMU has none), so client
+    /// commands arriving meanwhile are handled right away, nested (QEMU may be blocked waiting for their replies
+    /// before it serves our request); beyond `maxNesting` they are queued. Replies to outer, still outstanding
+    /// requests are set aside for them.
+    private func exchange(_ command: VFIOUserCommand, _ payload: [UInt8]) throws(VFIOError) -> [UInt8] {
+        flushEarlyAck()
         let id = nextMessageID
         nextMessageID &+= 1
-        let frame = VFIOUserFrame.command(id, request)
-        do { try send(frame) } catch { alive = false; throw .system(errno: error.errno, "send \(request.command)") }
+        let frame = VFIOUserFrame(header: VFIOUserHeader(messageID: id, command: command.rawValue,
+                                                         messageSize: UInt32(VFIOUserLimits.headerSize + payload.count),
+                                                         flags: VFIOUserFlags.typeCommand), payload: payload)
+        do { try send(frame) } catch { alive = false; throw .system(errno: error.errno, "send \(command)") }
+        outstanding.insert(id)
+        defer { outstanding.remove(id) }
+        let start = monotonicNanoseconds()
         let deadline = monotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
         while true {
-            let left = deadline - monotonicMilliseconds()
+            guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "connection closed during \(command)") }
             let msg: VFIOUserReceived
-            do throws(VFIOUserError) {
-                guard left > 0, try socket.waitReadable(timeoutMilliseconds: Int32(clamping: left)) else {
+            if let stashed = stashedReplies.removeValue(forKey: id) {
+                msg = stashed
+            } else {
+                let left = deadline - monotonicMilliseconds()
+                do throws(VFIOUserError) {
+                    guard left > 0, try socket.waitReadable(timeoutMilliseconds: Int32(clamping: left)) else {
+                        throw VFIOUserError.timeout(command: command.rawValue)
+                    }
+                    guard let m = try socket.receive(maxFDs: Int(config.maxMsgFDs), timeoutMilliseconds: config.messageTimeoutMilliseconds) else {
+                        throw VFIOUserError.disconnected
+                    }
+                    msg = m
+                } catch {
                     alive = false
-                    throw VFIOUserError.timeout(command: request.command.rawValue)
+                    logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(error)"])
+                    throw .system(errno: error.errno, "\(command): \(error)")
                 }
-                guard let m = try socket.receive(maxFDs: Int(config.maxMsgFDs), timeoutMilliseconds: config.messageTimeoutMilliseconds) else {
-                    alive = false
-                    throw VFIOUserError.disconnected
+                if msg.header.isCommand {
+                    if nesting < Self.maxNesting {
+                        nesting += 1
+                        handle(msg)
+                        nesting -= 1
+                    } else {
+                        pending.append(msg)
+                    }
+                    continue
                 }
-                msg = m
-            } catch {
-                alive = false
-                throw .system(errno: error.errno, "\(request.command): \(error)")
+                if msg.header.messageID != id && outstanding.contains(msg.header.messageID) {
+                    stashedReplies[msg.header.messageID] = msg
+                    continue
+                }
             }
-            if msg.header.isCommand { pending.append(msg); continue }
-            do {
+            do throws(VFIOUserError) {
                 try VFIOUserDecoder.checkReply(msg.header, for: frame.header)
-                return try VFIOUserDecoder.decodeReply(command: request.command, payload: msg.payload, fdCount: msg.fds.count, requestedCount: expectCount)
+                guard msg.fds.count == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
+                logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "ok",
+                                                                   "nesting": "\(nesting)", "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
+                return msg.payload
             } catch {
-                if case .peer(let e, _) = error { throw .system(errno: e, "client refused \(request.command)") }
+                logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(error)"])
+                if case .peer(let e, _) = error { throw .system(errno: e, "client refused \(command)") }
                 alive = false
-                throw .system(errno: VFIOErrno.EPROTO, "\(request.command) reply: \(error)")
+                throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: \(error)")
             }
         }
     }

@@ -8,6 +8,7 @@ import VFIO
 ///   0x00 scratch (u32, cleared by reset)   0x08 doorbell: write 1 = DMA copy len bytes src→dst, then raise vector 0
 ///   0x10 src (u64)  0x18 dst (u64)  0x20 len (u32)  0x24 status (u32: 1 = done, 2 = DMA error)
 ///   0x28 raise: write n = raise interrupt vector n
+///   doorbell value 2 = DMA-read len bytes at src and store their byte sum in 0x30 (no DMA write)
 final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
     static let vendor: UInt16 = 0x1234
     static let device: UInt16 = 0x5678
@@ -15,7 +16,7 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
     static let bar2Size: UInt64 = 0x1000
     static let msixTableOffset: UInt32 = 0x2000
     static let msixPBAOffset: UInt32 = 0x3000
-    enum Reg { static let scratch: UInt64 = 0, doorbell: UInt64 = 8, src: UInt64 = 0x10, dst: UInt64 = 0x18, len: UInt64 = 0x20, status: UInt64 = 0x24, raise: UInt64 = 0x28 }
+    enum Reg { static let scratch: UInt64 = 0, doorbell: UInt64 = 8, src: UInt64 = 0x10, dst: UInt64 = 0x18, len: UInt64 = 0x20, status: UInt64 = 0x24, raise: UInt64 = 0x28, checksum: UInt64 = 0x30 }
 
     let lock = NSRecursiveLock()
     var config: [UInt8]
@@ -113,7 +114,7 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
             setReg(offset, width: width, value)
             let sink = self.sink
             lock.unlock()
-            if offset == Reg.doorbell && value == 1 { doorbell() }
+            if offset == Reg.doorbell && (value == 1 || value == 2) { doorbell(copy: value == 1) }
             if offset == Reg.raise { sink?(Int(value)) }
         default:
             lock.unlock()
@@ -121,7 +122,7 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         }
     }
 
-    private func doorbell() {
+    private func doorbell(copy: Bool) {
         lock.lock()
         let src = reg64(Reg.src), dst = reg64(Reg.dst), len = Int(reg64(Reg.len) & 0xffff_ffff)
         let sink = self.sink
@@ -130,8 +131,16 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         if let dma = dma() {
             do {
                 let data = try dma.read(address: src, count: len)
-                try dma.write(address: dst, data: data)
-            } catch { status = 2 }
+                if copy {
+                    try dma.write(address: dst, data: data)
+                } else {
+                    let sum = data.reduce(UInt32(0)) { $0 &+ UInt32($1) }
+                    lock.lock(); setReg(Reg.checksum, width: 4, UInt64(sum)); lock.unlock()
+                }
+            } catch {
+                status = 2
+                if ProcessInfo.processInfo.environment["VFU_DEBUG"] != nil { print("TestPCIFunction DMA error: \(error)") }
+            }
         } else { status = 2 }
         lock.lock(); setReg(Reg.status, width: 4, status); lock.unlock()
         sink?(0)

@@ -7,7 +7,8 @@ Written from the vfio-user spec (QEMU docs/interop/vfio-user.rst) and the intero
 - DEVICE_GET_INFO with argsz 16, REGION_INFO with the argsz re-query, fds read with the header;
 - BAR writes posted with NO_REPLY (never answered), config writes not posted;
 - SET_IRQS eventfd arrays with argsz 20 and count == number of fds, chunked by the server's max_msg_fds;
-- DMA_MAP with a memfd and without an fd (then DMA_READ/DMA_WRITE arrive interleaved with replies).
+- DMA_MAP with a memfd and without an fd (then DMA_READ/DMA_WRITE arrive interleaved with replies), answered in
+  QEMU's own DMA message layout (count u32, data at offset 12, header-only DMA_WRITE replies).
 
 Usage: qemu_like_client.py SOCKET_PATH   -> prints "OK <checks>" and exits 0, or exits 1 with a message.
 The test device layout (BAR2 registers, MSI-X table in BAR0) is the Swift tests' TestPCIFunction.
@@ -51,6 +52,8 @@ class Client:
         self.server_max_fds = 1
         self.dma = {}      # addr -> (size, bytearray-like) answered for DMA_READ/WRITE
         self.dma_served = 0
+        self.nest_probe = False
+        self.nested_ok = False
 
     def _recv_exact(self, n, fds):
         buf = b""
@@ -84,31 +87,52 @@ class Client:
         return mid
 
     def serve_dma(self, mid, cmd, body):
-        addr, count = struct.unpack_from("<QQ", body)
+        """QEMU 10.2's VFIOUserDMARW layout: offset u64, count u32, data at payload offset 12; the message is sized
+        from sizeof() of the padded struct (32 bytes with the header). DMA_READ replies carry the same layout plus
+        the 4 padding bytes; DMA_WRITE replies are header-only."""
+        if HDR.size + len(body) < 32:
+            self.s.sendall(HDR.pack(mid, cmd, HDR.size, T_REPLY | F_ERROR, 22))
+            return
+        addr, count = struct.unpack_from("<QI", body)
+        if cmd == DMA_WRITE and count > HDR.size + len(body) - 32:
+            self.s.sendall(HDR.pack(mid, cmd, HDR.size, T_REPLY | F_ERROR, 7))
+            return
+        if self.nest_probe:
+            # Like a QEMU vCPU that touches the device while the main loop has not yet served this DMA request:
+            # the server must answer our command before we answer its DMA request.
+            self.nest_probe = False
+            pid = self.send(REGION_READ, struct.pack("<QII", R_SCRATCH, 2, 4))
+            rid, rcmd, flags, err, rbody, _ = self.recv_msg()
+            check(rid == pid and rcmd == REGION_READ and flags & 0xF == T_REPLY and not flags & F_ERROR,
+                  "server answers a command while its DMA request is outstanding")
+            self.nested_ok = True
         for base, (size, mem) in self.dma.items():
             if base <= addr and addr + count <= base + size:
                 off = addr - base
                 if cmd == DMA_READ:
-                    data = bytes(mem[off:off + count])
-                    reply = struct.pack("<QQ", addr, count) + data
+                    reply = struct.pack("<QI", addr, count) + bytes(mem[off:off + count]) + b"\0" * 4
                 else:
-                    mem[off:off + count] = body[16:16 + count]
-                    reply = struct.pack("<QQ", addr, count)
+                    mem[off:off + count] = body[12:12 + count]
+                    reply = b""
                 self.s.sendall(HDR.pack(mid, cmd, HDR.size + len(reply), T_REPLY, 0) + reply)
                 self.dma_served += 1
                 return
-        self.s.sendall(HDR.pack(mid, cmd, HDR.size, T_REPLY | F_ERROR, 14))
+        self.s.sendall(HDR.pack(mid, cmd, HDR.size, T_REPLY | F_ERROR, 19))   # MEMTX_DECODE_ERROR -> ENODEV
 
     def call(self, cmd, payload=b"", fds=()):
-        """Send and wait for the reply; answer server DMA requests meanwhile. Returns (err, body, fds)."""
+        """Send and wait for the reply. Like QEMU, whose vCPU holds the big lock while it waits, server DMA
+        requests arriving meanwhile are only served once the reply is in. Returns (err, body, fds)."""
         mid = self.send(cmd, payload, fds)
+        deferred = []
         while True:
             rid, rcmd, flags, err, body, rfds = self.recv_msg()
             if flags & 0xF == T_COMMAND:
                 check(rcmd in (DMA_READ, DMA_WRITE), "server sent command %d" % rcmd)
-                self.serve_dma(rid, rcmd, body)
+                deferred.append((rid, rcmd, body))
                 continue
             check(rid == mid and rcmd == cmd, "reply id/command %d/%d for %d/%d" % (rid, rcmd, mid, cmd))
+            for d in deferred:
+                self.serve_dma(*d)
             if flags & F_ERROR:
                 return (err or 22), body, rfds
             return 0, body, rfds
@@ -238,8 +262,13 @@ def main(path):
     def dma_copy(src, dst, length):
         for reg, val in ((R_SRC, struct.pack("<Q", src)), (R_DST, struct.pack("<Q", dst)), (R_LEN, struct.pack("<I", length))):
             c.region_write(2, reg, val, posted=True)
+        c.region_write(2, R_STATUS, struct.pack("<I", 0))
         check(c.region_write(2, R_DOORBELL, struct.pack("<I", 1)) == 0, "doorbell write")
-        return struct.unpack("<I", c.region_read(2, R_STATUS, 4)[1])[0]
+        for _ in range(1000):       # poll like a driver: the write is acknowledged before the DMA completes
+            status = struct.unpack("<I", c.region_read(2, R_STATUS, 4)[1])[0]
+            if status:
+                return status
+        return 0
 
     check(dma_copy(0x40000100, 0x40008000, 64) == 1, "device DMA through the mapped fd")
     check(ram[0x8000:0x8040] == bytes(range(64)), "DMA result visible in guest memory")
@@ -252,8 +281,10 @@ def main(path):
     c.dma[0x50000000] = (len(buf), buf)
     err, _, _ = c.call(DMA_MAP, struct.pack("<IIQQQ", 32, 3, 0, 0x50000000, len(buf)))
     check(err == 0, "DMA_MAP without fd")
+    c.nest_probe = True
     check(dma_copy(0x50000000, 0x50001000, 256) == 1, "device DMA through messages")
     check(bytes(buf[0x1000:0x1100]) == bytes(buf[0:256]) and c.dma_served >= 2, "DMA_READ/DMA_WRITE served")
+    check(c.nested_ok, "nested command answered during server DMA")
 
     # Unmatched unmap rejected; unmap all.
     err, _, _ = c.call(DMA_UNMAP, struct.pack("<IIQQ", 24, 0, 0x40000000, 0x1000))
