@@ -330,8 +330,11 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
             _ = p.exchange(C.regionWrite.rawValue, regionAccess(reg, 2, UInt32(v.count), data: v))
         }
         try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)))
-        // The server asks us for the data; we ignore it; it gives up and closes.
-        guard case .reply(let dmaReq, _) = p.receive(), dmaReq.command == C.dmaRead.rawValue else { Issue.record("no DMA_READ"); return }
+        // The server acknowledges the doorbell write first (early ack, so a QEMU blocked on the write can serve
+        // DMA), then asks us for the data; we ignore it; it gives up and closes.
+        var first = p.receive()
+        if case .reply(let ack, _) = first, ack.command == C.regionWrite.rawValue, ack.isReply { first = p.receive() }
+        guard case .reply(let dmaReq, _) = first, dmaReq.command == C.dmaRead.rawValue else { Issue.record("no DMA_READ"); return }
         var last = p.receive(timeoutMilliseconds: 5000)
         while case .reply = last { last = p.receive(timeoutMilliseconds: 5000) }
         #expect(last == .closed)
