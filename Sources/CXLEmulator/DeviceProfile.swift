@@ -39,6 +39,10 @@ public struct DeviceProfile: Codable, Sendable, Equatable {
     /// Also expose device memory as a 64-bit prefetchable BAR 2, for VMMs that do not
     /// route CXL.mem to a passed-through device.
     public var prefetchableMemoryBAR: Bool = false
+    /// BAR accesses while Command Memory Space Enable is 0 read all ones and drop
+    /// writes, as hardware completes them with Unsupported Request (PCIe 6.0
+    /// §7.5.1.1.3). Off by default so tools can read an unconfigured device.
+    public var memorySpaceEnableGatesBARs: Bool = false
 
     public var capabilities = Capabilities()
     /// Power-on state set up by device firmware; nil: everything at reset values.
@@ -351,6 +355,7 @@ extension DeviceProfile {
         decoderCount = try r.number("decoderCount", decoderCount)
         msixVectors = try r.number("msixVectors", msixVectors)
         prefetchableMemoryBAR = try r.value("prefetchableMemoryBAR", prefetchableMemoryBAR)
+        memorySpaceEnableGatesBARs = try r.value("memorySpaceEnableGatesBARs", memorySpaceEnableGatesBARs)
         capabilities = try r.value("capabilities", capabilities)
         firmware = try r.optional("firmware", firmware)
         timing = try r.value("timing", timing)

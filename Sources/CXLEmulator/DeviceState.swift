@@ -550,6 +550,10 @@ struct State {
 
     // MARK: BAR0
 
+    var memorySpaceEnabled: Bool {
+        config.read(PCIHeader.command.offset, width: 2) & Self.bit(PCIHeader.command, "Memory Space Enable") != 0
+    }
+
     mutating func bar0Read(_ offset: UInt64, width: Int) -> UInt64 {
         if let o = componentOffset(offset) { return component.read(o, width: width) }
         if offset >= Layout.deviceRegisterBlock, offset < Layout.deviceRegisterBlock + Layout.deviceRegisterBlockSize {

@@ -92,6 +92,7 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
         if bar == Layout.memoryBARIndex && profile.prefetchableMemoryBAR {
             var out = [UInt8](repeating: 0, count: width)
             try memoryBARAccess(offset: offset, width: width)
+            if !memorySpaceEnabled { return width == 8 ? ~0 : (1 << UInt64(8 * width)) - 1 }
             out.withUnsafeMutableBytes { memory.read(dpa: offset, into: $0) }
             return out.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
         }
@@ -99,6 +100,7 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
         try Self.checkBAR0Access(offset, width)
         return lock.withLock {
             s.processEvents(now: clock.now(), memory: memory)
+            if profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled { return width == 8 ? ~0 : 0xFFFF_FFFF }
             return s.bar0Read(offset, width: width)
         }
     }
@@ -106,6 +108,7 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
     public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
         if bar == Layout.memoryBARIndex && profile.prefetchableMemoryBAR {
             try memoryBARAccess(offset: offset, width: width)
+            if !memorySpaceEnabled { return }
             let bytes = (0..<width).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
             bytes.withUnsafeBytes { memory.write(dpa: offset, from: $0) }
             return
@@ -115,10 +118,16 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
         let fire = lock.withLock {
             let now = clock.now()
             s.processEvents(now: now, memory: memory)
+            if profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled { return [Int]() }
             s.bar0Write(offset, width: width, value: value, now: now, memory: memory)
             return s.takeInterrupts()
         }
         deliver(fire)
+    }
+
+    /// False only when the profile gates BARs and Memory Space Enable is 0.
+    private var memorySpaceEnabled: Bool {
+        !profile.memorySpaceEnableGatesBARs || lock.withLock { s.memorySpaceEnabled }
     }
 
     private func memoryBARAccess(offset: UInt64, width: Int) throws(PCIError) {

@@ -215,3 +215,35 @@ struct DeviceAccessTests {
         #expect(got.v == [1, 1])
     }
 }
+
+@Suite("Memory Space Enable gating (profile switch)")
+struct MemorySpaceGateTests {
+    @Test func gatedBARsReadAllOnesAndDropWrites() throws {
+        var p = DeviceProfile()
+        p.memorySpaceEnableGatesBARs = true
+        p.prefetchableMemoryBAR = true
+        p.memorySize = 256 * MiB
+        let dev = try EmulatedCXLDevice(profile: p, clock: ManualClock())
+        try dev.configWrite(0x04, width: 2, value: 0x2)
+        let d = try Discovered(dev)
+        try dev.configWrite(0x04, width: 2, value: 0x0)
+        #expect(try dev.barRead(0, offset: d.cacheMem, width: 4) == 0xFFFF_FFFF)
+        #expect(try dev.barRead(0, offset: d.cacheMem, width: 8) == ~0)
+        #expect(try dev.barRead(2, offset: 0, width: 2) == 0xFFFF)
+        try dev.barWrite(0, offset: d.decoder(0) + 4, width: 4, value: 0x12)
+        try dev.barWrite(2, offset: 0, width: 1, value: 0x34)
+        try dev.configWrite(0x04, width: 2, value: 0x2)
+        #expect(try dev.bar32(d.cacheMem) == 0x0311_0001)
+        #expect(try dev.bar32(d.decoder(0) + 4) == 0)
+        #expect(try dev.barRead(2, offset: 0, width: 1) == 0)
+        // FLR clears Memory Space Enable: gated again.
+        try dev.reset(.flr)
+        #expect(try dev.bar32(d.cacheMem) == 0xFFFF_FFFF)
+    }
+
+    @Test func ungatedByDefault() throws {
+        let (dev, d, _) = try makeDevice()
+        #expect(try dev.cfg16(0x04) & 0x2 == 0)
+        #expect(try dev.bar32(d.cacheMem) == 0x0311_0001)
+    }
+}
