@@ -76,6 +76,10 @@ public struct PCIDecoder: Sendable {
             out.append("\tSubsystem: " + subsystemName(c, sv: sv, sd: sd))
         }
         guard type <= 2 else { return out + ["\t!!! Unknown header type \(hex(type, digits: 2))"] }
+        let cls16 = UInt16(truncatingIfNeeded: (c.classCode ?? 0) >> 8)
+        if (type == 0 && cls16 == 0x0604) || (type != 0 && cls16 >> 8 != 0x06) {
+            out.append("\t!!! Invalid class \(hex(cls16, digits: 4)) for header type \(hex(type, digits: 2))")
+        }
         let cmd = c.read16(PCIHeader.command.offset) ?? 0, st = c.read16(PCIHeader.status.offset) ?? 0
         let latency = c.read8(PCIHeader.latencyTimer.offset) ?? 0, cacheLine = c.read8(PCIHeader.cacheLineSize.offset) ?? 0
         let minGnt = type == 0 ? (c.read8(0x3E) ?? 0) : 0, maxLat = type == 0 ? (c.read8(0x3F) ?? 0) : 0
@@ -318,6 +322,8 @@ public struct PCIDecoder: Sendable {
             var line = "\t\tBAR=\(bar) offset=\(hex(off, digits: 8)) size=\(hex(len, digits: 8))"
             if c.read8(o + 3) == 2, (c.read8(o + 2) ?? 0) >= 20, let mult = c.read32(o + 16) { line += " multiplier=\(hex(mult, digits: 8))" }
             return [line]
+        case 0x10:
+            return expressDetails(cap, ctx)
         case 0x11:
             guard let t = c.read32(o + 4), let p = c.read32(o + 8) else { return [] }
             return ["\t\tVector table: BAR=\(t & 7) offset=\(hex(t & ~7, digits: 8))",
@@ -393,6 +399,14 @@ public struct PCIDecoder: Sendable {
             guard let cp = c.read16(o + 4), let ct = c.read16(o + 6) else { return [] }
             return ["\t\tARICap:\tMFVC\(flag(cp, 1)) ACS\(flag(cp, 2)), Next Function: \(cp >> 8)",
                     "\t\tARICtl:\tMFVC\(flag(ct, 1)) ACS\(flag(ct, 2)), Function Group: \((ct >> 4) & 7)"]
+        case 0x2E:
+            guard let dc = c.read32(o + 4), let ctl = c.read32(o + 8), let st = c.read32(o + 0xC) else { return [] }
+            var out = ["\t\tDOECap: IntSup\(flag(dc, 1))"]
+            if dc & 1 != 0 { out.append("\t\t\tInterrupt Message Number \(hex((dc >> 1) & 0x7FF, digits: 3))") }
+            out.append("\t\tDOECtl: IntEn\(flag(ctl, 2))")
+            // lspci 3.9 tests bits 0-1 for Error (the real DOE Error bit is 2).
+            out.append("\t\tDOESta: Busy\(flag(st, 1)) IntSta\(flag(st, 2)) Error\(flag(st, 3)) ObjectReady\(flag(st, 0x8000_0000))")
+            return out
         case 0x23:
             guard let h = DVSECInstance(config: c, offset: o), let d = dvsecDecoders[h.vendorID] else { return [] }
             return d.textLines(h, context: ctx)
