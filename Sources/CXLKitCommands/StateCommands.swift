@@ -1,6 +1,7 @@
 import Foundation
 import PCI
 import CXL
+import CXLEmulator
 
 /// What a state command prints, and whether it succeeded (the exit status).
 public struct StateCommandResult: Sendable {
@@ -32,6 +33,25 @@ extension CXLKit {
                 + "(a live device: sysfs address as root, emulated:NAME, or a file with --bar images)")
         }
         return fn
+    }
+
+    /// The function for a state command. An emulated device is created for this one
+    /// command; a profile without firmware state would start blank, with nothing a
+    /// reset could take, so unless `blank` it is first programmed the way firmware
+    /// would (BAR, DVSEC Range 1 Base, two committed decoders, Mem_Enable,
+    /// CONFIG_LOCK). Profiles with their own firmware section keep theirs. Real
+    /// devices are never programmed. Returns the note to print, if any.
+    public static func stateFunction(_ target: String, resolver: TargetResolver, blank: Bool,
+                                     options: CXLStateOptions = CXLStateOptions()) throws(CommandError) -> (function: any PCIFunction, note: String?) {
+        let fn = try stateFunction(target, resolver: resolver)
+        guard !blank, let emulated = fn as? EmulatedCXLDevice, emulated.profile.firmware == nil else { return (fn, nil) }
+        do {
+            let steps = try CXLStateEngine(function: fn, options: options).programLikeFirmware()
+            return (fn, "\(fn.address) starts blank; programmed the way firmware would (--blank skips this): "
+                        + steps.joined(separator: "; ") + "\n")
+        } catch {
+            throw CommandError("\(fn.address): firmware-style setup failed: \(error)")
+        }
     }
 
     static func commandError(_ e: CXLStateError) -> CommandError { CommandError(e.description) }

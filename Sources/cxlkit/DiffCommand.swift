@@ -11,12 +11,13 @@ struct DiffCommand: ParsableCommand {
     @Argument(help: "State file or target.") var b: String
     @Flag(help: "Print the comparison as JSON.") var json = false
     @OptionGroup var targetOptions: TargetOptionGroup
+    @OptionGroup var setup: EmulatedSetupOption
 
     func run() throws {
         try runStateCommand(errorExit: 2) {
             let resolver = try targetOptions.resolver()
             func source(_ s: String) throws -> StateSource {
-                CXLKit.isStateFile(s) ? .file(s) : .live(try CXLKit.stateFunction(s, resolver: resolver))
+                CXLKit.isStateFile(s) ? .file(s) : .live(try CXLKit.stateFunction(s, resolver: resolver, blank: setup.blank).function)
             }
             return CXLKit.diffState(try CXLKit.loadState(source(a)), try CXLKit.loadState(source(b)), json: json)
         }

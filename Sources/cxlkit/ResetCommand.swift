@@ -24,10 +24,13 @@ struct ResetCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var targetOptions: TargetOptionGroup
 
+    @OptionGroup var setup: EmulatedSetupOption
+
     func run() throws {
         try runStateCommand {
-            try CXLKit.resetState(CXLKit.stateFunction(target, resolver: targetOptions.resolver()), method: method,
-                                  preserve: preserve, memClear: memClear, stateFile: stateFile, json: json)
+            let (fn, note) = try CXLKit.stateFunction(target, resolver: targetOptions.resolver(), blank: setup.blank)
+            return try CXLKit.resetState(fn, method: method, preserve: preserve, memClear: memClear,
+                                         stateFile: stateFile, json: json).prefixed(json ? nil : note)
         }
     }
 }

@@ -11,10 +11,25 @@ struct RestoreCommand: ParsableCommand {
     @Flag(help: "Print the report as JSON.") var json = false
     @OptionGroup var targetOptions: TargetOptionGroup
 
+    @OptionGroup var setup: EmulatedSetupOption
+
     func run() throws {
         try runStateCommand {
-            try CXLKit.restoreState(CXLKit.stateFunction(target, resolver: targetOptions.resolver()), from: file, json: json)
+            let (fn, note) = try CXLKit.stateFunction(target, resolver: targetOptions.resolver(), blank: setup.blank)
+            return try CXLKit.restoreState(fn, from: file, json: json).prefixed(json ? nil : note)
         }
+    }
+}
+
+/// `--blank`, for the state commands on emulated targets.
+struct EmulatedSetupOption: ParsableArguments {
+    @Flag(help: "Emulated targets: keep the device blank instead of programming it the way firmware would first (profiles with their own firmware state are never reprogrammed; real devices never are).")
+    var blank = false
+}
+
+extension StateCommandResult {
+    func prefixed(_ note: String?) -> StateCommandResult {
+        StateCommandResult(output: (note ?? "") + output, exitCode: exitCode)
     }
 }
 

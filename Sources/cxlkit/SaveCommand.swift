@@ -11,9 +11,12 @@ struct SaveCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "State file to write.") var output: String
     @OptionGroup var targetOptions: TargetOptionGroup
 
+    @OptionGroup var setup: EmulatedSetupOption
+
     func run() throws {
         try runReportingErrors {
-            try CXLKit.saveState(CXLKit.stateFunction(target, resolver: targetOptions.resolver()), to: output)
+            let (fn, note) = try CXLKit.stateFunction(target, resolver: targetOptions.resolver(), blank: setup.blank)
+            return (note ?? "") + (try CXLKit.saveState(fn, to: output))
         }
     }
 }

@@ -59,6 +59,26 @@ struct StateDemoTests {
         #expect(json.output.contains("\"succeeded\" : true"))
     }
 
+    /// The example, through the target resolver: emulated devices start blank
+    /// and are programmed the way firmware would unless --blank.
+    @Test func resetThroughTheEmulatedScheme() throws {
+        let resolver = TargetResolver()
+        let (fn, note) = try CXLKit.stateFunction("emulated:flr-loses-state", resolver: resolver, blank: false)
+        #expect(note?.contains("programmed the way firmware would") == true)
+        let lost = try CXLKit.resetState(fn, method: .flr, preserve: false, memClear: false, stateFile: nil, json: false)
+        #expect(lost.exitCode == 1)
+        let (fn2, _) = try CXLKit.stateFunction("emulated:flr-loses-state", resolver: resolver, blank: false)
+        let kept = try CXLKit.resetState(fn2, method: .flr, preserve: true, memClear: false, stateFile: nil, json: false)
+        #expect(kept.exitCode == 0)
+        let (blank, none) = try CXLKit.stateFunction("emulated:flr-loses-state", resolver: resolver, blank: true)
+        #expect(none == nil)
+        #expect(try CXLKit.resetState(blank, method: .flr, preserve: false, memClear: false, stateFile: nil, json: false).exitCode == 0)
+        // A profile with its own firmware state is not reprogrammed.
+        let (gpu, gpuNote) = try CXLKit.stateFunction("emulated:gpu-fw-committed", resolver: resolver, blank: false)
+        #expect(gpuNote == nil)
+        #expect(try CXLKit.resetState(gpu, method: .flr, preserve: false, memClear: false, stateFile: nil, json: false).exitCode == 0)
+    }
+
     @Test func saveRestoreDiffRoundTripOnTheEmulator() throws {
         let (options, manual) = clocks()
         let dir = try temporaryDirectory()
