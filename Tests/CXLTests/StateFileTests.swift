@@ -92,6 +92,37 @@ struct StateFileTests {
         }
     }
 
+    /// The checksum is no defence against a deliberate edit: a crafted snapshot with
+    /// a correct checksum is still refused when a location is impossible.
+    @Test(arguments: ["config-offset", "misaligned", "dvsec-offset", "decoders", "bar", "duplicate", "serial"])
+    func craftedSnapshotsAreRefused(edit: String) throws {
+        var s = try snapshot()
+        switch edit {
+        case "config-offset": s.registers[0].offset = 0xFFFF_FFFF_FFFF_FFF0
+        case "misaligned": s.registers[0].offset = 0x5
+        case "dvsec-offset": s.layout.dvsecOffset = Int.max - 2
+        case "decoders": s.layout.hdm?.decoderCount = 1000
+        case "bar": s.layout.hdm?.bar = 9
+        case "duplicate": s.registers.append(s.registers[0])
+        default: s.layout.serialNumberOffset = -4
+        }
+        let data = try CXLStateFile.encode(s)
+        #expect {
+            try CXLStateFile.decode(data)
+        } throws: { e in
+            if case .corruptFile(let m) = e as? CXLStateError { return m.hasPrefix("invalid state") }
+            return false
+        }
+        let dev = StateTestDevice()
+        #expect {
+            try CXLStateEngine(function: dev, options: CXLStateOptions(clock: VirtualCXLClock())).restore(s)
+        } throws: { e in
+            if case .invalidSnapshot = e as? CXLStateError { return true }
+            return false
+        }
+        #expect(!dev.log.contains { $0.write })
+    }
+
     @Test func futureVersionIsRefused() throws {
         let text = String(decoding: try CXLStateFile.encode(try snapshot()), as: UTF8.self)
             .replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 2")

@@ -39,6 +39,7 @@ extension CXLStateEngine {
     /// 11. The config registers are read back; every register is compared with the
     ///    snapshot (a value already read after the last write is not read again).
     public func restore(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> RestoreReport {
+        try snapshot.validate()
         try check(snapshot)
         let run = RestoreRun(engine: self, snapshot: snapshot)
         run.execute()

@@ -264,6 +264,40 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
         if !unread.isEmpty { try c.encode(unread, forKey: .unread) }
     }
 
+    /// Check that every location is one a function can have, so a crafted or
+    /// corrupted snapshot (the checksum is no defence against a deliberate edit)
+    /// cannot make the engine access config space out of range or overflow an offset.
+    public func validate() throws(CXLStateError) {
+        func bad(_ s: String) -> CXLStateError { .invalidSnapshot(s) }
+        let l = layout
+        let dvsecEnd = pcieConfigSpaceSize - CXLDeviceDVSEC.length(revision: 1)
+        guard (0x100...dvsecEnd).contains(l.dvsecOffset) else { throw bad("DVSEC offset \(l.dvsecOffset) outside extended config space") }
+        for (name, off) in [("PCI Express", l.pciExpressOffset), ("MSI", l.msiOffset), ("MSI-X", l.msixOffset)] {
+            if let off, !(0x40..<pciConfigSpaceSize).contains(off) { throw bad("\(name) capability offset \(off) outside 0x40-0xff") }
+        }
+        if let dsn = l.serialNumberOffset, !(0x100...(pcieConfigSpaceSize - 12)).contains(dsn) {
+            throw bad("serial number capability offset \(dsn) outside extended config space")
+        }
+        if let h = l.hdm {
+            guard (0..<6).contains(h.bar) else { throw bad("component register BAR \(h.bar)") }
+            guard (0...HDMDecoderCapability.maximumDecoders).contains(h.decoderCount) else { throw bad("\(h.decoderCount) decoders") }
+            let limit = UInt64.max - UInt64(2 * ComponentRegisterBlock.size)
+            guard h.blockOffset <= limit, h.hdmOffset <= limit else { throw bad("component register offset out of range") }
+        }
+        var seen = Set<RegisterKey>()
+        for r in registers {
+            guard seen.insert(r.key).inserted else { throw bad("\(r.displayName) appears twice") }
+            guard [1, 2, 4].contains(r.width), r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }
+            switch r.space {
+            case .config:
+                guard r.offset + UInt64(r.width) <= UInt64(pcieConfigSpaceSize) else { throw bad("\(r.displayName): past config space") }
+            case .bar(let b):
+                guard (0..<6).contains(b), r.offset <= UInt64.max - 8 else { throw bad("\(r.displayName): bad BAR location") }
+            }
+            guard r.width == 8 || r.value >> UInt64(8 * r.width) == 0 else { throw bad("\(r.displayName): value wider than the register") }
+        }
+    }
+
     /// The PCI part alone (Command, BARs, PCI Express control, MSI/MSI-X): what the
     /// PCI core saves and restores around every reset.
     public var pciOnly: CXLStateSnapshot {

@@ -51,6 +51,7 @@ public struct CXLStateEngine: Sendable {
     /// the snapshot was taken; if the reset cleared or moved it, they are listed as
     /// unread instead of being fetched from an address the BAR no longer decodes.
     public func readBack(like snapshot: CXLStateSnapshot) throws(CXLStateError) -> CXLStateSnapshot {
+        try snapshot.validate()
         var out: [SavedRegister] = []
         var unread: [UnreadRegister] = []
         let identity = try liveIdentity(snapshot.layout)
@@ -229,7 +230,7 @@ enum Discovery {
             guard let lo = config.read(low, base: base), let hi = config.read(high, base: base) else { break }
             guard ident.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
             let bar = Int(bir.extract(lo))
-            guard bar < 6 else { continue }
+            guard bar < 6, hi <= UInt64(UInt32.max) >> 1 else { continue }
             // Offset Low holds offset bits 31:16 in place (64 KiB aligned), High bits 63:32.
             return (bar, hi << 32 | (lo & offLow.mask))
         }

@@ -10,6 +10,9 @@ public enum CXLStateError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The structures the snapshot was taken from are not where the live device has
     /// them (a different device, or a different firmware layout).
     case layoutMismatch(String)
+    /// A snapshot whose layout or registers cannot be those of a real function
+    /// (offsets outside config space, misaligned, duplicated, too many decoders).
+    case invalidSnapshot(String)
     /// The state belongs to another device.
     case deviceMismatch(expected: CXLDeviceIdentity, found: CXLDeviceIdentity)
     /// The state file is not valid JSON of the expected shape (includes truncation).
@@ -36,6 +39,7 @@ public enum CXLStateError: Error, Sendable, Equatable, CustomStringConvertible {
         case .access(let e): return "register access failed: \(e)"
         case .notCXLDevice(let s): return "not a CXL device: \(s)"
         case .layoutMismatch(let s): return "device layout does not match the saved state: \(s)"
+        case .invalidSnapshot(let s): return "invalid state: \(s)"
         case .deviceMismatch(let e, let f): return "state belongs to \(e), this device is \(f)"
         case .corruptFile(let s): return "corrupt state file: \(s)"
         case .checksumMismatch(let e, let c): return "state file checksum mismatch: file says \(e), contents give \(c)"

@@ -78,6 +78,9 @@ public enum CXLStateFile {
         guard computed == envelope.checksum else {
             throw .checksumMismatch(expected: envelope.checksum, computed: computed)
         }
+        do { try envelope.snapshot.validate() } catch {
+            throw .corruptFile("\(error)")
+        }
         return envelope.snapshot
     }
 
