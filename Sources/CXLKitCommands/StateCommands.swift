@@ -47,8 +47,8 @@ extension CXLKit {
         guard !blank, let emulated = fn as? EmulatedCXLDevice, emulated.profile.firmware == nil else { return (fn, nil) }
         do {
             let steps = try CXLStateEngine(function: fn, options: options).programLikeFirmware()
-            return (fn, "\(fn.address) starts blank; programmed the way firmware would (--blank skips this): "
-                        + steps.joined(separator: "; ") + "\n")
+            return (fn, "\(fn.address) starts blank; programmed the way firmware would first (--blank skips this):\n"
+                        + StateDemo.wrap(steps.joined(separator: "; "), indent: "  ", width: 100))
         } catch {
             throw CommandError("\(fn.address): firmware-style setup failed: \(error)")
         }

@@ -99,7 +99,7 @@ extension CXLStateEngine {
                     throw .layoutMismatch("decoder \(n) reported Error Not Committed")
                 }
                 if clock.now() - start >= options.commitTimeout {
-                    throw .layoutMismatch("decoder \(n) did not commit within \(options.commitTimeout)")
+                    throw .layoutMismatch("decoder \(n) did not commit within \(options.commitTimeout.humanReadable)")
                 }
                 clock.sleep(for: options.commitPollInterval)
             }

@@ -251,7 +251,7 @@ public struct CXLResetOrchestrator: Sendable {
         let timeout = max(options.resetTimeout ?? capTimeout, options.resetQuietTime)
         let cacheCapable = capL.field("Cache_Capable")!.extract(cap) == 1
         let wbiCapable = capL.field("Cache Writeback and Invalidate Capable")!.extract(cap) == 1
-        steps.append("CXL Reset Capable; timeout \(timeout)\(memClear ? "; Mem Clr Capable" : "")")
+        steps.append("CXL Reset Capable; timeout \(timeout.humanReadable)\(memClear ? "; Mem Clr Capable" : "")")
 
         let control2 = try rd(c2L) & StateCatalog.control2PersistentMask
         var cachingDisabled = false
@@ -293,7 +293,7 @@ public struct CXLResetOrchestrator: Sendable {
         let start = clock.now()
         steps.append("Initiate CXL Reset" + (memClear ? " with CXL Reset Mem Clr Enable" : ""))
         clock.sleep(for: options.resetQuietTime)
-        steps.append("quiet time \(options.resetQuietTime): no config access")
+        steps.append("quiet time \(options.resetQuietTime.humanReadable): no config access")
         var polls = 0
         while true {
             let s2: UInt64

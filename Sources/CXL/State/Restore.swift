@@ -304,7 +304,7 @@ final class RestoreRun {
                 if live & committed != 0 {
                     let (end, polls) = poll(control, budget: budget, interval: interval) { $0 & committed == 0 }
                     guard case .done = end else {
-                        fail(control.key, "still Committed \(budget) after Commit was cleared")
+                        fail(control.key, "still Committed \(budget.humanReadable) after Commit was cleared")
                         outcome(.decommitTimeout, nil, polls: polls)
                         blockedBy = n
                         continue
@@ -321,7 +321,7 @@ final class RestoreRun {
             let (end, polls) = poll(control, budget: budget, interval: interval) { $0 & (committed | error) != 0 }
             switch end {
             case .done(let v) where v & committed != 0:
-                outcome(.committed, "programmed and committed", polls: polls)
+                outcome(.committed, "programmed, Committed after \(polls) read(s)", polls: polls)
             case .done:
                 fail(control.key, "Error Not Committed")
                 // Spec recovery: clear Commit so the decoder is not left armed.
@@ -329,8 +329,8 @@ final class RestoreRun {
                 outcome(.commitError, nil, polls: polls)
                 blockedBy = n
             case .timeout:
-                fail(control.key, "neither Committed nor Error Not Committed within \(budget)")
-                outcome(.commitTimeout, "budget \(budget)", polls: polls)
+                fail(control.key, "neither Committed nor Error Not Committed within \(budget.humanReadable)")
+                outcome(.commitTimeout, "budget \(budget.humanReadable)", polls: polls)
                 blockedBy = n
             case .failed:
                 outcome(.accessError, nil, polls: polls)

@@ -78,3 +78,14 @@ public struct CXLStateOptions: Sendable {
 
     public init(clock: any CXLClock = SystemCXLClock()) { self.clock = clock }
 }
+
+extension Duration {
+    /// "100 ms", "10 ms", "1 s", "250 us": the spec's units, for reports.
+    public var humanReadable: String {
+        let (s, a) = components
+        let us = Int64(s) * 1_000_000 + a / 1_000_000_000_000
+        if us % 1_000_000 == 0 { return "\(us / 1_000_000) s" }
+        if us % 1_000 == 0 { return "\(us / 1_000) ms" }
+        return "\(us) us"
+    }
+}
