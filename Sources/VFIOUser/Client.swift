@@ -17,6 +17,9 @@ public struct VFIOUserClientConfiguration: Sendable {
     public var maxDMAMaps: UInt64 = UInt64(VFIOUserLimits.defaultMaxDMAMaps)
     public var pageSizes: UInt64 = VFIOUserLimits.defaultPageSizes
     public var writeMultiple: Bool = true
+    /// Layout of the server's DMA_READ/DMA_WRITE. nil = automatic: QEMU's layout when version 0.0 was negotiated
+    /// (what a swift-cxl server sends such a client), the spec/libvfio-user layout otherwise.
+    public var dmaLayout: VFIOUserDMALayout? = nil
     public init() {}
 }
 
@@ -149,33 +152,41 @@ public final class VFIOUserClient: @unchecked Sendable {
     }
 
     /// Answers a DMA_READ/DMA_WRITE from the server out of the registered DMA memory.
+    /// The DMA message layout this client expects from the server (see `VFIOUserDMALayout`).
+    public var dmaLayout: VFIOUserDMALayout {
+        configuration.dmaLayout ?? (serverVersion.minor == 0 ? .qemu : .spec)
+    }
+
+    /// Answers a DMA_READ/DMA_WRITE from the server out of the registered DMA memory.
     private func serveServerRequest(_ msg: VFIOUserReceived) throws(VFIOUserError) {
         let h = msg.header
         dmaRequestsServed += 1
-        let req: VFIOUserRequest
-        do { req = try VFIOUserDecoder.decodeCommand(header: h, payload: msg.payload, fdCount: msg.fds.count) } catch {
-            if !h.noReply { try socket.send(VFIOUserFrame.errorReply(to: h, errno: error.errno).encode()) }
-            return
-        }
         func refuse(_ e: Int32) throws(VFIOUserError) {
             if !h.noReply { try socket.send(VFIOUserFrame.errorReply(to: h, errno: e).encode()) }
         }
-        switch req {
-        case .dmaRead(let a):
-            guard a.count <= configuration.maxDataXferSize else { return try refuse(VFIOErrno.EINVAL) }
-            guard let r = dma.lookup(address: a.address, count: Int(a.count)), let mem = r.memory, r.flags.contains(.read) else {
+        guard h.isCommand, msg.fds.count == 0, let cmd = h.typedCommand, cmd == .dmaRead || cmd == .dmaWrite,
+              Int(h.messageSize) == VFIOUserLimits.headerSize + msg.payload.count else {
+            return try refuse(VFIOErrno.EINVAL)
+        }
+        let layout = dmaLayout
+        let a: VFIOUserDMAAccess
+        do { a = try layout.decodeRequest(msg.payload, write: cmd == .dmaWrite) } catch { return try refuse(VFIOErrno.EINVAL) }
+        guard a.count <= configuration.maxDataXferSize else { return try refuse(VFIOErrno.E2BIG) }
+        let count = Int(a.count)
+        if cmd == .dmaRead {
+            guard let r = dma.lookup(address: a.address, count: count), let mem = r.memory, r.flags.contains(.read) else {
                 return try refuse(VFIOErrno.EFAULT)
             }
-            let data = mem.read(offset: r.memoryOffset + Int(a.address - r.address), count: Int(a.count)) ?? []
-            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: VFIOUserDMAAccess(address: a.address, count: a.count, data: data).encode()).encode()) }
-        case .dmaWrite(let a):
-            guard let r = dma.lookup(address: a.address, count: a.data.count), let mem = r.memory, r.flags.contains(.write) else {
+            let data = mem.read(offset: r.memoryOffset + Int(a.address - r.address), count: count) ?? []
+            let out = VFIOUserDMAAccess(address: a.address, count: a.count, data: data)
+            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: layout.encodeReply(out, write: false)).encode()) }
+        } else {
+            guard let r = dma.lookup(address: a.address, count: count), let mem = r.memory, r.flags.contains(.write) else {
                 return try refuse(VFIOErrno.EFAULT)
             }
             mem.write(offset: r.memoryOffset + Int(a.address - r.address), data: a.data)
-            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: VFIOUserDMAAccess(address: a.address, count: a.count).encode()).encode()) }
-        default:
-            try refuse(VFIOErrno.EINVAL)
+            let out = VFIOUserDMAAccess(address: a.address, count: a.count)
+            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: layout.encodeReply(out, write: true)).encode()) }
         }
     }
 

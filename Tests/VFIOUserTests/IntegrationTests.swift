@@ -149,6 +149,20 @@ private typealias Reg = TestPCIFunction.Reg
         #expect(try runDMA(c, h, src: 0x8000_0000, dst: 0x8000_1000, len: 16) == 2)
     }
 
+    /// A client negotiating 0.0 (as QEMU does) gets QEMU's DMA message layout; the Swift client follows it.
+    @Test func dmaThroughMessagesWithQEMULayout() throws {
+        let h = try ServerHarness()
+        defer { _ = h.stop() }
+        let c = try h.client { $0.minor = 0 }
+        #expect(c.serverVersion.minor == 0 && c.dmaLayout == .qemu)
+        let mem = try VFIOSharedMemory(name: "guest", size: 0x2000)
+        let pattern = (0..<1000).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) }
+        mem.write(offset: 0, data: pattern)
+        try c.dmaMap(address: 0x9000_0000, size: 0x2000, memory: mem, shareFD: false)
+        #expect(try runDMA(c, h, src: 0x9000_0000, dst: 0x9000_1000, len: 1000) == 1)
+        #expect(mem.read(offset: 0x1000, count: 1000)! == pattern, "DMA result")
+    }
+
     @Test func resetAndFLR() throws {
         let h = try ServerHarness()
         defer { _ = h.stop() }

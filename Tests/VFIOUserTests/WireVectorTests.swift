@@ -38,6 +38,10 @@ enum Vectors {
     static let migDataReadReply = "130011001b00000001000000000000000b00000003000000070707"
     static let migDataWriteRequest = "140012001a00000000000000000000000a000000020000000506"
     static let errorReply = "15000900100000002100000016000000"
+    static let qemuDMAReadRequest = "16000b0020000000000000000000000000000f00000000000400000000000000"
+    static let qemuDMAReadReply = "16000b0024000000010000000000000000000f000000000004000000deadbeef00000000"
+    static let qemuDMAWriteRequest = "17000c00220000000000000000000000000006000000000002000000050600000000"
+    static let qemuDMAWriteReply = "17000c00100000000100000000000000"
 }
 
 private func bytes(_ hex: String) -> [UInt8] {
@@ -147,6 +151,27 @@ private func reply(_ hex: String, id: UInt16, _ cmd: VFIOUserCommand, payload: [
         let m = VFIOUserMigData(dataSize: 3, data: [7, 7, 7])
         try reply(Vectors.migDataReadReply, id: 19, .migDataRead, payload: m.encode(), .migData(m))
         try command(Vectors.migDataWriteRequest, id: 20, .migDataWrite(VFIOUserMigData(dataSize: 2, data: [5, 6])))
+    }
+
+    @Test func qemuDMALayout() throws {
+        let q = VFIOUserDMALayout.qemu
+        let rd = VFIOUserDMAAccess(address: 0xF0000, count: 4)
+        #expect(VFIOUserFrame(header: VFIOUserHeader(messageID: 22, command: 11, messageSize: 32, flags: 0), payload: q.encodeRequest(rd)).encode()
+                == bytes(Vectors.qemuDMAReadRequest))
+        let (rh, rp) = try split(Vectors.qemuDMAReadReply)
+        #expect(rh.isReply)
+        #expect(try q.decodeReadReply(rp, address: 0xF0000, count: 4) == [0xDE, 0xAD, 0xBE, 0xEF])
+        #expect(throws: VFIOUserError.self) { try q.decodeReadReply(rp, address: 0xF0000, count: 8) }
+        #expect(throws: VFIOUserError.self) { try q.decodeReadReply(rp, address: 0xF0004, count: 4) }
+        #expect(q.encodeReply(VFIOUserDMAAccess(address: 0xF0000, count: 4, data: [0xDE, 0xAD, 0xBE, 0xEF]), write: false) == rp)
+        let wr = VFIOUserDMAAccess(address: 0x60000, count: 2, data: [5, 6])
+        let (wh, wp) = try split(Vectors.qemuDMAWriteRequest)
+        #expect(q.encodeRequest(wr) == wp && wh.messageSize == 34)   // QEMU requires size >= 32 + count
+        #expect(try q.decodeRequest(wp, write: true) == wr)
+        let (_, wrp) = try split(Vectors.qemuDMAWriteReply)
+        #expect(q.encodeReply(wr, write: true) == wrp)
+        // The spec layout of the same read reply is 16 + count bytes with count u64.
+        #expect(try VFIOUserDMALayout.spec.decodeReadReply(Array(bytes(Vectors.dmaReadReply)[16...]), address: 0x4000_1000, count: 3) == [1, 2, 3])
     }
 
     @Test func errorReply() throws {

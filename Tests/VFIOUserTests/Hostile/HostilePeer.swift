@@ -147,6 +147,17 @@ func openFDCount() -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }
 
+/// Growth of this process's fd count since `base`. Other suites run in parallel in the same process and hold fds
+/// for a while, so the smallest of a few samples is taken: a real leak persists, a neighbour's sockets do not.
+func fdGrowth(since base: Int) -> Int {
+    var best = openFDCount() - base
+    for _ in 0..<10 where best > 0 {
+        usleep(100_000)
+        best = min(best, openFDCount() - base)
+    }
+    return best
+}
+
 /// How many open fds of this process point at a memfd named `name` (memfds show as "/memfd:NAME (deleted)").
 func openMemfdCount(named name: String) -> Int {
     guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return -1 }

@@ -45,6 +45,11 @@ vectors["migDataReadRequest"] = hdr(19, 17, struct.pack("<II", 8, 4096))
 vectors["migDataReadReply"] = hdr(19, 17, struct.pack("<II", 11, 3) + bytes([7, 7, 7]), REPLY)
 vectors["migDataWriteRequest"] = hdr(20, 18, struct.pack("<II", 10, 2) + bytes([5, 6]))
 vectors["errorReply"] = hdr(21, 9, b"", REPLY | ERROR, 22)
+# QEMU 10.2's VFIOUserDMARW (hw/vfio-user/protocol.h): offset u64, count u32, data; sizeof() pads to 32 bytes.
+vectors["qemuDMAReadRequest"] = hdr(22, 11, struct.pack("<QI", 0xF0000, 4) + b"\0" * 4)
+vectors["qemuDMAReadReply"] = hdr(22, 11, struct.pack("<QI", 0xF0000, 4) + bytes([0xDE, 0xAD, 0xBE, 0xEF]) + b"\0" * 4, REPLY)
+vectors["qemuDMAWriteRequest"] = hdr(23, 12, struct.pack("<QI", 0x60000, 2) + bytes([5, 6]) + b"\0" * 4)
+vectors["qemuDMAWriteReply"] = hdr(23, 12, b"", REPLY)
 
 for name, data in vectors.items():
     print('    static let %s = "%s"' % (name, data.hex()))
