@@ -92,7 +92,7 @@ private let hostileServerProbe = "hostile-server-probe"
             #expect(server.wait(), "\(name): script did not finish")
         }
         #expect(openMemfdCount(named: hostileServerProbe) == 0, "fds a hostile server sent were not closed")
-        #expect(fdGrowth(since: fds0) <= 8)
+        if strictFDLeakCheck { #expect(fdGrowth(since: fds0) <= 8) }
     }
 
     // MARK: Replies to commands
@@ -169,7 +169,7 @@ private let hostileServerProbe = "hostile-server-probe"
             #expect(s.wait(), "\(name): script did not finish")
         }
         #expect(openMemfdCount(named: hostileServerProbe) == 0, "fds a hostile server sent were not closed")
-        #expect(fdGrowth(since: fds0) <= 8)
+        if strictFDLeakCheck { #expect(fdGrowth(since: fds0) <= 8) }
     }
 
     @Test func timeoutFiresWithinTheConfiguredTime() throws {
