@@ -263,3 +263,46 @@ struct LspciDifferentialTests {
         }
     }
 }
+
+@Suite("lspci 3.9.0 differential: other capabilities", .serialized)
+struct LspciCapabilityDifferentialTests {
+    /// Random contents for MSI and the extended capabilities cxlkit details (AER, ACS,
+    /// ARI, ATS, PRI, PASID, SR-IOV, LTR, Secondary PCIe, L1 PM Substates, PTM, DPC,
+    /// TPH, DOE): lspci's and cxlkit's lines must be equal.
+    @Test(arguments: [11, 12, 13])
+    func randomCapabilities(seed: UInt64) throws {
+        var rng = SplitMix(state: seed &* 0x9E37_79B9)
+        let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03]
+        var functions: [ConfigSpace] = []
+        for n in 0..<48 {
+            let type: UInt64 = [0, 4, 6, 9][n % 4]
+            var b = ConfigBuilder(classCode: type == 4 || type == 6 ? 0x0604_00 : 0x0502_10, portType: type, headerType: type == 0 || type == 9 ? 0 : 1)
+            // An MSI capability after the PCI Express one.
+            b.config.write(0x41, width: 1, value: 0x80)
+            b.config.write(0x80, width: 1, value: 0x05)
+            b.config.write(0x82, width: 2, value: rng.next() & 0x1FF)
+            for off in stride(from: 0x84, to: 0x98, by: 4) { b.config.write(off, width: 4, value: rng.next()) }
+            for id in ids.shuffled(using: &rng).prefix(6) {
+                let o = b.addExtended(id: id, size: 0x40)
+                for off in stride(from: 4, to: 0x40, by: 4) { b.config.write(o + off, width: 4, value: rng.next()) }
+            }
+            functions.append(b.config)
+        }
+        let text = functions.enumerated().map { i, c in
+            LspciDump.format(address: "\(hex(i + 1, digits: 2)):00.0", description: "x", config: c)
+        }.joined()
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("caps.txt").path
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        let theirs = capabilityBlocks(try Lspci.run(["-F", file, "-vvv"]))
+        let ours = capabilityBlocks(CXLKit.decode(try TargetResolver().resolve(file), json: false, verbosity: 3))
+        #expect(theirs.count == ours.count)
+        for (fi, (tf, of)) in zip(theirs, ours).enumerated() {
+            #expect(tf.map(\.title) == of.map(\.title), "function \(fi)")
+            for (tb, ob) in zip(tf, of) where tb.details != ob.details {
+                Issue.record("function \(fi) seed \(seed): \(tb.title)\nlspci:\n\(tb.details.joined(separator: "\n"))\nours:\n\(ob.details.joined(separator: "\n"))")
+            }
+        }
+    }
+}

@@ -322,6 +322,8 @@ public struct PCIDecoder: Sendable {
             var line = "\t\tBAR=\(bar) offset=\(hex(off, digits: 8)) size=\(hex(len, digits: 8))"
             if c.read8(o + 3) == 2, (c.read8(o + 2) ?? 0) >= 20, let mult = c.read32(o + 16) { line += " multiplier=\(hex(mult, digits: 8))" }
             return [line]
+        case 0x05:
+            return msiDetails(o, c)
         case 0x10:
             return expressDetails(cap, ctx)
         case 0x11:
@@ -373,6 +375,7 @@ public struct PCIDecoder: Sendable {
 
     func extendedDetails(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> [String] {
         let c = ctx.config, o = cap.offset
+        if let more = moreExtendedDetails(cap, ctx) { return more }
         switch cap.id {
         case 0x01:
             guard let ues = c.read32(o + 4), let uem = c.read32(o + 8), let uesv = c.read32(o + 12),

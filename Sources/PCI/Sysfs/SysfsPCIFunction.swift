@@ -149,6 +149,12 @@ public final class SysfsPCIFunction: PCIFunction {
         let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_SYNC)
         guard fd >= 0 else { throw .io("\(address): cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
+        // sysfs sizes resourceN as the BAR; a shorter regular file (a copied or fake
+        // tree) would SIGBUS when touched past its end, so refuse instead.
+        var st = stat()
+        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, UInt64(max(st.st_size, 0)) < offset + UInt64(width) {
+            throw .outOfRange("\(path) holds \(st.st_size) bytes, BAR\(bar) offset 0x\(hex(offset, digits: 1)) is past its end")
+        }
         let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
         let base = offset & ~(page - 1)
         let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
