@@ -268,11 +268,11 @@ struct LspciDifferentialTests {
 struct LspciCapabilityDifferentialTests {
     /// Random contents for MSI and the extended capabilities cxlkit details (AER, ACS,
     /// ARI, ATS, PRI, PASID, SR-IOV, LTR, Secondary PCIe, L1 PM Substates, PTM, DPC,
-    /// TPH, DOE): lspci's and cxlkit's lines must be equal.
+    /// TPH, DOE, Resizable BAR): lspci's and cxlkit's lines must be equal.
     @Test(arguments: [11, 12, 13])
     func randomCapabilities(seed: UInt64) throws {
         var rng = SplitMix(state: seed &* 0x9E37_79B9)
-        let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03]
+        let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03, 0x15, 0x24, 0x15]
         var functions: [ConfigSpace] = []
         for n in 0..<48 {
             let type: UInt64 = [0, 4, 6, 9][n % 4]
@@ -285,6 +285,12 @@ struct LspciCapabilityDifferentialTests {
             for id in ids.shuffled(using: &rng).prefix(6) {
                 let o = b.addExtended(id: id, size: 0x40)
                 for off in stride(from: 4, to: 0x40, by: 4) { b.config.write(o + off, width: 4, value: rng.next()) }
+                // Resizable BAR: a valid BAR count most of the time.
+                if id == 0x15 || id == 0x24, rng.next() % 4 != 0 {
+                    let low = UInt64(b.config.read8(o + 8) ?? 0) & 0x1F
+                    let count: UInt64 = 1 + rng.next() % 6
+                    b.config.write(o + 8, width: 1, value: low | (count << 5))
+                }
             }
             functions.append(b.config)
         }

@@ -121,6 +121,25 @@ extension PCIDecoder {
             default: out.append("\t\tReserved steering table location")
             }
             return out
+        case 0x15, 0x24: // Resizable BAR, VF Resizable BAR
+            guard fits(12) else { return [] }
+            let n = Int((r32(8) >> 5) & 7)
+            guard (1...6).contains(n) else { return ["\t\t<error in resizable BAR: num_bars=\(n) is out of specification>"] }
+            guard fits(4 + 8 * n) else { return [] }
+            func size(_ k: UInt32) -> String { "\(1 << (k % 10))\(["MB", "GB", "TB", "PB", "EB"][Int(k / 10)])" }
+            var out: [String] = []
+            for i in 0..<n {
+                let capw = r32(4 + 8 * i), ctl = r32(8 + 8 * i)
+                let current = (ctl >> 8) & 0x3F
+                var l = "\t\tBAR \(ctl & 7): current size: \(current < 44 ? size(current) : "<unknown>")"
+                let supported = UInt64(capw >> 4) | UInt64(ctl >> 16) << 28
+                if supported != 0 {
+                    l += ", supported:"
+                    for k in 0..<44 where supported & (1 << UInt64(k)) != 0 { l += " " + size(UInt32(k)) }
+                }
+                out.append(l)
+            }
+            return out
         case 0x10: // SR-IOV
             guard fits(0x40) else { return [] }
             let capl = r32(4), ctl = r16(8), st = r16(0x0A)
