@@ -111,7 +111,13 @@ private func env(_ name: String, _ fallback: Int) -> Int {
                 _ = write(Reg.src, le64(0x10000)); _ = write(Reg.dst, le64(0x18000)); _ = write(Reg.len, le32(0x8000))
                 try p.send(C.regionWrite.rawValue, le64(Reg.doorbell) + le32(bar2) + le32(4) + le32(1))
                 // The server is now waiting on us for the DMA_READ data. Disconnect.
-                guard case .reply(let req, _) = p.receive(), req.command == C.dmaRead.rawValue else { Issue.record("no DMA_READ"); return }
+                // (The server may acknowledge the doorbell write first, as QEMU expects.)
+                var gotDMARead = false
+                for _ in 0..<3 {
+                    guard case .reply(let m, _) = p.receive() else { break }
+                    if m.isCommand && m.command == C.dmaRead.rawValue { gotDMARead = true; break }
+                }
+                guard gotDMARead else { Issue.record("no DMA_READ"); return }
                 p.socket.close()
             }
             served += 1
