@@ -94,13 +94,14 @@ struct StateFileTests {
 
     /// The checksum is no defence against a deliberate edit: a crafted snapshot with
     /// a correct checksum is still refused when a location is impossible.
-    @Test(arguments: ["config-offset", "misaligned", "dvsec-offset", "decoders", "bar", "duplicate", "serial"])
+    @Test(arguments: ["config-offset", "misaligned", "dvsec-offset", "dvsec-misaligned", "decoders", "bar", "duplicate", "serial"])
     func craftedSnapshotsAreRefused(edit: String) throws {
         var s = try snapshot()
         switch edit {
         case "config-offset": s.registers[0].offset = 0xFFFF_FFFF_FFFF_FFF0
         case "misaligned": s.registers[0].offset = 0x5
         case "dvsec-offset": s.layout.dvsecOffset = Int.max - 2
+        case "dvsec-misaligned": s.layout.dvsecOffset += 1
         case "decoders": s.layout.hdm?.decoderCount = 1000
         case "bar": s.layout.hdm?.bar = 9
         case "duplicate": s.registers.append(s.registers[0])

@@ -262,7 +262,14 @@ final class RestoreRun {
             guard let control = regs.first(where: { $0.register == StateCatalog.decoderControlName(n) }) else { continue }
             let others = regs.filter { $0.key != control.key }
             func mark(_ action: RegisterOutcome.Action, ok: Bool, _ detail: String) {
-                for r in regs { set(r.key) { $0.action = action; $0.detail = detail }; if !ok { failed.insert(r.key); set(r.key) { $0.ok = false } } }
+                for r in regs {
+                    set(r.key) {
+                        $0.action = action
+                        $0.detail = detail
+                        if !ok { $0.ok = false }
+                    }
+                    if !ok { failed.insert(r.key) }
+                }
             }
             func outcome(_ result: DecoderOutcome.Result, _ detail: String? = nil, polls: Int = 0) {
                 decoders.append(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))

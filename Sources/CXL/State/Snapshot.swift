@@ -271,12 +271,17 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
         func bad(_ s: String) -> CXLStateError { .invalidSnapshot(s) }
         let l = layout
         let dvsecEnd = pcieConfigSpaceSize - CXLDeviceDVSEC.length(revision: 1)
-        guard (0x100...dvsecEnd).contains(l.dvsecOffset) else { throw bad("DVSEC offset \(l.dvsecOffset) outside extended config space") }
-        for (name, off) in [("PCI Express", l.pciExpressOffset), ("MSI", l.msiOffset), ("MSI-X", l.msixOffset)] {
-            if let off, !(0x40..<pciConfigSpaceSize).contains(off) { throw bad("\(name) capability offset \(off) outside 0x40-0xff") }
+        // Capability pointers are DWORD aligned (PCI 3.0 §6.7, PCIe 6.0 §7.6.3).
+        guard (0x100...dvsecEnd).contains(l.dvsecOffset), l.dvsecOffset % 4 == 0 else {
+            throw bad("DVSEC offset \(l.dvsecOffset) is not an extended capability offset")
         }
-        if let dsn = l.serialNumberOffset, !(0x100...(pcieConfigSpaceSize - 12)).contains(dsn) {
-            throw bad("serial number capability offset \(dsn) outside extended config space")
+        for (name, off) in [("PCI Express", l.pciExpressOffset), ("MSI", l.msiOffset), ("MSI-X", l.msixOffset)] {
+            if let off, !(0x40..<pciConfigSpaceSize).contains(off) || off % 4 != 0 {
+                throw bad("\(name) capability offset \(off) is not a capability offset")
+            }
+        }
+        if let dsn = l.serialNumberOffset, !(0x100...(pcieConfigSpaceSize - 12)).contains(dsn) || dsn % 4 != 0 {
+            throw bad("serial number capability offset \(dsn) is not an extended capability offset")
         }
         if let h = l.hdm {
             guard (0..<6).contains(h.bar) else { throw bad("component register BAR \(h.bar)") }
