@@ -47,7 +47,7 @@ struct EmulatedBench {
 
 let shippedProfiles = ["type2", "gpu-fw-committed", "flr-loses-state"]
 
-@Suite("CXL state save/restore on the emulated device")
+@Suite("CXL state save/restore on the emulated device", .serialized)
 struct StateEmulatorTests {
     /// For each shipped profile and each reset method, with preserve: the state after
     /// equals the state before, register by register.
@@ -189,7 +189,7 @@ struct StateEmulatorTests {
     }
 }
 
-@Suite("CXL state faults on the emulated device")
+@Suite("CXL state faults on the emulated device", .serialized)
 struct StateEmulatorFaultTests {
     func tempFile() throws -> String {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cxlstate-emu-\(UUID().uuidString)")

@@ -5,7 +5,7 @@ import CXL
 import CXLEmulator
 @testable import CXLKitCommands
 
-@Suite("cxlkit demo and reset on the emulated device")
+@Suite("cxlkit demo and reset on the emulated device", .serialized)
 struct StateDemoTests {
     /// Engine waits advance the emulator's manual clock: no real sleeping.
     func clocks() -> (CXLStateOptions, ManualClock) {

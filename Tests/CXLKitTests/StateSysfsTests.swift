@@ -10,7 +10,7 @@ import CXLEmulator
 /// emulated device. Files are not a device: writes persist but nothing commits, so
 /// these tests prove the access paths and the honest failure when a decoder never
 /// reports Committed.
-@Suite("CXL state through the sysfs backend (fake tree)")
+@Suite("CXL state through the sysfs backend (fake tree)", .serialized)
 struct StateSysfsTests {
     static let address = "0000:3b:00.0"
 
