@@ -83,7 +83,9 @@ public struct PCIDecoder: Sendable {
         let cmd = c.read16(PCIHeader.command.offset) ?? 0, st = c.read16(PCIHeader.status.offset) ?? 0
         let latency = c.read8(PCIHeader.latencyTimer.offset) ?? 0, cacheLine = c.read8(PCIHeader.cacheLineSize.offset) ?? 0
         let minGnt = type == 0 ? (c.read8(0x3E) ?? 0) : 0, maxLat = type == 0 ? (c.read8(0x3F) ?? 0) : 0
-        let pin = c.read8(PCIHeader.interruptPin.offset) ?? 0, irq = c.read8(PCIHeader.interruptLine.offset) ?? 0
+        // lspci takes the IRQ from the OS (sysfs `irq`) when it has one, else Interrupt Line.
+        let pin = c.read8(PCIHeader.interruptPin.offset) ?? 0
+        let irq = (ctx.function as? SysfsPCIFunction)?.irq ?? UInt32(c.read8(PCIHeader.interruptLine.offset) ?? 0)
         let devsel = ["fast", "medium", "slow", "??"][Int((st >> 9) & 3)]
         if vv {
             out.append("\tControl: I/O\(flag(cmd, 0x1)) Mem\(flag(cmd, 0x2)) BusMaster\(flag(cmd, 0x4)) SpecCycle\(flag(cmd, 0x8)) MemWINV\(flag(cmd, 0x10)) VGASnoop\(flag(cmd, 0x20)) ParErr\(flag(cmd, 0x40)) Stepping\(flag(cmd, 0x80)) SERR\(flag(cmd, 0x100)) FastB2B\(flag(cmd, 0x200)) DisINTx\(flag(cmd, 0x400))")
@@ -125,35 +127,52 @@ public struct PCIDecoder: Sendable {
         guard let pri = c.read8(0x18), let sec = c.read8(0x19), let sub = c.read8(0x1A), let lat = c.read8(0x1B) else { return [] }
         var out = ["\tBus: primary=\(hex(pri, digits: 2)), secondary=\(hex(sec, digits: 2)), subordinate=\(hex(sub, digits: 2)), sec-latency=\(lat)"]
         let verb = ctx.verbosity > 2
-        func range(_ prefix: String, _ base: UInt64, _ limit: UInt64, bits: Int) {
+        func range(_ prefix: String, _ base: UInt64, _ limit: UInt64, bits: Int, disabled: Bool = false) {
             var l = prefix + ":"
             if base <= limit || verb { l += " " + hex(base, digits: (bits + 3) / 4) + "-" + hex(limit, digits: (bits + 3) / 4) }
-            l += base <= limit ? " [size=\(Self.sizeString(limit - base + 1))]" : " [disabled]"
+            l += !disabled && base <= limit ? " [size=\(Self.sizeString(limit - base + 1))]" : " [disabled]"
             out.append(l + " [\(bits)-bit]")
+        }
+        // Through sysfs lspci takes the windows the kernel assigned (resource lines
+        // 13-15); a window without one is printed from config space as disabled.
+        let windows = (ctx.function as? SysfsPCIFunction)?.bridgeWindows ?? []
+        let known = windows.count == 3
+        func osWindow(_ i: Int) -> (UInt64, UInt64)? {
+            guard known, windows[i].size > 0 else { return nil }
+            return (windows[i].start, windows[i].size)
         }
         let ioBase = c.read8(0x1C) ?? 0, ioLimit = c.read8(0x1D) ?? 0
         let ioType = ioBase & 0xF
-        if ioType != ioLimit & 0xF || (ioType != 0 && ioType != 1) {
+        if let (start, size) = osWindow(0) {
+            let b = start & ~0xF
+            range("\tI/O behind bridge", b, b &+ size &- 1, bits: start & 0xF == 1 ? 32 : 16)
+        } else if ioType != ioLimit & 0xF || (ioType != 0 && ioType != 1) {
             out.append("\t!!! Unknown I/O range types \(hex(ioBase, digits: 1))/\(hex(ioLimit, digits: 1))")
         } else {
             var b = UInt64(ioBase & 0xF0) << 8, l = UInt64(ioLimit & 0xF0) << 8
             if ioType == 1 { b |= UInt64(c.read16(0x30) ?? 0) << 16; l |= UInt64(c.read16(0x32) ?? 0) << 16 }
-            range("\tI/O behind bridge", b, l + 0xFFF, bits: ioType == 1 ? 32 : 16)
+            if !(b == 0 && l == 0 && known) { range("\tI/O behind bridge", b, l + 0xFFF, bits: ioType == 1 ? 32 : 16, disabled: known) }
         }
         let memBase = c.read16(0x20) ?? 0, memLimit = c.read16(0x22) ?? 0
-        if memBase & 0xF != memLimit & 0xF || memBase & 0xF != 0 {
+        if let (start, size) = osWindow(1) {
+            let b = start & ~0xF
+            range("\tMemory behind bridge", b, b &+ size &- 1, bits: 32)
+        } else if memBase & 0xF != memLimit & 0xF || memBase & 0xF != 0 {
             out.append("\t!!! Unknown memory range types \(hex(memBase, digits: 1))/\(hex(memLimit, digits: 1))")
         } else {
-            range("\tMemory behind bridge", UInt64(memBase & 0xFFF0) << 16, (UInt64(memLimit & 0xFFF0) << 16) + 0xFFFFF, bits: 32)
+            range("\tMemory behind bridge", UInt64(memBase & 0xFFF0) << 16, (UInt64(memLimit & 0xFFF0) << 16) + 0xFFFFF, bits: 32, disabled: known)
         }
         let pBase = c.read16(0x24) ?? 0, pLimit = c.read16(0x26) ?? 0
         let pType = pBase & 0xF
-        if pType != pLimit & 0xF || (pType != 0 && pType != 1) {
+        if let (start, size) = osWindow(2) {
+            let b = start & ~0xF
+            range("\tPrefetchable memory behind bridge", b, b &+ size &- 1, bits: start & 0xF == 1 ? 64 : 32)
+        } else if pType != pLimit & 0xF || (pType != 0 && pType != 1) {
             out.append("\t!!! Unknown prefetchable memory range types \(hex(pBase, digits: 1))/\(hex(pLimit, digits: 1))")
         } else {
             var b = UInt64(pBase & 0xFFF0) << 16, l = (UInt64(pLimit & 0xFFF0) << 16) + 0xFFFFF
             if pType == 1 { b |= UInt64(c.read32(0x28) ?? 0) << 32; l |= UInt64(c.read32(0x2C) ?? 0) << 32 }
-            range("\tPrefetchable memory behind bridge", b, l, bits: pType == 1 ? 64 : 32)
+            if !(b == 0 && l == 0xFFFFF && known) { range("\tPrefetchable memory behind bridge", b, l, bits: pType == 1 ? 64 : 32, disabled: known) }
         }
         if ctx.verbosity >= 2, let ss = c.read16(0x1E) {
             let devsel = ["fast", "medium", "slow", "??"][Int((ss >> 9) & 3)]

@@ -67,6 +67,11 @@ public final class SysfsPCIFunction: PCIFunction {
     public let bars: [BARDescription]
     /// Physical start address of each BAR (from `resource`), for display.
     public let barStarts: [Int: UInt64]
+    /// Bridge windows (I/O, memory, prefetchable: `resource` lines 13-15) as
+    /// (start, size, flags); size 0 when the kernel assigned none.
+    public let bridgeWindows: [(start: UInt64, size: UInt64, flags: UInt64)]
+    /// The IRQ the kernel routed (`irq`), which lspci prints instead of Interrupt Line.
+    public let irq: UInt32?
 
     public var address: String { pciAddress.description }
 
@@ -83,8 +88,14 @@ public final class SysfsPCIFunction: PCIFunction {
         self.configSize = size >= pcieConfigSpaceSize ? pcieConfigSpaceSize : (size >= pciConfigSpaceSize ? pciConfigSpaceSize : size)
         var bars: [BARDescription] = []
         var starts: [Int: UInt64] = [:]
+        var windows: [(start: UInt64, size: UInt64, flags: UInt64)] = []
         if let res = readWholeFile(directory + "/resource") {
             let lines = String(decoding: res, as: UTF8.self).split(separator: "\n")
+            for line in lines.dropFirst(13).prefix(3) {
+                let f = line.split(separator: " ").compactMap { UInt64($0.dropFirst(2), radix: 16) }
+                guard f.count == 3 else { continue }
+                windows.append((f[0], f[1] > f[0] ? f[1] - f[0] + 1 : 0, f[2]))
+            }
             for (i, line) in lines.prefix(6).enumerated() {
                 let f = line.split(separator: " ").compactMap { UInt64($0.dropFirst(2), radix: 16) }
                 guard f.count == 3, f[1] > f[0] || (f[0] != 0 && f[1] == f[0]) else { continue }
@@ -96,6 +107,10 @@ public final class SysfsPCIFunction: PCIFunction {
         }
         self.bars = bars
         self.barStarts = starts
+        self.bridgeWindows = windows
+        self.irq = readWholeFile(directory + "/irq").flatMap {
+            UInt32(String(decoding: $0, as: UTF8.self).trimmingWhitespace())
+        }
     }
 
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
@@ -205,5 +220,11 @@ public final class SysfsPCIFunction: PCIFunction {
         let bytes = Array(value.utf8)
         let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         guard n == bytes.count else { throw .io("\(address): write to \(name) failed: \(String(cString: strerror(errno)))") }
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        String(drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed())
     }
 }
