@@ -378,3 +378,22 @@ struct LspciSysfsParityTests {
         }
     }
 }
+
+@Suite("lspci 3.9.0 parity without an ID database")
+struct LspciNoNamesParityTests {
+    /// `lspci -i /dev/null` against a decoder without pci.ids: numeric header, Subsystem
+    /// and capability lines, prog-if without a name.
+    @Test func numericNames() throws {
+        var d = CXLKit.decoder()
+        d.names = nil
+        for file in ["qemu-cxl/region/endpoint/lspci-xxxx.txt", "qemu-cxl/region/rootport/lspci-xxxx.txt", "decode/every-dvsec.txt"] {
+            let path = fixtureURL(file).path
+            for v in 1...3 {
+                let theirs = try Lspci.run(["-i", "/dev/null", "-F", path, "-" + String(repeating: "v", count: v)])
+                let ours = try TargetResolver().resolve(path).map { d.text($0.subject, verbosity: v) }.joined()
+                #expect(headerSections(ours) == headerSections(theirs), "\(file) -\(v)")
+                #expect(capabilityBlocks(ours).map { $0.map(\.title) } == capabilityBlocks(theirs).map { $0.map(\.title) }, "\(file) -\(v)")
+            }
+        }
+    }
+}

@@ -17,9 +17,11 @@ public struct PCIDecoder: Sendable {
     /// The header-line text after the address, as lspci prints it:
     /// `CXL: Intel Corporation Device 0d93 (rev 01)` (with -v: `(prog-if 10 [...])`).
     public func headerDescription(_ c: ConfigSpace, verbosity: Int) -> String {
-        guard let names else { return LspciDump.defaultDescription(c) }
         let cls = c.classCode ?? 0
         let base = UInt8(cls >> 16), sub = UInt8((cls >> 8) & 0xFF), pi = UInt8(cls & 0xFF)
+        guard let names else {
+            return LspciDump.defaultDescription(c) + (verbosity >= 1 && pi != 0 ? " (prog-if \(hex(pi, digits: 2)))" : "")
+        }
         var s = names.className(base: base, sub: sub) + ": " + names.deviceName(vendor: c.vendorID ?? 0xFFFF, device: c.deviceID ?? 0xFFFF)
         if let rev = c.read8(PCIHeader.revisionID.offset), rev != 0 { s += " (rev \(hex(rev, digits: 2)))" }
         if verbosity >= 1 {
