@@ -60,7 +60,8 @@ let package = Package(
         .executableTarget(
             name: "cxlbench",
             dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL", "CXLKitCommands", "CSystem",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .testTarget(name: "PCITests", dependencies: ["PCI"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI"], swiftSettings: swiftSettings),

@@ -15,7 +15,7 @@ struct CXLBench: ParsableCommand {
     @Flag(help: "Print the figures as JSON instead of a table.")
     var json = false
 
-    @Option(name: .customLong("only"), help: "Run only these groups (comma-separated): socket, translation.")
+    @Option(name: .customLong("only"), help: "Run only these groups (comma-separated): vfio-user, memory, state, translation, decode.")
     var only: String?
 
     @Flag(name: .shortAndLong, help: "Progress on stderr.")
@@ -24,15 +24,25 @@ struct CXLBench: ParsableCommand {
     @Option(name: .customLong("echo-server"), help: .hidden)
     var echoServer: String?
 
+    @Option(name: .customLong("serve-vfio-user"), help: .hidden)
+    var serveVFIOUser: String?
+
+    @Option(name: .customLong("serve-decoders"), help: .hidden)
+    var serveDecoders: Int = 2
+
     mutating func run() throws {
         if let echoServer { runEchoServer(socketPath: echoServer) }
+        if let serveVFIOUser { runVFIOUserServer(socketPath: serveVFIOUser, decoders: serveDecoders) }
         let ctx = BenchContext(quick: quick, verbose: verbose)
         let groups = only.map { Set($0.split(separator: ",").map(String.init)) }
         func wanted(_ g: String) -> Bool { groups?.contains(g) ?? true }
 
         var figures: [Figure] = []
-        if wanted("socket") { figures += try socketFigures(ctx) }
+        if wanted("vfio-user") || wanted("socket") { figures += try vfioUserFigures(ctx) }
+        if wanted("memory") { figures += try memoryFigures(ctx) }
+        if wanted("state") { figures += try stateFigures(ctx) }
         if wanted("translation") { ctx.log("translation"); figures += translationBench(ctx) }
+        if wanted("decode") { ctx.log("decode"); figures += try decodeFigures(ctx) }
 
         let report = BenchReport(date: ISO8601DateFormatter().string(from: Date()), machine: machineDescription(),
                                  quick: quick, figures: figures)
@@ -60,22 +70,4 @@ func machineDescription() -> String {
         .split(separator: "\n").first { $0.hasPrefix("model name") }?
         .split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "unknown CPU"
     return "\(cpus) CPUs, \(model)"
-}
-
-/// Figure 1's floor on its own until the vfio-user figures join it: the raw UNIX
-/// socket ping-pong for REGION_READ/REGION_WRITE message sizes, pinned and unpinned.
-func socketFigures(_ ctx: BenchContext) throws -> [Figure] {
-    var figures: [Figure] = []
-    let n = ctx.iterations(100_000)
-    for pinned in [true, false] {
-        for size in [4, 64, 4096] {
-            ctx.log("ping-pong \(size) B pinned=\(pinned)")
-            // REGION_READ: 32-byte request (header + offset/region/count), reply 32 + data.
-            let s = try withPlacement(pinned: pinned) { try rawPingPong(requestSize: 32, replySize: 32 + size, iterations: n) }
-            figures.append(Figure(group: "socket", name: "raw ping-pong 32 B / \(32 + size) B, \(pinned ? "CPU 0" : "unpinned")",
-                                  unit: "ns", value: s.percentile(50),
-                                  extra: ["p99_ns": s.percentile(99), "mean_ns": s.mean, "msgs_per_s": 1e9 / s.mean]))
-        }
-    }
-    return figures
 }

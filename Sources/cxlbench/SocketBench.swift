@@ -79,13 +79,71 @@ func runEchoServer(socketPath: String) -> Never {
     exit(0)
 }
 
-/// Starts a child process of this executable with `arguments`.
-func spawnSelf(_ arguments: [String]) throws -> Process {
+/// Starts a child process of this executable with `arguments`; `quiet` sends its
+/// stdout to /dev/null (servers log there and must not mix into the JSON).
+func spawnSelf(_ arguments: [String], quiet: Bool = false) throws -> Process {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
     p.arguments = arguments
+    if quiet { p.standardOutput = FileHandle.nullDevice }
     try p.run()
     return p
+}
+
+/// A live connection to an echo child answering `requestSize` bytes with `replySize`
+/// bytes: one raw round trip per `roundTrip()`, for pairing with a vfio-user figure.
+final class EchoPeer {
+    let child: Process
+    let fd: Int32
+    let requestSize: Int
+    let replySize: Int
+    private let req: UnsafeMutableRawPointer
+    private let rep: UnsafeMutableRawPointer
+    nonisolated(unsafe) private static var counter = 0
+
+    init(requestSize: Int, replySize: Int) throws {
+        Self.counter += 1
+        let path = NSTemporaryDirectory() + "cxlbench-echo-\(getpid())-\(Self.counter).sock"
+        child = try spawnSelf(["--echo-server", path])
+        fd = RawSocket.connect(path)
+        self.requestSize = requestSize
+        self.replySize = replySize
+        var sizes: [UInt32] = [UInt32(requestSize), UInt32(replySize)]
+        RawSocket.writeFully(fd, &sizes, 8)
+        req = UnsafeMutableRawPointer.allocate(byteCount: requestSize, alignment: 16)
+        rep = UnsafeMutableRawPointer.allocate(byteCount: replySize, alignment: 16)
+        memset(req, 0x5A, requestSize)
+    }
+
+    @inline(__always)
+    func roundTrip() {
+        RawSocket.writeFully(fd, req, requestSize)
+        RawSocket.readFully(fd, rep, replySize)
+    }
+
+    func close() {
+        Glibc.close(fd)
+        child.waitUntilExit()
+        req.deallocate()
+        rep.deallocate()
+    }
+}
+
+/// Runs `a` and `b` alternately in blocks of `block` calls (after a warm-up of a tenth
+/// of `iterations` each), timing every call: the value and its baseline see the same
+/// machine conditions, which matters on a shared 2-vCPU VM.
+func measurePair(iterations n: Int, block: Int = 500, _ a: () throws -> Void, _ b: () throws -> Void) rethrows
+    -> (LatencySamples, LatencySamples) {
+    for _ in 0..<max(1, n / 10) { try a(); try b() }
+    var sa = LatencySamples(capacity: n), sb = LatencySamples(capacity: n)
+    var done = 0
+    while done < n {
+        let k = min(block, n - done)
+        for _ in 0..<k { let t0 = nowNanoseconds(); try a(); sa.append(nowNanoseconds() - t0) }
+        for _ in 0..<k { let t0 = nowNanoseconds(); try b(); sb.append(nowNanoseconds() - t0) }
+        done += k
+    }
+    return (sa, sb)
 }
 
 /// Round trips of `requestSize` bytes out and `replySize` bytes back between this

@@ -1,0 +1,106 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import VFIO
+import VFIOCXL
+import VFIOUser
+
+// Figure 2: data movement. Device DMA to and from guest memory (DMA_READ/DMA_WRITE
+// messages when the client registered memory without an fd; a direct copy when it
+// passed the fd), and CPU access to device memory through the mmap'd vfio-cxl memory
+// region. Baseline: memcpy of the same size between two private buffers.
+
+/// Best-of-blocks copy throughput: runs `body` (which moves `bytes`) `iterations`
+/// times in blocks and returns bytes per second over the fastest block and the median block.
+private func throughput(bytes: Int, iterations: Int, blocks: Int = 5, _ body: () throws -> Void) rethrows -> (best: Double, median: Double) {
+    try body()
+    var rates: [Double] = []
+    let per = max(1, iterations / blocks)
+    for _ in 0..<blocks {
+        let t0 = nowNanoseconds()
+        for _ in 0..<per { try body() }
+        let dt = Double(nowNanoseconds() - t0)
+        rates.append(Double(bytes * per) / (dt / 1e9))
+    }
+    rates.sort()
+    return (rates.last!, rates[rates.count / 2])
+}
+
+/// Iterations moving about `target` bytes, at least 8.
+private func iterationsFor(_ size: Int, target: Int) -> Int { max(8, target / size) }
+
+func memoryFigures(_ ctx: BenchContext) throws -> [Figure] {
+    var figures: [Figure] = []
+    let target = ctx.quick ? 64 << 20 : 512 << 20
+    let maxSize = 1 << 20
+    let src = UnsafeMutableRawPointer.allocate(byteCount: 16 << 20, alignment: 4096)
+    let dst = UnsafeMutableRawPointer.allocate(byteCount: 16 << 20, alignment: 4096)
+    defer { src.deallocate(); dst.deallocate() }
+    memset(src, 0x11, 16 << 20)
+    memset(dst, 0x22, 16 << 20)
+    func memcpyRate(_ size: Int, iterations: Int) -> Double {
+        throughput(bytes: size, iterations: iterations) { memcpy(dst, src, size) }.median
+    }
+
+    try withPlacement(pinned: true) {
+        let child = try VFIOUserChild()
+        defer { child.stop() }
+        let c = child.client
+        let guest = try VFIOSharedMemory(name: "cxlbench-guest", size: 2 * maxSize)
+        memset(guest.base, 0x33, 2 * maxSize)
+        let viaMessages: UInt64 = 0x1_0000_0000, viaFD: UInt64 = 0x2_0000_0000
+        try c.dmaMap(address: viaMessages, size: UInt64(maxSize), memory: guest, memoryOffset: 0, shareFD: false)
+        try c.dmaMap(address: viaFD, size: UInt64(maxSize), memory: guest, memoryOffset: maxSize, shareFD: true)
+
+        // Device DMA, each a doorbell REGION_WRITE whose handler moves `size` bytes.
+        for (mode, base) in [("DMA messages", viaMessages), ("shared fd", viaFD)] {
+            for toGuest in [false, true] {
+                for size in [4096, 65536, maxSize] {
+                    ctx.log("DMA \(mode) \(toGuest ? "write" : "read") \(size)")
+                    let bell = BenchDMAEngine.doorbell(address: base, count: size, toGuest: toGuest)
+                    let iters = max(8, iterationsFor(size, target: target / (mode == "DMA messages" ? 8 : 2)))
+                    let rate = try throughput(bytes: size, iterations: iters) {
+                        try c.write(region: dmaEngineRegion, offset: 0, data: bell)
+                    }.median
+                    let base = memcpyRate(size, iterations: iterationsFor(size, target: target))
+                    let cmd = toGuest ? "DMA_WRITE" : "DMA_READ"
+                    figures.append(Figure(group: "memory", name: "\(mode == "DMA messages" ? cmd : "DMA via shared fd, " + (toGuest ? "to guest" : "from guest")) \(sizeName(size)), CPU 0",
+                                          unit: "B/s", value: rate, baselineName: "memcpy \(sizeName(size))", baseline: base,
+                                          extra: ["doorbell_and_dma_ns": Double(size) / rate * 1e9]))
+                }
+            }
+        }
+
+        // CPU access to device memory through the mmap'd region.
+        let region = try c.regionInfo(VFIOCXLUAPI.memoryRegionIndex)
+        guard let m = try c.mapRegion(region).first else { throw VFIOError.notSupported("device memory region not mappable") }
+        let dev = m.memory.base
+        memset(dev, 0x44, min(m.memory.size, 16 << 20))
+        for size in [4096, 65536, 1 << 20, 16 << 20] where size <= m.memory.size {
+            for write in [false, true] {
+                ctx.log("mmap \(write ? "write" : "read") \(size)")
+                let iters = iterationsFor(size, target: target)
+                // Interleave value and baseline blocks; take medians.
+                var vs: [Double] = [], bs: [Double] = []
+                for _ in 0..<3 {
+                    vs.append(throughput(bytes: size, iterations: iters / 3 + 1) {
+                        if write { memcpy(dev, src, size) } else { memcpy(dst, dev, size) }
+                    }.median)
+                    bs.append(memcpyRate(size, iterations: iters / 3 + 1))
+                }
+                let v = vs.sorted()[1], b = bs.sorted()[1]
+                figures.append(Figure(group: "memory", name: "mmap'd device memory \(write ? "write" : "read") \(sizeName(size))",
+                                      unit: "B/s", value: v, baselineName: "memcpy \(sizeName(size))", baseline: b,
+                                      goal: ">= 90% of memcpy", met: v >= 0.9 * b))
+            }
+        }
+    }
+    return figures
+}
+
+func sizeName(_ n: Int) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 { return "\(n >> 20) MiB" }
+    if n >= 1024 && n % 1024 == 0 { return "\(n >> 10) KiB" }
+    return "\(n) B"
+}

@@ -1,0 +1,203 @@
+import CXL
+import CXLEmulator
+import Foundation
+import PCI
+import VFIO
+import VFIOUser
+
+// Figure 3: CXLStateEngine save() + restore() of the DVSEC and N committed HDM
+// decoders (N = 1, 8, 32), in-process against the emulated device and over vfio-user
+// against VFIOCXLDevice's shadows. A counting PCIFunction wrapper records every
+// register access; the baseline replays exactly that access sequence on the same
+// function with no engine logic, so the ratio is the engine's own overhead.
+
+/// Counts and records the accesses made through it.
+final class CountingFunction: PCIFunction, @unchecked Sendable {
+    enum Access {
+        case configRead(Int, Int), configWrite(Int, Int, UInt32), barRead(Int, UInt64, Int), barWrite(Int, UInt64, Int, UInt64)
+    }
+    let inner: any PCIFunction
+    var recording = false
+    private(set) var log: [Access] = []
+    private(set) var configReads = 0, configWrites = 0, barReads = 0, barWrites = 0
+    var total: Int { configReads + configWrites + barReads + barWrites }
+
+    init(_ inner: any PCIFunction) { self.inner = inner }
+    func resetCounts() { configReads = 0; configWrites = 0; barReads = 0; barWrites = 0; log = [] }
+
+    var address: String { inner.address }
+    var configSize: Int { inner.configSize }
+    var bars: [BARDescription] { inner.bars }
+    var resetMethods: [PCIResetMethod] { inner.resetMethods }
+    func reset(_ method: PCIResetMethod) throws(PCIError) { try inner.reset(method) }
+
+    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
+        configReads += 1
+        if recording { log.append(.configRead(offset, width)) }
+        return try inner.configRead(offset, width: width)
+    }
+    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
+        configWrites += 1
+        if recording { log.append(.configWrite(offset, width, value)) }
+        try inner.configWrite(offset, width: width, value: value)
+    }
+    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
+        barReads += 1
+        if recording { log.append(.barRead(bar, offset, width)) }
+        return try inner.barRead(bar, offset: offset, width: width)
+    }
+    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        barWrites += 1
+        if recording { log.append(.barWrite(bar, offset, width, value)) }
+        try inner.barWrite(bar, offset: offset, width: width, value: value)
+    }
+
+    /// Performs `log` again on the wrapped function, nothing else.
+    func replay(_ log: [Access]) throws(PCIError) {
+        var sink: UInt64 = 0
+        for a in log {
+            switch a {
+            case .configRead(let o, let w): sink &+= UInt64(try inner.configRead(o, width: w))
+            case .configWrite(let o, let w, let v): try inner.configWrite(o, width: w, value: v)
+            case .barRead(let b, let o, let w): sink &+= try inner.barRead(b, offset: o, width: w)
+            case .barWrite(let b, let o, let w, let v): try inner.barWrite(b, offset: o, width: w, value: v)
+            }
+        }
+        blackHole(sink)
+    }
+}
+
+/// A PCIFunction on the far side of a vfio-user socket: config space is region 7,
+/// BAR n is region n (what a VMM-side consumer of the device sees).
+final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
+    let client: VFIOUserClient
+    init(_ client: VFIOUserClient) { self.client = client }
+    var address: String { "vfio-user" }
+    var configSize: Int { 4096 }
+    var bars: [BARDescription] { [] }
+    var resetMethods: [PCIResetMethod] { [] }
+    func reset(_ method: PCIResetMethod) throws(PCIError) { throw .resetUnsupported(method.rawValue) }
+
+    private func get(_ region: UInt32, _ offset: UInt64, _ width: Int) throws(PCIError) -> UInt64 {
+        let b: [UInt8]
+        do { b = try client.read(region: region, offset: offset, count: width) } catch { throw .io("\(error)") }
+        return b.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+    }
+    private func put(_ region: UInt32, _ offset: UInt64, _ width: Int, _ v: UInt64) throws(PCIError) {
+        do { try client.write(region: region, offset: offset, data: (0..<width).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) }) }
+        catch { throw .io("\(error)") }
+    }
+    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
+        UInt32(truncatingIfNeeded: try get(VFIOPCIRegion.config.rawValue, UInt64(offset), width))
+    }
+    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
+        try put(VFIOPCIRegion.config.rawValue, UInt64(offset), width, UInt64(value))
+    }
+    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 { try get(UInt32(bar), offset, width) }
+    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) { try put(UInt32(bar), offset, width, value) }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ s: String) { description = s }
+}
+
+/// Programs and commits `count` 256 MiB decoders (ascending bases, Linux order), with
+/// Memory Space Enable set; returns how many report Committed.
+@discardableResult
+func commitDecoders(_ f: any PCIFunction, count: Int) throws -> Int {
+    try f.configWrite(0x04, width: 2, value: 0x6)
+    guard let hdm = try CXLStateEngine(function: f).save().layout.hdm else { throw BenchError("no HDM decoder capability found") }
+    let granule: UInt64 = 256 << 20
+    let commit = UInt64(HDMDecoderCapability.control.field("Commit")!.mask)
+    let committed = UInt64(HDMDecoderCapability.control.field("Committed")!.mask)
+    var ok = 0
+    for n in 0..<count {
+        let regs = HDMDecoderCapability.decoderRegisters(n, endpoint: true)
+        func w(_ i: Int, _ v: UInt64) throws { try f.barWrite(hdm.bar, offset: hdm.hdmOffset + UInt64(regs[i].offset), width: 4, value: v) }
+        let base = 0x40_0000_0000 + UInt64(n) * granule
+        try w(1, base >> 32); try w(0, base & 0xFFFF_FFFF)
+        try w(3, granule >> 32); try w(2, granule & 0xFFFF_FFFF)
+        try w(4, commit)
+        let ctl = try f.barRead(hdm.bar, offset: hdm.hdmOffset + UInt64(regs[4].offset), width: 4)
+        if ctl & committed != 0 { ok += 1 }
+    }
+    return ok
+}
+
+/// Times save + restore on `function` (wrapped for counting) and the bare replay of
+/// the same accesses; returns medians and the access counts of one save + restore.
+private func measureSaveRestore(_ function: any PCIFunction, iterations: Int) throws
+    -> (value: Double, save: Double, restore: Double, replay: Double, counts: CountingFunction, restoreOK: Bool) {
+    let counting = CountingFunction(function)
+    let engine = CXLStateEngine(function: counting)
+    // One recorded pass for counts and the replay log.
+    counting.recording = true
+    let snap = try engine.save()
+    let report = try engine.restore(snap)
+    counting.recording = false
+    let log = counting.log
+    var saves: [Double] = [], restores: [Double] = [], totals: [Double] = [], replays: [Double] = []
+    for _ in 0..<iterations {
+        let t0 = nowNanoseconds()
+        let s = try engine.save()
+        let t1 = nowNanoseconds()
+        let r = try engine.restore(s)
+        let t2 = nowNanoseconds()
+        blackHole(r)
+        try counting.replay(log)
+        let t3 = nowNanoseconds()
+        saves.append(Double(t1 - t0)); restores.append(Double(t2 - t1)); totals.append(Double(t2 - t0)); replays.append(Double(t3 - t2))
+    }
+    func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
+    return (median(totals), median(saves), median(restores), median(replays), counting, report.succeeded)
+}
+
+func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
+    var figures: [Figure] = []
+    for n in [1, 8, 32] {
+        // In-process: the emulated device itself.
+        ctx.log("save/restore in-process \(n) decoders")
+        var profile = try DeviceProfile.named("type2")
+        profile.decoderCount = n
+        profile.memorySize = max(1 << 30, UInt64(n) * (256 << 20))
+        let dev = try EmulatedCXLDevice(profile: profile)
+        let committed = try commitDecoders(dev, count: n)
+        let r = try measureSaveRestore(dev, iterations: ctx.iterations(2000))
+        let c = r.counts
+        c.resetCounts()
+        let snap = try CXLStateEngine(function: c).save(); let saveAccesses = c.total
+        _ = try CXLStateEngine(function: c).restore(snap)
+        figures.append(Figure(group: "state", name: "save + restore, DVSEC + \(n) decoders, in-process", unit: "ns", value: r.value,
+                              baselineName: "replay of its \(c.total) accesses", baseline: r.replay,
+                              goal: n == 32 ? "<= 50 us" : nil, met: n == 32 ? r.value <= 50_000 : nil,
+                              extra: ["save_ns": r.save, "restore_ns": r.restore, "accesses": Double(c.total),
+                                      "save_accesses": Double(saveAccesses), "config_reads": Double(c.configReads),
+                                      "config_writes": Double(c.configWrites), "bar_reads": Double(c.barReads),
+                                      "bar_writes": Double(c.barWrites), "decoders_committed": Double(committed),
+                                      "restore_succeeded": r.restoreOK ? 1 : 0]))
+    }
+    // Over vfio-user, client and server on CPU 0: every access is a round trip.
+    try withPlacement(pinned: true) {
+        for n in [1, 8, 32] {
+            ctx.log("save/restore over vfio-user \(n) decoders")
+            let child = try VFIOUserChild(decoders: n)
+            defer { child.stop() }
+            let f = VFIOUserPCIFunction(child.client)
+            let committed = try commitDecoders(f, count: n)
+            let r = try measureSaveRestore(f, iterations: ctx.quick ? 3 : 10)
+            let c = r.counts
+            c.resetCounts()
+            let snap = try CXLStateEngine(function: c).save(); let saveAccesses = c.total
+            _ = try CXLStateEngine(function: c).restore(snap)
+            figures.append(Figure(group: "state", name: "save + restore, DVSEC + \(n) decoders, vfio-user CPU 0", unit: "ns", value: r.value,
+                                  baselineName: "replay of its \(c.total) accesses", baseline: r.replay,
+                                  extra: ["save_ns": r.save, "restore_ns": r.restore, "accesses": Double(c.total),
+                                          "save_accesses": Double(saveAccesses), "config_reads": Double(c.configReads),
+                                          "config_writes": Double(c.configWrites), "bar_reads": Double(c.barReads),
+                                          "bar_writes": Double(c.barWrites), "decoders_committed": Double(committed),
+                                          "restore_succeeded": r.restoreOK ? 1 : 0]))
+        }
+    }
+    return figures
+}

@@ -1,0 +1,162 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CXL
+import CXLEmulator
+import Foundation
+import Logging
+import PCI
+import VFIO
+import VFIOCXL
+import VFIOUser
+
+// Figure 1: vfio-user REGION_READ / REGION_WRITE over a UNIX socket, the server in a
+// child process (`--serve-vfio-user SOCKET`) serving the emulated Type-2 device
+// through VFIOCXLDevice, each paired with the raw ping-pong floor of the same
+// request/reply sizes and placement, measured interleaved in the same run.
+
+extension EmulatedCXLDevice: CXLDeviceMemory {}
+
+/// Region index of the bench-only DMA engine the served device gets (after the
+/// vfio-cxl memory and component regions).
+let dmaEngineRegion = VFIOCXLUAPI.componentRegionIndex + 1
+
+/// A doorbell region: a 24-byte write `{address u64, count u64, direction u64}` makes
+/// the device DMA `count` bytes from (direction 0) or to (direction 1) guest memory at
+/// `address`, through whatever the transport attached (`VFIOPCIDevice.dma`): DMA_READ /
+/// DMA_WRITE messages for a mapping without fd, a direct copy for a shared-fd mapping.
+final class BenchDMAEngine: VFIORegionAccessHandler, @unchecked Sendable {
+    weak var device: VFIOPCIDevice?
+    private var buffers: [Int: [UInt8]] = [:]
+    init(_ device: VFIOPCIDevice) { self.device = device }
+
+    static func doorbell(address: UInt64, count: Int, toGuest: Bool) -> [UInt8] {
+        var out: [UInt8] = []
+        for v in [address, UInt64(count), toGuest ? 1 : 0] { for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+        return out
+    }
+
+    func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] { [UInt8](repeating: 0, count: count) }
+
+    func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
+        guard data.count == 24, offset == 0 else { throw .invalidArgument("doorbell is 24 bytes at 0") }
+        func u64(_ i: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(data[i + $1]) << (8 * UInt64($1)) } }
+        let address = u64(0), count = Int(u64(8)), toGuest = u64(16) != 0
+        guard let dma = device?.dma else { throw .system(errno: VFIOErrno.EIO, "no DMA attached") }
+        if toGuest {
+            if buffers[count] == nil { buffers[count] = [UInt8](repeating: 0xA5, count: count) }
+            try dma.write(address: address, data: buffers[count]!)
+        } else {
+            let b = try dma.read(address: address, count: count)
+            guard b.count == count else { throw .system(errno: VFIOErrno.EIO, "short DMA read") }
+        }
+    }
+}
+
+/// The child side: serves the emulated `type2` device (with `decoders` HDM decoders)
+/// through VFIOCXLDevice plus the DMA engine region, until killed.
+func runVFIOUserServer(socketPath: String, decoders: Int) -> Never {
+    do {
+        var profile = try DeviceProfile.named("type2")
+        profile.decoderCount = decoders
+        profile.memorySize = max(1 << 30, UInt64(decoders) * (256 << 20))
+        let emulated = try EmulatedCXLDevice(profile: profile)
+        var options = VFIOCXLOptions()
+        options.logger.logLevel = .critical
+        let device = try VFIOCXLDevice(function: emulated, memory: emulated, options: options)
+        device.addRegion(VFIOExtraRegion(info: VFIORegionInfo(index: dmaEngineRegion, flags: [.read, .write], size: 4096),
+                                         handler: BenchDMAEngine(device)))
+        var logger = Logger(label: "cxlbench.server")
+        logger.logLevel = .error
+        let server = try VFIOUserServer(device: device, socketPath: socketPath, logger: logger)
+        try server.run()
+    } catch {
+        FileHandle.standardError.write(Data("cxlbench --serve-vfio-user: \(error)\n".utf8))
+        exit(1)
+    }
+    exit(0)
+}
+
+/// A vfio-user server child and a connected client.
+final class VFIOUserChild {
+    let process: Process
+    let path: String
+    let client: VFIOUserClient
+    nonisolated(unsafe) private static var counter = 0
+
+    init(decoders: Int = 2) throws {
+        Self.counter += 1
+        path = NSTemporaryDirectory() + "cxlbench-vu-\(getpid())-\(Self.counter).sock"
+        process = try spawnSelf(["--serve-vfio-user", path, "--serve-decoders", "\(decoders)"], quiet: true)
+        var config = VFIOUserClientConfiguration()
+        config.timeoutMilliseconds = 60_000
+        let deadline = Date().addingTimeInterval(20)
+        while true {
+            do {
+                client = try VFIOUserClient(socketPath: path, configuration: config)
+                break
+            } catch {
+                guard process.isRunning, Date() < deadline else { throw error }
+                usleep(5000)
+            }
+        }
+    }
+
+    func stop() {
+        client.close()
+        process.terminate()
+        process.waitUntilExit()
+        unlink(path)
+    }
+}
+
+/// Figure 1.
+func vfioUserFigures(_ ctx: BenchContext) throws -> [Figure] {
+    var figures: [Figure] = []
+    let n = ctx.iterations(50_000)
+    let cfg = VFIOPCIRegion.config.rawValue
+    let mem = VFIOCXLUAPI.memoryRegionIndex
+    let comp = VFIOCXLUAPI.componentRegionIndex
+    let header = 16 + 16   // vfio-user header + REGION_READ/WRITE fixed part
+    enum Op { case read, write }
+    let cases: [(String, UInt32, UInt64, Op, Int)] = [
+        ("config", cfg, 0, .read, 4),
+        ("config", cfg, 0, .read, 64),
+        ("component reg", comp, 0, .read, 4),
+        ("device memory", mem, 0x10000, .read, 4),
+        ("device memory", mem, 0x10000, .read, 64),
+        ("device memory", mem, 0x10000, .read, 4096),
+        ("device memory", mem, 0x10000, .write, 4),
+        ("device memory", mem, 0x10000, .write, 64),
+        ("device memory", mem, 0x10000, .write, 4096),
+    ]
+    for pinned in [true, false] {
+        try withPlacement(pinned: pinned) {
+            let child = try VFIOUserChild()
+            defer { child.stop() }
+            let c = child.client
+            for (what, region, offset, op, size) in cases {
+                let (req, rep) = op == .read ? (header, header + size) : (header + size, header)
+                ctx.log("vfio-user \(op) \(what) \(size) B pinned=\(pinned)")
+                let echo = try EchoPeer(requestSize: req, replySize: rep)
+                defer { echo.close() }
+                let data = [UInt8](repeating: 0x3C, count: size)
+                let iters = size >= 64 && region == cfg ? n / 4 : n
+                let (v, floor) = try measurePair(iterations: iters, {
+                    if op == .read { blackHole(try c.read(region: region, offset: offset, count: size)) }
+                    else { try c.write(region: region, offset: offset, data: data) }
+                }, { echo.roundTrip() })
+                let name = "\(op == .read ? "REGION_READ" : "REGION_WRITE") \(what) \(size) B, \(pinned ? "CPU 0" : "unpinned")"
+                let p50 = v.percentile(50), f50 = floor.percentile(50)
+                figures.append(Figure(group: "vfio-user", name: name, unit: "ns", value: p50,
+                                      baselineName: "raw ping-pong \(req)/\(rep) B", baseline: f50,
+                                      goal: op == .read ? "<= 1.10x floor" : nil,
+                                      met: op == .read ? p50 <= 1.10 * f50 : nil,
+                                      extra: ["p99_ns": v.percentile(99), "floor_p99_ns": floor.percentile(99),
+                                              "msgs_per_s": 1e9 / v.mean, "floor_msgs_per_s": 1e9 / floor.mean,
+                                              "p99_ratio": v.percentile(99) / floor.percentile(99)]))
+            }
+        }
+    }
+    return figures
+}
