@@ -23,6 +23,8 @@ struct LatencySamples {
     init(capacity: Int) { values.reserveCapacity(capacity) }
     mutating func append(_ ns: UInt64) { values.append(ns) }
     var count: Int { values.count }
+    /// This process's context switches per timed call, when measured.
+    var contextSwitchesPerCall: Double = .nan
 
     func percentile(_ p: Double) -> Double {
         guard !values.isEmpty else { return .nan }

@@ -137,13 +137,29 @@ func measurePair(iterations n: Int, block: Int = 500, _ a: () throws -> Void, _ 
     for _ in 0..<max(1, n / 10) { try a(); try b() }
     var sa = LatencySamples(capacity: n), sb = LatencySamples(capacity: n)
     var done = 0
+    var cswA = 0, cswB = 0
     while done < n {
         let k = min(block, n - done)
+        var c0 = contextSwitches()
         for _ in 0..<k { let t0 = nowNanoseconds(); try a(); sa.append(nowNanoseconds() - t0) }
+        var c1 = contextSwitches()
+        cswA += c1 - c0
+        c0 = c1
         for _ in 0..<k { let t0 = nowNanoseconds(); try b(); sb.append(nowNanoseconds() - t0) }
+        c1 = contextSwitches()
+        cswB += c1 - c0
         done += k
     }
+    sa.contextSwitchesPerCall = Double(cswA) / Double(n)
+    sb.contextSwitchesPerCall = Double(cswB) / Double(n)
     return (sa, sb)
+}
+
+/// Voluntary + involuntary context switches of this process so far.
+func contextSwitches() -> Int {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return u.ru_nvcsw + u.ru_nivcsw
 }
 
 /// Round trips of `requestSize` bytes out and `replySize` bytes back between this

@@ -154,7 +154,9 @@ func vfioUserFigures(_ ctx: BenchContext) throws -> [Figure] {
                                       met: op == .read ? p50 <= 1.10 * f50 : nil,
                                       extra: ["p99_ns": v.percentile(99), "floor_p99_ns": floor.percentile(99),
                                               "msgs_per_s": 1e9 / v.mean, "floor_msgs_per_s": 1e9 / floor.mean,
-                                              "p99_ratio": v.percentile(99) / floor.percentile(99)]))
+                                              "p99_ratio": v.percentile(99) / floor.percentile(99),
+                                              "client_csw_per_op": v.contextSwitchesPerCall,
+                                              "floor_client_csw_per_op": floor.contextSwitchesPerCall]))
             }
         }
     }
