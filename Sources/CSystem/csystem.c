@@ -38,6 +38,11 @@ ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fd
 }
 
 ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated) {
+    return csystem_recvmsg_fds_nb(sock, buf, len, fds, maxfds, nfds, truncated, 0);
+}
+
+ssize_t csystem_recvmsg_fds_nb(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
+                               int nonblocking) {
     struct iovec iov = { .iov_base = buf, .iov_len = len };
     struct msghdr msg;
     union {
@@ -52,7 +57,8 @@ ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfd
     *nfds = 0;
     *truncated = 0;
     ssize_t n;
-    do { n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC); } while (n < 0 && errno == EINTR);
+    int flags = MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0);
+    do { n = recvmsg(sock, &msg, flags); } while (n < 0 && errno == EINTR);
     if (n < 0) return n;
     if (msg.msg_flags & MSG_CTRUNC) *truncated = 1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {

@@ -121,20 +121,25 @@ public final class VFIOUserSocket: @unchecked Sendable {
         var got = 0
         var fdBuf = [Int32](repeating: -1, count: VFIOUserLimits.fdsPerMessageHardLimit)
         while got < count {
-            if let deadline {
-                let left = deadline - monotonicMilliseconds()
-                guard left > 0, try waitReadable(timeoutMilliseconds: Int32(clamping: left)) else { throw .timeout(command: 0) }
-            }
             var nfds: Int32 = 0
             var trunc: Int32 = 0
             let room = max(0, min(maxFDs - fds.count, fdBuf.count))
+            // With a deadline: try first without waiting (the bytes are usually there already: the peer sent the
+            // message in one sendmsg, or the caller polled), and poll only when nothing is queued. Saves a poll
+            // per read on the request/reply path.
             let n = buf.withUnsafeMutableBytes { raw in
                 fdBuf.withUnsafeMutableBufferPointer { fb in
-                    csystem_recvmsg_fds(fd, raw.baseAddress!.advanced(by: got), count - got, fb.baseAddress, Int32(room), &nfds, &trunc)
+                    csystem_recvmsg_fds_nb(fd, raw.baseAddress!.advanced(by: got), count - got, fb.baseAddress, Int32(room), &nfds, &trunc,
+                                           deadline == nil ? 0 : 1)
                 }
             }
             if n < 0 {
                 let e = errno
+                if let deadline, e == EAGAIN || e == EWOULDBLOCK {
+                    let left = deadline - monotonicMilliseconds()
+                    guard left > 0, try waitReadable(timeoutMilliseconds: Int32(clamping: left)) else { throw .timeout(command: 0) }
+                    continue
+                }
                 if e == ECONNRESET { throw .disconnected }
                 throw .system(errno: e, "recvmsg")
             }

@@ -19,6 +19,9 @@ ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fd
  * *nfds. *truncated is set to 1 when the kernel reported MSG_CTRUNC (descriptors were dropped) or when more than
  * `maxfds` arrived (the excess are closed). Returns bytes read, 0 on EOF or -1 (errno set). */
 ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated);
+/* The same; with `nonblocking` set, MSG_DONTWAIT: -1 with errno EAGAIN when nothing is queued. */
+ssize_t csystem_recvmsg_fds_nb(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
+                               int nonblocking);
 
 /* eventfd(2). */
 int csystem_eventfd(unsigned int initval, int flags);
