@@ -35,6 +35,120 @@ public enum LspciDump {
     /// dump: no function header, hex lines before the first header, malformed hex
     /// lines, offsets past 4096, functions with fewer than 64 bytes.
     public static func parse(_ text: String) throws(DumpError) -> [DumpedFunction] {
+        // Plain ASCII without CR (what lspci writes): parse the bytes. There a Character
+        // is a byte, so the result and every error are those of the general path.
+        var t = text
+        let fast: Result<[DumpedFunction], DumpError>? = t.withUTF8 { u in
+            u.allSatisfy({ $0 < 0x80 && $0 != 0x0D }) ? Result { () throws(DumpError) in try parseASCII(u) } : nil
+        }
+        if let fast { return try fast.get() }
+        return try parseCharacters(text)
+    }
+
+    /// `parse` over ASCII bytes (no CR). Hex lines, nearly all of a dump, are read from
+    /// the bytes; header lines and anything unusual go through the general code.
+    private static func parseASCII(_ u: UnsafeBufferPointer<UInt8>) throws(DumpError) -> [DumpedFunction] {
+        var out: [DumpedFunction] = []
+        var current: (address: PCIAddress?, text: String, desc: String, bytes: [UInt8], covered: Int, line: Int)?
+
+        func finish() throws(DumpError) {
+            guard let c = current else { return }
+            guard c.covered >= 64 else {
+                throw DumpError("line \(c.line): function \(c.text) has \(c.covered) bytes of config space; a dump needs at least 64 (lspci -x)")
+            }
+            out.append(DumpedFunction(address: c.address, addressText: c.text, description: c.desc,
+                                      config: ConfigSpace(bytes: Array(c.bytes.prefix(c.covered)))))
+            current = nil
+        }
+        @inline(__always) func hexValue(_ b: UInt8) -> Int? {
+            switch b {
+            case 0x30...0x39: return Int(b - 0x30)
+            case 0x41...0x46: return Int(b - 0x41 + 10)
+            case 0x61...0x66: return Int(b - 0x61 + 10)
+            default: return nil
+            }
+        }
+        @inline(__always) func isBlank(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 }
+
+        var lineNo = 0
+        var start = 0
+        let n = u.count
+        while start <= n {
+            var end = start
+            while end < n && u[end] != 0x0A { end += 1 }
+            defer { start = end + 1 }
+            lineNo += 1
+            var i = start
+            while i < end && isBlank(u[i]) { i += 1 }
+            if i == end { continue }                          // empty or blank
+            if isBlank(u[start]) { continue }                 // decoded lines of `lspci -vvv -xxxx`: indented
+            var colon = start
+            while colon < end && u[colon] != 0x3A { colon += 1 }
+            let headLength = colon - start
+            var isHex = colon < end && (1...4).contains(headLength) && (colon + 1 == end || u[colon + 1] == 0x20)
+            var off = 0
+            if isHex {
+                for k in start..<colon {
+                    guard let v = hexValue(u[k]) else { isHex = false; break }
+                    off = off << 4 | v
+                }
+            }
+            if isHex {
+                guard current != nil else { throw DumpError("line \(lineNo): hex data before any function header") }
+                // Fields: runs of non-blank bytes after the colon. Counted first (the count
+                // and range errors come before any bad byte), then parsed into place.
+                var count = 0
+                var k = colon + 1
+                while k < end {
+                    while k < end && isBlank(u[k]) { k += 1 }
+                    if k == end { break }
+                    count += 1
+                    while k < end && !isBlank(u[k]) { k += 1 }
+                }
+                guard count > 0, count <= 16 else { throw DumpError("line \(lineNo): expected 1 to 16 hex bytes") }
+                guard off + count <= pcieConfigSpaceSize else {
+                    throw DumpError("line \(lineNo): offset 0x\(hex(off, digits: 3)) past the 4096-byte config space")
+                }
+                try current!.bytes.withUnsafeMutableBufferPointer { (dst) throws(DumpError) in
+                    var j = off
+                    var k = colon + 1
+                    while k < end {
+                        while k < end && isBlank(u[k]) { k += 1 }
+                        if k == end { break }
+                        let f0 = k
+                        while k < end && !isBlank(u[k]) { k += 1 }
+                        if k - f0 == 2, let hi = hexValue(u[f0]), let lo = hexValue(u[f0 + 1]) {
+                            dst[j] = UInt8(hi << 4 | lo)
+                        } else {
+                            let f = String(decoding: UnsafeBufferPointer(rebasing: u[f0..<k]), as: UTF8.self)
+                            guard f.count == 2, let b = UInt8(f, radix: 16) else { throw DumpError("line \(lineNo): bad hex byte \"\(f)\"") }
+                            dst[j] = b
+                        }
+                        j += 1
+                    }
+                }
+                current!.covered = max(current!.covered, off + count)
+                continue
+            }
+            // A function header: address, space, description.
+            let line = Substring(String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self))
+            let firstWord = line.prefix { $0 != " " && $0 != "\t" }
+            if let addr = PCIAddress(firstWord) {
+                try finish()
+                let desc = line.dropFirst(firstWord.count).drop { $0 == " " }
+                current = (addr, String(firstWord), String(desc), [UInt8](repeating: 0, count: pcieConfigSpaceSize), 0, lineNo)
+                continue
+            }
+            let shown = line.count > 40 ? String(line.prefix(40)) + "..." : String(line)
+            throw DumpError("line \(lineNo): not an lspci hex dump line: \"\(shown)\"")
+        }
+        try finish()
+        guard !out.isEmpty else { throw DumpError("no functions in dump (expected `lspci -xxxx` output)") }
+        return out
+    }
+
+    /// The general path: any text, Character by Character.
+    static func parseCharacters(_ text: String) throws(DumpError) -> [DumpedFunction] {
         var out: [DumpedFunction] = []
         var current: (address: PCIAddress?, text: String, desc: String, bytes: [UInt8], covered: Int, line: Int)?
 

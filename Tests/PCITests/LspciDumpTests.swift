@@ -90,4 +90,51 @@ struct LspciDumpTests {
         // 256-byte binary (what unprivileged readers and conventional devices give).
         #expect(try ConfigFile.load(bytes: Array(bin.prefix(256)), name: "c").first?.config.count == 256)
     }
+    /// `parse` reads plain-ASCII dumps from the bytes (a performance path): it must
+    /// agree with the general Character path on every input, results and errors alike.
+    @Test func byteParserAgreesWithTheGeneralParser() throws {
+        var inputs: [String] = []
+        for state in ["bound", "pristine", "region", "reset"] {
+            for fn in ["endpoint", "rootport"] {
+                inputs.append(String(decoding: try fixture("qemu-cxl/\(state)/\(fn)/lspci-xxxx.txt"), as: UTF8.self))
+            }
+        }
+        inputs.append(String(decoding: try fixture("qemu-cxl/bound/endpoint/lspci-vvv.txt"), as: UTF8.self))
+        for name in ["every-dvsec", "root-port", "type2-and-port", "type2-device"] {
+            inputs.append(String(decoding: try fixture("decode/\(name).txt"), as: UTF8.self))
+        }
+        let header = "0000:0d:00.0 Class 0502: Device 8086:0d93\n"
+        let line0 = "00: 86 80 93 0d 06 04 10 00 01 00 02 05 10 00 00 00\n"
+        let rest = (1..<4).map { "\(String($0 * 16, radix: 16)): " + Array(repeating: "00", count: 16).joined(separator: " ") + "\n" }.joined()
+        inputs += [
+            header + line0 + rest,
+            header + line0.replacingOccurrences(of: "86", with: "+6") + rest,      // UInt8("+6", radix: 16) parses
+            header + line0.replacingOccurrences(of: "86", with: "-0") + rest,
+            header + line0.replacingOccurrences(of: "86", with: "8") + rest,
+            header + line0.replacingOccurrences(of: "86", with: "86\t") + rest,
+            header + line0.replacingOccurrences(of: " 86", with: "\t86") + rest,
+            header + line0.replacingOccurrences(of: "00: ", with: "00:") + rest,
+            header + line0.replacingOccurrences(of: "00: ", with: "0000: ") + rest,
+            header + line0.replacingOccurrences(of: "00: ", with: "00000: ") + rest,
+            header + line0.replacingOccurrences(of: "00: ", with: "0g: ") + rest,
+            header + "ff0: " + Array(repeating: "zz", count: 17).joined(separator: " ") + "\n",
+            header + "ff8: " + Array(repeating: "00", count: 9).joined(separator: " ") + "\n",
+            header + line0 + "   \n\t\n" + rest + "\n\n" + header + line0 + rest,
+            "\n\n" + header + line0 + rest,
+            header + line0 + ":: x\n" + rest,
+            header + line0 + "10\n",
+            header + line0 + "10:\n",
+            "0d:00.0\n" + line0 + rest,
+            "0d:00.0  two spaces\n" + line0 + rest,
+            "not a header\n",
+            "",
+            "\n",
+        ]
+        for text in inputs {
+            let a = Result { () throws(DumpError) in try LspciDump.parse(text) }
+            let b = Result { () throws(DumpError) in try LspciDump.parseCharacters(text) }
+            #expect(a == b, "\(text.prefix(120).debugDescription)")
+        }
+    }
 }
+
