@@ -42,7 +42,7 @@ let package = Package(
         .target(name: "VFIO", dependencies: ["PCI", "CSystem"], swiftSettings: swiftSettings),
         .target(
             name: "VFIOUser",
-            dependencies: ["VFIO", "CSystem", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VFIO", "PCI", "CSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "VFIOCXL",
@@ -55,7 +55,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "cxlkit",
-            dependencies: ["CXLKitCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CXLKitCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "cxlbench",
@@ -71,7 +71,7 @@ let package = Package(
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI"],
+        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser"],
                     swiftSettings: swiftSettings),
     ]
 )

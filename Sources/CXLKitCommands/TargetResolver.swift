@@ -75,6 +75,7 @@ public struct TargetResolver: Sendable {
         register(SysfsScheme())
         register(FileScheme())
         register(EmulatedScheme())
+        register(VFIOUserScheme())
     }
 
     /// Adds or replaces a scheme.

@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+import PCI
+import CXLEmulator
+import VFIO
+import VFIOUser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension CXLKit {
+    /// The emulated device `cxlkit serve` serves: a shipped profile name or a JSON profile path.
+    public static func makeEmulatedDevice(profile: String) throws(CommandError) -> EmulatedCXLDevice {
+        do { return try EmulatedCXLDevice(profile) } catch { throw CommandError("profile \(profile): \(error.description)") }
+    }
+
+    /// The VFIO device `cxlkit serve` puts on the socket, built around the emulated function. This is the one
+    /// place that decides what a VMM sees (vfio-pci-core today; the vfio-cxl device when it lands).
+    public static func makeServedDevice(emulated: EmulatedCXLDevice) throws(CommandError) -> any VFIODevice {
+        do { return try VFIOPCIDevice(function: emulated) } catch { throw CommandError("\(emulated.address): \(error)") }
+    }
+}
+
+/// Settings of one `cxlkit serve` run.
+public struct ServeOptions: Sendable {
+    public var profile: String
+    public var socketPath: String
+    /// Raise MSI-X vector `irqVector` every `irqIntervalMilliseconds` (0: never); see `ServeSession`.
+    public var irqIntervalMilliseconds: Int = 0
+    public var irqVector: Int = 0
+    public init(profile: String, socketPath: String) {
+        self.profile = profile
+        self.socketPath = socketPath
+    }
+}
+
+/// `cxlkit serve`: one emulated device on a vfio-user socket, one client at a time, until `stop()` (or SIGINT /
+/// SIGTERM with `installSignalHandlers`). The device and its state outlive each client. The socket is listening
+/// when `init` returns.
+public final class ServeSession: @unchecked Sendable {
+    public let options: ServeOptions
+    public let emulated: EmulatedCXLDevice
+    public let device: any VFIODevice
+    public let server: VFIOUserServer
+    let logger: Logger
+    private let lock = NSLock()
+    private var _interruptsRaised = 0
+    private var timer: Thread?
+
+    /// Vectors raised by the interrupt timer so far.
+    public var interruptsRaised: Int { lock.lock(); defer { lock.unlock() }; return _interruptsRaised }
+
+    public init(options: ServeOptions, logger: Logger = Logger(label: "cxlkit.serve")) throws(CommandError) {
+        self.options = options
+        self.logger = logger
+        emulated = try CXLKit.makeEmulatedDevice(profile: options.profile)
+        device = try CXLKit.makeServedDevice(emulated: emulated)
+        do { server = try VFIOUserServer(device: device, socketPath: options.socketPath, logger: logger) } catch {
+            throw CommandError("\(options.socketPath): \(error)")
+        }
+    }
+
+    /// Serves clients until `stop()`; removes the socket file on return.
+    public func run() throws(CommandError) {
+        logger.info("serving", metadata: ["profile": "\(emulated.profile.name)", "device": "\(emulated.address)",
+                                          "socket": "\(options.socketPath)"])
+        startInterruptTimer()
+        defer { stopInterruptTimer() }
+        do { try server.run() } catch { throw CommandError("\(options.socketPath): \(error)") }
+        logger.info("stopped", metadata: ["clients_served": "\(server.clientsServed)", "interrupts_raised": "\(interruptsRaised)"])
+    }
+
+    /// Stops `run()` (from any thread).
+    public func stop() { server.stop() }
+
+    // MARK: Interrupt timer
+
+    private var timerStop = false
+
+    /// The device signals MSI-X vector `irqVector` through its own `signal(vector:)` every interval: the device
+    /// decides (its MSI-X Enable, masks, PBA) whether the interrupt goes out to the client's eventfd.
+    private func startInterruptTimer() {
+        let ms = options.irqIntervalMilliseconds
+        guard ms > 0 else { return }
+        let t = Thread { [weak self] in
+            while let s = self {
+                s.lock.lock(); let stop = s.timerStop; s.lock.unlock()
+                if stop { return }
+                s.emulated.signal(vector: s.options.irqVector)
+                s.lock.lock(); s._interruptsRaised += 1; let n = s._interruptsRaised; s.lock.unlock()
+                s.logger.debug("device signalled MSI-X vector", metadata: ["vector": "\(s.options.irqVector)", "count": "\(n)"])
+                usleep(useconds_t(ms * 1000))
+            }
+        }
+        t.name = "cxlkit-serve-irq"
+        timer = t
+        t.start()
+    }
+
+    private func stopInterruptTimer() {
+        lock.lock(); timerStop = true; lock.unlock()
+    }
+
+    // MARK: Signals
+
+    /// SIGINT and SIGTERM stop `session` (the handler writes the server's stop eventfd, async-signal-safe);
+    /// SIGPIPE is ignored (a client vanishing mid-reply is an error return, not a process kill).
+    public static func installSignalHandlers(for session: ServeSession) {
+        serveStopFD = session.server.stopFD
+        var sa = sigaction()
+        sa.__sigaction_handler.sa_handler = { _ in
+            var one: UInt64 = 1
+            _ = withUnsafeBytes(of: &one) { Glibc.write(serveStopFD, $0.baseAddress, 8) }
+        }
+        sigemptyset(&sa.sa_mask)
+        sa.sa_flags = 0
+        sigaction(SIGINT, &sa, nil)
+        sigaction(SIGTERM, &sa, nil)
+        signal(SIGPIPE, SIG_IGN)
+        // A launcher may hand us a mask with them blocked (Foundation's Process passes on its thread's mask, in
+        // which the Swift runtime's threads block most signals): unblock, or SIGTERM would never arrive.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+}
+
+/// The stop eventfd the signal handler writes (set once, before the handlers are installed).
+nonisolated(unsafe) private var serveStopFD: Int32 = -1

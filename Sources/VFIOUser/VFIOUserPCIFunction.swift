@@ -1,0 +1,180 @@
+import PCI
+import VFIO
+
+/// A PCI function behind a vfio-user socket, seen through `VFIOUserClient`: what a VMM sees of the device, so
+/// every tool written against `PCIFunction` (decoders, the state engine) works on a served device.
+///
+/// - config space: region 7 (`VFIO_PCI_CONFIG_REGION_INDEX`), one REGION_READ/WRITE per access of the access's
+///   width, as QEMU forwards guest config cycles;
+/// - BARs: regions 0-5; the BAR kind and prefetchability come from the BAR registers in config space, the size
+///   from the region info;
+/// - resets: `.bus` is VFIO_USER_DEVICE_RESET (what QEMU sends for a secondary bus reset or a system reset),
+///   `.flr` is a write of Initiate Function Level Reset in the PCI Express Device Control register (what a guest
+///   does; QEMU forwards it as a config write), offered when Device Capabilities says FLR capable.
+///
+/// Interrupts are not wired (`setInterruptSink` is ignored): tools use polling. Knows nothing about CXL.
+public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
+    public let client: VFIOUserClient
+    public let address: String
+    public let configSize: Int
+    public let bars: [BARDescription]
+    public let resetMethods: [PCIResetMethod]
+    /// Offset of the PCI Express capability, if any (for FLR).
+    private let expressOffset: Int?
+
+    /// Connects to `socketPath` (the client negotiates the version) and reads the device layout.
+    public convenience init(socketPath: String, address: String? = nil,
+                            configuration: VFIOUserClientConfiguration = .init()) throws(PCIError) {
+        let client: VFIOUserClient
+        do { client = try VFIOUserClient(socketPath: socketPath, configuration: configuration) } catch {
+            throw .io("vfio-user:\(socketPath): \(error)")
+        }
+        try self.init(client: client, address: address ?? "vfio-user:\(socketPath)")
+    }
+
+    /// Uses an already connected client.
+    public init(client: VFIOUserClient, address: String) throws(PCIError) {
+        self.client = client
+        self.address = address
+        let info: VFIODeviceInfo
+        do { info = try client.deviceInfo() } catch { throw .io("\(address): DEVICE_GET_INFO: \(error)") }
+        guard info.flags.contains(.pci) else { throw .io("\(address): not a PCI device (DEVICE_GET_INFO flags 0x\(String(info.flags.rawValue, radix: 16)))") }
+        guard info.numRegions > VFIOPCIRegion.config.rawValue else {
+            throw .io("\(address): the device reports \(info.numRegions) regions, no config region")
+        }
+        func region(_ i: UInt32) throws(PCIError) -> VFIOUserClientRegion {
+            do { return try client.regionInfo(i) } catch { throw .io("\(address): DEVICE_GET_REGION_INFO \(i): \(error)") }
+        }
+        let cfg = try region(VFIOPCIRegion.config.rawValue)
+        guard cfg.size == UInt64(pciConfigSpaceSize) || cfg.size == UInt64(pcieConfigSpaceSize) else {
+            throw .io("\(address): config region of \(cfg.size) bytes (expected 256 or 4096)")
+        }
+        let size = Int(cfg.size)
+        configSize = size
+
+        func cfgRead(_ off: Int, _ width: Int) throws(PCIError) -> UInt32 {
+            try Self.configRead(client, address, size, off, width)
+        }
+        var list: [BARDescription] = []
+        var i = 0
+        while i < 6 {
+            let r = try region(UInt32(i))
+            let reg = UInt64(try cfgRead(PCIHeader.bar(i).offset, 4))
+            let layout = PCIHeader.bar(i)
+            let isIO = layout.field("Memory Space Indicator")!.extract(reg) == 1
+            let is64 = !isIO && layout.field("Memory Type")!.extract(reg) == 2
+            if r.size > 0 {
+                let kind: BARKind = isIO ? .io : (is64 ? .memory64 : .memory32)
+                let pf = !isIO && layout.field("Prefetchable")!.extract(reg) == 1
+                list.append(BARDescription(index: i, kind: kind, prefetchable: pf, size: r.size))
+            }
+            i += (is64 && r.size > 0) ? 2 : 1
+        }
+        bars = list
+
+        var methods: [PCIResetMethod] = []
+        var express: Int? = nil
+        if size >= 64 {
+            var bytes = [UInt8]()
+            bytes.reserveCapacity(pciConfigSpaceSize)
+            var off = 0
+            while off < pciConfigSpaceSize {
+                let v = try cfgRead(off, 4)
+                bytes += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF), UInt8((v >> 16) & 0xFF), UInt8(v >> 24)]
+                off += 4
+            }
+            let header = ConfigSpace(bytes: bytes)
+            if let e = CapabilityList(walking: header).standard(.pciExpress) {
+                express = e.offset
+                if let caps = header.read(PCIExpressCapability.deviceCapabilities, base: e.offset),
+                   PCIExpressCapability.deviceCapabilities.field("Function Level Reset Capability")!.extract(caps) == 1 {
+                    methods.append(.flr)
+                }
+            }
+        }
+        if info.flags.contains(.reset) { methods.append(.bus) }
+        expressOffset = express
+        resetMethods = methods
+    }
+
+    /// Closes the connection (the server then serves its next client).
+    public func close() { client.close() }
+
+    private static func configRead(_ client: VFIOUserClient, _ address: String, _ size: Int, _ offset: Int, _ width: Int) throws(PCIError) -> UInt32 {
+        try checkConfig(address, size, offset, width)
+        let b: [UInt8]
+        do { b = try client.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), count: width) } catch {
+            throw .io("\(address): config read 0x\(String(offset, radix: 16))/\(width): \(error)")
+        }
+        guard b.count == width else { throw .io("\(address): config read returned \(b.count) bytes, asked \(width)") }
+        return UInt32(truncatingIfNeeded: littleEndian(b))
+    }
+
+    private static func checkConfig(_ address: String, _ size: Int, _ offset: Int, _ width: Int) throws(PCIError) {
+        guard [1, 2, 4].contains(width) else { throw .badAccess("config access width \(width)") }
+        guard offset >= 0, offset + width <= size else { throw .outOfRange("config offset 0x\(String(offset, radix: 16)) width \(width) (config space \(size) bytes)") }
+        guard offset % width == 0 else { throw .badAccess("unaligned config access at 0x\(String(offset, radix: 16)) width \(width)") }
+    }
+
+    private static func littleEndian(_ b: [UInt8]) -> UInt64 {
+        b.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+    }
+
+    private static func bytes(_ value: UInt64, _ width: Int) -> [UInt8] {
+        (0..<width).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
+    }
+
+    // MARK: PCIFunction
+
+    public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
+        try Self.configRead(client, address, configSize, offset, width)
+    }
+
+    public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
+        try Self.checkConfig(address, configSize, offset, width)
+        do { try client.write(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), data: Self.bytes(UInt64(value), width)) } catch {
+            throw .io("\(address): config write 0x\(String(offset, radix: 16))/\(width): \(error)")
+        }
+    }
+
+    private func checkBAR(_ bar: Int, _ offset: UInt64, _ width: Int) throws(PCIError) {
+        guard let b = bars.first(where: { $0.index == bar }) else { throw .noSuchBAR(bar) }
+        guard [1, 2, 4, 8].contains(width) else { throw .badAccess("BAR\(bar) access width \(width)") }
+        guard offset < b.size, UInt64(width) <= b.size - offset else {
+            throw .outOfRange("BAR\(bar) offset 0x\(String(offset, radix: 16)) width \(width) (BAR size 0x\(String(b.size, radix: 16)))")
+        }
+    }
+
+    public func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
+        try checkBAR(bar, offset, width)
+        let b: [UInt8]
+        do { b = try client.read(region: UInt32(bar), offset: offset, count: width) } catch {
+            throw .io("\(address): BAR\(bar) read 0x\(String(offset, radix: 16))/\(width): \(error)")
+        }
+        guard b.count == width else { throw .io("\(address): BAR\(bar) read returned \(b.count) bytes, asked \(width)") }
+        return Self.littleEndian(b)
+    }
+
+    public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        try checkBAR(bar, offset, width)
+        do { try client.write(region: UInt32(bar), offset: offset, data: Self.bytes(value, width)) } catch {
+            throw .io("\(address): BAR\(bar) write 0x\(String(offset, radix: 16))/\(width): \(error)")
+        }
+    }
+
+    public func reset(_ method: PCIResetMethod) throws(PCIError) {
+        guard resetMethods.contains(method) else { throw .resetUnsupported(method.rawValue) }
+        switch method {
+        case .bus:
+            do { try client.reset() } catch { throw .io("\(address): DEVICE_RESET: \(error)") }
+        case .flr:
+            guard let e = expressOffset else { throw .resetUnsupported(method.rawValue) }
+            let reg = PCIExpressCapability.deviceControl
+            let bit = reg.field("Initiate Function Level Reset")!
+            let ctl = UInt64(try configRead(e + reg.offset, width: reg.width))
+            try configWrite(e + reg.offset, width: reg.width, value: UInt32(truncatingIfNeeded: bit.insert(1, into: ctl)))
+        default:
+            throw .resetUnsupported(method.rawValue)
+        }
+    }
+}

@@ -1,0 +1,42 @@
+import ArgumentParser
+import CXLKitCommands
+import Logging
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve an emulated CXL Type-2 device on a vfio-user socket (for QEMU's vfio-user-pci).",
+        discussion: """
+        Serves one client at a time, then the next; the device keeps its state between clients. \
+        SIGINT or SIGTERM stops the server and removes the socket file. Other cxlkit commands reach \
+        the served device as vfio-user:SOCKET. QEMU 10.1+: \
+        -device '{"driver":"vfio-user-pci","socket":{"path":"SOCKET","type":"unix"}}'
+        """)
+
+    @Option(help: "Device profile: type2, gpu-fw-committed, flr-loses-state, or a JSON profile file.") var profile: String = "type2"
+    @Option(help: "UNIX socket path to listen on.") var socket: String
+    @Flag(help: "Trace every vfio-user message (log level debug) on stderr.") var verbose = false
+    @Option(name: .customLong("irq-interval"), help: ArgumentHelp("Make the device signal an MSI-X vector every MS milliseconds (0: never).", valueName: "MS"))
+    var irqInterval: Int = 0
+    @Option(name: .customLong("irq-vector"), help: "The MSI-X vector --irq-interval signals.") var irqVector: Int = 0
+
+    func run() throws {
+        let level: Logger.Level = verbose ? .debug : .info
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var options = ServeOptions(profile: profile, socketPath: socket)
+        options.irqIntervalMilliseconds = irqInterval
+        options.irqVector = irqVector
+        do {
+            let session = try ServeSession(options: options)
+            ServeSession.installSignalHandlers(for: session)
+            try session.run()
+        } catch {
+            writeStderr("cxlkit: error: \(error.message)\n")
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,187 @@
+import Testing
+import Foundation
+import PCI
+import CXL
+import CXLEmulator
+import VFIO
+import VFIOUser
+@testable import CXLKitCommands
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A short socket path (sun_path holds 108 bytes).
+func serveSocketPath(_ tag: String) -> String {
+    "/tmp/cxlkit-test-\(getpid())-\(tag)-\(UInt32.random(in: 0...UInt32.max)).sock"
+}
+
+/// `cxlkit serve` in-process: the session runs on its own thread until `stop()`.
+final class InProcessServe: @unchecked Sendable {
+    let session: ServeSession
+    private let done = DispatchSemaphore(value: 0)
+    private(set) var error: CommandError?
+
+    init(profile: String, tag: String, irqInterval: Int = 0) throws {
+        var o = ServeOptions(profile: profile, socketPath: serveSocketPath(tag))
+        o.irqIntervalMilliseconds = irqInterval
+        session = try ServeSession(options: o)
+        let t = Thread { [self] in
+            do throws(CommandError) { try session.run() } catch { self.error = error }
+            done.signal()
+        }
+        t.start()
+    }
+
+    var socket: String { session.options.socketPath }
+    var target: String { "vfio-user:" + socket }
+
+    /// Stops the server and waits for `run()` to return.
+    func stop() -> Bool {
+        session.stop()
+        return done.wait(timeout: .now() + 10) == .success
+    }
+}
+
+/// The section of decode text from `marker` to the end of the function.
+func decodeSection(_ text: String, from marker: String) -> [String] {
+    let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+    guard let i = lines.firstIndex(where: { $0.contains(marker) }) else { return [] }
+    return Array(lines[i...])
+}
+
+/// The `cxlkit` executable next to the test bundle (built by `swift build` / `swift test`).
+func cxlkitExecutable() -> String? {
+    var buf = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buf, buf.count - 1)
+    var dirs: [URL] = []
+    if n > 0 {
+        let exe = URL(fileURLWithPath: String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+        // .build/debug/swift-cxlPackageTests.xctest (a file), or a bundle directory one level deeper.
+        dirs += [exe.deletingLastPathComponent(), exe.deletingLastPathComponent().deletingLastPathComponent(),
+                 exe.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()]
+    }
+    dirs.append(URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent())
+    for d in dirs {
+        let p = d.appendingPathComponent("cxlkit").path
+        if access(p, X_OK) == 0 { return p }
+    }
+    return nil
+}
+
+@Suite("cxlkit serve and vfio-user:PATH", .serialized)
+struct ServeTests {
+    @Test func decodeThroughVFIOUserShowsDVSECsAndComponentRegisters() throws {
+        let serve = try InProcessServe(profile: "type2", tag: "decode")
+        defer { #expect(serve.stop()) }
+        let targets = try TargetResolver().resolve(serve.target)
+        #expect(targets.count == 1)
+        let text = CXLKit.decode(targets, json: false, verbosity: 3)
+        #expect(text.hasPrefix(serve.target + " "))
+        for id in ["0000", "0005", "0007", "0008"] {
+            #expect(text.contains("Designated Vendor-Specific: Vendor=1e98 ID=\(id) "), "DVSEC \(id)")
+        }
+        #expect(text.contains("Capabilities: [60] Express (v2) Endpoint"))
+        #expect(text.contains("CXL Component Registers: BAR0+"))
+        #expect(text.contains("CXL HDM Decoder Capability"))
+        #expect(text.contains("Decoder1:"))
+
+        // The DVSECs and component registers read through the socket are the device's own: compare with the same
+        // profile decoded in-process (the virtualised header differs by design: Command, BARs, MSI-X).
+        let direct = try ResolvedTarget(function: try EmulatedCXLDevice("type2"))
+        let directText = CXLKit.decode([direct], json: false, verbosity: 3)
+        let viaSocket = decodeSection(text, from: "Capabilities: [110")
+        #expect(!viaSocket.isEmpty)
+        #expect(viaSocket == decodeSection(directText, from: "Capabilities: [110"))
+        #expect(serve.session.server.clientsServed <= 1)
+    }
+
+    @Test func functionOverVFIOUser() throws {
+        let serve = try InProcessServe(profile: "type2", tag: "fn")
+        defer { #expect(serve.stop()) }
+        let fn = try VFIOUserPCIFunction(socketPath: serve.socket)
+        defer { fn.close() }
+        #expect(fn.configSize == 4096)
+        #expect(fn.bars == [BARDescription(index: 0, kind: .memory64, prefetchable: false, size: 0x2_0000)])
+        #expect(fn.resetMethods == [.flr, .bus])
+        #expect(try fn.configRead(0, width: 4) == 0x7202_1e98)
+        #expect(throws: PCIError.self) { try fn.configRead(4094, width: 4) }
+        #expect(throws: PCIError.self) { try fn.barRead(2, offset: 0, width: 4) }
+        #expect(throws: PCIError.self) { try fn.barRead(0, offset: 0x2_0000, width: 4) }
+
+        // HDM decoder 0 base, found through the catalog, written through the socket, seen by the device.
+        let hdm = try #require(serve.session.emulated.componentStructures.first { $0.name.contains("HDM") })
+        let baseLow = try #require(hdm.layout.registers.first { $0.name.contains("Decoder 0 Base Low") })
+        let off = UInt64(hdm.offset + baseLow.offset)
+        try fn.barWrite(0, offset: off, width: 4, value: 0x1000_0000)
+        #expect(try serve.session.emulated.barRead(0, offset: off, width: 4) == 0x1000_0000)
+        #expect(try fn.barRead(0, offset: off, width: 4) == 0x1000_0000)
+
+        // DEVICE_RESET and an FLR through the Express capability both reach the device (the server stays up).
+        try fn.reset(.bus)
+        try fn.reset(.flr)
+        #expect(throws: PCIError.self) { try fn.reset(.pm) }
+        #expect(try fn.configRead(0, width: 2) == 0x1e98)
+    }
+
+    @Test func oneClientAtATimeThenTheNextKeepingState() throws {
+        let serve = try InProcessServe(profile: "type2", tag: "seq")
+        defer { #expect(serve.stop()) }
+        let hdm = try #require(serve.session.emulated.componentStructures.first { $0.name.contains("HDM") })
+        let sizeLow = try #require(hdm.layout.registers.first { $0.name.contains("Decoder 0 Size Low") })
+        let off = UInt64(hdm.offset + sizeLow.offset)
+        do {
+            let a = try VFIOUserPCIFunction(socketPath: serve.socket)
+            try a.barWrite(0, offset: off, width: 4, value: 0x1000_0000)
+            a.close()
+        }
+        let b = try VFIOUserPCIFunction(socketPath: serve.socket)
+        #expect(try b.barRead(0, offset: off, width: 4) == 0x1000_0000)
+        b.close()
+        // The server notices each disconnect and goes on.
+        let deadline = Date().addingTimeInterval(5)
+        while serve.session.server.clientsServed < 2 && Date() < deadline { usleep(10_000) }
+        #expect(serve.session.server.clientsServed == 2)
+    }
+
+    @Test func badTargets() throws {
+        #expect(throws: CommandError.self) { try TargetResolver().resolve("vfio-user:") }
+        #expect(throws: CommandError.self) { try TargetResolver().resolve("vfio-user:/nonexistent/dir/x.sock") }
+        #expect(throws: CommandError.self) { try ServeSession(options: ServeOptions(profile: "no-such-profile", socketPath: serveSocketPath("bad"))) }
+    }
+
+    @Test(arguments: [SIGTERM, SIGINT])
+    func signalStopsTheServerAndRemovesTheSocket(signal sig: Int32) throws {
+        let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
+        let sock = serveSocketPath("sig\(sig)")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: exe)
+        p.arguments = ["serve", "--profile", "gpu-fw-committed", "--socket", sock, "--verbose"]
+        // A file, not a pipe: --verbose writes a line per message, more than a pipe buffer holds.
+        let logPath = sock + ".log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        defer { unlink(logPath) }
+        p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        var listening = false
+        for _ in 0..<500 {
+            var st = stat()
+            if lstat(sock, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { listening = true; break }
+            usleep(10_000)
+        }
+        #expect(listening)
+        // A client works through the child process.
+        let text = CXLKit.decode(try TargetResolver().resolve("vfio-user:" + sock), json: false, verbosity: 2)
+        #expect(text.contains("Device 1e98:7203"))
+        kill(p.processIdentifier, sig)
+        for _ in 0..<500 where p.isRunning { usleep(10_000) }
+        #expect(!p.isRunning, "stopped within 5 s of the signal")
+        p.waitUntilExit()
+        #expect(p.terminationReason == .exit)
+        #expect(p.terminationStatus == 0)
+        #expect(access(sock, F_OK) != 0, "socket file removed")
+        let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+        #expect(log.contains("vfio-user server stopped"))
+        #expect(log.contains("command=DEVICE_GET_REGION_INFO"), "--verbose traces messages")
+    }
+}
