@@ -222,7 +222,7 @@ struct LspciDifferentialTests {
     /// Random PCI Express capability contents for every port type and both versions,
     /// plus a DOE capability, at random device/function numbers: every line lspci
     /// prints for the function must equal ours (besides our additions).
-    @Test(arguments: [1, 2, 3, 4])
+    @Test(arguments: [1, 2, 3, 4, 5, 6])
     func randomExpressCapabilities(seed: UInt64) throws {
         var rng = SplitMix(state: seed &* 0x1234_5678_9ABC)
         var functions: [ConfigSpace] = []
@@ -271,10 +271,10 @@ struct LspciCapabilityDifferentialTests {
     /// Random contents for MSI and the extended capabilities cxlkit details (AER, ACS,
     /// ARI, ATS, PRI, PASID, SR-IOV, LTR, Secondary PCIe, L1 PM Substates, PTM, DPC,
     /// TPH, DOE, Resizable BAR): lspci's and cxlkit's lines must be equal.
-    @Test(arguments: [11, 12, 13])
+    @Test(arguments: [11, 12, 13, 14, 15, 16, 17, 18])
     func randomCapabilities(seed: UInt64) throws {
         var rng = SplitMix(state: seed &* 0x9E37_79B9)
-        let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03, 0x15, 0x24, 0x15]
+        let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03, 0x15, 0x24, 0x15, 0x02, 0x09, 0x05, 0x12, 0x07]
         var functions: [ConfigSpace] = []
         for n in 0..<48 {
             let type: UInt64 = [0, 4, 6, 9][n % 4]
@@ -285,7 +285,7 @@ struct LspciCapabilityDifferentialTests {
             b.config.write(0x82, width: 2, value: rng.next() & 0x1FF)
             for off in stride(from: 0x84, to: 0x98, by: 4) { b.config.write(off, width: 4, value: rng.next()) }
             for id in ids.shuffled(using: &rng).prefix(6) {
-                let o = b.addExtended(id: id, size: 0x40)
+                let o = b.addExtended(id: id, version: 1 + rng.next() % 2, size: 0x40)
                 for off in stride(from: 4, to: 0x40, by: 4) { b.config.write(o + off, width: 4, value: rng.next()) }
                 // Resizable BAR: a valid BAR count most of the time.
                 if id == 0x15 || id == 0x24, rng.next() % 4 != 0 {

@@ -87,8 +87,11 @@ public struct ComponentRegisterDecode: Sendable {
     public init(reader: any ComponentRegisterReader, endpoint: Bool) {
         let cm = ComponentRegisterBlock.cacheMemOffset
         let hdrL = CacheMemCapabilityArray.header
-        guard let h = try? reader.read32(cm) else {
-            findings.append(Finding(.error, at: cm, "cannot read the CXL capability header"))
+        let h: UInt32
+        do throws(PCIError) {
+            h = try reader.read32(cm)
+        } catch {
+            findings.append(Finding(.error, at: cm, "cannot read the CXL capability header: \(error)"))
             return
         }
         header = h

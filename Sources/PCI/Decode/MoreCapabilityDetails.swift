@@ -121,6 +121,10 @@ extension PCIDecoder {
             default: out.append("\t\tReserved steering table location")
             }
             return out
+        case 0x02, 0x09: return vcDetails(o, c)
+        case 0x05: return rclinkDetails(o, c)
+        case 0x07: return rcecDetails(o, c, version: cap.version)
+        case 0x12: return multicastDetails(o, c, type: ctx.devicePortType)
         case 0x15, 0x24: // Resizable BAR, VF Resizable BAR
             guard fits(12) else { return [] }
             let n = Int((r32(8) >> 5) & 7)
