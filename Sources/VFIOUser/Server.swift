@@ -55,16 +55,31 @@ public final class VFIOUserServer: @unchecked Sendable {
         self.configuration = configuration
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw .system(errno: errno, "socket") }
+        // Bind and listen under a temporary name next to the socket, then rename it into place: the socket file
+        // appears only once it accepts connections. Launchers (QEMU harnesses) wait for the file and connect at
+        // once; a file that exists between bind() and listen() refuses them with ECONNREFUSED.
+        let tmpPath = socketPath + ".\(getpid()).tmp"
         var addr: sockaddr_un
-        do { addr = try VFIOUserSocket.unixAddress(socketPath) } catch { Glibc.close(fd); throw error }
-        // Remove a stale socket file (only a socket).
+        do {
+            _ = try VFIOUserSocket.unixAddress(socketPath)
+            addr = try VFIOUserSocket.unixAddress(tmpPath.utf8.count < MemoryLayout<sockaddr_un>.size - 3 ? tmpPath : socketPath)
+        } catch { Glibc.close(fd); throw error }
+        let bindPath = withUnsafeBytes(of: addr.sun_path) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        // Remove a stale socket file (only a socket); anything else at the path stays, and is an error.
         var st = stat()
-        if lstat(socketPath, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(socketPath) }
+        if lstat(socketPath, &st) == 0 {
+            guard (st.st_mode & S_IFMT) == S_IFSOCK else { Glibc.close(fd); throw .system(errno: VFIOErrno.EEXIST, "bind \(socketPath): exists and is not a socket") }
+            unlink(socketPath)
+        }
+        if bindPath != socketPath, lstat(bindPath, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(bindPath) }
         let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard r == 0 else { let e = errno; Glibc.close(fd); throw .system(errno: e, "bind \(socketPath)") }
-        guard listen(fd, 1) == 0 else { let e = errno; Glibc.close(fd); unlink(socketPath); throw .system(errno: e, "listen") }
+        guard listen(fd, 1) == 0 else { let e = errno; Glibc.close(fd); unlink(bindPath); throw .system(errno: e, "listen") }
+        if bindPath != socketPath {
+            guard rename(bindPath, socketPath) == 0 else { let e = errno; Glibc.close(fd); unlink(bindPath); throw .system(errno: e, "rename to \(socketPath)") }
+        }
         let efd = csystem_eventfd(0, csystem_efd_cloexec() | csystem_efd_nonblock())
         guard efd >= 0 else { let e = errno; Glibc.close(fd); unlink(socketPath); throw .system(errno: e, "eventfd") }
         listenFD = fd

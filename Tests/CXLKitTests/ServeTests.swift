@@ -170,7 +170,7 @@ struct ServeTests {
             usleep(10_000)
         }
         #expect(listening)
-        // A client works through the child process.
+        // A client works through the child process (the file exists only once the socket listens).
         let text = CXLKit.decode(try TargetResolver().resolve("vfio-user:" + sock), json: false, verbosity: 2)
         #expect(text.contains("Device 1e98:7203"))
         kill(p.processIdentifier, sig)
@@ -183,5 +183,70 @@ struct ServeTests {
         let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         #expect(log.contains("vfio-user server stopped"))
         #expect(log.contains("command=DEVICE_GET_REGION_INFO"), "--verbose traces messages")
+    }
+}
+
+/// Interop (QEMU harness): run-guest.sh waits for the socket file and QEMU connects at once. The server used to
+/// bind() the final path and listen() after, so a connect in between got ECONNREFUSED (seen first by the SIGINT
+/// child test above). The file must appear only once the socket listens.
+@Suite("vfio-user server socket appears listening", .serialized)
+struct ServeSocketAppearanceTests {
+    @Test func socketFileAcceptsConnectionsAsSoonAsItExists() throws {
+        final class Watch: @unchecked Sendable {
+            let lock = NSLock()
+            var path = ""
+            var stop = false
+            var refused = 0
+            var connected = 0
+        }
+        let w = Watch()
+        let watcher = Thread {
+            while true {
+                w.lock.lock(); let path = w.path, stop = w.stop; w.lock.unlock()
+                if stop { return }
+                var st = stat()
+                guard !path.isEmpty, lstat(path, &st) == 0 else { continue }
+                let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+                var addr = sockaddr_un()
+                addr.sun_family = sa_family_t(AF_UNIX)
+                withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                    for (i, b) in path.utf8.enumerated() { raw[i] = b }
+                }
+                let r = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                }
+                let e = errno
+                close(fd)
+                w.lock.lock()
+                if r == 0 { w.connected += 1 } else if e == ECONNREFUSED && w.path == path { w.refused += 1 }
+                w.lock.unlock()
+            }
+        }
+        watcher.start()
+        for i in 0..<100 {
+            let path = serveSocketPath("appear\(i)")
+            w.lock.lock(); w.path = path; w.lock.unlock()
+            let device = try CXLKit.makeServedDevice(emulated: try EmulatedCXLDevice("type2"))
+            let server = try VFIOUserServer(device: device, socketPath: path)
+            var st = stat()
+            #expect(lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK)
+            #expect(access(path + ".\(getpid()).tmp", F_OK) != 0, "no temporary name left behind")
+            w.lock.lock(); w.path = ""; w.lock.unlock()
+            usleep(1000)
+            server.stop()
+            try server.run()
+            #expect(access(path, F_OK) != 0)
+        }
+        w.lock.lock(); w.stop = true; let refused = w.refused; w.lock.unlock()
+        #expect(refused == 0, "a socket file that refused connections")
+    }
+
+    @Test func aRegularFileAtThePathIsNotReplaced() throws {
+        let path = serveSocketPath("file")
+        FileManager.default.createFile(atPath: path, contents: Data("keep".utf8))
+        defer { unlink(path) }
+        let device = try CXLKit.makeServedDevice(emulated: try EmulatedCXLDevice("type2"))
+        #expect(throws: VFIOUserError.self) { try VFIOUserServer(device: device, socketPath: path) }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "keep")
     }
 }
