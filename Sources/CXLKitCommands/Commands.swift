@@ -23,6 +23,23 @@ public enum CXLKit {
         return targets.map { d.text($0.subject, verbosity: verbosity) }.joined()
     }
 
+    /// Registers that could not be read although the target can reach its BARs (an
+    /// unreadable or unmapped BAR, a failing read): one line each, for stderr. The
+    /// decode output itself carries the same problems as `!!` findings.
+    public static func unreadableRegisters(_ targets: [ResolvedTarget]) -> [String] {
+        let d = decoder()
+        var out: [String] = []
+        for t in targets where t.function != nil {
+            let ctx = d.context(for: t.subject, verbosity: 2)
+            for l in ComponentRegisterFormatter.locate(ctx) {
+                let what = "\(t.name): component registers at BAR\(l.entry.bir)+0x\(hex(l.entry.offset, digits: 1))"
+                if let p = l.problem { out.append("\(what): \(p)") }
+                if let f = l.decode?.findings.first(where: { $0.message.hasPrefix("cannot read") }) { out.append("\(what): \(f.message)") }
+            }
+        }
+        return out
+    }
+
     /// `cxlkit dump`: `lspci -xxxx` hex dump of each target (what `lspci -F` reads).
     public static func dump(_ targets: [ResolvedTarget]) -> String {
         targets.map { t in

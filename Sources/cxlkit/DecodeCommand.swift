@@ -17,9 +17,16 @@ struct DecodeCommand: ParsableCommand {
     @OptionGroup var targetOptions: TargetOptionGroup
 
     func run() throws {
+        var problems: [String] = []
         try runReportingErrors {
             let targets = try targetOptions.resolver().resolve(target)
+            problems = CXLKit.unreadableRegisters(targets)
             return CXLKit.decode(targets, json: json, verbosity: json ? max(verbose, 2) : verbose)
+        }
+        // The decode is printed; registers that could not be read fail the command.
+        if !problems.isEmpty {
+            for p in problems { writeStderr("cxlkit: error: \(p)\n") }
+            throw ExitCode(1)
         }
     }
 }

@@ -128,6 +128,9 @@ struct CommandTests {
         #expect(text.contains("lies outside BAR0"))
         #expect(text.contains("Register BIR 7 names no BAR"))
         #expect(text.contains("BAR1 is not implemented"))
+        #expect(CXLKit.unreadableRegisters([ResolvedTarget(name: "00:00.0", config: b.config, function: fn)]).count == 4)
+        // A dump without BAR images has nothing it failed to read.
+        #expect(CXLKit.unreadableRegisters([ResolvedTarget(name: "00:00.0", config: b.config)]).isEmpty)
     }
 
     @Test func dumpRoundTrips() throws {
@@ -205,5 +208,8 @@ struct SysfsFakeTreeTests {
         try Data(try fixture("qemu-cxl/region/endpoint/block-component-bar0-0x0.bin").prefix(0x1000)).write(to: dir.appendingPathComponent("resource0"))
         #expect(throws: PCIError.self) { try t[0].function!.barRead(0, offset: 0x1000, width: 4) }
         #expect(CXLKit.decode(t, json: false, verbosity: 2).contains("!! error at 0x1000: cannot read the CXL capability header: out of range:"))
+        // ... and decode reports it as a one-line error (the CLI exits 1).
+        let problems = CXLKit.unreadableRegisters(t)
+        #expect(problems.count == 1 && problems[0].hasPrefix("0000:0d:00.0: component registers at BAR0+0x0: cannot read the CXL capability header"))
     }
 }
