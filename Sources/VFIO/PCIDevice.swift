@@ -169,6 +169,10 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         let rom = PCIHeader.expansionROM(offset: 0x30)
         virtualise(rom.offset, rom, writable: 0, initial: 0, forwardWrites: false)
         virtualise(PCIHeader.interruptLine.offset, PCIHeader.interruptLine, initial: 0xFF, forwardWrites: false)
+        // Status: only Interrupt Status is emulated; the rest (RW1C error bits, capabilities list) passes through.
+        let isByte = PCIHeader.status.offset + Self.interruptStatus.lsb / 8
+        virtualMask[isByte] |= UInt8(1) << UInt8(Self.interruptStatus.lsb % 8)
+        vconfig[isByte] &= ~(UInt8(1) << UInt8(Self.interruptStatus.lsb % 8))
         // MSI: every register after the header, emulated; read-only fields keep the function's values.
         if let m = msiOffset, let layout = msiLayout {
             for r in layout.registers where r.offset >= 2 {
@@ -285,7 +289,12 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
 
     open func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo { try irqs.info(index) }
 
-    open func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) { try irqs.apply(request) }
+    open func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) {
+        if request.index == VFIOPCIIRQ.intx.rawValue && request.action == .unmask {
+            lock.lock(); setINTxStatus(false); lock.unlock()
+        }
+        try irqs.apply(request)
+    }
 
     open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         lock.lock(); defer { lock.unlock() }
@@ -417,6 +426,11 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         if fwd {
             do { try function.configWrite(offset, width: width, value: value) } catch { throw .system(errno: VFIOErrno.EIO, "config write: \(error)") }
         }
+        // Interrupt Disable cleared while INTx is still asserted: the interrupt goes out now (PCI 2.3 semantics).
+        if offset <= PCIHeader.command.offset + 1 && offset + width > PCIHeader.command.offset,
+           intxAsserted, !intxDisabled, activeInterruptMode == .intx {
+            deliverINTx()
+        }
     }
 
     // MARK: Interrupts
@@ -454,13 +468,38 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         case .msi: irqs.trigger(index: VFIOPCIIRQ.msi.rawValue, vector: vector)
         default:
             lock.lock()
-            let disabled = PCIHeader.command.field("Interrupt Disable")!.extract(readLE(PCIHeader.command.offset, 2)) == 1
+            setINTxStatus(true)
+            let disabled = intxDisabled
             lock.unlock()
             guard !disabled else { return }
-            // INTx is automasked (VFIO_IRQ_INFO_AUTOMASKED): the client unmasks after handling.
-            if irqs.trigger(index: VFIOPCIIRQ.intx.rawValue, vector: 0) {
-                try? irqs.apply(VFIOIRQSet(index: VFIOPCIIRQ.intx.rawValue, start: 0, count: 1, action: .mask, data: .none))
-            }
+            deliverINTx()
+        }
+    }
+
+    /// Interrupt Status (Status bit 3) is emulated: set while INTx is asserted, so PCI 2.3 INTx masking drivers
+    /// (uio_pci_generic, vfio-pci in a nested guest) see their interrupt. It is cleared when the VMM unmasks INTx
+    /// (its EOI), i.e. INTx behaves as asserted until acknowledged.
+    private static let interruptStatus = PCIHeader.status.field("Interrupt Status")!
+
+    private var intxDisabled: Bool {
+        PCIHeader.command.field("Interrupt Disable")!.extract(readLE(PCIHeader.command.offset, 2)) == 1
+    }
+
+    private func setINTxStatus(_ on: Bool) {
+        let byte = PCIHeader.status.offset + Self.interruptStatus.lsb / 8
+        let bit = UInt8(1) << UInt8(Self.interruptStatus.lsb % 8)
+        if on { vconfig[byte] |= bit } else { vconfig[byte] &= ~bit }
+    }
+
+    private var intxAsserted: Bool {
+        let byte = PCIHeader.status.offset + Self.interruptStatus.lsb / 8
+        return vconfig[byte] & (UInt8(1) << UInt8(Self.interruptStatus.lsb % 8)) != 0
+    }
+
+    private func deliverINTx() {
+        // INTx is automasked (VFIO_IRQ_INFO_AUTOMASKED): the client unmasks after handling.
+        if irqs.trigger(index: VFIOPCIIRQ.intx.rawValue, vector: 0) {
+            try? irqs.apply(VFIOIRQSet(index: VFIOPCIIRQ.intx.rawValue, start: 0, count: 1, action: .mask, data: .none))
         }
     }
 

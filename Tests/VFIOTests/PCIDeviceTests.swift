@@ -98,10 +98,20 @@ private func le(_ v: UInt32, _ n: Int = 4) -> [UInt8] { (0..<n).map { UInt8(trun
         #expect(intx.wait(timeoutMilliseconds: 0) == nil)
         try d.setIRQs(VFIOIRQSet(index: 0, start: 0, count: 1, action: .unmask, data: .none))
         #expect(intx.wait(timeoutMilliseconds: 1000) == 1)             // the pending assertion, on unmask
+        // Interrupt Status (Status bit 3) follows the assertion; the VMM's unmask (EOI) clears it.
+        f.sink?(0)
+        #expect(try d.read(region: VFIOPCIRegion.config.rawValue, offset: 6, count: 1)[0] & 0x08 == 0x08)
+        #expect(intx.wait(timeoutMilliseconds: 1000) == 1)
+        try d.setIRQs(VFIOIRQSet(index: 0, start: 0, count: 1, action: .unmask, data: .none))
+        #expect(try d.read(region: VFIOPCIRegion.config.rawValue, offset: 6, count: 1)[0] & 0x08 == 0)
+        #expect(try d.read(region: VFIOPCIRegion.config.rawValue, offset: 6, count: 1)[0] & 0x10 == 0x10)   // cap list passes through
         // INTx Disable in Command suppresses INTx.
         try d.write(region: VFIOPCIRegion.config.rawValue, offset: 4, data: [0x00, 0x04])
         f.sink?(0)
         #expect(intx.wait(timeoutMilliseconds: 0) == nil)
+        // Clearing Interrupt Disable while still asserted delivers it (PCI 2.3).
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 4, data: [0x00, 0x00])
+        #expect(intx.wait(timeoutMilliseconds: 1000) == 1)
         let msi = [try VFIOEventFD.create(nonBlocking: true), try VFIOEventFD.create(nonBlocking: true)]
         try d.setIRQs(VFIOIRQSet(index: 1, start: 0, count: 2, action: .trigger, data: .eventfds(msi)))
         try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0x62, data: [0x01, 0x00])   // MSI enable bit

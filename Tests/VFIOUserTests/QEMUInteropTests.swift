@@ -14,7 +14,7 @@ import VFIO
             && FileManager.default.isExecutableFile(atPath: qemu)
     }
 
-    /// Guest script: find the device, dump its config space, poke BAR2 registers (trapped: REGION_READ/WRITE,
+    /// Guest script: find the device, dump its config space, bind uio_pci_generic and count one INTx, poke BAR2 registers (trapped: REGION_READ/WRITE,
     /// posted writes), write BAR0 (sparse mmap: no messages), DMA-read guest RAM at 0xF0000 (the BIOS copy) and
     /// checksum it (Bus Master enabled first: QEMU refuses DMA otherwise), DMA-copy 256 bytes of it to 0x60000 (in
     /// the first MiB, which Linux reserves and leaves unused; DMA_WRITE), then an FLR.
@@ -27,6 +27,18 @@ import VFIO
     B0=$(sed -n 1p $D/resource | cut -d' ' -f1)
     B2=$(sed -n 3p $D/resource | cut -d' ' -f1)
     echo "bars $B0 $B2"
+    # INTx into the guest: uio_pci_generic (PCI 2.3 INTx masking, reads the emulated Interrupt Status) counts it.
+    echo "1234 5678" > /sys/bus/pci/drivers/uio_pci_generic/new_id
+    sleep 0.5
+    U=$(ls $D/uio 2>/dev/null | head -1)
+    echo "uio $U"
+    if [ -n "$U" ]; then
+        ( timeout 10 dd if=/dev/$U bs=4 count=1 2>/dev/null | hexdump -v -e '1/4 "%u\n"' > /tmp/irq.txt ) &
+        sleep 0.5
+        devmem $((B2 + 0x28)) 32 0
+        wait
+        echo "irq-count $(cat /tmp/irq.txt)"
+    fi
     devmem $((B2)) 32 0x12345678
     echo "scratch $(devmem $((B2)) 32)"
     devmem $((B0 + 0x4000)) 32 0xCAFEF00D
@@ -63,6 +75,7 @@ import VFIO
         p.arguments = [h.path, Self.guestScript]
         var env = ProcessInfo.processInfo.environment
         env["SHARED_MEM"] = sharedMemory ? "1" : "0"
+        env["MODULES"] = "uio_pci_generic"
         env["TIMEOUT"] = env["TIMEOUT"] ?? "120"
         p.environment = env
         let out = Pipe()
@@ -92,6 +105,7 @@ import VFIO
             #expect(out.contains("Capabilities: [40] Express (v2) Endpoint"))
             #expect(out.contains("MSI-X: Enable- Count=4"))
             #expect(value(out, "cfgsize") == "4096")
+            #expect(value(out, "irq-count") == "1", "INTx delivered to the guest's handler through the eventfd")
             #expect(value(out, "scratch") == "0x12345678")
             #expect(value(out, "bar0") == "0xCAFEF00D")
             #expect(value(out, "status") == "0x00000001", "DMA read of guest RAM (shared=\(shared))")
