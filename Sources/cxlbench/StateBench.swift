@@ -178,6 +178,8 @@ func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
                                       "restore_succeeded": r.restoreOK ? 1 : 0]))
     }
     // Over vfio-user, client and server on CPU 0: every access is a round trip.
+    // (CXLBENCH_STATE_LOCAL=1 skips this part, for profiling the in-process one.)
+    if ProcessInfo.processInfo.environment["CXLBENCH_STATE_LOCAL"] == "1" { return figures }
     try withPlacement(pinned: true) {
         for n in [1, 8, 32] {
             ctx.log("save/restore over vfio-user \(n) decoders")
