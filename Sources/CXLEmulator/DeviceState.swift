@@ -567,9 +567,14 @@ struct State {
 
     mutating func bar0Write(_ offset: UInt64, width: Int, value: UInt64, now: UInt64, memory: DeviceMemory) {
         if let o = componentOffset(offset) {
-            let locked = (0..<profile.decoderCount).map { component.isLocked(Self.decoderControl($0)) }
+            // Only a decoder whose Control the write touches can commit or de-commit.
+            var touched: [(n: Int, locked: Bool)] = []
+            for n in 0..<profile.decoderCount {
+                let c = Self.decoderControl(n)
+                if c < o + width && o < c + 4 { touched.append((n, component.isLocked(c))) }
+            }
             let w = component.write(o, width: width, value: value)
-            for n in 0..<profile.decoderCount where w.covers(Self.decoderControl(n), width: 4) && !locked[n] {
+            for (n, locked) in touched where w.covers(Self.decoderControl(n), width: 4) && !locked {
                 let ctl = Self.decoderControl(n)
                 let before = w.beforeBits(ofRegisterAt: ctl, width: 4) & Self.commitBit
                 let after = component.read(ctl, width: 4) & Self.commitBit
@@ -596,15 +601,18 @@ struct State {
         let b = Self.decoderBase(n)
         func r(_ o: Int) -> UInt64 { component.read(b + o, width: 4) }
         let ctl = r(0x10)
-        let f = HDMDecoderCapability.control
         return DecoderProgramming(
             base: r(0x4) << 32 | (r(0x0) & 0xF000_0000),
             size: r(0xC) << 32 | (r(0x8) & 0xF000_0000),
             dpaSkip: r(0x18) << 32 | (r(0x14) & 0xF000_0000),
-            iw: UInt8(f.field("IW")!.extract(ctl)), ig: UInt8(f.field("IG")!.extract(ctl)),
-            position: Int(f.field("Interleave Set Position")!.extract(ctl)),
+            iw: UInt8(Self.iwField.extract(ctl)), ig: UInt8(Self.igField.extract(ctl)),
+            position: Int(Self.positionField.extract(ctl)),
             lockOnCommit: ctl & Self.lockOnCommitBit != 0)
     }
+    // Looked up once: every commit reads the programming of every decoder.
+    private static let iwField = HDMDecoderCapability.control.field("IW")!
+    private static let igField = HDMDecoderCapability.control.field("IG")!
+    private static let positionField = HDMDecoderCapability.control.field("Interleave Set Position")!
 
     func isCommitted(_ n: Int) -> Bool { component.read(Self.decoderControl(n), width: 4) & Self.committedBit != 0 }
 
