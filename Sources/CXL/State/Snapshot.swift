@@ -324,7 +324,8 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
 
     /// The saved registers of HDM decoder n, keyed by catalog name.
     public func decoder(_ n: Int) -> [SavedRegister] {
-        registers.filter { $0.block == StateCatalog.hdmBlock && $0.register.hasPrefix("Decoder \(n) ") }
+        let prefix = "Decoder \(n) "    // built once, not once per register
+        return registers.filter { $0.block == StateCatalog.hdmBlock && $0.register.hasPrefix(prefix) }
     }
 }
 
