@@ -253,6 +253,17 @@ public struct PCIDecoder: Sendable {
             out.append("\tCapabilities: [\(hex(cap.offset, digits: 2))] " + standardTitle(cap, ctx))
             if ctx.verbosity >= 2 { out += standardDetails(cap, ctx) }
         }
+        // Where the walk stopped, what lspci prints there.
+        for f in ctx.capabilities.findings {
+            guard let off = f.offset else { continue }
+            if f.message.hasPrefix("capability pointer past the end") {
+                out.append("\tCapabilities: <access denied>")
+            } else if f.message == "capability list loops" {
+                out.append("\tCapabilities: [\(hex(off, digits: 2))] <chain looped>")
+            } else if f.message.hasPrefix("capability chain broken") {
+                out.append("\tCapabilities: [\(hex(off, digits: 2))] <chain broken>")
+            }
+        }
         // lspci shows extended capabilities only for PCI Express functions (3.9.0).
         guard ctx.capabilities.standard(.pciExpress) != nil else { return out }
         for cap in ctx.capabilities.extended {
@@ -260,7 +271,22 @@ public struct PCIDecoder: Sendable {
             out.append("\tCapabilities: [\(hex(cap.offset, digits: 3))\(ver)] " + extendedTitle(cap, ctx))
             if ctx.verbosity >= 2 { out += extendedDetails(cap, ctx) }
         }
+        for f in ctx.capabilities.findings where f.message == "extended capability list loops" {
+            guard let off = f.offset else { continue }
+            let ver = ctx.verbosity >= 2 ? " v\(((ctx.config.read32(off) ?? 0) >> 16) & 0xF)" : ""
+            out.append("\tCapabilities: [\(hex(off, digits: 3))\(ver)] <chain looped>")
+        }
         return out
+    }
+
+    /// Standard capabilities whose lspci detail lines cxlkit does not print (AGP, VPD,
+    /// PCI-X, HyperTransport, SATA, Advanced Features, Enhanced Allocation). Every other
+    /// capability lspci 3.9.0 details is printed as lspci prints it.
+    public static let standardCapabilitiesWithoutDetails: Set<UInt16> = [0x02, 0x03, 0x07, 0x08, 0x12, 0x13, 0x14]
+
+    /// True when cxlkit prints a capability's detail lines the way lspci 3.9.0 does.
+    public static func rendersLspciDetails(_ cap: CapabilityHeader) -> Bool {
+        cap.space == .extended || !standardCapabilitiesWithoutDetails.contains(cap.id)
     }
 
     // MARK: Standard capabilities
