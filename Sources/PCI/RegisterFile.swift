@@ -100,7 +100,7 @@ public struct RegisterFile: Sendable {
     /// Place a register at `base + register.offset`: its masks and reset value.
     public mutating func place(_ register: RegisterLayout, at base: Int = 0) {
         let o = base + register.offset
-        precondition(o >= 0 && o + register.width <= size, "\(register.name) does not fit at \(o)")
+        precondition(o >= 0 && o + register.width <= size, "\(register.name) does not fit at \(o)")  // a build-time mistake
         for i in 0..<register.width {
             let s = UInt64(8 * i)
             writableMask[o + i] = UInt8(truncatingIfNeeded: register.writableMask >> s)
@@ -122,7 +122,7 @@ public struct RegisterFile: Sendable {
     /// Set the value and the reset value of bytes the catalog cannot know: IDs,
     /// capability pointers, HwInit values chosen by the device or its profile.
     public mutating func initialize(_ offset: Int, width: Int, value: UInt64) {
-        for i in 0..<width where offset + i < size {
+        for i in 0..<min(width, 8) where offset + i >= 0 && offset + i < size {
             let b = UInt8(truncatingIfNeeded: value >> UInt64(8 * i))
             resetImage[offset + i] = b
             bytes[offset + i] = b
@@ -132,28 +132,33 @@ public struct RegisterFile: Sendable {
     /// Restrict the writable bits of a register (for example a BAR, whose writable
     /// base bits depend on its size, or a field the device does not implement).
     public mutating func setWritableMask(_ offset: Int, width: Int, mask: UInt64) {
-        for i in 0..<width where offset + i < size {
+        for i in 0..<min(width, 8) where offset + i >= 0 && offset + i < size {
             writableMask[offset + i] = UInt8(truncatingIfNeeded: mask >> UInt64(8 * i))
         }
     }
 
     // MARK: Software access
 
+    /// Little-endian read of `width` (1 ... 8) bytes. Never traps: bytes outside the
+    /// file read as 0, and a width outside 1 ... 8 reads 0.
     public func read(_ offset: Int, width: Int) -> UInt64 {
-        precondition(width >= 1 && width <= 8 && offset >= 0 && offset + width <= size)
+        guard width >= 1 && width <= 8 else { return 0 }
         var v: UInt64 = 0
-        for i in 0..<width { v |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
+        for i in 0..<width where offset + i >= 0 && offset + i < size {
+            v |= UInt64(bytes[offset + i]) << UInt64(8 * i)
+        }
         return v
     }
 
     /// A software write with access-type semantics, byte lane by byte lane:
     /// RW/RWS change; RWL change unless locked; RWO change on the first write only;
-    /// RW1C/RW1CS clear where a 1 is written; everything else is ignored.
+    /// RW1C/RW1CS clear where a 1 is written; everything else is ignored. Never traps:
+    /// bytes outside the file are dropped; a width outside 1 ... 8 writes nothing.
     @discardableResult
     public mutating func write(_ offset: Int, width: Int, value: UInt64) -> RegisterWrite {
-        precondition(width >= 1 && width <= 8 && offset >= 0 && offset + width <= size)
+        let width = (1...8).contains(width) ? width : 0
         let before = read(offset, width: width)
-        for i in 0..<width {
+        for i in 0..<width where offset + i >= 0 && offset + i < size {
             let o = offset + i
             let v = UInt8(truncatingIfNeeded: value >> UInt64(8 * i))
             var wm = writableMask[o]
@@ -171,7 +176,7 @@ public struct RegisterFile: Sendable {
 
     /// Store a value as hardware would (status bits, doorbells reading 0, ...).
     public mutating func store(_ offset: Int, width: Int, value: UInt64) {
-        for i in 0..<width where offset + i < size {
+        for i in 0..<min(width, 8) where offset + i >= 0 && offset + i < size {
             bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt64(8 * i))
         }
     }
@@ -203,7 +208,7 @@ public struct RegisterFile: Sendable {
         for o in range.clamped(to: 0..<size) { lockActive[o] = active }
     }
 
-    public func isLocked(_ offset: Int) -> Bool { lockActive[offset] }
+    public func isLocked(_ offset: Int) -> Bool { offset >= 0 && offset < size && lockActive[offset] }
 
     /// Return `range` to its reset image, keeping what `keep` says.
     public mutating func reset(_ range: Range<Int>? = nil, keeping keep: RegisterResetKeep = [.sticky]) {

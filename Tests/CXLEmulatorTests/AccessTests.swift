@@ -78,6 +78,23 @@ struct RegisterFileTests {
         #expect(f.read(0, width: 2) == 0)
     }
 
+    /// Hostile offsets and widths never trap: outside bytes read 0, writes drop them.
+    @Test func outOfRangeNeverTraps() {
+        var f = RegisterFile(size: 4)
+        f.place(RegisterLayout("A", offset: 0, width: 4, [.init("A", 31, 0, .rw)]))
+        f.write(2, width: 4, value: 0xDDCC_BBAA)
+        #expect(f.read(0, width: 4) == 0xBBAA_0000)
+        #expect(f.read(2, width: 4) == 0xBBAA)
+        #expect(f.read(-1, width: 2) == 0)
+        f.write(-2, width: 4, value: 0x4433_2211)
+        #expect(f.read(0, width: 4) == 0xBBAA_4433)
+        f.write(0, width: 9, value: 0)
+        f.write(0, width: 0, value: 0)
+        #expect(f.read(0, width: 16) == 0)
+        #expect(f.read(0, width: 4) == 0xBBAA_4433)
+        #expect(!f.isLocked(-1) && !f.isLocked(4))
+    }
+
     /// Byte lanes: a write touches exactly the bytes it covers.
     @Test(arguments: [(0, 1, UInt64(0xFF), UInt64(0x0000_12FF)), (1, 1, 0xFF, 0x0000_FF34), (2, 2, 0xBEEF, 0xBEEF_1234),
                       (0, 4, 0xCAFE_F00D, 0xCAFE_F00D), (3, 1, 0x77, 0x7700_1234)])

@@ -89,6 +89,20 @@ struct ProfileTests {
         }
     }
 
+    /// The example in docs/emulator.md is a valid profile.
+    @Test func documentedExampleParses() throws {
+        let root = String(#filePath).split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
+        let f = try #require(fopen(root + "/docs/emulator.md", "r"))
+        defer { fclose(f) }
+        var text = ""
+        var buf = [CChar](repeating: 0, count: 4096)
+        while fgets(&buf, Int32(buf.count), f) != nil { text += String(cString: buf) }
+        let start = try #require(text.range(of: "```json\n"))
+        let end = try #require(text.range(of: "\n```", range: start.upperBound..<text.endIndex))
+        let p = try DeviceProfile.decode(Array(text[start.upperBound..<end.lowerBound].utf8), source: "docs/emulator.md")
+        #expect(p.name == "slow-commit" && p.memorySize == 4 * GiB && p.timing.commitLatencyMicroseconds == 15_000)
+    }
+
     @Test func unknownNameListsTheShippedOnes() {
         #expect(throws: ProfileError.unknownName("gpu", available: ["flr-loses-state", "gpu-fw-committed", "type2"])) {
             try DeviceProfile.named("gpu")
