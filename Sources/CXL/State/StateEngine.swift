@@ -219,22 +219,14 @@ enum Discovery {
 
     /// The component register block entry of the Register Locator DVSEC (CXL 3.1 §8.1.9).
     static func componentBlock(_ config: ConfigSpace, dvsecs: [DVSECInstance]) -> (bar: Int, offset: UInt64)? {
+        // The first Register Locator's component block, in a BAR that exists, at an
+        // offset a BAR can hold (the walk itself is the decoder's, shared).
         guard let locator = dvsecs.first(where: {
             $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.registerLocator.rawValue
         }) else { return nil }
-        let low = RegisterLocatorDVSEC.offsetLow, high = RegisterLocatorDVSEC.offsetHigh
-        let bir = low.field("Register BIR")!, ident = low.field("Register Block Identifier")!
-        let offLow = low.field("Register Block Offset Low")!
-        for i in 0..<RegisterLocatorDVSEC.entryCount(length: locator.length) {
-            let base = locator.offset + RegisterLocatorDVSEC.firstEntryOffset + RegisterLocatorDVSEC.entrySize * i
-            guard let lo = config.read(low, base: base), let hi = config.read(high, base: base) else { break }
-            guard ident.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
-            let bar = Int(bir.extract(lo))
-            guard bar < 6, hi <= UInt64(UInt32.max) >> 1 else { continue }
-            // Offset Low holds offset bits 31:16 in place (64 KiB aligned), High bits 63:32.
-            return (bar, hi << 32 | (lo & offLow.mask))
-        }
-        return nil
+        return RegisterLocator.entries(locator, config: config)
+            .first { $0.identifier == RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue && $0.bir < 6 && $0.offset >> 63 == 0 }
+            .map { ($0.bir, $0.offset) }
     }
 
     /// The config-space registers of the snapshot, valued from `config`, in save order.
