@@ -1,4 +1,4 @@
-// fuzz-target: vfio-user client reply decoding: framed replies to any command, capability chains, sparse mmap, region type, IO fds
+// fuzz-target: vfio-user client reply decoding: framed replies to any command, capability chains, sparse mmap, region type, IO fds, DMA requests in both layouts
 // fuzz-modules: VFIOUser
 //
 // Input: byte 0 picks the command the client asked, byte 1 the number of fds that came
@@ -62,6 +62,16 @@ public func fuzzTest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         for e in r.entries where Int(e.fdIndex) >= fdCount { fatalError("IO_FDS entry names fd \(e.fdIndex) of \(fdCount)") }
     case .version(let v): sink(v.capabilities?.json())
     default: sink(reply)
+    }
+    // DMA requests a hostile server sends the client, in both layouts (spec and QEMU's), and DMA_READ replies.
+    for layout in [VFIOUserDMALayout.spec, .qemu] {
+        for write in [false, true] {
+            if let a = try? layout.decodeRequest(payload, write: write), write, UInt64(a.data.count) != a.count {
+                fatalError("DMA_WRITE request decoded with \(a.data.count) bytes for count \(a.count)")
+            }
+        }
+        if let d = try? layout.decodeReadReply(payload, address: request.messageID == 0 ? 0 : 0x1000, count: UInt64(bytes[1] >> 2)),
+           d.count != Int(bytes[1] >> 2) { fatalError("DMA_READ reply of the wrong length accepted") }
     }
     // The raw chain decoder over the payload from every plausible first offset.
     if payload.count >= 8 {
