@@ -169,6 +169,9 @@ final class VFIOUserConnection: @unchecked Sendable {
     var stashedReplies: [UInt16: VFIOUserReceived] = [:]
     var nesting = 0
     static let maxNesting = 8
+    /// Commands queued beyond `maxNesting` while waiting for a DMA reply: at most this many, and this many bytes.
+    static let maxPending = 64
+    static let maxPendingBytes = 8 << 20
     var earlyAck: (VFIOUserHeader, [UInt8])?
     var earlyAckSent = false
     var alive = true
@@ -606,6 +609,12 @@ final class VFIOUserConnection: @unchecked Sendable {
                         handle(msg)
                         nesting -= 1
                     } else {
+                        // Bounded: a client that never answers must not make us buffer all it sends (issue 9).
+                        let queued = pending.reduce(msg.payload.count) { $0 + $1.payload.count }
+                        guard pending.count < Self.maxPending, queued <= Self.maxPendingBytes else {
+                            alive = false
+                            throw .system(errno: VFIOErrno.ENOMEM, "\(pending.count) commands queued during \(command)")
+                        }
                         pending.append(msg)
                     }
                     continue

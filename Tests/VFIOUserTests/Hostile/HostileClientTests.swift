@@ -318,6 +318,39 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         withExtendedLifetime(p) {}
     }
 
+    /// Regression (found by this suite): while the server waits for a DMA reply at its nesting limit, commands from
+    /// the client were queued without bound; a client that never answers and keeps sending 1 MiB writes made the
+    /// server buffer everything it sent until the DMA timeout (gigabytes). The queue is now bounded and the client
+    /// dropped when it overflows.
+    @Test func commandFloodDuringServerDMAIsBounded() throws {
+        let h = try ServerHarness()   // default 5 s DMA reply timeout: the flood has time to land
+        defer { _ = h.stop() }
+        let p = try RawPeer(path: h.path)
+        guard case .reply = p.negotiate() else { Issue.record("VERSION failed"); return }
+        guard case .reply = p.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0x2000)) else { Issue.record("DMA_MAP failed"); return }
+        typealias Reg = TestPCIFunction.Reg
+        for (reg, v) in [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))] {
+            _ = p.exchange(C.regionWrite.rawValue, regionAccess(reg, 2, UInt32(v.count), data: v))
+        }
+        // Each doorbell starts a DMA the server waits on; we never answer, so they nest up to the limit.
+        for _ in 0..<12 { try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)), flags: VFIOUserFlags.noReply) }
+        let rss0 = residentBytes()
+        let big = RawPeer.frame(id: 0x500, command: C.regionWrite.rawValue, payload: regionAccess(0, 0, 1 << 20, data: [UInt8](repeating: 7, count: 1 << 20)))
+        let start = Date()
+        var sent = 0
+        let drain = Thread { [p] in while p.receive(timeoutMilliseconds: 8000) != .closed {} }
+        drain.start()
+        while sent < 384, Date().timeIntervalSince(start) < 4 {
+            do { try p.sendRaw(big) } catch { break }
+            sent += 1
+        }
+        let grown = residentBytes() - rss0
+        #expect(grown < 128 << 20, "server buffered \(grown >> 20) MiB of \(sent) MiB sent during its DMA")
+        p.socket.shutdownBoth()
+        #expect(h.waitClientsServed(1))
+        expectServerStillServes(h, after: "a command flood during server DMA")
+    }
+
     /// A client that never answers the server's DMA_READ: the server times out, drops it, keeps the device.
     @Test func clientThatNeverAnswersDMA() throws {
         let h = try ServerHarness(configuration: hostileServerConfiguration())

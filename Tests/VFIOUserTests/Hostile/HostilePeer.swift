@@ -35,7 +35,7 @@ enum Outcome: Equatable, CustomStringConvertible {
 }
 
 /// A client that speaks raw bytes: it can send anything, with any fds, and read whatever comes back.
-final class RawPeer {
+final class RawPeer: @unchecked Sendable {
     let socket: VFIOUserSocket
     var nextID: UInt16 = 0x100
 
