@@ -429,13 +429,21 @@ struct LspciNoNamesParityTests {
 
 @Suite("lspci 3.9.0 parity on broken capability lists")
 struct LspciBrokenListParityTests {
-    /// Short dumps, standard loops, 0xff IDs and extended loops: lspci's lines for them.
+    /// Short dumps, standard loops, 0xff IDs and extended loops, Expansion ROM BARs: lspci's lines for them.
     @Test func brokenLists() throws {
         var fns: [ConfigSpace] = []
         let base = ConfigBuilder().config
         fns.append(ConfigSpace(bytes: Array(base.bytes.prefix(64))))          // cap pointer past a -x dump
         var loop = base; loop.write(0x41, width: 1, value: 0x40); fns.append(loop)               // PCIe cap points at itself
         var broken = base; broken.write(0x41, width: 1, value: 0x80); broken.write(0x80, width: 1, value: 0xFF); fns.append(broken)
+        // Expansion ROM BARs: enabled, disabled, disabled by Command, unassigned, ignored; on a bridge.
+        for (rom, cmd, bridge) in [(UInt64(0xFE00_0001), UInt64(2), false), (0xFE00_0000, 2, false), (0xFE00_0001, 0, false), (1, 2, false),
+                                   (0x7FE, 2, false), (0xFFFF_FFFF, 2, false), (0xFE00_0001, 2, true), (1, 0, true)] {
+            var r = ConfigBuilder(classCode: bridge ? 0x0604_00 : 0x0502_10, portType: bridge ? 4 : 0, headerType: bridge ? 1 : 0)
+            r.config.write(0x04, width: 2, value: cmd)
+            r.config.write(bridge ? 0x38 : 0x30, width: 4, value: rom)
+            fns.append(r.config)
+        }
         var b = ConfigBuilder()
         let o = b.addExtended(id: 0x01, version: 2, size: 0x40)
         b.set(ExtendedCapabilityHeader.header, at: o, ["Next Capability Offset": UInt64(o)])   // extended self-loop

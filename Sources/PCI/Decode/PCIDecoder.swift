@@ -120,8 +120,24 @@ public struct PCIDecoder: Sendable {
             out.append(bist & 0x40 != 0 ? "\tBIST is running" : "\tBIST result: \(hex(bist & 0xF, digits: 2))")
         }
         out += regionLines(ctx)
+        if type == 0 { out += romLines(ctx, register: 0x30) }
         if type == 1 { out += bridgeLines(ctx, cmd: cmd) }
         return out
+    }
+
+    /// lspci's show_rom: the Expansion ROM BAR (0x30 on type 0, 0x38 on type 1).
+    func romLines(_ ctx: DecodeContext, register: Int) -> [String] {
+        let c = ctx.config
+        guard let flg = c.read32(register) else { return [] }
+        let rom: UInt32 = flg == 0xFFFF_FFFF ? 0 : flg
+        let size = (ctx.function as? SysfsPCIFunction)?.romSize ?? 0
+        guard rom != 0 || flg != 0 || size != 0 else { return [] }
+        let cmd = c.read16(PCIHeader.command.offset) ?? 0
+        var l = "\tExpansion ROM at "
+        if rom & ~0x7FF != 0 { l += hex(rom & ~0x7FF, digits: 8) } else if flg & ~0x7FF != 0 { l += "<ignored>" } else { l += "<unassigned>" }
+        if flg & 1 == 0 { l += " [disabled]" } else if cmd & 2 == 0 { l += " [disabled by cmd]" }
+        if size != 0 { l += " [size=\(Self.sizeString(size))]" }
+        return [l]
     }
 
     func bridgeLines(_ ctx: DecodeContext, cmd: UInt16) -> [String] {
@@ -180,6 +196,7 @@ public struct PCIDecoder: Sendable {
             let devsel = ["fast", "medium", "slow", "??"][Int((ss >> 9) & 3)]
             out.append("\tSecondary status: 66MHz\(flag(ss, 0x20)) FastB2B\(flag(ss, 0x80)) ParErr\(flag(ss, 0x100)) DEVSEL=\(devsel) >TAbort\(flag(ss, 0x800)) <TAbort\(flag(ss, 0x1000)) <MAbort\(flag(ss, 0x2000)) <SERR\(flag(ss, 0x4000)) <PERR\(flag(ss, 0x8000))")
         }
+        out += romLines(ctx, register: 0x38)
         if ctx.verbosity >= 2, let brc = c.read16(0x3E) {
             out.append("\tBridgeCtl: Parity\(flag(brc, 0x1)) SERR\(flag(brc, 0x2)) NoISA\(flag(brc, 0x4)) VGA\(flag(brc, 0x8)) VGA16\(flag(brc, 0x10)) MAbort\(flag(brc, 0x20)) >Reset\(flag(brc, 0x40)) FastB2B\(flag(brc, 0x80))")
             out.append("\t\tPriDiscTmr\(flag(brc, 0x100)) SecDiscTmr\(flag(brc, 0x200)) DiscTmrStat\(flag(brc, 0x400)) DiscTmrSERREn\(flag(brc, 0x800))")

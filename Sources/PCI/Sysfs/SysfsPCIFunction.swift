@@ -72,6 +72,8 @@ public final class SysfsPCIFunction: PCIFunction {
     public let bridgeWindows: [(start: UInt64, size: UInt64, flags: UInt64)]
     /// The IRQ the kernel routed (`irq`), which lspci prints instead of Interrupt Line.
     public let irq: UInt32?
+    /// Expansion ROM size (`resource` line 6), 0 when none.
+    public let romSize: UInt64
 
     public var address: String { pciAddress.description }
 
@@ -89,8 +91,13 @@ public final class SysfsPCIFunction: PCIFunction {
         var bars: [BARDescription] = []
         var starts: [Int: UInt64] = [:]
         var windows: [(start: UInt64, size: UInt64, flags: UInt64)] = []
+        var rom: UInt64 = 0
         if let res = readWholeFile(directory + "/resource") {
             let lines = String(decoding: res, as: UTF8.self).split(separator: "\n")
+            if lines.count > 6 {
+                let f = lines[6].split(separator: " ").compactMap { UInt64($0.dropFirst(2), radix: 16) }
+                if f.count == 3, f[1] > f[0] { rom = f[1] - f[0] + 1 }
+            }
             for line in lines.dropFirst(13).prefix(3) {
                 let f = line.split(separator: " ").compactMap { UInt64($0.dropFirst(2), radix: 16) }
                 guard f.count == 3 else { continue }
@@ -108,6 +115,7 @@ public final class SysfsPCIFunction: PCIFunction {
         self.bars = bars
         self.barStarts = starts
         self.bridgeWindows = windows
+        self.romSize = rom
         self.irq = readWholeFile(directory + "/irq").flatMap {
             UInt32(String(decoding: $0, as: UTF8.self).trimmingWhitespace())
         }
