@@ -150,8 +150,10 @@ func vfioUserFigures(_ ctx: BenchContext) throws -> [Figure] {
                 let p50 = v.percentile(50), f50 = floor.percentile(50)
                 figures.append(Figure(group: "vfio-user", name: name, unit: "ns", value: p50,
                                       baselineName: "raw ping-pong \(req)/\(rep) B", baseline: f50,
-                                      goal: op == .read ? "<= 1.10x floor" : nil,
-                                      met: op == .read ? p50 <= 1.10 * f50 : nil,
+                                      // The goal is stated for the pinned placement: unpinned, each child lands on
+                                      // either vCPU and a cross-CPU wake-up (~40 us) swamps the comparison.
+                                      goal: op == .read && pinned ? "<= 1.10x floor" : nil,
+                                      met: op == .read && pinned ? p50 <= 1.10 * f50 : nil,
                                       extra: ["p99_ns": v.percentile(99), "floor_p99_ns": floor.percentile(99),
                                               "msgs_per_s": 1e9 / v.mean, "floor_msgs_per_s": 1e9 / floor.mean,
                                               "p99_ratio": v.percentile(99) / floor.percentile(99),
