@@ -98,10 +98,22 @@ func format(_ v: Double, unit: String) -> String {
 func renderTable(_ figures: [Figure]) -> String {
     var out = "| group | figure | value | baseline | ratio | goal |\n|---|---|---|---|---|---|\n"
     for f in figures {
-        let base = f.baseline.map { "\(format($0, unit: f.unit)) (\(f.baselineName ?? ""))" } ?? "-"
+        // Latency figures: p50, then p99 and messages/s; save/restore: its two halves.
+        var value = format(f.value, unit: f.unit)
+        var baseValue = f.baseline.map { format($0, unit: f.unit) }
+        if let p99 = f.extra["p99_ns"], let mps = f.extra["msgs_per_s"] {
+            value = "p50 \(value), p99 \(format(p99, unit: "ns")), \(format(mps, unit: "msg/s"))"
+        }
+        if let b = baseValue, let p99 = f.extra["floor_p99_ns"], let mps = f.extra["floor_msgs_per_s"] {
+            baseValue = "p50 \(b), p99 \(format(p99, unit: "ns")), \(format(mps, unit: "msg/s"))"
+        }
+        if let save = f.extra["save_ns"], let restore = f.extra["restore_ns"] {
+            value += " (save \(format(save, unit: "ns")), restore \(format(restore, unit: "ns")))"
+        }
+        let base = baseValue.map { "\($0) (\(f.baselineName ?? ""))" } ?? "-"
         let ratio = f.ratio.map { String(format: "%.2fx", $0) } ?? "-"
         let goal = f.goal.map { "\($0) \(f.met == true ? "met" : (f.met == false ? "MISSED" : ""))" } ?? "-"
-        out += "| \(f.group) | \(f.name) | \(format(f.value, unit: f.unit)) | \(base) | \(ratio) | \(goal) |\n"
+        out += "| \(f.group) | \(f.name) | \(value) | \(base) | \(ratio) | \(goal) |\n"
     }
     return out
 }
