@@ -3,6 +3,7 @@ import Logging
 import PCI
 import CXLEmulator
 import VFIO
+import VFIOCXL
 import VFIOUser
 #if canImport(Glibc)
 import Glibc
@@ -14,10 +15,13 @@ extension CXLKit {
         do { return try EmulatedCXLDevice(profile) } catch { throw CommandError("profile \(profile): \(error.description)") }
     }
 
-    /// The VFIO device `cxlkit serve` puts on the socket, built around the emulated function. This is the one
-    /// place that decides what a VMM sees (vfio-pci-core today; the vfio-cxl device when it lands).
-    public static func makeServedDevice(emulated: EmulatedCXLDevice) throws(CommandError) -> any VFIODevice {
-        do { return try VFIOPCIDevice(function: emulated) } catch { throw CommandError("\(emulated.address): \(error)") }
+    /// The VFIO device `cxlkit serve` puts on the socket, built around the emulated function: vfio-cxl (the
+    /// VFIO device layer and the CXL library composed), which falls back to plain PCI passthrough, with the
+    /// reason logged, when the function has no usable CXL state. The one place that decides what a VMM sees.
+    public static func makeServedDevice(emulated: EmulatedCXLDevice, logger: Logger = Logger(label: "vfio-cxl")) throws(CommandError) -> any VFIODevice {
+        var options = VFIOCXLOptions()
+        options.logger = logger
+        do { return try VFIOCXLDevice(function: emulated, memory: emulated, options: options) } catch { throw CommandError("\(emulated.address): \(error)") }
     }
 }
 
@@ -129,3 +133,6 @@ public final class ServeSession: @unchecked Sendable {
 
 /// The stop eventfd the signal handler writes (set once, before the handlers are installed).
 nonisolated(unsafe) private var serveStopFD: Int32 = -1
+
+/// The emulated device's memfd is the device memory vfio-cxl serves (region 9, zero copy).
+extension EmulatedCXLDevice: CXLDeviceMemory {}

@@ -15,7 +15,6 @@ import VFIOUser
 // through VFIOCXLDevice, each paired with the raw ping-pong floor of the same
 // request/reply sizes and placement, measured interleaved in the same run.
 
-extension EmulatedCXLDevice: CXLDeviceMemory {}
 
 /// Region index of the bench-only DMA engine the served device gets (after the
 /// vfio-cxl memory and component regions).
