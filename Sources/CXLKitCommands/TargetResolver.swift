@@ -81,6 +81,20 @@ public struct TargetResolver: Sendable {
     /// Adds or replaces a scheme.
     public mutating func register(_ scheme: any TargetScheme) { schemes[scheme.scheme] = scheme }
 
+    /// The embedded emulated device every command falls back to when no hardware is at hand.
+    public static let embeddedTarget = "emulated:type2"
+
+    /// The target a command uses when none is given: the first CXL function under
+    /// sysfs (`--sysfs ROOT`), or, when the machine has none, the embedded emulated
+    /// device. Also returns a one-line note saying which was chosen.
+    public func defaultTarget() -> (target: String, note: String) {
+        let tree = SysfsTree(root: options.sysfsRoot)
+        if let fns = try? CXLKit.listFunctions(tree: tree), let cxl = fns.first(where: \.isCXL) {
+            return (cxl.address.description, "no TARGET given: using the first CXL function, \(cxl.address)")
+        }
+        return (Self.embeddedTarget, "no TARGET given and no CXL function in \(tree.devicesDirectory): using the embedded emulated device, \(Self.embeddedTarget)")
+    }
+
     public func resolve(_ target: String) throws(CommandError) -> [ResolvedTarget] {
         guard !target.isEmpty else { throw CommandError("empty target") }
         if let colon = target.firstIndex(of: ":") {

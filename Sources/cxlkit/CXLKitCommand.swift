@@ -49,6 +49,15 @@ struct TargetOptionGroup: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("BAR image for a file target: N=FILE or N=FILE@OFFSET (the image starts OFFSET bytes into BAR N).", valueName: "N=FILE[@OFFSET]"))
     var bar: [String] = []
 
+    /// The TARGET a command works on: the one given, or the default (the first CXL
+    /// function under sysfs, else the embedded emulated device), announced on stderr.
+    func target(_ given: String?) throws -> String {
+        if let given { return given }
+        let (target, note) = try resolver().defaultTarget()
+        writeStderr("cxlkit: \(note)\n")
+        return target
+    }
+
     func resolver() throws -> TargetResolver {
         var images: [Int: (offset: UInt64, path: String)] = [:]
         for spec in bar {

@@ -11,7 +11,7 @@ struct DecodeCommand: ParsableCommand {
         (sysfs:ADDR, file:PATH, and schemes other layers register).
         """)
 
-    @Argument(help: "What to decode.") var target: String
+    @Argument(help: "What to decode. Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
     @Flag(help: "Print JSON (schema in docs/decode.md).") var json = false
     @Flag(name: .short, help: "Verbose, as lspci: -v capabilities, -vv details, -vvv everything.") var verbose: Int
     @OptionGroup var targetOptions: TargetOptionGroup
@@ -19,7 +19,7 @@ struct DecodeCommand: ParsableCommand {
     func run() throws {
         var problems: [String] = []
         try runReportingErrors {
-            let targets = try targetOptions.resolver().resolve(target)
+            let targets = try targetOptions.resolver().resolve(targetOptions.target(target))
             problems = CXLKit.unreadableRegisters(targets)
             return CXLKit.decode(targets, json: json, verbosity: json ? max(verbose, 2) : verbose)
         }

@@ -6,10 +6,10 @@ struct DumpCommand: ParsableCommand {
         commandName: "dump",
         abstract: "Print the target's config space as an lspci -xxxx hex dump (readable by lspci -F).")
 
-    @Argument(help: "What to dump (same forms as decode).") var target: String
+    @Argument(help: "What to dump (same forms as decode). Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
     @OptionGroup var targetOptions: TargetOptionGroup
 
     func run() throws {
-        try runReportingErrors { CXLKit.dump(try targetOptions.resolver().resolve(target)) }
+        try runReportingErrors { CXLKit.dump(try targetOptions.resolver().resolve(targetOptions.target(target))) }
     }
 }

@@ -15,7 +15,7 @@ struct ResetCommand: ParsableCommand {
             exit 1 when any differs or the reset failed.
             """)
 
-    @Argument(help: "The function (same forms as save).") var target: String
+    @Argument(help: "The function (same forms as save). Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
     @Option(help: "flr, cxl (CXL Reset), sbr (secondary bus reset) or link (link down/up).") var method: CXLResetKind
     @Flag(name: .customLong("mem-clear"), help: "CXL Reset with CXL Reset Mem Clr Enable.") var memClear = false
     @Flag(help: "Save the CXL state before the reset and restore it after.") var preserve = false
@@ -28,7 +28,7 @@ struct ResetCommand: ParsableCommand {
 
     func run() throws {
         try runStateCommand {
-            let (fn, note) = try CXLKit.stateFunction(target, resolver: targetOptions.resolver(), blank: setup.blank)
+            let (fn, note) = try CXLKit.stateFunction(targetOptions.target(target), resolver: targetOptions.resolver(), blank: setup.blank)
             return try CXLKit.resetState(fn, method: method, preserve: preserve, memClear: memClear,
                                          stateFile: stateFile, json: json).prefixed(json ? nil : note)
         }

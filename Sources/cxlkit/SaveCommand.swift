@@ -7,7 +7,7 @@ struct SaveCommand: ParsableCommand {
         abstract: "Save a CXL function's DVSEC, HDM decoder and PCI state to a state file.",
         discussion: "The file is versioned JSON with the device's identity and a checksum, written atomically (temporary file, fsync, rename); a failed save leaves an existing file untouched.")
 
-    @Argument(help: "The function: a sysfs address (as root), emulated:NAME, or a file with --bar images.") var target: String
+    @Argument(help: "The function: a sysfs address (as root), emulated:NAME, or a file with --bar images. Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
     @Option(name: .shortAndLong, help: "State file to write.") var output: String
     @OptionGroup var targetOptions: TargetOptionGroup
 
@@ -15,7 +15,7 @@ struct SaveCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let (fn, note) = try CXLKit.stateFunction(target, resolver: targetOptions.resolver(), blank: setup.blank)
+            let (fn, note) = try CXLKit.stateFunction(targetOptions.target(target), resolver: targetOptions.resolver(), blank: setup.blank)
             return (note ?? "") + (try CXLKit.saveState(fn, to: output))
         }
     }

@@ -1,0 +1,37 @@
+import CXLKitCommands
+import Foundation
+import Testing
+
+/// With no TARGET, commands use the first CXL function under sysfs, and the embedded
+/// emulated device when the machine has none.
+@Suite("default target")
+struct DefaultTargetTests {
+    func tree(_ functions: [(address: String, fixture: String)]) throws -> URL {
+        let root = try temporaryDirectory()
+        for f in functions {
+            let dir = root.appendingPathComponent("bus/pci/devices/" + f.address)
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            try Data(try fixture(f.fixture)).write(to: dir.appendingPathComponent("config"))
+        }
+        return root
+    }
+
+    @Test func noCXLFunctionMeansTheEmbeddedEmulatedDevice() throws {
+        let root = try tree([])
+        defer { try? FileManager.default.removeItem(at: root) }
+        var r = TargetResolver()
+        r.options.sysfsRoot = root.path
+        let (target, note) = r.defaultTarget()
+        #expect(target == TargetResolver.embeddedTarget)
+        #expect(note.contains("embedded emulated device"))
+        #expect(try r.resolve(target).count == 1)
+    }
+
+    @Test func theFirstCXLFunctionWins() throws {
+        let root = try tree([("0000:0c:00.0", "qemu-cxl/region/rootport/config.bin"), ("0000:0d:00.0", "qemu-cxl/region/endpoint/config.bin")])
+        defer { try? FileManager.default.removeItem(at: root) }
+        var r = TargetResolver()
+        r.options.sysfsRoot = root.path
+        #expect(r.defaultTarget().target == "0000:0c:00.0")
+    }
+}
