@@ -66,8 +66,11 @@ let package = Package(
         .testTarget(name: "PCITests", dependencies: ["PCI"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI"], swiftSettings: swiftSettings),
-        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "PCI"], swiftSettings: swiftSettings),
-        .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI"],
+        // A test-only PCIe endpoint shared by the VFIO and vfio-user suites (not a product).
+        .target(name: "VFIOTestSupport", dependencies: ["VFIO", "PCI"], path: "Tests/VFIOTestSupport",
+                swiftSettings: swiftSettings),
+        .testTarget(name: "VFIOTests", dependencies: ["VFIO", "PCI", "VFIOTestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI", "VFIOTestSupport"],
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
                     swiftSettings: swiftSettings),

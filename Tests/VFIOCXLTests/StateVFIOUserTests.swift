@@ -10,48 +10,9 @@ import VFIOUser
 /// The state engine's third backend: a device behind a vfio-user socket. The
 /// emulated device is exposed by the vfio-pci-core equivalent (`VFIOPCIDevice`,
 /// plain PCI passthrough, no CXL shadowing), served by `VFIOUserServer`, and reached
-/// through `VFIOUserClient` wrapped as a `PCIFunction`: config region 7, BAR regions
-/// 0-5, DEVICE_RESET as FLR. Every register access of save, reset and restore
-/// crosses the wire.
-final class VFIOUserStateFunction: PCIFunction, @unchecked Sendable {
-    let client: VFIOUserClient
-    let address: String
-    let configSize = pcieConfigSpaceSize
-    let bars: [BARDescription] = []
-    let resetMethods: [PCIResetMethod] = [.flr]
-
-    init(client: VFIOUserClient, address: String) {
-        self.client = client
-        self.address = address
-    }
-
-    private func get(_ region: UInt32, _ offset: UInt64, _ width: Int) throws(PCIError) -> UInt64 {
-        do {
-            let b = try client.read(region: region, offset: offset, count: width)
-            return b.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
-        } catch { throw .io("vfio-user read: \(error)") }
-    }
-
-    private func put(_ region: UInt32, _ offset: UInt64, _ width: Int, _ value: UInt64) throws(PCIError) {
-        do {
-            try client.write(region: region, offset: offset, data: (0..<width).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) })
-        } catch { throw .io("vfio-user write: \(error)") }
-    }
-
-    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
-        UInt32(try get(VFIOPCIRegion.config.rawValue, UInt64(offset), width))
-    }
-    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
-        try put(VFIOPCIRegion.config.rawValue, UInt64(offset), width, UInt64(value))
-    }
-    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 { try get(UInt32(bar), offset, width) }
-    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) { try put(UInt32(bar), offset, width, value) }
-    func reset(_ method: PCIResetMethod) throws(PCIError) {
-        guard method == .flr else { throw .resetUnsupported(method.rawValue) }
-        do { try client.reset() } catch { throw .io("vfio-user DEVICE_RESET: \(error)") }
-    }
-}
-
+/// through `VFIOUserPCIFunction` (config region 7, BAR regions 0-5, FLR through the
+/// Express capability). Every register access of save, reset and restore crosses
+/// the wire.
 /// An emulated device served over vfio-user for one test.
 final class StateVFIOUserServer: @unchecked Sendable {
     let emulated: EmulatedCXLDevice
@@ -74,10 +35,10 @@ final class StateVFIOUserServer: @unchecked Sendable {
         t.start()
     }
 
-    func function() throws -> VFIOUserStateFunction {
+    func function() throws -> VFIOUserPCIFunction {
         var c = VFIOUserClientConfiguration()
         c.timeoutMilliseconds = 10_000
-        return VFIOUserStateFunction(client: try VFIOUserClient(socketPath: path, configuration: c), address: "vfio-user:" + path)
+        return try VFIOUserPCIFunction(client: try VFIOUserClient(socketPath: path, configuration: c), address: "vfio-user:" + path)
     }
 
     /// Engine waits advance the emulator's clock.
@@ -98,7 +59,7 @@ struct StateVFIOUserTests {
     /// with preserve, save + reset + restore over the wire bring every register back.
     @Test func flrOverVFIOUser() throws {
         let s = try StateVFIOUserServer("flr-loses-state"); defer { s.stop() }
-        let fn = try s.function(); defer { fn.client.close() }
+        let fn = try s.function(); defer { fn.close() }
         let engine = CXLStateEngine(function: fn, options: s.options)
         try engine.programLikeFirmware()
         let before = try engine.save()
@@ -123,7 +84,7 @@ struct StateVFIOUserTests {
     /// Status2 polled over the wire, CONFIG_LOCK survives, merge path.
     @Test func cxlResetOverVFIOUser() throws {
         let s = try StateVFIOUserServer("type2"); defer { s.stop() }
-        let fn = try s.function(); defer { fn.client.close() }
+        let fn = try s.function(); defer { fn.close() }
         try CXLStateEngine(function: fn, options: s.options).programLikeFirmware()
         let r = try CXLResetOrchestrator(function: fn, options: s.options).reset(method: .cxl, preserve: true)
         #expect(r.resetError == nil, "\(r.steps)")

@@ -1,6 +1,7 @@
 import Testing
 import PCI
 @testable import VFIO
+import VFIOTestSupport
 
 private func makeDevice() throws -> (TestPCIFunction, VFIOPCIDevice) {
     let f = try TestPCIFunction()

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PCI
 import VFIO
+import VFIOTestSupport
 @testable import VFIOUser
 
 /// A server on a temp socket, serving a VFIOPCIDevice around TestPCIFunction, run on its own thread.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PCI
 import VFIO
+import VFIOTestSupport
 @testable import VFIOUser
 
 private let cfg = VFIOPCIRegion.config.rawValue

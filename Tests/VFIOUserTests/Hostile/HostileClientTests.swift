@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PCI
 import VFIO
+import VFIOTestSupport
 @testable import VFIOUser
 
 // Hostile clients against the real server over a real socket (issue 9): every case from libvfio-user's hardening

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import PCI
 import VFIO
+import VFIOTestSupport
 @testable import VFIOUser
 
 // Load and disconnect robustness (issue 9). The server serves one client at a time, so "many clients" are sequential

@@ -9,26 +9,26 @@ import VFIO
 ///   0x10 src (u64)  0x18 dst (u64)  0x20 len (u32)  0x24 status (u32: 1 = done, 2 = DMA error)
 ///   0x28 raise: write n = raise interrupt vector n
 ///   doorbell value 2 = DMA-read len bytes at src and store their byte sum in 0x30 (no DMA write)
-final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
-    static let vendor: UInt16 = 0x1234
-    static let device: UInt16 = 0x5678
-    static let bar0Size: UInt64 = 0x8000
-    static let bar2Size: UInt64 = 0x1000
-    static let msixTableOffset: UInt32 = 0x2000
-    static let msixPBAOffset: UInt32 = 0x3000
-    enum Reg { static let scratch: UInt64 = 0, doorbell: UInt64 = 8, src: UInt64 = 0x10, dst: UInt64 = 0x18, len: UInt64 = 0x20, status: UInt64 = 0x24, raise: UInt64 = 0x28, checksum: UInt64 = 0x30 }
+package final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
+    package static let vendor: UInt16 = 0x1234
+    package static let device: UInt16 = 0x5678
+    package static let bar0Size: UInt64 = 0x8000
+    package static let bar2Size: UInt64 = 0x1000
+    package static let msixTableOffset: UInt32 = 0x2000
+    package static let msixPBAOffset: UInt32 = 0x3000
+    package enum Reg { package static let scratch: UInt64 = 0, doorbell: UInt64 = 8, src: UInt64 = 0x10, dst: UInt64 = 0x18, len: UInt64 = 0x20, status: UInt64 = 0x24, raise: UInt64 = 0x28, checksum: UInt64 = 0x30 }
 
-    let lock = NSRecursiveLock()
-    var config: [UInt8]
-    var writable: [UInt8]
-    let bar0: VFIOSharedMemory
-    var regs = [UInt8](repeating: 0, count: Int(bar2Size))
-    var resets = 0
-    var sink: PCIInterruptSink?
+    package let lock = NSRecursiveLock()
+    package var config: [UInt8]
+    package var writable: [UInt8]
+    package let bar0: VFIOSharedMemory
+    package var regs = [UInt8](repeating: 0, count: Int(bar2Size))
+    package var resets = 0
+    package var sink: PCIInterruptSink?
     /// Where DMA goes (set by the test after wrapping the function).
-    var dma: () -> (any VFIODMAMemory)? = { nil }
+    package var dma: () -> (any VFIODMAMemory)? = { nil }
 
-    init() throws {
+    package init() throws {
         bar0 = try VFIOSharedMemory(name: "test-bar0", size: Int(Self.bar0Size))
         config = [UInt8](repeating: 0, count: 4096)
         writable = [UInt8](repeating: 0, count: 4096)
@@ -59,10 +59,10 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         for o in [0x04, 0x05, 0x0c, 0x48, 0x49] { writable[o] = 0xff }
     }
 
-    var address: String { "test:\(Self.vendor):\(Self.device)" }
-    var configSize: Int { 4096 }
+    package var address: String { "test:\(Self.vendor):\(Self.device)" }
+    package var configSize: Int { 4096 }
 
-    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
+    package func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         lock.lock(); defer { lock.unlock() }
         guard [1, 2, 4].contains(width), offset >= 0, offset % width == 0, offset + width <= config.count else { throw .outOfRange("config \(offset)/\(width)") }
         var v: UInt32 = 0
@@ -70,7 +70,7 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         return v
     }
 
-    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
+    package func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
         lock.lock(); defer { lock.unlock() }
         guard [1, 2, 4].contains(width), offset >= 0, offset % width == 0, offset + width <= config.count else { throw .outOfRange("config \(offset)/\(width)") }
         for i in 0..<width {
@@ -79,17 +79,17 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         }
     }
 
-    var bars: [BARDescription] {
+    package var bars: [BARDescription] {
         [BARDescription(index: 0, kind: .memory64, prefetchable: true, size: Self.bar0Size),
          BARDescription(index: 2, kind: .memory32, prefetchable: false, size: Self.bar2Size)]
     }
 
-    func mmapBacking(bar: Int) -> VFIORegionMapping? { bar == 0 ? VFIORegionMapping(fd: bar0.fd, fileOffset: 0) : nil }
+    package func mmapBacking(bar: Int) -> VFIORegionMapping? { bar == 0 ? VFIORegionMapping(fd: bar0.fd, fileOffset: 0) : nil }
 
-    func reg64(_ o: UInt64) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(regs[Int(o) + $1]) << UInt64(8 * $1) } }
-    func setReg(_ o: UInt64, width: Int, _ v: UInt64) { for i in 0..<width { regs[Int(o) + i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * i)) } }
+    package func reg64(_ o: UInt64) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(regs[Int(o) + $1]) << UInt64(8 * $1) } }
+    package func setReg(_ o: UInt64, width: Int, _ v: UInt64) { for i in 0..<width { regs[Int(o) + i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * i)) } }
 
-    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
+    package func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
         lock.lock(); defer { lock.unlock() }
         switch bar {
         case 0:
@@ -102,7 +102,7 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         }
     }
 
-    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+    package func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
         lock.lock()
         switch bar {
         case 0:
@@ -146,9 +146,9 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         sink?(0)
     }
 
-    var resetMethods: [PCIResetMethod] { [.flr] }
+    package var resetMethods: [PCIResetMethod] { [.flr] }
 
-    func reset(_ method: PCIResetMethod) throws(PCIError) {
+    package func reset(_ method: PCIResetMethod) throws(PCIError) {
         lock.lock(); defer { lock.unlock() }
         guard method == .flr else { throw .resetUnsupported(method.rawValue) }
         resets += 1
@@ -157,5 +157,5 @@ final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
         config[0x48] = 0x10; config[0x49] = 0x28
     }
 
-    func setInterruptSink(_ sink: PCIInterruptSink?) { lock.lock(); self.sink = sink; lock.unlock() }
+    package func setInterruptSink(_ sink: PCIInterruptSink?) { lock.lock(); self.sink = sink; lock.unlock() }
 }
