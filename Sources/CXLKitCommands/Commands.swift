@@ -17,10 +17,10 @@ public enum CXLKit {
     public static func decode(_ targets: [ResolvedTarget], json: Bool, verbosity: Int) -> String {
         let d = decoder()
         if json {
-            let obj = JSONValue.object([("functions", .array(targets.map { d.json($0.subject, verbosity: verbosity) }))])
+            let obj = JSONValue.object([("functions", .array(targets.map { d.json($0, verbosity: verbosity) }))])
             return obj.serialized(pretty: true) + "\n"
         }
-        return targets.map { d.text($0.subject, verbosity: verbosity) }.joined()
+        return targets.map { d.text($0, verbosity: verbosity) }.joined()
     }
 
     /// Registers that could not be read although the target can reach its BARs (an
@@ -30,7 +30,7 @@ public enum CXLKit {
         let d = decoder()
         var out: [String] = []
         for t in targets where t.function != nil {
-            let ctx = d.context(for: t.subject, verbosity: 2)
+            let ctx = d.context(for: t, verbosity: 2)
             for l in ComponentRegisterFormatter.locate(ctx) {
                 let what = "\(t.name): component registers at BAR\(l.entry.bir)+0x\(hex(l.entry.offset, digits: 1))"
                 if let p = l.problem { out.append("\(what): \(p)") }

@@ -11,22 +11,11 @@ public struct CommandError: Error, Sendable, Equatable, CustomStringConvertible 
 }
 
 /// One function a target named: its config space, and the function itself when
-/// registers beyond config space (BARs) can be reached.
-public struct ResolvedTarget: Sendable {
-    /// Printed at the start of the lspci-style header line.
-    public var name: String
-    /// Header-line text after the address (from a dump), or nil for lspci's ID-less form.
-    public var description: String?
-    public var config: ConfigSpace
-    public var function: (any PCIFunction)?
+/// registers beyond config space (BARs) can be reached. The decoder's own subject
+/// type, so a resolved target decodes as it is.
+public typealias ResolvedTarget = DecodeSubject
 
-    public init(name: String, description: String? = nil, config: ConfigSpace, function: (any PCIFunction)? = nil) {
-        self.name = name
-        self.description = description
-        self.config = config
-        self.function = function
-    }
-
+extension DecodeSubject {
     /// A target for any PCIFunction (emulated, vfio-user, ...): config space is
     /// snapshotted through `configRead`, BARs stay reachable through `barRead`.
     public init(function: any PCIFunction, name: String? = nil) throws(CommandError) {
@@ -36,8 +25,6 @@ public struct ResolvedTarget: Sendable {
             throw CommandError("\(function.address): cannot read config space: \(error)")
         }
     }
-
-    public var subject: DecodeSubject { DecodeSubject(name: name, description: description, config: config, function: function) }
 }
 
 /// Settings every scheme may use.

@@ -419,7 +419,7 @@ struct LspciNoNamesParityTests {
             let path = fixtureURL(file).path
             for v in 1...3 {
                 let theirs = try Lspci.run(["-i", "/dev/null", "-F", path, "-" + String(repeating: "v", count: v)])
-                let ours = try TargetResolver().resolve(path).map { d.text($0.subject, verbosity: v) }.joined()
+                let ours = try TargetResolver().resolve(path).map { d.text($0, verbosity: v) }.joined()
                 #expect(headerSections(ours) == headerSections(theirs), "\(file) -\(v)")
                 #expect(capabilityBlocks(ours).map { $0.map(\.title) } == capabilityBlocks(theirs).map { $0.map(\.title) }, "\(file) -\(v)")
             }
