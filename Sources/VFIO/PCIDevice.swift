@@ -294,6 +294,30 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
             lock.lock(); setINTxStatus(false); lock.unlock()
         }
         try irqs.apply(request)
+        if request.index == VFIOPCIIRQ.msix.rawValue { syncFunctionMSIX() }
+    }
+
+    /// The host side of MSI-X, as kernel vfio-pci does it on real hardware (`pci_alloc_irq_vectors` when SET_IRQS
+    /// assigns MSI-X eventfds): the function itself gets MSI-X Enable, Function Mask clear and every vector
+    /// unmasked while any MSI-X eventfd is assigned, and MSI-X disabled otherwise. The guest's view (Message
+    /// Control, the table) stays virtual; guest masks act through SET_IRQS. Without this a function that gates
+    /// its own interrupts on its MSI-X state (the emulated CXL device) never raises one: QEMU's MSI-X enable
+    /// reaches only the virtual Message Control.
+    func syncFunctionMSIX() {
+        guard let x = msixOffset, let m = msix else { return }
+        let on = irqs.isEnabled(VFIOPCIIRQ.msix.rawValue)
+        let reg = MSIXCapability.messageControl
+        guard let cur = try? function.configRead(x + reg.offset, width: reg.width) else { return }
+        var v = reg.field("MSI-X Enable")!.insert(on ? 1 : 0, into: UInt64(cur))
+        v = reg.field("Function Mask")!.insert(0, into: v)
+        if on {
+            let vc = MSIXCapability.tableEntry.registers.first { $0.name == "Vector Control" }!
+            for i in 0..<m.count {
+                let off = m.tableOffset + UInt64(i * MSIXCapability.tableEntrySize + vc.offset)
+                try? function.barWrite(m.bar, offset: off, width: vc.width, value: 0)
+            }
+        }
+        try? function.configWrite(x + reg.offset, width: reg.width, value: UInt32(truncatingIfNeeded: v))
     }
 
     open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
@@ -350,6 +374,8 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         do { try function.reset(method) } catch { throw .system(errno: VFIOErrno.EIO, "reset \(method): \(error)") }
         for i in 0..<configSize where virtualMask[i] != 0 { vconfig[i] = resetImage[i] }
         resetMSIXTable()
+        // The host keeps its interrupt set-up across a reset (vfio-pci restores the saved MSI-X state).
+        syncFunctionMSIX()
     }
 
     // MARK: Config space

@@ -252,3 +252,45 @@ struct ServeSocketAppearanceTests {
         #expect(try String(contentsOfFile: path, encoding: .utf8) == "keep")
     }
 }
+
+/// Interop (QEMU 10.2 guest, MSI-X): QEMU emulates the MSI-X capability and table and tells the server only
+/// through SET_IRQS. VFIOPCIDevice kept Message Control virtual, so the emulated function never saw MSI-X Enable
+/// and its `signal(vector:)` was dropped (no eventfd, no pending bit). The VFIO layer now does what vfio-pci does
+/// on hardware: MSI-X eventfds assigned → the function's MSI-X enabled and its vectors unmasked.
+@Suite("MSI-X from the served device", .serialized)
+struct ServeMSIXTests {
+    @Test func deviceSignalReachesTheClientsEventfd() throws {
+        let serve = try InProcessServe(profile: "type2", tag: "msix")
+        defer { #expect(serve.stop()) }
+        let client = try VFIOUserClient(socketPath: serve.socket)
+        defer { client.close() }
+        let info = try client.irqInfo(VFIOPCIIRQ.msix.rawValue)
+        #expect(info.count == 4)
+        let fds = try (0..<Int(info.count)).map { _ in try VFIOEventFD.create() }
+        // As QEMU does on the guest's MSI-X enable: eventfds for the vectors, no config write to the function.
+        try client.setIRQEventFDs(index: VFIOPCIIRQ.msix.rawValue, fds.map { Optional($0) })
+        serve.session.emulated.signal(vector: 2)
+        #expect(fds[2].wait(timeoutMilliseconds: 2000) == 1)
+        #expect(fds[0].wait(timeoutMilliseconds: 0) == nil)
+        // DEVICE_RESET (QEMU's system reset / SBR) keeps the host interrupt set-up, as vfio-pci does.
+        try client.reset()
+        serve.session.emulated.signal(vector: 1)
+        #expect(fds[1].wait(timeoutMilliseconds: 2000) == 1)
+        // Disabled: nothing goes out.
+        try client.disableIRQs(index: VFIOPCIIRQ.msix.rawValue)
+        serve.session.emulated.signal(vector: 1)
+        #expect(fds[1].wait(timeoutMilliseconds: 100) == nil)
+    }
+
+    @Test func serveInterruptTimerSignalsTheDevice() throws {
+        let serve = try InProcessServe(profile: "flr-loses-state", tag: "timer", irqInterval: 20)
+        defer { #expect(serve.stop()) }
+        let client = try VFIOUserClient(socketPath: serve.socket)
+        defer { client.close() }
+        let fd = try VFIOEventFD.create()
+        try client.setIRQEventFDs(index: VFIOPCIIRQ.msix.rawValue, [fd])
+        let n = fd.wait(timeoutMilliseconds: 2000)
+        #expect((n ?? 0) >= 1)
+        #expect(serve.session.interruptsRaised >= 1)
+    }
+}
