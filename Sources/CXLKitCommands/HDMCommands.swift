@@ -1,0 +1,114 @@
+import PCI
+import CXL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `cxlkit hdm commit` programs into one HDM decoder.
+public struct HDMCommitRequest: Sendable {
+    public var decoder: Int
+    /// HPA base and size: multiples of 256 MiB (CXL 3.1 §8.2.4.20.5-6).
+    public var base: UInt64
+    public var size: UInt64
+    public var dpaSkip: UInt64 = 0
+    public var lockOnCommit = false
+    /// Also set HDM Decoder Enable in HDM Decoder Global Control.
+    public var enableDecoding = false
+    public var timeoutMilliseconds = 1000
+    public init(decoder: Int, base: UInt64, size: UInt64) {
+        self.decoder = decoder
+        self.base = base
+        self.size = size
+    }
+}
+
+extension CXLKit {
+    /// `cxlkit hdm commit`: program decoder n (Base, Size, DPA Skip, Control with IG/IW 0) through the component
+    /// register BAR, set Commit, then poll until Committed or Error Not Committed (CXL 3.1 §8.2.4.20.7, .12).
+    /// Every register and field comes from the CXL catalog; the HDM capability is found through the Register
+    /// Locator DVSEC and the CXL.cachemem capability array, as the state engine finds it. Memory Space Enable is
+    /// turned on for the accesses if it is off, and left as it was.
+    /// Returns the report and whether the decoder ended committed.
+    public static func hdmCommit(_ function: any PCIFunction, _ req: HDMCommitRequest) throws(CommandError) -> (text: String, committed: Bool) {
+        let gran: UInt64 = 256 << 20
+        guard req.base % gran == 0, req.size % gran == 0, req.dpaSkip % gran == 0, req.size > 0 else {
+            throw CommandError("base, size and DPA skip must be multiples of 256 MiB, size non-zero")
+        }
+        let snapshot: CXLStateSnapshot
+        do { snapshot = try CXLStateEngine(function: function).save() } catch { throw CommandError("\(function.address): \(error)") }
+        guard let hdm = snapshot.layout.hdm else { throw CommandError("\(function.address): no HDM Decoder Capability") }
+        guard req.decoder >= 0, req.decoder < hdm.decoderCount else {
+            throw CommandError("\(function.address): decoder \(req.decoder) not implemented (\(hdm.decoderCount) decoders)")
+        }
+        var out = ""
+        func r32(_ reg: RegisterLayout) throws(CommandError) -> UInt64 {
+            do { return try function.barRead(hdm.bar, offset: hdm.hdmOffset + UInt64(reg.offset), width: 4) } catch {
+                throw CommandError("\(function.address): read \(reg.name): \(error)")
+            }
+        }
+        func w32(_ reg: RegisterLayout, _ v: UInt64) throws(CommandError) {
+            do { try function.barWrite(hdm.bar, offset: hdm.hdmOffset + UInt64(reg.offset), width: 4, value: v & 0xFFFF_FFFF) } catch {
+                throw CommandError("\(function.address): write \(reg.name): \(error)")
+            }
+            out += "  \(reg.name) <- \(hex(v & 0xFFFF_FFFF, digits: 8))\n"
+        }
+        // Memory Space Enable for the BAR accesses.
+        let cmdReg = PCIHeader.command
+        let mse = cmdReg.field("Memory Space Enable")!
+        let command: UInt64
+        do { command = UInt64(try function.configRead(cmdReg.offset, width: cmdReg.width)) } catch { throw CommandError("\(function.address): \(error)") }
+        if mse.extract(command) == 0 {
+            do { try function.configWrite(cmdReg.offset, width: cmdReg.width, value: UInt32(mse.insert(1, into: command))) } catch {
+                throw CommandError("\(function.address): \(error)")
+            }
+            out += "  Command: Memory Space Enable set for the accesses\n"
+        }
+        defer {
+            if mse.extract(command) == 0 { try? function.configWrite(cmdReg.offset, width: cmdReg.width, value: UInt32(command)) }
+        }
+
+        let regs = Dictionary(uniqueKeysWithValues: HDMDecoderCapability.decoderRegisters(req.decoder, endpoint: true).map { ($0.name, $0) })
+        let n = req.decoder
+        guard let baseLow = regs["Decoder \(n) Base Low"], let baseHigh = regs["Decoder \(n) Base High"],
+              let sizeLow = regs["Decoder \(n) Size Low"], let sizeHigh = regs["Decoder \(n) Size High"],
+              let control = regs["Decoder \(n) Control"], let skipLow = regs["Decoder \(n) DPA Skip Low"],
+              let skipHigh = regs["Decoder \(n) DPA Skip High"] else { throw CommandError("catalog: decoder \(n) registers missing") }
+        let f = { (r: RegisterLayout, name: String) -> RegisterField in r.field(name)! }
+        out += "\(function.address): HDM decoder \(n) (HDM capability at BAR\(hdm.bar)+\(hex(hdm.hdmOffset, digits: 8))): base \(hex(req.base, digits: 16)) size \(hex(req.size, digits: 16)) DPA skip \(hex(req.dpaSkip, digits: 16))\n"
+        let before = try r32(control)
+        if f(control, "Committed").extract(before) == 1 {
+            out += "  already committed (Control \(hex(before, digits: 8))); Commit is cleared first\n"
+        }
+        if req.enableDecoding {
+            let g = HDMDecoderCapability.globalControl
+            try w32(g, f(g, "HDM Decoder Enable").insert(1, into: try r32(g)))
+        }
+        try w32(baseLow, f(baseLow, "Memory Base Low").insert((req.base >> 28) & 0xF, into: 0))
+        try w32(baseHigh, req.base >> 32)
+        try w32(sizeLow, f(sizeLow, "Memory Size Low").insert((req.size >> 28) & 0xF, into: 0))
+        try w32(sizeHigh, req.size >> 32)
+        try w32(skipLow, f(skipLow, "DPA Skip Low").insert((req.dpaSkip >> 28) & 0xF, into: 0))
+        try w32(skipHigh, req.dpaSkip >> 32)
+        var ctl: UInt64 = 0
+        ctl = f(control, "IG").insert(0, into: ctl)
+        ctl = f(control, "IW").insert(0, into: ctl)
+        ctl = f(control, "Lock On Commit").insert(req.lockOnCommit ? 1 : 0, into: ctl)
+        try w32(control, ctl)                                   // Commit 0 -> 1 edge
+        try w32(control, f(control, "Commit").insert(1, into: ctl))
+        var waited = 0
+        var now = try r32(control)
+        while f(control, "Committed").extract(now) == 0 && f(control, "Error Not Committed").extract(now) == 0 && waited < req.timeoutMilliseconds {
+            usleep(1000); waited += 1
+            now = try r32(control)
+        }
+        let committed = f(control, "Committed").extract(now) == 1
+        let state = committed ? "committed" : (f(control, "Error Not Committed").extract(now) == 1 ? "Error Not Committed" : "not committed after \(req.timeoutMilliseconds) ms")
+        out += "  Decoder \(n) Control -> \(hex(now, digits: 8)): \(state) (\(waited) ms)\n"
+        // Read back what the decoder holds now.
+        let hb = (try r32(baseHigh) << 32) | (f(baseLow, "Memory Base Low").extract(try r32(baseLow)) << 28)
+        let hs = (try r32(sizeHigh) << 32) | (f(sizeLow, "Memory Size Low").extract(try r32(sizeLow)) << 28)
+        out += "  read back: base \(hex(hb, digits: 16)) size \(hex(hs, digits: 16))\n"
+        out += committed ? "decoder \(n): COMMITTED\n" : "decoder \(n): NOT COMMITTED\n"
+        return (out, committed)
+    }
+}
