@@ -28,7 +28,7 @@ extension CXLKit {
     /// Every register and field comes from the CXL catalog; the HDM capability is found through the Register
     /// Locator DVSEC and the CXL.cachemem capability array, as the state engine finds it. Memory Space Enable is
     /// turned on for the accesses if it is off, and left as it was.
-    /// Returns the report and whether the decoder ended committed.
+    /// Returns the report and whether the decoder ended committed with the requested base and size.
     public static func hdmCommit(_ function: any PCIFunction, _ req: HDMCommitRequest) throws(CommandError) -> (text: String, committed: Bool) {
         let gran: UInt64 = 256 << 20
         guard req.base % gran == 0, req.size % gran == 0, req.dpaSkip % gran == 0, req.size > 0 else {
@@ -108,7 +108,14 @@ extension CXLKit {
         let hb = (try r32(baseHigh) << 32) | (f(baseLow, "Memory Base Low").extract(try r32(baseLow)) << 28)
         let hs = (try r32(sizeHigh) << 32) | (f(sizeLow, "Memory Size Low").extract(try r32(sizeLow)) << 28)
         out += "  read back: base \(hex(hb, digits: 16)) size \(hex(hs, digits: 16))\n"
-        out += committed ? "decoder \(n): COMMITTED\n" : "decoder \(n): NOT COMMITTED\n"
-        return (out, committed)
+        let matches = hb == req.base && hs == req.size
+        if committed && matches {
+            out += "decoder \(n): COMMITTED\n"
+        } else if committed {
+            out += "decoder \(n): COMMITTED WITH OTHER VALUES (locked: the writes were ignored)\n"
+        } else {
+            out += "decoder \(n): NOT COMMITTED\n"
+        }
+        return (out, committed && matches)
     }
 }

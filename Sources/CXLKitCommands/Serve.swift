@@ -92,7 +92,17 @@ public final class ServeSession: @unchecked Sendable {
                 if stop { return }
                 s.emulated.signal(vector: s.options.irqVector)
                 s.lock.lock(); s._interruptsRaised += 1; let n = s._interruptsRaised; s.lock.unlock()
-                s.logger.debug("device signalled MSI-X vector", metadata: ["vector": "\(s.options.irqVector)", "count": "\(n)"])
+                var meta: Logger.Metadata = ["vector": "\(s.options.irqVector)", "count": "\(n)"]
+                if let d = s.device as? VFIOPCIDevice {
+                    meta["msix_eventfds"] = "\(d.irqs.isEnabled(VFIOPCIIRQ.msix.rawValue))"
+                    meta["msix_eventfd_vector"] = "\(d.irqs.eventfd(index: VFIOPCIIRQ.msix.rawValue, vector: s.options.irqVector) != nil)"
+                    meta["pending"] = "\(d.irqs.isPending(index: VFIOPCIIRQ.msix.rawValue, vector: s.options.irqVector))"
+                }
+                if let x = (try? s.emulated.configSnapshot()).flatMap({ CapabilityList(walking: $0).standard(.msix) }),
+                   let ctl = try? s.emulated.configRead(x.offset + MSIXCapability.messageControl.offset, width: 2) {
+                    meta["function_msix_control"] = "0x\(String(ctl, radix: 16))"
+                }
+                s.logger.debug("device signalled MSI-X vector", metadata: meta)
                 usleep(useconds_t(ms * 1000))
             }
         }

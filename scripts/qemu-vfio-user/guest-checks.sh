@@ -1,0 +1,73 @@
+#!/bin/sh
+# Runs inside the QEMU 10.2 guest (busybox sh, as root) for scripts/qemu-vfio-user-test.
+# usage: guest-checks.sh PROFILE BOOT          (BOOT: first | reboot)
+# Prints sections "@@@ NAME" with raw output and "@@ RESULT NAME rc=N" lines; the host judges them.
+P=$1
+BOOT=$2
+BDF=0000:01:00.0
+D=/sys/bus/pci/devices/$BDF
+export PATH=/extra:$PATH
+
+sec() { echo "@@@ $1"; }
+res() { echo "@@ RESULT $1 rc=$2"; }
+
+# What each profile's decoder 0 should end up as after the guest's commit.
+BASE=0x4000000000
+SIZE=256M
+case $P in
+    gpu-fw-committed) BASE=0x5000000000 ;;    # firmware locked decoder 0 at 0x4000000000: the write must not stick
+esac
+
+if [ "$BOOT" = reboot ]; then
+    sec decode-reboot
+    cxlkit decode -vv $BDF; res decode-reboot $?
+    exit 0
+fi
+
+sec topology
+lspci -t; lspci -nn -s 00:01.0
+sec lspci
+lspci -vvv -s 01:00.0; res lspci $?
+sec config-size
+wc -c < $D/config
+sec decode-initial
+cxlkit decode -vvv $BDF; res decode-initial $?
+
+sec hdm-commit
+cxlkit hdm commit $BDF --decoder 0 --base $BASE --size $SIZE; res hdm-commit $?
+sec decode-committed
+cxlkit decode -vv $BDF; res decode-committed $?
+
+sec save
+cxlkit save $BDF -o /tmp/before.json; res save $?
+sec reset-method
+cat $D/reset_method
+sec sbr
+echo bus > $D/reset_method && echo 1 > $D/reset; res sbr $?
+sec diff-sbr
+cxlkit diff /tmp/before.json $BDF; res diff-sbr $?
+sec flr
+echo flr > $D/reset_method && echo 1 > $D/reset; res flr $?
+sec diff-flr
+cxlkit diff /tmp/before.json $BDF; res diff-flr $?
+echo "flr bus" > $D/reset_method 2>/dev/null
+sec decode-final
+cxlkit decode -vv $BDF; res decode-final $?
+
+sec msix
+# The Debian 6.1 guest kernel has no CONFIG_VFIO_NOIOMMU: a tiny driver (kmod/cxlkit_msix_test.c) enables
+# MSI-X and requests a handler per vector; the server's timer makes the device signal vector 0.
+if [ -f /extra/cxlkit_msix_test.ko ]; then
+    insmod /extra/cxlkit_msix_test.ko
+    echo "1e98 $(sed 's/^0x//' $D/device)" > /sys/bus/pci/drivers/cxlkit_msix_test/new_id
+    echo "driver: $(basename "$(readlink $D/driver)")"
+    sleep 3
+    grep -E "CPU0|cxlkit-msix" /proc/interrupts
+    N=$(awk '/cxlkit-msix-0$/ {print $2}' /proc/interrupts)
+    echo "vector 0 count: ${N:-none}"
+    [ -n "$N" ] && [ "$N" -gt 0 ]; res msix $?
+    echo $BDF > /sys/bus/pci/drivers/cxlkit_msix_test/unbind
+else
+    echo "no /extra/cxlkit_msix_test.ko"; res msix 2
+fi
+exit 0
