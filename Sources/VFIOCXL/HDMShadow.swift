@@ -25,6 +25,8 @@ final class ComponentShadow: @unchecked Sendable {
     /// returns to "committed" on every reset).
     let firmwareCommitted: [Int]
     private let firmwareImage: [Int: [UInt64]]
+    /// HDM Decoder Global Control as firmware left it (the guest's view after every reset, as at start).
+    private let firmwareGlobalControl: UInt64
 
     static let control = HDMDecoderCapability.control
     static func controlBit(_ name: String) -> UInt64 { control.field(name)!.mask }
@@ -58,7 +60,9 @@ final class ComponentShadow: @unchecked Sendable {
             catch { throw .access("HDM register 0x\(String(off, radix: 16)): \(error)") }
         }
         file.store(cap.offset, width: 4, value: layout.hdmCapability)
-        file.store(global.offset, width: 4, value: try hostRead(global.offset))
+        let hostGlobal = try hostRead(global.offset)
+        firmwareGlobalControl = hostGlobal
+        file.store(global.offset, width: 4, value: hostGlobal)
         var fw: [Int] = []
         var image: [Int: [UInt64]] = [:]
         for n in 0..<layout.decoderCount {
@@ -102,6 +106,7 @@ final class ComponentShadow: @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         file.reset(keeping: [])
         file.store(HDMDecoderCapability.capability.offset, width: 4, value: layout.hdmCapability)
+        file.store(HDMDecoderCapability.globalControl.offset, width: 4, value: firmwareGlobalControl)
         applyFirmwareImage()
     }
 

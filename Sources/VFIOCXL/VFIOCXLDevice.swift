@@ -115,6 +115,20 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         return try super.regionInfo(index)
     }
 
+    /// Set while DEVICE_RESET runs: the reset the guest's device sees is conventional.
+    private var guestConventionalReset = false
+
+    /// DEVICE_RESET. QEMU sends it for a system reset and for a Secondary Bus Reset at the guest's root port, so
+    /// the guest's view gets a conventional reset (HDM decoder and DVSEC shadows back to their reset state) while
+    /// the host function gets its best function reset with save/restore, as vfio-pci would. A guest FLR (a config
+    /// write) keeps the guest's HDM decoders and DVSEC: FLR does not affect CXL.mem state (CXL 3.1 §9.5).
+    public override func reset() throws(VFIOError) {
+        lock.lock(); defer { lock.unlock() }
+        guestConventionalReset = true
+        defer { guestConventionalReset = false }
+        try super.reset()
+    }
+
     /// DEVICE_RESET and a guest FLR: save, reset the host function, restore.
     public override func functionLevelReset(_ method: PCIResetMethod = .flr) throws(VFIOError) {
         guard let memory, let component, let layout else { return try super.functionLevelReset(method) }
@@ -127,8 +141,10 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         let report: RestoreReport
         do { report = try engine.restore(before) } catch { throw .system(errno: VFIOErrno.EIO, "vfio-cxl: restore after reset: \(error)") }
         lastRestore = report
-        component.reset()
-        if method.isConventional { dvsec?.conventionalReset() }
+        if method.isConventional || guestConventionalReset {
+            component.reset()
+            dvsec?.conventionalReset()
+        }
         reopenMemory(memory, layout)
         guard report.succeeded else {
             options.logger.error("vfio-cxl: restore after \(method) failed: \(report.failures.joined(separator: "; "))")

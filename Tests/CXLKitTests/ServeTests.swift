@@ -294,3 +294,51 @@ struct ServeMSIXTests {
         #expect(serve.session.interruptsRaised >= 1)
     }
 }
+
+/// Interop (QEMU 10.2 guest through cxlkit serve + vfio-cxl): what the guest's HDM decoders look like across the
+/// resets QEMU produces. A guest FLR is a config write and must keep CXL.mem state (CXL 3.1 §9.5): it used to
+/// reset the HDM shadow, so the guest's committed decoder vanished (qemu-vfio-user-test reset-flr FAILED, cxlkit
+/// diff "Decoder 0 Control 0x600 -> 0"). DEVICE_RESET (QEMU: system reset, Secondary Bus Reset) is the guest's
+/// conventional reset: shadows back to their reset state, which after a reset lost HDM Decoder Enable that
+/// firmware had set and that the guest saw before any reset (decode-match FAILED for gpu-fw-committed).
+@Suite("vfio-cxl resets as a QEMU guest sees them", .serialized)
+struct ServeGuestResetTests {
+    static func hdm(_ fn: any PCIFunction) throws -> (bar: Int, offset: UInt64) {
+        let h = try #require(try CXLStateEngine(function: fn).save().layout.hdm)
+        return (h.bar, h.hdmOffset)
+    }
+    static func reg(_ fn: any PCIFunction, _ r: RegisterLayout) throws -> UInt64 {
+        let h = try hdm(fn)
+        return try fn.barRead(h.bar, offset: h.offset + UInt64(r.offset), width: 4)
+    }
+
+    @Test func guestFLRKeepsTheGuestsDecodersDeviceResetClearsThem() throws {
+        let serve = try InProcessServe(profile: "type2", tag: "flr")
+        defer { #expect(serve.stop()) }
+        let fn = try VFIOUserPCIFunction(socketPath: serve.socket)
+        defer { fn.close() }
+        var req = HDMCommitRequest(decoder: 0, base: 0x40_0000_0000, size: 256 << 20)
+        req.timeoutMilliseconds = 2000
+        #expect(try CXLKit.hdmCommit(fn, req).committed)
+        let regs = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
+        let committed = HDMDecoderCapability.control.field("Committed")!
+        let before = try regs.map { try Self.reg(fn, $0) }
+        try fn.reset(.flr)                       // guest FLR: Initiate FLR in Device Control
+        #expect(try regs.map { try Self.reg(fn, $0) } == before)
+        try fn.reset(.bus)                       // DEVICE_RESET: what QEMU sends for an SBR
+        #expect(committed.extract(try Self.reg(fn, regs[4])) == 0)
+    }
+
+    @Test func deviceResetKeepsFirmwaresHDMDecoderEnable() throws {
+        let serve = try InProcessServe(profile: "gpu-fw-committed", tag: "glob")
+        defer { #expect(serve.stop()) }
+        let fn = try VFIOUserPCIFunction(socketPath: serve.socket)
+        defer { fn.close() }
+        let global = HDMDecoderCapability.globalControl
+        let enable = global.field("HDM Decoder Enable")!
+        let before = try Self.reg(fn, global)
+        #expect(enable.extract(before) == 1)
+        try fn.reset(.bus)
+        #expect(try Self.reg(fn, global) == before)
+    }
+}

@@ -11,12 +11,8 @@ export PATH=/extra:$PATH
 sec() { echo "@@@ $1"; }
 res() { echo "@@ RESULT $1 rc=$2"; }
 
-# What each profile's decoder 0 should end up as after the guest's commit.
 BASE=0x4000000000
 SIZE=256M
-case $P in
-    gpu-fw-committed) BASE=0x5000000000 ;;    # firmware locked decoder 0 at 0x4000000000: the write must not stick
-esac
 
 if [ "$BOOT" = reboot ]; then
     sec decode-reboot
@@ -42,14 +38,15 @@ sec save
 cxlkit save $BDF -o /tmp/before.json; res save $?
 sec reset-method
 cat $D/reset_method
-sec sbr
-echo bus > $D/reset_method && echo 1 > $D/reset; res sbr $?
-sec diff-sbr
-cxlkit diff /tmp/before.json $BDF; res diff-sbr $?
+# FLR first (a config write: CXL state must survive), then SBR (DEVICE_RESET: the guest's conventional reset).
 sec flr
 echo flr > $D/reset_method && echo 1 > $D/reset; res flr $?
 sec diff-flr
 cxlkit diff /tmp/before.json $BDF; res diff-flr $?
+sec sbr
+echo bus > $D/reset_method && echo 1 > $D/reset; res sbr $?
+sec diff-sbr
+cxlkit diff /tmp/before.json $BDF; res diff-sbr $?
 echo "flr bus" > $D/reset_method 2>/dev/null
 sec decode-final
 cxlkit decode -vv $BDF; res decode-final $?
