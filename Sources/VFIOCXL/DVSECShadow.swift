@@ -24,6 +24,9 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
     /// Runs a host-side CXL Reset (with save/restore) for a guest Initiate CXL Reset;
     /// returns whether it succeeded. Set by the device.
     var onCXLReset: (@Sendable (_ memClear: Bool) -> Bool)?
+    /// DVSEC Control as firmware left it: the guest's view after every conventional reset, as at start (the HDM
+    /// shadow does the same with firmware-committed decoders).
+    private var firmwareControl: UInt64 = 0
 
     static let control = CXLDeviceDVSEC.control
     static let control2 = CXLDeviceDVSEC.control2
@@ -69,6 +72,7 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
             file.store(r.offset, width: r.width, value: 0)
         }
         file.store(Self.control2.offset, width: 2, value: file.read(Self.control2, base: 0) & ~CXLDeviceDVSEC.control2Doorbells)
+        firmwareControl = file.read(Self.control, base: 0)
         self.file = file
         applyConfigLock()
     }
@@ -144,6 +148,7 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
     func conventionalReset() {
         lock.lock(); defer { lock.unlock() }
         file.reset(0..<length, keeping: [.sticky])
+        file.store(Self.control.offset, width: Self.control.width, value: firmwareControl)
         applyConfigLock()
     }
 

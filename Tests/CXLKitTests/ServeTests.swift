@@ -342,3 +342,23 @@ struct ServeGuestResetTests {
         #expect(try Self.reg(fn, global) == before)
     }
 }
+
+/// Interop (QEMU 10.2 guest, gpu-fw-committed through vfio-cxl): the DVSEC Control a guest saw before any reset
+/// (firmware's Cache_Enable+ Mem_Enable+) went to Cache- Mem- after QEMU's VM-start DEVICE_RESET, while the HDM
+/// shadow came back as firmware left it (qemu-vfio-user-test decode-match FAILED: CXLCtl Cache+ Mem+ vs Cache- Mem-).
+@Suite("vfio-cxl DVSEC Control across DEVICE_RESET", .serialized)
+struct ServeDVSECResetTests {
+    @Test func deviceResetKeepsFirmwaresDVSECControl() throws {
+        let serve = try InProcessServe(profile: "gpu-fw-committed", tag: "dvsec")
+        defer { #expect(serve.stop()) }
+        let fn = try VFIOUserPCIFunction(socketPath: serve.socket)
+        defer { fn.close() }
+        let config = try fn.configSnapshot()
+        let dvsec = try #require(CapabilityList(walking: config).dvsecs(in: config).first {
+            $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.device.rawValue })
+        let before = try fn.read(CXLDeviceDVSEC.control, base: dvsec.offset)
+        #expect(CXLDeviceDVSEC.control.field("Mem_Enable")!.extract(before) == 1)
+        try fn.reset(.bus)
+        #expect(try fn.read(CXLDeviceDVSEC.control, base: dvsec.offset) == before)
+    }
+}
