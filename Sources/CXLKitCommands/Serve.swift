@@ -90,8 +90,9 @@ public final class ServeSession: @unchecked Sendable {
             while let s = self {
                 s.lock.lock(); let stop = s.timerStop; s.lock.unlock()
                 if stop { return }
-                s.emulated.signal(vector: s.options.irqVector)
+                // Counted before the signal: whoever the interrupt wakes must already see it counted.
                 s.lock.lock(); s._interruptsRaised += 1; let n = s._interruptsRaised; s.lock.unlock()
+                s.emulated.signal(vector: s.options.irqVector)
                 var meta: Logger.Metadata = ["vector": "\(s.options.irqVector)", "count": "\(n)"]
                 if let d = s.device as? VFIOPCIDevice {
                     meta["msix_eventfds"] = "\(d.irqs.isEnabled(VFIOPCIIRQ.msix.rawValue))"
