@@ -47,7 +47,12 @@ sec sbr
 echo bus > $D/reset_method && echo 1 > $D/reset; res sbr $?
 sec diff-sbr
 cxlkit diff /tmp/before.json $BDF; res diff-sbr $?
+sec decode-after-sbr
+cxlkit decode -vv $BDF; res decode-after-sbr $?
 echo "flr bus" > $D/reset_method 2>/dev/null
+# Commit again, so the server is left holding a committed decoder for the host to check after power-off.
+sec hdm-recommit
+cxlkit hdm commit $BDF --decoder 0 --base $BASE --size $SIZE; res hdm-recommit $?
 sec decode-final
 cxlkit decode -vv $BDF; res decode-final $?
 
