@@ -152,7 +152,7 @@ public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
     public var resetMethods: [PCIResetMethod] { [.flr, .bus, .link] }
 
     /// FLR (PCIe 6.0 §6.6.2; CXL 3.1 §9.5), or a conventional reset (`.bus`: hot reset /
-    /// secondary bus reset, `.link`: link down) — see docs/emulator.md for each scope.
+    /// secondary bus reset, `.link`: link down) — see the README for each scope.
     /// CXL Reset is not a PCI reset method: write Control2 "Initiate CXL Reset".
     public func reset(_ method: PCIResetMethod) throws(PCIError) {
         try lock.withLock { () throws(PCIError) in

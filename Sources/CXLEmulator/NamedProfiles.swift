@@ -1,4 +1,4 @@
-// The shipped device profiles, as the JSON a user would write (docs/emulator.md).
+// The shipped device profiles, as the JSON a user would write (README, emulated device).
 
 enum NamedProfiles {
     static let json: [String: String] = [

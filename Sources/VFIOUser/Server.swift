@@ -27,7 +27,7 @@ public struct VFIOUserServerConfiguration: Sendable {
 }
 
 /// A vfio-user server: serves one `VFIODevice` on a UNIX socket, one client at a time (vfio-user spec; interop
-/// notes in docs/vfio-user.md). The socket is bound in `init`, so clients may connect before `run()` is entered.
+/// notes in the README). The socket is bound in `init`, so clients may connect before `run()` is entered.
 ///
 /// `run()` blocks, serving clients until `stop()` is called from any thread (or a signal handler through
 /// `stopFD`); it then removes the socket file. Client disconnect unmaps all DMA, releases IRQ eventfds

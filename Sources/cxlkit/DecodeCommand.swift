@@ -12,7 +12,7 @@ struct DecodeCommand: ParsableCommand {
         """)
 
     @Argument(help: "What to decode. Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
-    @Flag(help: "Print JSON (schema in docs/decode.md).") var json = false
+    @Flag(help: "Print JSON (schema in the README).") var json = false
     @Flag(name: .short, help: "Verbose, as lspci: -v capabilities, -vv details, -vvv everything.") var verbose: Int
     @OptionGroup var targetOptions: TargetOptionGroup
 

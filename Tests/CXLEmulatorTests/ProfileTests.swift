@@ -89,17 +89,18 @@ struct ProfileTests {
         }
     }
 
-    /// The example in docs/emulator.md is a valid profile.
+    /// The example profile in the README's emulated-device section is valid.
     @Test func documentedExampleParses() throws {
         let root = String(#filePath).split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
-        let f = try #require(fopen(root + "/docs/emulator.md", "r"))
+        let f = try #require(fopen(root + "/README.md", "r"))
         defer { fclose(f) }
         var text = ""
         var buf = [CChar](repeating: 0, count: 4096)
         while fgets(&buf, Int32(buf.count), f) != nil { text += String(cString: buf) }
-        let start = try #require(text.range(of: "```json\n"))
+        let section = try #require(text.range(of: "## The emulated CXL Type-2 device"))
+        let start = try #require(text.range(of: "```json\n", range: section.upperBound..<text.endIndex))
         let end = try #require(text.range(of: "\n```", range: start.upperBound..<text.endIndex))
-        let p = try DeviceProfile.decode(Array(text[start.upperBound..<end.lowerBound].utf8), source: "docs/emulator.md")
+        let p = try DeviceProfile.decode(Array(text[start.upperBound..<end.lowerBound].utf8), source: "README.md")
         #expect(p.name == "slow-commit" && p.memorySize == 4 * GiB && p.timing.commitLatencyMicroseconds == 15_000)
     }
 

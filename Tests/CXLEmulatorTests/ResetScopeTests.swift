@@ -4,7 +4,7 @@ import CXL
 @testable import CXLEmulator
 
 /// Each reset's scope, checked field by field over a full register snapshot against
-/// the scope table in docs/emulator.md (restated here as `expectReset`):
+/// the scope table in the README (restated here as `expectReset`):
 ///
 /// | state                                   | FLR  | FLR (flrLosesCXLState) | CXL Reset                  | conventional |
 /// |-----------------------------------------|------|------------------------|----------------------------|--------------|

@@ -5,7 +5,7 @@ Prints one line per step (PASS / FAILED with the reason), then what the guest
 kernel did (region, committed decoders, reset methods, HDM decoder hardware
 state). Exit status 0 only if every judged step passed.
 
-Contract assumed for cxlkit (document changes in docs/qemu-cxl.md):
+Contract assumed for cxlkit (document changes in the README):
   * `cxlkit SUB --help` exits 0 and names SUB (swift-argument-parser does);
     otherwise SUB counts as missing and its step FAILS.
   * `cxlkit list --json` prints valid JSON naming the endpoint and root port.

@@ -494,7 +494,7 @@ public struct PCIDecoder: Sendable {
 
     // MARK: JSON
 
-    /// The function as a JSON object (schema in docs/decode.md).
+    /// The function as a JSON object (schema in the README).
     public func json(_ subject: DecodeSubject, verbosity: Int = 2) -> JSONValue {
         let ctx = context(for: subject, verbosity: verbosity)
         let c = subject.config

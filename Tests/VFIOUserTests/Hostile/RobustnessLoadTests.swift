@@ -10,7 +10,7 @@ import VFIOTestSupport
 //
 //     VFU_LOAD_CLIENTS=64 VFU_LOAD_MESSAGES=100000 swift test --filter RobustnessLoadTests
 //
-// (docs/robustness.md has the figures).
+// (the README has the figures).
 
 private typealias Reg = TestPCIFunction.Reg
 private typealias C = VFIOUserCommand
