@@ -67,36 +67,6 @@ final class CountingFunction: PCIFunction, @unchecked Sendable {
     }
 }
 
-/// A PCIFunction on the far side of a vfio-user socket: config space is region 7,
-/// BAR n is region n (what a VMM-side consumer of the device sees).
-final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
-    let client: VFIOUserClient
-    init(_ client: VFIOUserClient) { self.client = client }
-    var address: String { "vfio-user" }
-    var configSize: Int { 4096 }
-    var bars: [BARDescription] { [] }
-    var resetMethods: [PCIResetMethod] { [] }
-    func reset(_ method: PCIResetMethod) throws(PCIError) { throw .resetUnsupported(method.rawValue) }
-
-    private func get(_ region: UInt32, _ offset: UInt64, _ width: Int) throws(PCIError) -> UInt64 {
-        let b: [UInt8]
-        do { b = try client.read(region: region, offset: offset, count: width) } catch { throw .io("\(error)") }
-        return b.enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-    }
-    private func put(_ region: UInt32, _ offset: UInt64, _ width: Int, _ v: UInt64) throws(PCIError) {
-        do { try client.write(region: region, offset: offset, data: (0..<width).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64($0))) }) }
-        catch { throw .io("\(error)") }
-    }
-    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
-        UInt32(truncatingIfNeeded: try get(VFIOPCIRegion.config.rawValue, UInt64(offset), width))
-    }
-    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
-        try put(VFIOPCIRegion.config.rawValue, UInt64(offset), width, UInt64(value))
-    }
-    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 { try get(UInt32(bar), offset, width) }
-    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) { try put(UInt32(bar), offset, width, value) }
-}
-
 struct BenchError: Error, CustomStringConvertible {
     var description: String
     init(_ s: String) { description = s }
@@ -185,7 +155,7 @@ func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
             ctx.log("save/restore over vfio-user \(n) decoders")
             let child = try VFIOUserChild(decoders: n)
             defer { child.stop() }
-            let f = VFIOUserPCIFunction(child.client)
+            let f = try VFIOUserPCIFunction(client: child.client, address: "vfio-user:cxlbench")
             let committed = try commitDecoders(f, count: n)
             let r = try measureSaveRestore(f, iterations: ctx.quick ? 3 : 10)
             let c = r.counts
