@@ -48,18 +48,7 @@ public enum LspciDump {
     /// `parse` over ASCII bytes (no CR). Hex lines, nearly all of a dump, are read from
     /// the bytes; header lines and anything unusual go through the general code.
     private static func parseASCII(_ u: UnsafeBufferPointer<UInt8>) throws(DumpError) -> [DumpedFunction] {
-        var out: [DumpedFunction] = []
-        var current: (address: PCIAddress?, text: String, desc: String, bytes: [UInt8], covered: Int, line: Int)?
-
-        func finish() throws(DumpError) {
-            guard let c = current else { return }
-            guard c.covered >= 64 else {
-                throw DumpError("line \(c.line): function \(c.text) has \(c.covered) bytes of config space; a dump needs at least 64 (lspci -x)")
-            }
-            out.append(DumpedFunction(address: c.address, addressText: c.text, description: c.desc,
-                                      config: ConfigSpace(bytes: Array(c.bytes.prefix(c.covered)))))
-            current = nil
-        }
+        var dump = DumpAccumulator()
         @inline(__always) func hexValue(_ b: UInt8) -> Int? {
             switch b {
             case 0x30...0x39: return Int(b - 0x30)
@@ -94,7 +83,7 @@ public enum LspciDump {
                 }
             }
             if isHex {
-                guard current != nil else { throw DumpError("line \(lineNo): hex data before any function header") }
+                guard dump.current != nil else { throw DumpError("line \(lineNo): hex data before any function header") }
                 // Fields: runs of non-blank bytes after the colon. Counted first (the count
                 // and range errors come before any bad byte), then parsed into place.
                 var count = 0
@@ -109,7 +98,7 @@ public enum LspciDump {
                 guard off + count <= pcieConfigSpaceSize else {
                     throw DumpError("line \(lineNo): offset 0x\(hex(off, digits: 3)) past the 4096-byte config space")
                 }
-                try current!.bytes.withUnsafeMutableBufferPointer { (dst) throws(DumpError) in
+                try dump.current!.bytes.withUnsafeMutableBufferPointer { (dst) throws(DumpError) in
                     var j = off
                     var k = colon + 1
                     while k < end {
@@ -127,40 +116,17 @@ public enum LspciDump {
                         j += 1
                     }
                 }
-                current!.covered = max(current!.covered, off + count)
+                dump.current!.covered = max(dump.current!.covered, off + count)
                 continue
             }
-            // A function header: address, space, description.
-            let line = Substring(String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self))
-            let firstWord = line.prefix { $0 != " " && $0 != "\t" }
-            if let addr = PCIAddress(firstWord) {
-                try finish()
-                let desc = line.dropFirst(firstWord.count).drop { $0 == " " }
-                current = (addr, String(firstWord), String(desc), [UInt8](repeating: 0, count: pcieConfigSpaceSize), 0, lineNo)
-                continue
-            }
-            let shown = line.count > 40 ? String(line.prefix(40)) + "..." : String(line)
-            throw DumpError("line \(lineNo): not an lspci hex dump line: \"\(shown)\"")
+            try dump.startFunction(Substring(String(decoding: UnsafeBufferPointer(rebasing: u[start..<end]), as: UTF8.self)), lineNo: lineNo)
         }
-        try finish()
-        guard !out.isEmpty else { throw DumpError("no functions in dump (expected `lspci -xxxx` output)") }
-        return out
+        return try dump.functions()
     }
 
     /// The general path: any text, Character by Character.
     static func parseCharacters(_ text: String) throws(DumpError) -> [DumpedFunction] {
-        var out: [DumpedFunction] = []
-        var current: (address: PCIAddress?, text: String, desc: String, bytes: [UInt8], covered: Int, line: Int)?
-
-        func finish() throws(DumpError) {
-            guard let c = current else { return }
-            guard c.covered >= 64 else {
-                throw DumpError("line \(c.line): function \(c.text) has \(c.covered) bytes of config space; a dump needs at least 64 (lspci -x)")
-            }
-            out.append(DumpedFunction(address: c.address, addressText: c.text, description: c.desc,
-                                      config: ConfigSpace(bytes: Array(c.bytes.prefix(c.covered)))))
-            current = nil
-        }
+        var dump = DumpAccumulator()
 
         var lineNo = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -171,7 +137,7 @@ public enum LspciDump {
             // Decoded lines of `lspci -vvv -xxxx`: indented.
             if line.first == "\t" || line.first == " " { continue }
             if let colon = line.firstIndex(of: ":"), isHexOffsetLine(line, colon: colon) {
-                guard current != nil else { throw DumpError("line \(lineNo): hex data before any function header") }
+                guard dump.current != nil else { throw DumpError("line \(lineNo): hex data before any function header") }
                 let off = Int(line[line.startIndex..<colon], radix: 16)!
                 let fields = line[line.index(after: colon)...].split(whereSeparator: { $0 == " " || $0 == "\t" })
                 guard !fields.isEmpty, fields.count <= 16 else { throw DumpError("line \(lineNo): expected 1 to 16 hex bytes") }
@@ -180,25 +146,14 @@ public enum LspciDump {
                 }
                 for (i, f) in fields.enumerated() {
                     guard f.count == 2, let b = UInt8(f, radix: 16) else { throw DumpError("line \(lineNo): bad hex byte \"\(f)\"") }
-                    current!.bytes[off + i] = b
+                    dump.current!.bytes[off + i] = b
                 }
-                current!.covered = max(current!.covered, off + fields.count)
+                dump.current!.covered = max(dump.current!.covered, off + fields.count)
                 continue
             }
-            // A function header: address, space, description.
-            let firstWord = line.prefix { $0 != " " && $0 != "\t" }
-            if let addr = PCIAddress(firstWord) {
-                try finish()
-                let desc = line.dropFirst(firstWord.count).drop { $0 == " " }
-                current = (addr, String(firstWord), String(desc), [UInt8](repeating: 0, count: pcieConfigSpaceSize), 0, lineNo)
-                continue
-            }
-            let shown = line.count > 40 ? String(line.prefix(40)) + "..." : String(line)
-            throw DumpError("line \(lineNo): not an lspci hex dump line: \"\(shown)\"")
+            try dump.startFunction(line, lineNo: lineNo)
         }
-        try finish()
-        guard !out.isEmpty else { throw DumpError("no functions in dump (expected `lspci -xxxx` output)") }
-        return out
+        return try dump.functions()
     }
 
     private static func isHexOffsetLine(_ line: Substring, colon: Substring.Index) -> Bool {
@@ -258,5 +213,40 @@ public enum ConfigFile {
     /// Printable ASCII and whitespace only.
     static func looksLikeText(_ bytes: [UInt8]) -> Bool {
         bytes.prefix(8192).allSatisfy { ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }
+    }
+}
+
+/// The functions a dump has produced so far, and the one being read; shared by the
+/// byte-level and the general parser so both judge headers and short dumps alike.
+private struct DumpAccumulator {
+    var out: [DumpedFunction] = []
+    var current: (address: PCIAddress?, text: String, desc: String, bytes: [UInt8], covered: Int, line: Int)?
+
+    mutating func finish() throws(DumpError) {
+        guard let c = current else { return }
+        guard c.covered >= 64 else {
+            throw DumpError("line \(c.line): function \(c.text) has \(c.covered) bytes of config space; a dump needs at least 64 (lspci -x)")
+        }
+        out.append(DumpedFunction(address: c.address, addressText: c.text, description: c.desc,
+                                  config: ConfigSpace(bytes: Array(c.bytes.prefix(c.covered)))))
+        current = nil
+    }
+
+    /// A line that is not hex data must be a function header: address, space, description.
+    mutating func startFunction(_ line: Substring, lineNo: Int) throws(DumpError) {
+        let firstWord = line.prefix { $0 != " " && $0 != "\t" }
+        guard let addr = PCIAddress(firstWord) else {
+            let shown = line.count > 40 ? String(line.prefix(40)) + "..." : String(line)
+            throw DumpError("line \(lineNo): not an lspci hex dump line: \"\(shown)\"")
+        }
+        try finish()
+        let desc = line.dropFirst(firstWord.count).drop { $0 == " " }
+        current = (addr, String(firstWord), String(desc), [UInt8](repeating: 0, count: pcieConfigSpaceSize), 0, lineNo)
+    }
+
+    mutating func functions() throws(DumpError) -> [DumpedFunction] {
+        try finish()
+        guard !out.isEmpty else { throw DumpError("no functions in dump (expected `lspci -xxxx` output)") }
+        return out
     }
 }
