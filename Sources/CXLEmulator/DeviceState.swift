@@ -598,21 +598,8 @@ struct State {
     // MARK: HDM decoder commit (CXL 3.1 §8.2.4.20.7, §8.2.4.20.12)
 
     func programming(_ n: Int) -> DecoderProgramming {
-        let b = Self.decoderBase(n)
-        func r(_ o: Int) -> UInt64 { component.read(b + o, width: 4) }
-        let ctl = r(0x10)
-        return DecoderProgramming(
-            base: r(0x4) << 32 | (r(0x0) & 0xF000_0000),
-            size: r(0xC) << 32 | (r(0x8) & 0xF000_0000),
-            dpaSkip: r(0x18) << 32 | (r(0x14) & 0xF000_0000),
-            iw: UInt8(Self.iwField.extract(ctl)), ig: UInt8(Self.igField.extract(ctl)),
-            position: Int(Self.positionField.extract(ctl)),
-            lockOnCommit: ctl & Self.lockOnCommitBit != 0)
+        DecoderProgramming(decoder: n) { component.read(Layout.hdmCapability + $0, width: $1) }
     }
-    // Looked up once: every commit reads the programming of every decoder.
-    private static let iwField = HDMDecoderCapability.control.field("IW")!
-    private static let igField = HDMDecoderCapability.control.field("IG")!
-    private static let positionField = HDMDecoderCapability.control.field("Interleave Set Position")!
 
     func isCommitted(_ n: Int) -> Bool { component.read(Self.decoderControl(n), width: 4) & Self.committedBit != 0 }
 
@@ -701,8 +688,8 @@ struct State {
         // HDM Decoder Enable 0: DVSEC Range 1 decodes (§8.1.3.8), DPA 0 at Range 1 Base.
         let r = CXLDeviceDVSEC.range1
         let dv = Layout.cxlDevice
-        let base = config.read(r.baseHigh, base: dv) << 32 | (config.read(r.baseLow, base: dv) & 0xF000_0000)
-        let size = config.read(r.sizeHigh, base: dv) << 32 | (config.read(r.sizeLow, base: dv) & 0xF000_0000)
+        let base = config.read(r.baseHigh, base: dv) << 32 | (config.read(r.baseLow, base: dv) & r.baseLow.field("Memory_Base_Low")!.mask)
+        let size = config.read(r.sizeHigh, base: dv) << 32 | (config.read(r.sizeLow, base: dv) & r.sizeLow.field("Memory_Size_Low")!.mask)
         return { (hpa: UInt64) throws(DeviceMemoryError) -> (dpa: UInt64, run: UInt64) in
             guard hpa >= base, hpa - base < size else { throw .notDecoded(hpa: hpa) }
             let dpa = hpa - base

@@ -155,16 +155,7 @@ final class ComponentShadow: @unchecked Sendable {
 
     /// Every decoder's programming as the shadow holds it.
     func programming() -> [DecoderProgramming] {
-        (0..<layout.decoderCount).map { n in
-            let r = HDMDecoderCapability.decoderRegisters(n, endpoint: true)
-            let v = r.map { file.read($0, base: 0) }
-            let ctrl = v[4]
-            return DecoderProgramming(base: v[1] << 32 | (v[0] & 0xF000_0000), size: v[3] << 32 | (v[2] & 0xF000_0000),
-                                      dpaSkip: v[6] << 32 | (v[5] & 0xF000_0000),
-                                      iw: UInt8(Self.control.field("IW")!.extract(ctrl)), ig: UInt8(Self.control.field("IG")!.extract(ctrl)),
-                                      position: Int(Self.control.field("Interleave Set Position")!.extract(ctrl)),
-                                      lockOnCommit: ctrl & Self.controlBit("Lock On Commit") != 0)
-        }
+        (0..<layout.decoderCount).map { n in DecoderProgramming(decoder: n) { file.read($0, width: $1) } }
     }
 
     func committedBits() -> [Bool] {

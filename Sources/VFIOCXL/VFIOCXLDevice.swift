@@ -199,14 +199,15 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         let size = size / hdmGranule * hdmGranule
         let hdm = layout.componentOffset + UInt64(layout.hdmOffset)
         func write(_ r: RegisterLayout, _ v: UInt64) throws(VFIOCXLError) {
-            do { try function.barWrite(layout.componentBAR, offset: hdm + UInt64(r.offset), width: 4, value: v & 0xFFFF_FFFF) }
+            do { try function.barWrite(layout.componentBAR, offset: hdm + UInt64(r.offset), width: 4, value: v & r.widthMask) }
             catch { throw .hostSetup("\(r.name): \(error)") }
         }
         let global = HDMDecoderCapability.globalControl
         try write(global, global.field("HDM Decoder Enable")!.mask)
-        try write(regs[0], base & 0xF000_0000)
+        let lowBits = regs[0].field("Memory Base Low")!.mask  // Base/Size Low hold bits 31:28
+        try write(regs[0], base & lowBits)
         try write(regs[1], base >> 32)
-        try write(regs[2], size & 0xF000_0000)
+        try write(regs[2], size & lowBits)
         try write(regs[3], size >> 32)
         try write(regs[5], 0)
         try write(regs[6], 0)
