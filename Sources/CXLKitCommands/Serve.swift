@@ -146,4 +146,3 @@ public final class ServeSession: @unchecked Sendable {
 nonisolated(unsafe) private var serveStopFD: Int32 = -1
 
 /// The emulated device's memfd is the device memory vfio-cxl serves (region 9, zero copy).
-extension EmulatedCXLDevice: CXLDeviceMemory {}

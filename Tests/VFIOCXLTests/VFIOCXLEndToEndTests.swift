@@ -8,7 +8,6 @@ import VFIO
 import VFIOUser
 @testable import VFIOCXL
 
-extension EmulatedCXLDevice: CXLDeviceMemory {}
 
 /// vfio-cxl over a real UNIX socket: the emulated device behind VFIOCXLDevice,
 /// served by VFIOUserServer, driven by VFIOUserClient.
