@@ -34,7 +34,10 @@ public struct CXLStateEngine: Sendable {
             var map = found.map
             let command = registers.first { $0.key == StateCatalog.commandKey }?.value ?? 0
             let hdm: (HDMLocation, [SavedRegister])? = try withMemorySpace(command: command) { () throws(CXLStateError) in
-                try Discovery.hdm(&map, read: { (bar, offset) throws(CXLStateError) in try barRead(bar, offset) })
+                try Discovery.hdm(&map, read: { (bar, offset) throws(CXLStateError) in try barRead(bar, offset) },
+                                  readBytes: { (bar, offset, count) throws(CXLStateError) in
+                                      do throws(PCIError) { return try function.barReadBytes(bar, offset: offset, count: count) } catch { throw .access(error) }
+                                  })
             }
             if let hdm {
                 layout.hdm = hdm.0
@@ -147,10 +150,13 @@ public struct CXLStateEngine: Sendable {
         } catch { throw .access(error) }
     }
 
-    func write(_ reg: SavedRegister, _ value: UInt64) throws(CXLStateError) {
+    /// Write `reg`; `posted` lets a BAR write complete after the call (config writes
+    /// are never posted, PCIe 6.0 §2.4.1).
+    func write(_ reg: SavedRegister, _ value: UInt64, posted: Bool = false) throws(CXLStateError) {
         do {
             switch reg.space {
             case .config: try function.configWrite(Int(reg.offset), width: reg.width, value: UInt32(truncatingIfNeeded: value))
+            case .bar(let b) where posted: try function.barWritePosted(b, offset: reg.offset, width: reg.width, value: value)
             case .bar(let b): try function.barWrite(b, offset: reg.offset, width: reg.width, value: value)
             }
         } catch { throw .access(error) }
@@ -247,7 +253,8 @@ enum Discovery {
     /// Complete `map` from the component block (capability array, HDM Decoder
     /// Capability) and read the HDM registers. Returns nil when the block has no HDM
     /// decoders.
-    static func hdm(_ map: inout CXLDeviceMap, read: (Int, UInt64) throws(CXLStateError) -> UInt64)
+    static func hdm(_ map: inout CXLDeviceMap, read: (Int, UInt64) throws(CXLStateError) -> UInt64,
+                    readBytes: (Int, UInt64, Int) throws(CXLStateError) -> [UInt8])
         throws(CXLStateError) -> (HDMLocation, [SavedRegister])? {
         guard let block = map.componentBlock else { return nil }
         var failure: CXLStateError?
@@ -273,10 +280,17 @@ enum Discovery {
         let layouts = [HDMDecoderCapability.globalControl] + (0..<decoders).flatMap {
             StateCatalog.decoderRegisters($0, endpoint: endpoint)
         }
+        // Global Control and every decoder register in one batched read of the block
+        // (the Capability register was read by the map).
+        let first = HDMDecoderCapability.globalControl.offset
+        let bytes = try readBytes(block.bir, hdmOffset + UInt64(first), HDMDecoderCapability.length(decoders: decoders) - first)
+        regs.reserveCapacity(layouts.count + 1)
         for r in layouts {
-            let off = hdmOffset + UInt64(r.offset)
+            guard let v = LittleEndian.load(bytes, at: r.offset - first, width: r.width) else {
+                throw .access(.io("HDM Decoder Capability read returned \(bytes.count) bytes"))
+            }
             regs.append(SavedRegister(block: StateCatalog.hdmBlock, register: r.name, space: .bar(block.bir),
-                                      offset: off, width: r.width, value: try read(block.bir, off), role: .restore))
+                                      offset: hdmOffset + UInt64(r.offset), width: r.width, value: v, role: .restore))
         }
         return (location, regs)
     }
