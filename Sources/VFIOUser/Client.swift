@@ -89,7 +89,10 @@ public final class VFIOUserClient: @unchecked Sendable {
         // Replies are read with a blocking recvmsg (no poll first); the request deadline is checked whenever it
         // returns, so a silent server is noticed after at most two timeouts' worth of waiting.
         socket.setReceiveTimeout(milliseconds: configuration.timeoutMilliseconds)
-        try negotiate()
+        do { try negotiate() } catch .peer(errno: VFIOErrno.EBUSY, command: VFIOUserCommand.version.rawValue) {
+            socket.close()
+            throw .busy("another vfio-user client is attached to \(socketPath)")
+        }
     }
 
     public func close() { lock.lock(); defer { lock.unlock() }; broken = broken ?? .disconnected; socket.close() }

@@ -43,6 +43,10 @@ private final class DirectMemoryDevice: VFIOUserDirectAccessDevice, @unchecked S
         for (i, b) in data.enumerated() { m[Int(offset) + i] = b }
     }
     func reset() throws(VFIOError) {}
+    /// Called on the thread that serves the connection when it starts (and with nil when it ends): that thread's
+    /// allocations are counted.
+    func attachDMA(_ memory: (any VFIODMAMemory)?) { cmalloc_counter_track_this_thread(memory == nil ? 0 : 1) }
+    func clientDisconnected() { cmalloc_counter_track_this_thread(0) }
     func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
         let m = try memory(region)
         buffer.copyMemory(from: UnsafeRawBufferPointer(rebasing: m[Int(offset)..<(Int(offset) + buffer.count)]))
@@ -56,7 +60,7 @@ private final class DirectMemoryDevice: VFIOUserDirectAccessDevice, @unchecked S
 /// Counts allocations with the test-only malloc interposer (`Tests/CMallocCounter`), per thread: the server's
 /// thread and the client's calling thread. Not by eye, and not timed.
 @Suite(.serialized) struct AllocationTests {
-    /// A server whose thread counts its own allocations.
+    /// A server run on its own thread; the device marks the connection's thread for counting (`attachDMA`).
     private final class CountingServer: @unchecked Sendable {
         let server: VFIOUserServer
         let path = NSTemporaryDirectory() + "vfu-alloc-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
@@ -66,9 +70,7 @@ private final class DirectMemoryDevice: VFIOUserDirectAccessDevice, @unchecked S
             logger.logLevel = .warning
             server = try VFIOUserServer(device: device, socketPath: path, logger: logger)
             let t = Thread { [self] in
-                cmalloc_counter_track_this_thread(1)
                 try? server.run()
-                cmalloc_counter_track_this_thread(0)
                 done.signal()
             }
             t.start()
