@@ -1,5 +1,6 @@
 import ArgumentParser
 import CXLKitCommands
+import PCI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,10 +69,7 @@ struct TargetOptionGroup: ParsableArguments {
             var offset: UInt64 = 0
             if let at = path.lastIndex(of: "@") {
                 let o = path[path.index(after: at)...]
-                guard let v = o.hasPrefix("0x") ? UInt64(o.dropFirst(2), radix: 16) : UInt64(o) else {
-                    throw CommandError("--bar \(spec): bad offset \(o)")
-                }
-                offset = v
+                do { offset = try ByteCount.parse(String(o)) } catch { throw CommandError("--bar \(spec): offset: \(error)") }
                 path = String(path[..<at])
             }
             images[n] = (offset, path)
