@@ -62,17 +62,8 @@ struct TargetOptionGroup: ParsableArguments {
     func resolver() throws -> TargetResolver {
         var images: [Int: (offset: UInt64, path: String)] = [:]
         for spec in bar {
-            guard let eq = spec.firstIndex(of: "="), let n = Int(spec[..<eq]), (0...5).contains(n) else {
-                throw CommandError("--bar \(spec): expected N=FILE[@OFFSET] with N in 0...5")
-            }
-            var path = String(spec[spec.index(after: eq)...])
-            var offset: UInt64 = 0
-            if let at = path.lastIndex(of: "@") {
-                let o = path[path.index(after: at)...]
-                do { offset = try ByteCount.parse(String(o)) } catch { throw CommandError("--bar \(spec): offset: \(error)") }
-                path = String(path[..<at])
-            }
-            images[n] = (offset, path)
+            let image = try TargetOptions.parseBarImage(spec)
+            images[image.bar] = (image.offset, image.path)
         }
         return TargetResolver(options: TargetOptions(sysfsRoot: sysfs, barImages: images))
     }
