@@ -176,10 +176,12 @@ struct StateEmulatorTests {
         counter.bulkReads = 0
         let r = try engine.restore(saved)
         #expect(r.succeeded, "\(r.failures)")
-        // One batched read of the live decoder Controls when more than one is restored,
-        // one read-back of the HDM block, one of config space.
+        // The 8-byte Device Serial Number and DVSEC header reads, the capability
+        // check's read of the DVSEC's read-only registers, one batched read of the
+        // live decoder Controls when more than one is restored, one read-back of the
+        // HDM block, one of config space.
         let restoredDecoders = r.decoders.filter { $0.result == .committed }.count
-        #expect(counter.bulkReads == (restoredDecoders > 1 ? 3 : 2))
+        #expect(counter.bulkReads == 3 + (restoredDecoders > 1 ? 3 : 2))
         for reg in saved.registers {
             let c = counter.counts[CountingFunction.Key(space: reg.space, offset: reg.offset)] ?? .init()
             let (maxReads, writes): (Int, Int)
@@ -187,6 +189,7 @@ struct StateEmulatorTests {
             // Single reads only (the bulk reads are counted above).
             case "Command": (maxReads, writes) = (1, 2)            // live (MSE); temp MSE + final
             case "DVSEC CXL Lock": (maxReads, writes) = (1, 1)     // live (path); re-arm
+            case HDMDecoderCapability.capability.name: (maxReads, writes) = (1, 0)  // capability check
             case let n where n.hasPrefix("Decoder ") && n.hasSuffix(" Control"):
                 (maxReads, writes) = (1, 1)                        // one Committed poll doubling as read-back
             default: (maxReads, writes) = (0, reg.role == .verify ? 0 : 1)

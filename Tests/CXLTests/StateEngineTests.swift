@@ -322,23 +322,33 @@ struct StateEngineTests {
                 // One commit write, one poll read that serves as read-back.
                 #expect(r[reg.key] == 1 && w[reg.key] == 1, "\(name)")
                 committedDecoders += 1
+            case (StateCatalog.hdmBlock, HDMDecoderCapability.capability.name):
+                // Compared once, before any write, by the capability check.
+                #expect(r[reg.key] == 1 && w[reg.key] == nil, "\(name)")
             default:
                 #expect(r[reg.key] == nil && w[reg.key] == (reg.role == .verify ? nil : 1), "\(name)")
             }
-            // Every register but the polled Controls is read back by the last bulk read of its space.
+            // Restored registers but the polled Controls are read back by the last bulk
+            // read of their space; read-only ones were read before any write.
             let lastBulk = dev.log.last { $0.bulk && $0.space == reg.space }
-            if !(reg.block == StateCatalog.hdmBlock && reg.register.hasSuffix(" Control") && reg.register.hasPrefix("Decoder")) {
+            let firstWrite = dev.log.firstIndex { $0.write } ?? dev.log.count
+            if reg.role == .verify {
+                if reg.space == .config {
+                    #expect(dev.log[..<firstWrite].contains { $0.bulk && $0.covers(reg.space, reg.offset) }, "\(name) not compared")
+                }
+            } else if !(reg.block == StateCatalog.hdmBlock && reg.register.hasSuffix(" Control") && reg.register.hasPrefix("Decoder")) {
                 #expect(lastBulk?.covers(reg.space, reg.offset) == true, "\(name) not read back")
             }
         }
-        // Exact total: identity (Vendor/Device, DSN low, high) and the DVSEC header
-        // check (2); every restore-role register written once plus the temporary MSE;
-        // Command and Lock live reads; one batched read of the decoder Controls; one
-        // poll per committed decoder; one bulk read-back of the HDM block and one of
-        // config space.
+        // Exact total: identity (Vendor/Device, the 8-byte DSN) and the DVSEC header
+        // check (one 8-byte read); the capability check (one bulk read of the DVSEC's read-only
+        // registers, one read of HDM Decoder Capability); every restore-role register
+        // written once plus the temporary MSE; Command and Lock live reads; one
+        // batched read of the decoder Controls; one poll per committed decoder; one
+        // bulk read-back of the HDM block and one of config space.
         let restoreRegisters = saved.registers.filter { $0.role == .restore }.count
         let writes = restoreRegisters + 1
-        let reads = 3 + 2 + 2 + 1 + committedDecoders + 1 + 1
+        let reads = 2 + 1 + 2 + 2 + 1 + committedDecoders + 1 + 1
         #expect(dev.log.filter(\.write).count == writes)
         #expect(dev.log.filter { !$0.write }.count == reads, "\(dev.log.filter { !$0.write })")
     }

@@ -40,10 +40,15 @@ extension CXLStateEngine {
     ///    snapshot (a value already read after the last write is not read again).
     public func restore(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> RestoreReport {
         try snapshot.validate()
-        try check(snapshot)
-        let run = RestoreRun(engine: self, snapshot: snapshot)
+        let live = try liveIdentity(snapshot.layout)
+        let confirmed = try check(snapshot, live: live)
+        let run = RestoreRun(engine: self, snapshot: snapshot, confirmed: confirmed)
         run.execute()
-        return run.report
+        var report = run.report
+        // The report names the function restored (its address), not the one the snapshot
+        // was saved from: the identity read before writing (the restore changes no ID).
+        report.device = live
+        return report
     }
 }
 
@@ -63,7 +68,7 @@ final class RestoreRun {
     private var locked = false
     private let at: SnapshotIndex
 
-    init(engine: CXLStateEngine, snapshot: CXLStateSnapshot) {
+    init(engine: CXLStateEngine, snapshot: CXLStateSnapshot, confirmed: [RegisterKey: UInt64] = [:]) {
         self.engine = engine
         self.snapshot = snapshot
         regs = snapshot.registers
@@ -72,6 +77,10 @@ final class RestoreRun {
                             action: $0.role == .verify ? .compared : .notAttempted, ok: true)
         }
         fresh = Array(repeating: nil, count: regs.count)
+        // Read-only registers the capability check already read equal: no second read.
+        if !confirmed.isEmpty {
+            for i in regs.indices where regs[i].role == .verify { fresh[i] = confirmed[regs[i].key] }
+        }
         failed = Array(repeating: false, count: regs.count)
         at = SnapshotIndex(snapshot)
     }

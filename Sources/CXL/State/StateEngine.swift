@@ -109,32 +109,44 @@ public struct CXLStateEngine: Sendable {
         let ids = try configRead(PCIHeader.vendorID.offset, 4)
         var serial: UInt64?
         if let dsn = layout.serialNumberOffset {
-            let lo = try configRead(dsn + Discovery.serialLower.offset, 4)
-            let hi = try configRead(dsn + Discovery.serialUpper.offset, 4)
-            serial = lo | hi << 32
+            // Lower and Upper DWORDs are adjacent: one 8-byte read.
+            let bytes = try configBytes(dsn + Discovery.serialLower.offset, 8)
+            serial = LittleEndian.load(bytes, at: 0, width: 8)
         }
         return CXLDeviceIdentity(vendorID: UInt16(truncatingIfNeeded: ids), deviceID: UInt16(truncatingIfNeeded: ids >> 16),
                                  serialNumber: serial, address: function.address)
     }
 
-    /// Refuse state that belongs to another device or another layout, before any write.
-    func check(_ snapshot: CXLStateSnapshot) throws(CXLStateError) {
-        let live = try liveIdentity(snapshot.layout)
+    /// Refuse state that belongs to another device, another layout or other capabilities, before any write.
+    /// Returns the read-only registers confirmed equal on the way.
+    @discardableResult
+    func check(_ snapshot: CXLStateSnapshot, live known: CXLDeviceIdentity? = nil) throws(CXLStateError) -> [RegisterKey: UInt64] {
+        let live: CXLDeviceIdentity
+        if let known { live = known } else { live = try liveIdentity(snapshot.layout) }
         guard live.matches(snapshot.identity) else { throw .deviceMismatch(expected: snapshot.identity, found: live) }
         let base = snapshot.layout.dvsecOffset
-        let h1 = try configRead(base + DVSECHeader.header1.offset, DVSECHeader.header1.width)
-        let h2 = try configRead(base + DVSECHeader.header2.offset, DVSECHeader.header2.width)
+        // Header 1 and 2 are adjacent: one 8-byte read.
+        let header = try configBytes(base + DVSECHeader.header1.offset, 8)
+        let h1 = LittleEndian.load(header, at: 0, width: DVSECHeader.header1.width) ?? 0
+        let h2 = LittleEndian.load(header, at: DVSECHeader.header2.offset - DVSECHeader.header1.offset, width: DVSECHeader.header2.width) ?? 0
         let vendor = DVSECHeader.header1.field("DVSEC Vendor ID")!.extract(h1)
         let id = DVSECHeader.header2.field("DVSEC ID")!.extract(h2)
         guard vendor == UInt64(cxlDVSECVendorID), id == UInt64(CXLDVSECID.device.rawValue) else {
             throw .layoutMismatch("no \(StateCatalog.dvsecBlock) at config offset \(hex(base, digits: 3))")
         }
+        let (differences, confirmed) = try capabilityCheck(snapshot)
+        guard differences.isEmpty else { throw .capabilityMismatch(differences) }
+        return confirmed
     }
 
     // MARK: - Access
 
     func configRead(_ offset: Int, _ width: Int) throws(CXLStateError) -> UInt64 {
         do { return UInt64(try function.configRead(offset, width: width)) } catch { throw .access(error) }
+    }
+
+    func configBytes(_ offset: Int, _ count: Int) throws(CXLStateError) -> [UInt8] {
+        do { return try function.configReadBytes(offset, count: count) } catch { throw .access(error) }
     }
 
     func barRead(_ bar: Int, _ offset: UInt64) throws(CXLStateError) -> UInt64 {
