@@ -35,6 +35,30 @@ final class VFIOUserDMATable: @unchecked Sendable {
         return .added
     }
 
+    /// Removes every mapping inside [address, address+size) and returns them, as the kernel's type1 IOMMU unmaps
+    /// (linux/vfio.h VFIO_IOMMU_UNMAP_DMA): a range holding no mapping unmaps nothing and succeeds (QEMU with a
+    /// vIOMMU sends such unmaps); a range that cuts a mapping in two is refused (EINVAL), nothing removed.
+    func removeInside(address: UInt64, size: UInt64) throws(VFIOError) -> [VFIOUserDMARegion] {
+        lock.lock(); defer { lock.unlock() }
+        let (end, o) = address.addingReportingOverflow(size)
+        guard !o, size > 0 else { throw .invalidArgument("DMA_UNMAP 0x\(String(address, radix: 16))+0x\(String(size, radix: 16))") }
+        if let cut = regions.first(where: { $0.address < end && address < $0.end && !($0.address >= address && $0.end <= end) }) {
+            throw .invalidArgument("DMA_UNMAP 0x\(String(address, radix: 16))+0x\(String(size, radix: 16)) cuts mapping 0x\(String(cut.address, radix: 16))+0x\(String(cut.size, radix: 16))")
+        }
+        let gone = regions.filter { $0.address >= address && $0.end <= end }
+        regions.removeAll { $0.address >= address && $0.end <= end }
+        return gone
+    }
+
+    /// Removes and returns every mapping.
+    func takeAll() -> [VFIOUserDMARegion] {
+        lock.lock(); defer { lock.unlock() }
+        let all = regions
+        regions.removeAll()
+        return all
+    }
+
+    /// Removes the mapping that is exactly [address, address+size) (the client's own bookkeeping).
     func remove(address: UInt64, size: UInt64) throws(VFIOError) {
         lock.lock(); defer { lock.unlock() }
         guard let i = regions.firstIndex(where: { $0.address == address && $0.size == size }) else {

@@ -1,0 +1,255 @@
+import Foundation
+import PCI
+import VFIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A fake Linux kernel for the VFIO kernel backend: sysfs and /dev nodes, the container/group and iommufd cdev
+/// ioctls, and a vfio-pci device whose regions are `TestPCIFunction`'s config space, BAR0 (memfd, really mmapped,
+/// with the MSI-X page left out of the sparse areas) and BAR2 (registers, pread/pwrite only). Every call is
+/// recorded with its argument bytes; any ioctl or open can be made to fail with an errno.
+package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
+    package struct Call: Equatable, CustomStringConvertible {
+        package var fd: Int32
+        package var request: UInt
+        /// The argument bytes as passed in (nil for a value ioctl).
+        package var bytes: [UInt8]?
+        package var value: UInt?
+        package init(fd: Int32, request: UInt, bytes: [UInt8]?, value: UInt?) {
+            self.fd = fd; self.request = request; self.bytes = bytes; self.value = value
+        }
+        package var description: String { "fd \(fd) req 0x\(String(request, radix: 16)) \(bytes.map { "\($0)" } ?? "value \(value ?? 0)")" }
+    }
+
+    package static let containerFD: Int32 = 100, groupFD: Int32 = 101, iommuFD: Int32 = 103
+    /// A real fd (a dup of BAR0's memfd, region 0 sits at file offset 0), so a server can pass it with SCM_RIGHTS.
+    package let deviceFD: Int32
+    package static let ioasID: UInt32 = 9, devID: UInt32 = 5
+    package static func regionOffset(_ i: UInt32) -> UInt64 { UInt64(i) << 40 }
+
+    package let lock = NSRecursiveLock()
+    package let function: TestPCIFunction
+    package let bdf = "0000:01:00.0"
+    package let group = "7"
+    package var calls: [Call] = []
+    package var paths: Set<String>
+    package var links: [String: String]
+    package var dirs: [String: [String]] = [:]
+    package var openErrors: [String: Int32] = [:]
+    package var ioctlErrors: [UInt: Int32] = [:]
+    package var groupViable = true
+    package var apiVersion: Int32 = 0
+    package var hasType1: Bool = true
+    package var hotResetDeps: [(UInt32, PCIAddress)] = []
+    /// DMA mappings: iova -> (size, vaddr).
+    package var dmaMaps: [UInt64: (size: UInt64, vaddr: UInt64)] = [:]
+    /// Eventfds per IRQ index, as the last SET_IRQS left them.
+    package var irqFDs: [UInt32: [Int32]] = [:]
+    package var resets = 0, hotResets = 0
+    package var closed: Set<Int32> = []
+    /// Make BAR0's capability chain hostile (next pointer loops back).
+    package var hostileChain = false
+
+    package init(cdev: Bool = false) throws {
+        function = try TestPCIFunction()
+        deviceFD = dup(function.bar0.fd)
+        let dev = "/sys/bus/pci/devices/\(bdf)"
+        paths = [dev, "/dev/vfio", "/dev/vfio/vfio", "/dev/vfio/7"]
+        links = ["\(dev)/driver": "../../../bus/pci/drivers/vfio-pci", "\(dev)/iommu_group": "../../../kernel/iommu_groups/7"]
+        dirs["/sys/kernel/iommu_groups/7/devices"] = [bdf]
+        if cdev {
+            paths.formUnion(["/dev/iommu", "/dev/vfio/devices/vfio0"])
+            dirs["\(dev)/vfio-dev"] = ["vfio0"]
+        }
+    }
+
+    deinit { Glibc.close(deviceFD) }
+
+    package func ioctlCalls(_ request: UInt) -> [Call] { lock.lock(); defer { lock.unlock() }; return calls.filter { $0.request == request } }
+
+    // MARK: VFIOKernelSystem
+
+    package func open(_ path: String) -> Result<Int32, VFIOSystemErrno> {
+        lock.lock(); defer { lock.unlock() }
+        if let e = openErrors[path] { return .failure(VFIOSystemErrno(e)) }
+        guard paths.contains(path) else { return .failure(VFIOSystemErrno(ENOENT)) }
+        switch path {
+        case "/dev/vfio/vfio": return .success(Self.containerFD)
+        case "/dev/vfio/7": return .success(Self.groupFD)
+        case "/dev/vfio/devices/vfio0": return .success(deviceFD)
+        case "/dev/iommu": return .success(Self.iommuFD)
+        default: return .failure(VFIOSystemErrno(EACCES))
+        }
+    }
+
+    package func close(_ fd: Int32) { lock.lock(); closed.insert(fd); lock.unlock() }
+    package func readLink(_ path: String) -> String? { lock.lock(); defer { lock.unlock() }; return links[path] }
+    package func listDirectory(_ path: String) -> [String]? { lock.lock(); defer { lock.unlock() }; return dirs[path] }
+    package func exists(_ path: String) -> Bool { lock.lock(); defer { lock.unlock() }; return paths.contains(path) || dirs[path] != nil }
+
+    package func ioctl(_ fd: Int32, _ request: UInt, value: UInt) -> Int32 {
+        lock.lock(); defer { lock.unlock() }
+        calls.append(Call(fd: fd, request: request, bytes: nil, value: value))
+        if let e = ioctlErrors[request] { return -e }
+        switch (fd, request) {
+        case (Self.containerFD, VFIOKernelUAPI.getAPIVersion): return apiVersion
+        case (Self.containerFD, VFIOKernelUAPI.checkExtension): return hasType1 && (value == 1 || value == 3) ? 1 : 0
+        case (Self.containerFD, VFIOKernelUAPI.setIOMMU): return value == 3 ? 0 : -EINVAL
+        case (deviceFD, VFIOKernelUAPI.deviceReset): resets += 1; return 0
+        default: return -ENOTTY
+        }
+    }
+
+    private func u32(_ b: [UInt8], _ o: Int) -> UInt32 { UInt32(ByteReader.le(b, at: o, size: 4) ?? 0xdead_beef) }
+    private func u64(_ b: [UInt8], _ o: Int) -> UInt64 { ByteReader.le(b, at: o, size: 8) ?? 0xdead_beef }
+    private func put32(_ b: inout [UInt8], _ o: Int, _ v: UInt32) { for i in 0..<4 { b[o + i] = UInt8(truncatingIfNeeded: v >> UInt32(8 * i)) } }
+    private func put64(_ b: inout [UInt8], _ o: Int, _ v: UInt64) { for i in 0..<8 { b[o + i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * i)) } }
+
+    package func ioctl(_ fd: Int32, _ request: UInt, _ b: inout [UInt8]) -> Int32 {
+        lock.lock(); defer { lock.unlock() }
+        calls.append(Call(fd: fd, request: request, bytes: b, value: nil))
+        if let e = ioctlErrors[request] { return -e }
+        // Every struct starts with argsz/size, which must equal the buffer handed in.
+        guard b.count >= 4, Int(u32(b, 0)) == b.count || request == VFIOKernelUAPI.groupSetContainer || request == VFIOKernelUAPI.groupGetDeviceFD
+        else { return -EINVAL }
+        switch (fd, request) {
+        case (Self.groupFD, VFIOKernelUAPI.groupGetStatus):
+            put32(&b, 4, groupViable ? 1 : 0); return 0
+        case (Self.groupFD, VFIOKernelUAPI.groupSetContainer):
+            return b.count == 4 && Int32(bitPattern: u32(b, 0)) == Self.containerFD ? 0 : -EBADF
+        case (Self.groupFD, VFIOKernelUAPI.groupGetDeviceFD):
+            return b == Array(bdf.utf8) + [0] ? deviceFD : -ENODEV
+        case (deviceFD, VFIOKernelUAPI.deviceGetInfo):
+            guard b.count >= 16 else { return -EINVAL }
+            put32(&b, 4, VFIODeviceFlags([.pci, .reset]).rawValue); put32(&b, 8, 9); put32(&b, 12, 5); return 0
+        case (deviceFD, VFIOKernelUAPI.deviceGetRegionInfo): return regionInfo(&b)
+        case (deviceFD, VFIOKernelUAPI.deviceGetIRQInfo):
+            let idx = u32(b, 8)
+            guard idx < 5 else { return -EINVAL }
+            put32(&b, 4, VFIOIRQInfoFlags.eventfd.rawValue | (idx == 0 ? 6 : 8)); put32(&b, 12, [1, 4, 4, 1, 1][Int(idx)]); return 0
+        case (deviceFD, VFIOKernelUAPI.deviceSetIRQs):
+            let flags = VFIOIRQSetFlags(rawValue: u32(b, 4)), idx = u32(b, 8), start = u32(b, 12), count = u32(b, 16)
+            if flags.contains(.dataEventFD) {
+                guard b.count == 20 + 4 * Int(count) else { return -EINVAL }
+                var fds = irqFDs[idx] ?? []
+                while fds.count < Int(start + count) { fds.append(-1) }
+                for i in 0..<Int(count) { fds[Int(start) + i] = Int32(bitPattern: u32(b, 20 + 4 * i)) }
+                irqFDs[idx] = fds
+            } else if flags.contains(.dataNone) && flags.contains(.actionTrigger) && count == 0 {
+                irqFDs[idx] = nil
+            }
+            return 0
+        case (deviceFD, VFIOKernelUAPI.deviceGetPCIHotResetInfo):
+            let n = hotResetDeps.count
+            put32(&b, 8, UInt32(n))
+            guard b.count >= 12 + 8 * n else { return -ENOSPC }
+            for (i, d) in hotResetDeps.enumerated() {
+                put32(&b, 12 + 8 * i, d.0)
+                b[16 + 8 * i] = UInt8(d.1.domain & 0xff); b[17 + 8 * i] = UInt8(d.1.domain >> 8)
+                b[18 + 8 * i] = d.1.bus; b[19 + 8 * i] = d.1.device << 3 | d.1.function
+            }
+            return hotResetDeps.isEmpty ? -ENODEV : 0
+        case (deviceFD, VFIOKernelUAPI.devicePCIHotReset):
+            hotResets += 1; return 0
+        case (Self.containerFD, VFIOKernelUAPI.iommuMapDMA):
+            dmaMaps[u64(b, 16)] = (u64(b, 24), u64(b, 8)); return 0
+        case (Self.containerFD, VFIOKernelUAPI.iommuUnmapDMA):
+            let iova = u64(b, 8), size = u64(b, 16)
+            var gone: UInt64 = 0
+            for (k, v) in dmaMaps where k >= iova && k + v.size <= iova + size { gone += v.size; dmaMaps[k] = nil }
+            put64(&b, 16, gone); return 0
+        case (deviceFD, VFIOKernelUAPI.deviceBindIOMMUFD):
+            guard Int32(bitPattern: u32(b, 8)) == Self.iommuFD else { return -EBADF }
+            put32(&b, 12, Self.devID); return 0
+        case (Self.iommuFD, VFIOKernelUAPI.ioasAlloc): put32(&b, 8, Self.ioasID); return 0
+        case (deviceFD, VFIOKernelUAPI.deviceAttachIOMMUFDPT): return u32(b, 8) == Self.ioasID ? 0 : -ENOENT
+        case (Self.iommuFD, VFIOKernelUAPI.ioasMap), (Self.iommuFD, VFIOKernelUAPI.ioasMapFile):
+            guard u32(b, 8) == Self.ioasID else { return -ENOENT }
+            dmaMaps[u64(b, 32)] = (u64(b, 24), u64(b, 16)); return 0
+        case (Self.iommuFD, VFIOKernelUAPI.ioasUnmap):
+            let iova = u64(b, 8), size = u64(b, 16)
+            var gone: UInt64 = 0
+            for (k, v) in dmaMaps where k >= iova && k + v.size <= iova + size { gone += v.size; dmaMaps[k] = nil }
+            if gone == 0 { return -ENOENT }
+            put64(&b, 16, gone); return 0
+        default: return -ENOTTY
+        }
+    }
+
+    /// vfio-pci's region layout: BAR0 mmappable with a sparse capability (needs the argsz two-step), BAR2 and the
+    /// config region read/write only, the rest absent.
+    private func regionInfo(_ b: inout [UInt8]) -> Int32 {
+        let idx = u32(b, 8)
+        guard idx < 9, b.count >= 32 else { return -EINVAL }
+        var flags: VFIORegionFlags = []
+        var size: UInt64 = 0
+        var caps: [UInt8] = []
+        switch idx {
+        case 0:
+            flags = [.read, .write, .mmap, .caps]; size = TestPCIFunction.bar0Size
+            var c = VFIOCapabilityChain.encode([VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x2000),
+                                                                                 VFIOSparseArea(offset: 0x4000, size: 0x4000)]).capability], baseOffset: 32)
+            if hostileChain { put32(&c, 4, 32) }
+            caps = c
+        case 2: flags = [.read, .write]; size = TestPCIFunction.bar2Size
+        case 7: flags = [.read, .write]; size = 4096
+        default: break
+        }
+        let need = 32 + caps.count
+        put32(&b, 4, flags.rawValue); put64(&b, 16, size); put64(&b, 24, Self.regionOffset(idx))
+        if b.count < need { put32(&b, 0, UInt32(need)); put32(&b, 4, flags.subtracting(.caps).rawValue); return 0 }
+        if !caps.isEmpty { put32(&b, 12, 32); b.replaceSubrange(32..<need, with: caps) }
+        return 0
+    }
+
+    package func pread(_ fd: Int32, count: Int, offset: UInt64) -> Result<[UInt8], VFIOSystemErrno> {
+        guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
+        let idx = UInt32(offset >> 40), off = offset & ((1 << 40) - 1)
+        var out: [UInt8] = []
+        for i in 0..<UInt64(count) {
+            switch idx {
+            case 7:
+                guard let v = try? function.configRead(Int(off + i), width: 1) else { return .failure(VFIOSystemErrno(EINVAL)) }
+                out.append(UInt8(v))
+            case 0:
+                guard let v = function.bar0.read(offset: Int(off + i), count: 1) else { return .failure(VFIOSystemErrno(EINVAL)) }
+                out += v
+            case 2:
+                guard let v = try? function.barRead(2, offset: off + i, width: 1) else { return .failure(VFIOSystemErrno(EINVAL)) }
+                out.append(UInt8(v))
+            default: return .failure(VFIOSystemErrno(EINVAL))
+            }
+        }
+        return .success(out)
+    }
+
+    package func pwrite(_ fd: Int32, _ data: [UInt8], offset: UInt64) -> Result<Int, VFIOSystemErrno> {
+        guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
+        let idx = UInt32(offset >> 40), off = offset & ((1 << 40) - 1)
+        switch idx {
+        case 7:
+            // One access of the write's width, as vfio-pci's config path does for naturally aligned accesses.
+            var v: UInt32 = 0
+            for (i, x) in data.enumerated() { v |= UInt32(x) << UInt32(8 * i) }
+            do { try function.configWrite(Int(off), width: data.count, value: v) } catch { return .failure(VFIOSystemErrno(EINVAL)) }
+        case 0: guard function.bar0.write(offset: Int(off), data: data) else { return .failure(VFIOSystemErrno(EINVAL)) }
+        case 2:
+            var v: UInt64 = 0
+            for (i, x) in data.enumerated() { v |= UInt64(x) << UInt64(8 * i) }
+            do { try function.barWrite(2, offset: off, width: data.count, value: v) } catch { return .failure(VFIOSystemErrno(EINVAL)) }
+        default: return .failure(VFIOSystemErrno(EINVAL))
+        }
+        return .success(data.count)
+    }
+
+    /// Maps BAR0's memfd for real (only region 0 is mappable; vfio-pci refuses the others).
+    package func mmap(_ fd: Int32, size: Int, offset: UInt64) -> Result<UnsafeMutableRawPointer, VFIOSystemErrno> {
+        guard fd == deviceFD, offset >> 40 == 0 else { return .failure(VFIOSystemErrno(EINVAL)) }
+        let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, function.bar0.fd, off_t(offset))
+        guard let p, p != MAP_FAILED else { return .failure(VFIOSystemErrno(errno)) }
+        return .success(p)
+    }
+
+    package func munmap(_ address: UnsafeMutableRawPointer, size: Int) { _ = Glibc.munmap(address, size) }
+}
