@@ -32,6 +32,12 @@ public struct ServeOptions: Sendable {
     /// Raise MSI-X vector `irqVector` every `irqIntervalMilliseconds` (0: never); see `ServeSession`.
     public var irqIntervalMilliseconds: Int = 0
     public var irqVector: Int = 0
+    /// Mode and group of the socket file (`--socket-mode`, `--socket-group`).
+    public var socketPermissions = VFIOUserSocketPermissions()
+    /// Sets `socketPermissions` from the command line's `--socket-mode` / `--socket-group` texts.
+    public mutating func setSocketPermissions(mode: String?, group: String?) throws(CommandError) {
+        socketPermissions = try VFIOUserSocketPermissions.parse(mode: mode, group: group)
+    }
     public init(profile: String, socketPath: String) {
         self.profile = profile
         self.socketPath = socketPath
@@ -59,8 +65,11 @@ public final class ServeSession: @unchecked Sendable {
         self.logger = logger
         emulated = try CXLKit.makeEmulatedDevice(profile: options.profile)
         device = try CXLKit.makeServedDevice(emulated: emulated)
-        do { server = try VFIOUserServer(device: device, socketPath: options.socketPath, logger: logger) } catch {
-            throw CommandError("\(options.socketPath): \(error)")
+        do {
+            server = try VFIOUserServer(device: device, socketPath: options.socketPath, logger: logger,
+                                        permissions: options.socketPermissions)
+        } catch {
+            throw CommandError(error.description)
         }
     }
 
@@ -142,8 +151,31 @@ public final class ServeSession: @unchecked Sendable {
     }
 }
 
+extension VFIOUserSocketPermissions {
+    /// Parses `--socket-mode` (octal, e.g. 0660 or 660) and `--socket-group` (a group name or a numeric gid).
+    public static func parse(mode: String?, group: String?) throws(CommandError) -> VFIOUserSocketPermissions {
+        var p = VFIOUserSocketPermissions()
+        if let mode {
+            let digits = mode.hasPrefix("0o") ? String(mode.dropFirst(2)) : mode
+            guard !digits.isEmpty, digits.count <= 4, let m = UInt32(digits, radix: 8), m <= 0o7777 else {
+                throw CommandError("--socket-mode \(mode): expected an octal mode such as 0660")
+            }
+            p.mode = mode_t(m)
+        }
+        if let group {
+            if let gid = UInt32(group) {
+                p.group = gid_t(gid)
+            } else if let g = getgrnam(group) {
+                p.group = g.pointee.gr_gid
+            } else {
+                throw CommandError("--socket-group \(group): no such group")
+            }
+        }
+        return p
+    }
+}
+
 /// The stop eventfd the signal handler writes (set once, before the handlers are installed).
 nonisolated(unsafe) private var serveStopFD: Int32 = -1
 
 /// The emulated device's memfd is the device memory vfio-cxl serves (region 9, zero copy).
-extension EmulatedCXLDevice: CXLDeviceMemory {}
