@@ -55,7 +55,8 @@ public enum VFIOKernelError: Error, Equatable, Sendable, CustomStringConvertible
         case .noSuchDevice(let a, let s): return "\(a): no such PCI function in \(s)"
         case .notBound(let a, let d):
             let now = d.map { "bound to \($0)" } ?? "bound to no driver"
-            return "\(a): \(now), not vfio-pci (echo vfio-pci > /sys/bus/pci/devices/\(a)/driver_override; echo \(a) > /sys/bus/pci/drivers_probe)"
+            let unbind = d == nil ? "" : "echo \(a) > /sys/bus/pci/devices/\(a)/driver/unbind; "
+            return "\(a): \(now), not vfio-pci (modprobe vfio-pci; \(unbind)echo vfio-pci > /sys/bus/pci/devices/\(a)/driver_override; echo \(a) > /sys/bus/pci/drivers_probe)"
         case .noIOMMUGroup(let a):
             return "\(a): no IOMMU group (no IOMMU, or it is off: boot with intel_iommu=on or amd_iommu=on)"
         case .vfioMissing(let p): return "\(p): no such file (is the vfio-pci module loaded, and is there an IOMMU?)"
