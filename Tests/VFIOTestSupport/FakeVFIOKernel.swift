@@ -6,9 +6,11 @@ import Glibc
 #endif
 
 /// A fake Linux kernel for the VFIO kernel backend: sysfs and /dev nodes, the container/group and iommufd cdev
-/// ioctls, and a vfio-pci device whose regions are `TestPCIFunction`'s config space, BAR0 (memfd, really mmapped,
-/// with the MSI-X page left out of the sparse areas) and BAR2 (registers, pread/pwrite only). Every call is
-/// recorded with its argument bytes; any ioctl or open can be made to fail with an errno.
+/// ioctls, and a vfio-pci device in front of any `PCIFunction`: its config space (region 7), its BARs (regions
+/// 0-5, one access of the pread/pwrite's width as vfio-pci does for aligned accesses), mmappable where the function
+/// has an mmap backing (really mmapped, within `sparseAreas`). The default function is `TestPCIFunction` (BAR0
+/// memfd with the MSI-X page left out of the sparse areas, BAR2 registers). Every call is recorded with its
+/// argument bytes; any ioctl or open can be made to fail with an errno.
 package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
     package struct Call: Equatable, CustomStringConvertible {
         package var fd: Int32
@@ -29,7 +31,11 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
     package static func regionOffset(_ i: UInt32) -> UInt64 { UInt64(i) << 40 }
 
     package let lock = NSRecursiveLock()
-    package let function: TestPCIFunction
+    package let function: any PCIFunction
+    /// The TestPCIFunction behind the default fake (nil for another function).
+    package var test: TestPCIFunction? { function as? TestPCIFunction }
+    /// Mappable areas per BAR of a mappable function (absent: the whole BAR).
+    package var sparseAreas: [Int: [VFIOSparseArea]] = [:]
     package let bdf = "0000:01:00.0"
     package let group = "7"
     package var calls: [Call] = []
@@ -51,9 +57,20 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
     /// Make BAR0's capability chain hostile (next pointer loops back).
     package var hostileChain = false
 
-    package init(cdev: Bool = false) throws {
-        function = try TestPCIFunction()
-        deviceFD = dup(function.bar0.fd)
+    package convenience init(cdev: Bool = false) throws {
+        let f = try TestPCIFunction()
+        self.init(function: f, deviceFD: dup(f.bar0.fd), cdev: cdev)
+        sparseAreas[0] = [VFIOSparseArea(offset: 0, size: 0x2000), VFIOSparseArea(offset: 0x4000, size: 0x4000)]
+    }
+
+    /// A fake vfio-pci device in front of `function` (its device fd is /dev/null: nothing to pass on).
+    package convenience init(function: any PCIFunction, cdev: Bool = false) {
+        self.init(function: function, deviceFD: Glibc.open("/dev/null", O_RDWR | O_CLOEXEC), cdev: cdev)
+    }
+
+    private init(function: any PCIFunction, deviceFD: Int32, cdev: Bool) {
+        self.function = function
+        self.deviceFD = deviceFD
         let dev = "/sys/bus/pci/devices/\(bdf)"
         paths = [dev, "/dev/vfio", "/dev/vfio/vfio", "/dev/vfio/7"]
         links = ["\(dev)/driver": "../../../bus/pci/drivers/vfio-pci", "\(dev)/iommu_group": "../../../kernel/iommu_groups/7"]
@@ -96,7 +113,11 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         case (Self.containerFD, VFIOKernelUAPI.getAPIVersion): return apiVersion
         case (Self.containerFD, VFIOKernelUAPI.checkExtension): return hasType1 && (value == 1 || value == 3) ? 1 : 0
         case (Self.containerFD, VFIOKernelUAPI.setIOMMU): return value == 3 ? 0 : -EINVAL
-        case (deviceFD, VFIOKernelUAPI.deviceReset): resets += 1; return 0
+        case (deviceFD, VFIOKernelUAPI.deviceReset):
+            // The kernel's choice: FLR when the function has it, else a bus reset.
+            resets += 1
+            try? function.reset(function.resetMethods.contains(.flr) ? .flr : .bus)
+            return 0
         default: return -ENOTTY
         }
     }
@@ -151,7 +172,9 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
             }
             return hotResetDeps.isEmpty ? -ENODEV : 0
         case (deviceFD, VFIOKernelUAPI.devicePCIHotReset):
-            hotResets += 1; return 0
+            hotResets += 1
+            try? function.reset(.bus)
+            return 0
         case (Self.containerFD, VFIOKernelUAPI.iommuMapDMA):
             dmaMaps[u64(b, 16)] = (u64(b, 24), u64(b, 8)); return 0
         case (Self.containerFD, VFIOKernelUAPI.iommuUnmapDMA):
@@ -177,24 +200,28 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         }
     }
 
-    /// vfio-pci's region layout: BAR0 mmappable with a sparse capability (needs the argsz two-step), BAR2 and the
-    /// config region read/write only, the rest absent.
+    /// vfio-pci's region layout: a BAR with an mmap backing is mmappable, with a sparse capability when
+    /// `sparseAreas` names its areas (which needs the argsz two-step); other BARs and the config region are
+    /// read/write only; the rest absent.
     private func regionInfo(_ b: inout [UInt8]) -> Int32 {
         let idx = u32(b, 8)
         guard idx < 9, b.count >= 32 else { return -EINVAL }
         var flags: VFIORegionFlags = []
         var size: UInt64 = 0
         var caps: [UInt8] = []
-        switch idx {
-        case 0:
-            flags = [.read, .write, .mmap, .caps]; size = TestPCIFunction.bar0Size
-            var c = VFIOCapabilityChain.encode([VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x2000),
-                                                                                 VFIOSparseArea(offset: 0x4000, size: 0x4000)]).capability], baseOffset: 32)
-            if hostileChain { put32(&c, 4, 32) }
-            caps = c
-        case 2: flags = [.read, .write]; size = TestPCIFunction.bar2Size
-        case 7: flags = [.read, .write]; size = 4096
-        default: break
+        if idx < 6, let bar = function.bars.first(where: { $0.index == Int(idx) }) {
+            flags = [.read, .write]; size = bar.size
+            if (function as? any VFIOMappablePCIFunction)?.mmapBacking(bar: Int(idx)) != nil {
+                flags.insert(.mmap)
+                if let areas = sparseAreas[Int(idx)] {
+                    flags.insert(.caps)
+                    var c = VFIOCapabilityChain.encode([VFIOSparseMMapCapability(areas: areas).capability], baseOffset: 32)
+                    if hostileChain { put32(&c, 4, 32) }
+                    caps = c
+                }
+            }
+        } else if idx == 7 {
+            flags = [.read, .write]; size = UInt64(function.configSize)
         }
         let need = 32 + caps.count
         put32(&b, 4, flags.rawValue); put64(&b, 16, size); put64(&b, 24, Self.regionOffset(idx))
@@ -203,50 +230,48 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         return 0
     }
 
+    /// One access of `count` bytes when naturally aligned (1/2/4 for config, 1/2/4/8 for BARs), else bytewise.
+    private func access(_ idx: UInt32, _ off: UInt64, _ count: Int, write: [UInt8]?) -> [UInt8]? {
+        let widths = idx == 7 ? [1, 2, 4] : [1, 2, 4, 8]
+        let pieces: [(UInt64, Int)] = widths.contains(count) && off % UInt64(count) == 0
+            ? [(off, count)] : (0..<count).map { (off + UInt64($0), 1) }
+        var out: [UInt8] = []
+        for (o, w) in pieces {
+            var v: UInt64 = 0
+            if let d = write { for i in 0..<w { v |= UInt64(d[Int(o - off) + i]) << UInt64(8 * i) } }
+            do {
+                if idx == 7 {
+                    if write != nil { try function.configWrite(Int(o), width: w, value: UInt32(truncatingIfNeeded: v)) }
+                    else { v = UInt64(try function.configRead(Int(o), width: w)) }
+                } else {
+                    if write != nil { try function.barWrite(Int(idx), offset: o, width: w, value: v) }
+                    else { v = try function.barRead(Int(idx), offset: o, width: w) }
+                }
+            } catch { return nil }
+            if write == nil { for i in 0..<w { out.append(UInt8(truncatingIfNeeded: v >> UInt64(8 * i))) } }
+        }
+        return out
+    }
+
     package func pread(_ fd: Int32, count: Int, offset: UInt64) -> Result<[UInt8], VFIOSystemErrno> {
         guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
-        let idx = UInt32(offset >> 40), off = offset & ((1 << 40) - 1)
-        var out: [UInt8] = []
-        for i in 0..<UInt64(count) {
-            switch idx {
-            case 7:
-                guard let v = try? function.configRead(Int(off + i), width: 1) else { return .failure(VFIOSystemErrno(EINVAL)) }
-                out.append(UInt8(v))
-            case 0:
-                guard let v = function.bar0.read(offset: Int(off + i), count: 1) else { return .failure(VFIOSystemErrno(EINVAL)) }
-                out += v
-            case 2:
-                guard let v = try? function.barRead(2, offset: off + i, width: 1) else { return .failure(VFIOSystemErrno(EINVAL)) }
-                out.append(UInt8(v))
-            default: return .failure(VFIOSystemErrno(EINVAL))
-            }
-        }
-        return .success(out)
+        guard let b = access(UInt32(offset >> 40), offset & ((1 << 40) - 1), count, write: nil) else { return .failure(VFIOSystemErrno(EIO)) }
+        return .success(b)
     }
 
     package func pwrite(_ fd: Int32, _ data: [UInt8], offset: UInt64) -> Result<Int, VFIOSystemErrno> {
         guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
-        let idx = UInt32(offset >> 40), off = offset & ((1 << 40) - 1)
-        switch idx {
-        case 7:
-            // One access of the write's width, as vfio-pci's config path does for naturally aligned accesses.
-            var v: UInt32 = 0
-            for (i, x) in data.enumerated() { v |= UInt32(x) << UInt32(8 * i) }
-            do { try function.configWrite(Int(off), width: data.count, value: v) } catch { return .failure(VFIOSystemErrno(EINVAL)) }
-        case 0: guard function.bar0.write(offset: Int(off), data: data) else { return .failure(VFIOSystemErrno(EINVAL)) }
-        case 2:
-            var v: UInt64 = 0
-            for (i, x) in data.enumerated() { v |= UInt64(x) << UInt64(8 * i) }
-            do { try function.barWrite(2, offset: off, width: data.count, value: v) } catch { return .failure(VFIOSystemErrno(EINVAL)) }
-        default: return .failure(VFIOSystemErrno(EINVAL))
-        }
+        guard access(UInt32(offset >> 40), offset & ((1 << 40) - 1), data.count, write: data) != nil else { return .failure(VFIOSystemErrno(EIO)) }
         return .success(data.count)
     }
 
-    /// Maps BAR0's memfd for real (only region 0 is mappable; vfio-pci refuses the others).
+    /// Maps the BAR's backing for real (vfio-pci refuses regions without mmap).
     package func mmap(_ fd: Int32, size: Int, offset: UInt64) -> Result<UnsafeMutableRawPointer, VFIOSystemErrno> {
-        guard fd == deviceFD, offset >> 40 == 0 else { return .failure(VFIOSystemErrno(EINVAL)) }
-        let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, function.bar0.fd, off_t(offset))
+        let bar = Int(offset >> 40)
+        guard fd == deviceFD, bar < 6, let m = (function as? any VFIOMappablePCIFunction)?.mmapBacking(bar: bar) else {
+            return .failure(VFIOSystemErrno(EINVAL))
+        }
+        let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd, off_t(m.fileOffset + (offset & ((1 << 40) - 1))))
         guard let p, p != MAP_FAILED else { return .failure(VFIOSystemErrno(errno)) }
         return .success(p)
     }

@@ -300,17 +300,17 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         #expect(try f.configRead(0, width: 4) == 0x5678_1234)
         #expect(try f.configRead(0x44, width: 4) == 1 << 28)
         try f.configWrite(0x04, width: 2, value: 0x0006)
-        #expect(try k.function.configRead(0x04, width: 2) == 0x0006)
+        #expect(try k.test!.configRead(0x04, width: 2) == 0x0006)
         // BAR0 through the mmap of its first sparse area: a write lands in the device memory.
         try f.barWrite(0, offset: 0x100, width: 8, value: 0x0102_0304_0506_0708)
-        #expect(k.function.bar0.read(offset: 0x100, count: 8) == [8, 7, 6, 5, 4, 3, 2, 1])
+        #expect(k.test!.bar0.read(offset: 0x100, count: 8) == [8, 7, 6, 5, 4, 3, 2, 1])
         #expect(k.calls.filter { $0.request == 0 }.isEmpty)
-        k.function.bar0.write(offset: 0x4010, data: [0xAA, 0xBB])
+        k.test!.bar0.write(offset: 0x4010, data: [0xAA, 0xBB])
         #expect(try f.barRead(0, offset: 0x4010, width: 2) == 0xBBAA)
         // The MSI-X page (outside the areas) and BAR2 (not mmappable) go through pread/pwrite.
         try f.barWrite(2, offset: 0, width: 4, value: 0xCAFE)
         #expect(try f.barRead(2, offset: 0, width: 4) == 0xCAFE)
-        #expect(k.function.reg64(0) & 0xFFFF_FFFF == 0xCAFE)
+        #expect(k.test!.reg64(0) & 0xFFFF_FFFF == 0xCAFE)
         #expect(try f.barRead(0, offset: 0x2000, width: 4) == 0)
         #expect(throws: PCIError.noSuchBAR(1)) { try f.barRead(1, offset: 0, width: 4) }
         #expect(throws: PCIError.outOfRange("BAR2 offset 0x1000 width 4 (BAR size 0x1000)")) { try f.barRead(2, offset: 0x1000, width: 4) }
@@ -349,7 +349,7 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         try d.setIRQs(VFIOIRQSet(index: 2, start: 0, count: 1, action: .mask, data: .none))
         #expect(k.calls.last?.bytes == le32(20) + le32(VFIOIRQSetFlags([.dataNone, .actionMask]).rawValue) + le32(2) + le32(0) + le32(1))
         // The adapter never writes the kernel's MSI-X control itself (the kernel enables MSI-X on SET_IRQS).
-        #expect(try k.function.configRead(0x7a, width: 2) == 3)
+        #expect(try k.test!.configRead(0x7a, width: 2) == 3)
         let mem = try VFIOSharedMemory(name: "guest", size: 0x4000)
         try d.dmaMapped(iova: 0x1_0000_0000, size: 0x4000, address: mem.base, writable: true)
         #expect(k.dmaMaps[0x1_0000_0000]?.size == 0x4000 && k.dmaMaps[0x1_0000_0000]?.vaddr == UInt64(UInt(bitPattern: mem.base)))
