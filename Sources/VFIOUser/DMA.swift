@@ -40,13 +40,16 @@ final class VFIOUserDMATable: @unchecked Sendable {
     /// vIOMMU sends such unmaps); a range that cuts a mapping in two is refused (EINVAL), nothing removed.
     func removeInside(address: UInt64, size: UInt64) throws(VFIOError) -> [VFIOUserDMARegion] {
         lock.lock(); defer { lock.unlock() }
-        let (end, o) = address.addingReportingOverflow(size)
-        guard !o, size > 0 else { throw .invalidArgument("DMA_UNMAP 0x\(String(address, radix: 16))+0x\(String(size, radix: 16))") }
-        if let cut = regions.first(where: { $0.address < end && address < $0.end && !($0.address >= address && $0.end <= end) }) {
+        // The range may end exactly at the top of the address space (QEMU unmaps [0xfef00000, 2^64) under a vIOMMU).
+        let (last, o) = address.addingReportingOverflow(size &- 1)
+        guard size > 0, !o else { throw .invalidArgument("DMA_UNMAP 0x\(String(address, radix: 16))+0x\(String(size, radix: 16))") }
+        func lastByte(_ r: VFIOUserDMARegion) -> UInt64 { r.address &+ (r.size &- 1) }
+        func inside(_ r: VFIOUserDMARegion) -> Bool { r.address >= address && lastByte(r) <= last }
+        if let cut = regions.first(where: { $0.address <= last && address <= lastByte($0) && !inside($0) }) {
             throw .invalidArgument("DMA_UNMAP 0x\(String(address, radix: 16))+0x\(String(size, radix: 16)) cuts mapping 0x\(String(cut.address, radix: 16))+0x\(String(cut.size, radix: 16))")
         }
-        let gone = regions.filter { $0.address >= address && $0.end <= end }
-        regions.removeAll { $0.address >= address && $0.end <= end }
+        let gone = regions.filter(inside)
+        regions.removeAll(where: inside)
         return gone
     }
 

@@ -38,6 +38,8 @@ import VFIOTestSupport
         #expect(k.ioctlCalls(VFIOKernelUAPI.iommuUnmapDMA).isEmpty)
         try c.dmaUnmap(address: 0x1_0000_0000, size: 0x8000)
         #expect(k.dmaMaps.isEmpty)
+        try c.dmaUnmap(address: 0xfef0_0000, size: 0xffff_ffff_0110_0000)   // QEMU's: up to the top of the address space
+        #expect(k.ioctlCalls(VFIOKernelUAPI.iommuUnmapDMA).count == 1)
         try c.dmaMap(address: 0x2_0000_0000, size: 0x4000, memory: mem)
         #expect(k.dmaMaps.count == 1)
         // MSI-X eventfds go to the kernel.

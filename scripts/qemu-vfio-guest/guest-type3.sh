@@ -13,6 +13,7 @@ echo "iommu_group $(readlink $D/iommu_group)"
 ls /sys/kernel/iommu_groups/ | tr '\n' ' '; echo
 dmesg | grep -iE 'DMAR|iommu' | head -8
 sec type3-bind
+echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts
 [ -e $D/driver ] && echo $BDF > $D/driver/unbind
 echo vfio-pci > $D/driver_override && echo $BDF > /sys/bus/pci/drivers_probe
 echo "driver $(readlink $D/driver | sed 's|.*/||')"

@@ -18,6 +18,9 @@ ls /sys/kernel/iommu_groups/$(readlink $D/iommu_group | sed 's|.*/||')/devices
 dmesg | grep -iE 'DMAR|IOMMU' | head -5
 
 sec bind
+# intel-iommu runs with intremap=off (TCG has no split irqchip), so the guest has no interrupt remapping and
+# vfio_iommu_type1 refuses VFIO_SET_IOMMU (EPERM) unless told to accept unisolated MSIs.
+echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts
 if [ -e $D/driver ]; then echo $BDF > $D/driver/unbind; fi
 echo vfio-pci > $D/driver_override && echo $BDF > /sys/bus/pci/drivers_probe
 echo "driver $(readlink $D/driver | sed 's|.*/||')"

@@ -175,6 +175,9 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             let s = system.ioctl(groupFD, VFIOKernelUAPI.groupSetContainer, &b)
             guard s >= 0 else { throw .ioctl(name: "VFIO_GROUP_SET_CONTAINER", errno: -s) }
             let t = system.ioctl(container, VFIOKernelUAPI.setIOMMU, value: iommuType)
+            if t == -VFIOErrno.EPERM {
+                throw .unsupported("VFIO_SET_IOMMU: EPERM: the platform has no interrupt remapping (vfio_iommu_type1's allow_unsafe_interrupts=1 accepts that, at the cost of MSI isolation)")
+            }
             guard t >= 0 else { throw .ioctl(name: "VFIO_SET_IOMMU", errno: -t) }
         }
         var name = Array(addr.description.utf8) + [0]
