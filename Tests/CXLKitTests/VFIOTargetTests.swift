@@ -6,6 +6,9 @@ import CXLEmulator
 import VFIO
 import VFIOUser
 import VFIOTestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
 @testable import CXLKitCommands
 
 /// `vfio:BDF` targets and `serve --device vfio:BDF`, against the fake kernel with the emulated CXL Type-2 device
@@ -59,6 +62,36 @@ import VFIOTestSupport
 
     /// `serve --device vfio:BDF`: the kernel device served through vfio-cxl; a vfio-user client decodes the same
     /// extended capabilities, and its FLR becomes the kernel's VFIO_DEVICE_RESET.
+    /// Linux 6.1's vfio-pci hides every DVSEC (no `pci_ext_cap_length` entry): the function reads extended config
+    /// space from sysfs and writes the hidden capabilities there, so the CXL commands still work.
+    @Test func dvsecsHiddenByVFIOAreReachedThroughSysfs() throws {
+        let (emu, k, r) = try fixture()
+        let dvsecs = CapabilityList(walking: try emu.configSnapshot()).extended.filter { $0.id == 0x23 }.map(\.offset)
+        #expect(dvsecs.count >= 3)
+        k.hiddenExtCaps = Set(dvsecs)
+        let fn = try #require(try r.resolve(Self.bdf)[0].function as? VFIOKernelPCIFunction)
+        #expect(fn.hiddenByVFIO == dvsecs)
+        let viaVFIO = CXLKit.decode([try ResolvedTarget(function: fn)], json: false, verbosity: 3)
+        let direct = CXLKit.decode([try ResolvedTarget(function: emu)], json: false, verbosity: 3)
+        #expect(viaVFIO.split(separator: "\n").dropFirst() == direct.split(separator: "\n").dropFirst())
+        let path = NSTemporaryDirectory() + "vfio-hidden-\(getpid()).json"
+        defer { unlink(path) }
+        _ = try CXLKit.hdmCommit(fn, HDMCommitRequest(decoder: 0, base: 0x40_0000_0000, size: 0x1000_0000))
+        _ = try CXLKit.saveState(fn, to: path)
+        #expect(try CXLKit.resetState(fn, method: .sbr, preserve: false, memClear: false, stateFile: nil, json: false).exitCode == 1)
+        #expect(try CXLKit.restoreState(fn, from: path, json: false).exitCode == 0)
+        #expect(k.sysfsConfigWrites > 0)
+        // Without the sysfs file (not root, or no sysfs) the DVSECs stay hidden: not a CXL device.
+        let k2 = FakeVFIOKernel(function: try EmulatedCXLDevice("type2"))
+        k2.hiddenExtCaps = Set(dvsecs)
+        k2.openErrors["/sys/bus/pci/devices/0000:01:00.0/config"] = EACCES
+        var r2 = TargetResolver()
+        r2.register(VFIOScheme(system: k2))
+        let fn2 = try #require(try r2.resolve(Self.bdf)[0].function as? VFIOKernelPCIFunction)
+        #expect(fn2.hiddenByVFIO.isEmpty)
+        #expect(!CXLKit.decode([try ResolvedTarget(function: fn2)], json: false, verbosity: 3).contains("CXLCap"))
+    }
+
     @Test func serveDeviceServesTheKernelDevice() throws {
         let (emu, k, r) = try fixture()
         let socket = serveSocketPath("vfio-dev")

@@ -24,7 +24,10 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         package var description: String { "fd \(fd) req 0x\(String(request, radix: 16)) \(bytes.map { "\($0)" } ?? "value \(value ?? 0)")" }
     }
 
-    package static let containerFD: Int32 = 100, groupFD: Int32 = 101, iommuFD: Int32 = 103
+    package static let containerFD: Int32 = 100, groupFD: Int32 = 101, iommuFD: Int32 = 103, sysfsConfigFD: Int32 = 104
+    /// Extended capabilities (offsets) this vfio-pci hides, as Linux 6.1's does with every DVSEC: dropped from the
+    /// chain and read as zeros through the config region; the sysfs config file shows them.
+    package var hiddenExtCaps: Set<Int> = []
     /// A real fd (a dup of BAR0's memfd, region 0 sits at file offset 0), so a server can pass it with SCM_RIGHTS.
     package let deviceFD: Int32
     package static let ioasID: UInt32 = 9, devID: UInt32 = 5
@@ -52,7 +55,7 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
     package var dmaMaps: [UInt64: (size: UInt64, vaddr: UInt64)] = [:]
     /// Eventfds per IRQ index, as the last SET_IRQS left them.
     package var irqFDs: [UInt32: [Int32]] = [:]
-    package var resets = 0, hotResets = 0
+    package var resets = 0, hotResets = 0, sysfsConfigWrites = 0
     package var closed: Set<Int32> = []
     /// Make BAR0's capability chain hostile (next pointer loops back).
     package var hostileChain = false
@@ -72,7 +75,7 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         self.function = function
         self.deviceFD = deviceFD
         let dev = "/sys/bus/pci/devices/\(bdf)"
-        paths = [dev, "/dev/vfio", "/dev/vfio/vfio", "/dev/vfio/7"]
+        paths = [dev, "\(dev)/config", "/dev/vfio", "/dev/vfio/vfio", "/dev/vfio/7"]
         links = ["\(dev)/driver": "../../../bus/pci/drivers/vfio-pci", "\(dev)/iommu_group": "../../../kernel/iommu_groups/7"]
         dirs["/sys/kernel/iommu_groups/7/devices"] = [bdf]
         if cdev {
@@ -96,6 +99,7 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         case "/dev/vfio/7": return .success(Self.groupFD)
         case "/dev/vfio/devices/vfio0": return .success(deviceFD)
         case "/dev/iommu": return .success(Self.iommuFD)
+        case "/sys/bus/pci/devices/\(bdf)/config": return .success(Self.sysfsConfigFD)
         default: return .failure(VFIOSystemErrno(EACCES))
         }
     }
@@ -253,14 +257,62 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         return out
     }
 
+    /// Extended config space as this vfio-pci shows it: hidden capabilities cut out of the chain and zeroed.
+    private func vfioExtendedView() -> [UInt8]? {
+        var img: [UInt8] = []
+        for o in stride(from: 0x100, to: function.configSize, by: 4) {
+            guard let v = try? function.configRead(o, width: 4) else { return nil }
+            img += (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(8 * $0)) }
+        }
+        func header(_ o: Int) -> UInt32 { (0..<4).reduce(UInt32(0)) { $0 | UInt32(img[o - 0x100 + $1]) << UInt32(8 * $1) } }
+        var chain: [Int] = [], off = 0x100
+        while off >= 0x100, off + 4 <= function.configSize, !chain.contains(off), header(off) != 0 { chain.append(off); off = Int(header(off) >> 20) & ~3 }
+        let visible = chain.filter { !hiddenExtCaps.contains($0) }
+        for o in chain where hiddenExtCaps.contains(o) {
+            let end = chain.filter { $0 > o }.min() ?? function.configSize
+            for i in o..<end { img[i - 0x100] = 0 }
+        }
+        for (i, o) in visible.enumerated() {
+            let next = i + 1 < visible.count ? UInt32(visible[i + 1]) : 0
+            let h = header(o) & 0x000F_FFFF | next << 20
+            for b in 0..<4 { img[o - 0x100 + b] = UInt8(truncatingIfNeeded: h >> UInt32(8 * b)) }
+        }
+        return img
+    }
+
     package func pread(_ fd: Int32, count: Int, offset: UInt64) -> Result<[UInt8], VFIOSystemErrno> {
+        if fd == Self.sysfsConfigFD {
+            guard let b = access(7, offset, count, write: nil) else { return .failure(VFIOSystemErrno(EIO)) }
+            return .success(b)
+        }
         guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
+        if offset >> 40 == 7, !hiddenExtCaps.isEmpty, offset & 0xFFF >= 0x100, let img = vfioExtendedView() {
+            let o = Int(offset & 0xFFF) - 0x100
+            guard o + count <= img.count else { return .failure(VFIOSystemErrno(EINVAL)) }
+            return .success(Array(img[o..<(o + count)]))
+        }
         guard let b = access(UInt32(offset >> 40), offset & ((1 << 40) - 1), count, write: nil) else { return .failure(VFIOSystemErrno(EIO)) }
         return .success(b)
     }
 
     package func pwrite(_ fd: Int32, _ data: [UInt8], offset: UInt64) -> Result<Int, VFIOSystemErrno> {
+        if fd == Self.sysfsConfigFD {
+            lock.lock(); sysfsConfigWrites += 1; lock.unlock()
+            guard access(7, offset, data.count, write: data) != nil else { return .failure(VFIOSystemErrno(EIO)) }
+            return .success(data.count)
+        }
         guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
+        if offset >> 40 == 7, !hiddenExtCaps.isEmpty {
+            // vfio-pci drops writes to what it hides: from a hidden capability to the next one in the raw chain.
+            var chain: [Int] = [], o = 0x100
+            while o >= 0x100, o + 4 <= function.configSize, !chain.contains(o), let h = try? function.configRead(o, width: 4), h != 0 {
+                chain.append(o); o = Int(h >> 20) & ~3
+            }
+            let off = Int(offset & 0xFFF)
+            if hiddenExtCaps.contains(where: { h in off >= h && off < (chain.filter { $0 > h }.min() ?? function.configSize) }) {
+                return .success(data.count)
+            }
+        }
         guard access(UInt32(offset >> 40), offset & ((1 << 40) - 1), data.count, write: data) != nil else { return .failure(VFIOSystemErrno(EIO)) }
         return .success(data.count)
     }

@@ -57,6 +57,8 @@ public struct VFIOPCIDependentDevice: Sendable, Equatable {
 /// No CXL here: this is the VFIO library's kernel backend; `VFIOKernelPCIFunction` exposes it as a `PCIFunction`.
 public final class VFIOKernelDevice: @unchecked Sendable {
     public let address: PCIAddress
+    /// The function's sysfs directory (`/sys/bus/pci/devices/BDF`).
+    public let sysfsPath: String
     public let system: any VFIOKernelSystem
     public let deviceFD: Int32
     public let access: VFIOKernelAccess
@@ -68,8 +70,8 @@ public final class VFIOKernelDevice: @unchecked Sendable {
     /// Upper bound on argsz the backend follows for info re-queries (capability chains).
     public static let maxArgsz = 65536
 
-    init(address: PCIAddress, system: any VFIOKernelSystem, deviceFD: Int32, access: VFIOKernelAccess) throws(VFIOKernelError) {
-        self.address = address; self.system = system; self.deviceFD = deviceFD; self.access = access
+    init(address: PCIAddress, sysfsPath: String, system: any VFIOKernelSystem, deviceFD: Int32, access: VFIOKernelAccess) throws(VFIOKernelError) {
+        self.address = address; self.sysfsPath = sysfsPath; self.system = system; self.deviceFD = deviceFD; self.access = access
         do { info = try Self.queryDeviceInfo(system, deviceFD) } catch {
             Self.release(system, deviceFD, access)
             throw error
@@ -116,10 +118,10 @@ public final class VFIOKernelDevice: @unchecked Sendable {
         if options.path == .cdev && cdev == nil {
             throw .unsupported("\(bdf): no VFIO cdev (needs Linux >= 6.6 with CONFIG_VFIO_DEVICE_CDEV and /dev/iommu)")
         }
-        if let cdev { return try openCDev(addr, node: cdev, iommuPath: options.devRoot + "/iommu", system: system) }
+        if let cdev { return try openCDev(addr, sysfsPath: dir, node: cdev, iommuPath: options.devRoot + "/iommu", system: system) }
         guard let group = system.readLink(dir + "/iommu_group").map(basename) else { throw .noIOMMUGroup(address: bdf) }
         guard system.exists(vfioDir) else { throw .vfioMissing(path: vfioDir) }
-        return try openGroup(addr, group: group, vfioDir: vfioDir, sysfsRoot: options.sysfsRoot, system: system)
+        return try openGroup(addr, sysfsPath: dir, group: group, vfioDir: vfioDir, sysfsRoot: options.sysfsRoot, system: system)
     }
 
     static func basename(_ p: String) -> String { String(p.split(separator: "/").last ?? Substring(p)) }
@@ -137,7 +139,7 @@ public final class VFIOKernelDevice: @unchecked Sendable {
         }
     }
 
-    private static func openGroup(_ addr: PCIAddress, group: String, vfioDir: String, sysfsRoot: String,
+    private static func openGroup(_ addr: PCIAddress, sysfsPath: String, group: String, vfioDir: String, sysfsRoot: String,
                                   system: any VFIOKernelSystem) throws(VFIOKernelError) -> VFIOKernelDevice {
         let container = try openNode(system, vfioDir + "/vfio")
         var groupFD: Int32 = -1
@@ -187,11 +189,11 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             throw .ioctl(name: "VFIO_GROUP_GET_DEVICE_FD \(addr)", errno: -dfd)
         }
         ok = true
-        return try VFIOKernelDevice(address: addr, system: system, deviceFD: dfd,
+        return try VFIOKernelDevice(address: addr, sysfsPath: sysfsPath, system: system, deviceFD: dfd,
                                     access: .type1(container: container, group: groupFD, groupID: group))
     }
 
-    private static func openCDev(_ addr: PCIAddress, node: String, iommuPath: String,
+    private static func openCDev(_ addr: PCIAddress, sysfsPath: String, node: String, iommuPath: String,
                                  system: any VFIOKernelSystem) throws(VFIOKernelError) -> VFIOKernelDevice {
         let iommufd = try openNode(system, iommuPath)
         var dfd: Int32 = -1
@@ -210,7 +212,7 @@ public final class VFIOKernelDevice: @unchecked Sendable {
         let t = system.ioctl(dfd, VFIOKernelUAPI.deviceAttachIOMMUFDPT, &attach)
         guard t >= 0 else { throw .ioctl(name: "VFIO_DEVICE_ATTACH_IOMMUFD_PT", errno: -t) }
         ok = true
-        return try VFIOKernelDevice(address: addr, system: system, deviceFD: dfd,
+        return try VFIOKernelDevice(address: addr, sysfsPath: sysfsPath, system: system, deviceFD: dfd,
                                     access: .iommufd(iommufd: iommufd, ioas: ioas, deviceID: devID))
     }
 

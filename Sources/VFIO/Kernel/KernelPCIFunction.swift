@@ -21,6 +21,13 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
     public let bars: [BARDescription]
     public let resetMethods: [PCIResetMethod]
     private let config: VFIOKernelRegion
+    /// Extended capabilities the kernel's vfio-pci hides from user space (offsets), e.g. every DVSEC before Linux 6.2
+    /// (its `pci_ext_cap_length` has no DVSEC entry, so `vfio_ecap_init` drops them from the chain).
+    public let hiddenByVFIO: [Int]
+    /// When vfio-pci hides capabilities: the sysfs `config` file, from which extended config space is read (so the
+    /// chain is whole) and to which writes inside the hidden capabilities go. Needs root, as sysfs config does.
+    private let sysfsConfigFD: Int32?
+    private let hiddenRanges: [Range<Int>]
     private var barRegions: [Int: VFIOKernelRegion] = [:]
     /// mmaps of BAR areas: bar -> [(area, base)].
     private var mappings: [Int: [(VFIOSparseArea, UnsafeMutableRawPointer)]] = [:]
@@ -68,6 +75,38 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         }
         bars = list
         barRegions = regions
+        // Extended capabilities vfio-pci hides: compare its chain with the raw one in sysfs.
+        var hidden: [Int] = [], ranges: [Range<Int>] = [], rawFD: Int32? = nil
+        if cfgRegion.info.size > UInt64(pciConfigSpaceSize), case .success(let fd) = device.system.open(device.sysfsPath + "/config") {
+            func chain(_ read: (Int) -> UInt32?) -> [(Int, UInt32)] {
+                var out: [(Int, UInt32)] = [], off = pciConfigSpaceSize, seen = Set<Int>()
+                while off >= pciConfigSpaceSize, off + 4 <= pcieConfigSpaceSize, !seen.contains(off), let h = read(off), h != 0, h != 0xFFFF_FFFF {
+                    seen.insert(off); out.append((off, h)); off = Int(h >> 20) & ~3
+                }
+                return out
+            }
+            let viaVFIO = Set(chain { o in (try? device.read(cfgRegion, offset: UInt64(o), count: 4)).map { b in UInt32(truncatingIfNeeded: Self.value(b)) } }.map(\.0))
+            let raw = chain { o in
+                if case .success(let b) = device.system.pread(fd, count: 4, offset: UInt64(o)) { return UInt32(truncatingIfNeeded: Self.value(b)) }
+                return nil
+            }
+            let starts = raw.map(\.0).sorted()
+            for (o, h) in raw where !viaVFIO.contains(o) {
+                hidden.append(o)
+                var end = starts.first(where: { $0 > o }) ?? pcieConfigSpaceSize
+                // A DVSEC knows its own length (PCIe 6.0 §7.9.6.2, DVSEC Header 1 bits 31:20).
+                if h & 0xFFFF == 0x23, case .success(let b) = device.system.pread(fd, count: 4, offset: UInt64(o + 4)) {
+                    let len = Int(Self.value(b) >> 20) & 0xFFF
+                    if len >= 8 { end = min(end, o + len) }
+                }
+                ranges.append(o..<end)
+            }
+            if hidden.isEmpty { device.system.close(fd) } else { rawFD = fd }
+        }
+        hiddenByVFIO = hidden
+        hiddenRanges = ranges
+        sysfsConfigFD = rawFD
+
         var methods: [PCIResetMethod] = []
         if device.info.flags.contains(.reset) { methods.append(.flr) }
         if (try? device.hotResetInfo()) != nil { methods.append(.bus) }
@@ -75,6 +114,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
     }
 
     deinit {
+        if let fd = sysfsConfigFD { device.system.close(fd) }
         for (_, list) in mappings { for (a, p) in list { device.system.munmap(p, size: Int(a.size)) } }
     }
 
@@ -93,11 +133,23 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
 
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         try checkConfig(offset, width)
+        if let fd = sysfsConfigFD, offset >= pciConfigSpaceSize {
+            switch device.system.pread(fd, count: width, offset: UInt64(offset)) {
+            case .success(let b): return UInt32(truncatingIfNeeded: Self.value(b))
+            case .failure(let e): throw .io("\(address): sysfs config read 0x\(String(offset, radix: 16)): \(e.text)")
+            }
+        }
         do { return UInt32(truncatingIfNeeded: Self.value(try device.read(config, offset: UInt64(offset), count: width))) } catch { throw pcieError(error) }
     }
 
     public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
         try checkConfig(offset, width)
+        if let fd = sysfsConfigFD, hiddenRanges.contains(where: { $0.contains(offset) }) {
+            if case .failure(let e) = device.system.pwrite(fd, Self.bytes(UInt64(value), width), offset: UInt64(offset)) {
+                throw .io("\(address): sysfs config write 0x\(String(offset, radix: 16)): \(e.text)")
+            }
+            return
+        }
         do { try device.write(config, offset: UInt64(offset), data: Self.bytes(UInt64(value), width)) } catch { throw pcieError(error) }
     }
 
