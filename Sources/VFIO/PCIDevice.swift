@@ -6,6 +6,12 @@ import PCI
 public protocol VFIOMappablePCIFunction: PCIFunction {
     /// The fd and file offset backing BAR `bar`, or nil when the BAR must be trapped.
     func mmapBacking(bar: Int) -> VFIORegionMapping?
+    /// The parts of BAR `bar` that may be mapped (the kernel's sparse areas), or nil for the whole BAR (default).
+    func mmapAreas(bar: Int) -> [VFIOSparseArea]?
+}
+
+extension VFIOMappablePCIFunction {
+    public func mmapAreas(bar: Int) -> [VFIOSparseArea]? { nil }
 }
 
 /// Handles accesses to a trapped range of a region (offsets are relative to the region start).
@@ -263,7 +269,8 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
                 info.flags.insert(.mmap)
                 info.mapping = m
                 let excluded = excludedRanges(bar: n, size: b.size)
-                if !excluded.isEmpty {
+                let allowed = mf.mmapAreas(bar: n)
+                if !excluded.isEmpty || allowed != nil {
                     var areas: [VFIOSparseArea] = []
                     var cursor: UInt64 = 0
                     for ex in excluded {
@@ -271,12 +278,31 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
                         cursor = max(cursor, ex.upperBound)
                     }
                     if cursor < b.size { areas.append(VFIOSparseArea(offset: cursor, size: b.size - cursor)) }
-                    info.flags.insert(.caps)
-                    info.capabilities.append(VFIOSparseMMapCapability(areas: areas).capability)
+                    if let allowed { areas = Self.intersect(areas, allowed) }
+                    if areas.isEmpty {
+                        info.flags.remove(.mmap)
+                        info.mapping = nil
+                    } else {
+                        info.flags.insert(.caps)
+                        info.capabilities.append(VFIOSparseMMapCapability(areas: areas).capability)
+                    }
                 }
             }
             return info
         }
+    }
+
+    /// The parts of `a` inside some area of `b` (both sorted or not; result sorted by offset).
+    static func intersect(_ a: [VFIOSparseArea], _ b: [VFIOSparseArea]) -> [VFIOSparseArea] {
+        var out: [VFIOSparseArea] = []
+        for x in a {
+            for y in b {
+                let lo = max(x.offset, y.offset)
+                let hi = min(x.offset &+ x.size, y.offset &+ y.size)
+                if hi > lo { out.append(VFIOSparseArea(offset: lo, size: hi - lo)) }
+            }
+        }
+        return out.sorted { $0.offset < $1.offset }
     }
 
     /// No ioeventfds by default; composing devices override.
