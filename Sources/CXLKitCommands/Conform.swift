@@ -49,7 +49,7 @@ public final class VFIOUserConformTarget: CXLConformTarget {
         let (end, o) = offset.addingReportingOverflow(UInt64(length))
         guard !o, end <= r.size else { throw CommandError("window 0x\(String(offset, radix: 16))+0x\(String(length, radix: 16)) outside region \(region)") }
         let (fileOffset, o2) = r.info.offset.addingReportingOverflow(offset)
-        guard !o2 else { throw CommandError("region \(region) file offset overflows") }
+        guard !o2, fileOffset <= UInt64(Int64.max) - UInt64(length) else { throw CommandError("region \(region) file offset overflows") }
         var st = stat()
         if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG {
             guard UInt64(st.st_size) >= fileOffset + UInt64(length) else {

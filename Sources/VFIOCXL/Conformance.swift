@@ -241,14 +241,16 @@ public enum VFIOCXLConformance {
             try c.require(!areas.isEmpty, "SPARSE_MMAP has no areas")
             let page = UInt64(CXLConformContext.pageSize)
             let decoderPage = g.offset & ~(page - 1)
+            try c.require(decoderPage <= UInt64.max - page, "CXL_COMP_REGS offset 0x\(String(g.offset, radix: 16)) is not an offset in a BAR")
             for a in areas where a.size > 0 {
+                try c.require(a.size <= UInt64(Int32.max), "area 0x\(String(a.offset, radix: 16))+0x\(String(a.size, radix: 16)) is too large to map")
                 try c.require(a.offset % page == 0 && a.size % page == 0, "area 0x\(String(a.offset, radix: 16))+0x\(String(a.size, radix: 16)) is not page aligned")
                 try c.require(a.offset + a.size <= decoderPage || a.offset >= decoderPage + page,
                               "area 0x\(String(a.offset, radix: 16))+0x\(String(a.size, radix: 16)) covers the HDM decoder page 0x\(String(decoderPage, radix: 16))")
                 _ = try c.target.map(region: g.bar, offset: a.offset, length: Int(a.size))
             }
             if c.target.mmapRefusesExcludedRanges {
-                try c.require(refused { try c.target.map(region: g.bar, offset: 0, length: Int(bar.size)) }, "mapping the whole BAR succeeded")
+                try c.require(refused { try c.target.map(region: g.bar, offset: 0, length: Int(clamping: bar.size)) }, "mapping the whole BAR succeeded")
                 try c.require(refused { try c.target.map(region: g.bar, offset: decoderPage, length: Int(page)) }, "mapping the HDM decoder page succeeded")
                 return "\(areas.count) area(s) map; the whole BAR and the decoder page do not"
             }
@@ -424,7 +426,8 @@ public enum VFIOCXLConformance {
             }
             guard let block = found else { throw c.fail("the Register Locator names no component register block") }
             try c.require(block.bar == g.bar, "the Register Locator names BAR \(block.bar), the geometry BAR \(g.bar)")
-            let cm = block.offset + UInt64(ComponentRegisterBlock.cacheMemOffset)
+            let (cm, wraps) = block.offset.addingReportingOverflow(UInt64(ComponentRegisterBlock.cacheMemOffset))
+            try c.require(!wraps && cm <= UInt64.max - 0x1000, "the Register Locator's component block offset 0x\(String(block.offset, radix: 16)) is not an offset in a BAR")
             let header = UInt64(try c.read32(g.bar, cm))
             let h = CacheMemCapabilityArray.header, e = CacheMemCapabilityArray.element
             try c.require(h.field("CXL_Capability_ID")!.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue),
