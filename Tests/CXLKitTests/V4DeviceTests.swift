@@ -127,6 +127,17 @@ struct V4DeviceTests {
         #expect(try d.regionInfo(mem).flags.contains(.mmap))
     }
 
+    @Test func memoryStaysGatedWhenTheDecoderDoesNotComeBack() throws {
+        var p = try accel()
+        p.faults.commitNeverCompletes = true  // firmware's commit stands; the restore's re-commit never completes
+        let (d, _) = try v4(p)
+        try d.write(region: mem, offset: 0, data: [1, 2, 3, 4])
+        #expect(throws: VFIOError.self) { try d.reset() }
+        #expect(!d.hdmValid)
+        #expect(throws: VFIOError.self) { try d.read(region: mem, offset: 0, count: 4) }
+        #expect(!(try d.regionInfo(mem).flags.contains(.mmap)))
+    }
+
     @Test func dmaBufIsRefusedWithAClearError() throws {
         let (d, _) = try v4(try accel())
         do {
