@@ -71,11 +71,17 @@ final class V4DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
         guard rel >= 0, rel + width <= length else { throw .invalidArgument("DVSEC access outside the shadow") }
         var v = file.read(rel, width: width)
         let s2 = Self.status2.offset
-        if rel <= s2 && s2 + 2 <= rel + width {
+        if rel < s2 + 2 && s2 < rel + width {
+            // Any byte of Status2 in the access: its live bits come from the device (byte by byte, so a 1-byte read
+            // of the upper half sees PM Initialization Complete too).
             let live: UInt64
             do { live = UInt64(try function.configRead(base + s2, width: 2)) } catch { throw .system(errno: VFIOErrno.EIO, "DVSEC Status2: \(error)") }
-            let shift = UInt64(8 * (s2 - rel))
-            v = (v & ~(Self.liveStatus2 << shift)) | ((live & Self.liveStatus2) << shift)
+            for i in 0..<width where (s2..<(s2 + 2)).contains(rel + i) {
+                let mask = (Self.liveStatus2 >> UInt64(8 * (rel + i - s2))) & 0xFF
+                let liveByte = (live >> UInt64(8 * (rel + i - s2))) & 0xFF
+                let shift = UInt64(8 * i)
+                v = (v & ~(mask << shift)) | ((liveByte & mask) << shift)
+            }
         }
         if faults.contains(.dvsecRangeAllOnes) {
             for r in Self.rangeRegisters where r.offset < rel + width && rel < r.offset + r.width {

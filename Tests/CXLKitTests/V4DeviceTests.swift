@@ -165,3 +165,23 @@ struct V4DeviceTests {
         #expect(try d.read(region: bar, offset: window.lowerBound + 32, count: 3) == [1, 2, 3])
     }
 }
+
+@Suite("vfio-cxl v4 DVSEC Status2")
+struct V4Status2Tests {
+    @Test func status2ByteLanesAgreeAtEveryWidth() throws {
+        let emulated = try EmulatedCXLDevice(profile: try DeviceProfile.named("cxl-accel"))
+        var o = VFIOCXLv4Options(); o.logger.logLevel = .critical
+        let d = try VFIOCXLv4Device(function: emulated, memory: emulated, options: o)
+        let s2 = d.layout.dvsecOffset + CXLDeviceDVSEC.status2.offset
+        let pm = CXLDeviceDVSEC.status2.field("Power Management Initialization Complete")!.mask
+        let live = UInt64(try emulated.configRead(s2, width: 2))
+        #expect(live & pm != 0)
+        let cfg = VFIOPCIRegion.config.rawValue
+        let word = try d.read(region: cfg, offset: UInt64(s2), count: 2)
+        let high = try d.read(region: cfg, offset: UInt64(s2 + 1), count: 1)
+        let dword = try d.read(region: cfg, offset: UInt64(s2 - 2), count: 4)  // Control2 | Status2
+        #expect(UInt64(word[1]) << 8 & pm != 0)
+        #expect(UInt64(high[0]) << 8 & pm != 0)
+        #expect(UInt64(dword[3]) << 8 & pm != 0)
+    }
+}
