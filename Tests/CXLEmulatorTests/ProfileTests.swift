@@ -144,6 +144,8 @@ struct DeviceSRAMTests {
         var b = [UInt8](repeating: 0, count: 2)
         #expect(pread(backing.fd, &b, 2, off_t(w.lowerBound)) == 2 && b == [0, 0xAB])
         #expect(throws: PCIError.self) { try d.barRead(0, offset: w.upperBound - 2, width: 4) }
+        // Bulk reads see the SRAM too.
+        #expect(try d.barReadBytes(0, offset: w.lowerBound, count: 16) == [0, 0xAB, 0, 0, 0, 0, 0, 0, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11])
         // Without the profile flag there is none.
         #expect(try EmulatedCXLDevice(profile: DeviceProfile.named("type2")).bar0Backing == nil)
     }
