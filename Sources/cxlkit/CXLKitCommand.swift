@@ -13,7 +13,7 @@ struct CXLKitCommand: ParsableCommand {
         commandName: "cxlkit",
         abstract: "CXL Type-2 device passthrough toolkit.",
         subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self,
-                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self])
+                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, ConformCommand.self])
 }
 
 /// Runs a command body: a CommandError becomes one line on stderr and exit 1.
