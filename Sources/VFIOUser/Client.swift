@@ -64,8 +64,8 @@ public final class VFIOUserClient: @unchecked Sendable {
     public let configuration: VFIOUserClientConfiguration
     private let socket: VFIOUserSocket
     private let lock = NSRecursiveLock()
-    private var nextID: UInt16 = 0
-    private var broken: VFIOUserError?
+    @exclusivity(unchecked) private var nextID: UInt16 = 0
+    @exclusivity(unchecked) private var broken: VFIOUserError?
     private var logger: Logger
     private let dma = VFIOUserDMATable()
     /// The server's VERSION reply.
@@ -121,6 +121,21 @@ public final class VFIOUserClient: @unchecked Sendable {
         }
     }
 
+    /// Serves the server's requests that are already buffered (they came with the previous reply, e.g. the DMA a
+    /// doorbell write started), without reading: their replies go out before our next request, so the server can
+    /// finish that DMA while the request is on its way.
+    private func serveBufferedServerRequests() throws(VFIOUserError) {
+        let limit = VFIOUserLimits.headerSize + VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize)
+        while let h = framer.peekComplete(maxMessageSize: limit), h.isCommand {
+            let m: VFIOUserFramedMessage
+            do throws(VFIOUserError) {
+                guard let mm = try framer.next(maxMessageSize: limit) else { return }
+                m = mm
+            } catch { throw fail(.fatal("\(error)")) }
+            do { try serveServerRequest(m) } catch { throw fail(error) }
+        }
+    }
+
     /// Waits for the reply to `request` (sent already), serving server DMA requests meanwhile, and checks its
     /// header, size and fds. The reply's payload is valid until the next read.
     private func awaitReply(to request: VFIOUserHeader, maxReplyPayload: Int, maxFDs: Int) throws(VFIOUserError) -> VFIOUserFramedMessage {
@@ -161,6 +176,7 @@ public final class VFIOUserClient: @unchecked Sendable {
         let id = nextID; nextID &+= 1
         let frame = VFIOUserFrame.command(id, request)
         let start = monotonicNanoseconds()
+        try serveBufferedServerRequests()
         do { try socket.send(frame.encode(), fds: fds) } catch { throw fail(error) }
         let msg = try awaitReply(to: frame.header, maxReplyPayload: maxReplyPayload, maxFDs: maxFDs)
         let replyFDs = VFIOUserFDs(msg.fds)
@@ -191,6 +207,14 @@ public final class VFIOUserClient: @unchecked Sendable {
         header.store(to: out.pointer)
         VFIOUserAccessAck(offset: offset, region: region, count: UInt32(count)).store(to: out.pointer + 16)
         if write, count > 0, let data { (out.pointer + 32).copyMemory(from: data, byteCount: count) }
+        if framer.buffered > 0 {
+            // Server requests to answer first; their replies use the send buffer, so build the request again after.
+            try serveBufferedServerRequests()
+            out.reserve(size)
+            header.store(to: out.pointer)
+            VFIOUserAccessAck(offset: offset, region: region, count: UInt32(count)).store(to: out.pointer + 16)
+            if write, count > 0, let data { (out.pointer + 32).copyMemory(from: data, byteCount: count) }
+        }
         do { try socket.send(out.pointer, count: size) } catch { throw fail(error) }
         if posted { return }
         let replyData = write ? 0 : count
