@@ -128,6 +128,20 @@ public final class VFIOUserClient: @unchecked Sendable {
         let limit = VFIOUserLimits.headerSize + VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize)
         deferReplies = true
         defer { deferReplies = false }
+        // A server request that has begun to arrive (a large DMA_WRITE behind the reply we took) is completed
+        // first, so that it is answered before our next request rather than while the server handles it.
+        if let h = framer.peekHeader(maxMessageSize: limit), h.isCommand, framer.peekComplete(maxMessageSize: limit) == nil {
+            let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+            while framer.peekComplete(maxMessageSize: limit) == nil {
+                let got: VFIOUserFill
+                do { got = try framer.fill(fd: socket.fd, maxFDs: 0) } catch {
+                    if case .malformed = error { throw fail(.fatal("\(error)")) }
+                    throw fail(error)
+                }
+                if got == .endOfStream { throw fail(.fatal("connection closed mid-message")) }
+                if monotonicMilliseconds() >= deadline { throw fail(.timeout(command: h.command)) }
+            }
+        }
         while let h = framer.peekComplete(maxMessageSize: limit), h.isCommand {
             let m: VFIOUserFramedMessage
             do throws(VFIOUserError) {

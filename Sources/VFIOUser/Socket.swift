@@ -299,6 +299,13 @@ public final class VFIOUserFramer {
                                      fds: fds)
     }
 
+    /// The header of the next message once its 16 bytes are buffered (valid or not: nil when it fails to decode).
+    public func peekHeader(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) -> VFIOUserHeader? {
+        let avail = writeIndex - readIndex
+        guard avail >= VFIOUserLimits.headerSize else { return nil }
+        return try? VFIOUserHeader.decode(UnsafeRawBufferPointer(start: storage + readIndex, count: avail), maxMessageSize: maxMessageSize)
+    }
+
     /// The header of the next message when the whole message is buffered (nothing consumed, no read), else nil.
     public func peekComplete(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) -> VFIOUserHeader? {
         let avail = writeIndex - readIndex
