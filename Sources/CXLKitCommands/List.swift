@@ -75,8 +75,14 @@ extension CXLKit {
     }
 
     /// `cxlkit list`.
-    public static func list(tree: SysfsTree, json: Bool) throws(CommandError) -> String {
-        let fns = try listFunctions(tree: tree)
+    /// `selector`: lspci's -s; `showDomain`: lspci's -D (text only: JSON always carries the sysfs address).
+    public static func list(tree: SysfsTree, json: Bool, selector: String? = nil, showDomain: Bool = false) throws(CommandError) -> String {
+        var fns = try listFunctions(tree: tree)
+        if let selector {
+            let s: PCISelector
+            do { s = try PCISelector(selector) } catch { throw CommandError(error.description) }
+            fns = fns.filter { s.matches($0.address) }
+        }
         if json {
             let problems = fns.compactMap { f in f.error.map { "\(f.address): \($0)" } }
             return JSONOutput.document(command: "list", succeeded: true, problems: problems,
@@ -85,10 +91,10 @@ extension CXLKit {
         var out = ""
         for f in fns {
             guard let c = f.config else {
-                out += "\(f.address)  <\(f.error ?? "unreadable")>\n"
+                out += "\(showDomain ? f.address.description : f.address.lspciDescription)  <\(f.error ?? "unreadable")>\n"
                 continue
             }
-            var line = "\(f.address)  \(hex(c.vendorID ?? 0xFFFF, digits: 4)):\(hex(c.deviceID ?? 0xFFFF, digits: 4))  class \(hex(c.classCode ?? 0, digits: 6))"
+            var line = "\(showDomain ? f.address.description : f.address.lspciDescription)  \(hex(c.vendorID ?? 0xFFFF, digits: 4)):\(hex(c.deviceID ?? 0xFFFF, digits: 4))  class \(hex(c.classCode ?? 0, digits: 6))"
             if let kind = f.cxlKind {
                 line += "  CXL \(kind)"
                 if let d = f.device {

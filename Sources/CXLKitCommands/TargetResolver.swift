@@ -33,6 +33,9 @@ public struct TargetOptions: Sendable {
     public var sysfsRoot: String
     /// BAR images for file targets: BAR index to (offset of the image in the BAR, path).
     public var barImages: [Int: (offset: UInt64, path: String)]
+    /// Name sysfs functions with their domain always (lspci's -D); otherwise as lspci prints them, `00:03.0`
+    /// unless the domain is not 0.
+    public var showDomain = false
 
     public init(sysfsRoot: String = "/sys", barImages: [Int: (offset: UInt64, path: String)] = [:]) {
         self.sysfsRoot = sysfsRoot
@@ -41,6 +44,17 @@ public struct TargetOptions: Sendable {
 }
 
 extension TargetOptions {
+    /// The functions `-s SELECTOR` picks out of `targets` (all of them without a selector); a target whose name
+    /// is not a PCI address (emulated:..., vfio-user:...) is function 00:00.0. An error when none matches.
+    public static func select(_ targets: [ResolvedTarget], _ selector: String?) throws(CommandError) -> [ResolvedTarget] {
+        guard let selector else { return targets }
+        let s: PCISelector
+        do { s = try PCISelector(selector) } catch { throw CommandError(error.description) }
+        let picked = targets.filter { s.matches(PCIAddress($0.name) ?? PCIAddress(bus: 0, device: 0, function: 0)) }
+        guard !picked.isEmpty else { throw CommandError("-s \(selector): no function matches (have: \(targets.map(\.name).joined(separator: ", ")))") }
+        return picked
+    }
+
     /// One `--bar N=FILE[@OFFSET]`: BAR N's image is FILE, starting OFFSET bytes into the BAR (any number form
     /// `ByteCount` takes).
     public static func parseBarImage(_ spec: String) throws(CommandError) -> (bar: Int, offset: UInt64, path: String) {
@@ -129,7 +143,7 @@ public struct SysfsScheme: TargetScheme {
         do {
             let fn = try tree.open(addr)
             let config = try fn.readConfigFile()
-            return [ResolvedTarget(name: addr.description, config: config, function: fn)]
+            return [ResolvedTarget(name: options.showDomain ? addr.description : addr.lspciDescription, config: config, function: fn)]
         } catch {
             throw CommandError(error.description)
         }

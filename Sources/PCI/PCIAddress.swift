@@ -48,3 +48,48 @@ public struct PCIAddress: Sendable, Hashable, Comparable, CustomStringConvertibl
         (a.domain, a.bus, a.device, a.function) < (b.domain, b.bus, b.device, b.function)
     }
 }
+
+/// lspci's `-s [[[[<domain>]:]<bus>]:][<slot>][.[<func>]]`: a function selector whose omitted parts match
+/// anything (`3b:` is every function on bus 0x3b, `.1` every function 1, `0001::` domain 1). Hex numbers.
+public struct PCISelector: Sendable, Hashable, CustomStringConvertible {
+    public var domain: UInt32?
+    public var bus: UInt8?
+    public var device: UInt8?
+    public var function: UInt8?
+    public let text: String
+
+    public enum ParseError: Error, Sendable, Equatable, CustomStringConvertible {
+        case invalid(String, reason: String)
+        public var description: String {
+            switch self { case .invalid(let s, let r): return "-s \(s): \(r) (expected [[[[domain]:]bus]:][slot][.[func]], hex)" }
+        }
+    }
+
+    public init(_ text: String) throws(ParseError) {
+        self.text = text
+        func number<T: FixedWidthInteger & UnsignedInteger>(_ s: Substring, _ max: T, _ what: String) throws(ParseError) -> T? {
+            if s.isEmpty || s == "*" { return nil }
+            guard s.count <= 8, s.allSatisfy(\.isHexDigit), let v = UInt64(s, radix: 16), v <= UInt64(max) else {
+                throw .invalid(text, reason: "bad \(what) '\(s)'")
+            }
+            return T(v)
+        }
+        var slotPart = Substring(text)
+        if let dot = text.lastIndex(of: ".") {
+            function = try number(text[text.index(after: dot)...], UInt8(7), "function")
+            slotPart = text[..<dot]
+        }
+        let parts = slotPart.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count <= 3 else { throw .invalid(text, reason: "too many ':'") }
+        device = try number(parts[parts.count - 1], UInt8(0x1F), "slot")
+        if parts.count >= 2 { bus = try number(parts[parts.count - 2], UInt8.max, "bus") }
+        if parts.count == 3 { domain = try number(parts[0], UInt32(0xFFFF), "domain") }
+    }
+
+    public func matches(_ a: PCIAddress) -> Bool {
+        (domain ?? a.domain) == a.domain && (bus ?? a.bus) == a.bus && (device ?? a.device) == a.device
+            && (function ?? a.function) == a.function
+    }
+
+    public var description: String { text }
+}

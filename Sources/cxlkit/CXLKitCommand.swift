@@ -48,6 +48,9 @@ struct TargetOptionGroup: ParsableArguments {
     @Option(name: .long, help: "Where sysfs is mounted (default /sys); tests use a fake tree.")
     var sysfs: String = "/sys"
 
+    @Flag(name: .customShort("D"), help: "Name sysfs functions with their PCI domain always (as lspci -D).")
+    var showDomain = false
+
     @Option(name: .long, help: ArgumentHelp("BAR image for a file target: N=FILE or N=FILE@OFFSET (the image starts OFFSET bytes into BAR N).", valueName: "N=FILE[@OFFSET]"))
     var bar: [String] = []
 
@@ -66,6 +69,18 @@ struct TargetOptionGroup: ParsableArguments {
             let image = try TargetOptions.parseBarImage(spec)
             images[image.bar] = (image.offset, image.path)
         }
-        return TargetResolver(options: TargetOptions(sysfsRoot: sysfs, barImages: images))
+        var options = TargetOptions(sysfsRoot: sysfs, barImages: images)
+        options.showDomain = showDomain
+        return TargetResolver(options: options)
     }
 }
+
+/// The TARGET forms every command that takes one accepts, for its --help: the registered schemes, each with its
+/// one-line summary, and the scheme-less forms.
+let targetFormsHelp: String = {
+    let schemes = TargetResolver().schemes.values.sorted { $0.scheme < $1.scheme }
+        .map { "  \($0.scheme):...".padding(toLength: 18, withPad: " ", startingAt: 0) + " \($0.summary)" }
+    return "\n\nTARGET forms:\n" + schemes.joined(separator: "\n")
+        + "\n  ADDR               a PCI address (0000:3b:00.0 or 3b:00.0), as sysfs:ADDR"
+        + "\n  PATH               an existing file, as file:PATH"
+}()

@@ -9,17 +9,19 @@ struct DecodeCommand: ParsableCommand {
         TARGET is a sysfs address (0000:3b:00.0 or 3b:00.0), an lspci -x/-xxx/-xxxx dump \
         (one or many functions), a binary config-space file, or SCHEME:REST \
         (sysfs:ADDR, file:PATH, and schemes other layers register).
-        """)
+        """ + targetFormsHelp)
 
     @Argument(help: "What to decode. Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
     @Flag(help: "Print JSON (schema in the README).") var json = false
     @Flag(name: .short, help: "Verbose, as lspci: -v capabilities, -vv details, -vvv everything.") var verbose: Int
+    @Option(name: .customShort("s"), help: ArgumentHelp("Only the functions lspci -s would pick: [[[[domain]:]bus]:][slot][.[func]] (a multi-function dump decodes one function).", valueName: "SELECTOR"))
+    var select: String?
     @OptionGroup var targetOptions: TargetOptionGroup
 
     func run() throws {
         var problems: [String] = []
         try runReportingErrors {
-            let targets = try targetOptions.resolver().resolve(targetOptions.target(target))
+            let targets = try TargetOptions.select(targetOptions.resolver().resolve(targetOptions.target(target)), select)
             problems = CXLKit.unreadableRegisters(targets)
             return CXLKit.decode(targets, json: json, verbosity: json ? max(verbose, 2) : verbose)
         }

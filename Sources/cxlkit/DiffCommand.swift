@@ -5,7 +5,7 @@ struct DiffCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "Compare two CXL states register by register; each side is a state file or a live target.",
-        discussion: "Exit status as diff(1): 0 identical, 1 different, 2 trouble.")
+        discussion: "Exit status as diff(1): 0 identical, 1 different, 2 trouble." + targetFormsHelp)
 
     @Argument(help: "State file or target.") var a: String
     @Argument(help: "State file or target.") var b: String

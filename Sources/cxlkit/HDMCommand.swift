@@ -11,7 +11,8 @@ struct HDMCommand: ParsableCommand {
 struct HDMCommitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "commit",
-        abstract: "Program one HDM decoder (base, size, DPA skip; 1-way) and commit it; exit 1 unless it commits.")
+        abstract: "Program one HDM decoder (base, size, DPA skip; 1-way) and commit it; exit 1 unless it commits.",
+        discussion: "Numbers: decimal, 0x..., with K/M/G/T or KiB/MiB/GiB/TiB (binary multiples)." + targetFormsHelp)
 
     @Argument(help: "The function: a sysfs address (as root; BARs through resourceN), emulated:NAME, vfio-user:PATH.") var target: String
     @Option(help: "Decoder number.") var decoder: Int = 0

@@ -9,8 +9,11 @@ struct ListCommand: ParsableCommand {
 
     @Flag(help: "Print JSON.") var json = false
     @Option(name: .long, help: "Where sysfs is mounted (default /sys).") var sysfs: String = "/sys"
+    @Option(name: .customShort("s"), help: ArgumentHelp("Only the functions lspci -s would pick: [[[[domain]:]bus]:][slot][.[func]].", valueName: "SELECTOR"))
+    var select: String?
+    @Flag(name: .customShort("D"), help: "Print the PCI domain always (as lspci -D).") var showDomain = false
 
     func run() throws {
-        try runReportingErrors { try CXLKit.list(tree: SysfsTree(root: sysfs), json: json) }
+        try runReportingErrors { try CXLKit.list(tree: SysfsTree(root: sysfs), json: json, selector: select, showDomain: showDomain) }
     }
 }

@@ -2,7 +2,14 @@ import ArgumentParser
 import CXL
 import CXLKitCommands
 
-extension CXLResetKind: ExpressibleByArgument {}
+extension CXLResetKind: ExpressibleByArgument {
+    /// The method names, and `bus`: what the kernel's reset_method file and its error messages call a secondary
+    /// bus reset.
+    public init?(argument: String) {
+        if argument == "bus" { self = .sbr; return }
+        self.init(rawValue: argument)
+    }
+}
 
 struct ResetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,10 +20,10 @@ struct ResetCommand: ParsableCommand {
             PCI core does; --preserve also saves the CXL state (DVSEC, HDM decoders) before the reset and restores \
             it after. Every saved register is re-read afterwards and compared with its value before the reset; \
             exit 1 when any differs or the reset failed.
-            """)
+            """ + targetFormsHelp)
 
     @Argument(help: "The function (same forms as save). Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
-    @Option(help: "flr, cxl (CXL Reset), sbr (secondary bus reset) or link (link down/up).") var method: CXLResetKind
+    @Option(help: "flr, cxl (CXL Reset), sbr or bus (secondary bus reset), or link (link down/up).") var method: CXLResetKind
     @Flag(name: .customLong("mem-clear"), help: "CXL Reset with CXL Reset Mem Clr Enable.") var memClear = false
     @Flag(help: "Save the CXL state before the reset and restore it after.") var preserve = false
     @Option(name: .customLong("state-file"), help: "Also write the state before the reset to this file (atomically, before resetting).")

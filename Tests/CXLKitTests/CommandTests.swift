@@ -52,11 +52,11 @@ struct CommandTests {
         defer { try? FileManager.default.removeItem(at: root) }
         let text = try CXLKit.list(tree: SysfsTree(root: root.path), json: false)
         let lines = text.split(separator: "\n").map(String.init)
-        #expect(lines[0] == "0000:00:01.0  1af4:1045  class 000000")
-        #expect(lines[1].hasPrefix("0000:0c:00.0  8086:7075  class 060400  CXL Root Port DVSECs 3,4,7,8"))
-        #expect(lines[2].hasPrefix("0000:0d:00.0  8086:0d93  class 050210  CXL Type 3 device (Cache- Mem+) HDMCount 1 Mem_Enable+"))
+        #expect(lines[0] == "00:01.0  1af4:1045  class 000000")
+        #expect(lines[1].hasPrefix("0c:00.0  8086:7075  class 060400  CXL Root Port DVSECs 3,4,7,8"))
+        #expect(lines[2].hasPrefix("0d:00.0  8086:0d93  class 050210  CXL Type 3 device (Cache- Mem+) HDMCount 1 Mem_Enable+"))
         #expect(lines[3] == "\tRange1: 0000000000000000-000000000fffffff [size=256M] Valid+ Active+")
-        #expect(lines[4].hasPrefix("0000:3b:00.0  8086:0d93  class 050210  CXL Type 2 device (Cache+ Mem+) HDMCount 2"))
+        #expect(lines[4].hasPrefix("3b:00.0  8086:0d93  class 050210  CXL Type 2 device (Cache+ Mem+) HDMCount 2"))
         #expect(lines[5] == "\tRange1: 0000000400000000-00000004ffffffff [size=4G] Valid+ Active+")
         #expect(lines[6] == "\tRange2: 0000000500000000-000000050fffffff [size=256M] Valid+ Active-")
         let json = try CXLKit.list(tree: SysfsTree(root: root.path), json: true)
@@ -211,6 +211,35 @@ struct SysfsFakeTreeTests {
         #expect(CXLKit.decode(t, json: false, verbosity: 2).contains("!! error at 0x1000: cannot read the CXL capability header: out of range:"))
         // ... and decode reports it as a one-line error (the CLI exits 1).
         let problems = CXLKit.unreadableRegisters(t)
-        #expect(problems.count == 1 && problems[0].hasPrefix("0000:0d:00.0: component registers at BAR0+0x0: cannot read the CXL capability header"))
+        #expect(problems.count == 1 && problems[0].hasPrefix("0d:00.0: component registers at BAR0+0x0: cannot read the CXL capability header"))
+    }
+}
+
+/// lspci's habits (issue 17): -s selectors, -D, names as lspci prints them.
+@Suite struct LspciHabitTests {
+    @Test(arguments: [
+        ("3b:00.0", "0000:3b:00.0", true), ("3b:00.0", "0000:3b:00.1", false), ("3b:", "0000:3b:1f.7", true),
+        (".1", "0000:3b:00.1", true), (".1", "0000:3b:00.0", false), ("00.0", "0000:3b:00.0", true),
+        ("0001::", "0001:3b:00.0", true), ("0001::", "0000:3b:00.0", false), ("", "0000:3b:00.0", true),
+        ("3b:02", "0000:3b:02.3", true),
+    ])
+    func selectorsMatchAsLspciSMatches(selector: String, address: String, matches: Bool) throws {
+        #expect(try PCISelector(selector).matches(PCIAddress(address)!) == matches)
+    }
+
+    @Test(arguments: ["3b:00.8", "3b:20.0", "1ff:00.0", "x:00.0", "1:2:3:4", "10000::"])
+    func badSelectorsAreErrors(selector: String) {
+        #expect(throws: PCISelector.ParseError.self) { try PCISelector(selector) }
+    }
+
+    @Test func aMultiFunctionDumpDecodesOneFunctionWithS() throws {
+        let dir = try temporaryDirectory()
+        let file = dir.appendingPathComponent("two.txt").path
+        try CXLFixtures.dumpText([CXLFixtures.rootPort, CXLFixtures.type2Device]).write(toFile: file, atomically: false, encoding: .utf8)
+        let all = try TargetResolver().resolve(file)
+        #expect(all.count == 2)
+        let one = try TargetOptions.select(all, ".1")
+        #expect(one.map(\.name) == ["00:00.1"])
+        #expect(throws: CommandError.self) { try TargetOptions.select(all, "01:00.0") }
     }
 }
