@@ -208,7 +208,9 @@ struct ServeSocketAppearanceTests {
                 if stop { return }
                 var st = stat()
                 guard !path.isEmpty, lstat(path, &st) == 0 else { continue }
-                let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+                // Non-blocking: the server under test never accepts, so once its backlog is full a blocking
+                // connect would wait forever (EAGAIN here instead).
+                let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
                 var addr = sockaddr_un()
                 addr.sun_family = sa_family_t(AF_UNIX)
                 withUnsafeMutableBytes(of: &addr.sun_path) { raw in
