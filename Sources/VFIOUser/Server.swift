@@ -338,7 +338,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         let dmaAccess = VFIOUserServerDMA(self)
         device.attachDMA(dmaAccess)
         defer {
-            dma.removeAll()
+            releaseDMA(dma.takeAll())
             device.attachDMA(nil)
             device.clientDisconnected()
             framer.discardFDs()
@@ -689,18 +689,37 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
         let region = VFIOUserDMARegion(address: m.address, size: m.size, flags: m.flags, memory: memory, memoryOffset: memOffset)
         let r = try device { () throws(VFIOError) in try dma.add(region, maxMaps: maxDMAMaps) }
+        if r == .added {
+            // A device behind a real IOMMU maps the client's memory at the client's IOVA (kernel VFIO backend).
+            do {
+                try device { () throws(VFIOError) in
+                    try device.dmaMapped(iova: m.address, size: m.size, address: memory.map { $0.base + memOffset },
+                                         writable: m.flags.contains(.write))
+                }
+            } catch {
+                _ = try? dma.removeInside(address: m.address, size: m.size)
+                throw error
+            }
+        }
         logger.debug("DMA map", metadata: ["addr": "0x\(String(m.address, radix: 16))", "size": "0x\(String(m.size, radix: 16))", "prot": "\(m.flags.rawValue)",
                                           "fd": "\(memory != nil)", "result": "\(r)"])
         reply(h, [])
     }
 
+    /// Takes removed mappings out of the device's IOMMU (if it has one) before their memory is unmapped.
+    private func releaseDMA(_ regions: [VFIOUserDMARegion]) {
+        for r in regions { device.dmaUnmapped(iova: r.address, size: r.size) }
+    }
+
     private func handleDMAUnmap(_ h: VFIOUserHeader, _ u: VFIOUserDMAUnmap) throws(VFIOUserError) {
         if u.flags == VFIOUserDMAUnmap.flagAll {
             guard u.address == 0 && u.size == 0 else { throw .malformed("DMA_UNMAP all with a range") }
-            dma.removeAll()
+            releaseDMA(dma.takeAll())
         } else {
             guard u.flags == 0 else { throw .malformed("DMA_UNMAP flags 0x\(String(u.flags, radix: 16))") }
-            try device { () throws(VFIOError) in try dma.remove(address: u.address, size: u.size) }
+            let gone = try device { () throws(VFIOError) in try dma.removeInside(address: u.address, size: u.size) }
+            if gone.isEmpty { logger.debug("DMA unmap of an unmapped range: nothing unmapped (as the kernel's type1 IOMMU)") }
+            releaseDMA(gone)
         }
         reply(h, VFIOUserDMAUnmap(flags: u.flags, address: u.address, size: u.size).encode())
     }
