@@ -169,6 +169,35 @@ private let hostileServerProbe = "hostile-server-probe"
         if strictFDLeakCheck { #expect(fdGrowth(since: fds0) <= 8) }
     }
 
+    /// The fd-leak check that always runs: in a process of its own (an exit test), where no other suite opens or
+    /// closes fds, 50 connections to servers that send garbage, time out or hang up must leave the process with
+    /// exactly the fds it had (after a warm-up connection that opens whatever the runtime keeps, e.g. a random
+    /// source). The child exits 1 on any leak.
+    @Test func noFDLeakAcrossHostileServersInAProcessOfItsOwn() async {
+        await #expect(processExitsWith: .success) {
+            func round(_ i: Int) {
+                let kind = i % 3
+                guard let server = try? versionServer({ p, h in
+                    switch kind {
+                    case 0: p.reply(to: h, [1, 0, 2, 0])               // major 1: refused
+                    case 1: p.socket.close()                              // hang up
+                    default: p.reply(to: h, [0, 0, 2, 0], size: 0xFFFF_FFFF)  // impossible size
+                    }
+                }) else { exit(2) }
+                if let c = try? connect(server) { c.close() }
+                _ = server.wait()
+            }
+            round(0)
+            let before = openFDCount()
+            for i in 0..<50 { round(i) }
+            let after = openFDCount()
+            if after != before {
+                print("fd leak: \(before) -> \(after) across 50 hostile servers")
+                exit(1)
+            }
+        }
+    }
+
     @Test func timeoutFiresWithinTheConfiguredTime() throws {
         let (c, s) = try hostileClient(timeout: 300) { _, _, _ in }
         let start = Date()
