@@ -77,7 +77,7 @@ let package = Package(
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport"],
+        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport", "VFIOCXL"],
                     swiftSettings: swiftSettings),
     ]
 )

@@ -370,17 +370,30 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
 
     open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         lock.lock(); defer { lock.unlock() }
-        if let e = extraRegions[region] { return try e.handler.read(offset: offset, count: count) }
-        let info = try regionInfo(region)
-        try checkBounds(info, offset, count)
         if region == VFIOPCIRegion.config.rawValue {
+            // The per-message path of config reads (issue 14): bounds against the config size without building
+            // the region info, the access split as `split` does without an array of pieces.
+            let (end, o) = offset.addingReportingOverflow(UInt64(count))
+            guard count >= 0, !o, end <= UInt64(configSize) else {
+                throw .invalidArgument("region \(region) access 0x\(String(offset, radix: 16))+\(count) beyond 0x\(String(configSize, radix: 16))")
+            }
             var out: [UInt8] = []
-            for (off, width) in Self.split(offset, count, maxWidth: 4) {
+            out.reserveCapacity(count)
+            var off = offset
+            var left = count
+            while left > 0 {
+                var width = 4
+                while width > 1 && (off % UInt64(width) != 0 || width > left) { width /= 2 }
                 let v = try configRead(Int(off), width: width)
                 for i in 0..<width { out.append(UInt8(truncatingIfNeeded: v >> UInt32(8 * i))) }
+                off += UInt64(width)
+                left -= width
             }
             return out
         }
+        if let e = extraRegions[region] { return try e.handler.read(offset: offset, count: count) }
+        let info = try regionInfo(region)
+        try checkBounds(info, offset, count)
         return try barAccess(bar: Int(region), offset: offset, count: count, write: nil)
     }
 

@@ -1,3 +1,5 @@
+// Hot-path state of the framer and send buffer is used by one thread at a time (the connection's, or the
+// client's under its lock): dynamic exclusivity checks are turned off for it (@exclusivity(unchecked)).
 import CSystem
 import VFIO
 #if canImport(Glibc)
@@ -31,6 +33,8 @@ public struct VFIOUserReceived: @unchecked Sendable {
 public final class VFIOUserSocket: @unchecked Sendable {
     public let fd: Int32
     private var closed = false
+    /// SO_SNDTIMEO as set by `setSendTimeout` (0: none): it also bounds a whole message, not each sendmsg.
+    private(set) var sendTimeoutMilliseconds = 0
 
     public init(owning fd: Int32) { self.fd = fd }
     deinit { if !closed { Glibc.close(fd) } }
@@ -72,6 +76,7 @@ public final class VFIOUserSocket: @unchecked Sendable {
     /// fails with EAGAIN and the connection is dropped.
     public func setSendTimeout(milliseconds: Int) {
         guard milliseconds > 0 else { return }
+        sendTimeoutMilliseconds = milliseconds
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
@@ -84,6 +89,7 @@ public final class VFIOUserSocket: @unchecked Sendable {
         guard fds.count <= VFIOUserLimits.fdsPerMessageHardLimit else { throw .system(errno: VFIOErrno.EINVAL, "too many fds") }
         var sent = 0
         var first = true
+        let started = monotonicMilliseconds()
         while sent < bytes.count || first {
             let n: Int = bytes.withUnsafeBytes { raw in
                 let p = raw.baseAddress!.advanced(by: sent)
@@ -99,6 +105,7 @@ public final class VFIOUserSocket: @unchecked Sendable {
             }
             sent += n
             first = false
+            try checkSendDeadline(sent: sent, total: bytes.count, started: started)
         }
     }
 
@@ -226,15 +233,15 @@ public enum VFIOUserFill: Equatable {
 /// continuation of a message that started earlier make the stream untrusted (`.fatal`), as do more descriptors
 /// than allowed (MSG_CTRUNC) and a header that fails `VFIOUserHeader.decode`.
 public final class VFIOUserFramer {
-    private var storage: UnsafeMutableRawPointer
-    private var capacity: Int
-    private var readIndex = 0
-    private var writeIndex = 0
+    @exclusivity(unchecked) private var storage: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private var readIndex = 0
+    @exclusivity(unchecked) private var writeIndex = 0
     /// While > 0, bytes already in the buffer never move (a handler holds a pointer into them).
-    private var pins = 0
+    @exclusivity(unchecked) private var pins = 0
     private var retired: [UnsafeMutableRawPointer] = []
     /// Descriptors waiting for the message they belong to: the byte range of the read that brought them.
-    private var fdChunks: [(start: Int, end: Int, fds: [Int32])] = []
+    @exclusivity(unchecked) private var fdChunks: [(start: Int, end: Int, fds: [Int32])] = []
     private let fdScratch: UnsafeMutablePointer<Int32>
     public static let initialCapacity = 64 << 10
 
@@ -295,6 +302,22 @@ public final class VFIOUserFramer {
         return VFIOUserFramedMessage(header: header, payload: UnsafeRawBufferPointer(start: base + VFIOUserLimits.headerSize,
                                                                                      count: size - VFIOUserLimits.headerSize),
                                      fds: fds)
+    }
+
+    /// The header of the next message once its 16 bytes are buffered (valid or not: nil when it fails to decode).
+    public func peekHeader(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) -> VFIOUserHeader? {
+        let avail = writeIndex - readIndex
+        guard avail >= VFIOUserLimits.headerSize else { return nil }
+        return try? VFIOUserHeader.decode(UnsafeRawBufferPointer(start: storage + readIndex, count: avail), maxMessageSize: maxMessageSize)
+    }
+
+    /// The header of the next message when the whole message is buffered (nothing consumed, no read), else nil.
+    public func peekComplete(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) -> VFIOUserHeader? {
+        let avail = writeIndex - readIndex
+        guard avail >= VFIOUserLimits.headerSize,
+              let h = try? VFIOUserHeader.decode(UnsafeRawBufferPointer(start: storage + readIndex, count: avail), maxMessageSize: maxMessageSize),
+              Int(h.messageSize) <= avail else { return nil }
+        return h
     }
 
     /// Room for at least `bytes` more after what is buffered: compacts, or grows (a new buffer when pinned).
@@ -358,6 +381,7 @@ extension VFIOUserSocket {
     /// Sends `count` bytes at `bytes` with one `sendmsg` (more only when the kernel takes part of it).
     public func send(_ bytes: UnsafeRawPointer, count: Int) throws(VFIOUserError) {
         var sent = 0
+        let started = monotonicMilliseconds()
         while sent < count {
             let n = csystem_sendmsg_fds(fd, bytes + sent, count - sent, nil, 0)
             if n < 0 {
@@ -366,6 +390,17 @@ extension VFIOUserSocket {
                 throw .system(errno: e, "sendmsg")
             }
             sent += n
+            try checkSendDeadline(sent: sent, total: count, started: started)
+        }
+    }
+
+    /// A message the kernel took only part of: SO_SNDTIMEO bounds each sendmsg, and a peer that stopped reading
+    /// makes every call take part of the message and wait out the timeout again. The message as a whole gets one
+    /// timeout, after which the send fails as a timed-out sendmsg does (EAGAIN).
+    func checkSendDeadline(sent: Int, total: Int, started: Int64) throws(VFIOUserError) {
+        guard sent < total, sendTimeoutMilliseconds > 0 else { return }
+        if monotonicMilliseconds() - started >= Int64(sendTimeoutMilliseconds) {
+            throw .system(errno: EAGAIN, "sendmsg: peer not reading")
         }
     }
 
@@ -377,10 +412,10 @@ extension VFIOUserSocket {
 
 /// A reusable send buffer: replies are encoded into it and sent with one `sendmsg`.
 public final class VFIOUserSendBuffer {
-    public private(set) var pointer: UnsafeMutableRawPointer
-    public private(set) var capacity: Int
+    @exclusivity(unchecked) public private(set) var pointer: UnsafeMutableRawPointer
+    @exclusivity(unchecked) public private(set) var capacity: Int
     /// Set while a reply is being built in it (a nested handler then uses a buffer of its own).
-    public var busy = false
+    @exclusivity(unchecked) public var busy = false
     public init(capacity: Int = 64 << 10) {
         self.capacity = capacity
         pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)

@@ -12,8 +12,9 @@ struct CXLKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cxlkit",
         abstract: "CXL Type-2 device passthrough toolkit.",
+        version: CXLKit.version,
         subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self,
-                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self])
+                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, ConformCommand.self])
 }
 
 /// Runs a command body: a CommandError becomes one line on stderr and exit 1.
