@@ -63,6 +63,7 @@ public struct TargetResolver: Sendable {
         register(FileScheme())
         register(EmulatedScheme())
         register(VFIOUserScheme())
+        register(ControlScheme())
     }
 
     /// Adds or replaces a scheme.

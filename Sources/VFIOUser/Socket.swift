@@ -1,4 +1,4 @@
-import CSystem
+import CSwiftCXLSystem
 import VFIO
 #if canImport(Glibc)
 import Glibc

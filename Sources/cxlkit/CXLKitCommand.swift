@@ -12,7 +12,8 @@ struct CXLKitCommand: ParsableCommand {
         commandName: "cxlkit",
         abstract: "CXL Type-2 device passthrough toolkit.",
         subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self,
-                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self])
+                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, CheckCommand.self,
+                      MetricsCommand.self, ExporterCommand.self])
 }
 
 /// Runs a command body: a CommandError becomes one line on stderr and exit 1.

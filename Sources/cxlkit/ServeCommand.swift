@@ -1,5 +1,6 @@
 import ArgumentParser
 import CXLKitCommands
+import CXLMetrics
 import Logging
 
 struct ServeCommand: ParsableCommand {
@@ -19,6 +20,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("irq-interval"), help: ArgumentHelp("Make the device signal an MSI-X vector every MS milliseconds (0: never).", valueName: "MS"))
     var irqInterval: Int = 0
     @Option(name: .customLong("irq-vector"), help: "The MSI-X vector --irq-interval signals.") var irqVector: Int = 0
+    @Option(help: ArgumentHelp("Also listen on a control socket at PATH: status, decode, save, check, metrics of the served device while a client is attached (read-only; control:PATH is a target).", valueName: "PATH"))
+    var control: String?
+    @Option(name: .customLong("control-clients"), help: "Control clients served at once; the next is refused with an error line.") var controlClients: Int = 4
 
     func run() throws {
         let level: Logger.Level = verbose ? .debug : .info
@@ -30,6 +34,9 @@ struct ServeCommand: ParsableCommand {
         var options = ServeOptions(profile: profile, socketPath: socket)
         options.irqIntervalMilliseconds = irqInterval
         options.irqVector = irqVector
+        options.controlPath = control
+        options.maxControlClients = controlClients
+        options.controlMetrics = { CXLMetricsExposition.render($0, format: $1 ? .openMetrics : .prometheus) }
         do {
             let session = try ServeSession(options: options)
             ServeSession.installSignalHandlers(for: session)
