@@ -16,7 +16,7 @@ import CXL
 /// Delays are deadlines on an `EmulatorClock`, applied when software next touches the
 /// device (or calls `processEvents()`), so a `ManualClock` makes every delay testable
 /// without sleeping. All access is serialised by one lock.
-public final class EmulatedCXLDevice: PCIFunction, @unchecked Sendable {
+public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked Sendable {
     public let profile: DeviceProfile
     public let address: String
     public let clock: any EmulatorClock

@@ -1,6 +1,7 @@
 import Foundation
 import PCI
 import CXL
+import VFIOUser
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -90,14 +91,15 @@ public struct ControlContext: Sendable {
 /// `cxlkit serve --control PATH`: accepts control clients on a UNIX socket, each on
 /// its own thread, at most `maxClients` at once; the next one gets
 /// `error too many control clients (limit N)` and is closed. A client idle for
-/// `idleTimeoutMilliseconds` is closed. The socket is created as the vfio-user socket
-/// is (bound under a temporary name, renamed into place once listening; default mode
-/// from the umask).
+/// `idleTimeoutMilliseconds` is closed. The socket is claimed exactly as the vfio-user
+/// socket is (`UNIXListener`: a live server's path refused, a stale socket replaced,
+/// renamed into place once listening, with the same `--socket-mode` / `--socket-group`).
 public final class ControlServer: @unchecked Sendable {
     public let path: String
     public let maxClients: Int
     public let idleTimeoutMilliseconds: Int
     let context: ControlContext
+    private let listener: UNIXListener
     private let listenFD: Int32
     private var stopPipe: [Int32] = [-1, -1]
     private let lock = NSLock()
@@ -110,34 +112,15 @@ public final class ControlServer: @unchecked Sendable {
     public var refused: Int { lock.lock(); defer { lock.unlock() }; return _refused }
     public var activeClients: Int { lock.lock(); defer { lock.unlock() }; return active }
 
-    public init(path: String, context: ControlContext, maxClients: Int = 4, idleTimeoutMilliseconds: Int = 10_000) throws(CommandError) {
+    public init(path: String, context: ControlContext, maxClients: Int = 4, idleTimeoutMilliseconds: Int = 10_000,
+                permissions: VFIOUserSocketPermissions = .init()) throws(CommandError) {
         self.path = path
         self.context = context
         self.maxClients = max(1, maxClients)
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
-        let tmp = path + ".\(getpid()).tmp"
-        guard tmp.utf8.count < 100 else { throw CommandError("\(path): socket path too long") }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw CommandError("\(path): socket: \(String(cString: strerror(errno)))") }
-        var st = stat()
-        if lstat(path, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFSOCK else { close(fd); throw CommandError("\(path): exists and is not a socket") }
-            unlink(path)
-        }
-        unlink(tmp)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in tmp.utf8.enumerated() { p[i] = b }
-        }
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        guard r == 0 else { let e = errno; close(fd); throw CommandError("\(path): bind: \(String(cString: strerror(e)))") }
-        guard listen(fd, 16) == 0, rename(tmp, path) == 0 else {
-            let e = errno; close(fd); unlink(tmp)
-            throw CommandError("\(path): listen: \(String(cString: strerror(e)))")
-        }
-        listenFD = fd
-        guard pipe(&stopPipe) == 0 else { close(fd); unlink(path); throw CommandError("pipe: \(String(cString: strerror(errno)))") }
+        do { listener = try UNIXListener.bind(path: path, permissions: permissions, backlog: 16) } catch { throw CommandError(error.description) }
+        listenFD = listener.fd
+        guard pipe(&stopPipe) == 0 else { listener.close(); throw CommandError("pipe: \(String(cString: strerror(errno)))") }
     }
 
     deinit {
@@ -162,8 +145,7 @@ public final class ControlServer: @unchecked Sendable {
         lock.unlock()
         var b: UInt8 = 1
         _ = write(stopPipe[1], &b, 1)
-        close(listenFD)
-        unlink(path)
+        listener.close()
     }
 
     private func acceptLoop() {

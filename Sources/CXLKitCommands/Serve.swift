@@ -32,13 +32,20 @@ public struct ServeOptions: Sendable {
     /// Raise MSI-X vector `irqVector` every `irqIntervalMilliseconds` (0: never); see `ServeSession`.
     public var irqIntervalMilliseconds: Int = 0
     public var irqVector: Int = 0
-    /// `--control PATH`: a control socket answering status, decode, save, check and metrics (issue 18).
+    /// `--control PATH`: a control socket answering status, decode, save, check and metrics (issue 18); it gets the
+    /// same `socketPermissions` as the vfio-user socket.
     public var controlPath: String? = nil
     /// Control clients served at once; the next is refused with an error line.
     public var maxControlClients: Int = 4
     /// Renders the exposition for the control socket's `metrics` request (set by the executable, which links
     /// the metrics module); nil: the request is refused.
     public var controlMetrics: (@Sendable ([TargetHealth], Bool) -> String)? = nil
+    /// Mode and group of the socket file (`--socket-mode`, `--socket-group`).
+    public var socketPermissions = VFIOUserSocketPermissions()
+    /// Sets `socketPermissions` from the command line's `--socket-mode` / `--socket-group` texts.
+    public mutating func setSocketPermissions(mode: String?, group: String?) throws(CommandError) {
+        socketPermissions = try VFIOUserSocketPermissions.parse(mode: mode, group: group)
+    }
     public init(profile: String, socketPath: String) {
         self.profile = profile
         self.socketPath = socketPath
@@ -71,15 +78,19 @@ public final class ServeSession: @unchecked Sendable {
         emulated = try CXLKit.makeEmulatedDevice(profile: options.profile)
         device = try CXLKit.makeServedDevice(emulated: emulated)
         monitor = ServedDeviceMonitor(device)
-        do { server = try VFIOUserServer(device: monitor, socketPath: options.socketPath, logger: logger) } catch {
-            throw CommandError("\(options.socketPath): \(error)")
+        do {
+            server = try VFIOUserServer(device: monitor, socketPath: options.socketPath, logger: logger,
+                                        permissions: options.socketPermissions)
+        } catch {
+            throw CommandError(error.description)
         }
         if let path = options.controlPath {
             let context = ControlContext(function: ServedFunction(device: monitor, name: "control:" + path), name: "control:" + path,
                                          status: { [weak self] in self?.status ?? ServeStatus(profile: "", device: "", clientAttached: false,
                                                                                              clientsServed: 0, resets: [:], interruptsRaised: 0, memoryGated: nil) },
                                          metrics: options.controlMetrics)
-            let c = try ControlServer(path: path, context: context, maxClients: options.maxControlClients)
+            let c = try ControlServer(path: path, context: context, maxClients: options.maxControlClients,
+                                      permissions: options.socketPermissions)
             c.start()
             control = c
         }
@@ -174,8 +185,31 @@ public final class ServeSession: @unchecked Sendable {
     }
 }
 
+extension VFIOUserSocketPermissions {
+    /// Parses `--socket-mode` (octal, e.g. 0660 or 660) and `--socket-group` (a group name or a numeric gid).
+    public static func parse(mode: String?, group: String?) throws(CommandError) -> VFIOUserSocketPermissions {
+        var p = VFIOUserSocketPermissions()
+        if let mode {
+            let digits = mode.hasPrefix("0o") ? String(mode.dropFirst(2)) : mode
+            guard !digits.isEmpty, digits.count <= 4, let m = UInt32(digits, radix: 8), m <= 0o7777 else {
+                throw CommandError("--socket-mode \(mode): expected an octal mode such as 0660")
+            }
+            p.mode = mode_t(m)
+        }
+        if let group {
+            if let gid = UInt32(group) {
+                p.group = gid_t(gid)
+            } else if let g = getgrnam(group) {
+                p.group = g.pointee.gr_gid
+            } else {
+                throw CommandError("--socket-group \(group): no such group")
+            }
+        }
+        return p
+    }
+}
+
 /// The stop eventfd the signal handler writes (set once, before the handlers are installed).
 nonisolated(unsafe) private var serveStopFD: Int32 = -1
 
 /// The emulated device's memfd is the device memory vfio-cxl serves (region 9, zero copy).
-extension EmulatedCXLDevice: CXLDeviceMemory {}

@@ -113,6 +113,8 @@ final class ComponentShadow: @unchecked Sendable {
     // MARK: Access (offsets relative to the component block)
 
     private var hdmRange: Range<Int> { layout.hdmOffset..<(layout.hdmOffset + hdmBlock.length) }
+    /// Whether a component-block offset falls in the HDM Decoder Capability structure.
+    func isHDM(_ offset: Int) -> Bool { hdmRange.contains(offset) }
 
     func read32(_ offset: Int) throws(VFIOError) -> UInt32 {
         lock.lock(); defer { lock.unlock() }
@@ -165,18 +167,28 @@ final class ComponentShadow: @unchecked Sendable {
     }
 }
 
-/// The component block as a VFIO region handler, at `base` inside the region
-/// (0 for COMP_REGS, the block offset for the trapped BAR range).
+/// (Part of) the component block as a VFIO region handler: region offset `base` is component-block offset
+/// `blockStart`, and the handler covers `length` bytes from there. The trapped BAR range covers the whole block
+/// (base = the block's offset in the BAR); the v2 COMP_REGS region starts at the CXL.cachemem area and ends with
+/// the last HDM decoder, and drops writes outside the HDM Decoder Capability structure (the capability array is
+/// read-only there, as in NVIDIA's v2 kernels).
 final class ComponentRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
     let shadow: ComponentShadow
     let base: UInt64
+    let blockStart: Int
+    let length: Int
     /// COMP_REGS takes aligned 4-byte accesses only; the BAR also takes aligned 8-byte ones.
     let allowQuadword: Bool
+    let forwardOtherWrites: Bool
 
-    init(shadow: ComponentShadow, base: UInt64, allowQuadword: Bool) {
+    init(shadow: ComponentShadow, base: UInt64, blockStart: Int = 0, length: Int = ComponentRegisterBlock.size,
+         allowQuadword: Bool, forwardOtherWrites: Bool = true) {
         self.shadow = shadow
         self.base = base
+        self.blockStart = blockStart
+        self.length = length
         self.allowQuadword = allowQuadword
+        self.forwardOtherWrites = forwardOtherWrites
     }
 
     private func check(_ offset: UInt64, _ count: Int) throws(VFIOError) -> Int {
@@ -184,8 +196,8 @@ final class ComponentRegionHandler: VFIORegionAccessHandler, @unchecked Sendable
             throw .invalidArgument("component registers take aligned 4-byte\(allowQuadword ? " or 8-byte" : "") accesses (got \(count) bytes at 0x\(String(offset, radix: 16)))")
         }
         let rel = offset - base
-        guard rel + UInt64(count) <= UInt64(ComponentRegisterBlock.size) else { throw .invalidArgument("outside the component block") }
-        return Int(rel)
+        guard rel + UInt64(count) <= UInt64(length) else { throw .invalidArgument("outside the component registers (0x\(String(length, radix: 16)) bytes)") }
+        return Int(rel) + blockStart
     }
 
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
@@ -202,6 +214,7 @@ final class ComponentRegionHandler: VFIORegionAccessHandler, @unchecked Sendable
         let rel = try check(offset, data.count)
         for i in stride(from: 0, to: data.count, by: 4) {
             let v = UInt32(data[i]) | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2]) << 16 | UInt32(data[i + 3]) << 24
+            if !forwardOtherWrites && !shadow.isHDM(rel + i) { continue }
             try shadow.write32(rel + i, v)
         }
     }

@@ -17,13 +17,6 @@ public enum VFIOCXLError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// Device memory a VMM can map: an fd whose offset 0 is DPA 0 (a memfd for the
-/// emulated device; a future Linux backend would hand out its region fd).
-public protocol CXLDeviceMemory: AnyObject, Sendable {
-    var memoryFD: Int32 { get }
-    var memorySize: UInt64 { get }
-}
-
 /// Where a CXL Type-2 function keeps what vfio-cxl shadows, found by walking its
 /// config space and component registers as any driver would (CXL 3.1 §8.1.3,
 /// §8.1.9, §8.2.4.1).
@@ -44,48 +37,38 @@ public struct CXLPassthroughLayout: Sendable, Equatable {
     public var hdmLength: Int { HDMDecoderCapability.length(decoders: decoderCount) }
     public var componentRange: Range<UInt64> { componentOffset..<(componentOffset + UInt64(ComponentRegisterBlock.size)) }
 
-    func capabilityBit(_ name: String) -> Bool { CXLDeviceDVSEC.capability.field(name)!.extract(capability) != 0 }
-    public var cacheCapable: Bool { capabilityBit("Cache_Capable") }
+    public var cacheCapable: Bool { CXLDeviceDVSEC.cacheCapable.extract(capability) != 0 }
 
     public static func discover(_ function: any PCIFunction) throws(VFIOCXLError) -> CXLPassthroughLayout {
         let config: ConfigSpace
         do { config = try function.configSnapshot() } catch { throw .access("config space: \(error)") }
-        let caps = CapabilityList(walking: config)
-        let dvsecs = caps.dvsecs(in: config).filter { $0.vendorID == cxlDVSECVendorID }
-        guard let dev = dvsecs.first(where: { $0.dvsecID == CXLDVSECID.device.rawValue }) else {
-            throw .notCXL("no PCIe DVSEC for CXL Devices")
-        }
-        guard dev.revision >= 1, dev.length >= CXLDeviceDVSEC.length(revision: 1), dev.fitsInConfigSpace else {
+        var map: CXLDeviceMap
+        do { map = try CXLDeviceMap(config: config) } catch { throw .notCXL("no PCIe DVSEC for CXL Devices") }
+        let dev = map.deviceDVSEC
+        guard dev.revision >= 1, dev.length >= CXLDeviceDVSEC.length(revision: 1) else {
             throw .notCXL("CXL Device DVSEC revision \(dev.revision), length 0x\(String(dev.length, radix: 16))")
         }
-        guard let capability = config.read(CXLDeviceDVSEC.capability, base: dev.offset),
-              CXLDeviceDVSEC.capability.field("Mem_Capable")!.extract(capability) == 1 else {
+        guard let capability = map.dvsecCapability, CXLDeviceDVSEC.memCapable.extract(capability) == 1 else {
             throw .notCXL("Mem_Capable is clear")
         }
-        let componentBlocks = RegisterLocator.entries(config: config, capabilities: caps)
-            .filter { $0.identifier == RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue }
-        guard let block = componentBlocks.first else { throw .notCXL("no component register block in the Register Locator") }
+        guard let block = map.componentBlock else { throw .notCXL("no component register block in the Register Locator") }
         guard let bar = function.bars.first(where: { $0.index == block.bir }),
               block.offset + UInt64(ComponentRegisterBlock.size) <= bar.size else {
             throw .notCXL("component register block outside BAR \(block.bir)")
         }
-        let decode = ComponentRegisterDecode(reader: BARBlockReader(function: function, bar: block.bir, blockOffset: block.offset),
-                                             endpoint: true)
-        guard let hdm = decode.capabilities.first(where: { $0.id == CacheMemCapabilityID.hdmDecoder.rawValue }) else {
+        let failure = map.readComponentRegisters { (offset) throws(PCIError) -> UInt32 in
+            UInt32(truncatingIfNeeded: try function.barRead(block.bir, offset: block.offset + UInt64(offset), width: 4))
+        }
+        guard let hdm = map.hdm else {
+            if let failure { throw .access("component registers: \(failure)") }
             throw .notCXL("no HDM Decoder Capability in the component registers")
         }
-        let hdmCap: UInt64
-        do { hdmCap = try function.barRead(block.bir, offset: block.offset + UInt64(hdm.blockOffset), width: 4) }
-        catch { throw .access("HDM Decoder Capability: \(error)") }
-        let countField = HDMDecoderCapability.capability.field("Decoder Count")!
-        guard let count = HDMDecoderCountEncoding.decoders(forEncoding: UInt8(countField.extract(hdmCap))) else {
-            throw .notCXL("reserved HDM Decoder Count encoding")
-        }
-        guard hdm.blockOffset + HDMDecoderCapability.length(decoders: count) <= ComponentRegisterBlock.size else {
+        guard let count = hdm.decoderCount else { throw .notCXL("reserved HDM Decoder Count encoding") }
+        guard hdm.offset + hdm.length <= ComponentRegisterBlock.size else {
             throw .notCXL("HDM decoders run past the component block")
         }
         return CXLPassthroughLayout(dvsecOffset: dev.offset, dvsecLength: dev.length, dvsecRevision: dev.revision,
                                     capability: capability, componentBAR: block.bir, componentOffset: block.offset,
-                                    hdmOffset: hdm.blockOffset, decoderCount: count, hdmCapability: hdmCap)
+                                    hdmOffset: hdm.offset, decoderCount: count, hdmCapability: UInt64(hdm.capability))
     }
 }

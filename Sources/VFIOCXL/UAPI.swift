@@ -23,64 +23,57 @@ public enum VFIOCXLUAPI {
     public static let componentRegionIndex = UInt32(VFIOPCIRegion.count) + 1
 }
 
-/// The CXL device-info capability (id 6, version 1). Payload after the 8-byte
-/// `vfio_info_cap_header`, little-endian:
+/// The v2 CXL device-info capability (id 6, version 1), byte-exact with the layout NVIDIA's production kernels
+/// (NV-Kernels #407/#448/#514) and their QEMU branch speak (NVIDIA/QEMU `linux-headers/linux/vfio.h` at 69a4b809cd4d,
+/// `struct vfio_device_info_cap_cxl`). Payload after the 8-byte `vfio_info_cap_header`, little-endian:
 ///
-/// | off | size | field |
-/// |---|---|---|
-/// | 0 | 4 | flags: bit 0 FIRMWARE_COMMITTED, bit 1 CACHE_CAPABLE |
-/// | 4 | 1 | component-register BAR index |
-/// | 5 | 1 | HDM decoder count |
-/// | 6 | 2 | reserved |
-/// | 8 | 8 | component-register block offset in the BAR |
-/// | 16 | 8 | component-register block size |
-/// | 24 | 8 | device memory (DPA) size |
-/// | 32 | 4 | device-memory region index |
-/// | 36 | 4 | component-register region index |
+/// | off (payload) | off (struct) | size | field |
+/// |---|---|---|---|
+/// | 0 | 8 | 1 | `hdm_regs_bar_index`: the BAR holding the component registers |
+/// | 1 | 9 | 3 | `reserved[3]` |
+/// | 4 | 12 | 4 | `flags`: bit 0 FIRMWARE_COMMITTED, bit 1 CACHE_CAPABLE |
+/// | 8 | 16 | 8 | `hdm_regs_offset`: offset in that BAR of the CXL.cachemem area (component block + 0x1000) |
+/// | 16 | 24 | 4 | `dpa_region_index` |
+/// | 20 | 28 | 4 | `comp_regs_region_index` |
+///
+/// 32 bytes with the header. The decoder count and the HDM block's offset are not in it: a VMM reads them from the
+/// COMP_REGS region, which starts at the CXL.cachemem area (CXL Capability Array Header at offset 0).
 public struct VFIOCXLCapability: Sendable, Equatable {
     public struct Flags: OptionSet, Sendable, Hashable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
-        /// Firmware committed decoder 0 before the host driver bound the device.
+        /// VFIO_CXL_CAP_FIRMWARE_COMMITTED: firmware committed decoder 0 before the host driver bound the device.
         public static let firmwareCommitted = Flags(rawValue: 1 << 0)
-        /// DVSEC Cache_Capable: the VMM must write back and invalidate before an FLR.
+        /// VFIO_CXL_CAP_CACHE_CAPABLE: DVSEC Cache_Capable; the VMM must write back and invalidate before an FLR.
         public static let cacheCapable = Flags(rawValue: 1 << 1)
     }
 
-    public static let payloadSize = 40
+    /// Payload bytes after the header (`sizeof(struct vfio_device_info_cap_cxl)` is 32).
+    public static let payloadSize = 24
 
+    public var hdmRegistersBAR: UInt8
     public var flags: Flags
-    public var componentRegisterBAR: UInt8
-    public var hdmDecoderCount: UInt8
-    public var componentRegisterOffset: UInt64
-    public var componentRegisterSize: UInt64
-    public var memorySize: UInt64
+    /// Offset of the CXL.cachemem area inside `hdmRegistersBAR` (the component block's offset + 0x1000).
+    public var hdmRegistersOffset: UInt64
     public var memoryRegionIndex: UInt32
     public var componentRegionIndex: UInt32
 
-    public init(flags: Flags, componentRegisterBAR: UInt8, hdmDecoderCount: UInt8, componentRegisterOffset: UInt64,
-                componentRegisterSize: UInt64, memorySize: UInt64,
+    public init(hdmRegistersBAR: UInt8, flags: Flags, hdmRegistersOffset: UInt64,
                 memoryRegionIndex: UInt32 = VFIOCXLUAPI.memoryRegionIndex,
                 componentRegionIndex: UInt32 = VFIOCXLUAPI.componentRegionIndex) {
+        self.hdmRegistersBAR = hdmRegistersBAR
         self.flags = flags
-        self.componentRegisterBAR = componentRegisterBAR
-        self.hdmDecoderCount = hdmDecoderCount
-        self.componentRegisterOffset = componentRegisterOffset
-        self.componentRegisterSize = componentRegisterSize
-        self.memorySize = memorySize
+        self.hdmRegistersOffset = hdmRegistersOffset
         self.memoryRegionIndex = memoryRegionIndex
         self.componentRegionIndex = componentRegionIndex
     }
 
     public var capability: VFIOCapability {
         var w = ByteWriter()
+        w.u8(hdmRegistersBAR)
+        w.u8(0); w.u8(0); w.u8(0)
         w.u32(flags.rawValue)
-        w.u8(componentRegisterBAR)
-        w.u8(hdmDecoderCount)
-        w.u16(0)
-        w.u64(componentRegisterOffset)
-        w.u64(componentRegisterSize)
-        w.u64(memorySize)
+        w.u64(hdmRegistersOffset)
         w.u32(memoryRegionIndex)
         w.u32(componentRegionIndex)
         return VFIOCapability(id: VFIOCXLUAPI.capabilityID, version: VFIOCXLUAPI.capabilityVersion, payload: w.bytes)
@@ -91,10 +84,10 @@ public struct VFIOCXLCapability: Sendable, Equatable {
         guard cap.id == VFIOCXLUAPI.capabilityID else { throw .invalidArgument("not the CXL device capability (id \(cap.id))") }
         guard cap.version == VFIOCXLUAPI.capabilityVersion else { throw .notSupported("CXL device capability version \(cap.version)") }
         var r = ByteReader(cap.payload)
-        guard let f = r.u32(), let bar = r.u8(), let count = r.u8(), r.u16() != nil, let off = r.u64(), let size = r.u64(),
-              let mem = r.u64(), let memIndex = r.u32(), let compIndex = r.u32()
+        guard let bar = r.u8(), r.u8() != nil, r.u8() != nil, r.u8() != nil, let f = r.u32(), let off = r.u64(),
+              let memIndex = r.u32(), let compIndex = r.u32()
         else { throw .invalidArgument("CXL device capability truncated (\(cap.payload.count) of \(Self.payloadSize) bytes)") }
-        self.init(flags: Flags(rawValue: f), componentRegisterBAR: bar, hdmDecoderCount: count, componentRegisterOffset: off,
-                  componentRegisterSize: size, memorySize: mem, memoryRegionIndex: memIndex, componentRegionIndex: compIndex)
+        self.init(hdmRegistersBAR: bar, flags: Flags(rawValue: f), hdmRegistersOffset: off,
+                  memoryRegionIndex: memIndex, componentRegionIndex: compIndex)
     }
 }

@@ -22,9 +22,10 @@ public struct VFIOCXLOptions: Sendable {
 /// series' enlightenment sits on vfio-pci-core (design-and-patches.md §3).
 ///
 /// What it adds to plain PCI passthrough:
-/// - `DEVICE_GET_INFO` flags PCI | CXL (bit 9) and the CXL capability (id 6);
+/// - `DEVICE_GET_INFO` flags PCI | CXL (bit 9) and the v2 CXL capability (id 6, `VFIOCXLCapability`);
 /// - region 9, device memory (vendor type 0x1E98 subtype 1), mmappable;
-/// - region 10, the component registers (subtype 2), aligned 4-byte accesses;
+/// - region 10, the component registers from the CXL.cachemem area through the last HDM decoder (subtype 2),
+///   aligned 4-byte accesses;
 /// - the component block of its BAR trapped (left out of the sparse mmap) and
 ///   served, like region 10, from the HDM shadow;
 /// - the DVSEC shadow in config space;
@@ -81,17 +82,19 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         var flags: VFIOCXLCapability.Flags = []
         if firmwareCommitted { flags.insert(.firmwareCommitted) }
         if layout.cacheCapable { flags.insert(.cacheCapable) }
-        cxlCapability = VFIOCXLCapability(flags: flags, componentRegisterBAR: UInt8(layout.componentBAR),
-                                          hdmDecoderCount: UInt8(layout.decoderCount), componentRegisterOffset: layout.componentOffset,
-                                          componentRegisterSize: UInt64(ComponentRegisterBlock.size), memorySize: region.memory.memorySize)
+        cxlCapability = VFIOCXLCapability(hdmRegistersBAR: UInt8(layout.componentBAR), flags: flags,
+                                          hdmRegistersOffset: layout.componentOffset + UInt64(ComponentRegisterBlock.cacheMemOffset))
         overrideConfig(range: layout.dvsecOffset..<(layout.dvsecOffset + dvsec.length), handler: dvsec)
         trap(region: UInt32(layout.componentBAR), range: layout.componentRange,
              handler: ComponentRegionHandler(shadow: component, base: layout.componentOffset, allowQuadword: true))
         addRegion(VFIOExtraRegion(info: region.info(), handler: region))
+        // COMP_REGS (v2): from the CXL.cachemem area (CXL Capability Array Header at 0) through the last decoder.
+        let compLength = layout.hdmOffset - ComponentRegisterBlock.cacheMemOffset + layout.hdmLength
         addRegion(VFIOExtraRegion(
-            info: VFIORegionInfo(index: VFIOCXLUAPI.componentRegionIndex, flags: [.read, .write, .caps], size: UInt64(ComponentRegisterBlock.size),
+            info: VFIORegionInfo(index: VFIOCXLUAPI.componentRegionIndex, flags: [.read, .write, .caps], size: UInt64(compLength),
                                  capabilities: [VFIORegionTypeCapability(type: VFIOCXLUAPI.regionType, subtype: VFIOCXLUAPI.componentRegistersSubtype).capability]),
-            handler: ComponentRegionHandler(shadow: component, base: 0, allowQuadword: false)))
+            handler: ComponentRegionHandler(shadow: component, base: 0, blockStart: ComponentRegisterBlock.cacheMemOffset, length: compLength,
+                                            allowQuadword: false, forwardOtherWrites: false)))
         dvsec.onCXLReset = { [weak self] memClear in self?.guestCXLReset(memClear: memClear) ?? false }
         options.logger.info("vfio-cxl: \(function.address) DVSEC at 0x\(String(layout.dvsecOffset, radix: 16)), component block BAR\(layout.componentBAR)+0x\(String(layout.componentOffset, radix: 16)), \(layout.decoderCount) decoders, \(region.memory.memorySize) bytes, firmware committed: \(firmwareCommitted)")
     }

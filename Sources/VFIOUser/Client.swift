@@ -82,7 +82,10 @@ public final class VFIOUserClient: @unchecked Sendable {
         self.socket = try VFIOUserSocket.connect(path: socketPath)
         // A server that stops reading must not block a request forever in sendmsg (issue 9).
         socket.setSendTimeout(milliseconds: configuration.timeoutMilliseconds)
-        try negotiate()
+        do { try negotiate() } catch .peer(errno: VFIOErrno.EBUSY, command: VFIOUserCommand.version.rawValue) {
+            socket.close()
+            throw .busy("another vfio-user client is attached to \(socketPath)")
+        }
     }
 
     public func close() { lock.lock(); defer { lock.unlock() }; broken = broken ?? .disconnected; socket.close() }

@@ -1,4 +1,7 @@
 import VFIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// vfio-user command numbers (vfio-user spec, "Commands"; QEMU docs/interop/vfio-user.rst).
 public enum VFIOUserCommand: UInt16, Sendable, CaseIterable, CustomStringConvertible {
@@ -142,11 +145,15 @@ public enum VFIOUserError: Error, Equatable, Sendable, CustomStringConvertible {
     case system(errno: Int32, String)
     /// The operation is not allowed in the current state (e.g. before VERSION).
     case state(String)
+    /// The server serves another client (it answered our VERSION with EBUSY): a vfio-user socket takes one
+    /// client at a time.
+    case busy(String)
 
     /// The errno reported in an error reply for this error.
     public var errno: Int32 {
         switch self {
         case .malformed, .fatal, .state: return VFIOErrno.EINVAL
+        case .busy: return VFIOErrno.EBUSY
         case .peer(let e, _): return e
         case .device(let e): return e.errno
         case .timeout: return VFIOErrno.ETIMEDOUT
@@ -163,8 +170,9 @@ public enum VFIOUserError: Error, Equatable, Sendable, CustomStringConvertible {
         case .device(let e): return "device: \(e)"
         case .timeout(let c): return "timeout waiting for \(VFIOUserCommand(rawValue: c)?.description ?? String(c))"
         case .disconnected: return "peer disconnected"
-        case .system(let e, let s): return "\(s): errno \(e)"
+        case .system(let e, let s): return "\(s): \(String(cString: strerror(e)))"
         case .state(let s): return "invalid state: \(s)"
+        case .busy(let s): return "busy: \(s)"
         }
     }
 }

@@ -37,66 +37,49 @@ public final class VFIOUserServer: @unchecked Sendable {
     public let socketPath: String
     public let configuration: VFIOUserServerConfiguration
     let logger: Logger
-    private let listenFD: Int32
+    private let listener: UNIXListener
     /// An eventfd; writing to it (async-signal-safe) stops the server.
     public let stopFD: Int32
+    /// An eventfd the connection thread writes when its client has gone.
+    private let doneFD: Int32
     private let lock = NSLock()
     private var _clientsServed = 0
+    private var _refusedBusy = 0
+    private var attached = false
     private var finished = false
 
     /// Number of client connections that have ended.
     public var clientsServed: Int { lock.lock(); defer { lock.unlock() }; return _clientsServed }
 
     public init(device: any VFIODevice, socketPath: String, logger: Logger = Logger(label: "vfio-user.server"),
-                configuration: VFIOUserServerConfiguration = .init()) throws(VFIOUserError) {
+                configuration: VFIOUserServerConfiguration = .init(),
+                permissions: VFIOUserSocketPermissions = .init()) throws(VFIOUserError) {
         self.device = device
         self.socketPath = socketPath
         self.logger = logger
         self.configuration = configuration
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw .system(errno: errno, "socket") }
-        // Bind and listen under a temporary name next to the socket, then rename it into place: the socket file
-        // appears only once it accepts connections. Launchers (QEMU harnesses) wait for the file and connect at
-        // once; a file that exists between bind() and listen() refuses them with ECONNREFUSED.
-        let tmpPath = socketPath + ".\(getpid()).tmp"
-        var addr: sockaddr_un
-        do {
-            _ = try VFIOUserSocket.unixAddress(socketPath)
-            addr = try VFIOUserSocket.unixAddress(tmpPath.utf8.count < MemoryLayout<sockaddr_un>.size - 3 ? tmpPath : socketPath)
-        } catch { Glibc.close(fd); throw error }
-        let bindPath = withUnsafeBytes(of: addr.sun_path) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-        // Remove a stale socket file (only a socket); anything else at the path stays, and is an error.
-        var st = stat()
-        if lstat(socketPath, &st) == 0 {
-            guard (st.st_mode & S_IFMT) == S_IFSOCK else { Glibc.close(fd); throw .system(errno: VFIOErrno.EEXIST, "bind \(socketPath): exists and is not a socket") }
-            unlink(socketPath)
-        }
-        if bindPath != socketPath, lstat(bindPath, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK { unlink(bindPath) }
-        let r = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard r == 0 else { let e = errno; Glibc.close(fd); throw .system(errno: e, "bind \(socketPath)") }
-        guard listen(fd, 1) == 0 else { let e = errno; Glibc.close(fd); unlink(bindPath); throw .system(errno: e, "listen") }
-        if bindPath != socketPath {
-            guard rename(bindPath, socketPath) == 0 else { let e = errno; Glibc.close(fd); unlink(bindPath); throw .system(errno: e, "rename to \(socketPath)") }
-        }
         let efd = csystem_eventfd(0, csystem_efd_cloexec() | csystem_efd_nonblock())
-        guard efd >= 0 else { let e = errno; Glibc.close(fd); unlink(socketPath); throw .system(errno: e, "eventfd") }
-        listenFD = fd
+        guard efd >= 0 else { throw .system(errno: errno, "eventfd") }
+        let dfd = csystem_eventfd(0, csystem_efd_cloexec() | csystem_efd_nonblock())
+        guard dfd >= 0 else { let e = errno; Glibc.close(efd); throw .system(errno: e, "eventfd") }
+        do { listener = try UNIXListener.bind(path: socketPath, permissions: permissions) } catch {
+            Glibc.close(efd); Glibc.close(dfd); throw error
+        }
         stopFD = efd
+        doneFD = dfd
     }
 
     deinit {
         closeListener()
         Glibc.close(stopFD)
+        Glibc.close(doneFD)
     }
 
     private func closeListener() {
         lock.lock(); defer { lock.unlock() }
         guard !finished else { return }
         finished = true
-        Glibc.close(listenFD)
-        unlink(socketPath)
+        listener.close()
     }
 
     /// Requests `run()` to return. Safe from any thread; the connection being served is closed.
@@ -110,27 +93,114 @@ public final class VFIOUserServer: @unchecked Sendable {
         return poll(&p, 1, 0) > 0
     }
 
-    /// Serves clients one at a time until `stop()`.
+    /// Whether a client is attached now.
+    public var clientAttached: Bool { lock.lock(); defer { lock.unlock() }; return attached }
+
+    /// Connections refused because another client was attached.
+    public var clientsRefusedBusy: Int { lock.lock(); defer { lock.unlock() }; return _refusedBusy }
+
+    /// Serves clients one at a time until `stop()`. The attached client is served on its own thread while this
+    /// one keeps accepting, so a second client is told at once that the device is busy (its VERSION is answered
+    /// with EBUSY) instead of waiting in the backlog for a reply that never comes.
     public func run() throws(VFIOUserError) {
         defer { closeListener() }
         logger.info("vfio-user server listening", metadata: ["socket": "\(socketPath)"])
+        var worker: Thread?
+        var current: VFIOUserConnection?
+        let workerDone = DispatchSemaphore(value: 0)
+        defer {
+            if worker != nil { stop(); workerDone.wait() }
+        }
         while true {
-            var p = [pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
-            let r = poll(&p, 2, -1)
+            var p = [pollfd(fd: listener.fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0),
+                     pollfd(fd: doneFD, events: Int16(POLLIN), revents: 0)]
+            let r = poll(&p, 3, -1)
             if r < 0 { if errno == EINTR { continue }; throw .system(errno: errno, "poll") }
+            if p[2].revents != 0 {
+                var v: UInt64 = 0
+                _ = withUnsafeMutableBytes(of: &v) { Glibc.read(doneFD, $0.baseAddress, 8) }
+                workerDone.wait()
+                worker = nil
+                current = nil
+                if stopRequested { break }
+            }
             if p[1].revents != 0 { break }
             guard p[0].revents != 0 else { continue }
-            let cfd = csystem_accept_cloexec(listenFD)
+            let cfd = csystem_accept_cloexec(listener.fd)
             if cfd < 0 { if errno == EINTR || errno == EAGAIN || errno == ECONNABORTED { continue }; throw .system(errno: errno, "accept") }
-            let conn = VFIOUserConnection(server: self, socket: VFIOUserSocket(owning: cfd))
+            let socket = VFIOUserSocket(owning: cfd)
+            if worker != nil {
+                // A client that is leaving (another server's probe of this path connects and closes at once; a
+                // client that stopped reading is being dropped by the send timeout) is given time to finish
+                // before the newcomer is refused: a moment when the attached connection is idle (a VM that is
+                // simply attached), up to a few message timeouts while the server is busy with it.
+                if waitForWorker(current) {
+                    var v: UInt64 = 0
+                    _ = withUnsafeMutableBytes(of: &v) { Glibc.read(doneFD, $0.baseAddress, 8) }
+                    workerDone.wait()
+                    worker = nil
+                    current = nil
+                } else {
+                    refuseBusy(socket)
+                    continue
+                }
+            }
+            let conn = VFIOUserConnection(server: self, socket: socket)
             // A client that stops reading must not block the server forever in sendmsg (issue 9).
             conn.socket.setSendTimeout(milliseconds: configuration.messageTimeoutMilliseconds)
             logger.info("vfio-user client connected", metadata: ["fd": "\(cfd)"])
-            conn.serve()
-            lock.lock(); _clientsServed += 1; lock.unlock()
-            if stopRequested { break }
+            lock.lock(); attached = true; lock.unlock()
+            current = conn
+            let t = Thread { [doneFD] in
+                conn.serve()
+                self.lock.lock(); self._clientsServed += 1; self.attached = false; self.lock.unlock()
+                workerDone.signal()
+                var one: UInt64 = 1
+                _ = withUnsafeBytes(of: &one) { Glibc.write(doneFD, $0.baseAddress, 8) }
+            }
+            t.name = "vfio-user-client"
+            t.stackSize = 8 << 20
+            worker = t
+            t.start()
         }
         logger.info("vfio-user server stopped", metadata: ["socket": "\(socketPath)"])
+    }
+
+    /// Whether the attached connection ends within its grace (true: it has, and `doneFD` is readable): 100 ms
+    /// once it is idle, waiting for its client's next message; while the server is busy with it (e.g. blocked
+    /// sending to a client that stopped reading), up to twice the message timeout, capped at 10 s.
+    private func waitForWorker(_ conn: VFIOUserConnection?) -> Bool {
+        let busyCap = Int64(min(2 * configuration.messageTimeoutMilliseconds, 10_000))
+        let start = monotonicMilliseconds()
+        var idleSince: Int64?
+        while true {
+            var d = [pollfd(fd: doneFD, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
+            _ = poll(&d, 2, 20)
+            if d[0].revents != 0 { return true }
+            if d[1].revents != 0 { return false }
+            let now = monotonicMilliseconds()
+            if conn?.isIdle ?? true {
+                idleSince = idleSince ?? now
+                if now - idleSince! >= 100 { return false }
+            } else {
+                idleSince = nil
+            }
+            if now - start >= busyCap { return false }
+        }
+    }
+
+    /// A second client while one is attached: its first message (VERSION) is answered with EBUSY and the
+    /// connection closed. Bounded: a client that sends nothing within a short time is just closed.
+    private func refuseBusy(_ socket: VFIOUserSocket) {
+        defer { socket.close() }
+        lock.lock(); _refusedBusy += 1; lock.unlock()
+        logger.warning("vfio-user client refused: another client is attached")
+        socket.setSendTimeout(milliseconds: 200)
+        guard (try? socket.waitReadable(timeoutMilliseconds: 200)) == true,
+              let msg = try? socket.receive(maxFDs: 0, maxMessageSize: VFIOUserLimits.headerSize + VFIOUserLimits.maxVersionJSON + 4,
+                                            timeoutMilliseconds: 200),
+              msg.header.isCommand, !msg.header.noReply else { return }
+        try? socket.send(VFIOUserFrame.errorReply(to: msg.header, errno: VFIOErrno.EBUSY).encode())
     }
 }
 
@@ -175,7 +245,14 @@ final class VFIOUserConnection: @unchecked Sendable {
     var earlyAck: (VFIOUserHeader, [UInt8])?
     var earlyAckSent = false
     var alive = true
-    let thread = pthread_self()
+    private let idleLock = NSLock()
+    private var _idle = false
+    /// Waiting for the client's next message (not handling one, not sending): a newcomer may be refused at once.
+    var isIdle: Bool { idleLock.lock(); defer { idleLock.unlock() }; return _idle }
+    private func setIdle(_ v: Bool) { idleLock.lock(); _idle = v; idleLock.unlock() }
+
+    /// The thread serving the connection (set when `serve()` starts): message-based DMA happens only there.
+    private(set) var thread = pthread_self()
 
     init(server: VFIOUserServer, socket: VFIOUserSocket) {
         self.server = server
@@ -188,6 +265,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     var dmaChunk: Int { Int(min(clientCaps.effectiveMaxDataXferSize, config.maxDataXferSize)) }
 
     func serve() {
+        thread = pthread_self()
         let dmaAccess = VFIOUserServerDMA(self)
         device.attachDMA(dmaAccess)
         defer {
@@ -203,6 +281,8 @@ final class VFIOUserConnection: @unchecked Sendable {
                 msg = pending.removeFirst()
             } else {
                 do {
+                    setIdle(true)
+                    defer { setIdle(false) }
                     guard try socket.waitReadable(timeoutMilliseconds: -1, wakeFD: server.stopFD) else { return }
                     guard let m = try socket.receive(maxFDs: Int(config.maxMsgFDs), timeoutMilliseconds: config.messageTimeoutMilliseconds) else { return }
                     msg = m

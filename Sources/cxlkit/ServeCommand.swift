@@ -15,7 +15,11 @@ struct ServeCommand: ParsableCommand {
         """)
 
     @Option(help: "Device profile: type2, gpu-fw-committed, flr-loses-state, or a JSON profile file.") var profile: String = "type2"
-    @Option(help: "UNIX socket path to listen on.") var socket: String
+    @Option(help: "UNIX socket path to listen on. Refused when a server already answers there; a stale socket is replaced; on exit only this server's own socket is removed.") var socket: String
+    @Option(name: .customLong("socket-mode"), help: ArgumentHelp("Mode of the socket file, octal (e.g. 0660 so that QEMU running as another user in GROUP can connect).", valueName: "MODE"))
+    var socketMode: String?
+    @Option(name: .customLong("socket-group"), help: ArgumentHelp("Group of the socket file: a name or a gid (e.g. kvm, libvirt-qemu).", valueName: "GROUP"))
+    var socketGroup: String?
     @Flag(help: "Trace every vfio-user message (log level debug) on stderr.") var verbose = false
     @Option(name: .customLong("irq-interval"), help: ArgumentHelp("Make the device signal an MSI-X vector every MS milliseconds (0: never).", valueName: "MS"))
     var irqInterval: Int = 0
@@ -38,6 +42,7 @@ struct ServeCommand: ParsableCommand {
         options.maxControlClients = controlClients
         options.controlMetrics = { CXLMetricsExposition.render($0, format: $1 ? .openMetrics : .prometheus) }
         do {
+            try options.setSocketPermissions(mode: socketMode, group: socketGroup)
             let session = try ServeSession(options: options)
             ServeSession.installSignalHandlers(for: session)
             try session.run()

@@ -8,7 +8,6 @@ import VFIO
 import VFIOUser
 @testable import VFIOCXL
 
-extension EmulatedCXLDevice: CXLDeviceMemory {}
 
 /// vfio-cxl over a real UNIX socket: the emulated device behind VFIOCXLDevice,
 /// served by VFIOUserServer, driven by VFIOUserClient.
@@ -74,9 +73,9 @@ let comp = VFIOCXLUAPI.componentRegionIndex
 let mem = VFIOCXLUAPI.memoryRegionIndex
 let cfg = VFIOPCIRegion.config.rawValue
 
-/// HDM shadow register offset of decoder n register i, relative to the component block.
+/// COMP_REGS offset of HDM decoder n register i (the v2 region starts at the CXL.cachemem area).
 func hdmReg(_ s: CXLServer, _ n: Int, _ i: Int) -> Int {
-    s.layout.hdmOffset + HDMDecoderCapability.decoderRegisters(n, endpoint: true)[i].offset
+    s.layout.hdmOffset - ComponentRegisterBlock.cacheMemOffset + HDMDecoderCapability.decoderRegisters(n, endpoint: true)[i].offset
 }
 
 func programDecoder(_ c: VFIOUserClient, _ s: CXLServer, _ n: Int, base: UInt64, size: UInt64, control: UInt32) throws {
@@ -100,10 +99,14 @@ struct VFIOCXLEndToEndTests {
         let info = try c.deviceInfo()
         #expect(info.flags.contains(.pci) && info.flags.contains(VFIOCXLUAPI.deviceFlag) && info.flags.contains(.caps))
         let cap = try VFIOCXLCapability(parsing: #require(info.capabilities.first { $0.id == VFIOCXLUAPI.capabilityID }))
-        #expect(cap.hdmDecoderCount == 2)
-        #expect(cap.memorySize == s.emulated.memorySize)
-        #expect(Int(cap.componentRegisterBAR) == s.layout.componentBAR && cap.componentRegisterOffset == s.layout.componentOffset)
+        #expect(Int(cap.hdmRegistersBAR) == s.layout.componentBAR)
+        #expect(cap.hdmRegistersOffset == s.layout.componentOffset + UInt64(ComponentRegisterBlock.cacheMemOffset))
         #expect(!cap.flags.contains(.firmwareCommitted))
+        // COMP_REGS starts at the CXL.cachemem area: the CXL Capability Array Header (id 1) is at offset 0, and
+        // the region ends with the last decoder; the HDM Decoder Count there says 2 decoders.
+        #expect(try c.read32(region: comp, 0) & 0xFFFF == UInt32(CacheMemCapabilityID.capability.rawValue))
+        #expect(try c.regionInfo(comp).size == UInt64(hdmReg(s, 1, 6) + 4 + 4))
+        #expect(throws: (any Error).self) { try c.read32(region: comp, hdmReg(s, 1, 6) + 8) }
         for (index, subtype) in [(cap.memoryRegionIndex, VFIOCXLUAPI.memorySubtype), (cap.componentRegionIndex, VFIOCXLUAPI.componentRegistersSubtype)] {
             let r = try c.regionInfo(index)
             let t = try VFIORegionTypeCapability(parsing: #require(r.info.capabilities.first { $0.id == VFIORegionCapabilityID.type }))
@@ -139,7 +142,7 @@ struct VFIOCXLEndToEndTests {
         #expect(try c.read32(region: comp, hdmReg(s, 0, 1)) == 1)
         #expect(try (0..<7).map { try s.hostDecoder(0, $0) } == hostBefore)
         // The same registers through the trapped BAR range.
-        let barOffset = Int(s.layout.componentOffset) + hdmReg(s, 0, 4)
+        let barOffset = Int(s.layout.componentOffset) + ComponentRegisterBlock.cacheMemOffset + hdmReg(s, 0, 4)
         #expect(try c.read32(region: UInt32(s.layout.componentBAR), barOffset) == ctrl)
         // Decoder 1 below decoder 0's end: not ascending -> Error Not Committed.
         try programDecoder(c, s, 1, base: 0x1_0000_0000, size: 256 << 20, control: commitBit)
@@ -180,7 +183,7 @@ struct VFIOCXLEndToEndTests {
         #expect(ctrl & committedBit != 0 && ctrl & lockOnCommitBit == 0)
         // No register read anywhere returns the host physical address.
         let hi = UInt32(hostBase >> 32), lo = UInt32(hostBase & 0xFFFF_FFFF)
-        for off in stride(from: 0, to: 0x2000, by: 4) {
+        for off in stride(from: 0, to: Int(try c.regionInfo(comp).size), by: 4) {
             let v = try c.read32(region: comp, off)
             #expect(!(v == hi && hi != 0 && off == hdmReg(s, 0, 1)))
             #expect(!(v == lo && lo != 0 && off == hdmReg(s, 0, 0)))
@@ -373,8 +376,9 @@ struct VFIOCXLPitfallTests {
     @Test func readOnlyAndReservedDecoderBitsHold() throws {
         let (d, _) = try device()
         let l = try #require(d.layout)
-        let ctrl = l.hdmOffset + HDMDecoderCapability.decoderRegisters(0, endpoint: true)[4].offset
-        let baseLow = l.hdmOffset + HDMDecoderCapability.decoderRegisters(0, endpoint: true)[0].offset
+        let hdm = l.hdmOffset - ComponentRegisterBlock.cacheMemOffset  // COMP_REGS starts at the CXL.cachemem area
+        let ctrl = hdm + HDMDecoderCapability.decoderRegisters(0, endpoint: true)[4].offset
+        let baseLow = hdm + HDMDecoderCapability.decoderRegisters(0, endpoint: true)[0].offset
         try d.write(region: comp, offset: UInt64(baseLow), data: [0xFF, 0xFF, 0xFF, 0xFF])
         #expect(try d.read(region: comp, offset: UInt64(baseLow), count: 4) == [0, 0, 0, 0xF0])  // bits 27:0 reserved
         // Everything but Commit: RO Committed / Error Not Committed, reserved 15 and 31:28, UIO not capable.
@@ -385,8 +389,12 @@ struct VFIOCXLPitfallTests {
         #expect(value & 0xF000_8000 == 0)
         #expect(value & commitBit == 0)
         // The HDM Decoder Capability register is read-only.
-        let before = try d.read(region: comp, offset: UInt64(l.hdmOffset), count: 4)
-        try d.write(region: comp, offset: UInt64(l.hdmOffset), data: [0, 0, 0, 0])
-        #expect(try d.read(region: comp, offset: UInt64(l.hdmOffset), count: 4) == before)
+        let before = try d.read(region: comp, offset: UInt64(hdm), count: 4)
+        try d.write(region: comp, offset: UInt64(hdm), data: [0, 0, 0, 0])
+        #expect(try d.read(region: comp, offset: UInt64(hdm), count: 4) == before)
+        // The capability array below the HDM structure is read-only in COMP_REGS.
+        let header = try d.read(region: comp, offset: 0, count: 4)
+        try d.write(region: comp, offset: 0, data: [0, 0, 0, 0])
+        #expect(try d.read(region: comp, offset: 0, count: 4) == header)
     }
 }

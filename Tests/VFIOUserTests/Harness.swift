@@ -14,15 +14,15 @@ final class ServerHarness: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private(set) var runError: VFIOUserError?
 
-    init(configuration: VFIOUserServerConfiguration = .init()) throws {
+    init(configuration: VFIOUserServerConfiguration = .init(), path: String? = nil) throws {
         function = try TestPCIFunction()
         device = try VFIOPCIDevice(function: function)
         let dev = device
         function.dma = { [weak dev] in dev?.dma }
-        path = NSTemporaryDirectory() + "vfu-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        self.path = path ?? NSTemporaryDirectory() + "vfu-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
         var logger = Logger(label: "test.vfio-user.server")
         logger.logLevel = ProcessInfo.processInfo.environment["VFU_DEBUG"] != nil ? .debug : .warning
-        server = try VFIOUserServer(device: device, socketPath: path, logger: logger, configuration: configuration)
+        server = try VFIOUserServer(device: device, socketPath: self.path, logger: logger, configuration: configuration)
         let t = Thread { [self] in
             do throws(VFIOUserError) { try server.run() } catch { runError = error }
             done.signal()

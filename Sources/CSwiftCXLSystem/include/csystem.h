@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "csystem_fs.h"
 
 int csystem_placeholder(void);
 

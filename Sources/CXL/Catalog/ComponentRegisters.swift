@@ -56,17 +56,21 @@ public enum CacheMemCapabilityID: UInt16, Sendable, CaseIterable, Codable {
 
 /// The CXL capability array at cachemem +0 (§8.2.4.1, §8.2.4.2).
 public enum CacheMemCapabilityArray {
+    public static let capabilityID = RegisterField("CXL_Capability_ID", 15, 0, .ro, reset: 1)
+    public static let arraySize = RegisterField("Array_Size", 31, 24, .ro)
     public static let header = RegisterLayout("CXL Capability Header", offset: 0x0, width: 4, [
-        .init("CXL_Capability_ID", 15, 0, .ro, reset: 1),
+        capabilityID,
         .init("CXL_Capability_Version", 19, 16, .ro, reset: 1),
         .init("CXL_Cache_Mem_Version", 23, 20, .ro, reset: 1),
-        .init("Array_Size", 31, 24, .ro),
+        arraySize,
     ])
+    public static let elementID = RegisterField("Capability ID", 15, 0, .ro)
+    public static let elementVersion = RegisterField("Capability Version", 19, 16, .ro)
+    /// Counts from cachemem +0.
+    public static let elementPointer = RegisterField("Pointer", 31, 20, .ro)
     /// Element i (1 ... Array_Size) at cachemem + 4*i. Pointer counts from cachemem +0.
     public static let element = RegisterLayout("CXL Capability Element Header", offset: 0x4, width: 4, [
-        .init("Capability ID", 15, 0, .ro),
-        .init("Capability Version", 19, 16, .ro),
-        .init("Pointer", 31, 20, .ro),
+        elementID, elementVersion, elementPointer,
     ])
 }
 
@@ -78,8 +82,9 @@ public enum HDMDecoderCapability {
     ]
     public static let maximumDecoders = 32
 
+    public static let decoderCount = RegisterField("Decoder Count", 3, 0, .hwInit, values: decoderCounts.mapValues { "\($0)" })
     public static let capability = RegisterLayout("HDM Decoder Capability", offset: 0x00, width: 4, [
-        .init("Decoder Count", 3, 0, .hwInit, values: decoderCounts.mapValues { "\($0)" }),
+        decoderCount,
         .init("Target Count", 7, 4, .hwInit, values: [1: "1", 2: "2", 4: "4", 8: "8"]),
         .init("A11to8 Interleave Capable", bit: 8, .hwInit),
         .init("A14to12 Interleave Capable", bit: 9, .hwInit),

@@ -42,10 +42,12 @@ public enum CXLDeviceDVSEC {
     public static let resetTimeoutMilliseconds: [UInt64: UInt64] = [0: 10, 1: 100, 2: 1_000, 3: 10_000, 4: 100_000]
 
     /// DVSEC CXL Capability (§8.1.3.1). HwInit: set by the device or its firmware.
+    public static let cacheCapable = RegisterField("Cache_Capable", bit: 0, .hwInit)
+    public static let memCapable = RegisterField("Mem_Capable", bit: 2, .hwInit)
     public static let capability = RegisterLayout("DVSEC CXL Capability", offset: 0x0A, width: 2, [
-        .init("Cache_Capable", bit: 0, .hwInit),
+        cacheCapable,
         .init("IO_Capable", bit: 1, .hwInit, reset: 1),
-        .init("Mem_Capable", bit: 2, .hwInit),
+        memCapable,
         .init("Mem_HwInit_Mode", bit: 3, .hwInit),
         .init("HDM_Count", 5, 4, .hwInit, values: [0: "0", 1: "1", 2: "2"]),
         .init("Cache Writeback and Invalidate Capable", bit: 6, .hwInit),

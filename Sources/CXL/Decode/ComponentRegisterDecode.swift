@@ -86,28 +86,19 @@ public struct ComponentRegisterDecode: Sendable {
     /// for decoder registers +0x24/+0x28. Never traps: reads that fail become findings.
     public init(reader: any ComponentRegisterReader, endpoint: Bool) {
         let cm = ComponentRegisterBlock.cacheMemOffset
-        let hdrL = CacheMemCapabilityArray.header
-        let h: UInt32
-        do throws(PCIError) {
-            h = try reader.read32(cm)
-        } catch {
+        let walk = CacheMemCapabilityList(read32: { (offset) throws(PCIError) -> UInt32 in try reader.read32(offset) })
+        header = walk.header
+        switch walk.stop {
+        case .unreadableHeader(let error)?:
             findings.append(Finding(.error, at: cm, "cannot read the CXL capability header: \(error)"))
             return
-        }
-        header = h
-        let hv = RegisterValue(hdrL, UInt64(h))
-        guard hv["CXL_Capability_ID"] == CacheMemCapabilityID.capability.rawValue.asUInt64 else {
-            findings.append(Finding(.error, at: cm, "CXL capability header has ID 0x\(hex(hv["CXL_Capability_ID"], digits: 4)), not 1: no capability array"))
+        case .notAnArray(let id)?:
+            findings.append(Finding(.error, at: cm, "CXL capability header has ID 0x\(hex(id, digits: 4)), not 1: no capability array"))
             return
+        default: break
         }
-        let count = Int(hv["Array_Size"])
-        for i in 1...max(1, count) where count > 0 {
-            guard let e = try? reader.read32(cm + 4 * i) else {
-                findings.append(Finding(.error, at: cm + 4 * i, "cannot read capability array element \(i)"))
-                break
-            }
-            let ev = RegisterValue(CacheMemCapabilityArray.element, UInt64(e))
-            let cap = CacheMemCapability(id: UInt16(ev["Capability ID"]), version: UInt8(ev["Capability Version"]), pointer: Int(ev["Pointer"]))
+        for (n, cap) in walk.capabilities.enumerated() {
+            let i = n + 1
             capabilities.append(cap)
             if cap.id == 0 { continue }
             if cap.pointer == 0 {
@@ -121,6 +112,9 @@ public struct ComponentRegisterDecode: Sendable {
                 hdm = decodeHDM(reader, cap.blockOffset, endpoint: endpoint)
             default: break
             }
+        }
+        if case .unreadableElement(let i, _)? = walk.stop {
+            findings.append(Finding(.error, at: cm + 4 * i, "cannot read capability array element \(i)"))
         }
     }
 

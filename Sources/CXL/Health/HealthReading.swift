@@ -157,21 +157,21 @@ public struct CXLHealthReading: Sendable, Hashable, Codable {
             identity: found.identity, memEnable: ctl.isSet("Mem_Enable"), cacheEnable: ctl.isSet("Cache_Enable"),
             control: UInt16(truncatingIfNeeded: ctl.raw), configLocked: lock.isSet("CONFIG_LOCK"), hdmCount: hdmCount,
             ranges: ranges, flexBus: flexBus)
-        guard let block = found.componentBlock else {
+        guard let block = found.map.componentBlock else {
             reading.decoders = []
             return reading
         }
         guard let function else {
-            reading.componentError = "component registers at BAR \(block.bar) + \(HexCoding.format(block.offset, width: 4)) not reachable (config space only)"
+            reading.componentError = "component registers at BAR \(block.bir) + \(HexCoding.format(block.offset, width: 4)) not reachable (config space only)"
             return reading
         }
         let command = RegisterValue(PCIHeader.command, config.read(PCIHeader.command) ?? 0)
         guard command.isSet("Memory Space Enable") else {
-            reading.componentError = "Memory Space Enable is clear: BAR \(block.bar) does not decode, component registers not read"
+            reading.componentError = "Memory Space Enable is clear: BAR \(block.bir) does not decode, component registers not read"
             return reading
         }
-        let decode = ComponentRegisterDecode(reader: BARBlockReader(function: function, bar: block.bar, blockOffset: block.offset),
-                                             endpoint: found.endpoint)
+        let decode = ComponentRegisterDecode(reader: BARBlockReader(function: function, bar: block.bir, blockOffset: block.offset),
+                                             endpoint: found.map.endpoint)
         // No capability array (header unreadable or not ID 1): nothing below can be trusted.
         if decode.header == nil || (decode.capabilities.isEmpty && !decode.findings.isEmpty) {
             reading.componentError = decode.findings.first?.message ?? "component registers unreadable"
@@ -187,7 +187,8 @@ public struct CXLHealthReading: Sendable, Hashable, Codable {
         }
         if let ras = decode.capabilities.first(where: { $0.id == CacheMemCapabilityID.ras.rawValue }),
            let regs = decode.registers[ras.pointer] {
-            let v = Dictionary(regs.map { ($0.0.name, $0.1) }, uniquingKeysWith: { a, _ in a })
+            var v: [String: UInt32] = [:]
+            for (layout, value) in regs where v[layout.name] == nil { v[layout.name] = value }
             if let us = v[RASCapability.uncorrectableStatus.name], let cs = v[RASCapability.correctableStatus.name] {
                 reading.ras = CXLRASReading(uncorrectableStatus: us, uncorrectableMask: v[RASCapability.uncorrectableMask.name] ?? 0,
                                             correctableStatus: cs)

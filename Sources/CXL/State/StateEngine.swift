@@ -30,12 +30,11 @@ public struct CXLStateEngine: Sendable {
         let found = try Discovery.configLayout(config, address: function.address)
         var layout = found.layout
         var registers = Discovery.configRegisters(config, layout: layout)
-        if let locator = found.componentBlock {
-            let command = registers.first { $0.key == StateCatalog.commandKey }!.value
+        if found.map.componentBlock != nil {
+            var map = found.map
+            let command = registers.first { $0.key == StateCatalog.commandKey }?.value ?? 0
             let hdm: (HDMLocation, [SavedRegister])? = try withMemorySpace(command: command) { () throws(CXLStateError) in
-                try Discovery.hdm(in: locator, endpoint: found.endpoint, read: { (bar, offset) throws(CXLStateError) in
-                    try barRead(bar, offset)
-                })
+                try Discovery.hdm(&map, read: { (bar, offset) throws(CXLStateError) in try barRead(bar, offset) })
             }
             if let hdm {
                 layout.hdm = hdm.0
@@ -180,9 +179,8 @@ enum Discovery {
     struct ConfigFindings {
         var layout: CXLStateLayout
         var identity: CXLDeviceIdentity
-        /// (BAR, offset) of the component register block, from the Register Locator.
-        var componentBlock: (bar: Int, offset: UInt64)?
-        var endpoint: Bool
+        /// The device map's config-space part (DVSECs, Register Locator).
+        var map: CXLDeviceMap
     }
 
     /// Device Serial Number capability (PCIe 6.0 §7.9.3), from the PCI catalog.
@@ -191,10 +189,8 @@ enum Discovery {
 
     static func configLayout(_ config: ConfigSpace, address: String) throws(CXLStateError) -> ConfigFindings {
         let caps = CapabilityList(walking: config)
-        let dvsecs = caps.dvsecs(in: config)
-        guard let device = dvsecs.first(where: {
-            $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.device.rawValue && $0.fitsInConfigSpace
-        }) else {
+        let map: CXLDeviceMap
+        do { map = try CXLDeviceMap(config: config, capabilities: caps) } catch {
             throw .notCXLDevice("\(address) has no \(StateCatalog.dvsecBlock) (vendor 1e98, ID 0)")
         }
         guard let vendor = config.vendorID, let deviceID = config.deviceID else {
@@ -205,28 +201,15 @@ enum Discovery {
         if let dsn, let lo = config.read(serialLower, base: dsn), let hi = config.read(serialUpper, base: dsn) {
             serial = lo | hi << 32
         }
+        let device = map.deviceDVSEC
         let layout = CXLStateLayout(
             dvsecOffset: device.offset, dvsecRevision: device.revision,
             pciExpressOffset: caps.standard(.pciExpress)?.offset, msiOffset: caps.standard(.msi)?.offset,
             msixOffset: caps.standard(.msix)?.offset, serialNumberOffset: dsn)
-        // Type 0 headers are endpoints (DPA Skip); bridges would carry a Target List.
-        let endpoint = (config.headerType ?? 0) == 0
         return ConfigFindings(
             layout: layout,
             identity: CXLDeviceIdentity(vendorID: vendor, deviceID: deviceID, serialNumber: serial, address: address),
-            componentBlock: componentBlock(config, dvsecs: dvsecs), endpoint: endpoint)
-    }
-
-    /// The component register block entry of the Register Locator DVSEC (CXL 3.1 §8.1.9).
-    static func componentBlock(_ config: ConfigSpace, dvsecs: [DVSECInstance]) -> (bar: Int, offset: UInt64)? {
-        // The first Register Locator's component block, in a BAR that exists, at an
-        // offset a BAR can hold (the walk itself is the decoder's, shared).
-        guard let locator = dvsecs.first(where: {
-            $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.registerLocator.rawValue
-        }) else { return nil }
-        return RegisterLocator.entries(locator, config: config)
-            .first { $0.identifier == RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue && $0.bir < 6 && $0.offset >> 63 == 0 }
-            .map { ($0.bir, $0.offset) }
+            map: map)
     }
 
     /// The config-space registers of the snapshot, valued from `config`, in save order.
@@ -261,42 +244,39 @@ enum Discovery {
         return out
     }
 
-    /// Walk the CXL.cachemem capability array for the HDM Decoder Capability and
-    /// read its registers. Returns nil when the block has no HDM decoders.
-    static func hdm(in block: (bar: Int, offset: UInt64), endpoint: Bool,
-                    read: (Int, UInt64) throws(CXLStateError) -> UInt64) throws(CXLStateError) -> (HDMLocation, [SavedRegister])? {
-        let cacheMem = block.offset + UInt64(ComponentRegisterBlock.cacheMemOffset)
-        let header = try read(block.bar, cacheMem + UInt64(CacheMemCapabilityArray.header.offset))
-        let h = CacheMemCapabilityArray.header
-        guard h.field("CXL_Capability_ID")!.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue) else {
-            return nil
-        }
-        let count = Int(h.field("Array_Size")!.extract(header))
-        let e = CacheMemCapabilityArray.element
-        var hdmOffset: UInt64?
-        for i in stride(from: 1, through: count, by: 1) {
-            let element = try read(block.bar, cacheMem + UInt64(4 * i))
-            if e.field("Capability ID")!.extract(element) == UInt64(CacheMemCapabilityID.hdmDecoder.rawValue) {
-                hdmOffset = cacheMem + e.field("Pointer")!.extract(element)
-                break
+    /// Complete `map` from the component block (capability array, HDM Decoder
+    /// Capability) and read the HDM registers. Returns nil when the block has no HDM
+    /// decoders.
+    static func hdm(_ map: inout CXLDeviceMap, read: (Int, UInt64) throws(CXLStateError) -> UInt64)
+        throws(CXLStateError) -> (HDMLocation, [SavedRegister])? {
+        guard let block = map.componentBlock else { return nil }
+        var failure: CXLStateError?
+        let e = map.readComponentRegisters { (offset) throws(PCIError) -> UInt32 in
+            do throws(CXLStateError) {
+                return UInt32(truncatingIfNeeded: try read(block.bir, block.offset + UInt64(offset)))
+            } catch {
+                failure = error
+                throw .io("\(error)")
             }
         }
-        guard let hdmOffset else { return nil }
-        let capReg = HDMDecoderCapability.capability
-        let cap = try read(block.bar, hdmOffset + UInt64(capReg.offset))
-        let encoded = capReg.field("Decoder Count")!.extract(cap)
-        let decoders = min(HDMDecoderCapability.decoderCounts[encoded] ?? 0, HDMDecoderCapability.maximumDecoders)
-        let location = HDMLocation(bar: block.bar, blockOffset: block.offset, hdmOffset: hdmOffset,
+        if e != nil, let failure { throw failure }
+        guard let found = map.hdm else { return nil }
+        let endpoint = map.endpoint
+        let hdmOffset = block.offset + UInt64(found.offset)
+        let decoders = min(found.decoderCount ?? 0, HDMDecoderCapability.maximumDecoders)
+        let location = HDMLocation(bar: block.bir, blockOffset: block.offset, hdmOffset: hdmOffset,
                                    decoderCount: decoders, endpoint: endpoint)
-        var regs = [SavedRegister(block: StateCatalog.hdmBlock, register: capReg.name, space: .bar(block.bar),
-                                  offset: hdmOffset + UInt64(capReg.offset), width: 4, value: cap, role: .verify)]
+        let capReg = HDMDecoderCapability.capability
+        var regs = [SavedRegister(block: StateCatalog.hdmBlock, register: capReg.name, space: .bar(block.bir),
+                                  offset: hdmOffset + UInt64(capReg.offset), width: 4, value: UInt64(found.capability),
+                                  role: .verify)]
         let layouts = [HDMDecoderCapability.globalControl] + (0..<decoders).flatMap {
             StateCatalog.decoderRegisters($0, endpoint: endpoint)
         }
         for r in layouts {
             let off = hdmOffset + UInt64(r.offset)
-            regs.append(SavedRegister(block: StateCatalog.hdmBlock, register: r.name, space: .bar(block.bar),
-                                      offset: off, width: r.width, value: try read(block.bar, off), role: .restore))
+            regs.append(SavedRegister(block: StateCatalog.hdmBlock, register: r.name, space: .bar(block.bir),
+                                      offset: off, width: r.width, value: try read(block.bir, off), role: .restore))
         }
         return (location, regs)
     }
