@@ -83,7 +83,10 @@ let package = Package(
         .target(name: "VFIOTestSupport", dependencies: ["VFIO", "PCI"], path: "Tests/VFIOTestSupport",
                 swiftSettings: swiftSettings),
         .testTarget(name: "VFIOTests", dependencies: ["VFIO", "PCI", "VFIOTestSupport"], swiftSettings: swiftSettings),
-        .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI", "VFIOTestSupport"],
+        // Test-only: counts the allocations of chosen threads (it interposes malloc, so it is linked into the test
+        // executable and nothing else); the vfio-user suite proves REGION_READ/WRITE allocate nothing (issue 14).
+        .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
+        .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI", "VFIOTestSupport", "CMallocCounter"],
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
                     swiftSettings: swiftSettings),

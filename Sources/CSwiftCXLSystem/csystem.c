@@ -41,8 +41,26 @@ ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfd
     return csystem_recvmsg_fds_nb(sock, buf, len, fds, maxfds, nfds, truncated, 0);
 }
 
+static ssize_t recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
+                           int nonblocking, int retry);
+
 ssize_t csystem_recvmsg_fds_nb(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
                                int nonblocking) {
+    return recvmsg_fds(sock, buf, len, fds, maxfds, nfds, truncated, nonblocking, 1);
+}
+
+ssize_t csystem_recvmsg_fds_once(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
+                                 int nonblocking) {
+    return recvmsg_fds(sock, buf, len, fds, maxfds, nfds, truncated, nonblocking, 0);
+}
+
+int csystem_set_recv_timeout(int sock, int milliseconds) {
+    struct timeval tv = { .tv_sec = milliseconds / 1000, .tv_usec = (milliseconds % 1000) * 1000 };
+    return setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static ssize_t recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
+                           int nonblocking, int retry) {
     struct iovec iov = { .iov_base = buf, .iov_len = len };
     struct msghdr msg;
     union {
@@ -58,7 +76,7 @@ ssize_t csystem_recvmsg_fds_nb(int sock, void *buf, size_t len, int *fds, int ma
     *truncated = 0;
     ssize_t n;
     int flags = MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0);
-    do { n = recvmsg(sock, &msg, flags); } while (n < 0 && errno == EINTR);
+    do { n = recvmsg(sock, &msg, flags); } while (n < 0 && errno == EINTR && retry);
     if (n < 0) return n;
     if (msg.msg_flags & MSG_CTRUNC) *truncated = 1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {

@@ -65,14 +65,19 @@ extension CXLKit {
 
     /// `cxlkit save TARGET -o FILE`. The file is written atomically, after the save
     /// succeeded; a failed save leaves an existing file untouched.
+    /// `-o -` puts the state file itself on standard output (the summary then belongs on stderr: `summary`).
     public static func saveState(_ function: any PCIFunction, to path: String,
-                                 options: CXLStateOptions = CXLStateOptions()) throws(CommandError) -> String {
+                                 options: CXLStateOptions = CXLStateOptions()) throws(CommandError) -> (output: String, summary: String) {
         let snapshot: CXLStateSnapshot
         do {
             snapshot = try CXLStateEngine(function: function, options: options).save()
+            if path == "-" {
+                return (String(decoding: try CXLStateFile.encode(snapshot), as: UTF8.self), StateText.saved(snapshot, path: "standard output"))
+            }
             try CXLStateFile.write(snapshot, to: path)
         } catch { throw commandError(error) }
-        return StateText.saved(snapshot, path: path)
+        let summary = StateText.saved(snapshot, path: path)
+        return (summary, summary)
     }
 
     /// `cxlkit restore TARGET FILE`: exit 1 when any register did not come back.
@@ -118,6 +123,7 @@ extension CXLKit {
     public static func resetState(_ function: any PCIFunction, method: CXLResetKind, preserve: Bool, memClear: Bool,
                                   stateFile: String?, json: Bool,
                                   options: CXLStateOptions = CXLStateOptions()) throws(CommandError) -> StateCommandResult {
+        if stateFile == "-" { throw CommandError("--state-file -: standard output carries the reset report; give a file path") }
         let report: ResetReport
         do {
             report = try CXLResetOrchestrator(function: function, options: options)

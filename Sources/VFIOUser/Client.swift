@@ -73,6 +73,10 @@ public final class VFIOUserClient: @unchecked Sendable {
     public var serverCapabilities: VFIOUserCapabilities { serverVersion.capabilities ?? VFIOUserCapabilities() }
     /// Counts of DMA requests served for the server.
     public private(set) var dmaRequestsServed = 0
+    /// Receive side: one buffer, one recvmsg for whatever is queued (a reply and any server requests behind it).
+    private let framer = VFIOUserFramer(capacity: 16 << 10)
+    /// REGION_READ/WRITE requests and DMA replies are built here and sent with one sendmsg.
+    private let out = VFIOUserSendBuffer(capacity: 8 << 10)
 
     /// Connects to `socketPath` and negotiates the version.
     public init(socketPath: String, configuration: VFIOUserClientConfiguration = .init(),
@@ -82,6 +86,9 @@ public final class VFIOUserClient: @unchecked Sendable {
         self.socket = try VFIOUserSocket.connect(path: socketPath)
         // A server that stops reading must not block a request forever in sendmsg (issue 9).
         socket.setSendTimeout(milliseconds: configuration.timeoutMilliseconds)
+        // Replies are read with a blocking recvmsg (no poll first); the request deadline is checked whenever it
+        // returns, so a silent server is noticed after at most two timeouts' worth of waiting.
+        socket.setReceiveTimeout(milliseconds: configuration.timeoutMilliseconds)
         do { try negotiate() } catch .peer(errno: VFIOErrno.EBUSY, command: VFIOUserCommand.version.rawValue) {
             socket.close()
             throw .busy("another vfio-user client is attached to \(socketPath)")
@@ -100,6 +107,51 @@ public final class VFIOUserClient: @unchecked Sendable {
         return e
     }
 
+    /// The next message from the server, reading as needed (one blocking recvmsg takes whatever is queued, no
+    /// poll first). The message's payload is valid until the next read.
+    private func receiveFramed(deadline: Int64, maxMessageSize: Int, maxFDs: Int, command: UInt16) throws(VFIOUserError) -> VFIOUserFramedMessage {
+        while true {
+            if let m = try framer.next(maxMessageSize: maxMessageSize) { return m }
+            switch try framer.fill(fd: socket.fd, maxFDs: maxFDs) {
+            case .bytes: break
+            case .endOfStream: throw framer.buffered > 0 ? .fatal("connection closed mid-message") : .disconnected
+            case .wouldBlock: break
+            }
+            if monotonicMilliseconds() >= deadline { throw .timeout(command: command) }
+        }
+    }
+
+    /// Waits for the reply to `request` (sent already), serving server DMA requests meanwhile, and checks its
+    /// header, size and fds. The reply's payload is valid until the next read.
+    private func awaitReply(to request: VFIOUserHeader, maxReplyPayload: Int, maxFDs: Int) throws(VFIOUserError) -> VFIOUserFramedMessage {
+        let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+        let limit = VFIOUserLimits.headerSize + max(maxReplyPayload, VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize))
+        while true {
+            let msg: VFIOUserFramedMessage
+            do throws(VFIOUserError) {
+                if monotonicMilliseconds() >= deadline { throw VFIOUserError.timeout(command: request.command) }
+                msg = try receiveFramed(deadline: deadline, maxMessageSize: limit, maxFDs: max(maxFDs, 0), command: request.command)
+            } catch {
+                if case .malformed = error { throw fail(.fatal("\(error)")) }   // unexpected fds: stream untrusted
+                throw fail(error)
+            }
+            if msg.header.isCommand {
+                do { try serveServerRequest(msg) } catch { throw fail(error) }
+                continue
+            }
+            do throws(VFIOUserError) {
+                try VFIOUserDecoder.checkReply(msg.header, for: request)
+                guard msg.payload.count <= maxReplyPayload else { throw VFIOUserError.fatal("reply of \(msg.payload.count) bytes, expected at most \(maxReplyPayload)") }
+                if msg.fds.count > maxFDs { throw VFIOUserError.fatal("unexpected fds in reply") }
+                return msg
+            } catch {
+                for fd in msg.fds { Glibc.close(fd) }
+                if case .peer = error { throw error }
+                throw fail(error)
+            }
+        }
+    }
+
     /// Sends `request` and waits for the reply, serving server DMA meanwhile. `maxReplyPayload` bounds what the
     /// server may send back; `maxFDs` the fds it may attach.
     private func call(_ request: VFIOUserRequest, fds: [Int32] = [], maxReplyPayload: Int, maxFDs: Int = 0,
@@ -110,40 +162,56 @@ public final class VFIOUserClient: @unchecked Sendable {
         let frame = VFIOUserFrame.command(id, request)
         let start = monotonicNanoseconds()
         do { try socket.send(frame.encode(), fds: fds) } catch { throw fail(error) }
-        let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
-        while true {
-            let left = deadline - monotonicMilliseconds()
-            let msg: VFIOUserReceived
-            do throws(VFIOUserError) {
-                guard left > 0, try socket.waitReadable(timeoutMilliseconds: Int32(clamping: left)) else {
-                    throw VFIOUserError.timeout(command: request.command.rawValue)
-                }
-                let limit = VFIOUserLimits.headerSize + max(maxReplyPayload, VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize))
-                guard let m = try socket.receive(maxFDs: max(maxFDs, 0), maxMessageSize: limit, timeoutMilliseconds: Int(left)) else {
-                    throw VFIOUserError.disconnected
-                }
-                msg = m
-            } catch {
-                if case .malformed = error { throw fail(.fatal("\(error)")) }   // unexpected fds: stream untrusted
-                throw fail(error)
-            }
-            if msg.header.isCommand {
-                do { try serveServerRequest(msg) } catch { throw fail(error) }
-                continue
-            }
-            do throws(VFIOUserError) {
-                try VFIOUserDecoder.checkReply(msg.header, for: frame.header)
-                guard msg.payload.count <= maxReplyPayload else { throw VFIOUserError.fatal("reply of \(msg.payload.count) bytes, expected at most \(maxReplyPayload)") }
-                if msg.fds.count > maxFDs { throw VFIOUserError.fatal("unexpected fds in reply") }
-                let reply = try VFIOUserDecoder.decodeReply(command: request.command, payload: msg.payload, fdCount: msg.fds.count, requestedCount: requestedCount)
-                logger.debug("vfio-user call", metadata: ["msg_id": "\(id)", "command": "\(request.command)",
-                                                         "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
-                return (reply, msg.fds)
-            } catch {
-                if case .peer = error { throw error }
-                throw fail(error)
-            }
+        let msg = try awaitReply(to: frame.header, maxReplyPayload: maxReplyPayload, maxFDs: maxFDs)
+        let replyFDs = VFIOUserFDs(msg.fds)
+        do throws(VFIOUserError) {
+            let reply = try VFIOUserDecoder.decodeReply(command: request.command, payload: Array(msg.payload), fdCount: msg.fds.count,
+                                                        requestedCount: requestedCount)
+            logger.debug("vfio-user call", metadata: ["msg_id": "\(id)", "command": "\(request.command)",
+                                                     "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
+            return (reply, replyFDs)
+        } catch {
+            throw fail(error)
         }
+    }
+
+    /// REGION_READ or REGION_WRITE of one chunk without building messages as values: the request (header,
+    /// `offset, region, count`, write data) is encoded into the send buffer and sent with one sendmsg, the reply
+    /// is checked in the receive buffer and read data copied straight to `readInto`. Checks as `decodeReply`.
+    private func regionAccess(write: Bool, region: UInt32, offset: UInt64, count: Int, data: UnsafeRawPointer?,
+                              readInto: UnsafeMutableRawPointer?, posted: Bool = false) throws(VFIOUserError) {
+        lock.lock(); defer { lock.unlock() }
+        if let b = broken { throw b }
+        let id = nextID; nextID &+= 1
+        let command = write ? VFIOUserCommand.regionWrite : VFIOUserCommand.regionRead
+        let size = VFIOUserLimits.headerSize + VFIOUserRegionAccess.size + (write ? count : 0)
+        let header = VFIOUserHeader(messageID: id, command: command.rawValue, messageSize: UInt32(size),
+                                    flags: VFIOUserFlags.typeCommand | (posted ? VFIOUserFlags.noReply : 0))
+        out.reserve(size)
+        header.store(to: out.pointer)
+        VFIOUserAccessAck(offset: offset, region: region, count: UInt32(count)).store(to: out.pointer + 16)
+        if write, count > 0, let data { (out.pointer + 32).copyMemory(from: data, byteCount: count) }
+        do { try socket.send(out.pointer, count: size) } catch { throw fail(error) }
+        if posted { return }
+        let replyData = write ? 0 : count
+        let msg = try awaitReply(to: header, maxReplyPayload: VFIOUserRegionAccess.size + replyData, maxFDs: 0)
+        let p = msg.payload
+        guard p.count >= VFIOUserRegionAccess.size else { throw fail(.malformed("\(command) reply: \(p.count) bytes")) }
+        let rOffset = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let rRegion = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+        let rCount = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+        if write {
+            guard p.count == VFIOUserRegionAccess.size else { throw fail(.malformed("REGION_WRITE reply: unexpected \(p.count - 16) trailing bytes")) }
+            return
+        }
+        guard p.count - VFIOUserRegionAccess.size == Int(rCount) else {
+            throw fail(.malformed("REGION_READ reply: count \(rCount) but \(p.count - 16) data bytes"))
+        }
+        guard Int(rCount) == count else { throw fail(.malformed("REGION_READ reply count \(rCount), asked \(count)")) }
+        guard rRegion == region, rOffset == offset else {
+            throw fail(.fatal("unexpected REGION_READ reply for region \(rRegion) offset 0x\(String(rOffset, radix: 16))"))
+        }
+        if count > 0, let readInto { readInto.copyMemory(from: p.baseAddress! + VFIOUserRegionAccess.size, byteCount: count) }
     }
 
     /// Sends a command without waiting (NO_REPLY), as QEMU posts BAR writes.
@@ -160,10 +228,13 @@ public final class VFIOUserClient: @unchecked Sendable {
         configuration.dmaLayout ?? (serverVersion.minor == 0 ? .qemu : .spec)
     }
 
-    /// Answers a DMA_READ/DMA_WRITE from the server out of the registered DMA memory.
-    private func serveServerRequest(_ msg: VFIOUserReceived) throws(VFIOUserError) {
+    /// Answers a DMA_READ/DMA_WRITE from the server out of the registered DMA memory, in place: the request is
+    /// decoded in the receive buffer, the reply built in the send buffer (DMA_READ data copied there straight from
+    /// the mapping), one sendmsg.
+    private func serveServerRequest(_ msg: VFIOUserFramedMessage) throws(VFIOUserError) {
         let h = msg.header
         dmaRequestsServed += 1
+        if !msg.fds.isEmpty { for fd in msg.fds { Glibc.close(fd) } }
         func refuse(_ e: Int32) throws(VFIOUserError) {
             if !h.noReply { try socket.send(VFIOUserFrame.errorReply(to: h, errno: e).encode()) }
         }
@@ -172,24 +243,51 @@ public final class VFIOUserClient: @unchecked Sendable {
             return try refuse(VFIOErrno.EINVAL)
         }
         let layout = dmaLayout
-        let a: VFIOUserDMAAccess
-        do { a = try layout.decodeRequest(msg.payload, write: cmd == .dmaWrite) } catch { return try refuse(VFIOErrno.EINVAL) }
-        guard a.count <= configuration.maxDataXferSize else { return try refuse(VFIOErrno.E2BIG) }
-        let count = Int(a.count)
+        let p = msg.payload
+        // Spec: `addr u64, count u64`, data at 16, exactly `count` data bytes. QEMU: `offset u64, count u32`, data
+        // at 12, followed by the padded struct's 4 bytes (as `VFIOUserDMALayout.decodeRequest`).
+        guard p.count >= 16 else { return try refuse(VFIOErrno.EINVAL) }
+        let dataAt = layout == .spec ? 16 : 12
+        let address = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let count64 = layout == .spec ? UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                                      : UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        if cmd == .dmaWrite {
+            let avail = UInt64(p.count - dataAt)
+            guard layout == .spec ? avail == count64 : avail >= count64 else { return try refuse(VFIOErrno.EINVAL) }
+        }
+        guard count64 <= configuration.maxDataXferSize else { return try refuse(VFIOErrno.E2BIG) }
+        let count = Int(count64)
+        guard let r = dma.lookup(address: address, count: count), let mem = r.memory,
+              r.flags.contains(cmd == .dmaRead ? .read : .write) else {
+            return try refuse(VFIOErrno.EFAULT)
+        }
+        let at = r.memoryOffset + Int(address - r.address)
+        guard at >= 0, at <= mem.size, count <= mem.size - at else { return try refuse(VFIOErrno.EFAULT) }
         if cmd == .dmaRead {
-            guard let r = dma.lookup(address: a.address, count: count), let mem = r.memory, r.flags.contains(.read) else {
-                return try refuse(VFIOErrno.EFAULT)
+            let a = VFIOUserDMAAccess(address: address, count: count64)
+            // The reply: spec `addr, count u64, data`; QEMU `offset, count u32, data` and the struct's 4 padding bytes.
+            let total = VFIOUserLimits.headerSize + 16 + count
+            guard !h.noReply else { return }
+            out.reserve(total)
+            let o = out.pointer
+            VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
+            o.storeBytes(of: a.address.littleEndian, toByteOffset: 16, as: UInt64.self)
+            if layout == .spec { o.storeBytes(of: a.count.littleEndian, toByteOffset: 24, as: UInt64.self) }
+            else {
+                o.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 24, as: UInt32.self)
+                (o + 16 + 12 + count).storeBytes(of: UInt32(0), as: UInt32.self)
             }
-            let data = mem.read(offset: r.memoryOffset + Int(a.address - r.address), count: count) ?? []
-            let out = VFIOUserDMAAccess(address: a.address, count: a.count, data: data)
-            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: layout.encodeReply(out, write: false)).encode()) }
+            if count > 0 { (o + 16 + dataAt).copyMemory(from: mem.base + at, byteCount: count) }
+            try socket.send(o, count: total)
         } else {
-            guard let r = dma.lookup(address: a.address, count: count), let mem = r.memory, r.flags.contains(.write) else {
-                return try refuse(VFIOErrno.EFAULT)
-            }
-            mem.write(offset: r.memoryOffset + Int(a.address - r.address), data: a.data)
-            let out = VFIOUserDMAAccess(address: a.address, count: a.count)
-            if !h.noReply { try socket.send(VFIOUserFrame.reply(to: h, payload: layout.encodeReply(out, write: true)).encode()) }
+            if count > 0 { (mem.base + at).copyMemory(from: p.baseAddress! + dataAt, byteCount: count) }
+            guard !h.noReply else { return }
+            let reply = layout.encodeReply(VFIOUserDMAAccess(address: address, count: count64), write: true)
+            let total = VFIOUserLimits.headerSize + reply.count
+            out.reserve(total)
+            VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: out.pointer)
+            reply.withUnsafeBytes { if $0.count > 0 { (out.pointer + 16).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            try socket.send(out.pointer, count: total)
         }
     }
 
@@ -333,29 +431,52 @@ public final class VFIOUserClient: @unchecked Sendable {
 
     /// REGION_READ, split into chunks of the server's max_data_xfer_size.
     public func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOUserError) -> [UInt8] {
-        var out: [UInt8] = []
+        guard count > 0 else { return [] }
+        var failure: VFIOUserError? = nil
+        let out = [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
+            var done = 0
+            do throws(VFIOUserError) {
+                while done < count {
+                    let n = min(xferChunk, count - done)
+                    try regionAccess(write: false, region: region, offset: offset + UInt64(done), count: n, data: nil,
+                                     readInto: UnsafeMutableRawPointer(buf.baseAddress!) + done)
+                    done += n
+                }
+                initialized = count
+            } catch {
+                failure = error
+                buf.initialize(repeating: 0)
+                initialized = count
+            }
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// REGION_READ into caller-owned memory (no array): `buffer.count` bytes at `offset`.
+    public func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOUserError) {
         var done = 0
-        while done < count {
-            let n = min(xferChunk, count - done)
-            let (r, _) = try call(.regionRead(VFIOUserRegionAccess(offset: offset + UInt64(done), region: region, count: UInt32(n))),
-                                  maxReplyPayload: VFIOUserRegionAccess.size + n, requestedCount: UInt64(n))
-            guard case .regionRead(let a) = r, a.region == region, a.offset == offset + UInt64(done) else { throw unexpected(r, .regionRead) }
-            out += a.data
+        while done < buffer.count {
+            let n = min(xferChunk, buffer.count - done)
+            try regionAccess(write: false, region: region, offset: offset + UInt64(done), count: n, data: nil, readInto: buffer.baseAddress! + done)
             done += n
         }
-        return out
     }
 
     /// REGION_WRITE; `posted` sends NO_REPLY (errors are then not reported, as with QEMU's posted BAR writes).
     public func write(region: UInt32, offset: UInt64, data: [UInt8], posted: Bool = false) throws(VFIOUserError) {
+        try data.withUnsafeBytes { raw in
+            Result { () throws(VFIOUserError) in try write(region: region, offset: offset, from: raw, posted: posted) }
+        }.get()
+    }
+
+    /// REGION_WRITE from caller-owned memory; `posted` as for `write(region:offset:data:posted:)`.
+    public func write(region: UInt32, offset: UInt64, from data: UnsafeRawBufferPointer, posted: Bool = false) throws(VFIOUserError) {
         var done = 0
         while done < data.count {
             let n = min(xferChunk, data.count - done)
-            let a = VFIOUserRegionAccess(offset: offset + UInt64(done), region: region, count: UInt32(n), data: Array(data[done..<(done + n)]))
-            if posted { try post(.regionWrite(a)) } else {
-                let (r, _) = try call(.regionWrite(a), maxReplyPayload: VFIOUserRegionAccess.size)
-                guard case .regionWrite = r else { throw unexpected(r, .regionWrite) }
-            }
+            try regionAccess(write: true, region: region, offset: offset + UInt64(done), count: n, data: data.baseAddress! + done,
+                             readInto: nil, posted: posted)
             done += n
         }
     }
@@ -415,17 +536,24 @@ public final class VFIOUserClient: @unchecked Sendable {
         if let b = broken { throw b }
         var wait = timeoutMilliseconds
         while true {
-            let ready: Bool
-            do { ready = try socket.waitReadable(timeoutMilliseconds: wait) } catch { throw fail(error) }
-            guard ready else { return }
-            wait = 0
-            let msg: VFIOUserReceived
+            let msg: VFIOUserFramedMessage
             do throws(VFIOUserError) {
-                guard let m = try socket.receive(maxFDs: 0, maxMessageSize: VFIOUserLimits.headerSize + VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize),
-                                                 timeoutMilliseconds: configuration.timeoutMilliseconds) else { throw VFIOUserError.disconnected }
+                guard let m = try framer.next(maxMessageSize: VFIOUserLimits.headerSize + VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize)) else {
+                    guard try socket.waitReadable(timeoutMilliseconds: wait) else { return }
+                    wait = 0
+                    // Readable: take what is queued; a message begun here is completed by the next call.
+                    if case .endOfStream = try framer.fill(fd: socket.fd, maxFDs: 0, nonblocking: true) { throw VFIOUserError.disconnected }
+                    continue
+                }
                 msg = m
-            } catch { throw fail(error) }
-            guard msg.header.isCommand else { throw fail(.fatal("unsolicited reply \(msg.header.messageID)")) }
+            } catch {
+                if case .malformed = error { throw fail(.fatal("\(error)")) }
+                throw fail(error)
+            }
+            guard msg.header.isCommand else {
+                for fd in msg.fds { Glibc.close(fd) }
+                throw fail(.fatal("unsolicited reply \(msg.header.messageID)"))
+            }
             do { try serveServerRequest(msg) } catch { throw fail(error) }
         }
     }
@@ -434,7 +562,12 @@ public final class VFIOUserClient: @unchecked Sendable {
     public func rawExchange(_ bytes: [UInt8], fds: [Int32] = []) throws(VFIOUserError) -> VFIOUserReceived? {
         lock.lock(); defer { lock.unlock() }
         try socket.send(bytes, fds: fds)
-        guard try socket.waitReadable(timeoutMilliseconds: Int32(configuration.timeoutMilliseconds)) else { return nil }
-        return try socket.receive(maxFDs: 16, timeoutMilliseconds: configuration.timeoutMilliseconds)
+        let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+        let m: VFIOUserFramedMessage
+        do { m = try receiveFramed(deadline: deadline, maxMessageSize: VFIOUserLimits.maxMessageSize, maxFDs: 16, command: 0) } catch {
+            if case .timeout = error { return nil }
+            throw error
+        }
+        return VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds))
     }
 }

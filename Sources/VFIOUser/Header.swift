@@ -102,6 +102,16 @@ public struct VFIOUserHeader: Sendable, Equatable {
     public var isError: Bool { flags & VFIOUserFlags.error != 0 }
     public var typedCommand: VFIOUserCommand? { VFIOUserCommand(rawValue: command) }
 
+    /// Writes the 16 header bytes at `p` (little-endian), without allocating.
+    @inline(__always)
+    public func store(to p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: messageID.littleEndian, toByteOffset: 0, as: UInt16.self)
+        p.storeBytes(of: command.littleEndian, toByteOffset: 2, as: UInt16.self)
+        p.storeBytes(of: messageSize.littleEndian, toByteOffset: 4, as: UInt32.self)
+        p.storeBytes(of: flags.littleEndian, toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: errorNumber.littleEndian, toByteOffset: 12, as: UInt32.self)
+    }
+
     public func encode() -> [UInt8] {
         var w = ByteWriter(capacity: VFIOUserLimits.headerSize)
         w.u16(messageID); w.u16(command); w.u32(messageSize); w.u32(flags); w.u32(errorNumber)
@@ -112,11 +122,20 @@ public struct VFIOUserHeader: Sendable, Equatable {
     /// (command or reply), no undefined flag bits, NO_REPLY only on commands, ERROR only on replies.
     /// Any failure means the stream cannot be trusted (the body length is unknown).
     public static func decode(_ bytes: [UInt8], maxMessageSize: Int = VFIOUserLimits.maxMessageSize) throws(VFIOUserError) -> VFIOUserHeader {
-        var r = ByteReader(bytes)
-        guard let id = r.u16(), let cmd = r.u16(), let size = r.u32(), let flags = r.u32(), let err = r.u32() else {
-            throw .fatal("short header (\(bytes.count) bytes)")
-        }
-        let h = VFIOUserHeader(messageID: id, command: cmd, messageSize: size, flags: flags, errorNumber: err)
+        try bytes.withUnsafeBytes { raw in
+            Result { () throws(VFIOUserError) -> VFIOUserHeader in try decode(raw, maxMessageSize: maxMessageSize) }
+        }.get()
+    }
+
+    /// The same checks on bytes in place (the framers' receive buffers); nothing is allocated unless it throws.
+    public static func decode(_ raw: UnsafeRawBufferPointer, maxMessageSize: Int = VFIOUserLimits.maxMessageSize) throws(VFIOUserError) -> VFIOUserHeader {
+        guard raw.count >= VFIOUserLimits.headerSize else { throw .fatal("short header (\(raw.count) bytes)") }
+        let h = VFIOUserHeader(messageID: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 0, as: UInt16.self)),
+                               command: UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2, as: UInt16.self)),
+                               messageSize: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt32.self)),
+                               flags: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
+                               errorNumber: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+        let size = h.messageSize, flags = h.flags
         guard Int(size) >= VFIOUserLimits.headerSize else { throw .fatal("message size \(size) smaller than the header") }
         guard Int(size) <= maxMessageSize else { throw .fatal("message size \(size) exceeds \(maxMessageSize)") }
         guard flags & ~VFIOUserFlags.known == 0 else { throw .fatal("undefined header flags 0x\(String(flags, radix: 16))") }

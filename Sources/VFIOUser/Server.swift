@@ -47,6 +47,8 @@ public final class VFIOUserServer: @unchecked Sendable {
     private var _refusedBusy = 0
     private var attached = false
     private var finished = false
+    /// The attached connection's socket (shut down by `stop()` so its blocked receive returns at once), or -1.
+    private var activeFD: Int32 = -1
 
     /// Number of client connections that have ended.
     public var clientsServed: Int { lock.lock(); defer { lock.unlock() }; return _clientsServed }
@@ -86,9 +88,14 @@ public final class VFIOUserServer: @unchecked Sendable {
     public func stop() {
         var one: UInt64 = 1
         _ = withUnsafeBytes(of: &one) { Glibc.write(stopFD, $0.baseAddress, 8) }
+        lock.lock(); defer { lock.unlock() }
+        if activeFD >= 0 { shutdown(activeFD, Int32(SHUT_RDWR)) }
     }
 
-    private var stopRequested: Bool {
+    /// The connection's socket is about to be closed: `stop()` must not touch its fd any more.
+    func connectionEnding() { lock.lock(); activeFD = -1; lock.unlock() }
+
+    var stopRequested: Bool {
         var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
         return poll(&p, 1, 0) > 0
     }
@@ -149,7 +156,7 @@ public final class VFIOUserServer: @unchecked Sendable {
             // A client that stops reading must not block the server forever in sendmsg (issue 9).
             conn.socket.setSendTimeout(milliseconds: configuration.messageTimeoutMilliseconds)
             logger.info("vfio-user client connected", metadata: ["fd": "\(cfd)"])
-            lock.lock(); attached = true; lock.unlock()
+            lock.lock(); attached = true; activeFD = cfd; lock.unlock()
             current = conn
             let t = Thread { [doneFD] in
                 conn.serve()
@@ -242,9 +249,21 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// Commands queued beyond `maxNesting` while waiting for a DMA reply: at most this many, and this many bytes.
     static let maxPending = 64
     static let maxPendingBytes = 8 << 20
-    var earlyAck: (VFIOUserHeader, [UInt8])?
+    var earlyAck: (VFIOUserHeader, VFIOUserAccessAck)?
     var earlyAckSent = false
     var alive = true
+    /// Receive side: one buffer, one recvmsg for whatever is queued, messages decoded in place.
+    let framer = VFIOUserFramer()
+    /// Replies on the fast path are built here and sent with one sendmsg.
+    let out = VFIOUserSendBuffer()
+    /// When the first bytes of a still incomplete message arrived (bounds the message by messageTimeout).
+    var partialSince: Int64?
+    /// Region index -> size and access flags, taken from the device once per connection (fast-path dispatch).
+    var regions: [VFIOUserRegionEntry] = []
+    /// The device, when it can read into and write from the message buffers directly.
+    let direct: (any VFIOUserDirectAccessDevice)?
+    /// REGION_READ/WRITE take the in-place path (off while debug logging wants every message logged).
+    var fastPath = true
     private let idleLock = NSLock()
     private var _idle = false
     /// Waiting for the client's next message (not handling one, not sending): a newcomer may be refused at once.
@@ -259,6 +278,53 @@ final class VFIOUserConnection: @unchecked Sendable {
         self.socket = socket
         self.logger = server.logger
         self.logger[metadataKey: "conn"] = "\(socket.fd)"
+        self.direct = server.device as? any VFIOUserDirectAccessDevice
+        self.fastPath = logger.logLevel > .debug
+    }
+
+    /// Takes every region's size and flags from the device (regions a device adds later take the general path).
+    func buildRegionTable() {
+        let n = min(device.deviceInfo().numRegions, 256)
+        regions = (0..<n).map { i in
+            guard let info = try? device.regionInfo(i) else { return VFIOUserRegionEntry(size: 0, readable: false, writable: false) }
+            return VFIOUserRegionEntry(size: info.size, readable: info.flags.contains(.read), writable: info.flags.contains(.write))
+        }
+    }
+
+    /// How often a blocked receive wakes to look at the stop flag and the message deadline.
+    var receiveTick: Int {
+        max(10, min(250, min(config.messageTimeoutMilliseconds, config.dmaReplyTimeoutMilliseconds) / 4))
+    }
+
+    /// The next message, reading as needed (one recvmsg takes whatever is queued). nil: orderly end of stream, or a
+    /// stop request while waiting. A started message must complete within messageTimeout; `deadline` bounds the
+    /// whole wait (DMA replies). `idle`: waiting here for a new message counts as idle (`isIdle`).
+    func receiveFramed(deadline: Int64? = nil, idle: Bool = false) throws(VFIOUserError) -> VFIOUserFramedMessage? {
+        while true {
+            if let m = try framer.next() { partialSince = nil; return m }
+            if framer.buffered > 0 { if partialSince == nil { partialSince = monotonicMilliseconds() } } else { partialSince = nil }
+            let waiting = idle && partialSince == nil
+            if waiting { setIdle(true) }
+            let got: VFIOUserFill
+            do { got = try framer.fill(fd: socket.fd, maxFDs: Int(config.maxMsgFDs)) } catch {
+                if waiting { setIdle(false) }
+                throw error
+            }
+            if waiting { setIdle(false) }
+            switch got {
+            case .bytes: break
+            case .endOfStream:
+                if framer.buffered > 0 { throw .fatal("connection closed mid-message") }
+                return nil
+            case .wouldBlock:
+                if server.stopRequested { return nil }
+            }
+            if partialSince != nil || deadline != nil {
+                let now = monotonicMilliseconds()
+                if let p = partialSince, now - p >= Int64(config.messageTimeoutMilliseconds) { throw .timeout(command: 0) }
+                if let deadline, now >= deadline { throw .timeout(command: 0) }
+            }
+        }
     }
 
     /// Largest count per DMA message we send: both sides' limits.
@@ -272,32 +338,117 @@ final class VFIOUserConnection: @unchecked Sendable {
             dma.removeAll()
             device.attachDMA(nil)
             device.clientDisconnected()
+            framer.discardFDs()
+            server.connectionEnding()
             socket.close()
             logger.info("vfio-user client disconnected")
         }
+        socket.setReceiveTimeout(milliseconds: receiveTick)
+        buildRegionTable()
         while alive {
-            let msg: VFIOUserReceived
             if !pending.isEmpty {
-                msg = pending.removeFirst()
+                handle(pending.removeFirst())
+                continue
+            }
+            let m: VFIOUserFramedMessage
+            do {
+                guard let mm = try receiveFramed(idle: true) else { return }
+                m = mm
+            } catch {
+                if case .malformed(let why) = error {
+                    // Too many fds: we cannot know which command; close.
+                    logger.warning("dropping connection", metadata: ["reason": "\(why)"])
+                } else if error != .disconnected {
+                    logger.warning("dropping connection", metadata: ["error": "\(error)"])
+                }
+                return
+            }
+            handleFramed(m)
+        }
+    }
+
+    /// A framed message: REGION_READ/WRITE that need nothing special are served in place; everything else (and
+    /// anything the fast path does not accept, errors included) goes through the general decoder and `handle`.
+    func handleFramed(_ m: VFIOUserFramedMessage) {
+        let h = m.header
+        if fastPath && negotiated && m.fds.isEmpty {
+            if h.command == VFIOUserCommand.regionRead.rawValue && h.flags == VFIOUserFlags.typeCommand {
+                if fastRead(h, m.payload) { return }
+            } else if h.command == VFIOUserCommand.regionWrite.rawValue && h.flags & ~VFIOUserFlags.noReply == VFIOUserFlags.typeCommand {
+                if fastWrite(h, m.payload) { return }
+            }
+        }
+        handle(VFIOUserReceived(header: h, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
+    }
+
+    @inline(__always)
+    private func accessFields(_ p: UnsafeRawBufferPointer) -> (offset: UInt64, region: UInt32, count: UInt32) {
+        (UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+         UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
+         UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
+    }
+
+    /// The one bounds check of the fast path, against the precomputed region table.
+    @inline(__always)
+    private func fastCheck(_ region: UInt32, _ offset: UInt64, _ count: UInt32, write: Bool) -> Bool {
+        guard UInt64(count) <= config.maxDataXferSize, Int(region) < regions.count else { return false }
+        let r = regions[Int(region)]
+        return (write ? r.writable : r.readable) && offset <= r.size && UInt64(count) <= r.size - offset
+    }
+
+    /// REGION_READ in place: the reply (header, access, data) is built in the send buffer, the device reads
+    /// straight into it when it can, one sendmsg. Returns false to leave the message to the general path.
+    private func fastRead(_ h: VFIOUserHeader, _ p: UnsafeRawBufferPointer) -> Bool {
+        guard p.count == VFIOUserRegionAccess.size else { return false }
+        let (offset, region, count) = accessFields(p)
+        guard fastCheck(region, offset, count, write: false) else { return false }
+        let total = VFIOUserLimits.headerSize + VFIOUserRegionAccess.size + Int(count)
+        // A read nested in a DMA wait while an outer reply is being built gets a buffer of its own.
+        let buf = out.busy ? VFIOUserSendBuffer(capacity: total) : out
+        buf.reserve(total)
+        buf.busy = true
+        defer { buf.busy = false }
+        let dst = buf.pointer
+        do throws(VFIOError) {
+            let data = UnsafeMutableRawBufferPointer(start: dst + 32, count: Int(count))
+            if let direct {
+                try direct.read(region: region, offset: offset, into: data)
             } else {
-                do {
-                    setIdle(true)
-                    defer { setIdle(false) }
-                    guard try socket.waitReadable(timeoutMilliseconds: -1, wakeFD: server.stopFD) else { return }
-                    guard let m = try socket.receive(maxFDs: Int(config.maxMsgFDs), timeoutMilliseconds: config.messageTimeoutMilliseconds) else { return }
-                    msg = m
-                } catch {
-                    if case .malformed(let why) = error {
-                        // Whole message consumed but too many fds: we cannot know which command; close.
-                        logger.warning("dropping connection", metadata: ["reason": "\(why)"])
-                    } else if error != .disconnected {
-                        logger.warning("dropping connection", metadata: ["error": "\(error)"])
-                    }
-                    return
+                let bytes = try device.read(region: region, offset: offset, count: Int(count))
+                guard bytes.count == Int(count) else { throw VFIOError.system(errno: VFIOErrno.EIO, "short device read") }
+                bytes.withUnsafeBytes { if $0.count > 0 { data.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            }
+        } catch {
+            errorReply(h, VFIOUserError.device(error).errno)
+            return true
+        }
+        VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: dst)
+        VFIOUserAccessAck(offset: offset, region: region, count: count).store(to: dst + 16)
+        do { try socket.send(dst, count: total) } catch { alive = false }
+        return true
+    }
+
+    /// REGION_WRITE in place: the device writes from the receive buffer (pinned meanwhile: a handler doing DMA
+    /// by message makes the connection read on), the 32-byte acknowledgement is one sendmsg.
+    private func fastWrite(_ h: VFIOUserHeader, _ p: UnsafeRawBufferPointer) -> Bool {
+        guard p.count >= VFIOUserRegionAccess.size else { return false }
+        let (offset, region, count) = accessFields(p)
+        guard Int(count) == p.count - VFIOUserRegionAccess.size, fastCheck(region, offset, count, write: true) else { return false }
+        let data = UnsafeRawBufferPointer(rebasing: p[VFIOUserRegionAccess.size...])
+        framer.pin()
+        defer { framer.unpin() }
+        do throws(VFIOUserError) {
+            try withEarlyAck(h, VFIOUserAccessAck(offset: offset, region: region, count: count)) { () throws(VFIOUserError) in
+                try device { () throws(VFIOError) in
+                    if let direct { try direct.write(region: region, offset: offset, from: data) }
+                    else { try device.write(region: region, offset: offset, data: Array(data)) }
                 }
             }
-            handle(msg)
+        } catch {
+            if case .fatal = error { alive = false; return true }
+            errorReply(h, error.errno)
         }
+        return true
     }
 
     // MARK: Sending
@@ -394,8 +545,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             reply(h, VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count, data: data).encode())
         case .regionWrite(let a):
             try checkAccess(a.region, a.offset, a.data.count, write: true)
-            let ack = VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count).encode()
-            try withEarlyAck(h, ack) { () throws(VFIOUserError) in
+            try withEarlyAck(h, VFIOUserAccessAck(offset: a.offset, region: a.region, count: a.count)) { () throws(VFIOUserError) in
                 try device { () throws(VFIOError) in try device.write(region: a.region, offset: a.offset, data: a.data) }
             }
         case .regionWriteMulti(let m):
@@ -427,7 +577,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// QEMU holds its big lock while waiting for the write's reply and only serves DMA_READ/WRITE under that lock,
     /// so waiting for the DMA reply first would deadlock until both sides time out. Errors after the early
     /// acknowledgement are logged, not reported.
-    private func withEarlyAck(_ h: VFIOUserHeader, _ ack: [UInt8], _ body: () throws(VFIOUserError) -> Void) throws(VFIOUserError) {
+    private func withEarlyAck(_ h: VFIOUserHeader, _ ack: VFIOUserAccessAck, _ body: () throws(VFIOUserError) -> Void) throws(VFIOUserError) {
         // Saved and restored: commands handled while this one waits for DMA replies nest.
         let saved = (earlyAck, earlyAckSent)
         earlyAck = h.noReply ? nil : (h, ack)
@@ -442,13 +592,24 @@ final class VFIOUserConnection: @unchecked Sendable {
             }
             throw error
         }
-        if !earlyAckSent { reply(h, ack) }
+        if !earlyAckSent { sendAck(h, ack) }
     }
 
     private func flushEarlyAck() {
         guard let (h, ack) = earlyAck, !earlyAckSent else { return }
-        reply(h, ack)
+        sendAck(h, ack)
         earlyAckSent = true
+    }
+
+    /// The REGION_WRITE reply (header + offset, region, count: 32 bytes), built on the stack, one sendmsg.
+    private func sendAck(_ h: VFIOUserHeader, _ ack: VFIOUserAccessAck) {
+        guard !h.noReply else { return }
+        withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { buf in
+            let p = buf.baseAddress!
+            VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).store(to: p)
+            ack.store(to: p + 16)
+            do { try socket.send(p, count: 32) } catch { alive = false }
+        }
     }
 
     private func checkAccess(_ region: UInt32, _ offset: UInt64, _ count: Int, write: Bool) throws(VFIOUserError) {
@@ -669,36 +830,34 @@ final class VFIOUserConnection: @unchecked Sendable {
             if let stashed = stashedReplies.removeValue(forKey: id) {
                 msg = stashed
             } else {
-                let left = deadline - monotonicMilliseconds()
+                let m: VFIOUserFramedMessage
                 do throws(VFIOUserError) {
-                    guard left > 0, try socket.waitReadable(timeoutMilliseconds: Int32(clamping: left)) else {
-                        throw VFIOUserError.timeout(command: command.rawValue)
-                    }
-                    guard let m = try socket.receive(maxFDs: Int(config.maxMsgFDs), timeoutMilliseconds: config.messageTimeoutMilliseconds) else {
-                        throw VFIOUserError.disconnected
-                    }
-                    msg = m
+                    guard let mm = try receiveFramed(deadline: deadline) else { throw VFIOUserError.disconnected }
+                    m = mm
                 } catch {
                     alive = false
-                    logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(error)"])
-                    throw .system(errno: error.errno, "\(command): \(error)")
+                    let e: VFIOUserError = error == .timeout(command: 0) ? .timeout(command: command.rawValue) : error
+                    logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(e)"])
+                    throw .system(errno: e.errno, "\(command): \(e)")
                 }
-                if msg.header.isCommand {
+                if m.header.isCommand {
                     if nesting < Self.maxNesting {
                         nesting += 1
-                        handle(msg)
+                        handleFramed(m)
                         nesting -= 1
                     } else {
                         // Bounded: a client that never answers must not make us buffer all it sends (issue 9).
-                        let queued = pending.reduce(msg.payload.count) { $0 + $1.payload.count }
+                        let queued = pending.reduce(m.payload.count) { $0 + $1.payload.count }
                         guard pending.count < Self.maxPending, queued <= Self.maxPendingBytes else {
+                            for fd in m.fds { Glibc.close(fd) }
                             alive = false
                             throw .system(errno: VFIOErrno.ENOMEM, "\(pending.count) commands queued during \(command)")
                         }
-                        pending.append(msg)
+                        pending.append(VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
                     }
                     continue
                 }
+                msg = VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds))
                 if msg.header.messageID != id && outstanding.contains(msg.header.messageID) {
                     stashedReplies[msg.header.messageID] = msg
                     continue
@@ -718,4 +877,35 @@ final class VFIOUserConnection: @unchecked Sendable {
             }
         }
     }
+}
+
+/// The fixed part of a REGION_READ/WRITE reply (`offset u64, region u32, count u32`).
+struct VFIOUserAccessAck {
+    var offset: UInt64
+    var region: UInt32
+    var count: UInt32
+    @inline(__always)
+    func store(to p: UnsafeMutableRawPointer) {
+        p.storeBytes(of: offset.littleEndian, toByteOffset: 0, as: UInt64.self)
+        p.storeBytes(of: region.littleEndian, toByteOffset: 8, as: UInt32.self)
+        p.storeBytes(of: count.littleEndian, toByteOffset: 12, as: UInt32.self)
+    }
+}
+
+/// A region's size and access as the server's fast path checks them.
+struct VFIOUserRegionEntry {
+    var size: UInt64
+    var readable: Bool
+    var writable: Bool
+}
+
+/// A device that reads into and writes from the server's message buffers directly, so REGION_READ and
+/// REGION_WRITE allocate nothing on their way through the server. Optional: other devices get the
+/// `[UInt8]`-based `VFIODevice.read`/`write` (one array per access).
+public protocol VFIOUserDirectAccessDevice: VFIODevice {
+    /// Fills `buffer` (its count is the access size) from region `region` at `offset`. The server has checked
+    /// the access against the region's size and flags.
+    func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError)
+    /// Writes `buffer` to region `region` at `offset` (checked as for reads). `buffer` is valid only during the call.
+    func write(region: UInt32, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError)
 }

@@ -198,3 +198,199 @@ public func monotonicNanoseconds() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
+
+/// A message framed in place in a `VFIOUserFramer`'s receive buffer. `payload` stays valid until the framer reads
+/// again (or, while the framer is pinned, until it is unpinned).
+public struct VFIOUserFramedMessage {
+    public var header: VFIOUserHeader
+    public var payload: UnsafeRawBufferPointer
+    /// The fds that arrived with the first bytes of this message (owned by the receiver).
+    public var fds: [Int32]
+}
+
+/// What one `VFIOUserFramer.fill` got.
+public enum VFIOUserFill: Equatable {
+    case bytes(Int)
+    case endOfStream
+    /// Nothing arrived within the socket's SO_RCVTIMEO, or a signal interrupted the wait.
+    case wouldBlock
+}
+
+/// The receive side of a connection in the style of swift-nio's `ByteToMessageDecoder`: one reusable buffer, one
+/// `recvmsg` that takes whatever is queued (a message's header and body, and the next messages when they are
+/// already there), messages decoded in place.
+///
+/// Descriptors (SCM_RIGHTS) are accepted only with the first bytes of a message (vfio-user spec, "Socket Message
+/// Format"; libvfio-user requires it): Linux ends a `recvmsg` after the segment that carried descriptors, so they
+/// belong to the last message that starts among the bytes of that read. Descriptors that came only with the
+/// continuation of a message that started earlier make the stream untrusted (`.fatal`), as do more descriptors
+/// than allowed (MSG_CTRUNC) and a header that fails `VFIOUserHeader.decode`.
+public final class VFIOUserFramer {
+    private var storage: UnsafeMutableRawPointer
+    private var capacity: Int
+    private var readIndex = 0
+    private var writeIndex = 0
+    /// While > 0, bytes already in the buffer never move (a handler holds a pointer into them).
+    private var pins = 0
+    private var retired: [UnsafeMutableRawPointer] = []
+    /// Descriptors waiting for the message they belong to: the byte range of the read that brought them.
+    private var fdChunks: [(start: Int, end: Int, fds: [Int32])] = []
+    private let fdScratch: UnsafeMutablePointer<Int32>
+    public static let initialCapacity = 64 << 10
+
+    public init(capacity: Int = VFIOUserFramer.initialCapacity) {
+        self.capacity = max(capacity, 256)
+        storage = UnsafeMutableRawPointer.allocate(byteCount: self.capacity, alignment: 16)
+        fdScratch = UnsafeMutablePointer<Int32>.allocate(capacity: VFIOUserLimits.fdsPerMessageHardLimit)
+    }
+
+    deinit {
+        storage.deallocate()
+        for r in retired { r.deallocate() }
+        fdScratch.deallocate()
+        for c in fdChunks { for fd in c.fds { Glibc.close(fd) } }
+    }
+
+    /// Bytes received and not yet framed (the beginning of a message).
+    public var buffered: Int { writeIndex - readIndex }
+
+    /// Keeps the bytes of messages already returned in place until `unpin()` (a handler that passes a pointer to
+    /// its payload on while the connection goes on reading, e.g. a write whose handler does DMA by message).
+    public func pin() { pins += 1 }
+    public func unpin() {
+        pins -= 1
+        if pins == 0 && !retired.isEmpty { for r in retired { r.deallocate() }; retired.removeAll(keepingCapacity: true) }
+    }
+
+    /// Closes any descriptors not yet claimed by a message (the stream is being dropped).
+    public func discardFDs() {
+        for c in fdChunks { for fd in c.fds { Glibc.close(fd) } }
+        fdChunks.removeAll()
+    }
+
+    /// The next complete message, or nil when more bytes are needed. `maxMessageSize` is checked as soon as the
+    /// header is there, before any room is made for the body.
+    public func next(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) throws(VFIOUserError) -> VFIOUserFramedMessage? {
+        let avail = writeIndex - readIndex
+        guard avail >= VFIOUserLimits.headerSize else { return nil }
+        let base = storage + readIndex
+        let header: VFIOUserHeader
+        do { header = try VFIOUserHeader.decode(UnsafeRawBufferPointer(start: base, count: avail), maxMessageSize: maxMessageSize) }
+        catch { discardFDs(); throw error }
+        let size = Int(header.messageSize)
+        guard avail >= size else { return nil }
+        var fds: [Int32] = []
+        if !fdChunks.isEmpty {
+            let s = readIndex, e = readIndex + size
+            let c = fdChunks[0]
+            if s >= c.start && s < c.end {
+                if e >= c.end { fds = c.fds; fdChunks.removeFirst() }    // the last message starting in that read
+            } else if s < c.start {
+                if e >= c.end { discardFDs(); throw .fatal("fds arrived without the first bytes of a message") }
+            } else {
+                discardFDs(); throw .fatal("fds arrived without a message")
+            }
+        }
+        readIndex += size
+        return VFIOUserFramedMessage(header: header, payload: UnsafeRawBufferPointer(start: base + VFIOUserLimits.headerSize,
+                                                                                     count: size - VFIOUserLimits.headerSize),
+                                     fds: fds)
+    }
+
+    /// Room for at least `bytes` more after what is buffered: compacts, or grows (a new buffer when pinned).
+    private func reserve(_ bytes: Int) {
+        if pins == 0 && readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
+        if capacity - writeIndex >= bytes { return }
+        let used = writeIndex - readIndex
+        let shift = readIndex
+        if pins == 0 && capacity - used >= bytes {
+            (storage + 0).copyMemory(from: storage + readIndex, byteCount: used)
+        } else {
+            let newCapacity = max(capacity, used + bytes)
+            let fresh = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+            fresh.copyMemory(from: storage + readIndex, byteCount: used)
+            if pins > 0 { retired.append(storage) } else { storage.deallocate() }
+            storage = fresh
+            capacity = newCapacity
+        }
+        readIndex = 0
+        writeIndex = used
+        for i in fdChunks.indices { fdChunks[i].start -= shift; fdChunks[i].end -= shift }
+    }
+
+    /// One `recvmsg` into the free part of the buffer (blocking as the socket is set up: SO_RCVTIMEO bounds it;
+    /// `nonblocking` adds MSG_DONTWAIT). Makes room first for the rest of a message whose header is buffered.
+    public func fill(fd: Int32, maxFDs: Int, nonblocking: Bool = false) throws(VFIOUserError) -> VFIOUserFill {
+        var want = 4096
+        let avail = writeIndex - readIndex
+        if avail >= VFIOUserLimits.headerSize {
+            let size = Int(UInt32(littleEndian: (storage + readIndex).loadUnaligned(fromByteOffset: 4, as: UInt32.self)))
+            want = max(want, size - avail)
+        }
+        reserve(want)
+        var nfds: Int32 = 0
+        var truncated: Int32 = 0
+        let room = Int32(max(0, min(maxFDs, VFIOUserLimits.fdsPerMessageHardLimit)))
+        let n = csystem_recvmsg_fds_once(fd, storage + writeIndex, capacity - writeIndex, fdScratch, room, &nfds, &truncated,
+                                         nonblocking ? 1 : 0)
+        if n < 0 {
+            let e = errno
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return .wouldBlock }
+            if e == ECONNRESET { throw .disconnected }
+            throw .system(errno: e, "recvmsg")
+        }
+        if nfds > 0 || truncated != 0 {
+            let fds = (0..<Int(nfds)).map { fdScratch[$0] }
+            if truncated != 0 {
+                for f in fds { Glibc.close(f) }
+                discardFDs()
+                throw .malformed("more than \(maxFDs) fds attached")
+            }
+            if n > 0 { fdChunks.append((start: writeIndex, end: writeIndex + n, fds: fds)) } else { for f in fds { Glibc.close(f) } }
+        }
+        if n == 0 { return .endOfStream }
+        writeIndex += n
+        return .bytes(n)
+    }
+}
+
+extension VFIOUserSocket {
+    /// Sends `count` bytes at `bytes` with one `sendmsg` (more only when the kernel takes part of it).
+    public func send(_ bytes: UnsafeRawPointer, count: Int) throws(VFIOUserError) {
+        var sent = 0
+        while sent < count {
+            let n = csystem_sendmsg_fds(fd, bytes + sent, count - sent, nil, 0)
+            if n < 0 {
+                let e = errno
+                if e == EPIPE || e == ECONNRESET { throw .disconnected }
+                throw .system(errno: e, "sendmsg")
+            }
+            sent += n
+        }
+    }
+
+    /// SO_RCVTIMEO: a blocking receive returns after this long without data (0: never).
+    public func setReceiveTimeout(milliseconds: Int) {
+        _ = csystem_set_recv_timeout(fd, Int32(clamping: max(0, milliseconds)))
+    }
+}
+
+/// A reusable send buffer: replies are encoded into it and sent with one `sendmsg`.
+public final class VFIOUserSendBuffer {
+    public private(set) var pointer: UnsafeMutableRawPointer
+    public private(set) var capacity: Int
+    /// Set while a reply is being built in it (a nested handler then uses a buffer of its own).
+    public var busy = false
+    public init(capacity: Int = 64 << 10) {
+        self.capacity = capacity
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+    }
+    deinit { pointer.deallocate() }
+    /// Makes room for `bytes` (contents are not kept).
+    public func reserve(_ bytes: Int) {
+        guard bytes > capacity else { return }
+        pointer.deallocate()
+        capacity = max(bytes, capacity * 2)
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+    }
+}

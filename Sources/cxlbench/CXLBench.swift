@@ -24,6 +24,13 @@ struct CXLBench: ParsableCommand {
     @Flag(name: .shortAndLong, help: "Progress on stderr.")
     var verbose = false
 
+    @Option(name: .customLong("libvfio-user-server"),
+            help: "A libvfio-user samples/server binary (built outside this repository) to measure with the C client next to ours.")
+    var libvfioUserServer: String?
+
+    @Flag(name: .customLong("no-c-client"), help: "Skip the C-client figures (they compile scripts/vfu-bench-client.c with cc).")
+    var noCClient = false
+
     @Option(name: .customLong("echo-server"), help: .hidden)
     var echoServer: String?
 
@@ -41,7 +48,10 @@ struct CXLBench: ParsableCommand {
         func wanted(_ g: String) -> Bool { groups?.contains(g) ?? true }
 
         var figures: [Figure] = []
-        if wanted("vfio-user") || wanted("socket") { figures += try vfioUserFigures(ctx) }
+        if wanted("vfio-user") || wanted("socket") {
+            if !noCClient { figures += try cClientFigures(ctx, libvfioUserServer: libvfioUserServer) }
+            figures += try vfioUserFigures(ctx)
+        }
         if wanted("memory") { figures += try memoryFigures(ctx) }
         if wanted("state") { figures += try stateFigures(ctx) }
         if wanted("translation") { ctx.log("translation"); figures += translationBench(ctx) }

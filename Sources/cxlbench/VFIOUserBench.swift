@@ -145,14 +145,15 @@ func vfioUserFigures(_ ctx: BenchContext) throws -> [Figure] {
                     if op == .read { blackHole(try c.read(region: region, offset: offset, count: size)) }
                     else { try c.write(region: region, offset: offset, data: data) }
                 }, { echo.roundTrip() })
-                let name = "\(op == .read ? "REGION_READ" : "REGION_WRITE") \(what) \(size) B, \(pinned ? "CPU 0" : "unpinned")"
+                let name = "Swift client: \(op == .read ? "REGION_READ" : "REGION_WRITE") \(what) \(size) B, \(pinned ? "CPU 0" : "unpinned")"
                 let p50 = v.percentile(50), f50 = floor.percentile(50)
                 figures.append(Figure(group: "vfio-user", name: name, unit: "ns", value: p50,
                                       baselineName: "raw ping-pong \(req)/\(rep) B", baseline: f50,
                                       // The goal is stated for the pinned placement: unpinned, each child lands on
                                       // either vCPU and a cross-CPU wake-up (~40 us) swamps the comparison.
-                                      goal: op == .read && pinned ? "<= 1.10x floor" : nil,
-                                      met: op == .read && pinned ? p50 <= 1.10 * f50 : nil,
+                                      // Issue 14's target for our Swift client (the C client's rows carry the 1.10x one).
+                                      goal: op == .read && pinned ? "<= 1.25x floor, p99 <= 1.5x" : nil,
+                                      met: op == .read && pinned ? p50 <= 1.25 * f50 && v.percentile(99) <= 1.5 * floor.percentile(99) : nil,
                                       extra: ["p99_ns": v.percentile(99), "floor_p99_ns": floor.percentile(99),
                                               "msgs_per_s": 1e9 / v.mean, "floor_msgs_per_s": 1e9 / floor.mean,
                                               "p99_ratio": v.percentile(99) / floor.percentile(99),

@@ -8,7 +8,7 @@ struct SaveCommand: ParsableCommand {
         discussion: "The file is versioned JSON with the device's identity and a checksum, written atomically (temporary file, fsync, rename); a failed save leaves an existing file untouched.")
 
     @Argument(help: "The function: a sysfs address (as root), emulated:NAME, or a file with --bar images. Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
-    @Option(name: .shortAndLong, help: "State file to write.") var output: String
+    @Option(name: .shortAndLong, help: "State file to write; - for standard output. A regular file is replaced atomically, a symlink followed, a FIFO or character device written through; anything else is refused.") var output: String
     @OptionGroup var targetOptions: TargetOptionGroup
 
     @OptionGroup var setup: EmulatedSetupOption
@@ -16,7 +16,12 @@ struct SaveCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let (fn, note) = try CXLKit.stateFunction(targetOptions.target(target), resolver: targetOptions.resolver(), blank: setup.blank)
-            return (note ?? "") + (try CXLKit.saveState(fn, to: output))
+            let saved = try CXLKit.saveState(fn, to: output)
+            if output == "-" {
+                writeStderr((note ?? "") + saved.summary)
+                return saved.output
+            }
+            return (note ?? "") + saved.output
         }
     }
 }

@@ -18,7 +18,7 @@ struct StateCommandTests {
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("region.json").path
-        let text = try CXLKit.saveState(try capture("region"), to: path)
+        let text = try CXLKit.saveState(try capture("region"), to: path).output
         #expect(text.contains("HDM decoders: BAR 0 + 0x1110, 1 decoder(s), committed: 0"))
         let s = try CXLStateFile.read(from: path)
         #expect(s[StateCatalog.hdmBlock, "Decoder 0 Base High"]?.value == 0x4)
@@ -101,5 +101,30 @@ struct StateCommandTests {
         let noBAR = ImagePCIFunction(address: "x", config: ConfigSpace(bytes: try fixture("qemu-cxl/reset/endpoint/config.bin")))
         #expect(throws: CommandError.self) { try CXLKit.saveState(noBAR, to: p) }
         #expect(try Data(contentsOf: URL(fileURLWithPath: p)) == before)
+    }
+}
+
+/// `save -o -` and `reset --state-file` (issue 17, item 2).
+@Suite struct StateOutputTests {
+    @Test func saveToStandardOutputReturnsTheStateFileItself() throws {
+        let dev = try CXLKit.stateFunction("emulated:type2", resolver: TargetResolver(), blank: false).function
+        let saved = try CXLKit.saveState(dev, to: "-")
+        let snapshot = try CXLStateFile.decode(Data(saved.output.utf8))
+        #expect(snapshot.registers.count > 0)
+        #expect(saved.summary.contains("to standard output"))
+    }
+
+    @Test func saveThroughACharacterDeviceDoesNotReplaceIt() throws {
+        let dev = try CXLKit.stateFunction("emulated:type2", resolver: TargetResolver(), blank: false).function
+        _ = try CXLKit.saveState(dev, to: "/dev/null")
+        var st = stat()
+        #expect(lstat("/dev/null", &st) == 0 && (st.st_mode & S_IFMT) == S_IFCHR)
+    }
+
+    @Test func resetStateFileCannotBeStandardOutput() throws {
+        let dev = try CXLKit.stateFunction("emulated:type2", resolver: TargetResolver(), blank: false).function
+        #expect(throws: CommandError.self) {
+            try CXLKit.resetState(dev, method: .flr, preserve: true, memClear: false, stateFile: "-", json: false)
+        }
     }
 }

@@ -85,7 +85,7 @@ struct StateDemoTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let path = dir.appendingPathComponent("type2.json").path
         let dev = try programmed("type2", options, manual)
-        let saved = try CXLKit.saveState(dev, to: path, options: options)
+        let saved = try CXLKit.saveState(dev, to: path, options: options).output
         #expect(saved.contains("committed: 0, 1"))
         try dev.reset(.bus)
         let diff1 = CXLKit.diffState(try CXLKit.loadState(.file(path)), try CXLKit.loadState(.live(dev), options: options), json: false)

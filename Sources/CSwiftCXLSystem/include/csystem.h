@@ -24,6 +24,13 @@ ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfd
 ssize_t csystem_recvmsg_fds_nb(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
                                int nonblocking);
 
+/* The same as csystem_recvmsg_fds_nb but one recvmsg(2) only: EINTR is returned (-1, errno EINTR) instead of retried,
+ * so a caller blocked with SO_RCVTIMEO can look at a stop flag after a signal. `nonblocking` adds MSG_DONTWAIT. */
+ssize_t csystem_recvmsg_fds_once(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated,
+                                 int nonblocking);
+/* setsockopt(SO_RCVTIMEO) in milliseconds (0 = block forever). Returns 0 or -1 (errno set). */
+int csystem_set_recv_timeout(int sock, int milliseconds);
+
 /* eventfd(2). */
 int csystem_eventfd(unsigned int initval, int flags);
 /* accept4(sock, NULL, NULL, SOCK_CLOEXEC), retried on EINTR. */

@@ -93,49 +93,11 @@ public enum CXLStateFile {
         return try decode(data)
     }
 
-    /// Write a state file atomically (temporary file, fsync, rename, directory fsync).
-    /// On any failure the previous file at `path`, if any, is left untouched.
+    /// Write a state file: a regular file atomically (temporary file, fsync, rename, directory fsync), a FIFO or
+    /// character device written through, never replaced (`OutputFile`). On any failure the previous file at
+    /// `path`, if any, is left untouched.
     public static func write(_ snapshot: CXLStateSnapshot, to path: String) throws(CXLStateError) {
-        try writeAtomically(try encode(snapshot), to: path)
-    }
-
-    static func writeAtomically(_ data: Data, to path: String) throws(CXLStateError) {
-        let url = URL(fileURLWithPath: path)
-        let dir = url.deletingLastPathComponent().path
-        let tmp = dir + "/." + url.lastPathComponent + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .fileIO("cannot create \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = false
-        defer {
-            if !ok { unlink(tmp) }
-        }
-        let written: Int = data.withUnsafeBytes { buf in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; return -1 }
-                done += n
-            }
-            return done
-        }
-        guard written == data.count else {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw .fileIO("cannot write \(tmp): \(e)")
-        }
-        guard fsync(fd) == 0 else {
-            let e = String(cString: strerror(errno))
-            close(fd)
-            throw .fileIO("fsync \(tmp): \(e)")
-        }
-        close(fd)
-        guard rename(tmp, path) == 0 else { throw .fileIO("rename to \(path): \(String(cString: strerror(errno)))") }
-        ok = true
-        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
-        }
+        try OutputFile.write(try encode(snapshot), to: path)
     }
 
     static func describe(_ error: Error) -> String {

@@ -1,0 +1,135 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writes a file a command produces (a state file, `reset --state-file`) without ever replacing something the
+/// command did not mean to replace. cxlkit runs as root next to production VMs, where `-o /dev/stdout` or a
+/// symlink into /etc must not turn into a fresh regular file:
+///
+/// - nothing at the path: a new file is written beside it and moved into place without replacing anything
+///   (`link(2)`, which fails rather than replace), so the path never holds a half-written file;
+/// - a regular file: replaced atomically (temporary file in the same directory, fsync, rename, directory fsync),
+///   keeping its permission bits and, as root, its owner and group;
+/// - a symlink: followed, and its target handled by these rules (a dangling symlink is refused);
+/// - a FIFO or a character device (`/dev/stdout`, a terminal, a pipe): written through, never renamed over;
+/// - a directory, socket or block device: refused.
+///
+/// On any failure the previous file at the path, if any, is untouched.
+public enum OutputFile {
+    /// How the bytes reached the path.
+    public enum Disposition: Sendable, Equatable {
+        case created, replaced, wroteThrough
+    }
+
+    /// Writes `data` to `path` under the rules above.
+    @discardableResult
+    public static func write(_ data: Data, to path: String) throws(CXLStateError) -> Disposition {
+        guard !path.isEmpty else { throw .fileIO("empty output path") }
+        var st = stat()
+        if lstat(path, &st) != 0 {
+            guard errno == ENOENT else { throw .fileIO("\(path): \(strerrorText(errno))") }
+            try writeViaRename(data, to: path, replacing: nil)
+            return .created
+        }
+        var target = path
+        if (st.st_mode & S_IFMT) == S_IFLNK {
+            // Follow the whole chain to the file it names; the target is then judged like any path.
+            guard stat(path, &st) == 0 else {
+                throw .fileIO("\(path): symlink to a missing target (\(strerrorText(errno))); refusing to write through it")
+            }
+            guard let resolved = realpath(path, nil) else {
+                // A link into /proc/self/fd to a pipe has no path to resolve: only writing through is possible.
+                if isWriteThrough(st.st_mode) { return try writeThrough(data, to: path) }
+                throw .fileIO("\(path): cannot resolve symlink: \(strerrorText(errno))")
+            }
+            target = String(cString: resolved)
+            free(resolved)
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG:
+            try writeViaRename(data, to: target, replacing: st)
+            return .replaced
+        case _ where isWriteThrough(st.st_mode):
+            return try writeThrough(data, to: target)
+        case S_IFDIR:
+            throw .fileIO("\(path): is a directory")
+        default:
+            throw .fileIO("\(path): not a regular file, FIFO or character device; refusing to replace it")
+        }
+    }
+
+    private static func isWriteThrough(_ mode: mode_t) -> Bool {
+        (mode & S_IFMT) == S_IFIFO || (mode & S_IFMT) == S_IFCHR
+    }
+
+    private static func writeThrough(_ data: Data, to path: String) throws(CXLStateError) -> Disposition {
+        let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { throw .fileIO("\(path): \(strerrorText(errno))") }
+        defer { close(fd) }
+        try writeAll(fd, data, name: path)
+        return .wroteThrough
+    }
+
+    /// A new file beside `path`, then renamed into place: over `existing` (a regular file, whose mode and owner
+    /// the new one takes), or, when nothing was there, without replacing anything that appeared meanwhile.
+    private static func writeViaRename(_ data: Data, to path: String, replacing existing: stat?) throws(CXLStateError) {
+        let url = URL(fileURLWithPath: path)
+        let dir = url.deletingLastPathComponent().path
+        let tmp = (dir.isEmpty ? "." : dir) + "/." + url.lastPathComponent + ".tmp-\(getpid())"
+        let mode: mode_t = existing.map { $0.st_mode & 0o7777 } ?? 0o644
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw .fileIO("cannot create \(tmp): \(strerrorText(errno))") }
+        var placed = false
+        defer { if !placed { unlink(tmp) } }
+        do throws(CXLStateError) {
+            if let existing {
+                _ = fchmod(fd, existing.st_mode & 0o7777)   // open's mode is masked by the umask
+                if geteuid() == 0 { _ = fchown(fd, existing.st_uid, existing.st_gid) }
+            }
+            try writeAll(fd, data, name: tmp)
+            guard fsync(fd) == 0 else { throw .fileIO("fsync \(tmp): \(strerrorText(errno))") }
+        } catch {
+            close(fd)
+            throw error
+        }
+        close(fd)
+        if existing != nil {
+            guard rename(tmp, path) == 0 else { throw .fileIO("rename to \(path): \(strerrorText(errno))") }
+        } else {
+            // link(2) never replaces: EEXIST if something appeared at the path meanwhile. File systems without
+            // hard links (EPERM, ENOTSUP) get a plain rename after checking the path is still free.
+            if link(tmp, path) == 0 {
+                unlink(tmp)
+            } else {
+                let e = errno
+                var st = stat()
+                guard e != EEXIST, lstat(path, &st) != 0, rename(tmp, path) == 0 else {
+                    throw .fileIO(e == EEXIST ? "\(path): appeared while writing; not replaced (run again)" : "rename to \(path): \(strerrorText(errno))")
+                }
+            }
+        }
+        placed = true
+        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 {
+            _ = fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    private static func writeAll(_ fd: Int32, _ data: Data, name: String) throws(CXLStateError) {
+        let failure: Int32? = data.withUnsafeBytes { buf -> Int32? in
+            var done = 0
+            while done < buf.count {
+                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
+                if n < 0 { if errno == EINTR { continue }; return errno }
+                done += n
+            }
+            return nil
+        }
+        if let e = failure { throw .fileIO("cannot write \(name): \(strerrorText(e))") }
+    }
+}
+
+/// strerror(3) text for an errno.
+func strerrorText(_ e: Int32) -> String { String(cString: strerror(e)) }
