@@ -7,6 +7,7 @@ import Foundation
 import Glibc
 #endif
 import CXL
+import PCI
 
 /// Everything that makes one emulated device different from another: IDs, memory,
 /// decoders, capabilities, firmware-committed power-on state, timing and faults.
@@ -323,20 +324,8 @@ struct ObjectReader {
     }
 }
 
-/// "4096", "0x1000", "256MiB", "1 GiB", "2KiB".
-func parseNumber(_ s: String) -> UInt64? {
-    var t = String(s.lowercased().filter { $0 != " " && $0 != "_" })
-    var scale: UInt64 = 1
-    for (suffix, m) in [("kib", UInt64(1) << 10), ("mib", 1 << 20), ("gib", 1 << 30), ("tib", 1 << 40)] where t.hasSuffix(suffix) {
-        scale = m
-        t = String(t.dropLast(suffix.count))
-    }
-    let v: UInt64?
-    if t.hasPrefix("0x") { v = UInt64(t.dropFirst(2), radix: 16) } else { v = UInt64(t) }
-    guard let v else { return nil }
-    let (r, o) = v.multipliedReportingOverflow(by: scale)
-    return o ? nil : r
-}
+/// "4096", "0x1000", "256MiB", "256M", "1 GiB", "2KiB": the same numbers every cxlkit option takes (`ByteCount`).
+func parseNumber(_ s: String) -> UInt64? { try? ByteCount.parse(s) }
 
 extension DeviceProfile {
     public init(from decoder: Decoder) throws {

@@ -1,5 +1,6 @@
 import PCI
 import CXL
+import CXLEmulator
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,6 +21,40 @@ public struct HDMCommitRequest: Sendable {
         self.base = base
         self.size = size
     }
+}
+
+extension HDMCommitRequest {
+    /// The request `cxlkit hdm commit` options describe, checked the way a user needs it explained: each number
+    /// parsed without overflow (`ByteCount`), then the range (Base + Size inside the 64-bit HPA space; DPA Skip +
+    /// Size inside the 64-bit DPA space), then the 256 MiB granule the registers hold (CXL 3.1 §8.2.4.20.5-6).
+    public static func parse(decoder: Int, base: String, size: String, dpaSkip: String) throws(CommandError) -> HDMCommitRequest {
+        func number(_ option: String, _ text: String) throws(CommandError) -> UInt64 {
+            do { return try ByteCount.parse(text) } catch { throw CommandError("--\(option) \(text): \(error)") }
+        }
+        let b = try number("base", base), s = try number("size", size), k = try number("dpa-skip", dpaSkip)
+        guard decoder >= 0, decoder < HDMDecoderCapability.maximumDecoders else {
+            throw CommandError("--decoder \(decoder): out of range (0...\(HDMDecoderCapability.maximumDecoders - 1))")
+        }
+        guard s > 0 else { throw CommandError("--size \(size): must be non-zero") }
+        guard !b.addingReportingOverflow(s).overflow else {
+            throw CommandError("--base \(base) --size \(size): out of range: base + size passes the end of the 64-bit address space")
+        }
+        guard !k.addingReportingOverflow(s).overflow else {
+            throw CommandError("--dpa-skip \(dpaSkip) --size \(size): out of range: DPA skip + size passes 2^64")
+        }
+        let gran: UInt64 = 256 << 20
+        for (name, text, v) in [("base", base, b), ("size", size, s), ("dpa-skip", dpaSkip, k)] where v % gran != 0 {
+            throw CommandError("--\(name) \(text): must be a multiple of 256 MiB (the decoder registers hold bits 63:28)")
+        }
+        var r = HDMCommitRequest(decoder: decoder, base: b, size: s)
+        r.dpaSkip = k
+        return r
+    }
+}
+
+/// A device that can say why a commit failed (the registers only say Error Not Committed): the emulated device.
+public protocol HDMCommitDiagnosing {
+    func commitFailure(decoder n: Int) -> CommitFailure?
 }
 
 extension CXLKit {
@@ -102,8 +137,18 @@ extension CXLKit {
             now = try r32(control)
         }
         let committed = f(control, "Committed").extract(now) == 1
-        let state = committed ? "committed" : (f(control, "Error Not Committed").extract(now) == 1 ? "Error Not Committed" : "not committed after \(req.timeoutMilliseconds) ms")
+        let errorNotCommitted = f(control, "Error Not Committed").extract(now) == 1
+        let state = committed ? "committed" : (errorNotCommitted ? "Error Not Committed" : "not committed after \(req.timeoutMilliseconds) ms")
         out += "  Decoder \(n) Control -> \(hex(now, digits: 8)): \(state) (\(waited) ms)\n"
+        if errorNotCommitted {
+            if let why = (function as? HDMCommitDiagnosing)?.commitFailure(decoder: n) {
+                out += "  why: \(why)\n"
+            } else if n > 0, f(control, "Committed").extract(try r32(HDMDecoderCapability.decoderRegisters(n - 1, endpoint: true).first { $0.name == "Decoder \(n - 1) Control" } ?? control)) == 0 {
+                out += "  why: decoder \(n - 1) is not committed (decoders commit in index order, CXL 3.1 §8.2.4.20.12)\n"
+            } else {
+                out += "  why: the device does not say (Error Not Committed only; check base/size/skip against CXL 3.1 §8.2.4.20.12)\n"
+            }
+        }
         // Read back what the decoder holds now.
         let hb = (try r32(baseHigh) << 32) | (f(baseLow, "Memory Base Low").extract(try r32(baseLow)) << 28)
         let hs = (try r32(sizeHigh) << 32) | (f(sizeLow, "Memory Size Low").extract(try r32(sizeLow)) << 28)
@@ -119,3 +164,6 @@ extension CXLKit {
         return (out, committed && matches)
     }
 }
+
+/// The emulated device knows why its last commit of a decoder failed.
+extension EmulatedCXLDevice: HDMCommitDiagnosing {}

@@ -40,6 +40,26 @@ public struct TargetOptions: Sendable {
     }
 }
 
+extension TargetOptions {
+    /// One `--bar N=FILE[@OFFSET]`: BAR N's image is FILE, starting OFFSET bytes into the BAR (any number form
+    /// `ByteCount` takes).
+    public static func parseBarImage(_ spec: String) throws(CommandError) -> (bar: Int, offset: UInt64, path: String) {
+        guard let eq = spec.firstIndex(of: "="), let n = Int(spec[..<eq]), (0...5).contains(n) else {
+            throw CommandError("--bar \(spec): expected N=FILE[@OFFSET] with N in 0...5")
+        }
+        var path = String(spec[spec.index(after: eq)...])
+        var offset: UInt64 = 0
+        if let at = path.lastIndex(of: "@") {
+            do { offset = try ByteCount.parse(String(path[path.index(after: at)...])) } catch {
+                throw CommandError("--bar \(spec): offset: \(error)")
+            }
+            path = String(path[..<at])
+        }
+        guard !path.isEmpty else { throw CommandError("--bar \(spec): no file named") }
+        return (n, offset, path)
+    }
+}
+
 /// Resolves `SCHEME:REST` target strings, e.g. `emulated:type2` or `vfio-user:/run/x.sock`.
 public protocol TargetScheme: Sendable {
     /// The prefix before the first colon.

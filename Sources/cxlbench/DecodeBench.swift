@@ -49,7 +49,7 @@ func buildDecodeCorpus(count: Int) throws -> String {
         text += "\n"
     }
     let path = NSTemporaryDirectory() + "cxlbench-decode-\(getpid()).txt"
-    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    try text.write(toFile: path, atomically: false, encoding: .utf8)
     return path
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CXLKitCommands
+import PCI
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -62,20 +63,8 @@ struct TargetOptionGroup: ParsableArguments {
     func resolver() throws -> TargetResolver {
         var images: [Int: (offset: UInt64, path: String)] = [:]
         for spec in bar {
-            guard let eq = spec.firstIndex(of: "="), let n = Int(spec[..<eq]), (0...5).contains(n) else {
-                throw CommandError("--bar \(spec): expected N=FILE[@OFFSET] with N in 0...5")
-            }
-            var path = String(spec[spec.index(after: eq)...])
-            var offset: UInt64 = 0
-            if let at = path.lastIndex(of: "@") {
-                let o = path[path.index(after: at)...]
-                guard let v = o.hasPrefix("0x") ? UInt64(o.dropFirst(2), radix: 16) : UInt64(o) else {
-                    throw CommandError("--bar \(spec): bad offset \(o)")
-                }
-                offset = v
-                path = String(path[..<at])
-            }
-            images[n] = (offset, path)
+            let image = try TargetOptions.parseBarImage(spec)
+            images[image.bar] = (image.offset, image.path)
         }
         return TargetResolver(options: TargetOptions(sysfsRoot: sysfs, barImages: images))
     }

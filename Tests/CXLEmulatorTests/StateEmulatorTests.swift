@@ -192,9 +192,7 @@ struct StateEmulatorTests {
 @Suite("CXL state faults on the emulated device", .serialized)
 struct StateEmulatorFaultTests {
     func tempFile() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cxlstate-emu-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir.appendingPathComponent("state.json").path
+        try TestScratch.directory("cxlstate-emu") + "/state.json"
     }
 
     /// Save from a healthy device, write the file, restore onto the same device model

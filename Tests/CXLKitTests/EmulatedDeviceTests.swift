@@ -20,12 +20,12 @@ struct EmulatedDeviceTests {
         let file = dir.appendingPathComponent("\(profile).txt").path
         let targets = try TargetResolver().resolve("emulated:" + profile)
         let dump = CXLKit.dump(targets)
-        try dump.write(toFile: file, atomically: true, encoding: .utf8)
+        try dump.write(toFile: file, atomically: false, encoding: .utf8)
         let s = try compareWithLspci(file: file)
         #expect(s.cxlDVSECs == 4)
         #expect(s.capabilities == 8)
         // lspci sees the same capabilities (offset, ID, version) as our walker.
-        let text = try Lspci.run(["-F", file, "-vvv"])
+        let text = try Lspci.output(file: file, ["-vvv"])
         let caps = CapabilityList(walking: targets[0].config)
         for c in caps.all {
             let off = String(c.offset, radix: 16)
@@ -40,10 +40,10 @@ struct EmulatedDeviceTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         let json = dir.appendingPathComponent("p.json").path
         try #"{"name": "bar", "memorySize": "768MiB", "prefetchableMemoryBAR": true, "decoderCount": 32, "firmware": {"configLock": true, "base": "0x1000000000"}}"#
-            .write(toFile: json, atomically: true, encoding: .utf8)
+            .write(toFile: json, atomically: false, encoding: .utf8)
         let targets = try TargetResolver().resolve("emulated:" + json)
         let file = dir.appendingPathComponent("d.txt").path
-        try CXLKit.dump(targets).write(toFile: file, atomically: true, encoding: .utf8)
+        try CXLKit.dump(targets).write(toFile: file, atomically: false, encoding: .utf8)
         try compareWithLspci(file: file)
         let out = CXLKit.decode(targets, json: false, verbosity: 3)
         #expect(out.contains("DecoderCount 32"))

@@ -71,7 +71,7 @@ struct StateCommandTests {
         ]
         for (name, body) in cases {
             let p = dir.appendingPathComponent(name + ".json").path
-            try body.write(toFile: p, atomically: true, encoding: .utf8)
+            try body.write(toFile: p, atomically: false, encoding: .utf8)
             #expect(throws: CommandError.self) { try CXLKit.restoreState(try capture("reset"), from: p, json: false) }
         }
         do {

@@ -6,9 +6,7 @@ import PCI
 @Suite("CXL state file")
 struct StateFileTests {
     func tempDir() throws -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cxlstate-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir
+        try TestScratch.directory("cxlstate")
     }
 
     func snapshot() throws -> CXLStateSnapshot {

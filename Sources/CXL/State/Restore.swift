@@ -40,10 +40,13 @@ extension CXLStateEngine {
     ///    snapshot (a value already read after the last write is not read again).
     public func restore(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> RestoreReport {
         try snapshot.validate()
-        try check(snapshot)
-        let run = RestoreRun(engine: self, snapshot: snapshot)
+        let confirmed = try check(snapshot)
+        let run = RestoreRun(engine: self, snapshot: snapshot, confirmed: confirmed)
         run.execute()
-        return run.report
+        var report = run.report
+        // The report names the function restored (its address), not the one the snapshot was saved from.
+        report.device = (try? liveIdentity(snapshot.layout)) ?? snapshot.identity
+        return report
     }
 }
 
@@ -59,9 +62,10 @@ final class RestoreRun {
     private var decoders: [DecoderOutcome] = []
     private var locked = false
 
-    init(engine: CXLStateEngine, snapshot: CXLStateSnapshot) {
+    init(engine: CXLStateEngine, snapshot: CXLStateSnapshot, confirmed: [RegisterKey: UInt64] = [:]) {
         self.engine = engine
         self.snapshot = snapshot
+        fresh = confirmed
         for r in snapshot.registers {
             outcomes[r.key] = RegisterOutcome(block: r.block, register: r.register, width: r.width, saved: r.value,
                                               action: r.role == .verify ? .compared : .notAttempted, ok: true)

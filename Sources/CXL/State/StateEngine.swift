@@ -114,8 +114,10 @@ public struct CXLStateEngine: Sendable {
                                  serialNumber: serial, address: function.address)
     }
 
-    /// Refuse state that belongs to another device or another layout, before any write.
-    func check(_ snapshot: CXLStateSnapshot) throws(CXLStateError) {
+    /// Refuse state that belongs to another device, another layout or other capabilities, before any write.
+    /// Returns the read-only registers confirmed equal on the way.
+    @discardableResult
+    func check(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> [RegisterKey: UInt64] {
         let live = try liveIdentity(snapshot.layout)
         guard live.matches(snapshot.identity) else { throw .deviceMismatch(expected: snapshot.identity, found: live) }
         let base = snapshot.layout.dvsecOffset
@@ -126,6 +128,9 @@ public struct CXLStateEngine: Sendable {
         guard vendor == UInt64(cxlDVSECVendorID), id == UInt64(CXLDVSECID.device.rawValue) else {
             throw .layoutMismatch("no \(StateCatalog.dvsecBlock) at config offset \(hex(base, digits: 3))")
         }
+        let (differences, confirmed) = try capabilityCheck(snapshot)
+        guard differences.isEmpty else { throw .capabilityMismatch(differences) }
+        return confirmed
     }
 
     // MARK: - Access

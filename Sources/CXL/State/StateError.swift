@@ -15,6 +15,9 @@ public enum CXLStateError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidSnapshot(String)
     /// The state belongs to another device.
     case deviceMismatch(expected: CXLDeviceIdentity, found: CXLDeviceIdentity)
+    /// The device's read-only capability registers differ from the ones the state was saved with (nothing was
+    /// written): each difference, named.
+    case capabilityMismatch([String])
     /// The state file is not valid JSON of the expected shape (includes truncation).
     case corruptFile(String)
     /// The state file's checksum does not match its contents.
@@ -41,6 +44,7 @@ public enum CXLStateError: Error, Sendable, Equatable, CustomStringConvertible {
         case .layoutMismatch(let s): return "device layout does not match the saved state: \(s)"
         case .invalidSnapshot(let s): return "invalid state: \(s)"
         case .deviceMismatch(let e, let f): return "state belongs to \(e), this device is \(f)"
+        case .capabilityMismatch(let d): return "the device's capabilities differ from the saved state's, nothing written: " + d.joined(separator: "; ")
         case .corruptFile(let s): return "corrupt state file: \(s)"
         case .checksumMismatch(let e, let c): return "state file checksum mismatch: file says \(e), contents give \(c)"
         case .unsupportedVersion(let f, let s): return "state file version \(f) is newer than supported version \(s)"
