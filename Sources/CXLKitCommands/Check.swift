@@ -155,6 +155,7 @@ public enum CheckText {
                 if let ras = r.ras {
                     out += "  RAS: Uncorrectable Error Status \("0x" + hex(ras.uncorrectableStatus, digits: 8)), Correctable Error Status \("0x" + hex(ras.correctableStatus, digits: 8))\n"
                 }
+                if r.memorySpaceEnabledForRead { out += "  note: Memory Space Enable was clear; set for the reads, Command put back\n" }
                 if let aer = r.aer {
                     out += "  AER: correctable \(aer.correctable.map(String.init) ?? "-"), fatal \(aer.fatal.map(String.init) ?? "-"), non-fatal \(aer.nonfatal.map(String.init) ?? "-")\n"
                 }

@@ -193,6 +193,24 @@ struct CheckTests {
         #expect(r.output.contains("NOT CHECKED: component registers at BAR 0"))
     }
 
+    /// gpu-fw-committed leaves Memory Space Enable clear: the check sets it for the component
+    /// register reads and puts Command back; a read-only view of the same device is not
+    /// written, and says what it could not check (exit 2).
+    @Test func memorySpaceEnableIsSetForTheReadsOnlyWhereWritesAreAllowed() throws {
+        let fn = try EmulatedCXLDevice("gpu-fw-committed")
+        let command = try fn.configRead(PCIHeader.command.offset, width: 2)
+        #expect(command & UInt32(StateCatalog.memorySpaceEnableBit) == 0)
+        let h = CXLKit.health(of: fn, target: "emulated:gpu-fw-committed", sysfsRoot: "/nonexistent")
+        #expect(h.exitCode == 0, "\(CheckText.text([h]))")
+        #expect(h.reading?.memorySpaceEnabledForRead == true)
+        #expect(h.reading?.decoders?.first?.committed == true)
+        #expect(try fn.configRead(PCIHeader.command.offset, width: 2) == command)
+        let ro = CXLKit.health(of: ReadOnlyFunction(fn), target: "ro", sysfsRoot: "/nonexistent")
+        #expect(ro.exitCode == 2)
+        #expect(ro.reading?.decoders == nil)
+        #expect(CheckText.text([ro]).contains("NOT CHECKED: Memory Space Enable is clear"))
+    }
+
     @Test func jsonFollowsTheConvention() throws {
         let t = try FakeCXLSysfs(state: "reset")
         defer { t.remove() }
@@ -221,4 +239,19 @@ struct CheckTests {
         }
         #expect(keys(obj).allSatisfy { $0.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "_" } })
     }
+}
+
+/// A function that refuses every write (as `control:` targets do).
+final class ReadOnlyFunction: PCIFunction, @unchecked Sendable {
+    let inner: any PCIFunction
+    init(_ inner: any PCIFunction) { self.inner = inner }
+    var address: String { inner.address }
+    var configSize: Int { inner.configSize }
+    var bars: [BARDescription] { inner.bars }
+    var resetMethods: [PCIResetMethod] { [] }
+    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 { try inner.configRead(offset, width: width) }
+    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) { throw .badAccess("read-only") }
+    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 { try inner.barRead(bar, offset: offset, width: width) }
+    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) { throw .badAccess("read-only") }
+    func reset(_ method: PCIResetMethod) throws(PCIError) { throw .resetUnsupported("read-only") }
 }

@@ -116,12 +116,15 @@ public struct CXLHealthReading: Sendable, Hashable, Codable {
     public var aer: PCIeAERCounters?
     /// What the Linux CXL driver believes (sysfs targets on a host with the driver).
     public var kernel: CXLKernelView?
+    /// Memory Space Enable was clear: it was set for the component register reads and Command put back.
+    public var memorySpaceEnabledForRead = false
 
-    /// Reads a function's CXL state through `PCIFunction` with reads only: config space
-    /// once, then the component register block named by the Register Locator DVSEC
-    /// (capability array, RAS, HDM decoders). Nothing is written: when Memory Space
-    /// Enable is clear the BARs do not decode (PCIe 6.0 §7.5.1.1.3), so the component
-    /// registers are reported unread rather than read with MSE set for the occasion.
+    /// Reads a function's CXL state through `PCIFunction`: config space once, then the
+    /// component register block named by the Register Locator DVSEC (capability array,
+    /// RAS, HDM decoders). The only write is Memory Space Enable, when it is clear (the
+    /// BARs do not decode without it, PCIe 6.0 §7.5.1.1.3): set for the reads and Command
+    /// put back, as `save` does; a read-only function refuses it and the component
+    /// registers are reported unread.
     public static func read(_ function: any PCIFunction) throws(CXLStateError) -> CXLHealthReading {
         let config: ConfigSpace
         do { config = try function.configSnapshot() } catch { throw .access(error) }
@@ -165,10 +168,21 @@ public struct CXLHealthReading: Sendable, Hashable, Codable {
             reading.componentError = "component registers at BAR \(block.bir) + \(HexCoding.format(block.offset, width: 4)) not reachable (config space only)"
             return reading
         }
-        let command = RegisterValue(PCIHeader.command, config.read(PCIHeader.command) ?? 0)
-        guard command.isSet("Memory Space Enable") else {
-            reading.componentError = "Memory Space Enable is clear: BAR \(block.bir) does not decode, component registers not read"
-            return reading
+        let commandRaw = config.read(PCIHeader.command) ?? 0
+        let mse = PCIHeader.command.field("Memory Space Enable")!
+        if mse.extract(commandRaw) == 0 {
+            // As save does (PCIe 6.0 §7.5.1.1.3: BARs decode only with MSE set): set it for the reads and put Command
+            // back. A read-only target (a served device's control socket) refuses the write: then nothing is read.
+            do { try function.configWrite(PCIHeader.command.offset, width: PCIHeader.command.width, value: UInt32(mse.insert(1, into: commandRaw))) } catch {
+                reading.componentError = "Memory Space Enable is clear: BAR \(block.bir) does not decode, component registers not read"
+                return reading
+            }
+            reading.memorySpaceEnabledForRead = true
+        }
+        defer {
+            if reading.memorySpaceEnabledForRead {
+                try? function.configWrite(PCIHeader.command.offset, width: PCIHeader.command.width, value: UInt32(commandRaw))
+            }
         }
         let decode = ComponentRegisterDecode(reader: BARBlockReader(function: function, bar: block.bir, blockOffset: block.offset),
                                              endpoint: found.map.endpoint)
