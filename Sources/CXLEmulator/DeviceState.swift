@@ -614,7 +614,9 @@ struct State {
             return
         }
         let failure: CommitFailure? = profile.faults.commitReportsError ? .injectedFault
-            : rules.check(decoder: n, decoders: (0..<profile.decoderCount).map(programming), committed: (0..<profile.decoderCount).map(isCommitted))
+            // The checks look at decoders 0...n only (order, overlap, DPA allocation);
+            // closures, not `map(programming)`, so the device state is not copied.
+            : rules.check(decoder: n, decoders: (0...n).map { programming($0) }, committed: (0...n).map { isCommitted($0) })
         let latency = profile.timing.commitLatencyMicroseconds * 1000
         if latency == 0 {
             finishCommit(n, failure: failure)

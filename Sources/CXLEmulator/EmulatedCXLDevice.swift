@@ -70,6 +70,16 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         deliver(fire)
     }
 
+    /// Config bytes copied under one lock.
+    public func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
+        guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
+        try Self.checkBulk(UInt64(offset), count, limit: pcieConfigSpaceSize)
+        return lock.withLock {
+            s.processEvents(now: clock.now(), memory: memory)
+            return Array(s.config.bytes[offset..<(offset + count)])
+        }
+    }
+
     static func checkConfigAccess(_ offset: Int, _ width: Int) throws(PCIError) {
         guard [1, 2, 4].contains(width) else { throw .badAccess("config access width \(width)") }
         guard offset >= 0, offset + width <= pcieConfigSpaceSize else {
@@ -123,6 +133,32 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
             return s.takeInterrupts()
         }
         deliver(fire)
+    }
+
+    /// BAR0 bytes read DWORD by DWORD under one lock (the device memory BAR is
+    /// read through `barRead`).
+    public func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] {
+        try Self.checkBulk(offset, count)
+        guard bar == 0 else {
+            var out = [UInt8](repeating: 0, count: count)
+            for i in stride(from: 0, to: count, by: 4) {
+                LittleEndian.store(try barRead(bar, offset: offset + UInt64(i), width: 4), width: 4, into: &out, at: i)
+            }
+            return out
+        }
+        guard offset <= Layout.bar0Size, UInt64(count) <= Layout.bar0Size - offset else {
+            throw .outOfRange("BAR0 offset \(hex64(offset))+\(count)")
+        }
+        return lock.withLock {
+            s.processEvents(now: clock.now(), memory: memory)
+            var out = [UInt8](repeating: 0, count: count)
+            let gated = profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled
+            for i in stride(from: 0, to: count, by: 4) {
+                let v = gated ? 0xFFFF_FFFF : s.bar0Read(offset + UInt64(i), width: 4)
+                LittleEndian.store(v, width: 4, into: &out, at: i)
+            }
+            return out
+        }
     }
 
     /// False only when the profile gates BARs and Memory Space Enable is 0.

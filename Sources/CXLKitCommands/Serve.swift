@@ -163,8 +163,11 @@ public final class ServeSession: @unchecked Sendable {
 
     /// SIGINT and SIGTERM stop `session` (the handler writes the server's stop eventfd, async-signal-safe);
     /// SIGPIPE is ignored (a client vanishing mid-reply is an error return, not a process kill).
-    public static func installSignalHandlers(for session: ServeSession) {
-        serveStopFD = session.server.stopFD
+    public static func installSignalHandlers(for session: ServeSession) { installSignalHandlers(stopFD: session.server.stopFD) }
+
+    /// The same for any server: SIGINT/SIGTERM write `stopFD` (a `VFIOUserServer.stopFD`).
+    public static func installSignalHandlers(stopFD: Int32) {
+        serveStopFD = stopFD
         var sa = sigaction()
         sa.__sigaction_handler.sa_handler = { _ in
             var one: UInt64 = 1

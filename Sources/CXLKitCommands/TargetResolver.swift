@@ -83,6 +83,7 @@ public struct TargetResolver: Sendable {
         register(FileScheme())
         register(EmulatedScheme())
         register(VFIOUserScheme())
+        register(VFIOScheme())
         register(ControlScheme())
     }
 

@@ -93,24 +93,114 @@ public protocol PCIFunction: AnyObject, Sendable {
 
     /// Where interrupts go. Functions that never interrupt ignore it.
     func setInterruptSink(_ sink: PCIInterruptSink?)
+
+    /// `count` bytes of config space from `offset` (both multiples of 4), in as few
+    /// accesses as the backend allows: sysfs one pread, vfio-user one REGION_READ of
+    /// up to 4 KiB, the emulated device a copy. The default reads DWORD by DWORD.
+    /// Config reads have no side effects (PCIe 6.0 §7.4), so the bytes are exactly
+    /// what DWORD reads would return.
+    func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8]
+
+    /// `count` bytes of BAR `bar` from `offset` (both multiples of 4), as aligned
+    /// DWORD reads would return them, in as few accesses as the backend allows. For
+    /// register blocks whose reads have no side effects (CXL component registers,
+    /// CXL 3.1 §8.2.2); the default reads DWORD by DWORD.
+    func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8]
+
+    /// A BAR write that may complete after the call returns (a posted write, PCIe
+    /// 6.0 §2.4.1): the next read of the function is ordered after it, and errors may
+    /// go unreported, so a caller that must know reads back. The default is
+    /// `barWrite`; vfio-user sends REGION_WRITE with NO_REPLY.
+    func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError)
+}
+
+/// Little-endian byte order, the order of PCI config space and of CXL registers
+/// (PCIe 6.0 §7.2.2): the one helper for turning bytes into register values and back.
+public enum LittleEndian {
+    /// The `width`-byte value at `offset` of `bytes`, or nil when it does not fit.
+    @inlinable
+    public static func load(_ bytes: [UInt8], at offset: Int, width: Int) -> UInt64? {
+        guard offset >= 0, width >= 0, width <= 8, offset <= bytes.count - width else { return nil }
+        var v: UInt64 = 0
+        for i in 0..<width { v |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
+        return v
+    }
+
+    /// `value` as `width` bytes, least significant first.
+    @inlinable
+    public static func bytes(_ value: UInt64, width: Int) -> [UInt8] {
+        (0..<width).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
+    }
+
+    /// Store `value` as `width` bytes at `offset` of `bytes` (which must hold them).
+    @inlinable
+    public static func store(_ value: UInt64, width: Int, into bytes: inout [UInt8], at offset: Int) {
+        for i in 0..<width { bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt64(8 * i)) }
+    }
+}
+
+/// A 64-bit address split across a Low and a High register, as the CXL DVSEC ranges
+/// and HDM decoders hold Base, Size and DPA Skip (CXL 3.1 §8.1.3.8, §8.2.4.20.5-.9):
+/// the one helper for splitting and joining them.
+public struct SplitAddress: Sendable, Hashable {
+    public var low: UInt32
+    public var high: UInt32
+    public init(low: UInt32, high: UInt32) {
+        self.low = low
+        self.high = high
+    }
+    /// `value` split into its low and high halves.
+    public init(_ value: UInt64) {
+        low = UInt32(truncatingIfNeeded: value)
+        high = UInt32(truncatingIfNeeded: value >> 32)
+    }
+    /// High << 32 | (Low masked by `lowMask`, the bits the Low register implements).
+    public func value(lowMask: UInt64 = 0xFFFF_FFFF) -> UInt64 { UInt64(high) << 32 | (UInt64(low) & lowMask) }
 }
 
 extension PCIFunction {
     public func setInterruptSink(_ sink: PCIInterruptSink?) {}
 
-    /// A snapshot of the whole config space (reads are 4 bytes wide).
+    /// A snapshot of the whole config space, in one bulk read where the backend has one.
     public func configSnapshot() throws(PCIError) -> ConfigSpace {
-        var bytes = [UInt8](repeating: 0, count: configSize)
+        ConfigSpace(bytes: try configReadBytes(0, count: configSize))
+    }
+
+    public func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
+        guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
+        try Self.checkBulk(UInt64(offset), count, limit: configSize)
+        var bytes = [UInt8](repeating: 0, count: count)
         var off = 0
-        while off < configSize {
-            let v = try configRead(off, width: 4)
-            bytes[off] = UInt8(v & 0xFF)
-            bytes[off + 1] = UInt8((v >> 8) & 0xFF)
-            bytes[off + 2] = UInt8((v >> 16) & 0xFF)
-            bytes[off + 3] = UInt8(v >> 24)
+        while off < count {
+            LittleEndian.store(UInt64(try configRead(offset + off, width: 4)), width: 4, into: &bytes, at: off)
             off += 4
         }
-        return ConfigSpace(bytes: bytes)
+        return bytes
+    }
+
+    public func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] {
+        try Self.checkBulk(offset, count)
+        var bytes = [UInt8](repeating: 0, count: count)
+        var off = 0
+        while off < count {
+            LittleEndian.store(try barRead(bar, offset: offset + UInt64(off), width: 4), width: 4, into: &bytes, at: off)
+            off += 4
+        }
+        return bytes
+    }
+
+    public func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        try barWrite(bar, offset: offset, width: width, value: value)
+    }
+
+    /// Bulk reads are DWORD-aligned and a whole number of DWORDs, inside `limit` when given.
+    public static func checkBulk(_ offset: UInt64, _ count: Int, limit: Int? = nil) throws(PCIError) {
+        guard offset % 4 == 0, count >= 0, count % 4 == 0 else {
+            throw .badAccess("bulk read of \(count) bytes at 0x\(String(offset, radix: 16)): DWORD-aligned DWORDs only")
+        }
+        if let limit, limit < count || offset > UInt64(limit - count) {
+            throw .outOfRange("bulk read of \(count) bytes at 0x\(String(offset, radix: 16)) past \(limit)")
+        }
     }
 
     /// Read a catalog register at `base + register.offset`, in one access of its width.

@@ -117,6 +117,12 @@ public protocol VFIODevice: AnyObject, Sendable {
     func attachDMA(_ memory: (any VFIODMAMemory)?)
     /// The client went away: drop its eventfds and anything tied to the connection; keep device state.
     func clientDisconnected()
+    /// The transport registered client memory for device DMA: IO virtual addresses [iova, iova+size) are at
+    /// `address` in this process (nil when the client shared no fd: DMA then goes by messages). A device backed by
+    /// real hardware maps it into its IOMMU domain here; the default does nothing.
+    func dmaMapped(iova: UInt64, size: UInt64, address: UnsafeMutableRawPointer?, writable: Bool) throws(VFIOError)
+    /// The mapping [iova, iova+size) goes away (DMA_UNMAP, disconnect); called before its memory is unmapped.
+    func dmaUnmapped(iova: UInt64, size: UInt64)
 }
 
 extension VFIODevice {
@@ -126,4 +132,6 @@ extension VFIODevice {
     }
     public func attachDMA(_ memory: (any VFIODMAMemory)?) {}
     public func clientDisconnected() {}
+    public func dmaMapped(iova: UInt64, size: UInt64, address: UnsafeMutableRawPointer?, writable: Bool) throws(VFIOError) {}
+    public func dmaUnmapped(iova: UInt64, size: UInt64) {}
 }

@@ -6,6 +6,28 @@ import PCI
 public protocol VFIOMappablePCIFunction: PCIFunction {
     /// The fd and file offset backing BAR `bar`, or nil when the BAR must be trapped.
     func mmapBacking(bar: Int) -> VFIORegionMapping?
+    /// The parts of BAR `bar` that may be mapped (the kernel's sparse areas), or nil for the whole BAR (default).
+    func mmapAreas(bar: Int) -> [VFIOSparseArea]?
+}
+
+extension VFIOMappablePCIFunction {
+    public func mmapAreas(bar: Int) -> [VFIOSparseArea]? { nil }
+}
+
+/// A function whose interrupts another layer delivers straight to eventfds (a device the kernel's vfio-pci owns):
+/// `VFIOPCIDevice` hands every SET_IRQS on to it instead of raising vectors itself, so the client's eventfds are
+/// signalled by the kernel.
+public protocol VFIOIRQForwardingFunction: PCIFunction {
+    func forwardIRQs(_ request: VFIOIRQSet) throws(VFIOError)
+    /// Disables every forwarded interrupt (the client went away).
+    func releaseForwardedIRQs()
+}
+
+/// A function that does DMA through an IOMMU this process programs (a kernel VFIO device): client memory
+/// registered for DMA is mapped at the client's IO virtual addresses.
+public protocol VFIODMAMappingFunction: PCIFunction {
+    func mapDMA(iova: UInt64, size: UInt64, address: UnsafeMutableRawPointer, writable: Bool) throws(VFIOError)
+    func unmapDMA(iova: UInt64, size: UInt64)
 }
 
 /// Handles accesses to a trapped range of a region (offsets are relative to the region start).
@@ -263,7 +285,8 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
                 info.flags.insert(.mmap)
                 info.mapping = m
                 let excluded = excludedRanges(bar: n, size: b.size)
-                if !excluded.isEmpty {
+                let allowed = mf.mmapAreas(bar: n)
+                if !excluded.isEmpty || allowed != nil {
                     var areas: [VFIOSparseArea] = []
                     var cursor: UInt64 = 0
                     for ex in excluded {
@@ -271,12 +294,31 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
                         cursor = max(cursor, ex.upperBound)
                     }
                     if cursor < b.size { areas.append(VFIOSparseArea(offset: cursor, size: b.size - cursor)) }
-                    info.flags.insert(.caps)
-                    info.capabilities.append(VFIOSparseMMapCapability(areas: areas).capability)
+                    if let allowed { areas = Self.intersect(areas, allowed) }
+                    if areas.isEmpty {
+                        info.flags.remove(.mmap)
+                        info.mapping = nil
+                    } else {
+                        info.flags.insert(.caps)
+                        info.capabilities.append(VFIOSparseMMapCapability(areas: areas).capability)
+                    }
                 }
             }
             return info
         }
+    }
+
+    /// The parts of `a` inside some area of `b` (both sorted or not; result sorted by offset).
+    static func intersect(_ a: [VFIOSparseArea], _ b: [VFIOSparseArea]) -> [VFIOSparseArea] {
+        var out: [VFIOSparseArea] = []
+        for x in a {
+            for y in b {
+                let lo = max(x.offset, y.offset)
+                let hi = min(x.offset &+ x.size, y.offset &+ y.size)
+                if hi > lo { out.append(VFIOSparseArea(offset: lo, size: hi - lo)) }
+            }
+        }
+        return out.sorted { $0.offset < $1.offset }
     }
 
     /// No ioeventfds by default; composing devices override.
@@ -290,6 +332,12 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     open func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo { try irqs.info(index) }
 
     open func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) {
+        if let f = function as? any VFIOIRQForwardingFunction {
+            // The kernel signals the client's eventfds itself; the table only records which index is in use.
+            try f.forwardIRQs(request)
+            if case .eventfds = request.data { try? irqs.apply(request) }
+            return
+        }
         if request.index == VFIOPCIIRQ.intx.rawValue && request.action == .unmask {
             lock.lock(); setINTxStatus(false); lock.unlock()
         }
@@ -304,7 +352,7 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     /// its own interrupts on its MSI-X state (the emulated CXL device) never raises one: QEMU's MSI-X enable
     /// reaches only the virtual Message Control.
     func syncFunctionMSIX() {
-        guard let x = msixOffset, let m = msix else { return }
+        guard !(function is any VFIOIRQForwardingFunction), let x = msixOffset, let m = msix else { return }
         let on = irqs.isEnabled(VFIOPCIIRQ.msix.rawValue)
         let reg = MSIXCapability.messageControl
         guard let cur = try? function.configRead(x + reg.offset, width: reg.width) else { return }
@@ -322,17 +370,30 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
 
     open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         lock.lock(); defer { lock.unlock() }
-        if let e = extraRegions[region] { return try e.handler.read(offset: offset, count: count) }
-        let info = try regionInfo(region)
-        try checkBounds(info, offset, count)
         if region == VFIOPCIRegion.config.rawValue {
+            // The per-message path of config reads (issue 14): bounds against the config size without building
+            // the region info, the access split as `split` does without an array of pieces.
+            let (end, o) = offset.addingReportingOverflow(UInt64(count))
+            guard count >= 0, !o, end <= UInt64(configSize) else {
+                throw .invalidArgument("region \(region) access 0x\(String(offset, radix: 16))+\(count) beyond 0x\(String(configSize, radix: 16))")
+            }
             var out: [UInt8] = []
-            for (off, width) in Self.split(offset, count, maxWidth: 4) {
+            out.reserveCapacity(count)
+            var off = offset
+            var left = count
+            while left > 0 {
+                var width = 4
+                while width > 1 && (off % UInt64(width) != 0 || width > left) { width /= 2 }
                 let v = try configRead(Int(off), width: width)
                 for i in 0..<width { out.append(UInt8(truncatingIfNeeded: v >> UInt32(8 * i))) }
+                off += UInt64(width)
+                left -= width
             }
             return out
         }
+        if let e = extraRegions[region] { return try e.handler.read(offset: offset, count: count) }
+        let info = try regionInfo(region)
+        try checkBounds(info, offset, count)
         return try barAccess(bar: Int(region), offset: offset, count: count, write: nil)
     }
 
@@ -364,7 +425,23 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         lock.lock(); dma = memory; lock.unlock()
     }
 
-    open func clientDisconnected() { irqs.releaseAll() }
+    open func clientDisconnected() {
+        irqs.releaseAll()
+        (function as? any VFIOIRQForwardingFunction)?.releaseForwardedIRQs()
+    }
+
+    /// Client memory for DMA goes into the function's IOMMU domain when the function has one.
+    open func dmaMapped(iova: UInt64, size: UInt64, address: UnsafeMutableRawPointer?, writable: Bool) throws(VFIOError) {
+        guard let f = function as? any VFIODMAMappingFunction else { return }
+        guard let address else {
+            throw .notSupported("DMA_MAP without an fd: \(function.address) does DMA through an IOMMU and needs shared memory")
+        }
+        try f.mapDMA(iova: iova, size: size, address: address, writable: writable)
+    }
+
+    open func dmaUnmapped(iova: UInt64, size: UInt64) {
+        (function as? any VFIODMAMappingFunction)?.unmapDMA(iova: iova, size: size)
+    }
 
     // MARK: Reset
 

@@ -191,8 +191,11 @@ final class ComponentRegionHandler: VFIORegionAccessHandler, @unchecked Sendable
         self.forwardOtherWrites = forwardOtherWrites
     }
 
-    private func check(_ offset: UInt64, _ count: Int) throws(VFIOError) -> Int {
-        guard offset >= base, offset % 4 == 0, count == 4 || (allowQuadword && count == 8 && offset % 8 == 0) else {
+    /// A read may also be a run of more than two DWORDs (a bulk REGION_READ, served
+    /// as aligned DWORD reads); 8 bytes stay one quadword access.
+    private func check(_ offset: UInt64, _ count: Int, bulk: Bool = false) throws(VFIOError) -> Int {
+        guard offset >= base, offset % 4 == 0,
+              count == 4 || (allowQuadword && count == 8 && offset % 8 == 0) || (bulk && count > 8 && count % 4 == 0) else {
             throw .invalidArgument("component registers take aligned 4-byte\(allowQuadword ? " or 8-byte" : "") accesses (got \(count) bytes at 0x\(String(offset, radix: 16)))")
         }
         let rel = offset - base
@@ -201,7 +204,7 @@ final class ComponentRegionHandler: VFIORegionAccessHandler, @unchecked Sendable
     }
 
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
-        let rel = try check(offset, count)
+        let rel = try check(offset, count, bulk: true)
         var out: [UInt8] = []
         for i in stride(from: 0, to: count, by: 4) {
             let v = try shadow.read32(rel + i)

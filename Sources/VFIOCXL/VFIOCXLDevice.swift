@@ -134,6 +134,7 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
 
     /// DEVICE_RESET and a guest FLR: save, reset the host function, restore.
     public override func functionLevelReset(_ method: PCIResetMethod = .flr) throws(VFIOError) {
+        options.logger.info("vfio-cxl: \(method) reset of \(function.address)\(layout == nil ? " (plain PCI)" : "")")
         guard let memory, let component, let layout else { return try super.functionLevelReset(method) }
         lock.lock(); defer { lock.unlock() }
         memory.setActive(false)

@@ -64,8 +64,8 @@ public final class VFIOUserClient: @unchecked Sendable {
     public let configuration: VFIOUserClientConfiguration
     private let socket: VFIOUserSocket
     private let lock = NSRecursiveLock()
-    private var nextID: UInt16 = 0
-    private var broken: VFIOUserError?
+    @exclusivity(unchecked) private var nextID: UInt16 = 0
+    @exclusivity(unchecked) private var broken: VFIOUserError?
     private var logger: Logger
     private let dma = VFIOUserDMATable()
     /// The server's VERSION reply.
@@ -121,6 +121,62 @@ public final class VFIOUserClient: @unchecked Sendable {
         }
     }
 
+    /// Serves the server's requests that are already buffered (they came with the previous reply, e.g. the DMA a
+    /// doorbell write started), without reading: their replies go out before our next request, so the server can
+    /// finish that DMA while the request is on its way.
+    private func serveBufferedServerRequests() throws(VFIOUserError) {
+        let limit = VFIOUserLimits.headerSize + VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize)
+        deferReplies = true
+        defer { deferReplies = false }
+        // A server request that has begun to arrive (a large DMA_WRITE behind the reply we took) is completed
+        // first, so that it is answered before our next request rather than while the server handles it.
+        if let h = framer.peekHeader(maxMessageSize: limit), h.isCommand, framer.peekComplete(maxMessageSize: limit) == nil {
+            let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+            while framer.peekComplete(maxMessageSize: limit) == nil {
+                let got: VFIOUserFill
+                do { got = try framer.fill(fd: socket.fd, maxFDs: 0) } catch {
+                    if case .malformed = error { throw fail(.fatal("\(error)")) }
+                    throw fail(error)
+                }
+                if got == .endOfStream { throw fail(.fatal("connection closed mid-message")) }
+                if monotonicMilliseconds() >= deadline { throw fail(.timeout(command: h.command)) }
+            }
+        }
+        while let h = framer.peekComplete(maxMessageSize: limit), h.isCommand {
+            let m: VFIOUserFramedMessage
+            do throws(VFIOUserError) {
+                guard let mm = try framer.next(maxMessageSize: limit) else { return }
+                m = mm
+            } catch { throw fail(.fatal("\(error)")) }
+            do { try serveServerRequest(m) } catch { throw fail(error) }
+        }
+    }
+
+    /// While set, replies to server requests are collected in `deferred` and leave with our next request.
+    @exclusivity(unchecked) private var deferReplies = false
+    private var deferred: [UInt8] = []
+
+    private func sendServerReply(_ p: UnsafeRawPointer, count: Int) throws(VFIOUserError) {
+        if deferReplies { deferred.append(contentsOf: UnsafeRawBufferPointer(start: p, count: count)); return }
+        try socket.send(p, count: count)
+    }
+
+    /// Sends a request, with any deferred replies to server requests in front of it (one sendmsg).
+    private func sendRequest(_ p: UnsafeRawPointer, count: Int, fds: [Int32] = []) throws(VFIOUserError) {
+        if deferred.isEmpty && fds.isEmpty { return try socket.send(p, count: count) }
+        if !deferred.isEmpty {
+            // The replies carry no fds; they go first, alone when the request has fds of its own.
+            if !fds.isEmpty { try socket.send(deferred); deferred.removeAll(keepingCapacity: true) }
+            else {
+                deferred.append(contentsOf: UnsafeRawBufferPointer(start: p, count: count))
+                defer { deferred.removeAll(keepingCapacity: true) }
+                return try socket.send(deferred)
+            }
+        }
+        let bytes = [UInt8](UnsafeRawBufferPointer(start: p, count: count))
+        try socket.send(bytes, fds: fds)
+    }
+
     /// Waits for the reply to `request` (sent already), serving server DMA requests meanwhile, and checks its
     /// header, size and fds. The reply's payload is valid until the next read.
     private func awaitReply(to request: VFIOUserHeader, maxReplyPayload: Int, maxFDs: Int) throws(VFIOUserError) -> VFIOUserFramedMessage {
@@ -161,7 +217,10 @@ public final class VFIOUserClient: @unchecked Sendable {
         let id = nextID; nextID &+= 1
         let frame = VFIOUserFrame.command(id, request)
         let start = monotonicNanoseconds()
-        do { try socket.send(frame.encode(), fds: fds) } catch { throw fail(error) }
+        try serveBufferedServerRequests()
+        let bytes = frame.encode()
+        do { try bytes.withUnsafeBytes { raw in Result { () throws(VFIOUserError) in try sendRequest(raw.baseAddress!, count: raw.count, fds: fds) } }.get() }
+        catch { throw fail(error) }
         let msg = try awaitReply(to: frame.header, maxReplyPayload: maxReplyPayload, maxFDs: maxFDs)
         let replyFDs = VFIOUserFDs(msg.fds)
         do throws(VFIOUserError) {
@@ -191,7 +250,15 @@ public final class VFIOUserClient: @unchecked Sendable {
         header.store(to: out.pointer)
         VFIOUserAccessAck(offset: offset, region: region, count: UInt32(count)).store(to: out.pointer + 16)
         if write, count > 0, let data { (out.pointer + 32).copyMemory(from: data, byteCount: count) }
-        do { try socket.send(out.pointer, count: size) } catch { throw fail(error) }
+        if framer.buffered > 0 {
+            // Server requests to answer first; their replies use the send buffer, so build the request again after.
+            try serveBufferedServerRequests()
+            out.reserve(size)
+            header.store(to: out.pointer)
+            VFIOUserAccessAck(offset: offset, region: region, count: UInt32(count)).store(to: out.pointer + 16)
+            if write, count > 0, let data { (out.pointer + 32).copyMemory(from: data, byteCount: count) }
+        }
+        do { try sendRequest(out.pointer, count: size) } catch { throw fail(error) }
         if posted { return }
         let replyData = write ? 0 : count
         let msg = try awaitReply(to: header, maxReplyPayload: VFIOUserRegionAccess.size + replyData, maxFDs: 0)
@@ -236,7 +303,10 @@ public final class VFIOUserClient: @unchecked Sendable {
         dmaRequestsServed += 1
         if !msg.fds.isEmpty { for fd in msg.fds { Glibc.close(fd) } }
         func refuse(_ e: Int32) throws(VFIOUserError) {
-            if !h.noReply { try socket.send(VFIOUserFrame.errorReply(to: h, errno: e).encode()) }
+            if !h.noReply {
+                let bytes = VFIOUserFrame.errorReply(to: h, errno: e).encode()
+                try bytes.withUnsafeBytes { raw in Result { () throws(VFIOUserError) in try sendServerReply(raw.baseAddress!, count: raw.count) } }.get()
+            }
         }
         guard h.isCommand, msg.fds.count == 0, let cmd = h.typedCommand, cmd == .dmaRead || cmd == .dmaWrite,
               Int(h.messageSize) == VFIOUserLimits.headerSize + msg.payload.count else {
@@ -278,7 +348,7 @@ public final class VFIOUserClient: @unchecked Sendable {
                 (o + 16 + 12 + count).storeBytes(of: UInt32(0), as: UInt32.self)
             }
             if count > 0 { (o + 16 + dataAt).copyMemory(from: mem.base + at, byteCount: count) }
-            try socket.send(o, count: total)
+            try sendServerReply(o, count: total)
         } else {
             if count > 0 { (mem.base + at).copyMemory(from: p.baseAddress! + dataAt, byteCount: count) }
             guard !h.noReply else { return }
@@ -287,7 +357,7 @@ public final class VFIOUserClient: @unchecked Sendable {
             out.reserve(total)
             VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: out.pointer)
             reply.withUnsafeBytes { if $0.count > 0 { (out.pointer + 16).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-            try socket.send(out.pointer, count: total)
+            try sendServerReply(out.pointer, count: total)
         }
     }
 

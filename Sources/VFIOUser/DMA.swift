@@ -35,6 +35,33 @@ final class VFIOUserDMATable: @unchecked Sendable {
         return .added
     }
 
+    /// Removes every mapping inside [address, address+size) and returns them, as the kernel's type1 IOMMU unmaps
+    /// (linux/vfio.h VFIO_IOMMU_UNMAP_DMA): a range holding no mapping unmaps nothing and succeeds (QEMU with a
+    /// vIOMMU sends such unmaps); a range that cuts a mapping in two is refused (EINVAL), nothing removed.
+    func removeInside(address: UInt64, size: UInt64) throws(VFIOError) -> [VFIOUserDMARegion] {
+        lock.lock(); defer { lock.unlock() }
+        // The range may end exactly at the top of the address space (QEMU unmaps [0xfef00000, 2^64) under a vIOMMU).
+        let (last, o) = address.addingReportingOverflow(size &- 1)
+        guard size > 0, !o else { throw .invalidArgument("DMA_UNMAP 0x\(String(address, radix: 16))+0x\(String(size, radix: 16))") }
+        func lastByte(_ r: VFIOUserDMARegion) -> UInt64 { r.address &+ (r.size &- 1) }
+        func inside(_ r: VFIOUserDMARegion) -> Bool { r.address >= address && lastByte(r) <= last }
+        if let cut = regions.first(where: { $0.address <= last && address <= lastByte($0) && !inside($0) }) {
+            throw .invalidArgument("DMA_UNMAP 0x\(String(address, radix: 16))+0x\(String(size, radix: 16)) cuts mapping 0x\(String(cut.address, radix: 16))+0x\(String(cut.size, radix: 16))")
+        }
+        let gone = regions.filter(inside)
+        regions.removeAll(where: inside)
+        return gone
+    }
+
+    /// Removes and returns every mapping.
+    func takeAll() -> [VFIOUserDMARegion] {
+        lock.lock(); defer { lock.unlock() }
+        let all = regions
+        regions.removeAll()
+        return all
+    }
+
+    /// Removes the mapping that is exactly [address, address+size) (the client's own bookkeeping).
     func remove(address: UInt64, size: UInt64) throws(VFIOError) {
         lock.lock(); defer { lock.unlock() }
         guard let i = regions.firstIndex(where: { $0.address == address && $0.size == size }) else {

@@ -233,10 +233,11 @@ final class VFIOUserConnection: @unchecked Sendable {
     unowned let server: VFIOUserServer
     let socket: VFIOUserSocket
     var logger: Logger
-    var device: any VFIODevice { server.device }
-    var config: VFIOUserServerConfiguration { server.configuration }
+    // Copied from the server: read on every message, and `server` is unowned (each use would retain it).
+    let device: any VFIODevice
+    let config: VFIOUserServerConfiguration
     let dma = VFIOUserDMATable()
-    var negotiated = false
+    @exclusivity(unchecked) var negotiated = false
     var clientCaps = VFIOUserCapabilities()
     var writeMultiple = false
     var dmaLayout: VFIOUserDMALayout = .spec
@@ -244,26 +245,26 @@ final class VFIOUserConnection: @unchecked Sendable {
     var nextMessageID: UInt16 = 0
     var outstanding: Set<UInt16> = []
     var stashedReplies: [UInt16: VFIOUserReceived] = [:]
-    var nesting = 0
+    @exclusivity(unchecked) var nesting = 0
     static let maxNesting = 8
     /// Commands queued beyond `maxNesting` while waiting for a DMA reply: at most this many, and this many bytes.
     static let maxPending = 64
     static let maxPendingBytes = 8 << 20
-    var earlyAck: (VFIOUserHeader, VFIOUserAccessAck)?
-    var earlyAckSent = false
-    var alive = true
+    @exclusivity(unchecked) var earlyAck: (VFIOUserHeader, VFIOUserAccessAck)?
+    @exclusivity(unchecked) var earlyAckSent = false
+    @exclusivity(unchecked) var alive = true
     /// Receive side: one buffer, one recvmsg for whatever is queued, messages decoded in place.
     let framer = VFIOUserFramer()
     /// Replies on the fast path are built here and sent with one sendmsg.
     let out = VFIOUserSendBuffer()
     /// When the first bytes of a still incomplete message arrived (bounds the message by messageTimeout).
-    var partialSince: Int64?
+    @exclusivity(unchecked) var partialSince: Int64?
     /// Region index -> size and access flags, taken from the device once per connection (fast-path dispatch).
-    var regions: [VFIOUserRegionEntry] = []
+    @exclusivity(unchecked) var regions: [VFIOUserRegionEntry] = []
     /// The device, when it can read into and write from the message buffers directly.
     let direct: (any VFIOUserDirectAccessDevice)?
     /// REGION_READ/WRITE take the in-place path (off while debug logging wants every message logged).
-    var fastPath = true
+    @exclusivity(unchecked) var fastPath = true
     private let idleLock = NSLock()
     private var _idle = false
     /// Waiting for the client's next message (not handling one, not sending): a newcomer may be refused at once.
@@ -275,6 +276,8 @@ final class VFIOUserConnection: @unchecked Sendable {
 
     init(server: VFIOUserServer, socket: VFIOUserSocket) {
         self.server = server
+        self.device = server.device
+        self.config = server.configuration
         self.socket = socket
         self.logger = server.logger
         self.logger[metadataKey: "conn"] = "\(socket.fd)"
@@ -335,7 +338,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         let dmaAccess = VFIOUserServerDMA(self)
         device.attachDMA(dmaAccess)
         defer {
-            dma.removeAll()
+            releaseDMA(dma.takeAll())
             device.attachDMA(nil)
             device.clientDisconnected()
             framer.discardFDs()
@@ -686,18 +689,37 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
         let region = VFIOUserDMARegion(address: m.address, size: m.size, flags: m.flags, memory: memory, memoryOffset: memOffset)
         let r = try device { () throws(VFIOError) in try dma.add(region, maxMaps: maxDMAMaps) }
+        if r == .added {
+            // A device behind a real IOMMU maps the client's memory at the client's IOVA (kernel VFIO backend).
+            do {
+                try device { () throws(VFIOError) in
+                    try device.dmaMapped(iova: m.address, size: m.size, address: memory.map { $0.base + memOffset },
+                                         writable: m.flags.contains(.write))
+                }
+            } catch {
+                _ = try? dma.removeInside(address: m.address, size: m.size)
+                throw error
+            }
+        }
         logger.debug("DMA map", metadata: ["addr": "0x\(String(m.address, radix: 16))", "size": "0x\(String(m.size, radix: 16))", "prot": "\(m.flags.rawValue)",
                                           "fd": "\(memory != nil)", "result": "\(r)"])
         reply(h, [])
     }
 
+    /// Takes removed mappings out of the device's IOMMU (if it has one) before their memory is unmapped.
+    private func releaseDMA(_ regions: [VFIOUserDMARegion]) {
+        for r in regions { device.dmaUnmapped(iova: r.address, size: r.size) }
+    }
+
     private func handleDMAUnmap(_ h: VFIOUserHeader, _ u: VFIOUserDMAUnmap) throws(VFIOUserError) {
         if u.flags == VFIOUserDMAUnmap.flagAll {
             guard u.address == 0 && u.size == 0 else { throw .malformed("DMA_UNMAP all with a range") }
-            dma.removeAll()
+            releaseDMA(dma.takeAll())
         } else {
             guard u.flags == 0 else { throw .malformed("DMA_UNMAP flags 0x\(String(u.flags, radix: 16))") }
-            try device { () throws(VFIOError) in try dma.remove(address: u.address, size: u.size) }
+            let gone = try device { () throws(VFIOError) in try dma.removeInside(address: u.address, size: u.size) }
+            if gone.isEmpty { logger.debug("DMA unmap of an unmapped range: nothing unmapped (as the kernel's type1 IOMMU)") }
+            releaseDMA(gone)
         }
         reply(h, VFIOUserDMAUnmap(flags: u.flags, address: u.address, size: u.size).encode())
     }
@@ -813,13 +835,25 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// before it serves our request); beyond `maxNesting` they are queued. Replies to outer, still outstanding
     /// requests are set aside for them.
     private func exchange(_ command: VFIOUserCommand, _ payload: [UInt8]) throws(VFIOError) -> [UInt8] {
-        flushEarlyAck()
         let id = nextMessageID
         nextMessageID &+= 1
         let frame = VFIOUserFrame(header: VFIOUserHeader(messageID: id, command: command.rawValue,
                                                          messageSize: UInt32(VFIOUserLimits.headerSize + payload.count),
                                                          flags: VFIOUserFlags.typeCommand), payload: payload)
-        do { try send(frame) } catch { alive = false; throw .system(errno: error.errno, "send \(command)") }
+        // A pending early acknowledgement and the request leave in one sendmsg: the client reads both with one
+        // recvmsg, returns from its write, and finds the request already buffered when it next calls.
+        var bytes: [UInt8] = []
+        if let (h, ack) = earlyAck, !earlyAckSent {
+            earlyAckSent = true
+            if !h.noReply {
+                bytes.reserveCapacity(32 + VFIOUserLimits.headerSize + payload.count)
+                bytes += VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).encode()
+                bytes += VFIOUserRegionAccess(offset: ack.offset, region: ack.region, count: ack.count).encode()
+            }
+        }
+        bytes += frame.header.encode()
+        bytes += payload
+        do { try socket.send(bytes) } catch { alive = false; throw .system(errno: error.errno, "send \(command)") }
         outstanding.insert(id)
         defer { outstanding.remove(id) }
         let start = monotonicNanoseconds()

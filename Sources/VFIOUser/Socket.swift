@@ -1,3 +1,5 @@
+// Hot-path state of the framer and send buffer is used by one thread at a time (the connection's, or the
+// client's under its lock): dynamic exclusivity checks are turned off for it (@exclusivity(unchecked)).
 import CSwiftCXLSystem
 import VFIO
 #if canImport(Glibc)
@@ -226,15 +228,15 @@ public enum VFIOUserFill: Equatable {
 /// continuation of a message that started earlier make the stream untrusted (`.fatal`), as do more descriptors
 /// than allowed (MSG_CTRUNC) and a header that fails `VFIOUserHeader.decode`.
 public final class VFIOUserFramer {
-    private var storage: UnsafeMutableRawPointer
-    private var capacity: Int
-    private var readIndex = 0
-    private var writeIndex = 0
+    @exclusivity(unchecked) private var storage: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private var readIndex = 0
+    @exclusivity(unchecked) private var writeIndex = 0
     /// While > 0, bytes already in the buffer never move (a handler holds a pointer into them).
-    private var pins = 0
+    @exclusivity(unchecked) private var pins = 0
     private var retired: [UnsafeMutableRawPointer] = []
     /// Descriptors waiting for the message they belong to: the byte range of the read that brought them.
-    private var fdChunks: [(start: Int, end: Int, fds: [Int32])] = []
+    @exclusivity(unchecked) private var fdChunks: [(start: Int, end: Int, fds: [Int32])] = []
     private let fdScratch: UnsafeMutablePointer<Int32>
     public static let initialCapacity = 64 << 10
 
@@ -295,6 +297,22 @@ public final class VFIOUserFramer {
         return VFIOUserFramedMessage(header: header, payload: UnsafeRawBufferPointer(start: base + VFIOUserLimits.headerSize,
                                                                                      count: size - VFIOUserLimits.headerSize),
                                      fds: fds)
+    }
+
+    /// The header of the next message once its 16 bytes are buffered (valid or not: nil when it fails to decode).
+    public func peekHeader(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) -> VFIOUserHeader? {
+        let avail = writeIndex - readIndex
+        guard avail >= VFIOUserLimits.headerSize else { return nil }
+        return try? VFIOUserHeader.decode(UnsafeRawBufferPointer(start: storage + readIndex, count: avail), maxMessageSize: maxMessageSize)
+    }
+
+    /// The header of the next message when the whole message is buffered (nothing consumed, no read), else nil.
+    public func peekComplete(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) -> VFIOUserHeader? {
+        let avail = writeIndex - readIndex
+        guard avail >= VFIOUserLimits.headerSize,
+              let h = try? VFIOUserHeader.decode(UnsafeRawBufferPointer(start: storage + readIndex, count: avail), maxMessageSize: maxMessageSize),
+              Int(h.messageSize) <= avail else { return nil }
+        return h
     }
 
     /// Room for at least `bytes` more after what is buffered: compacts, or grows (a new buffer when pinned).
@@ -377,10 +395,10 @@ extension VFIOUserSocket {
 
 /// A reusable send buffer: replies are encoded into it and sent with one `sendmsg`.
 public final class VFIOUserSendBuffer {
-    public private(set) var pointer: UnsafeMutableRawPointer
-    public private(set) var capacity: Int
+    @exclusivity(unchecked) public private(set) var pointer: UnsafeMutableRawPointer
+    @exclusivity(unchecked) public private(set) var capacity: Int
     /// Set while a reply is being built in it (a nested handler then uses a buffer of its own).
-    public var busy = false
+    @exclusivity(unchecked) public var busy = false
     public init(capacity: Int = 64 << 10) {
         self.capacity = capacity
         pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)

@@ -162,6 +162,42 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         }
     }
 
+    /// Config bytes in one REGION_READ (split only past the negotiated transfer size).
+    public func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
+        guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
+        try Self.checkBulk(UInt64(offset), count, limit: configSize)
+        let b: [UInt8]
+        do { b = try client.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), count: count) } catch {
+            throw .io("\(address): config read 0x\(String(offset, radix: 16))+\(count): \(error)")
+        }
+        guard b.count == count else { throw .io("\(address): config read returned \(b.count) bytes, asked \(count)") }
+        return b
+    }
+
+    /// BAR bytes in one REGION_READ (split only past the negotiated transfer size).
+    public func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] {
+        try Self.checkBulk(offset, count)
+        guard let b = bars.first(where: { $0.index == bar }) else { throw .noSuchBAR(bar) }
+        guard offset <= b.size, UInt64(count) <= b.size - offset else {
+            throw .outOfRange("BAR\(bar) offset 0x\(String(offset, radix: 16))+\(count) (BAR size 0x\(String(b.size, radix: 16)))")
+        }
+        let out: [UInt8]
+        do { out = try client.read(region: UInt32(bar), offset: offset, count: count) } catch {
+            throw .io("\(address): BAR\(bar) read 0x\(String(offset, radix: 16))+\(count): \(error)")
+        }
+        guard out.count == count else { throw .io("\(address): BAR\(bar) read returned \(out.count) bytes, asked \(count)") }
+        return out
+    }
+
+    /// REGION_WRITE with NO_REPLY: the server handles messages in order, so the next
+    /// read on this connection is ordered after it; errors are not reported.
+    public func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        try checkBAR(bar, offset, width)
+        do { try client.write(region: UInt32(bar), offset: offset, data: LittleEndian.bytes(value, width: width), posted: true) } catch {
+            throw .io("\(address): BAR\(bar) posted write 0x\(String(offset, radix: 16))/\(width): \(error)")
+        }
+    }
+
     public func reset(_ method: PCIResetMethod) throws(PCIError) {
         guard resetMethods.contains(method) else { throw .resetUnsupported(method.rawValue) }
         switch method {

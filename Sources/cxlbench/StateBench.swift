@@ -15,6 +15,7 @@ import VFIOUser
 final class CountingFunction: PCIFunction, @unchecked Sendable {
     enum Access {
         case configRead(Int, Int), configWrite(Int, Int, UInt32), barRead(Int, UInt64, Int), barWrite(Int, UInt64, Int, UInt64)
+        case configReadBytes(Int, Int), barReadBytes(Int, UInt64, Int), barWritePosted(Int, UInt64, Int, UInt64)
     }
     let inner: any PCIFunction
     var recording = false
@@ -52,6 +53,23 @@ final class CountingFunction: PCIFunction, @unchecked Sendable {
         try inner.barWrite(bar, offset: offset, width: width, value: value)
     }
 
+    // A bulk read or a posted write is one access (one pread, one REGION_READ, one message).
+    func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
+        configReads += 1
+        if recording { log.append(.configReadBytes(offset, count)) }
+        return try inner.configReadBytes(offset, count: count)
+    }
+    func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] {
+        barReads += 1
+        if recording { log.append(.barReadBytes(bar, offset, count)) }
+        return try inner.barReadBytes(bar, offset: offset, count: count)
+    }
+    func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        barWrites += 1
+        if recording { log.append(.barWritePosted(bar, offset, width, value)) }
+        try inner.barWritePosted(bar, offset: offset, width: width, value: value)
+    }
+
     /// Performs `log` again on the wrapped function, nothing else.
     func replay(_ log: [Access]) throws(PCIError) {
         var sink: UInt64 = 0
@@ -61,6 +79,9 @@ final class CountingFunction: PCIFunction, @unchecked Sendable {
             case .configWrite(let o, let w, let v): try inner.configWrite(o, width: w, value: v)
             case .barRead(let b, let o, let w): sink &+= try inner.barRead(b, offset: o, width: w)
             case .barWrite(let b, let o, let w, let v): try inner.barWrite(b, offset: o, width: w, value: v)
+            case .configReadBytes(let o, let n): sink &+= UInt64(try inner.configReadBytes(o, count: n).count)
+            case .barReadBytes(let b, let o, let n): sink &+= UInt64(try inner.barReadBytes(b, offset: o, count: n).count)
+            case .barWritePosted(let b, let o, let w, let v): try inner.barWritePosted(b, offset: o, width: w, value: v)
             }
         }
         blackHole(sink)

@@ -15,6 +15,8 @@ struct ServeCommand: ParsableCommand {
         """)
 
     @Option(help: "Device profile: type2, gpu-fw-committed, flr-loses-state, or a JSON profile file.") var profile: String = "type2"
+    @Option(help: ArgumentHelp("Serve a real device instead of the emulator: a function bound to vfio-pci, as vfio:BDF (through vfio-cxl; plain PCI when it has no CXL state).", valueName: "vfio:BDF"))
+    var device: String?
     @Option(help: "UNIX socket path to listen on. Refused when a server already answers there; a stale socket is replaced; on exit only this server's own socket is removed.") var socket: String
     @Option(name: .customLong("socket-mode"), help: ArgumentHelp("Mode of the socket file, octal (e.g. 0660 so that QEMU running as another user in GROUP can connect).", valueName: "MODE"))
     var socketMode: String?
@@ -41,8 +43,16 @@ struct ServeCommand: ParsableCommand {
         options.controlPath = control
         options.maxControlClients = controlClients
         options.controlMetrics = { CXLMetricsExposition.render($0, format: $1 ? .openMetrics : .prometheus) }
-        do {
+        do throws(CommandError) {
             try options.setSocketPermissions(mode: socketMode, group: socketGroup)
+            if let device {
+                guard control == nil else { throw CommandError("--control serves the emulated device's view; it is not offered with --device yet") }
+                guard irqInterval == 0 else { throw CommandError("--irq-interval drives the emulated device; a real device (--device) raises its own interrupts") }
+                let session = try DeviceServeSession(target: device, socketPath: socket, permissions: options.socketPermissions)
+                ServeSession.installSignalHandlers(stopFD: session.server.stopFD)
+                try session.run()
+                return
+            }
             let session = try ServeSession(options: options)
             ServeSession.installSignalHandlers(for: session)
             try session.run()

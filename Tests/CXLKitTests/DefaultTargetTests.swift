@@ -35,3 +35,19 @@ struct DefaultTargetTests {
         #expect(r.defaultTarget().target == "0000:0c:00.0")
     }
 }
+
+/// `vfio:BDF` on a machine where the function is not bound to vfio-pci (a host bridge never is; this machine has
+/// no /dev/vfio at all): one line naming the function and what to do, never a crash.
+@Suite struct VFIOTargetErrorTests {
+    @Test func hostBridgeIsOneClearErrorLine() {
+        do {
+            _ = try TargetResolver().resolve("vfio:0000:00:00.0")
+            Issue.record("vfio:0000:00:00.0 resolved")
+        } catch {
+            #expect(error.message.hasPrefix("vfio:0000:00:00.0: "))
+            #expect(!error.message.contains("\n"))
+        }
+        #expect(throws: CommandError("vfio: needs a PCI address bound to vfio-pci (vfio:0000:3b:00.0)")) { try TargetResolver().resolve("vfio:") }
+        #expect(throws: CommandError("vfio:zz: zz: not a PCI address (expected DDDD:BB:DD.F or BB:DD.F)")) { try TargetResolver().resolve("vfio:zz") }
+    }
+}

@@ -9,7 +9,14 @@ import PCI
 final class StateTestDevice: PCIFunction, @unchecked Sendable {
     enum CommitBehaviour { case instant, error, never }
     enum CXLResetBehaviour { case complete, error, never }
-    struct Access: Hashable { var write: Bool; var space: RegisterSpace; var offset: UInt64; var width: Int }
+    /// One access; a bulk read has `width` = its byte count and `bulk` set.
+    struct Access: Hashable {
+        var write: Bool; var space: RegisterSpace; var offset: UInt64; var width: Int; var bulk = false
+        /// Whether this access reads (or writes) the register at `offset`.
+        func covers(_ space: RegisterSpace, _ offset: UInt64) -> Bool {
+            self.space == space && (bulk ? (self.offset..<(self.offset + UInt64(width))).contains(offset) : self.offset == offset)
+        }
+    }
 
     let address: String
     let configSize = 4096
@@ -201,6 +208,20 @@ final class StateTestDevice: PCIFunction, @unchecked Sendable {
         guard width == 4, offset % 4 == 0, offset + 4 <= UInt64(component.count) else { throw .badAccess("bar \(offset)/\(width)") }
         log.append(Access(write: false, space: .bar(bar), offset: offset, width: width))
         return comp(Int(offset))
+    }
+
+    /// One bulk access, logged once.
+    func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
+        guard offset >= 0, offset % 4 == 0, count % 4 == 0, count >= 0, offset + count <= 4096 else { throw .badAccess("config bulk \(offset)/\(count)") }
+        log.append(Access(write: false, space: .config, offset: UInt64(offset), width: count, bulk: true))
+        return Array(config[offset..<(offset + count)])
+    }
+
+    func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] {
+        guard bar == Self.componentBAR else { throw .noSuchBAR(bar) }
+        guard offset % 4 == 0, count % 4 == 0, count >= 0, offset + UInt64(count) <= UInt64(component.count) else { throw .badAccess("bar bulk \(offset)/\(count)") }
+        log.append(Access(write: false, space: .bar(bar), offset: offset, width: count, bulk: true))
+        return Array(component[Int(offset)..<(Int(offset) + count)])
     }
 
     func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include "csystem_fs.h"
+#include "csystem_vfio.h"
 
 int csystem_placeholder(void);
 

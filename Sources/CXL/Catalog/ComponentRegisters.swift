@@ -127,9 +127,21 @@ public enum HDMDecoderCapability {
         .init("Interleave Set Position", 27, 24, .rwl),
     ])
 
+    /// Offset of Decoder n Control inside decoder n's registers.
+    public static let controlSlot = 0x10
+
+    private static let endpointDecoders = (0..<maximumDecoders).map { buildDecoderRegisters($0, endpoint: true) }
+    private static let portDecoders = (0..<maximumDecoders).map { buildDecoderRegisters($0, endpoint: false) }
+
     /// The eight DWORDs of decoder n, offsets relative to the HDM capability start.
     /// Endpoints (devices) have DPA Skip at +0x24/+0x28; ports have a Target List.
+    /// Built once per decoder (the names are not formatted again on every use).
     public static func decoderRegisters(_ n: Int, endpoint: Bool) -> [RegisterLayout] {
+        guard (0..<maximumDecoders).contains(n) else { return buildDecoderRegisters(n, endpoint: endpoint) }
+        return endpoint ? endpointDecoders[n] : portDecoders[n]
+    }
+
+    private static func buildDecoderRegisters(_ n: Int, endpoint: Bool) -> [RegisterLayout] {
         let b = firstDecoderOffset + decoderStride * n
         var regs = [
             RegisterLayout("Decoder \(n) Base Low", offset: b, width: 4, [.init("Memory Base Low", 31, 28, .rwl)]),

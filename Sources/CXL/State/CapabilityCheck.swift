@@ -22,11 +22,23 @@ extension CXLStateEngine {
         let statusBits = CXLDeviceDVSEC.range1.sizeLow.fields
             .filter { ["Memory_Info_Valid", "Memory_Active"].contains($0.name) }
             .reduce(UInt64(0)) { $0 | $1.mask }
+        // The config-space ones (all inside the DVSEC) in one bulk read.
+        let configVerify = snapshot.registers.filter { $0.role == .verify && $0.space == .config }
+        var image: (start: Int, bytes: [UInt8])?
+        if configVerify.count > 1 {
+            let start = Int(configVerify.map(\.offset).min() ?? 0) & ~3
+            let end = (Int(configVerify.map { $0.offset + UInt64($0.width) }.max() ?? 0) + 3) & ~3
+            if end - start <= pcieConfigSpaceSize, let b = try? function.configReadBytes(start, count: end - start) { image = (start, b) }
+        }
         for saved in snapshot.registers where saved.role == .verify {
             let live: UInt64
             switch saved.space {
             case .config:
-                live = try configRead(Int(saved.offset), saved.width)
+                if let image, let v = LittleEndian.load(image.bytes, at: Int(saved.offset) - image.start, width: saved.width) {
+                    live = v
+                } else {
+                    live = try configRead(Int(saved.offset), saved.width)
+                }
             case .bar(let bar):
                 guard let v = try? barRead(bar, saved.offset), v != 0xFFFF_FFFF else { continue }
                 live = v

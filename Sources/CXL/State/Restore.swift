@@ -40,100 +40,114 @@ extension CXLStateEngine {
     ///    snapshot (a value already read after the last write is not read again).
     public func restore(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> RestoreReport {
         try snapshot.validate()
-        let confirmed = try check(snapshot)
+        let live = try liveIdentity(snapshot.layout)
+        let confirmed = try check(snapshot, live: live)
         let run = RestoreRun(engine: self, snapshot: snapshot, confirmed: confirmed)
         run.execute()
         var report = run.report
-        // The report names the function restored (its address), not the one the snapshot was saved from.
-        report.device = (try? liveIdentity(snapshot.layout)) ?? snapshot.identity
+        // The report names the function restored (its address), not the one the snapshot
+        // was saved from: the identity read before writing (the restore changes no ID).
+        report.device = live
         return report
     }
 }
 
-/// One restore: the engine's steps and the outcomes they collect.
+/// One restore: the engine's steps and the outcomes they collect. Registers are
+/// addressed by their index in the snapshot (found once, by location), so a restore
+/// of N decoders does no name lookups per register.
 final class RestoreRun {
     let engine: CXLStateEngine
     let snapshot: CXLStateSnapshot
-    private var outcomes: [RegisterKey: RegisterOutcome] = [:]
+    private let regs: [SavedRegister]
+    private var outcomes: [RegisterOutcome]
     /// Values read after the register's last write: verification does not read again.
-    private var fresh: [RegisterKey: UInt64] = [:]
-    private var failed: Set<RegisterKey> = []
+    private var fresh: [UInt64?]
+    private var failed: [Bool]
     private var steps: [String] = []
     private var decoders: [DecoderOutcome] = []
     private var locked = false
+    private let at: SnapshotIndex
 
     init(engine: CXLStateEngine, snapshot: CXLStateSnapshot, confirmed: [RegisterKey: UInt64] = [:]) {
         self.engine = engine
         self.snapshot = snapshot
-        fresh = confirmed
-        for r in snapshot.registers {
-            outcomes[r.key] = RegisterOutcome(block: r.block, register: r.register, width: r.width, saved: r.value,
-                                              action: r.role == .verify ? .compared : .notAttempted, ok: true)
+        regs = snapshot.registers
+        outcomes = regs.map {
+            RegisterOutcome(block: $0.block, register: $0.register, width: $0.width, saved: $0.value,
+                            action: $0.role == .verify ? .compared : .notAttempted, ok: true)
         }
+        fresh = Array(repeating: nil, count: regs.count)
+        // Read-only registers the capability check already read equal: no second read.
+        if !confirmed.isEmpty {
+            for i in regs.indices where regs[i].role == .verify { fresh[i] = confirmed[regs[i].key] }
+        }
+        failed = Array(repeating: false, count: regs.count)
+        at = SnapshotIndex(snapshot)
     }
 
     var report: RestoreReport {
-        RestoreReport(device: snapshot.identity, dvsecLocked: locked, steps: steps,
-                      registers: snapshot.registers.compactMap { outcomes[$0.key] }, decoders: decoders)
+        RestoreReport(device: snapshot.identity, dvsecLocked: locked, steps: steps, registers: outcomes, decoders: decoders)
     }
 
     // MARK: Register operations
 
     private func step(_ s: String) { steps.append(s) }
 
-    private func set(_ key: RegisterKey, _ change: (inout RegisterOutcome) -> Void) {
-        if var o = outcomes[key] { change(&o); outcomes[key] = o }
+    private func fail(_ i: Int, _ detail: String) {
+        failed[i] = true
+        outcomes[i].ok = false
+        outcomes[i].detail = outcomes[i].detail.map { "\($0); \(detail)" } ?? detail
     }
 
-    private func fail(_ key: RegisterKey, _ detail: String) {
-        failed.insert(key)
-        set(key) { $0.ok = false; $0.detail = $0.detail.map { "\($0); \(detail)" } ?? detail }
-    }
-
+    /// Write register `i`; `posted` lets a BAR write complete later (the next read of
+    /// the function orders after it; the read-back catches a lost write).
     @discardableResult
-    private func write(_ r: SavedRegister, _ value: UInt64, action: RegisterOutcome.Action = .written) -> Bool {
-        fresh[r.key] = nil
-        set(r.key) { $0.action = action }
+    private func write(_ i: Int, _ value: UInt64, action: RegisterOutcome.Action = .written, posted: Bool = false) -> Bool {
+        fresh[i] = nil
+        outcomes[i].action = action
         do {
-            try engine.write(r, value)
-            set(r.key) { $0.written = value }
+            try engine.write(regs[i], value, posted: posted)
+            outcomes[i].written = value
             return true
         } catch {
-            fail(r.key, "write of \(HexCoding.format(value, width: r.width)) failed: \(error)")
+            fail(i, "write of \(HexCoding.format(value, width: regs[i].width)) failed: \(error)")
             return false
         }
     }
 
     /// Read a live value the algorithm needs to decide; it also serves as read-back
     /// if nothing is written afterwards.
-    private func readLive(_ r: SavedRegister) -> UInt64? {
+    private func readLive(_ i: Int) -> UInt64? {
         do {
-            let v = try engine.read(r)
-            fresh[r.key] = v
-            set(r.key) { if $0.live == nil { $0.live = v } }
+            let v = try engine.read(regs[i])
+            noteLive(i, v)
             return v
         } catch {
-            fail(r.key, "read failed: \(error)")
+            fail(i, "read failed: \(error)")
             return nil
         }
     }
 
+    private func noteLive(_ i: Int, _ v: UInt64) {
+        fresh[i] = v
+        if outcomes[i].live == nil { outcomes[i].live = v }
+    }
+
     private enum PollEnd { case done(UInt64), timeout, failed }
 
-    /// Read `r` until `done` holds or `budget` runs out; the first read is immediate.
-    private func poll(_ r: SavedRegister, budget: Duration, interval: Duration,
-                      _ done: (UInt64) -> Bool) -> (PollEnd, polls: Int) {
+    /// Read register `i` until `done` holds or `budget` runs out; the first read is immediate.
+    private func poll(_ i: Int, budget: Duration, interval: Duration, _ done: (UInt64) -> Bool) -> (PollEnd, polls: Int) {
         let clock = engine.options.clock
         let start = clock.now()
         var polls = 0
         while true {
             let v: UInt64
-            do { v = try engine.read(r) } catch {
-                fail(r.key, "read failed: \(error)")
+            do { v = try engine.read(regs[i]) } catch {
+                fail(i, "read failed: \(error)")
                 return (.failed, polls)
             }
             polls += 1
-            fresh[r.key] = v
+            fresh[i] = v
             if done(v) { return (.done(v), polls) }
             let elapsed = clock.now() - start
             if elapsed >= budget { return (.timeout, polls) }
@@ -141,22 +155,56 @@ final class RestoreRun {
         }
     }
 
-    private func saved(_ key: RegisterKey) -> SavedRegister? { snapshot[key] }
-    private func dvsec(_ layout: RegisterLayout) -> SavedRegister? { snapshot.dvsec(layout) }
-
     /// A DVSEC RWL register: written when unlocked; with CONFIG_LOCK live the lockable
     /// fields keep the hardware value (mask from the catalog) and only a difference in
     /// unlocked writable bits is written.
-    private func restoreLockable(_ r: SavedRegister, _ layout: RegisterLayout) {
-        guard locked else { write(r, r.value); return }
-        guard let live = readLive(r) else { return }
+    private func restoreLockable(_ i: Int, _ layout: RegisterLayout) {
+        guard locked else { write(i, regs[i].value); return }
+        guard let live = readLive(i) else { return }
         let lockable = layout.lockableMask
-        let merged = (live & lockable) | (r.value & ~lockable)
+        let merged = (live & lockable) | (regs[i].value & ~lockable)
         if (merged ^ live) & layout.writableMask != 0 {
-            write(r, merged, action: .merged)
+            write(i, merged, action: .merged)
         } else {
-            set(r.key) { $0.action = .lockedKept }
+            outcomes[i].action = .lockedKept
         }
+    }
+
+    /// Read the live values of registers `indices` in as few accesses as the function
+    /// allows: one bulk read per space over the span they cover (a span of at most
+    /// 4 KiB of DWORD-aligned registers), else one read each. Failures are recorded
+    /// per register.
+    private func readMany(_ indices: [Int], live: Bool) -> [Int: UInt64] {
+        var out: [Int: UInt64] = [:]
+        var bySpace: [RegisterSpace: [Int]] = [:]
+        for i in indices { bySpace[regs[i].space, default: []].append(i) }
+        for (space, list) in bySpace {
+            var lo = UInt64.max, hi: UInt64 = 0
+            for i in list { lo = min(lo, regs[i].offset); hi = max(hi, regs[i].offset + UInt64(regs[i].width)) }
+            lo &= ~3
+            hi = (hi + 3) & ~3
+            if list.count > 1, hi - lo <= 4096 {
+                let bytes: [UInt8]?
+                do throws(PCIError) {
+                    switch space {
+                    case .config: bytes = try engine.function.configReadBytes(Int(lo), count: Int(hi - lo))
+                    case .bar(let b): bytes = try engine.function.barReadBytes(b, offset: lo, count: Int(hi - lo))
+                    }
+                } catch { bytes = nil }
+                if let bytes {
+                    for i in list {
+                        if let v = LittleEndian.load(bytes, at: Int(regs[i].offset - lo), width: regs[i].width) { out[i] = v }
+                    }
+                    continue
+                }
+            }
+            for i in list {
+                do { out[i] = try engine.read(regs[i]) } catch {
+                    fail(i, live ? "read failed: \(error)" : "read-back failed: \(error)")
+                }
+            }
+        }
+        return out
     }
 
     // MARK: The restore
@@ -165,17 +213,15 @@ final class RestoreRun {
         let hdm = snapshot.layout.hdm
 
         // 1. BARs.
-        let bars = (0..<6).compactMap { saved(StateCatalog.barKey($0)) }
-        for r in bars { write(r, r.value) }
-        if !bars.isEmpty { step("BARs written first: every MMIO access below goes through them") }
+        for i in at.bars { write(i, regs[i].value) }
+        if !at.bars.isEmpty { step("BARs written first: every MMIO access below goes through them") }
 
         // 2. PCI Express control registers.
-        let pcie = snapshot.registers.filter { $0.block == StateCatalog.pciExpressBlock }
-        for r in pcie { write(r, r.value) }
-        if !pcie.isEmpty { step("PCI Express Device/Link Control and Control 2 written") }
+        for i in at.pciExpress { write(i, regs[i].value) }
+        if !at.pciExpress.isEmpty { step("PCI Express Device/Link Control and Control 2 written") }
 
         // 3. Memory Space Enable for the MMIO accesses.
-        let command = saved(StateCatalog.commandKey)
+        let command = at.command
         if hdm != nil, let command, let live = readLive(command), live & StateCatalog.memorySpaceEnableBit == 0 {
             if write(command, live | StateCatalog.memorySpaceEnableBit) {
                 step("Memory Space Enable set temporarily for the HDM decoder accesses")
@@ -183,76 +229,69 @@ final class RestoreRun {
         }
 
         // 4. DVSEC: lock state decides the path.
-        if let lock = dvsec(CXLDeviceDVSEC.lock) {
+        if let lock = at.lock {
             // An unreadable Lock is treated as locked: the merge path writes nothing locked.
             let live = readLive(lock) ?? StateCatalog.configLockBit
             locked = live & StateCatalog.configLockBit != 0
             step(locked ? "CONFIG_LOCK is set: DVSEC merge path, locked fields keep the hardware value, Lock not written"
                         : "CONFIG_LOCK is clear: DVSEC unlocked path")
         }
-        if let c2 = dvsec(CXLDeviceDVSEC.control2) {
-            write(c2, c2.value & StateCatalog.control2PersistentMask)
+        if let c2 = at.control2 {
+            write(c2, regs[c2].value & StateCatalog.control2PersistentMask)
             step("DVSEC CXL Control2 persistent bits written (doorbells never)")
         }
-        var ranges = 0
-        for range in [CXLDeviceDVSEC.range1, CXLDeviceDVSEC.range2] {
-            for layout in [range.baseHigh, range.baseLow] {
-                if let r = dvsec(layout) { restoreLockable(r, layout); ranges += 1 }
-            }
+        for (i, layout) in at.rangeBases { restoreLockable(i, layout) }
+        if !at.rangeBases.isEmpty {
+            step(locked ? "DVSEC Range 1/2 Base merged with the locked hardware values" : "DVSEC Range 1/2 Base written")
         }
-        if ranges > 0 { step(locked ? "DVSEC Range 1/2 Base merged with the locked hardware values" : "DVSEC Range 1/2 Base written") }
 
         // 5. HDM decoders.
         if let hdm { restoreHDM(hdm) }
 
         // 6. DVSEC Control after the decoders.
-        if let control = dvsec(CXLDeviceDVSEC.control) {
+        if let control = at.control {
             restoreLockable(control, CXLDeviceDVSEC.control)
             step(locked ? "DVSEC CXL Control merged (locked)" : "DVSEC CXL Control written after the decoders (Mem_Enable last)")
         }
 
         // 7. Lock last, only to re-arm it.
-        if let lock = dvsec(CXLDeviceDVSEC.lock) {
+        if let lock = at.lock {
             if locked {
-                set(lock.key) { $0.action = .lockedKept }
-            } else if lock.value & StateCatalog.configLockBit != 0 {
-                write(lock, lock.value)
+                outcomes[lock].action = .lockedKept
+            } else if regs[lock].value & StateCatalog.configLockBit != 0 {
+                write(lock, regs[lock].value)
                 step("DVSEC CXL Lock written last: CONFIG_LOCK re-armed")
             } else {
-                set(lock.key) { $0.action = .skipped; $0.detail = "saved clear; Lock is write-once, not written" }
+                outcomes[lock].action = .skipped
+                outcomes[lock].detail = "saved clear; Lock is write-once, not written"
             }
         }
 
         // 8. Read back the MMIO registers while Memory Space is enabled.
-        verify(snapshot.registers.filter { $0.space != .config })
+        verify(at.mmio)
 
         // 9. Command puts Memory Space Enable back to the saved value.
         if let command {
-            write(command, command.value)
+            write(command, regs[command].value)
             step("Command written from the snapshot (Memory Space Enable put back)")
         }
 
         // 10. MSI and MSI-X, enables last.
-        let msi = snapshot.registers.filter { $0.block == StateCatalog.msiBlock }
-        let msiControl = msi.filter { $0.register == MSICapability.messageControl.name }
-        for r in msi.filter({ $0.register != MSICapability.messageControl.name }) + msiControl { write(r, r.value) }
-        for r in snapshot.registers where r.block == StateCatalog.msixBlock { write(r, r.value) }
-        if !msi.isEmpty || snapshot.registers.contains(where: { $0.block == StateCatalog.msixBlock }) {
-            step("MSI/MSI-X control written after Command")
-        }
+        for i in at.msi { write(i, regs[i].value) }
+        for i in at.msix { write(i, regs[i].value) }
+        if !at.msi.isEmpty || !at.msix.isEmpty { step("MSI/MSI-X control written after Command") }
 
         // 11. Read back config space.
-        verify(snapshot.registers.filter { $0.space == .config })
+        verify(at.config)
         // A register the steps above never reached is a failure, not a silent pass.
-        for r in snapshot.registers where outcomes[r.key]?.action == .notAttempted && outcomes[r.key]?.ok == true {
-            fail(r.key, "not attempted")
+        for i in regs.indices where outcomes[i].action == .notAttempted && outcomes[i].ok {
+            fail(i, "not attempted")
         }
     }
 
     private func restoreHDM(_ hdm: HDMLocation) {
-        let block = StateCatalog.hdmBlock
-        if let global = saved(RegisterKey(block: block, register: HDMDecoderCapability.globalControl.name)) {
-            write(global, global.value)
+        if let global = at.globalControl {
+            write(global, regs[global].value, posted: true)
             step("HDM Decoder Global Control written before the decoders")
         }
         let committed = StateCatalog.committedBit, commit = StateCatalog.commitBit
@@ -260,27 +299,29 @@ final class RestoreRun {
         let budget = engine.options.commitTimeout, interval = engine.options.commitPollInterval
         var lowerUncommitted: Int?
         var blockedBy: Int?
+        // The live Control of every decoder saved committed, in one batched read: the
+        // restore decides from them, decoder by decoder (a commit of decoder m does not
+        // change decoder n's Control).
+        let wanted = at.decoders.compactMap { d in d.control.flatMap { regs[$0].value & committed != 0 ? $0 : nil } }
+        let batched = wanted.count > 1
+        let prefetched = batched ? readMany(wanted, live: true) : [:]
 
-        for n in 0..<hdm.decoderCount {
-            let regs = snapshot.decoder(n)
-            guard let control = regs.first(where: { $0.register == StateCatalog.decoderControlName(n) }) else { continue }
-            let others = regs.filter { $0.key != control.key }
+        for (n, d) in at.decoders.enumerated() {
+            guard let control = d.control else { continue }
+            let all = d.others + [control]
             func mark(_ action: RegisterOutcome.Action, ok: Bool, _ detail: String) {
-                for r in regs {
-                    set(r.key) {
-                        $0.action = action
-                        $0.detail = detail
-                        if !ok { $0.ok = false }
-                    }
-                    if !ok { failed.insert(r.key) }
+                for i in all {
+                    outcomes[i].action = action
+                    outcomes[i].detail = detail
+                    if !ok { outcomes[i].ok = false; failed[i] = true }
                 }
             }
             func outcome(_ result: DecoderOutcome.Result, _ detail: String? = nil, polls: Int = 0) {
                 decoders.append(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))
                 step("Decoder \(n): \(result.rawValue)\(detail.map { " (\($0))" } ?? "")")
             }
-
-            if control.value & committed == 0 {
+            let saved = regs[control].value
+            if saved & committed == 0 {
                 mark(.skipped, ok: true, "not committed when saved: not restored")
                 outcome(.skippedNotCommitted)
                 if lowerUncommitted == nil { lowerUncommitted = n }
@@ -298,7 +339,14 @@ final class RestoreRun {
                 outcome(.blocked, why)
                 continue
             }
-            guard let live = readLive(control) else {
+            let liveValue: UInt64?
+            if batched {
+                liveValue = prefetched[control]
+                if let v = liveValue { noteLive(control, v) }
+            } else {
+                liveValue = readLive(control)
+            }
+            guard let live = liveValue else {
                 outcome(.accessError, "Decoder \(n) Control unreadable")
                 blockedBy = n
                 continue
@@ -311,11 +359,11 @@ final class RestoreRun {
             // A decoder that is committed, or armed (Commit set after an error), must be
             // de-committed first: a new commit needs Commit to go 0 -> 1.
             if live & (commit | committed) != 0 {
-                guard write(control, live & ~commit) else { outcome(.accessError); blockedBy = n; continue }
+                guard write(control, live & ~commit, posted: true) else { outcome(.accessError); blockedBy = n; continue }
                 if live & committed != 0 {
                     let (end, polls) = poll(control, budget: budget, interval: interval) { $0 & committed == 0 }
                     guard case .done = end else {
-                        fail(control.key, "still Committed \(budget.humanReadable) after Commit was cleared")
+                        fail(control, "still Committed \(budget.humanReadable) after Commit was cleared")
                         outcome(.decommitTimeout, nil, polls: polls)
                         blockedBy = n
                         continue
@@ -323,24 +371,25 @@ final class RestoreRun {
                 }
             }
             // Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in the
-            // kernel's order, then Control with Commit set.
+            // kernel's order, posted; then Control with Commit set, and the first poll
+            // read orders after all of them.
             var ok = true
-            for r in others { ok = write(r, r.value) && ok }
+            for i in d.others { ok = write(i, regs[i].value, posted: true) && ok }
             guard ok else { outcome(.accessError, "programming failed; not committed"); blockedBy = n; continue }
-            let value = (control.value & ~(committed | error)) | commit
-            guard write(control, value) else { outcome(.accessError); blockedBy = n; continue }
+            let value = (saved & ~(committed | error)) | commit
+            guard write(control, value, posted: true) else { outcome(.accessError); blockedBy = n; continue }
             let (end, polls) = poll(control, budget: budget, interval: interval) { $0 & (committed | error) != 0 }
             switch end {
             case .done(let v) where v & committed != 0:
                 outcome(.committed, "programmed, Committed after \(polls) read(s)", polls: polls)
             case .done:
-                fail(control.key, "Error Not Committed")
+                fail(control, "Error Not Committed")
                 // Spec recovery: clear Commit so the decoder is not left armed.
                 write(control, value & ~commit)
                 outcome(.commitError, nil, polls: polls)
                 blockedBy = n
             case .timeout:
-                fail(control.key, "neither Committed nor Error Not Committed within \(budget.humanReadable)")
+                fail(control, "neither Committed nor Error Not Committed within \(budget.humanReadable)")
                 outcome(.commitTimeout, "budget \(budget.humanReadable)", polls: polls)
                 blockedBy = n
             case .failed:
@@ -350,34 +399,105 @@ final class RestoreRun {
         }
     }
 
-    /// Compare each register with the snapshot, reading it unless a value read after
-    /// its last write is at hand. Registers not restored by design are not read.
-    private func verify(_ registers: [SavedRegister]) {
-        for r in registers {
-            guard let o = outcomes[r.key], o.action != .skipped || r.block != StateCatalog.hdmBlock,
-                  o.action != .notAttempted else { continue }
-            let after: UInt64
-            if let v = fresh[r.key] {
-                after = v
-            } else {
-                do { after = try engine.read(r) } catch {
-                    fail(r.key, "read-back failed: \(error)")
-                    continue
-                }
-                fresh[r.key] = after
-            }
-            set(r.key) { $0.after = after }
+    /// Compare each register with the snapshot, reading those without a value read
+    /// after their last write (in one batched read per space). Registers not restored
+    /// by design are not read.
+    private func verify(_ indices: [Int]) {
+        let checked = indices.filter {
+            (outcomes[$0].action != .skipped || regs[$0].block != StateCatalog.hdmBlock) && outcomes[$0].action != .notAttempted
+        }
+        let unread = checked.filter { fresh[$0] == nil }
+        if !unread.isEmpty {
+            for (i, v) in readMany(unread, live: false) { fresh[i] = v }
+        }
+        for i in checked {
+            guard let after = fresh[i] else { continue }
+            let r = regs[i]
+            outcomes[i].after = after
             guard !StateCatalog.equivalent(r.key, r.value, after) else { continue }
-            switch o.action {
+            switch outcomes[i].action {
             case .lockedKept, .merged:
-                fail(r.key, "CONFIG_LOCK is set and the hardware holds a different value; locked fields cannot be restored")
+                fail(i, "CONFIG_LOCK is set and the hardware holds a different value; locked fields cannot be restored")
             case .leftAlone:
-                fail(r.key, "decoder is locked and committed with a different value")
+                fail(i, "decoder is locked and committed with a different value")
             case .compared:
-                fail(r.key, "read-only register differs from the snapshot")
+                fail(i, "read-only register differs from the snapshot")
             default:
-                if !failed.contains(r.key) { fail(r.key, "reads back \(HexCoding.format(after, width: r.width))") }
+                if !failed[i] { fail(i, "reads back \(HexCoding.format(after, width: r.width))") }
             }
         }
+    }
+}
+
+/// Where the registers a restore names are in a snapshot, found in one pass: config
+/// registers by structure and catalog name, HDM decoder registers by location
+/// (decoder n, register slot) inside the HDM Decoder Capability.
+struct SnapshotIndex {
+    struct Decoder {
+        var control: Int?
+        /// Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in snapshot order.
+        var others: [Int] = []
+    }
+    var command: Int?
+    var bars: [Int] = []
+    var pciExpress: [Int] = []
+    /// MSI registers, Message Control last.
+    var msi: [Int] = []
+    var msix: [Int] = []
+    var lock: Int?
+    var control: Int?
+    var control2: Int?
+    var rangeBases: [(Int, RegisterLayout)] = []
+    var globalControl: Int?
+    var decoders: [Decoder] = []
+    var mmio: [Int] = []
+    var config: [Int] = []
+
+    init(_ snapshot: CXLStateSnapshot) {
+        let regs = snapshot.registers
+        let hdm = snapshot.layout.hdm
+        decoders = Array(repeating: Decoder(), count: hdm?.decoderCount ?? 0)
+        var barSlots: [Int?] = Array(repeating: nil, count: 6)
+        var msiControl: Int?
+        var ranges: [Int: Int] = [:]
+        let rangeLayouts = [CXLDeviceDVSEC.range1.baseHigh, CXLDeviceDVSEC.range1.baseLow,
+                            CXLDeviceDVSEC.range2.baseHigh, CXLDeviceDVSEC.range2.baseLow]
+        for (i, r) in regs.enumerated() {
+            if r.space == .config { config.append(i) } else { mmio.append(i) }
+            switch r.block {
+            case StateCatalog.headerBlock:
+                if r.register == PCIHeader.command.name { command = i; continue }
+                if let b = StateCatalog.barNames.firstIndex(of: r.register) { barSlots[b] = i }
+            case StateCatalog.pciExpressBlock: pciExpress.append(i)
+            case StateCatalog.msiBlock:
+                if r.register == MSICapability.messageControl.name { msiControl = i } else { msi.append(i) }
+            case StateCatalog.msixBlock: msix.append(i)
+            case StateCatalog.dvsecBlock:
+                switch r.register {
+                case CXLDeviceDVSEC.lock.name: lock = i
+                case CXLDeviceDVSEC.control.name: control = i
+                case CXLDeviceDVSEC.control2.name: control2 = i
+                default: if let k = rangeLayouts.firstIndex(where: { $0.name == r.register }) { ranges[k] = i }
+                }
+            case StateCatalog.hdmBlock:
+                guard let hdm, r.space == .bar(hdm.bar), r.offset >= hdm.hdmOffset else { continue }
+                let rel = r.offset - hdm.hdmOffset
+                let first = UInt64(HDMDecoderCapability.firstDecoderOffset), stride = UInt64(HDMDecoderCapability.decoderStride)
+                if rel >= first, rel < first + stride * UInt64(decoders.count) {
+                    let n = Int((rel - first) / stride)
+                    if (rel - first) % stride == UInt64(HDMDecoderCapability.controlSlot) {
+                        decoders[n].control = i
+                    } else {
+                        decoders[n].others.append(i)
+                    }
+                } else if rel == UInt64(HDMDecoderCapability.globalControl.offset), r.role == .restore {
+                    globalControl = i
+                }
+            default: break
+            }
+        }
+        bars = barSlots.compactMap { $0 }
+        if let msiControl { msi.append(msiControl) }
+        rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, rangeLayouts[k]) } }
     }
 }

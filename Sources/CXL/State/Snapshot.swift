@@ -289,7 +289,7 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
             let limit = UInt64.max - UInt64(2 * ComponentRegisterBlock.size)
             guard h.blockOffset <= limit, h.hdmOffset <= limit else { throw bad("component register offset out of range") }
         }
-        var seen = Set<RegisterKey>()
+        var seen = Set<RegisterKey>(minimumCapacity: registers.count)
         for r in registers {
             guard seen.insert(r.key).inserted else { throw bad("\(r.displayName) appears twice") }
             guard [1, 2, 4].contains(r.width), r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }

@@ -43,6 +43,9 @@ public enum StateCatalog {
         HDMDecoderCapability.decoderRegisters(n, endpoint: endpoint)
     }
 
+    /// Base Address Register 0-5 names, in BAR order.
+    static let barNames = (0..<6).map { PCIHeader.bar($0).name }
+
     /// Name of Decoder n Control.
     static func decoderControlName(_ n: Int) -> String { "Decoder \(n) Control" }
 

@@ -34,7 +34,10 @@ public struct CXLStateEngine: Sendable {
             var map = found.map
             let command = registers.first { $0.key == StateCatalog.commandKey }?.value ?? 0
             let hdm: (HDMLocation, [SavedRegister])? = try withMemorySpace(command: command) { () throws(CXLStateError) in
-                try Discovery.hdm(&map, read: { (bar, offset) throws(CXLStateError) in try barRead(bar, offset) })
+                try Discovery.hdm(&map, read: { (bar, offset) throws(CXLStateError) in try barRead(bar, offset) },
+                                  readBytes: { (bar, offset, count) throws(CXLStateError) in
+                                      do throws(PCIError) { return try function.barReadBytes(bar, offset: offset, count: count) } catch { throw .access(error) }
+                                  })
             }
             if let hdm {
                 layout.hdm = hdm.0
@@ -106,9 +109,9 @@ public struct CXLStateEngine: Sendable {
         let ids = try configRead(PCIHeader.vendorID.offset, 4)
         var serial: UInt64?
         if let dsn = layout.serialNumberOffset {
-            let lo = try configRead(dsn + Discovery.serialLower.offset, 4)
-            let hi = try configRead(dsn + Discovery.serialUpper.offset, 4)
-            serial = lo | hi << 32
+            // Lower and Upper DWORDs are adjacent: one 8-byte read.
+            let bytes = try configBytes(dsn + Discovery.serialLower.offset, 8)
+            serial = LittleEndian.load(bytes, at: 0, width: 8)
         }
         return CXLDeviceIdentity(vendorID: UInt16(truncatingIfNeeded: ids), deviceID: UInt16(truncatingIfNeeded: ids >> 16),
                                  serialNumber: serial, address: function.address)
@@ -117,12 +120,15 @@ public struct CXLStateEngine: Sendable {
     /// Refuse state that belongs to another device, another layout or other capabilities, before any write.
     /// Returns the read-only registers confirmed equal on the way.
     @discardableResult
-    func check(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> [RegisterKey: UInt64] {
-        let live = try liveIdentity(snapshot.layout)
+    func check(_ snapshot: CXLStateSnapshot, live known: CXLDeviceIdentity? = nil) throws(CXLStateError) -> [RegisterKey: UInt64] {
+        let live: CXLDeviceIdentity
+        if let known { live = known } else { live = try liveIdentity(snapshot.layout) }
         guard live.matches(snapshot.identity) else { throw .deviceMismatch(expected: snapshot.identity, found: live) }
         let base = snapshot.layout.dvsecOffset
-        let h1 = try configRead(base + DVSECHeader.header1.offset, DVSECHeader.header1.width)
-        let h2 = try configRead(base + DVSECHeader.header2.offset, DVSECHeader.header2.width)
+        // Header 1 and 2 are adjacent: one 8-byte read.
+        let header = try configBytes(base + DVSECHeader.header1.offset, 8)
+        let h1 = LittleEndian.load(header, at: 0, width: DVSECHeader.header1.width) ?? 0
+        let h2 = LittleEndian.load(header, at: DVSECHeader.header2.offset - DVSECHeader.header1.offset, width: DVSECHeader.header2.width) ?? 0
         let vendor = DVSECHeader.header1.field("DVSEC Vendor ID")!.extract(h1)
         let id = DVSECHeader.header2.field("DVSEC ID")!.extract(h2)
         guard vendor == UInt64(cxlDVSECVendorID), id == UInt64(CXLDVSECID.device.rawValue) else {
@@ -139,6 +145,10 @@ public struct CXLStateEngine: Sendable {
         do { return UInt64(try function.configRead(offset, width: width)) } catch { throw .access(error) }
     }
 
+    func configBytes(_ offset: Int, _ count: Int) throws(CXLStateError) -> [UInt8] {
+        do { return try function.configReadBytes(offset, count: count) } catch { throw .access(error) }
+    }
+
     func barRead(_ bar: Int, _ offset: UInt64) throws(CXLStateError) -> UInt64 {
         do { return try function.barRead(bar, offset: offset, width: 4) } catch { throw .access(error) }
     }
@@ -152,10 +162,13 @@ public struct CXLStateEngine: Sendable {
         } catch { throw .access(error) }
     }
 
-    func write(_ reg: SavedRegister, _ value: UInt64) throws(CXLStateError) {
+    /// Write `reg`; `posted` lets a BAR write complete after the call (config writes
+    /// are never posted, PCIe 6.0 §2.4.1).
+    func write(_ reg: SavedRegister, _ value: UInt64, posted: Bool = false) throws(CXLStateError) {
         do {
             switch reg.space {
             case .config: try function.configWrite(Int(reg.offset), width: reg.width, value: UInt32(truncatingIfNeeded: value))
+            case .bar(let b) where posted: try function.barWritePosted(b, offset: reg.offset, width: reg.width, value: value)
             case .bar(let b): try function.barWrite(b, offset: reg.offset, width: reg.width, value: value)
             }
         } catch { throw .access(error) }
@@ -252,7 +265,8 @@ enum Discovery {
     /// Complete `map` from the component block (capability array, HDM Decoder
     /// Capability) and read the HDM registers. Returns nil when the block has no HDM
     /// decoders.
-    static func hdm(_ map: inout CXLDeviceMap, read: (Int, UInt64) throws(CXLStateError) -> UInt64)
+    static func hdm(_ map: inout CXLDeviceMap, read: (Int, UInt64) throws(CXLStateError) -> UInt64,
+                    readBytes: (Int, UInt64, Int) throws(CXLStateError) -> [UInt8])
         throws(CXLStateError) -> (HDMLocation, [SavedRegister])? {
         guard let block = map.componentBlock else { return nil }
         var failure: CXLStateError?
@@ -278,10 +292,17 @@ enum Discovery {
         let layouts = [HDMDecoderCapability.globalControl] + (0..<decoders).flatMap {
             StateCatalog.decoderRegisters($0, endpoint: endpoint)
         }
+        // Global Control and every decoder register in one batched read of the block
+        // (the Capability register was read by the map).
+        let first = HDMDecoderCapability.globalControl.offset
+        let bytes = try readBytes(block.bir, hdmOffset + UInt64(first), HDMDecoderCapability.length(decoders: decoders) - first)
+        regs.reserveCapacity(layouts.count + 1)
         for r in layouts {
-            let off = hdmOffset + UInt64(r.offset)
+            guard let v = LittleEndian.load(bytes, at: r.offset - first, width: r.width) else {
+                throw .access(.io("HDM Decoder Capability read returned \(bytes.count) bytes"))
+            }
             regs.append(SavedRegister(block: StateCatalog.hdmBlock, register: r.name, space: .bar(block.bir),
-                                      offset: off, width: r.width, value: try read(block.bir, off), role: .restore))
+                                      offset: hdmOffset + UInt64(r.offset), width: r.width, value: v, role: .restore))
         }
         return (location, regs)
     }

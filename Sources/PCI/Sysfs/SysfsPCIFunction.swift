@@ -139,6 +139,26 @@ public final class SysfsPCIFunction: PCIFunction {
         return v
     }
 
+    /// Config bytes in one pread of the `config` file.
+    public func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
+        guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
+        try Self.checkBulk(UInt64(offset), count, limit: configSize)
+        let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .io("\(address): cannot open config: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else {
+                throw .io("\(address): config read at 0x\(hex(offset + done, digits: 3)) returned \(done) of \(count) bytes (are you root?)")
+            }
+            done += n
+        }
+        return buf
+    }
+
     /// The whole config file in one read (what `configSnapshot` would do in 1024 reads).
     public func readConfigFile() throws(PCIError) -> ConfigSpace {
         guard let bytes = readWholeFile(directory + "/config", limit: pcieConfigSpaceSize) else {

@@ -88,8 +88,11 @@ let hostileClientCases: [HostileCase] = [
     HostileCase("DMA map with address + size overflowing", accept: HostileCase.errno(EINVAL)) { $0.exchange(C.dmaMap.rawValue, dmaMap(UInt64.max - 0xFFF, 0x2000)) },
     HostileCase("DMA map of size 0", accept: HostileCase.errno(EINVAL)) { $0.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0)) },
     HostileCase("DMA map with undefined flags", accept: HostileCase.errno(EINVAL)) { $0.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0x1000, flags: 0x80)) },
-    HostileCase("unmap matching no map", accept: HostileCase.errno(VFIOErrno.ENOENT)) { $0.exchange(C.dmaUnmap.rawValue, dmaUnmap(0x10000, 0x1000)) },
-    HostileCase("unmap of part of a map", accept: HostileCase.errno(VFIOErrno.ENOENT)) { p in
+    // As the kernel's type1 IOMMU: an unmap of nothing succeeds, one cutting a mapping in two is refused (issue 16).
+    HostileCase("unmap matching no map", accept: { if case .reply = $0 { return true }; return false }) {
+        $0.exchange(C.dmaUnmap.rawValue, dmaUnmap(0x10000, 0x1000))
+    },
+    HostileCase("unmap of part of a map", accept: HostileCase.errno(VFIOErrno.EINVAL)) { p in
         guard case .reply = p.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0x2000)) else { return .silence }
         return p.exchange(C.dmaUnmap.rawValue, dmaUnmap(0x10000, 0x1000))
     },

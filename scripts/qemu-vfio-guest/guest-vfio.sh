@@ -1,0 +1,68 @@
+#!/bin/sh
+# Runs inside the QEMU 10.2 guest (busybox sh, as root, intel-iommu) for scripts/qemu-vfio-guest-test.
+# The served device is bound to the guest kernel's vfio-pci; the guest's cxlkit then reaches it through VFIO
+# (vfio:BDF), and serves it again over vfio-user (serve --device vfio:BDF) to a second cxlkit.
+# Prints sections "@@@ NAME" with raw output and "@@ RESULT NAME rc=N" lines; the host judges them.
+BDF=0000:01:00.0
+D=/sys/bus/pci/devices/$BDF
+T=vfio:$BDF
+GS=/tmp/guest.sock
+export PATH=/extra:$PATH
+
+sec() { echo "@@@ $1"; }
+res() { echo "@@ RESULT $1 rc=$2"; }
+
+sec iommu
+echo "group $(readlink $D/iommu_group | sed 's|.*/||')"
+ls /sys/kernel/iommu_groups/$(readlink $D/iommu_group | sed 's|.*/||')/devices
+dmesg | grep -iE 'DMAR|IOMMU' | head -5
+
+sec bind
+# intel-iommu runs with intremap=off (TCG has no split irqchip), so the guest has no interrupt remapping and
+# vfio_iommu_type1 refuses VFIO_SET_IOMMU (EPERM) unless told to accept unisolated MSIs.
+echo 1 > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts
+if [ -e $D/driver ]; then echo $BDF > $D/driver/unbind; fi
+echo vfio-pci > $D/driver_override && echo $BDF > /sys/bus/pci/drivers_probe
+echo "driver $(readlink $D/driver | sed 's|.*/||')"
+ls -l /dev/vfio
+res bind $?
+
+sec decode
+cxlkit decode -vvv $T; res decode $?
+
+sec hdm-commit
+cxlkit hdm commit $T --decoder 0 --base 0x4000000000 --size 256M; res hdm-commit $?
+
+sec save
+cxlkit save $T -o /tmp/before.json; res save $?
+
+sec reset-flr
+cxlkit reset $T --method flr; res reset-flr $?
+sec diff-flr
+cxlkit diff /tmp/before.json $T; res diff-flr $?
+
+sec reset-sbr
+cxlkit reset $T --method sbr; res reset-sbr $?
+sec diff-sbr
+cxlkit diff /tmp/before.json $T; res diff-sbr $?
+
+sec restore
+cxlkit restore $T /tmp/before.json; res restore $?
+sec diff-restored
+cxlkit diff /tmp/before.json $T; res diff-restored $?
+
+sec serve-start
+cxlkit serve --device $T --socket $GS --verbose > /tmp/guest-serve.log 2>&1 &
+SRV=$!
+i=0; while [ ! -S $GS ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
+ls -l $GS; res serve-start $?
+sec serve-decode
+cxlkit decode -vvv vfio-user:$GS; res serve-decode $?
+sec serve-save
+cxlkit save vfio-user:$GS -o /tmp/served.json; res serve-save $?
+sec serve-reset
+cxlkit reset vfio-user:$GS --method flr --preserve; res serve-reset $?
+sec serve-stop
+kill -TERM $SRV; wait $SRV; res serve-stop $?
+sec serve-log
+cat /tmp/guest-serve.log
