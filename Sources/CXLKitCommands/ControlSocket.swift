@@ -254,7 +254,13 @@ public final class ControlClient: @unchecked Sendable {
     /// Sends one request, returns the payload of `ok`, throws the message of `error`.
     public func request(_ line: String) throws(CommandError) -> [UInt8] {
         lock.lock(); defer { lock.unlock() }
-        guard ControlServer.send(fd, Array((line + "\n").utf8)) else { throw CommandError("\(path): send: \(String(cString: strerror(errno)))") }
+        guard ControlServer.send(fd, Array((line + "\n").utf8)) else {
+            let sendError = CommandError("\(path): send: \(String(cString: strerror(errno)))")
+            // A server that refused us (too many clients) wrote one error line and closed before our request
+            // arrived: report its reason rather than the broken pipe.
+            if let reply = try? readLine(), reply.hasPrefix("error ") { throw CommandError("\(path): \(reply.dropFirst(6))") }
+            throw sendError
+        }
         let header = try readLine()
         if header.hasPrefix("error ") { throw CommandError("\(path): \(header.dropFirst(6))") }
         guard header.hasPrefix("ok "), let n = Int(header.dropFirst(3)), n >= 0, n <= ControlProtocol.maxReplyBytes else {
