@@ -1,9 +1,6 @@
 import PCI
 import CXL
 import CXLEmulator
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// What `cxlkit hdm commit` programs into one HDM decoder.
 public struct HDMCommitRequest: Sendable {
@@ -102,12 +99,9 @@ extension CXLKit {
             if mse.extract(command) == 0 { try? function.configWrite(cmdReg.offset, width: cmdReg.width, value: UInt32(command)) }
         }
 
-        let regs = Dictionary(uniqueKeysWithValues: HDMDecoderCapability.decoderRegisters(req.decoder, endpoint: true).map { ($0.name, $0) })
         let n = req.decoder
-        guard let baseLow = regs["Decoder \(n) Base Low"], let baseHigh = regs["Decoder \(n) Base High"],
-              let sizeLow = regs["Decoder \(n) Size Low"], let sizeHigh = regs["Decoder \(n) Size High"],
-              let control = regs["Decoder \(n) Control"], let skipLow = regs["Decoder \(n) DPA Skip Low"],
-              let skipHigh = regs["Decoder \(n) DPA Skip High"] else { throw CommandError("catalog: decoder \(n) registers missing") }
+        let decoder = HDMDecoderRegisters(n)
+        let control = decoder.control
         let f = { (r: RegisterLayout, name: String) -> RegisterField in r.field(name)! }
         out += "\(function.address): HDM decoder \(n) (HDM capability at BAR\(hdm.bar)+\(hex(hdm.hdmOffset, digits: 8))): base \(hex(req.base, digits: 16)) size \(hex(req.size, digits: 16)) DPA skip \(hex(req.dpaSkip, digits: 16))\n"
         let before = try r32(control)
@@ -118,40 +112,40 @@ extension CXLKit {
             let g = HDMDecoderCapability.globalControl
             try w32(g, f(g, "HDM Decoder Enable").insert(1, into: try r32(g)))
         }
-        try w32(baseLow, f(baseLow, "Memory Base Low").insert((req.base >> 28) & 0xF, into: 0))
-        try w32(baseHigh, req.base >> 32)
-        try w32(sizeLow, f(sizeLow, "Memory Size Low").insert((req.size >> 28) & 0xF, into: 0))
-        try w32(sizeHigh, req.size >> 32)
-        try w32(skipLow, f(skipLow, "DPA Skip Low").insert((req.dpaSkip >> 28) & 0xF, into: 0))
-        try w32(skipHigh, req.dpaSkip >> 32)
-        var ctl: UInt64 = 0
-        ctl = f(control, "IG").insert(0, into: ctl)
-        ctl = f(control, "IW").insert(0, into: ctl)
-        ctl = f(control, "Lock On Commit").insert(req.lockOnCommit ? 1 : 0, into: ctl)
-        try w32(control, ctl)                                   // Commit 0 -> 1 edge
-        try w32(control, f(control, "Commit").insert(1, into: ctl))
-        var waited = 0
-        var now = try r32(control)
-        while f(control, "Committed").extract(now) == 0 && f(control, "Error Not Committed").extract(now) == 0 && waited < req.timeoutMilliseconds {
-            usleep(1000); waited += 1
-            now = try r32(control)
+        // The host-side committer programs Base, Size and DPA Skip, writes Control
+        // with Commit clear then set, and polls through the clock (CXL 3.1 §8.2.4.20.12).
+        let names = Dictionary(uniqueKeysWithValues: (decoder.programming + [control]).map { ($0.offset, $0.name) })
+        let plain = HDMRegisterAccess.bar(function, bar: hdm.bar, hdmOffset: hdm.hdmOffset)
+        let logged = HDMRegisterAccess(read: plain.read, write: { (o, v) throws(PCIError) in
+            try plain.write(o, v)
+            out += "  \(names[o] ?? "0x\(String(o, radix: 16))") <- \(hex(v & 0xFFFF_FFFF, digits: 8))\n"
+        })
+        let ctl = f(control, "Lock On Commit").insert(req.lockOnCommit ? 1 : 0, into: 0)   // IG, IW 0: 1-way
+        let clock = SystemCXLClock()
+        let committer = HDMCommitter(clock: clock, timeout: .milliseconds(req.timeoutMilliseconds), interval: .milliseconds(1))
+        let started = clock.now()
+        let result: HDMCommitResult
+        do { result = try committer.commit(decoder: n, base: req.base, size: req.size, dpaSkip: req.dpaSkip, control: ctl, through: logged) } catch {
+            throw CommandError("\(function.address): decoder \(n): \(error)")
         }
+        let waited = (clock.now() - started).components
+        let ms = Int(waited.seconds) * 1000 + Int(waited.attoseconds / 1_000_000_000_000_000)
+        let now = result.wait.control
         let committed = f(control, "Committed").extract(now) == 1
         let errorNotCommitted = f(control, "Error Not Committed").extract(now) == 1
         let state = committed ? "committed" : (errorNotCommitted ? "Error Not Committed" : "not committed after \(req.timeoutMilliseconds) ms")
-        out += "  Decoder \(n) Control -> \(hex(now, digits: 8)): \(state) (\(waited) ms)\n"
+        out += "  Decoder \(n) Control -> \(hex(now, digits: 8)): \(state) (\(ms) ms, \(result.wait.polls) read(s))\n"
         if errorNotCommitted {
             if let why = (function as? HDMCommitDiagnosing)?.commitFailure(decoder: n) {
                 out += "  why: \(why)\n"
-            } else if n > 0, f(control, "Committed").extract(try r32(HDMDecoderCapability.decoderRegisters(n - 1, endpoint: true).first { $0.name == "Decoder \(n - 1) Control" } ?? control)) == 0 {
+            } else if n > 0, f(control, "Committed").extract(try r32(HDMDecoderRegisters(n - 1).control)) == 0 {
                 out += "  why: decoder \(n - 1) is not committed (decoders commit in index order, CXL 3.1 §8.2.4.20.12)\n"
             } else {
                 out += "  why: the device does not say (Error Not Committed only; check base/size/skip against CXL 3.1 §8.2.4.20.12)\n"
             }
         }
-        // Read back what the decoder holds now.
-        let hb = (try r32(baseHigh) << 32) | (f(baseLow, "Memory Base Low").extract(try r32(baseLow)) << 28)
-        let hs = (try r32(sizeHigh) << 32) | (f(sizeLow, "Memory Size Low").extract(try r32(sizeLow)) << 28)
+        // What the decoder holds now (the committer read it back).
+        let (hb, hs) = (result.base, result.size)
         out += "  read back: base \(hex(hb, digits: 16)) size \(hex(hs, digits: 16))\n"
         let matches = hb == req.base && hs == req.size
         if committed && matches {

@@ -184,13 +184,11 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
 
     // MARK: Host side
 
-    static func decoder0(_ layout: CXLPassthroughLayout) -> [RegisterLayout] { HDMDecoderCapability.decoderRegisters(0, endpoint: true) }
-
     static func hostDecoder0Committed(_ function: any PCIFunction, _ layout: CXLPassthroughLayout) throws(VFIOCXLError) -> Bool {
-        let ctrl = decoder0(layout)[4]
+        let ctrl = HDMDecoderRegisters(0).control
         do {
             let v = try function.barRead(layout.componentBAR, offset: layout.componentOffset + UInt64(layout.hdmOffset + ctrl.offset), width: 4)
-            return v & ctrl.field("Committed")!.mask != 0
+            return v & StateCatalog.committedBit != 0
         } catch { throw .access("decoder 0 control: \(error)") }
     }
 
@@ -199,33 +197,18 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
     /// whole device memory at `base`, Commit, wait for Committed, then Mem_Enable.
     static func commitHostDecoder0(_ function: any PCIFunction, _ layout: CXLPassthroughLayout, base: UInt64, size: UInt64,
                                    options: CXLStateOptions) throws(VFIOCXLError) {
-        let regs = decoder0(layout)
         let size = size / hdmGranule * hdmGranule
-        let hdm = layout.componentOffset + UInt64(layout.hdmOffset)
-        func write(_ r: RegisterLayout, _ v: UInt64) throws(VFIOCXLError) {
-            do { try function.barWrite(layout.componentBAR, offset: hdm + UInt64(r.offset), width: 4, value: v & r.widthMask) }
-            catch { throw .hostSetup("\(r.name): \(error)") }
-        }
+        let access = HDMRegisterAccess.bar(function, bar: layout.componentBAR, hdmOffset: layout.componentOffset + UInt64(layout.hdmOffset))
         let global = HDMDecoderCapability.globalControl
-        try write(global, global.field("HDM Decoder Enable")!.mask)
-        let lowBits = regs[0].field("Memory Base Low")!.mask  // Base/Size Low hold bits 31:28
-        try write(regs[0], base & lowBits)
-        try write(regs[1], base >> 32)
-        try write(regs[2], size & lowBits)
-        try write(regs[3], size >> 32)
-        try write(regs[5], 0)
-        try write(regs[6], 0)
-        let ctrl = regs[4]
-        try write(ctrl, ctrl.field("Commit")!.mask)
-        let deadline = options.clock.now() + options.commitTimeout
-        while true {
-            let v: UInt64
-            do { v = try function.barRead(layout.componentBAR, offset: hdm + UInt64(ctrl.offset), width: 4) }
-            catch { throw .hostSetup("decoder 0 control: \(error)") }
-            if v & ctrl.field("Committed")!.mask != 0 { break }
-            if v & ctrl.field("Error Not Committed")!.mask != 0 { throw .hostSetup("decoder 0 reported Error Not Committed") }
-            if options.clock.now() >= deadline { throw .hostSetup("decoder 0 did not commit within \(options.commitTimeout)") }
-            options.clock.sleep(for: options.commitPollInterval)
+        do { try access.write(global.offset, global.field("HDM Decoder Enable")!.mask) } catch { throw .hostSetup("\(global.name): \(error)") }
+        let result: HDMCommitResult
+        do { result = try HDMCommitter(options).commit(decoder: 0, base: base, size: size, through: access) } catch {
+            throw .hostSetup("decoder 0: \(error)")
+        }
+        switch result.wait {
+        case .done: break
+        case .errorNotCommitted: throw .hostSetup("decoder 0 reported Error Not Committed")
+        case .timeout: throw .hostSetup("decoder 0 did not commit within \(options.commitTimeout)")
         }
         let control = CXLDeviceDVSEC.control
         do {

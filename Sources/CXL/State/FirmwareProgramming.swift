@@ -80,28 +80,17 @@ extension CXLStateEngine {
 
         var base = program.hpaBase
         for (n, d) in program.decoders.enumerated() {
-            let regs = HDMDecoderCapability.decoderRegisters(n, endpoint: hdm.endpoint)
-            let lo: (UInt64) -> UInt64 = { $0 & 0xFFFF_FFFF }
-            try w(hk(regs[0].name), lo(base) & regs[0].writableMask)
-            try w(hk(regs[1].name), base >> 32)
-            try w(hk(regs[2].name), lo(d.size) & regs[2].writableMask)
-            try w(hk(regs[3].name), d.size >> 32)
-            try w(hk(regs[5].name), lo(d.dpaSkip) & regs[5].writableMask)
-            try w(hk(regs[6].name), d.dpaSkip >> 32)
             // Type-2 decoders are device-coherent: Target Range Type 0, 1-way.
-            let control = StateCatalog.commitBit | (program.lockOnCommit ? StateCatalog.lockOnCommitBit : 0)
-            try w(hk(regs[4].name), control)
-            let clock = options.clock, start = clock.now()
-            while true {
-                let v = try read(s[hk(regs[4].name)]!)
-                if v & StateCatalog.committedBit != 0 { break }
-                if v & StateCatalog.errorNotCommittedBit != 0 {
-                    throw .layoutMismatch("decoder \(n) reported Error Not Committed")
-                }
-                if clock.now() - start >= options.commitTimeout {
-                    throw .layoutMismatch("decoder \(n) did not commit within \(options.commitTimeout.humanReadable)")
-                }
-                clock.sleep(for: options.commitPollInterval)
+            let control = program.lockOnCommit ? StateCatalog.lockOnCommitBit : 0
+            let result: HDMCommitResult
+            do {
+                result = try HDMCommitter(options).commit(decoder: n, base: base, size: d.size, dpaSkip: d.dpaSkip, control: control,
+                                                          through: .bar(function, bar: hdm.bar, hdmOffset: hdm.hdmOffset))
+            } catch { throw .access(error) }
+            switch result.wait {
+            case .done: break
+            case .errorNotCommitted: throw .layoutMismatch("decoder \(n) reported Error Not Committed")
+            case .timeout: throw .layoutMismatch("decoder \(n) did not commit within \(options.commitTimeout.humanReadable)")
             }
             steps.append("decoder \(n): HPA 0x\(String(base, radix: 16)) size \(d.size >> 20) MiB"
                 + (d.dpaSkip > 0 ? " DPA skip \(d.dpaSkip >> 20) MiB" : "") + " committed"

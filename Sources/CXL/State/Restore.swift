@@ -133,25 +133,20 @@ final class RestoreRun {
         if outcomes[i].live == nil { outcomes[i].live = v }
     }
 
-    private enum PollEnd { case done(UInt64), timeout, failed }
-
-    /// Read register `i` until `done` holds or `budget` runs out; the first read is immediate.
-    private func poll(_ i: Int, budget: Duration, interval: Duration, _ done: (UInt64) -> Bool) -> (PollEnd, polls: Int) {
-        let clock = engine.options.clock
-        let start = clock.now()
-        var polls = 0
-        while true {
-            let v: UInt64
-            do { v = try engine.read(regs[i]) } catch {
-                fail(i, "read failed: \(error)")
-                return (.failed, polls)
-            }
-            polls += 1
-            fresh[i] = v
-            if done(v) { return (.done(v), polls) }
-            let elapsed = clock.now() - start
-            if elapsed >= budget { return (.timeout, polls) }
-            clock.sleep(for: min(interval, budget - elapsed))
+    /// Wait on Decoder n Control (register `i`) through the host-side committer;
+    /// nil when a read failed (recorded). Every value read is kept for verification.
+    private func wait(_ i: Int, decommit: Bool) -> HDMCommitWait? {
+        let committer = HDMCommitter(engine.options)
+        let read = { () throws(CXLStateError) -> UInt64 in
+            let v = try self.engine.read(self.regs[i])
+            self.fresh[i] = v
+            return v
+        }
+        do throws(CXLStateError) {
+            return decommit ? try committer.awaitDecommit(read) : try committer.awaitCommit(read)
+        } catch {
+            fail(i, "read failed: \(error)")
+            return nil
         }
     }
 
@@ -296,7 +291,7 @@ final class RestoreRun {
         }
         let committed = StateCatalog.committedBit, commit = StateCatalog.commitBit
         let error = StateCatalog.errorNotCommittedBit, lockOnCommit = StateCatalog.lockOnCommitBit
-        let budget = engine.options.commitTimeout, interval = engine.options.commitPollInterval
+        let budget = engine.options.commitTimeout
         var lowerUncommitted: Int?
         var blockedBy: Int?
         // The live Control of every decoder saved committed, in one batched read: the
@@ -361,10 +356,10 @@ final class RestoreRun {
             if live & (commit | committed) != 0 {
                 guard write(control, live & ~commit, posted: true) else { outcome(.accessError); blockedBy = n; continue }
                 if live & committed != 0 {
-                    let (end, polls) = poll(control, budget: budget, interval: interval) { $0 & committed == 0 }
-                    guard case .done = end else {
+                    guard let w = wait(control, decommit: true) else { outcome(.accessError); blockedBy = n; continue }
+                    guard case .done = w else {
                         fail(control, "still Committed \(budget.humanReadable) after Commit was cleared")
-                        outcome(.decommitTimeout, nil, polls: polls)
+                        outcome(.decommitTimeout, nil, polls: w.polls)
                         blockedBy = n
                         continue
                     }
@@ -378,22 +373,21 @@ final class RestoreRun {
             guard ok else { outcome(.accessError, "programming failed; not committed"); blockedBy = n; continue }
             let value = (saved & ~(committed | error)) | commit
             guard write(control, value, posted: true) else { outcome(.accessError); blockedBy = n; continue }
-            let (end, polls) = poll(control, budget: budget, interval: interval) { $0 & (committed | error) != 0 }
-            switch end {
-            case .done(let v) where v & committed != 0:
+            switch wait(control, decommit: false) {
+            case .done(_, let polls)?:
                 outcome(.committed, "programmed, Committed after \(polls) read(s)", polls: polls)
-            case .done:
+            case .errorNotCommitted(_, let polls)?:
                 fail(control, "Error Not Committed")
                 // Spec recovery: clear Commit so the decoder is not left armed.
                 write(control, value & ~commit)
                 outcome(.commitError, nil, polls: polls)
                 blockedBy = n
-            case .timeout:
+            case .timeout(_, let polls)?:
                 fail(control, "neither Committed nor Error Not Committed within \(budget.humanReadable)")
                 outcome(.commitTimeout, "budget \(budget.humanReadable)", polls: polls)
                 blockedBy = n
-            case .failed:
-                outcome(.accessError, nil, polls: polls)
+            case nil:
+                outcome(.accessError, nil, polls: 1)
                 blockedBy = n
             }
         }
