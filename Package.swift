@@ -94,7 +94,7 @@ let package = Package(
                                                             .product(name: "NIOCore", package: "swift-nio"),
                                                             .product(name: "NIOPosix", package: "swift-nio")],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport", "CXLMetrics"],
+        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport", "VFIOCXL", "CXLMetrics"],
                     swiftSettings: swiftSettings),
     ]
 )

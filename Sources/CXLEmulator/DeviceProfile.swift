@@ -44,6 +44,10 @@ public struct DeviceProfile: Codable, Sendable, Equatable {
     /// writes, as hardware completes them with Unsupported Request (PCIe 6.0
     /// §7.5.1.1.3). Off by default so tools can read an unconfigured device.
     public var memorySpaceEnableGatesBARs: Bool = false
+    /// BAR0 also carries device-local SRAM (`EmulatedCXLDevice.sramWindow`): plain memory a VMM may mmap, as the
+    /// accelerator register windows beside a real device's component registers are. Backed by a memfd
+    /// (`EmulatedCXLDevice.bar0Backing`).
+    public var deviceSRAM: Bool = false
 
     public var capabilities = Capabilities()
     /// Power-on state set up by device firmware; nil: everything at reset values.
@@ -345,6 +349,7 @@ extension DeviceProfile {
         msixVectors = try r.number("msixVectors", msixVectors)
         prefetchableMemoryBAR = try r.value("prefetchableMemoryBAR", prefetchableMemoryBAR)
         memorySpaceEnableGatesBARs = try r.value("memorySpaceEnableGatesBARs", memorySpaceEnableGatesBARs)
+        deviceSRAM = try r.value("deviceSRAM", deviceSRAM)
         capabilities = try r.value("capabilities", capabilities)
         firmware = try r.optional("firmware", firmware)
         timing = try r.value("timing", timing)

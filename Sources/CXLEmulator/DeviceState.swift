@@ -341,13 +341,14 @@ struct State {
         let dv = Layout.cxlDevice
         let size = f.size ?? profile.memorySize
         config.write(dv + CXLDeviceDVSEC.range1.baseHigh.offset, width: 4, value: f.base >> 32)
-        config.write(dv + CXLDeviceDVSEC.range1.baseLow.offset, width: 4, value: f.base & 0xF000_0000)
+        config.write(dv + CXLDeviceDVSEC.range1.baseLow.offset, width: 4, value: f.base & CXLDeviceDVSEC.range1.baseLow.writableMask)
         component.write(Self.hdmGlobalControl, width: 4, value: f.hdmDecoderEnable ? Self.hdmDecoderEnable : 0)
-        let d = Self.decoderBase(0)
-        component.write(d, width: 4, value: f.base & 0xF000_0000)
-        component.write(d + 4, width: 4, value: f.base >> 32)
-        component.write(d + 8, width: 4, value: size & 0xF000_0000)
-        component.write(d + 0xC, width: 4, value: size >> 32)
+        let d0 = HDMDecoderRegisters(0), hdm = Layout.hdmCapability
+        let base = SplitAddress(f.base), length = SplitAddress(size), low = HDMDecoderRegisters.lowAddressMask
+        component.write(hdm + d0.baseLow.offset, width: 4, value: UInt64(base.low) & low)
+        component.write(hdm + d0.baseHigh.offset, width: 4, value: UInt64(base.high))
+        component.write(hdm + d0.sizeLow.offset, width: 4, value: UInt64(length.low) & low)
+        component.write(hdm + d0.sizeHigh.offset, width: 4, value: UInt64(length.high))
         component.store(Self.decoderControl(0), width: 4,
                         value: Self.commitBit | Self.committedBit | (f.lockDecoder ? Self.lockOnCommitBit : 0))
         if f.lockDecoder { component.setLock(Self.decoderRange(0), true) }

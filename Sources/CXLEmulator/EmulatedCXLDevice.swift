@@ -25,6 +25,8 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     private let lock = DeviceLock()
     private var s: State
     private let memory: DeviceMemory
+    /// BAR0's backing file when the profile has device SRAM (BAR-sized; only `sramWindow` is used).
+    private let sram: DeviceMemory?
     private var interruptSink: PCIInterruptSink?
 
     /// The memfd holding device memory (DPA 0 at file offset 0). Owned by the device.
@@ -38,6 +40,9 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         self.clock = clock
         self.address = address ?? "emulated:\(profile.name)"
         do { memory = try DeviceMemory(size: profile.memorySize, name: "cxl-emu-\(profile.name)") } catch { throw .memory(error) }
+        if profile.deviceSRAM {
+            do { sram = try DeviceMemory(size: Layout.bar0Size, name: "cxl-emu-\(profile.name)-bar0") } catch { throw .memory(error) }
+        } else { sram = nil }
         s = State(profile: profile)
         s.powerOn(now: clock.now(), memory: memory)
     }
@@ -107,6 +112,12 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
             return out.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
         }
         guard bar == 0 else { throw .noSuchBAR(bar) }
+        if let sram, let w = try sramAccess(offset, width) {
+            guard memorySpaceEnabled else { return width == 8 ? ~0 : (1 << UInt64(8 * width)) - 1 }
+            var out = [UInt8](repeating: 0, count: w)
+            out.withUnsafeMutableBytes { sram.read(dpa: offset, into: $0) }
+            return out.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+        }
         try Self.checkBAR0Access(offset, width)
         return lock.withLock {
             s.processEvents(now: clock.now(), memory: memory)
@@ -124,6 +135,12 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
             return
         }
         guard bar == 0 else { throw .noSuchBAR(bar) }
+        if let sram, let w = try sramAccess(offset, width) {
+            guard memorySpaceEnabled else { return }
+            let bytes = (0..<w).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
+            bytes.withUnsafeBytes { sram.write(dpa: offset, from: $0) }
+            return
+        }
         try Self.checkBAR0Access(offset, width)
         let fire = lock.withLock {
             let now = clock.now()
@@ -133,6 +150,21 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
             return s.takeInterrupts()
         }
         deliver(fire)
+    }
+
+    /// BAR0 device SRAM (profile `deviceSRAM`): memory semantics, any 1/2/4/8-byte access inside it.
+    public var sramWindow: Range<UInt64>? { sram == nil ? nil : Layout.sram }
+
+    /// The memfd backing BAR0 (BAR offset = file offset) when the profile has device SRAM; only `sramWindow` of it
+    /// is device memory a VMM may map (the registers around it are emulated).
+    public var bar0Backing: (fd: Int32, window: Range<UInt64>)? { sram.map { ($0.fd, Layout.sram) } }
+
+    /// The access width when `offset` falls in the SRAM window, nil when it does not.
+    private func sramAccess(_ offset: UInt64, _ width: Int) throws(PCIError) -> Int? {
+        guard Layout.sram.contains(offset) else { return nil }
+        guard [1, 2, 4, 8].contains(width) else { throw .badAccess("SRAM access width \(width)") }
+        guard UInt64(width) <= Layout.sram.upperBound - offset else { throw .outOfRange("SRAM access at \(hex64(offset)) width \(width)") }
+        return width
     }
 
     /// BAR0 bytes read DWORD by DWORD under one lock (the device memory BAR is
@@ -148,6 +180,14 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         }
         guard offset <= Layout.bar0Size, UInt64(count) <= Layout.bar0Size - offset else {
             throw .outOfRange("BAR0 offset \(hex64(offset))+\(count)")
+        }
+        if sram != nil, offset < Layout.sram.upperBound, Layout.sram.lowerBound < offset + UInt64(count) {
+            // Device SRAM in the range: dword by dword through barRead, which reads it as memory.
+            var out = [UInt8](repeating: 0, count: count)
+            for i in stride(from: 0, to: count, by: 4) {
+                LittleEndian.store(try barRead(0, offset: offset + UInt64(i), width: 4), width: 4, into: &out, at: i)
+            }
+            return out
         }
         return lock.withLock {
             s.processEvents(now: clock.now(), memory: memory)

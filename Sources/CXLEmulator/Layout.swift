@@ -26,6 +26,8 @@ enum Layout {
     static let msixTable: UInt64 = 0x1_8000
     static let msixPBA: UInt64 = 0x1_9000
     static let msixRegionSize = 0x2000
+    /// Device SRAM (profile `deviceSRAM`): the rest of BAR0 after the MSI-X pages, page aligned.
+    static let sram: Range<UInt64> = 0x1_A000..<0x2_0000
 
     // Inside CXL.cachemem (component block + 0x1000); Pointer fields count from there.
     static let rasCapability = 0x100

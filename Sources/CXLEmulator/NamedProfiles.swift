@@ -5,6 +5,7 @@ enum NamedProfiles {
         "type2": type2,
         "gpu-fw-committed": gpuFirmwareCommitted,
         "flr-loses-state": flrLosesState,
+        "cxl-accel": cxlAccel,
     ]
 
     /// A compliant CXL Type-2 accelerator: 2 HDM decoders, 1 GiB, software-programmed.
@@ -78,6 +79,38 @@ enum NamedProfiles {
         "memClear": true
       },
       "faults": { "flrLosesCXLState": true }
+    }
+    """
+
+    /// What the v4 vfio-cxl contract binds (`cxlkit serve --uapi v4`), mirroring QEMU's `cxl-accel` register
+    /// choices: one HDM decoder, committed and locked by firmware; CXL Reset capable with Mem Clr; the Register
+    /// Locator names the component and device register blocks; BAR0 also carries mmap-able device SRAM.
+    static let cxlAccel = """
+    {
+      "name": "cxl-accel",
+      "description": "v4-ready accelerator (like QEMU's cxl-accel): 1 HDM decoder committed and locked by firmware over 256 MiB at HPA 0x4000000000, CXL Reset with Mem Clr, device SRAM in BAR0",
+      "vendorID": "0x1e98",
+      "deviceID": "0x7205",
+      "classCode": "0x120000",
+      "memorySize": "256MiB",
+      "decoderCount": 1,
+      "msixVectors": 6,
+      "deviceSRAM": true,
+      "capabilities": {
+        "cache": true,
+        "cacheWritebackInvalidate": true,
+        "cxlReset": true,
+        "cxlResetTimeoutMilliseconds": 100,
+        "memClear": true
+      },
+      "firmware": {
+        "memHwInitMode": true,
+        "base": "0x4000000000",
+        "lockDecoder": true,
+        "hdmDecoderEnable": true,
+        "memEnable": true,
+        "cacheEnable": false
+      }
     }
     """
 }

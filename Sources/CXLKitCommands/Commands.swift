@@ -4,6 +4,9 @@ import CXL
 /// The library half of the cxlkit commands: each returns what the command prints,
 /// so tests call them directly and the executable only parses arguments.
 public enum CXLKit {
+    /// cxlkit's version: `cxlkit --version`, and `metadata.version` in every `--json` output.
+    public static let version = "0.3.0"
+
     /// The PCI decoder with the CXL plug-ins: DVSEC formatter for vendor 0x1E98 and
     /// the component-register section.
     public static func decoder() -> PCIDecoder {
@@ -17,8 +20,9 @@ public enum CXLKit {
     public static func decode(_ targets: [ResolvedTarget], json: Bool, verbosity: Int) -> String {
         let d = decoder()
         if json {
-            let obj = JSONValue.object([("functions", .array(targets.map { d.json($0, verbosity: verbosity) }))])
-            return obj.serialized(pretty: true) + "\n"
+            let problems = unreadableRegisters(targets)
+            return JSONOutput.document(command: "decode", succeeded: problems.isEmpty, problems: problems,
+                                       [("functions", .array(targets.map { d.json($0, verbosity: verbosity) }))])
         }
         return targets.map { d.text($0, verbosity: verbosity) }.joined()
     }

@@ -77,7 +77,11 @@ extension CXLKit {
     /// `cxlkit list`.
     public static func list(tree: SysfsTree, json: Bool) throws(CommandError) -> String {
         let fns = try listFunctions(tree: tree)
-        if json { return listJSON(fns).serialized(pretty: true) + "\n" }
+        if json {
+            let problems = fns.compactMap { f in f.error.map { "\(f.address): \($0)" } }
+            return JSONOutput.document(command: "list", succeeded: true, problems: problems,
+                                       [("functions", listJSON(fns)["functions"] ?? .array([]))])
+        }
         var out = ""
         for f in fns {
             guard let c = f.config else {
@@ -115,7 +119,7 @@ extension CXLKit {
                 var x = JSONObject()
                 x.set("kind", kind)
                 x.set("dvsecs", .array(f.dvsecs.map { d in
-                    .object([("id", .number(d.dvsecID)), ("offset", .number(d.offset)), ("revision", .number(d.revision)), ("length", .number(d.length))])
+                    .object([("id", .hexString(d.dvsecID, digits: 4)), ("offset", .hexString(d.offset, digits: 3)), ("revision", .number(d.revision)), ("length", .number(d.length))])
                 }))
                 if let d = f.device {
                     x.set("Cache_Capable", d.cap.isSet("Cache_Capable"))

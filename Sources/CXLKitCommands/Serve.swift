@@ -18,12 +18,29 @@ extension CXLKit {
     /// The VFIO device `cxlkit serve` puts on the socket, built around the emulated function: vfio-cxl (the
     /// VFIO device layer and the CXL library composed), which falls back to plain PCI passthrough, with the
     /// reason logged, when the function has no usable CXL state. The one place that decides what a VMM sees.
-    public static func makeServedDevice(emulated: EmulatedCXLDevice, logger: Logger = Logger(label: "vfio-cxl")) throws(CommandError) -> any VFIODevice {
-        var options = VFIOCXLOptions()
-        options.logger = logger
-        do { return try VFIOCXLDevice(function: emulated, memory: emulated, options: options) } catch { throw CommandError("\(emulated.address): \(error)") }
+    ///
+    /// `uapi` picks the contract: `.v2` (the default; NVIDIA's production kernels and QEMU branch, and what an
+    /// unmodified VMM such as QEMU 10.2 works with) or `.v4` (the kernel's v4 series, for a CXL-aware VMM; the
+    /// device must have exactly one committed, locked, non-interleaved decoder and CXL Reset, else it is refused).
+    /// `v4Faults` break v4 rules on purpose (conformance tests only).
+    public static func makeServedDevice(emulated: EmulatedCXLDevice, uapi: VFIOCXLContract = .v2, v4Faults: Set<VFIOCXLv4Fault> = [],
+                                        logger: Logger = Logger(label: "vfio-cxl")) throws(CommandError) -> any VFIODevice {
+        switch uapi {
+        case .v2:
+            var options = VFIOCXLOptions()
+            options.logger = logger
+            do { return try VFIOCXLDevice(function: emulated, memory: emulated, options: options) } catch { throw CommandError("\(emulated.address): \(error)") }
+        case .v4:
+            var options = VFIOCXLv4Options()
+            options.logger = logger
+            options.faults = v4Faults
+            do { return try VFIOCXLv4Device(function: emulated, memory: emulated, options: options) } catch { throw CommandError("\(emulated.address): \(error)") }
+        }
     }
 }
+
+/// The vfio-cxl contract `cxlkit serve --uapi` and `cxlkit conform` name (the CLI target sees only this module).
+public typealias CXLUAPI = VFIOCXLContract
 
 /// Settings of one `cxlkit serve` run.
 public struct ServeOptions: Sendable {
@@ -46,6 +63,10 @@ public struct ServeOptions: Sendable {
     public mutating func setSocketPermissions(mode: String?, group: String?) throws(CommandError) {
         socketPermissions = try VFIOUserSocketPermissions.parse(mode: mode, group: group)
     }
+    /// The vfio-cxl contract served (`--uapi`).
+    public var uapi: VFIOCXLContract = .v2
+    /// Broken v4 rules (tests of `cxlkit conform` only; no command-line option).
+    public var v4Faults: Set<VFIOCXLv4Fault> = []
     public init(profile: String, socketPath: String) {
         self.profile = profile
         self.socketPath = socketPath
@@ -76,7 +97,7 @@ public final class ServeSession: @unchecked Sendable {
         self.options = options
         self.logger = logger
         emulated = try CXLKit.makeEmulatedDevice(profile: options.profile)
-        device = try CXLKit.makeServedDevice(emulated: emulated)
+        device = try CXLKit.makeServedDevice(emulated: emulated, uapi: options.uapi, v4Faults: options.v4Faults)
         monitor = ServedDeviceMonitor(device)
         do {
             server = try VFIOUserServer(device: monitor, socketPath: options.socketPath, logger: logger,
@@ -105,7 +126,7 @@ public final class ServeSession: @unchecked Sendable {
 
     /// Serves clients until `stop()`; removes the socket file on return.
     public func run() throws(CommandError) {
-        logger.info("serving", metadata: ["profile": "\(emulated.profile.name)", "device": "\(emulated.address)",
+        logger.info("serving", metadata: ["profile": "\(emulated.profile.name)", "device": "\(emulated.address)", "uapi": "\(options.uapi.rawValue)",
                                           "socket": "\(options.socketPath)"])
         startInterruptTimer()
         defer { stopInterruptTimer() }
@@ -215,4 +236,15 @@ extension VFIOUserSocketPermissions {
 /// The stop eventfd the signal handler writes (set once, before the handlers are installed).
 nonisolated(unsafe) private var serveStopFD: Int32 = -1
 
-/// The emulated device's memfd is the device memory vfio-cxl serves (region 9, zero copy).
+/// A profile with device SRAM (`deviceSRAM`) makes BAR0 mmap-able: its memfd backs the BAR, and only the SRAM window
+/// is offered in the sparse mmap (the registers around it stay trapped).
+extension EmulatedCXLDevice: VFIOMappablePCIFunction {
+    public func mmapBacking(bar: Int) -> VFIORegionMapping? {
+        guard bar == 0, let b = bar0Backing else { return nil }
+        return VFIORegionMapping(fd: b.fd, fileOffset: 0)
+    }
+    public func mmapAreas(bar: Int) -> [VFIOSparseArea]? {
+        guard bar == 0, let b = bar0Backing else { return nil }
+        return [VFIOSparseArea(offset: b.window.lowerBound, size: b.window.upperBound - b.window.lowerBound)]
+    }
+}

@@ -38,6 +38,8 @@ public final class DeviceServeSession: @unchecked Sendable {
         }
         guard let scheme = resolver.schemes["vfio"] as? VFIOScheme else { throw CommandError("vfio: scheme not registered") }
         function = try scheme.open(String(target.dropFirst(5)), options: resolver.options)
+        // The client's Command is virtual; this process's own accesses need the BARs decoded.
+        function.keepMemoryEnabled = true
         device = try CXLKit.makeServedDevice(function: function, memory: nil, logger: logger)
         self.socketPath = socketPath
         self.logger = logger

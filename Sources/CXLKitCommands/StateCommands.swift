@@ -88,7 +88,8 @@ extension CXLKit {
             let snapshot = try CXLStateFile.read(from: path)
             report = try CXLStateEngine(function: function, options: options).restore(snapshot)
         } catch { throw commandError(error) }
-        return StateCommandResult(output: json ? jsonText(report) : StateText.restore(report),
+        return StateCommandResult(output: json ? JSONOutput.document(command: "restore", succeeded: report.succeeded, problems: report.failures,
+                                                                     report: report) : StateText.restore(report),
                                   exitCode: report.succeeded ? 0 : 1)
     }
 
@@ -114,7 +115,9 @@ extension CXLKit {
     /// `cxlkit diff A B`: exit 1 when any register differs (or the devices differ).
     public static func diffState(_ a: CXLStateSnapshot, _ b: CXLStateSnapshot, json: Bool) -> StateCommandResult {
         let d = CXLStateDiff(a, b)
-        return StateCommandResult(output: json ? jsonText(d) : StateText.diff(d),
+        let problems = d.sameDevice ? [] : ["the two sides are different devices: \(d.a) and \(d.b)"]
+        return StateCommandResult(output: json ? JSONOutput.document(command: "diff", succeeded: true, problems: problems,
+                                                                     [("identical", .bool(d.isEmpty && d.sameDevice))] + JSONOutput.fields(d)) : StateText.diff(d),
                                   exitCode: d.isEmpty && d.sameDevice ? 0 : 1)
     }
 
@@ -129,7 +132,22 @@ extension CXLKit {
             report = try CXLResetOrchestrator(function: function, options: options)
                 .reset(method: method, preserve: preserve, memClear: memClear, stateFile: stateFile)
         } catch { throw commandError(error) }
-        return StateCommandResult(output: json ? jsonText(report) : StateText.reset(report),
+        return StateCommandResult(output: json ? JSONOutput.document(command: "reset", succeeded: report.succeeded, problems: report.problems,
+                                                                     report: report) : StateText.reset(report),
                                   exitCode: report.succeeded ? 0 : 1)
+    }
+}
+
+extension ResetReport {
+    /// Why the reset did not succeed, one line each: the `problems` of `reset --json`.
+    public var problems: [String] {
+        var out: [String] = []
+        if let e = resetError { out.append("reset: \(e)") }
+        if let e = restoreError { out.append("restore: \(e)") }
+        if let e = readBackError { out.append("read-back: \(e)") }
+        out += (pciRestore?.failures ?? []).map { "PCI state: \($0)" }
+        out += (restore?.failures ?? []).map { "CXL state: \($0)" }
+        if let d = diff, !d.isEmpty { out.append("\(d.changes.count) register(s) differ from before the reset") }
+        return out
     }
 }

@@ -144,6 +144,6 @@ extension CXLKit {
     public static func demo(json: Bool, options: CXLStateOptions = CXLStateOptions(),
                             emulatorClock: (any EmulatorClock)? = nil) throws(CommandError) -> StateCommandResult {
         let r = try StateDemo.run(options: options, emulatorClock: emulatorClock)
-        return StateCommandResult(output: json ? jsonText(r) : StateDemo.text(r), exitCode: r.succeeded ? 0 : 1)
+        return StateCommandResult(output: json ? JSONOutput.document(command: "demo", succeeded: r.succeeded, problems: r.runs.filter { !$0.asExpected }.map { "\($0.profile) \($0.report.method): not as expected (\($0.expectation))" }, report: r) : StateDemo.text(r), exitCode: r.succeeded ? 0 : 1)
     }
 }

@@ -51,7 +51,7 @@ final class ComponentShadow: @unchecked Sendable {
         if !capBit("UIO Capable") {
             let uio = Self.controlBit("UIO") | Self.controlBit("Upstream Interleave Granularity") | Self.controlBit("Upstream Interleave Ways")
             for n in 0..<layout.decoderCount {
-                let c = HDMDecoderCapability.decoderRegisters(n, endpoint: true)[4]
+                let c = HDMDecoderRegisters(n).control
                 file.setWritableMask(c.offset, width: 4, mask: c.writableMask & ~uio)
             }
         }
@@ -67,7 +67,7 @@ final class ComponentShadow: @unchecked Sendable {
         var image: [Int: [UInt64]] = [:]
         for n in 0..<layout.decoderCount {
             let regs = HDMDecoderCapability.decoderRegisters(n, endpoint: true)
-            let ctrl = try hostRead(regs[4].offset)
+            let ctrl = try hostRead(HDMDecoderRegisters(n).control.offset)
             guard ctrl & Self.controlBit("Committed") != 0 else { continue }
             fw.append(n)
             var values: [UInt64] = []
@@ -85,12 +85,15 @@ final class ComponentShadow: @unchecked Sendable {
     private func applyFirmwareImage() {
         for n in firmwareCommitted {
             guard let values = firmwareImage[n] else { continue }
-            let regs = HDMDecoderCapability.decoderRegisters(n, endpoint: true)
-            for (r, v) in zip(regs, values) { file.store(r.offset, width: r.width, value: v) }
-            file.store(regs[0].offset, width: 4, value: 0)
-            file.store(regs[1].offset, width: 4, value: 0)
-            let c = regs[4]
-            file.store(c.offset, width: 4, value: values[4] & ~Self.controlBit("Lock On Commit") & ~Self.controlBit("Error Not Committed"))
+            let named = HDMDecoderRegisters(n)
+            var control: UInt64 = 0
+            for (r, v) in zip(HDMDecoderCapability.decoderRegisters(n, endpoint: true), values) {
+                file.store(r.offset, width: r.width, value: v)
+                if r.offset == named.control.offset { control = v }
+            }
+            file.store(named.baseLow.offset, width: 4, value: 0)
+            file.store(named.baseHigh.offset, width: 4, value: 0)
+            file.store(named.control.offset, width: 4, value: control & ~Self.controlBit("Lock On Commit") & ~Self.controlBit("Error Not Committed"))
             file.setLock(decoderRange(n), false)
         }
     }
@@ -135,7 +138,7 @@ final class ComponentShadow: @unchecked Sendable {
         let first = HDMDecoderCapability.firstDecoderOffset
         guard rel >= first else { return }
         let n = (rel - first) / HDMDecoderCapability.decoderStride
-        guard n < layout.decoderCount, rel == HDMDecoderCapability.decoderRegisters(n, endpoint: true)[4].offset else { return }
+        guard n < layout.decoderCount, rel == HDMDecoderRegisters(n).control.offset else { return }
         let commit = Self.controlBit("Commit"), committed = Self.controlBit("Committed"), error = Self.controlBit("Error Not Committed")
         switch (w.before & commit != 0, w.after & commit != 0) {
         case (false, true):
@@ -162,7 +165,7 @@ final class ComponentShadow: @unchecked Sendable {
 
     func committedBits() -> [Bool] {
         (0..<layout.decoderCount).map { n in
-            file.read(HDMDecoderCapability.decoderRegisters(n, endpoint: true)[4], base: 0) & Self.controlBit("Committed") != 0
+            file.read(HDMDecoderRegisters(n).control, base: 0) & Self.controlBit("Committed") != 0
         }
     }
 }

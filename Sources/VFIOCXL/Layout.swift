@@ -7,12 +7,15 @@ public enum VFIOCXLError: Error, Sendable, Equatable, CustomStringConvertible {
     case notCXL(String)
     case access(String)
     case hostSetup(String)
+    /// The v4 contract refuses the device at bind (`VFIOCXLv4Device`).
+    case refused(String)
 
     public var description: String {
         switch self {
         case .notCXL(let s): return "not a usable CXL Type-2 device: \(s)"
         case .access(let s): return "device access failed: \(s)"
         case .hostSetup(let s): return "host decoder setup failed: \(s)"
+        case .refused(let s): return "the v4 vfio-cxl contract refuses this device: \(s)"
         }
     }
 }

@@ -33,6 +33,8 @@ public struct VFIOUserReceived: @unchecked Sendable {
 public final class VFIOUserSocket: @unchecked Sendable {
     public let fd: Int32
     private var closed = false
+    /// SO_SNDTIMEO as set by `setSendTimeout` (0: none): it also bounds a whole message, not each sendmsg.
+    private(set) var sendTimeoutMilliseconds = 0
 
     public init(owning fd: Int32) { self.fd = fd }
     deinit { if !closed { Glibc.close(fd) } }
@@ -74,6 +76,7 @@ public final class VFIOUserSocket: @unchecked Sendable {
     /// fails with EAGAIN and the connection is dropped.
     public func setSendTimeout(milliseconds: Int) {
         guard milliseconds > 0 else { return }
+        sendTimeoutMilliseconds = milliseconds
         var tv = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
         _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
@@ -86,6 +89,7 @@ public final class VFIOUserSocket: @unchecked Sendable {
         guard fds.count <= VFIOUserLimits.fdsPerMessageHardLimit else { throw .system(errno: VFIOErrno.EINVAL, "too many fds") }
         var sent = 0
         var first = true
+        let started = monotonicMilliseconds()
         while sent < bytes.count || first {
             let n: Int = bytes.withUnsafeBytes { raw in
                 let p = raw.baseAddress!.advanced(by: sent)
@@ -101,6 +105,7 @@ public final class VFIOUserSocket: @unchecked Sendable {
             }
             sent += n
             first = false
+            try checkSendDeadline(sent: sent, total: bytes.count, started: started)
         }
     }
 
@@ -376,6 +381,7 @@ extension VFIOUserSocket {
     /// Sends `count` bytes at `bytes` with one `sendmsg` (more only when the kernel takes part of it).
     public func send(_ bytes: UnsafeRawPointer, count: Int) throws(VFIOUserError) {
         var sent = 0
+        let started = monotonicMilliseconds()
         while sent < count {
             let n = csystem_sendmsg_fds(fd, bytes + sent, count - sent, nil, 0)
             if n < 0 {
@@ -384,6 +390,17 @@ extension VFIOUserSocket {
                 throw .system(errno: e, "sendmsg")
             }
             sent += n
+            try checkSendDeadline(sent: sent, total: count, started: started)
+        }
+    }
+
+    /// A message the kernel took only part of: SO_SNDTIMEO bounds each sendmsg, and a peer that stopped reading
+    /// makes every call take part of the message and wait out the timeout again. The message as a whole gets one
+    /// timeout, after which the send fails as a timed-out sendmsg does (EAGAIN).
+    func checkSendDeadline(sent: Int, total: Int, started: Int64) throws(VFIOUserError) {
+        guard sent < total, sendTimeoutMilliseconds > 0 else { return }
+        if monotonicMilliseconds() - started >= Int64(sendTimeoutMilliseconds) {
+            throw .system(errno: EAGAIN, "sendmsg: peer not reading")
         }
     }
 

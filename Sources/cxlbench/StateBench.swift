@@ -104,13 +104,13 @@ func commitDecoders(_ f: any PCIFunction, count: Int) throws -> Int {
     let committed = UInt64(HDMDecoderCapability.control.field("Committed")!.mask)
     var ok = 0
     for n in 0..<count {
-        let regs = HDMDecoderCapability.decoderRegisters(n, endpoint: true)
-        func w(_ i: Int, _ v: UInt64) throws { try f.barWrite(hdm.bar, offset: hdm.hdmOffset + UInt64(regs[i].offset), width: 4, value: v) }
-        let base = 0x40_0000_0000 + UInt64(n) * granule
-        try w(1, base >> 32); try w(0, base & 0xFFFF_FFFF)
-        try w(3, granule >> 32); try w(2, granule & 0xFFFF_FFFF)
-        try w(4, commit)
-        let ctl = try f.barRead(hdm.bar, offset: hdm.hdmOffset + UInt64(regs[4].offset), width: 4)
+        let regs = HDMDecoderRegisters(n)
+        func w(_ r: RegisterLayout, _ v: UInt64) throws { try f.barWrite(hdm.bar, offset: hdm.hdmOffset + UInt64(r.offset), width: 4, value: v) }
+        let base = SplitAddress(0x40_0000_0000 + UInt64(n) * granule), size = SplitAddress(granule)
+        try w(regs.baseHigh, UInt64(base.high)); try w(regs.baseLow, UInt64(base.low))
+        try w(regs.sizeHigh, UInt64(size.high)); try w(regs.sizeLow, UInt64(size.low))
+        try w(regs.control, commit)
+        let ctl = try f.barRead(hdm.bar, offset: hdm.hdmOffset + UInt64(regs.control.offset), width: 4)
         if ctl & committed != 0 { ok += 1 }
     }
     return ok

@@ -12,8 +12,9 @@ struct CXLKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cxlkit",
         abstract: "CXL Type-2 device passthrough toolkit.",
+        version: CXLKit.version,
         subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self,
-                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, CheckCommand.self,
+                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, ConformCommand.self, CheckCommand.self,
                       MetricsCommand.self, ExporterCommand.self])
 }
 

@@ -14,7 +14,9 @@ struct ServeCommand: ParsableCommand {
         -device '{"driver":"vfio-user-pci","socket":{"path":"SOCKET","type":"unix"}}'
         """)
 
-    @Option(help: "Device profile: type2, gpu-fw-committed, flr-loses-state, or a JSON profile file.") var profile: String = "type2"
+    @Option(help: "Device profile: type2, gpu-fw-committed, flr-loses-state, cxl-accel, or a JSON profile file.") var profile: String = "type2"
+    @Option(help: ArgumentHelp("vfio-cxl contract: v2 (NVIDIA's production kernels and QEMU branch; works with an unmodified VMM such as QEMU 10.2) or v4 (the kernel's v4 series, for a CXL-aware VMM; needs one committed, locked decoder and CXL Reset, e.g. --profile cxl-accel).", valueName: "v2|v4"))
+    var uapi: String = "v2"
     @Option(help: ArgumentHelp("Serve a real device instead of the emulator: a function bound to vfio-pci, as vfio:BDF (through vfio-cxl; plain PCI when it has no CXL state).", valueName: "vfio:BDF"))
     var device: String?
     @Option(help: "UNIX socket path to listen on. Refused when a server already answers there; a stale socket is replaced; on exit only this server's own socket is removed.") var socket: String
@@ -37,7 +39,12 @@ struct ServeCommand: ParsableCommand {
             h.logLevel = level
             return h
         }
+        guard let contract = CXLUAPI(rawValue: uapi) else {
+            writeStderr("cxlkit: error: --uapi \(uapi): expected v2 or v4\n")
+            throw ExitCode(1)
+        }
         var options = ServeOptions(profile: profile, socketPath: socket)
+        options.uapi = contract
         options.irqIntervalMilliseconds = irqInterval
         options.irqVector = irqVector
         options.controlPath = control
@@ -46,6 +53,7 @@ struct ServeCommand: ParsableCommand {
         do throws(CommandError) {
             try options.setSocketPermissions(mode: socketMode, group: socketGroup)
             if let device {
+                guard contract == .v2 else { throw CommandError("--uapi v4 serves the emulated device only; --device serves v2") }
                 guard control == nil else { throw CommandError("--control serves the emulated device's view; it is not offered with --device yet") }
                 guard irqInterval == 0 else { throw CommandError("--irq-interval drives the emulated device; a real device (--device) raises its own interrupts") }
                 let session = try DeviceServeSession(target: device, socketPath: socket, permissions: options.socketPermissions)

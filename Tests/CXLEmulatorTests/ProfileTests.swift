@@ -9,7 +9,9 @@ import Glibc
 @Suite("Device profiles")
 struct ProfileTests {
     @Test func namedProfiles() throws {
-        #expect(DeviceProfile.namedProfiles == ["flr-loses-state", "gpu-fw-committed", "type2"])
+        #expect(DeviceProfile.namedProfiles == ["cxl-accel", "flr-loses-state", "gpu-fw-committed", "type2"])
+        let a = try DeviceProfile.named("cxl-accel")
+        #expect(a.decoderCount == 1 && a.deviceSRAM && a.firmware?.lockDecoder == true && a.capabilities.cxlReset && a.capabilities.memClear)
         let t = try DeviceProfile.named("type2")
         #expect(t.decoderCount == 2 && t.memorySize == GiB && t.firmware == nil && t.faults == DeviceProfile.Faults())
         #expect(t.capabilities.cache && t.capabilities.cxlReset && t.capabilities.memClear)
@@ -105,7 +107,7 @@ struct ProfileTests {
     }
 
     @Test func unknownNameListsTheShippedOnes() {
-        #expect(throws: ProfileError.unknownName("gpu", available: ["flr-loses-state", "gpu-fw-committed", "type2"])) {
+        #expect(throws: ProfileError.unknownName("gpu", available: ["cxl-accel", "flr-loses-state", "gpu-fw-committed", "type2"])) {
             try DeviceProfile.named("gpu")
         }
     }
@@ -123,5 +125,28 @@ struct ProfileTests {
         let dev = try EmulatedCXLDevice(path, clock: ManualClock())
         #expect(dev.address == "emulated:\(path)")
         #expect(dev.memorySize == 512 * MiB)
+    }
+}
+
+@Suite("Device SRAM in BAR0")
+struct DeviceSRAMTests {
+    @Test func sramIsMemoryInBAR0AndItsBackingFile() throws {
+        let d = try EmulatedCXLDevice(profile: DeviceProfile.named("cxl-accel"))
+        let w = try #require(d.sramWindow)
+        let backing = try #require(d.bar0Backing)
+        #expect(backing.window == w && w.lowerBound % 4096 == 0 && w.upperBound <= 0x2_0000)
+        // Byte, word and quadword accesses: memory semantics.
+        try d.barWrite(0, offset: w.lowerBound + 1, width: 1, value: 0xAB)
+        try d.barWrite(0, offset: w.lowerBound + 8, width: 8, value: 0x1122_3344_5566_7788)
+        #expect(try d.barRead(0, offset: w.lowerBound, width: 2) == 0xAB00)
+        #expect(try d.barRead(0, offset: w.lowerBound + 8, width: 4) == 0x5566_7788)
+        // The backing file holds the same bytes at the BAR offset.
+        var b = [UInt8](repeating: 0, count: 2)
+        #expect(pread(backing.fd, &b, 2, off_t(w.lowerBound)) == 2 && b == [0, 0xAB])
+        #expect(throws: PCIError.self) { try d.barRead(0, offset: w.upperBound - 2, width: 4) }
+        // Bulk reads see the SRAM too.
+        #expect(try d.barReadBytes(0, offset: w.lowerBound, count: 16) == [0, 0xAB, 0, 0, 0, 0, 0, 0, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11])
+        // Without the profile flag there is none.
+        #expect(try EmulatedCXLDevice(profile: DeviceProfile.named("type2")).bar0Backing == nil)
     }
 }

@@ -61,7 +61,7 @@ struct CommandTests {
         #expect(lines[6] == "\tRange2: 0000000500000000-000000050fffffff [size=256M] Valid+ Active-")
         let json = try CXLKit.list(tree: SysfsTree(root: root.path), json: true)
         #expect(json.contains("\"kind\": \"Type 2 device\""))
-        #expect(json.contains("\"HDM_Count\": 2"))
+        #expect(json.contains("\"hdm_count\": 2"))
         #expect(json.contains("\"cxl\": null"))
     }
 
@@ -148,9 +148,10 @@ struct CommandTests {
         let t = [ResolvedTarget(name: "3b:00.0", config: CXLFixtures.type2Device)]
         let a = CXLKit.decode(t, json: true, verbosity: 2)
         #expect(a == CXLKit.decode(t, json: true, verbosity: 2))
-        for key in ["\"functions\"", "\"capabilities\"", "\"dvsec\"", "\"DVSEC CXL Capability\"", "\"Cache_Capable\": true",
-                    "\"HDM_Count\": {", "\"ranges\"", "\"Memory_Info_Valid\": true", "\"blocks\"", "\"Register BIR\": 0",
-                    "\"DVSEC CXL Lock\"", "\"CONFIG_LOCK\": true", "\"DVSEC CXL Capability3\"", "\"findings\": []"] {
+        for key in ["\"functions\"", "\"capabilities\"", "\"dvsec\"", "\"dvsec_cxl_capability\"", "\"cache_capable\": true",
+                    "\"hdm_count\": {", "\"ranges\"", "\"memory_info_valid\": true", "\"blocks\"", "\"register_bir\": 0",
+                    "\"dvsec_cxl_lock\"", "\"config_lock\": true", "\"dvsec_cxl_capability3\"", "\"findings\": []",
+                    "\"succeeded\": true", "\"problems\": []", "\"version\": \"\(CXLKit.version)\""] {
             #expect(a.contains(key), "\(key)")
         }
     }

@@ -233,6 +233,9 @@ struct ServeSocketAppearanceTests {
             var st = stat()
             #expect(lstat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFSOCK)
             #expect(access(path + ".\(getpid()).tmp", F_OK) != 0, "no temporary name left behind")
+            // The file exists, so it listens: a connect now is accepted into the backlog
+            // (this fails if the file appears before listen()).
+            #expect(Self.connects(path), "socket file \(i) refused a connection")
             w.lock.lock(); w.path = ""; w.lock.unlock()
             usleep(1000)
             server.stop()
@@ -241,6 +244,21 @@ struct ServeSocketAppearanceTests {
         }
         w.lock.lock(); w.stop = true; let refused = w.refused; w.lock.unlock()
         #expect(refused == 0, "a socket file that refused connections")
+    }
+
+    /// One connect(2) to a UNIX socket path.
+    static func connects(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = b }
+        }
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
     }
 
     @Test func aRegularFileAtThePathIsNotReplaced() throws {

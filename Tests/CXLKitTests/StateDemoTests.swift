@@ -56,7 +56,8 @@ struct StateDemoTests {
         let json = try CXLKit.resetState(try programmed("type2", options, manual), method: .cxl, preserve: true,
                                          memClear: true, stateFile: nil, json: true, options: options)
         #expect(json.exitCode == 0)
-        #expect(json.output.contains("\"succeeded\" : true"))
+        #expect(json.output.contains("\"succeeded\": true"))
+        #expect(json.output.contains("\"problems\": []"))
     }
 
     /// The example, through the target resolver: emulated devices start blank

@@ -69,3 +69,33 @@ struct HDMCommitterTests {
         #expect(LittleEndian.bytes(0xAABB, width: 2) == [0xBB, 0xAA])
     }
 }
+
+/// Registers and fields are reached by catalog handle; a name the catalog does not
+/// declare stops the process at first use instead of reading 0.
+@Suite("Register handles")
+struct RegisterHandleTests {
+    @Test func namedDecoderRegistersMatchTheCatalog() {
+        for n in [0, 1, 31] {
+            let r = HDMDecoderRegisters(n)
+            let base = HDMDecoderCapability.firstDecoderOffset + HDMDecoderCapability.decoderStride * n
+            #expect(r.baseLow.name == "Decoder \(n) Base Low" && r.baseLow.offset == base)
+            #expect(r.control.name == "Decoder \(n) Control" && r.control.offset == base + HDMDecoderCapability.controlSlot)
+            #expect(r.skipOrTargetHigh.name == "Decoder \(n) DPA Skip High" && r.skipOrTargetHigh.offset == base + 0x18)
+            #expect(HDMDecoderRegisters(n, endpoint: false).skipOrTargetLow.name == "Decoder \(n) Target List Low")
+        }
+        #expect(StateCatalog.layout(for: RegisterKey(block: StateCatalog.hdmBlock, register: "Decoder 7 Target List High"))?.offset
+                == HDMDecoderCapability.firstDecoderOffset + 7 * HDMDecoderCapability.decoderStride + 0x18)
+        #expect(StateCatalog.layout(for: RegisterKey(block: StateCatalog.hdmBlock, register: "Decoder 32 Control")) == nil)
+    }
+
+    @Test func fieldHandleReadsTheField() {
+        let v = RegisterValue(HDMDecoderCapability.capability, 0x0000_0305)
+        #expect(v[HDMDecoderCapability.decoderCount] == 5 && v["Decoder Count"] == 5)
+    }
+
+    @Test func unknownFieldNameStopsAtFirstUse() async {
+        await #expect(processExitsWith: .failure) {
+            _ = RegisterValue(HDMDecoderCapability.capability, 0)["No Such Field"]
+        }
+    }
+}

@@ -124,10 +124,28 @@ struct StateFileTests {
 
     @Test func futureVersionIsRefused() throws {
         let text = String(decoding: try CXLStateFile.encode(try snapshot()), as: UTF8.self)
-            .replacingOccurrences(of: "\"version\" : 1", with: "\"version\" : 2")
-        #expect(throws: CXLStateError.unsupportedVersion(found: 2, supported: 1)) {
+            .replacingOccurrences(of: "\"version\" : 2", with: "\"version\" : 3")
+        #expect(throws: CXLStateError.unsupportedVersion(found: 3, supported: 2)) {
             try CXLStateFile.decode(Data(text.utf8))
         }
+    }
+
+    /// Version 2 writes snake_case keys (the JSON convention); version 1 files (camelCase) are still read, and
+    /// their checksum still checked.
+    @Test func version2IsSnakeCaseAndVersion1IsStillRead() throws {
+        let text = String(decoding: try CXLStateFile.encode(try snapshot()), as: UTF8.self)
+        #expect(text.contains("\"version\" : 2"))
+        #expect(text.contains("\"saved_at\""))
+        #expect(text.contains("\"dvsec_offset\""))
+        #expect(!text.contains("savedAt") && !text.contains("dvsecOffset"))
+        let v1 = try Data(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/state/v1-emulated-type2.json"))
+        #expect(String(decoding: v1, as: UTF8.self).contains("\"savedAt\""))
+        let old = try CXLStateFile.decode(v1)
+        #expect(old.layout.hdm?.decoderCount == 2)
+        // A changed value in a version 1 file is still caught by its checksum.
+        let tampered = String(decoding: v1, as: UTF8.self).replacingOccurrences(of: "\"dvsecOffset\" : 272", with: "\"dvsecOffset\" : 276")
+        #expect(throws: CXLStateError.self) { try CXLStateFile.decode(Data(tampered.utf8)) }
     }
 
     @Test func failedWriteLeavesTheOldFileIntact() throws {

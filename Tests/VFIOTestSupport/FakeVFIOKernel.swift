@@ -56,6 +56,8 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
     /// Eventfds per IRQ index, as the last SET_IRQS left them.
     package var irqFDs: [UInt32: [Int32]] = [:]
     package var resets = 0, hotResets = 0, sysfsConfigWrites = 0
+    /// pread/pwrite calls on the device fd per region index.
+    package var regionIO: [UInt32: Int] = [:]
     package var closed: Set<Int32> = []
     /// Make BAR0's capability chain hostile (next pointer loops back).
     package var hostileChain = false
@@ -286,6 +288,7 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
             return .success(b)
         }
         guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
+        lock.lock(); regionIO[UInt32(offset >> 40), default: 0] += 1; lock.unlock()
         if offset >> 40 == 7, !hiddenExtCaps.isEmpty, offset & 0xFFF >= 0x100, let img = vfioExtendedView() {
             let o = Int(offset & 0xFFF) - 0x100
             guard o + count <= img.count else { return .failure(VFIOSystemErrno(EINVAL)) }

@@ -323,6 +323,28 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         #expect(throws: PCIError.self) { try f.reset(.flr) }
     }
 
+    /// vfio-pci makes a BAR mmap fault while Memory Space Enable is clear: accesses then go through pread (EIO from
+    /// the kernel, never SIGBUS); a serving process keeps memory decode on whatever Command a client writes.
+    @Test func barMmapOnlyWhileMemorySpaceIsEnabled() throws {
+        let k = try FakeVFIOKernel()
+        let f = try VFIOKernelPCIFunction(device: try open(k))
+        #expect(try f.configRead(0x04, width: 2) & 2 == 0)
+        _ = try f.barRead(0, offset: 0x100, width: 4)
+        #expect(k.regionIO[0] == 1)
+        try f.configWrite(0x04, width: 2, value: 0x0002)
+        _ = try f.barRead(0, offset: 0x100, width: 4)
+        #expect(k.regionIO[0] == 1)                 // through the mmap
+        try f.configWrite(0x04, width: 2, value: 0x0000)
+        _ = try f.barRead(0, offset: 0x100, width: 4)
+        #expect(k.regionIO[0] == 2)
+        f.keepMemoryEnabled = true
+        #expect(try k.test!.configRead(0x04, width: 2) & 2 == 2)
+        try f.configWrite(0x04, width: 2, value: 0x0004)
+        #expect(try k.test!.configRead(0x04, width: 2) == 0x0006)
+        _ = try f.barRead(0, offset: 0x100, width: 4)
+        #expect(k.regionIO[0] == 2)
+    }
+
     @Test func busResetOfferedWhenTheKernelHasAHotReset() throws {
         let k = try FakeVFIOKernel()
         k.hotResetDeps = [(7, PCIAddress("0000:01:00.0")!)]

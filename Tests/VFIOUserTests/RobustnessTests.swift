@@ -134,19 +134,37 @@ private let versionPayload = VFIOUserVersion(major: 0, minor: 0, capabilities: V
         }
     }
 
+    /// Mutated valid commands: the decoder never traps, never reports more messages than
+    /// the bytes can hold, decides the same way twice, and the mutations reach both the
+    /// accepting and the refusing paths. Seeded (VFU_FUZZ_SEED to replay); the seed is printed.
     @Test func randomStreamsNeverCrashTheDecoder() {
-        var rng = SystemRandomNumberGenerator()
+        let seed = fuzzSeed()
+        print("randomStreamsNeverCrashTheDecoder seed \(seed) (VFU_FUZZ_SEED=\(seed) replays it)")
+        var rng = FuzzRandom(state: seed)
         let seeds = [Vectors.versionRequest, Vectors.regionInfoRequest, Vectors.setIRQsBool, Vectors.regionWriteMulti, Vectors.dmaMap]
+        let decoded = seeds.map { v in
+            Array(v.utf8).withUnsafeBufferPointer { u in stride(from: 0, to: u.count - 1, by: 2).map { UInt8(String(decoding: u[$0...$0 + 1], as: UTF8.self), radix: 16)! } }
+        }
+        for b in decoded {
+            let r = VFIOUserDecoder.decodeStream(b)
+            #expect(r.fatal == nil && r.messages.count == 1 && (try? r.messages[0].get()) != nil, "an unmutated vector must decode")
+        }
+        var accepted = 0, refused = 0
         for i in 0..<3000 {
-            var b = Array(seeds[i % seeds.count].utf8)
-            b = stride(from: 0, to: b.count - 1, by: 2).map { UInt8(String(decoding: b[$0...$0 + 1], as: UTF8.self), radix: 16)! }
+            var b = decoded[i % decoded.count]
             for _ in 0..<(1 + i % 6) {
                 let k = Int.random(in: 0..<b.count, using: &rng)
                 b[k] = UInt8.random(in: 0...255, using: &rng)
             }
             if i % 7 == 0 { b += (0..<Int.random(in: 0..<40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) } }
-            _ = VFIOUserDecoder.decodeStream(b)
+            let r = VFIOUserDecoder.decodeStream(b)
+            #expect(r.messages.count <= b.count / VFIOUserLimits.headerSize, "seed \(seed) case \(i)")
+            let again = VFIOUserDecoder.decodeStream(b)
+            #expect(again.messages.map { (try? $0.get()) != nil } == r.messages.map { (try? $0.get()) != nil } && (again.fatal == nil) == (r.fatal == nil),
+                    "seed \(seed) case \(i): the decoder is not deterministic")
+            if r.fatal == nil, r.messages.allSatisfy({ (try? $0.get()) != nil }) { accepted += 1 } else { refused += 1 }
         }
+        #expect(accepted > 0 && refused > 0, "seed \(seed): \(accepted) accepted, \(refused) refused")
     }
 }
 
@@ -268,20 +286,60 @@ final class FakeServer: @unchecked Sendable {
         #expect(c.dmaRequestsServed == 1)
     }
 
+    /// Mutated REGION_INFO replies: decoding never traps, an unmutated reply decodes to
+    /// its two sparse areas, every sparse area accepted lies inside the region, and the
+    /// mutations reach both paths. Seeded (VFU_FUZZ_SEED to replay); the seed is printed.
     @Test func randomRepliesNeverCrashTheDecoder() {
-        var rng = SystemRandomNumberGenerator()
+        let seed = fuzzSeed()
+        print("randomRepliesNeverCrashTheDecoder seed \(seed) (VFU_FUZZ_SEED=\(seed) replays it)")
+        var rng = FuzzRandom(state: seed)
         let base = VFIOUserRegionInfo(argsz: 80, flags: 0xF, index: 1, capOffset: 32, regionSize: 0x1000,
                                       capabilities: [VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x100), VFIOSparseArea(offset: 0x800, size: 0x800)]).capability]).encode()
+        if case .regionInfo(let info)? = try? VFIOUserDecoder.decodeReply(command: .deviceGetRegionInfo, payload: base, fdCount: 0),
+           let cap = info.capabilities.first(where: { $0.id == 1 }) {
+            #expect((try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize))?.areas.count == 2)
+        } else {
+            Issue.record("the unmutated REGION_INFO reply must decode")
+        }
+        var accepted = 0, refused = 0
         for i in 0..<5000 {
             var b = base
             for _ in 0..<(1 + i % 5) { b[Int.random(in: 0..<b.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng) }
             if i % 3 == 0 { b = Array(b.prefix(Int.random(in: 0...b.count, using: &rng))) }
             for cmd in VFIOUserCommand.allCases {
-                if let r = try? VFIOUserDecoder.decodeReply(command: cmd, payload: b, fdCount: i % 3),
-                   case .regionInfo(let info) = r {
-                    for cap in info.capabilities where cap.id == 1 { _ = try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize) }
+                guard let r = try? VFIOUserDecoder.decodeReply(command: cmd, payload: b, fdCount: i % 3) else {
+                    if cmd == .deviceGetRegionInfo { refused += 1 }
+                    continue
+                }
+                guard case .regionInfo(let info) = r else { continue }
+                accepted += 1
+                for cap in info.capabilities where cap.id == 1 {
+                    guard let sparse = try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize) else { continue }
+                    for a in sparse.areas {
+                        let (end, o) = a.offset.addingReportingOverflow(a.size)
+                        #expect(!o && end <= info.regionSize, "seed \(seed) case \(i): sparse area \(a) outside the region")
+                    }
                 }
             }
         }
+        #expect(accepted > 0 && refused > 0, "seed \(seed): \(accepted) accepted, \(refused) refused")
+    }
+}
+
+/// The seed of a fuzz-style test: VFU_FUZZ_SEED when set (to replay a failure), else a fresh one.
+private func fuzzSeed() -> UInt64 {
+    if let s = ProcessInfo.processInfo.environment["VFU_FUZZ_SEED"], let v = UInt64(s) { return v }
+    return UInt64.random(in: 0...UInt64.max)
+}
+
+/// SplitMix64: a deterministic generator, so a printed seed reproduces a run.
+private struct FuzzRandom: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

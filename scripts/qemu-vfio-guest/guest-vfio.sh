@@ -51,6 +51,8 @@ cxlkit restore $T /tmp/before.json; res restore $?
 sec diff-restored
 cxlkit diff /tmp/before.json $T; res diff-restored $?
 
+sec decode-before-serve
+cxlkit decode -vvv $T; res decode-before-serve $?
 sec serve-start
 cxlkit serve --device $T --socket $GS --verbose > /tmp/guest-serve.log 2>&1 &
 SRV=$!

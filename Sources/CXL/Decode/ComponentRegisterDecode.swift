@@ -152,24 +152,29 @@ public struct ComponentRegisterDecode: Sendable {
                 raw.append(UInt64(v))
             }
             guard raw.count == regs.count else { break }
-            let v = zip(regs, raw).map { RegisterValue($0.0, $0.1) }
-            let ctl = v[4]
+            // Values by register name, through the named decoder registers.
+            let named = HDMDecoderRegisters(n, endpoint: endpoint)
+            let byOffset = Dictionary(uniqueKeysWithValues: zip(regs.map(\.offset), raw))
+            func value(_ r: RegisterLayout) -> RegisterValue { RegisterValue(r, byOffset[r.offset]) }
+            let ctl = value(named.control)
+            let (baseLow, baseHigh, sizeLow, sizeHigh) = (value(named.baseLow), value(named.baseHigh), value(named.sizeLow), value(named.sizeHigh))
+            let (extraLow, extraHigh) = (value(named.skipOrTargetLow), value(named.skipOrTargetHigh))
             let ig = UInt8(ctl["IG"]), iw = UInt8(ctl["IW"])
             let ways = InterleaveWays(encoding: iw)?.ways
             let gran = InterleaveGranularity(encoding: ig)?.bytes
             let type: HDMDecoderState.TargetType = ctl.isSet("Target Range Type") ? .hdmH : (ctl.isSet("BI") ? .hdmDB : .hdmD)
-            let dpaSkip: UInt64? = endpoint ? (v[6]["DPA Skip High"] << 32) | (v[5]["DPA Skip Low"] << 28) : nil
+            let dpaSkip: UInt64? = endpoint ? (extraHigh["DPA Skip High"] << 32) | (extraLow["DPA Skip Low"] << 28) : nil
             let targets: [UInt8]? = endpoint ? nil : (0..<8).map { w in
-                UInt8(w < 4 ? v[5]["Target Port Identifier Way \(w)"] : v[6]["Target Port Identifier Way \(w)"])
+                UInt8(w < 4 ? extraLow["Target Port Identifier Way \(w)"] : extraHigh["Target Port Identifier Way \(w)"])
             }
-            let d = HDMDecoderState(index: n, base: (v[1]["Memory Base High"] << 32) | (v[0]["Memory Base Low"] << 28),
-                                    size: (v[3]["Memory Size High"] << 32) | (v[2]["Memory Size Low"] << 28),
+            let d = HDMDecoderState(index: n, base: (baseHigh["Memory Base High"] << 32) | (baseLow["Memory Base Low"] << 28),
+                                    size: (sizeHigh["Memory Size High"] << 32) | (sizeLow["Memory Size Low"] << 28),
                                     control: UInt32(ctl.raw), igEncoding: ig, iwEncoding: iw, ways: ways, granularity: gran,
                                     lockOnCommit: ctl.isSet("Lock On Commit"), commit: ctl.isSet("Commit"),
                                     committed: ctl.isSet("Committed"), errorNotCommitted: ctl.isSet("Error Not Committed"),
                                     targetType: type, dpaSkip: dpaSkip, targets: targets)
-            if ways == nil { findings.append(Finding(.error, at: base + regs[4].offset, "decoder \(n): reserved IW encoding \(iw)")) }
-            if gran == nil { findings.append(Finding(.error, at: base + regs[4].offset, "decoder \(n): reserved IG encoding \(ig)")) }
+            if ways == nil { findings.append(Finding(.error, at: base + named.control.offset, "decoder \(n): reserved IW encoding \(iw)")) }
+            if gran == nil { findings.append(Finding(.error, at: base + named.control.offset, "decoder \(n): reserved IG encoding \(ig)")) }
             decoders.append(d)
         }
         return HDMDecoderCapabilityState(capability: capRaw, globalControl: gcRaw, decoderCount: count, decoders: decoders)

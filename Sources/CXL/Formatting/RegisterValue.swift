@@ -19,15 +19,16 @@ public struct RegisterValue: Sendable {
         self.init(layout, config.read(layout, base: base))
     }
 
-    /// The field's value; 0 (and an assertion in debug builds) for a name the
-    /// catalog does not declare.
+    /// The field's value. A name the catalog does not declare is a programming
+    /// error (names are constants, never input): it stops at first use, in every
+    /// build, instead of reading a silent 0.
     public subscript(_ field: String) -> UInt64 {
-        guard let f = layout.field(field) else {
-            assertionFailure("\(layout.name) has no field \(field)")
-            return 0
-        }
+        guard let f = layout.field(field) else { preconditionFailure("\(layout.name) has no field \(field)") }
         return f.extract(raw)
     }
+
+    /// The value of a field handle from the catalog.
+    public subscript(_ field: RegisterField) -> UInt64 { field.extract(raw) }
 
     public func isSet(_ field: String) -> Bool { self[field] != 0 }
     /// lspci's `+`/`-`.

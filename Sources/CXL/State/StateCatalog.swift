@@ -43,6 +43,16 @@ public enum StateCatalog {
         HDMDecoderCapability.decoderRegisters(n, endpoint: endpoint)
     }
 
+    /// Every register of the HDM Decoder Capability by catalog name: the capability
+    /// and global control, and decoders 0-31 of both kinds (endpoint and port).
+    static let hdmRegistersByName: [String: RegisterLayout] = {
+        var out: [String: RegisterLayout] = [:]
+        let all = [HDMDecoderCapability.capability, HDMDecoderCapability.globalControl]
+            + (0..<HDMDecoderCapability.maximumDecoders).flatMap { decoderRegisters($0, endpoint: true) + decoderRegisters($0, endpoint: false) }
+        for r in all where out[r.name] == nil { out[r.name] = r }
+        return out
+    }()
+
     /// Base Address Register 0-5 names, in BAR order.
     static let barNames = (0..<6).map { PCIHeader.bar($0).name }
 
@@ -67,14 +77,7 @@ public enum StateCatalog {
             return MSICapability.layout(is64Bit: true, perVectorMasking: true).register(named: key.register)
         case msixBlock: return MSIXCapability.layout.register(named: key.register)
         case dvsecBlock: return CXLDeviceDVSEC.layout(revision: 2).register(named: key.register)
-        case hdmBlock:
-            if let r = HDMDecoderCapability.layout(decoders: 0, endpoint: true).register(named: key.register) { return r }
-            // "Decoder n ...": find n and look among decoder n's registers (both kinds).
-            let parts = key.register.split(separator: " ")
-            guard parts.count >= 3, parts[0] == "Decoder", let n = Int(parts[1]),
-                  (0..<HDMDecoderCapability.maximumDecoders).contains(n) else { return nil }
-            return (decoderRegisters(n, endpoint: true) + decoderRegisters(n, endpoint: false))
-                .first { $0.name == key.register }
+        case hdmBlock: return hdmRegistersByName[key.register]
         default: return nil
         }
     }

@@ -22,7 +22,9 @@ import PCI
 /// place of a good one.
 public enum CXLStateFile {
     public static let format = "swift-cxl-state"
-    public static let currentVersion = 1
+    /// Version 2 (cxlkit 0.3): snake_case keys (`saved_at`, `dvsec_offset`, ...), the JSON convention of every
+    /// cxlkit output. Version 1 (camelCase keys) is still read.
+    public static let currentVersion = 2
 
     struct Envelope: Codable {
         var format: String
@@ -37,15 +39,16 @@ public enum CXLStateFile {
         var version: Int?
     }
 
-    /// The canonical bytes the checksum covers.
-    static func canonical(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> Data {
+    /// The canonical bytes the checksum covers, with the key style of the file's version.
+    static func canonical(_ snapshot: CXLStateSnapshot, version: Int = currentVersion) throws(CXLStateError) -> Data {
         let e = JSONEncoder()
         e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if version >= 2 { e.keyEncodingStrategy = .convertToSnakeCase }
         do { return try e.encode(snapshot) } catch { throw .corruptFile("cannot encode snapshot: \(error)") }
     }
 
-    public static func checksum(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> String {
-        "crc32:" + hex(CRC32.checksum(try canonical(snapshot)), digits: 8)
+    public static func checksum(_ snapshot: CXLStateSnapshot, version: Int = currentVersion) throws(CXLStateError) -> String {
+        "crc32:" + hex(CRC32.checksum(try canonical(snapshot, version: version)), digits: 8)
     }
 
     /// The file's bytes.
@@ -54,6 +57,7 @@ public enum CXLStateFile {
                                 savedAt: savedAt.map { ISO8601DateFormatter().string(from: $0) }, snapshot: snapshot)
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        e.keyEncodingStrategy = .convertToSnakeCase
         do { return try e.encode(envelope) + Data("\n".utf8) } catch { throw .corruptFile("cannot encode: \(error)") }
     }
 
@@ -71,10 +75,12 @@ public enum CXLStateFile {
         guard version <= currentVersion else { throw .unsupportedVersion(found: version, supported: currentVersion) }
         guard version >= 1 else { throw .corruptFile("invalid version \(version)") }
         let envelope: Envelope
-        do { envelope = try JSONDecoder().decode(Envelope.self, from: data) } catch {
+        let d = JSONDecoder()
+        if version >= 2 { d.keyDecodingStrategy = .convertFromSnakeCase }
+        do { envelope = try d.decode(Envelope.self, from: data) } catch {
             throw .corruptFile(describe(error))
         }
-        let computed = try checksum(envelope.snapshot)
+        let computed = try checksum(envelope.snapshot, version: version)
         guard computed == envelope.checksum else {
             throw .checksumMismatch(expected: envelope.checksum, computed: computed)
         }
@@ -86,11 +92,19 @@ public enum CXLStateFile {
 
     /// Read and check a state file.
     public static func read(from path: String) throws(CXLStateError) -> CXLStateSnapshot {
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw .fileIO("cannot read \(path): \(error.localizedDescription)")
+        var st = stat()
+        if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { throw .fileIO("\(path): is a directory") }
+        guard let bytes = readWholeFile(path, limit: 64 << 20) else {
+            throw .fileIO("cannot read \(path): \(strerrorText(errno))")
         }
-        return try decode(data)
+        // Every problem with the contents names the file.
+        do { return try decode(Data(bytes)) } catch {
+            switch error {
+            case .corruptFile(let why): throw .corruptFile("\(path): \(why)")
+            case .checksumMismatch, .unsupportedVersion: throw .fileIO("\(path): \(error)")
+            default: throw error
+            }
+        }
     }
 
     /// Write a state file: a regular file atomically (temporary file, fsync, rename, directory fsync), a FIFO or

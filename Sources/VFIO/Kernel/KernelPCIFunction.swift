@@ -32,6 +32,15 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
     /// mmaps of BAR areas: bar -> [(area, base)].
     private var mappings: [Int: [(VFIOSparseArea, UnsafeMutableRawPointer)]] = [:]
     private let lock = NSLock()
+    /// Memory Space Enable in the kernel's view of Command. vfio-pci makes a BAR mmap fault (SIGBUS) while it is
+    /// clear, so BAR accesses then go through pread/pwrite, which fail with EIO instead.
+    private var memoryEnabled = true
+    /// Keep Memory Space Enable set whatever Command a writer asks for: for serving, where the client's Command is
+    /// virtual (`VFIOPCIDevice`) and this process's own register accesses (vfio-cxl's host side, as the kernel's
+    /// ioremap does) need the BARs decoded.
+    public var keepMemoryEnabled = false {
+        didSet { if keepMemoryEnabled { try? enableMemory() } }
+    }
 
     /// Opens `address` (see `VFIOKernelDevice.open`).
     public convenience init(address: String, options: VFIOKernelOpenOptions = VFIOKernelOpenOptions(),
@@ -106,6 +115,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         hiddenByVFIO = hidden
         hiddenRanges = ranges
         sysfsConfigFD = rawFD
+        memoryEnabled = (try? device.read(cfgRegion, offset: UInt64(PCIHeader.command.offset), count: 2)).map { Self.value($0) & Self.memorySpaceEnable != 0 } ?? true
 
         var methods: [PCIResetMethod] = []
         if device.info.flags.contains(.reset) { methods.append(.flr) }
@@ -142,8 +152,30 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         do { return UInt32(truncatingIfNeeded: Self.value(try device.read(config, offset: UInt64(offset), count: width))) } catch { throw pcieError(error) }
     }
 
+    private static let memorySpaceEnable = UInt64(1) << UInt64(PCIHeader.command.field("Memory Space Enable")!.lsb)
+
+    /// Re-reads Memory Space Enable from the kernel's Command.
+    private func refreshMemoryEnabled() {
+        let on = (try? device.read(config, offset: UInt64(PCIHeader.command.offset), count: 2)).map { Self.value($0) & Self.memorySpaceEnable != 0 } ?? false
+        lock.lock(); memoryEnabled = on; lock.unlock()
+    }
+
+    private func enableMemory() throws(PCIError) {
+        let cmd = UInt64(try configRead(PCIHeader.command.offset, width: 2))
+        if cmd & Self.memorySpaceEnable == 0 { try configWrite(PCIHeader.command.offset, width: 2, value: UInt32(cmd | Self.memorySpaceEnable)) }
+        refreshMemoryEnabled()
+    }
+
     public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
         try checkConfig(offset, width)
+        let command = PCIHeader.command.offset
+        if offset <= command && command < offset + width {
+            var v = value
+            if keepMemoryEnabled { v |= UInt32(Self.memorySpaceEnable) << UInt32(8 * (command - offset)) }
+            do { try device.write(config, offset: UInt64(offset), data: Self.bytes(UInt64(v), width)) } catch { throw pcieError(error) }
+            refreshMemoryEnabled()
+            return
+        }
         if let fd = sysfsConfigFD, hiddenRanges.contains(where: { $0.contains(offset) }) {
             if case .failure(let e) = device.system.pwrite(fd, Self.bytes(UInt64(value), width), offset: UInt64(offset)) {
                 throw .io("\(address): sysfs config write 0x\(String(offset, radix: 16)): \(e.text)")
@@ -169,6 +201,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
     private func mapped(_ bar: Int, _ r: VFIOKernelRegion, _ offset: UInt64, _ width: Int) -> UnsafeMutableRawPointer? {
         guard bars.first(where: { $0.index == bar })?.kind != .io, offset % UInt64(width) == 0 else { return nil }
         lock.lock(); defer { lock.unlock() }
+        guard memoryEnabled else { return nil }
         if let (a, p) = mappings[bar]?.first(where: { offset >= $0.0.offset && offset + UInt64(width) <= $0.0.offset + $0.0.size }) {
             return p + Int(offset - a.offset)
         }
@@ -214,13 +247,12 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
 
     public func reset(_ method: PCIResetMethod) throws(PCIError) {
         guard resetMethods.contains(method) else { throw .resetUnsupported(method.rawValue) }
-        do {
-            switch method {
-            case .flr: try device.reset()
-            case .bus: try device.hotReset()
-            default: throw PCIError.resetUnsupported(method.rawValue)
-            }
-        } catch let e as VFIOKernelError { throw pcieError(e) } catch { throw error as! PCIError }
+        guard method == .flr || method == .bus else { throw .resetUnsupported(method.rawValue) }
+        defer { refreshMemoryEnabled() }
+        do throws(VFIOKernelError) {
+            if method == .flr { try device.reset() } else { try device.hotReset() }
+        } catch { throw pcieError(error) }
+        if keepMemoryEnabled { try enableMemory() }
     }
 
     // MARK: Interrupts

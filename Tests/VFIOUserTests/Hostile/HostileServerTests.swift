@@ -86,9 +86,8 @@ private let hostileServerProbe = "hostile-server-probe"
         let fds0 = openFDCount()
         for (name, reply) in replies {
             let server = try versionServer(reply)
-            let start = Date()
+            // No wall-clock bound: a client that hung would hang here, and the script's end is checked below.
             #expect(throws: VFIOUserError.self, "\(name)") { _ = try connect(server) }
-            #expect(Date().timeIntervalSince(start) < 3, "\(name) took too long")
             #expect(server.wait(), "\(name): script did not finish")
         }
         #expect(openMemfdCount(named: hostileServerProbe) == 0, "fds a hostile server sent were not closed")
@@ -162,9 +161,7 @@ private let hostileServerProbe = "hostile-server-probe"
         let fds0 = openFDCount()
         for (name, script, call) in cases {
             let (c, s) = try hostileClient(script)
-            let start = Date()
             #expect(throws: VFIOUserError.self, "\(name)") { try call(c) }
-            #expect(Date().timeIntervalSince(start) < 3, "\(name) took too long")
             c.close()
             #expect(s.wait(), "\(name): script did not finish")
         }
@@ -172,12 +169,43 @@ private let hostileServerProbe = "hostile-server-probe"
         if strictFDLeakCheck { #expect(fdGrowth(since: fds0) <= 8) }
     }
 
+    /// The fd-leak check that always runs: in a process of its own (an exit test), where no other suite opens or
+    /// closes fds, 50 connections to servers that send garbage, time out or hang up must leave the process with
+    /// exactly the fds it had (after a warm-up connection that opens whatever the runtime keeps, e.g. a random
+    /// source). The child exits 1 on any leak.
+    @Test func noFDLeakAcrossHostileServersInAProcessOfItsOwn() async {
+        await #expect(processExitsWith: .success) {
+            func round(_ i: Int) {
+                let kind = i % 3
+                guard let server = try? versionServer({ p, h in
+                    switch kind {
+                    case 0: p.reply(to: h, [1, 0, 2, 0])               // major 1: refused
+                    case 1: p.socket.close()                              // hang up
+                    default: p.reply(to: h, [0, 0, 2, 0], size: 0xFFFF_FFFF)  // impossible size
+                    }
+                }) else { exit(2) }
+                if let c = try? connect(server) { c.close() }
+                _ = server.wait()
+            }
+            round(0)
+            let before = openFDCount()
+            for i in 0..<50 { round(i) }
+            let after = openFDCount()
+            if after != before {
+                print("fd leak: \(before) -> \(after) across 50 hostile servers")
+                exit(1)
+            }
+        }
+    }
+
     @Test func timeoutFiresWithinTheConfiguredTime() throws {
         let (c, s) = try hostileClient(timeout: 300) { _, _, _ in }
         let start = Date()
         #expect(throws: VFIOUserError.timeout(command: C.deviceGetInfo.rawValue)) { _ = try c.deviceInfo() }
         let took = Date().timeIntervalSince(start)
-        #expect(took >= 0.25 && took < 2, "timeout took \(took) s")
+        // The error names the command that timed out (checked above); it cannot fire before the
+        // configured 300 ms. No upper bound: that would measure the machine's load, not the client.
+        #expect(took >= 0.25, "timeout fired after \(took) s, before the configured 300 ms")
         c.close(); #expect(s.wait())
     }
 
@@ -280,17 +308,19 @@ private let hostileServerProbe = "hostile-server-probe"
 
     /// A server that stops reading: the client's send is bounded by its timeout (SO_SNDTIMEO) instead of hanging.
     @Test func serverThatStopsReading() throws {
+        let release = DispatchSemaphore(value: 0)
         let server = try HostileServer { p in
             guard p.acceptVersion() else { return }
-            _ = p.receive(timeoutMilliseconds: 100)   // then stop reading
-            Thread.sleep(forTimeInterval: 3)
+            _ = p.receive(timeoutMilliseconds: 100)   // then stop reading, connection held open until released
+            release.wait()
         }
         let c = try connect(server, timeout: 300)
-        let start = Date()
+        // 64 MiB of posted writes cannot fit the socket buffers and the server holds the connection open
+        // without reading: only the client's send timeout (SO_SNDTIMEO) can end the loop. No wall-clock bound.
         #expect(throws: VFIOUserError.self) {
             for _ in 0..<64 { try c.write(region: 0, offset: 0, data: [UInt8](repeating: 1, count: 1 << 20), posted: true) }
         }
-        #expect(Date().timeIntervalSince(start) < 2.5)
+        release.signal()
         c.close(); #expect(server.wait())
     }
 }

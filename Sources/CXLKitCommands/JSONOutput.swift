@@ -1,0 +1,124 @@
+import Foundation
+import PCI
+
+/// The one convention of every `--json` output, after cxl-cli's (docs in the README, "JSON output"; a JSON
+/// Schema per command under `schemas/`):
+///
+/// - keys are snake_case only: register and field names too (`memory_space_enable`, `lock_on_commit`);
+/// - register values and addresses are `"0x..."` strings (64-bit values do not survive a JSON double);
+///   byte counts and other counts are integers;
+/// - every document has `command`, `metadata` (`tool`, `version`), a top-level `succeeded` and a `problems`
+///   list (empty when there are none), then the command's own fields.
+public enum JSONOutput {
+    /// `"Memory Space Enable"` -> `memory_space_enable`, `savedAt` -> `saved_at`, `Cache_Capable` ->
+    /// `cache_capable`, `SERR# Enable` -> `serr_enable`: lowercase, a word boundary at every run of other
+    /// characters and at each lower-to-upper case change.
+    public static func snakeCase(_ key: String) -> String {
+        var out = ""
+        var pendingUnderscore = false
+        var previousWasLowerOrDigit = false
+        for ch in key.unicodeScalars {
+            let isAlnum = (ch.value < 0x80) && (CharacterSet.alphanumerics.contains(ch))
+            guard isAlnum else {
+                pendingUnderscore = !out.isEmpty
+                previousWasLowerOrDigit = false
+                continue
+            }
+            let isUpper = ch.properties.isUppercase
+            if isUpper && previousWasLowerOrDigit { pendingUnderscore = true }
+            if pendingUnderscore { out += "_"; pendingUnderscore = false }
+            out += String(ch).lowercased()
+            previousWasLowerOrDigit = !isUpper
+        }
+        return out
+    }
+
+    /// Keys of the state reports whose integer values are register values or addresses: printed `"0x..."`.
+    static let registerValueKeys: Set<String> = ["a", "b", "saved", "live", "written", "after", "before", "value",
+                                                  "base", "address", "expected", "found", "offset"]
+
+    /// Any Encodable report as a JSON value under the convention.
+    public static func value<T: Encodable>(_ v: T) -> JSONValue {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        guard let data = try? e.encode(v), let any = try? JSONDecoder().decode(AnyJSON.self, from: data) else { return .null }
+        return any.value.conventional(parentKey: nil)
+    }
+
+    /// The fields of an Encodable report, under the convention.
+    public static func fields<T: Encodable>(_ report: T) -> [(String, JSONValue)] {
+        if case .object(let kv) = value(report) { return kv }
+        return [("report", value(report))]
+    }
+
+    /// The document for a report: its fields after the envelope (`succeeded` and `problems` from the arguments).
+    public static func document<T: Encodable>(command: String, succeeded: Bool, problems: [String], report: T) -> String {
+        document(command: command, succeeded: succeeded, problems: problems, fields(report).filter { $0.0 != "succeeded" })
+    }
+
+    /// The document a `--json` command prints.
+    public static func document(command: String, succeeded: Bool, problems: [String], _ fields: [(String, JSONValue)]) -> String {
+        var pairs: [(String, JSONValue)] = [
+            ("command", .string(command)),
+            ("metadata", .object([("tool", .string("cxlkit")), ("version", .string(CXLKit.version))])),
+            ("succeeded", .bool(succeeded)),
+            ("problems", .array(problems.map { .string($0) })),
+        ]
+        for (k, v) in fields where !pairs.contains(where: { $0.0 == k }) { pairs.append((snakeCase(k), v.snakeCased())) }
+        return JSONValue.object(pairs).serialized(pretty: true) + "\n"
+    }
+}
+
+extension JSONValue {
+    /// Every object key snake_cased (`JSONOutput.snakeCase`), recursively.
+    public func snakeCased() -> JSONValue {
+        switch self {
+        case .object(let kv): return .object(kv.map { (JSONOutput.snakeCase($0.0), $0.1.snakeCased()) })
+        case .array(let a): return .array(a.map { $0.snakeCased() })
+        default: return self
+        }
+    }
+
+    /// snake_case keys, and register values/addresses (by key) as `"0x..."`.
+    func conventional(parentKey: String?) -> JSONValue {
+        switch self {
+        case .object(let kv): return .object(kv.map { (JSONOutput.snakeCase($0.0), $0.1.conventional(parentKey: JSONOutput.snakeCase($0.0))) })
+        case .array(let a): return .array(a.map { $0.conventional(parentKey: parentKey) })
+        case .int(let i) where parentKey.map(JSONOutput.registerValueKeys.contains) == true && i >= 0: return .hexString(UInt64(i))
+        case .uint(let u) where parentKey.map(JSONOutput.registerValueKeys.contains) == true: return .hexString(u)
+        default: return self
+        }
+    }
+}
+
+/// Any JSON document, decoded into a `JSONValue` (keys sorted, as the encoder wrote them).
+struct AnyJSON: Decodable {
+    let value: JSONValue
+
+    struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+
+    init(from decoder: Decoder) throws {
+        if let c = try? decoder.container(keyedBy: Key.self) {
+            value = .object(try c.allKeys.sorted { $0.stringValue < $1.stringValue }.map { ($0.stringValue, try c.decode(AnyJSON.self, forKey: $0).value) })
+            return
+        }
+        if var c = try? decoder.unkeyedContainer() {
+            var items: [JSONValue] = []
+            while !c.isAtEnd { items.append(try c.decode(AnyJSON.self).value) }
+            value = .array(items)
+            return
+        }
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { value = .null }
+        else if let b = try? c.decode(Bool.self) { value = .bool(b) }
+        else if let i = try? c.decode(Int64.self) { value = .int(i) }
+        else if let u = try? c.decode(UInt64.self) { value = .uint(u) }
+        else if let d = try? c.decode(Double.self) { value = .string(String(d)) }
+        else { value = .string(try c.decode(String.self)) }
+    }
+}

@@ -1,0 +1,26 @@
+import ArgumentParser
+import CXLKitCommands
+
+struct ConformCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conform",
+        abstract: "Check a vfio-cxl device against the v4 contract: the 19 vfio_cxl_type2_test checks, by name.",
+        discussion: """
+        TARGET is vfio-user:SOCKET (any vfio-user server, e.g. cxlkit serve --uapi v4). Prints one line per check \
+        (PASS, FAIL or SKIP with the reason) and "N passed, N failed, N skipped"; exits 1 when a check fails. \
+        The checks write to the device (decoder and DVSEC registers, device memory) and run DEVICE_RESET.
+        """)
+
+    @Argument(help: ArgumentHelp("The device: vfio-user:SOCKET.", valueName: "TARGET")) var target: String
+    @Flag(help: "Print JSON: {target, checks: [{name, status, detail}], passed, failed, skipped}.") var json = false
+
+    func run() throws {
+        let result: (output: String, ok: Bool)
+        do { result = try CXLKit.conform(target: target, json: json) } catch {
+            writeStderr("cxlkit: error: \(error.message)\n")
+            throw ExitCode(1)
+        }
+        writeStdout(result.output)
+        if !result.ok { throw ExitCode(1) }
+    }
+}
