@@ -5,6 +5,8 @@
 // Layers, dependencies pointing one way (top depends on bottom):
 //
 //   cxlkit, cxlbench            executables
+//   CXLMetrics                  fleet health: Prometheus exposition + exporter HTTP listener (swift-prometheus,
+//                               swift-nio); the only module that sees those packages
 //   CXLKitCommands              thin command layer (argument parsing lives in cxlkit)
 //   VFIOCXL                     vfio-cxl: VFIO device layer + CXL library, composed
 //   VFIOUser                    vfio-user wire protocol, server, client (knows no CXL)
@@ -12,7 +14,7 @@
 //   CXLEmulator                 the emulated CXL Type-2 device
 //   CXL                         DVSECs, component registers, HDM decoders, save/restore
 //   PCI                         config space, register catalog, capability walker (knows no CXL)
-//   CSystem                     what Glibc does not import (SCM_RIGHTS, eventfd, memfd)
+//   CSwiftCXLSystem             what Glibc does not import (SCM_RIGHTS, eventfd, memfd)
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]
@@ -33,20 +35,31 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // Fleet health (issue 18): the Prometheus exposition and the exporter's HTTP listener, used only by the
+        // CXLMetrics module (the low layers never see them).
+        .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", "2.101.2"..<"2.102.0"),
     ],
     targets: [
-        .target(name: "CSystem"),
+        .target(name: "CSwiftCXLSystem"),
         .target(name: "PCI", swiftSettings: swiftSettings),
         .target(name: "CXL", dependencies: ["PCI"], swiftSettings: swiftSettings),
-        .target(name: "CXLEmulator", dependencies: ["PCI", "CXL", "CSystem"], swiftSettings: swiftSettings),
-        .target(name: "VFIO", dependencies: ["PCI", "CSystem"], swiftSettings: swiftSettings),
+        .target(name: "CXLEmulator", dependencies: ["PCI", "CXL", "CSwiftCXLSystem"], swiftSettings: swiftSettings),
+        .target(name: "VFIO", dependencies: ["PCI", "CSwiftCXLSystem"], swiftSettings: swiftSettings),
         .target(
             name: "VFIOUser",
-            dependencies: ["VFIO", "PCI", "CSystem", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["VFIO", "PCI", "CSwiftCXLSystem", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .target(
             name: "VFIOCXL",
             dependencies: ["VFIO", "CXL", "PCI", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings),
+        // Prometheus exposition of CXL health readings and the exporter's HTTP listener (issue 18).
+        .target(
+            name: "CXLMetrics",
+            dependencies: ["CXLKitCommands", "CXL", "PCI", .product(name: "Prometheus", package: "swift-prometheus"),
+                           .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio")],
             swiftSettings: swiftSettings),
         .target(
             name: "CXLKitCommands",
@@ -55,11 +68,11 @@ let package = Package(
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "cxlkit",
-            dependencies: ["CXLKitCommands", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CXLKitCommands", "CXLMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "cxlbench",
-            dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL", "CXLKitCommands", "CSystem",
+            dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL", "CXLKitCommands", "CSwiftCXLSystem",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
@@ -77,7 +90,11 @@ let package = Package(
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport", "VFIOCXL"],
+        .testTarget(name: "CXLMetricsTests", dependencies: ["CXLMetrics", "CXLKitCommands", "CXLEmulator", "CXL", "PCI",
+                                                            .product(name: "NIOCore", package: "swift-nio"),
+                                                            .product(name: "NIOPosix", package: "swift-nio")],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport", "VFIOCXL", "CXLMetrics"],
                     swiftSettings: swiftSettings),
     ]
 )

@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSystem
+import CSwiftCXLSystem
 
 /// Errors reaching device memory.
 public enum DeviceMemoryError: Error, Sendable, Equatable, CustomStringConvertible {

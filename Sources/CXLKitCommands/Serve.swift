@@ -49,6 +49,14 @@ public struct ServeOptions: Sendable {
     /// Raise MSI-X vector `irqVector` every `irqIntervalMilliseconds` (0: never); see `ServeSession`.
     public var irqIntervalMilliseconds: Int = 0
     public var irqVector: Int = 0
+    /// `--control PATH`: a control socket answering status, decode, save, check and metrics (issue 18); it gets the
+    /// same `socketPermissions` as the vfio-user socket.
+    public var controlPath: String? = nil
+    /// Control clients served at once; the next is refused with an error line.
+    public var maxControlClients: Int = 4
+    /// Renders the exposition for the control socket's `metrics` request (set by the executable, which links
+    /// the metrics module); nil: the request is refused.
+    public var controlMetrics: (@Sendable ([TargetHealth], Bool) -> String)? = nil
     /// Mode and group of the socket file (`--socket-mode`, `--socket-group`).
     public var socketPermissions = VFIOUserSocketPermissions()
     /// Sets `socketPermissions` from the command line's `--socket-mode` / `--socket-group` texts.
@@ -73,6 +81,10 @@ public final class ServeSession: @unchecked Sendable {
     public let emulated: EmulatedCXLDevice
     public let device: any VFIODevice
     public let server: VFIOUserServer
+    /// Between the server and the device: notes the client and its resets for the control socket.
+    public let monitor: ServedDeviceMonitor
+    /// The control socket, when `controlPath` was given; accepting once `init` returns.
+    public private(set) var control: ControlServer?
     let logger: Logger
     private let lock = NSLock()
     private var _interruptsRaised = 0
@@ -86,12 +98,30 @@ public final class ServeSession: @unchecked Sendable {
         self.logger = logger
         emulated = try CXLKit.makeEmulatedDevice(profile: options.profile)
         device = try CXLKit.makeServedDevice(emulated: emulated, uapi: options.uapi, v4Faults: options.v4Faults)
+        monitor = ServedDeviceMonitor(device)
         do {
-            server = try VFIOUserServer(device: device, socketPath: options.socketPath, logger: logger,
+            server = try VFIOUserServer(device: monitor, socketPath: options.socketPath, logger: logger,
                                         permissions: options.socketPermissions)
         } catch {
             throw CommandError(error.description)
         }
+        if let path = options.controlPath {
+            let context = ControlContext(function: ServedFunction(device: monitor, name: "control:" + path), name: "control:" + path,
+                                         status: { [weak self] in self?.status ?? ServeStatus(profile: "", device: "", clientAttached: false,
+                                                                                             clientsServed: 0, resets: [:], interruptsRaised: 0, memoryGated: nil) },
+                                         metrics: options.controlMetrics)
+            let c = try ControlServer(path: path, context: context, maxClients: options.maxControlClients,
+                                      permissions: options.socketPermissions)
+            c.start()
+            control = c
+        }
+    }
+
+    /// What the control socket's `status` reports.
+    public var status: ServeStatus {
+        ServeStatus(profile: emulated.profile.name, device: emulated.address, clientAttached: monitor.clientAttached,
+                    clientsServed: server.clientsServed, resets: monitor.resets, interruptsRaised: interruptsRaised,
+                    memoryGated: monitor.memoryGated)
     }
 
     /// Serves clients until `stop()`; removes the socket file on return.
@@ -100,12 +130,16 @@ public final class ServeSession: @unchecked Sendable {
                                           "socket": "\(options.socketPath)"])
         startInterruptTimer()
         defer { stopInterruptTimer() }
+        defer { control?.stop() }
         do { try server.run() } catch { throw CommandError("\(options.socketPath): \(error)") }
         logger.info("stopped", metadata: ["clients_served": "\(server.clientsServed)", "interrupts_raised": "\(interruptsRaised)"])
     }
 
     /// Stops `run()` (from any thread).
-    public func stop() { server.stop() }
+    public func stop() {
+        server.stop()
+        control?.stop()
+    }
 
     // MARK: Interrupt timer
 

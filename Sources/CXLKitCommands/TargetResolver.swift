@@ -98,6 +98,7 @@ public struct TargetResolver: Sendable {
         register(EmulatedScheme())
         register(VFIOUserScheme())
         register(VFIOScheme())
+        register(ControlScheme())
     }
 
     /// Adds or replaces a scheme.

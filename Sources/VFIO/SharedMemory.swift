@@ -1,4 +1,4 @@
-import CSystem
+import CSwiftCXLSystem
 #if canImport(Glibc)
 import Glibc
 #endif

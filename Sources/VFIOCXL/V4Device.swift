@@ -114,7 +114,7 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
             var regs: [Int: UInt64] = [:]
             for r in HDMDecoderCapability.decoderRegisters(n, endpoint: true) { regs[r.offset] = try hostRead(r.offset) }
             values[n] = regs
-            let ctl = regs[HDMDecoderCapability.decoderRegisters(n, endpoint: true)[4].offset] ?? 0
+            let ctl = regs[HDMDecoderRegisters(n).control.offset] ?? 0
             if ctl & control.field("Committed")!.mask != 0 { committed.append(n) }
         }
         guard committed.count == 1, let n = committed.first, let regs = values[n] else {
@@ -211,7 +211,7 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
     }
 
     private func hostDecoderCommitted() -> Bool {
-        let ctl = HDMDecoderCapability.decoderRegisters(decoder, endpoint: true)[4]
+        let ctl = HDMDecoderRegisters(decoder).control
         let off = layout.componentOffset + UInt64(layout.hdmOffset + ctl.offset)
         guard let v = try? function.barRead(layout.componentBAR, offset: off, width: 4) else { return false }
         return v & HDMDecoderCapability.control.field("Committed")!.mask != 0
@@ -331,8 +331,8 @@ final class V4CompRegsRegion: VFIORegionAccessHandler, @unchecked Sendable {
         return Int(offset)
     }
 
-    private var control0: Int { HDMDecoderCapability.decoderRegisters(0, endpoint: true)[4].offset }
-    private var baseLow0: Int { HDMDecoderCapability.decoderRegisters(0, endpoint: true)[0].offset }
+    private var control0: Int { HDMDecoderRegisters(0).control.offset }
+    private var baseLow0: Int { HDMDecoderRegisters(0).baseLow.offset }
 
     private func live32(_ off: Int) throws(VFIOError) -> UInt32 {
         guard off + 4 <= layout.hdmLength else { return 0 }

@@ -1,4 +1,4 @@
-import CSystem
+import CSwiftCXLSystem
 import Foundation
 import Logging
 import VFIO

@@ -1,6 +1,6 @@
 // Hot-path state of the framer and send buffer is used by one thread at a time (the connection's, or the
 // client's under its lock): dynamic exclusivity checks are turned off for it (@exclusivity(unchecked)).
-import CSystem
+import CSwiftCXLSystem
 import VFIO
 #if canImport(Glibc)
 import Glibc

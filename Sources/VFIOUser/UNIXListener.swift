@@ -1,4 +1,4 @@
-import CSystem
+import CSwiftCXLSystem
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,14 +26,15 @@ public struct VFIOUserSocketPermissions: Sendable, Equatable {
 ///   replaced.
 /// - `close()` unlinks the path only while it is still the inode this listener created: a later server that
 ///   took over a path after we stopped answering keeps its socket.
-struct UNIXListener {
-    let fd: Int32
-    let path: String
+/// Public for `cxlkit serve --control` (issue 18), which claims its socket the same way.
+public struct UNIXListener: Sendable {
+    public let fd: Int32
+    public let path: String
     private let device: UInt64
     private let inode: UInt64
 
     /// Binds and listens at `path`.
-    static func bind(path: String, permissions: VFIOUserSocketPermissions = .init(), backlog: Int32 = 8) throws(VFIOUserError) -> UNIXListener {
+    public static func bind(path: String, permissions: VFIOUserSocketPermissions = .init(), backlog: Int32 = 8) throws(VFIOUserError) -> UNIXListener {
         _ = try VFIOUserSocket.unixAddress(path)
         for _ in 0..<4 {
             if let listener = try attempt(path: path, permissions: permissions, backlog: backlog) { return listener }
@@ -93,7 +94,7 @@ struct UNIXListener {
     }
 
     /// Closes the listening socket and removes the path if it still names our socket.
-    func close() {
+    public func close() {
         Glibc.close(fd)
         var st = stat()
         if lstat(path, &st) == 0, UInt64(st.st_dev) == device, UInt64(st.st_ino) == inode { unlink(path) }

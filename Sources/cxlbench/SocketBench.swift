@@ -1,7 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CSystem
+import CSwiftCXLSystem
 import Foundation
 
 /// Raw AF_UNIX stream helpers for the baseline: nothing but read/write loops, so

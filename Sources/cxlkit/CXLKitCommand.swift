@@ -14,7 +14,8 @@ struct CXLKitCommand: ParsableCommand {
         abstract: "CXL Type-2 device passthrough toolkit.",
         version: CXLKit.version,
         subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self,
-                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, ConformCommand.self])
+                      SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, ConformCommand.self, CheckCommand.self,
+                      MetricsCommand.self, ExporterCommand.self])
 }
 
 /// Runs a command body: a CommandError becomes one line on stderr and exit 1.

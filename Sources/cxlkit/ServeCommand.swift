@@ -1,5 +1,6 @@
 import ArgumentParser
 import CXLKitCommands
+import CXLMetrics
 import Logging
 
 struct ServeCommand: ParsableCommand {
@@ -27,6 +28,9 @@ struct ServeCommand: ParsableCommand {
     @Option(name: .customLong("irq-interval"), help: ArgumentHelp("Make the device signal an MSI-X vector every MS milliseconds (0: never).", valueName: "MS"))
     var irqInterval: Int = 0
     @Option(name: .customLong("irq-vector"), help: "The MSI-X vector --irq-interval signals.") var irqVector: Int = 0
+    @Option(help: ArgumentHelp("Also listen on a control socket at PATH: status, decode, save, check, metrics of the served device while a client is attached (read-only; control:PATH is a target).", valueName: "PATH"))
+    var control: String?
+    @Option(name: .customLong("control-clients"), help: "Control clients served at once; the next is refused with an error line.") var controlClients: Int = 4
 
     func run() throws {
         let level: Logger.Level = verbose ? .debug : .info
@@ -43,10 +47,14 @@ struct ServeCommand: ParsableCommand {
         options.uapi = contract
         options.irqIntervalMilliseconds = irqInterval
         options.irqVector = irqVector
+        options.controlPath = control
+        options.maxControlClients = controlClients
+        options.controlMetrics = { CXLMetricsExposition.render($0, format: $1 ? .openMetrics : .prometheus) }
         do throws(CommandError) {
             try options.setSocketPermissions(mode: socketMode, group: socketGroup)
             if let device {
                 guard contract == .v2 else { throw CommandError("--uapi v4 serves the emulated device only; --device serves v2") }
+                guard control == nil else { throw CommandError("--control serves the emulated device's view; it is not offered with --device yet") }
                 guard irqInterval == 0 else { throw CommandError("--irq-interval drives the emulated device; a real device (--device) raises its own interrupts") }
                 let session = try DeviceServeSession(target: device, socketPath: socket, permissions: options.socketPermissions)
                 ServeSession.installSignalHandlers(stopFD: session.server.stopFD)

@@ -1,4 +1,4 @@
-import CSystem
+import CSwiftCXLSystem
 import Testing
 import PCI
 @testable import VFIO

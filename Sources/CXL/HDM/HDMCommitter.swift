@@ -30,7 +30,7 @@ public struct HDMDecoderRegisters: Sendable, Hashable {
     public var programming: [RegisterLayout] { [baseLow, baseHigh, sizeLow, sizeHigh, skipOrTargetLow, skipOrTargetHigh] }
 
     /// The bits a Low register implements (63:28 of the address live in Low 31:28 and High).
-    public static let lowAddressMask = HDMDecoderCapability.decoderRegisters(0, endpoint: true)[0].writableMask
+    public static let lowAddressMask = HDMDecoderRegisters(0).baseLow.writableMask
 }
 
 /// How the committer reaches the HDM Decoder Capability: 32-bit reads and writes at

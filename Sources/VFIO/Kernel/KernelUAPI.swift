@@ -1,4 +1,4 @@
-import CSystem
+import CSwiftCXLSystem
 
 /// The kernel's VFIO and iommufd uAPI (linux/vfio.h, linux/iommufd.h): ioctl numbers, taken from the C target
 /// (`csystem_vfio.h`, where they are declared once), and the structs the backend passes, encoded field by field

@@ -1,0 +1,35 @@
+/// What `cxlkit serve` reports on its control socket (`status`): who is attached, what
+/// the device went through, and whether vfio-cxl gates its memory.
+public struct ServeStatus: Sendable, Hashable, Codable {
+    public var profile: String
+    public var device: String
+    /// A vfio-user client (a VMM) is connected now.
+    public var clientAttached: Bool
+    /// Client connections that have ended.
+    public var clientsServed: Int
+    /// Resets the served device went through, by method: `device_reset` (VFIO_USER_DEVICE_RESET),
+    /// `flr` (a client's Initiate FLR), `cxl` (a client's Initiate CXL Reset).
+    public var resets: [String: Int]
+    /// MSI-X vectors the interrupt timer raised.
+    public var interruptsRaised: Int
+    /// vfio-cxl's device-memory region is gated (a reset in progress, or decoder 0 not
+    /// committed); nil when the device is not served through vfio-cxl.
+    public var memoryGated: Bool?
+
+    public init(profile: String, device: String, clientAttached: Bool, clientsServed: Int, resets: [String: Int],
+                interruptsRaised: Int, memoryGated: Bool?) {
+        self.profile = profile
+        self.device = device
+        self.clientAttached = clientAttached
+        self.clientsServed = clientsServed
+        self.resets = resets
+        self.interruptsRaised = interruptsRaised
+        self.memoryGated = memoryGated
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case profile, device, resets
+        case clientAttached = "client_attached", clientsServed = "clients_served"
+        case interruptsRaised = "interrupts_raised", memoryGated = "memory_gated"
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import PCI
+import CXL
+import VFIO
+import VFIOCXL
+
+/// Sits between `cxlkit serve`'s vfio-user server and the served device, forwarding
+/// every call unchanged, and notes what the control socket reports: whether a client
+/// is attached (the transport attaches DMA on connect, detaches on disconnect) and
+/// the resets the client asked for: VFIO_USER_DEVICE_RESET, an Initiate Function Level
+/// Reset write to the PCI Express Device Control register (PCIe 6.0 §7.5.3.4), an
+/// Initiate CXL Reset write to DVSEC CXL Control2 (CXL 3.1 §8.1.3.4).
+public final class ServedDeviceMonitor: VFIODevice, @unchecked Sendable {
+    public let inner: any VFIODevice
+    private let lock = NSLock()
+    private var _attached = false
+    private var _resets: [String: Int] = [:]
+    /// Config offsets (the client's view) of Device Control and DVSEC Control2.
+    private let deviceControl: Int?
+    private let control2: Int?
+
+    public init(_ inner: any VFIODevice) {
+        self.inner = inner
+        let function = ServedFunction(device: inner, name: "served")
+        let config = try? function.configSnapshot()
+        let caps = config.map { CapabilityList(walking: $0) }
+        deviceControl = caps?.standard(.pciExpress).map { $0.offset + PCIExpressCapability.deviceControl.offset }
+        control2 = config.flatMap { c in
+            caps?.dvsecs(in: c).first { $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.device.rawValue }
+                .map { $0.offset + CXLDeviceDVSEC.control2.offset }
+        }
+    }
+
+    public var clientAttached: Bool { lock.lock(); defer { lock.unlock() }; return _attached }
+    public var resets: [String: Int] { lock.lock(); defer { lock.unlock() }; return _resets }
+
+    /// vfio-cxl gates its device-memory region (no mmap offered) from a reset until
+    /// decoder 0 is committed again; nil when the device is not vfio-cxl.
+    public var memoryGated: Bool? {
+        guard inner is VFIOCXLDevice, let info = try? inner.regionInfo(VFIOCXLUAPI.memoryRegionIndex) else { return nil }
+        return !info.flags.contains(.mmap)
+    }
+
+    private func count(_ method: String) { lock.lock(); _resets[method, default: 0] += 1; lock.unlock() }
+
+    /// Whether a config write of `data` at `offset` sets bit `mask` of the 16-bit register at `register`.
+    static func sets(_ data: [UInt8], at offset: UInt64, register: Int?, mask: UInt64) -> Bool {
+        guard let register else { return false }
+        for i in 0..<2 {
+            let byte = mask >> UInt64(8 * i) & 0xFF
+            guard byte != 0 else { continue }
+            let at = Int64(register + i) - Int64(offset)
+            if at >= 0, at < Int64(data.count), UInt64(data[Int(at)]) & byte != 0 { return true }
+        }
+        return false
+    }
+
+    public func deviceInfo() -> VFIODeviceInfo { inner.deviceInfo() }
+    public func regionInfo(_ index: UInt32) throws(VFIOError) -> VFIORegionInfo { try inner.regionInfo(index) }
+    public func regionIOFDs(_ index: UInt32) throws(VFIOError) -> [VFIORegionIOFD] { try inner.regionIOFDs(index) }
+    public func irqInfo(_ index: UInt32) throws(VFIOError) -> VFIOIRQInfo { try inner.irqInfo(index) }
+    public func setIRQs(_ request: VFIOIRQSet) throws(VFIOError) { try inner.setIRQs(request) }
+    public func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
+        try inner.read(region: region, offset: offset, count: count)
+    }
+    public func write(region: UInt32, offset: UInt64, data: [UInt8]) throws(VFIOError) {
+        try inner.write(region: region, offset: offset, data: data)
+        guard region == VFIOPCIRegion.config.rawValue else { return }
+        if Self.sets(data, at: offset, register: deviceControl, mask: PCIExpressCapability.deviceControl.field("Initiate Function Level Reset")!.mask) {
+            count("flr")
+        }
+        if Self.sets(data, at: offset, register: control2, mask: CXLDeviceDVSEC.control2.field("Initiate CXL Reset")!.mask) {
+            count("cxl")
+        }
+    }
+    public func reset() throws(VFIOError) {
+        try inner.reset()
+        count("device_reset")
+    }
+    public func feature(flags: UInt32, data: [UInt8]) throws(VFIOError) -> [UInt8] { try inner.feature(flags: flags, data: data) }
+    public func attachDMA(_ memory: (any VFIODMAMemory)?) {
+        lock.lock(); _attached = memory != nil; lock.unlock()
+        inner.attachDMA(memory)
+    }
+    public func clientDisconnected() {
+        lock.lock(); _attached = false; lock.unlock()
+        inner.clientDisconnected()
+    }
+}
+
+/// The served device as a client sees it, read-only, as a `PCIFunction`: config space
+/// through the config region, BARs through regions 0-5, in process (no vfio-user
+/// message, so the attached client is not disturbed). Writes and resets are refused:
+/// the control socket only looks.
+public final class ServedFunction: PCIFunction, @unchecked Sendable {
+    public let device: any VFIODevice
+    public let address: String
+    public let configSize: Int
+    public let bars: [BARDescription]
+
+    public init(device: any VFIODevice, name: String) {
+        self.device = device
+        address = name
+        configSize = Int((try? device.regionInfo(VFIOPCIRegion.config.rawValue).size) ?? UInt64(pcieConfigSpaceSize))
+        var list: [BARDescription] = []
+        var i = 0
+        while i < 6 {
+            let size = (try? device.regionInfo(UInt32(i)).size) ?? 0
+            let raw = (try? device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(PCIHeader.bar(i).offset), count: 4))
+                .map { $0.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) } } ?? 0
+            let layout = PCIHeader.bar(i)
+            let isIO = layout.field("Memory Space Indicator")!.extract(raw) == 1
+            let is64 = !isIO && layout.field("Memory Type")!.extract(raw) == 2
+            if size > 0 {
+                list.append(BARDescription(index: i, kind: isIO ? .io : (is64 ? .memory64 : .memory32),
+                                           prefetchable: !isIO && layout.field("Prefetchable")!.extract(raw) == 1, size: size))
+            }
+            i += is64 && size > 0 ? 2 : 1
+        }
+        bars = list
+    }
+
+    static func value(_ bytes: [UInt8]) -> UInt64 { bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) } }
+
+    public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
+        guard [1, 2, 4].contains(width), offset >= 0, offset % width == 0, offset + width <= configSize else {
+            throw .outOfRange("config \(offset)+\(width)")
+        }
+        do { return UInt32(truncatingIfNeeded: Self.value(try device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), count: width))) } catch {
+            throw .io("config read at 0x\(String(offset, radix: 16)): \(error)")
+        }
+    }
+    public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
+        throw .badAccess("read-only view of the served device: config write at 0x\(String(offset, radix: 16)) refused")
+    }
+    public func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
+        guard let b = bars.first(where: { $0.index == bar }) else { throw .noSuchBAR(bar) }
+        guard [1, 2, 4, 8].contains(width), offset % UInt64(width) == 0, offset <= b.size, UInt64(width) <= b.size - offset else {
+            throw .outOfRange("BAR \(bar) \(offset)+\(width)")
+        }
+        do { return Self.value(try device.read(region: UInt32(bar), offset: offset, count: width)) } catch {
+            throw .io("BAR \(bar) read at 0x\(String(offset, radix: 16)): \(error)")
+        }
+    }
+    public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        throw .badAccess("read-only view of the served device: BAR \(bar) write refused")
+    }
+    public var resetMethods: [PCIResetMethod] { [] }
+    public func reset(_ method: PCIResetMethod) throws(PCIError) {
+        throw .resetUnsupported("read-only view of the served device: no resets")
+    }
+}
