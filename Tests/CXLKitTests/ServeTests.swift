@@ -249,8 +249,10 @@ struct ServeSocketAppearanceTests {
     }
 
     /// One connect(2) to a UNIX socket path.
+    /// Whether a server listens at `path`. Non-blocking: these servers never accept, so once the backlog is
+    /// full a blocking connect would wait forever; EAGAIN (backlog full) means listening too.
     static func connects(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         var addr = sockaddr_un()
@@ -258,9 +260,10 @@ struct ServeSocketAppearanceTests {
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             for (i, b) in path.utf8.enumerated() where i < raw.count - 1 { raw[i] = b }
         }
-        return withUnsafePointer(to: &addr) {
+        let r = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        } == 0
+        }
+        return r == 0 || errno == EAGAIN
     }
 
     @Test func aRegularFileAtThePathIsNotReplaced() throws {
