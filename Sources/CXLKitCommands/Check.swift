@@ -249,7 +249,7 @@ public enum CheckText {
 
 extension CXLKit {
     /// The version `check --json` and the metrics report (`cxlkit_build_info`).
-    public static let fleetHealthVersion = "0.18.0"
+    public static var fleetHealthVersion: String { version }
 }
 
 extension CXLDeviceIdentity {
