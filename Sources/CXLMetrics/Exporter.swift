@@ -1,4 +1,5 @@
 import Foundation
+import CXL
 import NIOCore
 import NIOPosix
 import NIOHTTP1
@@ -215,31 +216,16 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
 }
 
 /// `cxlkit exporter --textfile DIR`: the exposition for node_exporter's textfile
-/// collector, which reads `DIR/*.prom`. Written atomically: a temporary file in DIR
-/// (a name the collector ignores, created with O_EXCL), written, fsynced, renamed over
-/// `DIR/NAME`, then the directory fsynced; a scrape never sees half a file.
+/// collector, which reads `DIR/*.prom`. Written through `OutputFile`, as every file cxlkit
+/// writes: a regular file is replaced atomically (temporary file, fsync, rename, directory
+/// fsync), so a scrape never sees half a file; a symlink is followed; a FIFO or character
+/// device is written through; anything else is refused, never replaced.
 public enum TextfileWriter {
     public static func write(_ text: String, directory: String, name: String = "cxlkit.prom") throws(TextfileError) {
         guard name.hasSuffix(".prom"), !name.contains("/") else { throw TextfileError("\(name): must be a file name ending in .prom") }
-        let target = directory + "/" + name
-        let tmp = directory + "/.\(name).\(getpid()).tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw TextfileError("\(tmp): \(String(cString: strerror(errno)))") }
-        var ok = false
-        defer { if !ok { unlink(tmp) } }
-        let bytes = Array(text.utf8)
-        var off = 0
-        while off < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.write(fd, $0.baseAddress! + off, $0.count - off) }
-            if n < 0 { if errno == EINTR { continue }; let e = errno; close(fd); throw TextfileError("\(tmp): write: \(String(cString: strerror(e)))") }
-            off += n
+        do { try OutputFile.write(Data(text.utf8), to: directory + "/" + name) } catch {
+            throw TextfileError("\(error)")
         }
-        guard fsync(fd) == 0 else { let e = errno; close(fd); throw TextfileError("\(tmp): fsync: \(String(cString: strerror(e)))") }
-        close(fd)
-        guard rename(tmp, target) == 0 else { throw TextfileError("rename to \(target): \(String(cString: strerror(errno)))") }
-        ok = true
-        let dfd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }
 }
 

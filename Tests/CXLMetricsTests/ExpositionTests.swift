@@ -127,4 +127,21 @@ struct ExpositionTests {
         #expect(throws: TextfileError.self) { try TextfileWriter.write("x", directory: dir.path, name: "../evil.prom") }
         #expect(try String(contentsOf: dir.appendingPathComponent("cxlkit.prom"), encoding: .utf8) == "a 2\n")
     }
+
+    /// The textfile follows the rules of every file cxlkit writes: a symlink stays a symlink (its target is
+    /// replaced), a directory or socket at the name is refused and left in place.
+    @Test func theTextfileNeverReplacesWhatIsNotARegularFile() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cxlmetrics-tf2-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        try Data("old\n".utf8).write(to: dir.appendingPathComponent("real.prom"))
+        #expect(symlink("real.prom", dir.appendingPathComponent("cxlkit.prom").path) == 0)
+        try TextfileWriter.write("a 3\n", directory: dir.path)
+        var st = stat()
+        #expect(lstat(dir.appendingPathComponent("cxlkit.prom").path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK)
+        #expect(try String(contentsOf: dir.appendingPathComponent("real.prom"), encoding: .utf8) == "a 3\n")
+        try FileManager.default.createDirectory(at: dir.appendingPathComponent("d.prom"), withIntermediateDirectories: false)
+        #expect(throws: TextfileError.self) { try TextfileWriter.write("x", directory: dir.path, name: "d.prom") }
+        #expect(lstat(dir.appendingPathComponent("d.prom").path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR)
+    }
 }
