@@ -236,14 +236,13 @@ public enum CheckText {
             return .object(kv)
         }
         let all = results.flatMap { h in h.problems.map { problemJSON($0, target: h.target) } }
-        let obj = JSONValue.object([
-            ("metadata", .object([("command", .string("check")), ("tool", .string("cxlkit")), ("version", .string(CXLKit.fleetHealthVersion))])),
-            ("succeeded", .bool(exitCode == 0)),
+        // The envelope every --json output has (`problems`: one line each); the structured problems beside it.
+        let lines = results.flatMap { h in h.problems.map { "\(h.target): \($0.message)" } + (h.error.map { ["\(h.target): \($0)"] } ?? []) }
+        return JSONOutput.document(command: "check", succeeded: exitCode == 0, problems: lines, [
             ("exit_code", .int(Int64(exitCode))),
-            ("problems", .array(all)),
+            ("problem_details", .array(all)),
             ("targets", .array(targets)),
         ])
-        return obj.serialized(pretty: true) + "\n"
     }
 }
 

@@ -58,6 +58,8 @@ import Testing
             ("cxlkit-reset", ["reset", "emulated:flr-loses-state", "--method", "flr", "--json"]),
             ("cxlkit-reset", ["reset", "emulated:type2", "--method", "cxl", "--preserve", "--json"]),
             ("cxlkit-demo", ["demo", "--json"]),
+            ("cxlkit-check", ["check", "emulated:type2", "--json"]),
+            ("cxlkit-check", ["check", "emulated:type2", "--against", state, "--json"]),
         ]
         for (i, c) in cases.enumerated() {
             let (_, out) = try Self.run(exe, c.args)
