@@ -76,9 +76,11 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings),
+        // Test-only helpers every suite shares (scratch directory removed at exit, running a process).
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "PCITests", dependencies: ["PCI"], swiftSettings: swiftSettings),
-        .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI"], swiftSettings: swiftSettings),
-        .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI"], swiftSettings: swiftSettings),
+        .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
         // A test-only PCIe endpoint shared by the VFIO and vfio-user suites (not a product).
         .target(name: "VFIOTestSupport", dependencies: ["VFIO", "PCI"], path: "Tests/VFIOTestSupport",
                 swiftSettings: swiftSettings),
@@ -86,7 +88,7 @@ let package = Package(
         // Test-only: counts the allocations of chosen threads (it interposes malloc, so it is linked into the test
         // executable and nothing else); the vfio-user suite proves REGION_READ/WRITE allocate nothing (issue 14).
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
-        .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI", "VFIOTestSupport", "CMallocCounter"],
+        .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI", "VFIOTestSupport", "CMallocCounter", "TestSupport"],
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
                     swiftSettings: swiftSettings),
@@ -94,7 +96,7 @@ let package = Package(
                                                             .product(name: "NIOCore", package: "swift-nio"),
                                                             .product(name: "NIOPosix", package: "swift-nio")],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport", "VFIOCXL", "CXLMetrics"],
+        .testTarget(name: "CXLKitTests", dependencies: ["CXLKitCommands", "CXLEmulator", "CXL", "PCI", "VFIO", "VFIOUser", "VFIOTestSupport", "VFIOCXL", "CXLMetrics", "TestSupport"],
                     swiftSettings: swiftSettings),
     ]
 )

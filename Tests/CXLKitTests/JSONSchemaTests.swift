@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import CXLKitCommands
 
@@ -9,19 +10,7 @@ import Testing
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let required = ProcessInfo.processInfo.environment["CXLKIT_REQUIRE_JSONSCHEMA"] == "1"
 
-    /// Runs `program args`; returns exit status and stdout.
-    static func run(_ program: String, _ args: [String]) throws -> (Int32, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: program)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func run(_ program: String, _ args: [String]) throws -> (Int32, String) { try runProcess(program, args) }
 
     /// The first python3 (PATH first, then Debian's) that has jsonschema.
     static let python: String? = {

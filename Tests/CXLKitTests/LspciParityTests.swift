@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import TestSupport
 import PCI
 import CXL
 @testable import CXLKitCommands
@@ -24,16 +25,7 @@ enum Lspci {
 
     static func run(_ args: [String]) throws -> String {
         guard let path else { throw CommandError("lspci not found: install pciutils 3.9.0 (apt-get install pciutils) to run the lspci differential tests") }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = args
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self)
+        return try runProcess(path, args).output
     }
 
     static var version: String? { try? run(["--version"]).trimmingCharacters(in: .whitespacesAndNewlines) }
@@ -174,19 +166,8 @@ func compareWithLspci(file: String, verbosity: Int = 3, compareHeaders: Bool = t
     return stats
 }
 
-/// This test process's scratch directory, removed when the process exits: tests leave nothing behind in the
-/// temporary directory.
-let cxlkitTestScratch: URL = {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("swift-cxl-tests-\(getpid())-CXLKitTests")
-    try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    atexit { try? FileManager.default.removeItem(at: cxlkitTestScratch) }
-    return url
-}()
-
 func temporaryDirectory() throws -> URL {
-    let dir = cxlkitTestScratch.appendingPathComponent("cxlkit-tests-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-    return dir
+    URL(fileURLWithPath: try TestScratch.directory("cxlkit-tests"))
 }
 
 @Suite("lspci 3.9.0 parity", .serialized)

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import Testing
 @testable import VFIOUser
 #if canImport(Glibc)
@@ -26,18 +27,7 @@ import Glibc
         throw VFIOUserError.state("neither cc nor clang compiled \(source)")
     }
 
-    static func run(_ binary: String, _ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
+    static func run(_ binary: String, _ args: [String]) throws -> (status: Int32, output: String) { try runProcess(binary, args) }
 
     @Test func measuresConfigReadsAgainstOurServer() throws {
         let binary = try Self.build()
