@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import PCI
 import Glibc
 #endif
 import CSwiftCXLSystem
@@ -46,14 +47,14 @@ final class DeviceMemory: @unchecked Sendable {
 
     init(size: UInt64, name: String) throws(DeviceMemoryError) {
         let fd = csystem_memfd_create(name, CSYSTEM_MFD_CLOEXEC)
-        guard fd >= 0 else { throw .system("memfd_create: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .system("memfd_create: \(systemErrorText(errno))") }
         guard ftruncate(fd, off_t(size)) == 0 else {
-            let e = String(cString: strerror(errno))
+            let e = systemErrorText(errno)
             close(fd)
             throw .system("ftruncate(\(size)): \(e)")
         }
         guard let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
-            let e = String(cString: strerror(errno))
+            let e = systemErrorText(errno)
             close(fd)
             throw .system("mmap(\(size)): \(e)")
         }

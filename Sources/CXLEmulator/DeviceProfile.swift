@@ -184,7 +184,7 @@ extension DeviceProfile {
 
     /// A profile from a JSON file.
     public static func load(path: String) throws(ProfileError) -> DeviceProfile {
-        guard let f = fopen(path, "rb") else { throw .unreadable(path: path, reason: String(cString: strerror(errno))) }
+        guard let f = fopen(path, "rb") else { throw .unreadable(path: path, reason: systemErrorText(errno)) }
         defer { fclose(f) }
         var data: [UInt8] = []
         var buf = [UInt8](repeating: 0, count: 65536)

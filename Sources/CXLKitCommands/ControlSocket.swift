@@ -120,7 +120,7 @@ public final class ControlServer: @unchecked Sendable {
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         do { listener = try UNIXListener.bind(path: path, permissions: permissions, backlog: 16) } catch { throw CommandError(error.description) }
         listenFD = listener.fd
-        guard pipe(&stopPipe) == 0 else { listener.close(); throw CommandError("pipe: \(String(cString: strerror(errno)))") }
+        guard pipe(&stopPipe) == 0 else { listener.close(); throw CommandError("pipe: \(systemErrorText(errno))") }
     }
 
     deinit {
@@ -237,13 +237,13 @@ public final class ControlClient: @unchecked Sendable {
     public init(path: String, timeoutMilliseconds: Int = 10_000) throws(CommandError) {
         self.path = path
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw CommandError("\(path): socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw CommandError("\(path): socket: \(systemErrorText(errno))") }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else { close(fd); throw CommandError("\(path): socket path too long") }
         withUnsafeMutableBytes(of: &addr.sun_path) { p in for (i, b) in path.utf8.enumerated() { p[i] = b } }
         let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        guard r == 0 else { let e = errno; close(fd); throw CommandError("\(path): connect: \(String(cString: strerror(e)))") }
+        guard r == 0 else { let e = errno; close(fd); throw CommandError("\(path): connect: \(systemErrorText(e))") }
         var tv = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -255,7 +255,7 @@ public final class ControlClient: @unchecked Sendable {
     public func request(_ line: String) throws(CommandError) -> [UInt8] {
         lock.lock(); defer { lock.unlock() }
         guard ControlServer.send(fd, Array((line + "\n").utf8)) else {
-            let sendError = CommandError("\(path): send: \(String(cString: strerror(errno)))")
+            let sendError = CommandError("\(path): send: \(systemErrorText(errno))")
             // A server that refused us (too many clients) wrote one error line and closed before our request
             // arrived: report its reason rather than the broken pipe.
             if let reply = try? readLine(), reply.hasPrefix("error ") { throw CommandError("\(path): \(reply.dropFirst(6))") }
@@ -291,7 +291,7 @@ public final class ControlClient: @unchecked Sendable {
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw CommandError("\(path): read: \(String(cString: strerror(errno)))") }
+            if n < 0 { throw CommandError("\(path): read: \(systemErrorText(errno))") }
             if n == 0 { throw CommandError("\(path): the server closed the connection") }
             buffer += chunk[0..<n]
             return

@@ -162,13 +162,13 @@ public struct FileScheme: TargetScheme {
         var isDir = stat()
         if stat(rest, &isDir) == 0, (isDir.st_mode & S_IFMT) == S_IFDIR { throw CommandError("\(rest): is a directory") }
         guard let bytes = readWholeFile(rest, limit: 16 << 20) else {
-            throw CommandError("\(rest): cannot read: \(String(cString: strerror(errno)))")
+            throw CommandError("\(rest): cannot read: \(systemErrorText(errno))")
         }
         let functions: [DumpedFunction]
         do { functions = try ConfigFile.load(bytes: bytes, name: rest) } catch { throw CommandError(error.message) }
         var images: [Int: (base: UInt64, bytes: [UInt8])] = [:]
         for (bar, img) in options.barImages {
-            guard let b = readWholeFile(img.path) else { throw CommandError("\(img.path): cannot read BAR\(bar) image: \(String(cString: strerror(errno)))") }
+            guard let b = readWholeFile(img.path) else { throw CommandError("\(img.path): cannot read BAR\(bar) image: \(systemErrorText(errno))") }
             images[bar] = (img.offset, b)
         }
         if !images.isEmpty && functions.count > 1 {

@@ -1,3 +1,4 @@
+import PCI
 /// A typed VFIO error. Every case maps to an errno so transports (vfio-user error replies) can report it.
 public enum VFIOError: Error, Equatable, Sendable, CustomStringConvertible {
     /// A bad index, range, flag combination or argument (EINVAL).
@@ -30,7 +31,7 @@ public enum VFIOError: Error, Equatable, Sendable, CustomStringConvertible {
         case .notSupported(let s): return "not supported: \(s)"
         case .exists(let s): return "exists: \(s)"
         case .notFound(let s): return "not found: \(s)"
-        case .system(let e, let s): return "\(s) (errno \(e))"
+        case .system(let e, let s): return "\(s): \(systemErrorText(e))"
         case .badAddress(let a, let n): return "no DMA mapping covers 0x\(String(a, radix: 16))+\(n)"
         }
     }

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import PCI
 import Glibc
 #endif
 import CXL
@@ -43,13 +44,13 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
         try check(offset, count)
         var out = [UInt8](repeating: 0, count: count)
         let n = out.withUnsafeMutableBytes { pread(memory.memoryFD, $0.baseAddress, count, off_t(offset)) }
-        guard n == count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? String(cString: strerror(errno)) : "short")") }
+        guard n == count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
         return out
     }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
         try check(offset, data.count)
         let n = data.withUnsafeBytes { pwrite(memory.memoryFD, $0.baseAddress, data.count, off_t(offset)) }
-        guard n == data.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? String(cString: strerror(errno)) : "short")") }
+        guard n == data.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
     }
 }

@@ -259,14 +259,14 @@ final class V4MemoryRegion: VFIORegionAccessHandler, @unchecked Sendable {
         let at = try check(offset, count)
         var out = [UInt8](repeating: 0, count: count)
         let n = out.withUnsafeMutableBytes { pread(memory.memoryFD, $0.baseAddress, count, at) }
-        guard n == count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? String(cString: strerror(errno)) : "short")") }
+        guard n == count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
         return out
     }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
         let at = try check(offset, data.count)
         let n = data.withUnsafeBytes { pwrite(memory.memoryFD, $0.baseAddress, data.count, at) }
-        guard n == data.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? String(cString: strerror(errno)) : "short")") }
+        guard n == data.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
     }
 
     /// Zeroes the decoder's range through the fd, writing only chunks that are not zero already (holes in a memfd
@@ -280,10 +280,10 @@ final class V4MemoryRegion: VFIORegionAccessHandler, @unchecked Sendable {
             let n = Int(min(UInt64(chunk), size - off))
             let at = off_t(dpaBase + off)
             let r = buf.withUnsafeMutableBytes { pread(memory.memoryFD, $0.baseAddress, n, at) }
-            guard r == n else { throw .system(errno: VFIOErrno.EIO, "reading device memory: \(r < 0 ? String(cString: strerror(errno)) : "short")") }
+            guard r == n else { throw .system(errno: VFIOErrno.EIO, "reading device memory: \(r < 0 ? systemErrorText(errno) : "short")") }
             if memcmp(buf, zeros, n) != 0 {
                 let w = zeros.withUnsafeBytes { pwrite(memory.memoryFD, $0.baseAddress, n, at) }
-                guard w == n else { throw .system(errno: VFIOErrno.EIO, "zeroing device memory: \(w < 0 ? String(cString: strerror(errno)) : "short")") }
+                guard w == n else { throw .system(errno: VFIOErrno.EIO, "zeroing device memory: \(w < 0 ? systemErrorText(errno) : "short")") }
             }
             off += UInt64(n)
         }

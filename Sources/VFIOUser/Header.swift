@@ -1,3 +1,4 @@
+import PCI
 import VFIO
 #if canImport(Glibc)
 import Glibc
@@ -189,7 +190,7 @@ public enum VFIOUserError: Error, Equatable, Sendable, CustomStringConvertible {
         case .device(let e): return "device: \(e)"
         case .timeout(let c): return "timeout waiting for \(VFIOUserCommand(rawValue: c)?.description ?? String(c))"
         case .disconnected: return "peer disconnected"
-        case .system(let e, let s): return "\(s): \(String(cString: strerror(e)))"
+        case .system(let e, let s): return "\(s): \(systemErrorText(e))"
         case .state(let s): return "invalid state: \(s)"
         case .busy(let s): return "busy: \(s)"
         }

@@ -1,3 +1,4 @@
+import PCI
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -28,7 +29,7 @@ public enum OutputFile {
         guard !path.isEmpty else { throw .fileIO("empty output path") }
         var st = stat()
         if lstat(path, &st) != 0 {
-            guard errno == ENOENT else { throw .fileIO("\(path): \(strerrorText(errno))") }
+            guard errno == ENOENT else { throw .fileIO("\(path): \(systemErrorText(errno))") }
             try writeViaRename(data, to: path, replacing: nil)
             return .created
         }
@@ -36,12 +37,12 @@ public enum OutputFile {
         if (st.st_mode & S_IFMT) == S_IFLNK {
             // Follow the whole chain to the file it names; the target is then judged like any path.
             guard stat(path, &st) == 0 else {
-                throw .fileIO("\(path): symlink to a missing target (\(strerrorText(errno))); refusing to write through it")
+                throw .fileIO("\(path): symlink to a missing target (\(systemErrorText(errno))); refusing to write through it")
             }
             guard let resolved = realpath(path, nil) else {
                 // A link into /proc/self/fd to a pipe has no path to resolve: only writing through is possible.
                 if isWriteThrough(st.st_mode) { return try writeThrough(data, to: path) }
-                throw .fileIO("\(path): cannot resolve symlink: \(strerrorText(errno))")
+                throw .fileIO("\(path): cannot resolve symlink: \(systemErrorText(errno))")
             }
             target = String(cString: resolved)
             free(resolved)
@@ -65,7 +66,7 @@ public enum OutputFile {
 
     private static func writeThrough(_ data: Data, to path: String) throws(CXLStateError) -> Disposition {
         let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { throw .fileIO("\(path): \(strerrorText(errno))") }
+        guard fd >= 0 else { throw .fileIO("\(path): \(systemErrorText(errno))") }
         defer { close(fd) }
         try writeAll(fd, data, name: path)
         return .wroteThrough
@@ -79,7 +80,7 @@ public enum OutputFile {
         let tmp = (dir.isEmpty ? "." : dir) + "/." + url.lastPathComponent + ".tmp-\(getpid())"
         let mode: mode_t = existing.map { $0.st_mode & 0o7777 } ?? 0o644
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw .fileIO("cannot create \(tmp): \(strerrorText(errno))") }
+        guard fd >= 0 else { throw .fileIO("cannot create \(tmp): \(systemErrorText(errno))") }
         var placed = false
         defer { if !placed { unlink(tmp) } }
         do throws(CXLStateError) {
@@ -88,14 +89,14 @@ public enum OutputFile {
                 if geteuid() == 0 { _ = fchown(fd, existing.st_uid, existing.st_gid) }
             }
             try writeAll(fd, data, name: tmp)
-            guard fsync(fd) == 0 else { throw .fileIO("fsync \(tmp): \(strerrorText(errno))") }
+            guard fsync(fd) == 0 else { throw .fileIO("fsync \(tmp): \(systemErrorText(errno))") }
         } catch {
             close(fd)
             throw error
         }
         close(fd)
         if existing != nil {
-            guard rename(tmp, path) == 0 else { throw .fileIO("rename to \(path): \(strerrorText(errno))") }
+            guard rename(tmp, path) == 0 else { throw .fileIO("rename to \(path): \(systemErrorText(errno))") }
         } else {
             // link(2) never replaces: EEXIST if something appeared at the path meanwhile. File systems without
             // hard links (EPERM, ENOTSUP) get a plain rename after checking the path is still free.
@@ -105,7 +106,7 @@ public enum OutputFile {
                 let e = errno
                 var st = stat()
                 guard e != EEXIST, lstat(path, &st) != 0, rename(tmp, path) == 0 else {
-                    throw .fileIO(e == EEXIST ? "\(path): appeared while writing; not replaced (run again)" : "rename to \(path): \(strerrorText(errno))")
+                    throw .fileIO(e == EEXIST ? "\(path): appeared while writing; not replaced (run again)" : "rename to \(path): \(systemErrorText(errno))")
                 }
             }
         }
@@ -127,9 +128,6 @@ public enum OutputFile {
             }
             return nil
         }
-        if let e = failure { throw .fileIO("cannot write \(name): \(strerrorText(e))") }
+        if let e = failure { throw .fileIO("cannot write \(name): \(systemErrorText(e))") }
     }
 }
-
-/// strerror(3) text for an errno.
-func strerrorText(_ e: Int32) -> String { String(cString: strerror(e)) }

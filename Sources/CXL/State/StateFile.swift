@@ -95,7 +95,7 @@ public enum CXLStateFile {
         var st = stat()
         if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { throw .fileIO("\(path): is a directory") }
         guard let bytes = readWholeFile(path, limit: 64 << 20) else {
-            throw .fileIO("cannot read \(path): \(strerrorText(errno))")
+            throw .fileIO("cannot read \(path): \(systemErrorText(errno))")
         }
         // Every problem with the contents names the file.
         do { return try decode(Data(bytes)) } catch {

@@ -1,5 +1,6 @@
 // Real PCI functions through Linux sysfs (/sys/bus/pci/devices/DDDD:BB:DD.F).
 #if canImport(Glibc)
+import PCI
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -21,7 +22,7 @@ public struct SysfsTree: Sendable {
     /// are not addresses are ignored.
     public func functionAddresses() throws(PCIError) -> [PCIAddress] {
         guard let dir = opendir(devicesDirectory) else {
-            throw .io("cannot list \(devicesDirectory): \(String(cString: strerror(errno)))")
+            throw .io("cannot list \(devicesDirectory): \(systemErrorText(errno))")
         }
         defer { closedir(dir) }
         var out: [PCIAddress] = []
@@ -83,7 +84,7 @@ public final class SysfsPCIFunction: PCIFunction {
         self.directory = tree.path(of: address)
         var st = stat()
         guard stat(directory + "/config", &st) == 0 else {
-            throw .io("\(address): no such PCI function (\(directory)/config: \(String(cString: strerror(errno))))")
+            throw .io("\(address): no such PCI function (\(directory)/config: \(systemErrorText(errno)))")
         }
         // sysfs reports 256 or 4096; fake trees hold the real number of bytes.
         let size = Int(st.st_size)
@@ -125,7 +126,7 @@ public final class SysfsPCIFunction: PCIFunction {
         guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config read of \(width) bytes at 0x\(hex(offset, digits: 3))") }
         guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
         let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open config: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .io("\(address): cannot open config: \(systemErrorText(errno))") }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: width)
         let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, width, off_t(offset)) }
@@ -144,7 +145,7 @@ public final class SysfsPCIFunction: PCIFunction {
         guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
         try Self.checkBulk(UInt64(offset), count, limit: configSize)
         let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open config: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .io("\(address): cannot open config: \(systemErrorText(errno))") }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: count)
         var done = 0
@@ -162,7 +163,7 @@ public final class SysfsPCIFunction: PCIFunction {
     /// The whole config file in one read (what `configSnapshot` would do in 1024 reads).
     public func readConfigFile() throws(PCIError) -> ConfigSpace {
         guard let bytes = readWholeFile(directory + "/config", limit: pcieConfigSpaceSize) else {
-            throw .io("\(address): cannot read \(directory)/config: \(String(cString: strerror(errno)))")
+            throw .io("\(address): cannot read \(directory)/config: \(systemErrorText(errno))")
         }
         guard bytes.count >= 64 else { throw .io("\(address): config file holds only \(bytes.count) bytes") }
         return ConfigSpace(bytes: bytes)
@@ -172,12 +173,12 @@ public final class SysfsPCIFunction: PCIFunction {
         guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config write of \(width) bytes at 0x\(hex(offset, digits: 3))") }
         guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
         let fd = Glibc.open(directory + "/config", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open config for writing: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .io("\(address): cannot open config for writing: \(systemErrorText(errno))") }
         defer { close(fd) }
         var buf = [UInt8](repeating: 0, count: width)
         for i in 0..<width { buf[i] = UInt8(truncatingIfNeeded: value >> UInt32(8 * i)) }
         let n = buf.withUnsafeBytes { pwrite(fd, $0.baseAddress, width, off_t(offset)) }
-        guard n == width else { throw .io("\(address): config write at 0x\(hex(offset, digits: 3)) failed: \(String(cString: strerror(errno)))") }
+        guard n == width else { throw .io("\(address): config write at 0x\(hex(offset, digits: 3)) failed: \(systemErrorText(errno))") }
     }
 
     private func withMappedBAR<T>(_ bar: Int, offset: UInt64, width: Int, writable: Bool,
@@ -190,7 +191,7 @@ public final class SysfsPCIFunction: PCIFunction {
         }
         let path = directory + "/resource\(bar)"
         let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_SYNC)
-        guard fd >= 0 else { throw .io("\(address): cannot open \(path): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .io("\(address): cannot open \(path): \(systemErrorText(errno))") }
         defer { close(fd) }
         // sysfs sizes resourceN as the BAR; a shorter regular file (a copied or fake
         // tree) would SIGBUS when touched past its end, so refuse instead.
@@ -202,7 +203,7 @@ public final class SysfsPCIFunction: PCIFunction {
         let base = offset & ~(page - 1)
         let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
         guard let p = mmap(nil, Int(page), prot, MAP_SHARED, fd, off_t(base)), p != MAP_FAILED else {
-            throw .io("\(address): cannot map \(path): \(String(cString: strerror(errno)))")
+            throw .io("\(address): cannot map \(path): \(systemErrorText(errno))")
         }
         defer { munmap(p, Int(page)) }
         return body(p + Int(offset - base))
@@ -243,11 +244,11 @@ public final class SysfsPCIFunction: PCIFunction {
 
     private func writeAttribute(_ name: String, _ value: String) throws(PCIError) {
         let fd = Glibc.open(directory + "/" + name, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open \(name): \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw .io("\(address): cannot open \(name): \(systemErrorText(errno))") }
         defer { close(fd) }
         let bytes = Array(value.utf8)
         let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard n == bytes.count else { throw .io("\(address): write to \(name) failed: \(String(cString: strerror(errno)))") }
+        guard n == bytes.count else { throw .io("\(address): write to \(name) failed: \(systemErrorText(errno))") }
     }
 }
 

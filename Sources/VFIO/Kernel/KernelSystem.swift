@@ -1,3 +1,4 @@
+import PCI
 import CSwiftCXLSystem
 #if canImport(Glibc)
 import Glibc
@@ -7,7 +8,7 @@ import Glibc
 public struct VFIOSystemErrno: Error, Equatable, Sendable {
     public let code: Int32
     public init(_ code: Int32) { self.code = code }
-    public var text: String { String(cString: strerror(code)) }
+    public var text: String { systemErrorText(code) }
 }
 
 /// Every system call the kernel VFIO backend makes, behind one protocol, so tests can run the backend against a
