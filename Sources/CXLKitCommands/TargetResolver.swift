@@ -122,12 +122,25 @@ public struct TargetResolver: Sendable {
         guard !target.isEmpty else { throw CommandError("empty target") }
         if let colon = target.firstIndex(of: ":") {
             let prefix = String(target[..<colon])
-            if let s = schemes[prefix] { return try s.resolve(String(target[target.index(after: colon)...]), options: options) }
+            if let s = schemes[prefix] {
+                try checkBarImages(for: s.scheme, target)
+                return try s.resolve(String(target[target.index(after: colon)...]), options: options)
+            }
         }
         if access(target, F_OK) == 0 { return try FileScheme().resolve(target, options: options) }
-        if PCIAddress(target) != nil { return try SysfsScheme().resolve(target, options: options) }
+        if PCIAddress(target) != nil {
+            try checkBarImages(for: SysfsScheme().scheme, target)
+            return try SysfsScheme().resolve(target, options: options)
+        }
         let known = schemes.keys.sorted().map { $0 + ":" }.joined(separator: ", ")
         throw CommandError("\(target): no such file, not a PCI address, and not a known target scheme (\(known))")
+    }
+
+    /// `--bar` images stand in for the BARs of a file target; any other target reaches its own BARs, so an image
+    /// given with it would be silently ignored: an error instead.
+    private func checkBarImages(for scheme: String, _ target: String) throws(CommandError) {
+        guard !options.barImages.isEmpty, scheme != FileScheme().scheme else { return }
+        throw CommandError("--bar applies to file targets (a dump or config-space file); \(target) reaches its own BARs")
     }
 }
 

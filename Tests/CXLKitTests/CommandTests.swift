@@ -1,5 +1,6 @@
 import Testing
 import Foundation
+import TestSupport
 import PCI
 import CXL
 @testable import CXLKitCommands
@@ -241,5 +242,45 @@ struct SysfsFakeTreeTests {
         let one = try TargetOptions.select(all, ".1")
         #expect(one.map(\.name) == ["00:00.1"])
         #expect(throws: CommandError.self) { try TargetOptions.select(all, "01:00.0") }
+    }
+}
+
+/// The executable's shell habits (issue 17), through the real `cxlkit`.
+@Suite struct CLIHabitTests {
+    @Test func resetMethodBusIsASecondaryBusReset() throws {
+        let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
+        let r = try runProcess(exe, ["reset", "emulated:type2", "--method", "bus", "--preserve", "--json"])
+        #expect(r.status == 0)
+        #expect(r.output.contains("\"method\": \"sbr\""))
+        #expect(try runProcess(exe, ["reset", "emulated:type2", "--method", "pci"]).status == 64)
+    }
+
+    @Test func versionAndHelpListTheTargetForms() throws {
+        let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
+        #expect(try runProcess(exe, ["--version"]).output == CXLKit.version + "\n")
+        for command in ["decode", "dump", "save", "restore", "diff", "reset"] {
+            let help = try runProcess(exe, [command, "--help"]).output
+            for scheme in TargetResolver().schemes.keys { #expect(help.contains("  \(scheme):..."), "\(command) --help lacks \(scheme):") }
+        }
+    }
+
+    @Test func selectorErrorsAreOneLineAndExitOne() throws {
+        let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
+        #expect(try runProcess(exe, ["decode", "emulated:type2", "-s", "3b:00.9"]).status == 1)
+        #expect(try runProcess(exe, ["decode", "emulated:type2", "-s", "01:00.0"]).status == 1)
+        #expect(try runProcess(exe, ["decode", "emulated:type2", "-s", "00.0"]).status == 0)
+    }
+}
+
+@Suite struct BarImageOptionTests {
+    @Test func barImagesOnATargetThatIgnoresThemAreAnError() throws {
+        var r = TargetResolver()
+        r.options.barImages = [0: (offset: 0, path: "/dev/null")]
+        #expect(throws: CommandError("--bar applies to file targets (a dump or config-space file); emulated:type2 reaches its own BARs")) {
+            try r.resolve("emulated:type2")
+        }
+        #expect(throws: CommandError.self) { try r.resolve("0000:00:00.0") }
+        // A file target takes them.
+        #expect(try r.resolve(fixtureURL("qemu-cxl/bound/endpoint/config.bin").path).first?.function != nil)
     }
 }
