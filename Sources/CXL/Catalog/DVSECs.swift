@@ -80,32 +80,42 @@ public enum CXLDeviceDVSEC {
     /// DVSEC CXL Control2 (§8.1.3.4). Not covered by CONFIG_LOCK. Bits 1 and 2 are
     /// doorbells: a write of 1 starts the action and the bit reads 0.
     public static let control2 = RegisterLayout("DVSEC CXL Control2", offset: 0x10, width: 2, [
-        .init("Disable Caching", bit: 0, .rw),
-        .init("Initiate Cache Write Back and Invalidation", bit: 1, .rw, "doorbell; reads 0"),
-        .init("Initiate CXL Reset", bit: 2, .rw, "doorbell; reads 0"),
-        .init("CXL Reset Mem Clr Enable", bit: 3, .rw),
-        .init("Desired Volatile HDM State after Hot Reset", bit: 4, .rws),
+        Control2.disableCaching, Control2.initiateWritebackInvalidate, Control2.initiateCXLReset, Control2.memClearEnable,
+        Control2.desiredVolatileHDMStateAfterHotReset,
         .init("Modified Completion Enable", bit: 5, .rw),
     ])
 
+    /// Control2's fields as typed handles (§8.1.3.4).
+    public enum Control2 {
+        public static let disableCaching = RegisterField("Disable Caching", bit: 0, .rw)
+        public static let initiateWritebackInvalidate = RegisterField("Initiate Cache Write Back and Invalidation", bit: 1, .rw, "doorbell; reads 0")
+        public static let initiateCXLReset = RegisterField("Initiate CXL Reset", bit: 2, .rw, "doorbell; reads 0")
+        public static let memClearEnable = RegisterField("CXL Reset Mem Clr Enable", bit: 3, .rw)
+        public static let desiredVolatileHDMStateAfterHotReset = RegisterField("Desired Volatile HDM State after Hot Reset", bit: 4, .rws)
+    }
+
     /// Doorbell bits of Control2: written 1 to start an action, always read 0.
-    public static let control2Doorbells: UInt64 =
-        control2.field("Initiate Cache Write Back and Invalidation")!.mask | control2.field("Initiate CXL Reset")!.mask
+    public static let control2Doorbells: UInt64 = Control2.initiateWritebackInvalidate.mask | Control2.initiateCXLReset.mask
 
     /// DVSEC CXL Status2 (§8.1.3.5).
     public static let status2 = RegisterLayout("DVSEC CXL Status2", offset: 0x12, width: 2, [
-        .init("Cache Invalid", bit: 0, .ro),
-        .init("CXL Reset Complete", bit: 1, .ro),
-        .init("CXL Reset Error", bit: 2, .ro),
-        .init("Volatile HDM Preservation Error", bit: 3, .rw1cs),
-        .init("Power Management Initialization Complete", bit: 15, .ro),
+        Status2.cacheInvalid, Status2.resetComplete, Status2.resetError, Status2.volatileHDMPreservationError,
+        Status2.pmInitializationComplete,
     ])
+
+    /// Status2's fields as typed handles (§8.1.3.5).
+    public enum Status2 {
+        public static let cacheInvalid = RegisterField("Cache Invalid", bit: 0, .ro)
+        public static let resetComplete = RegisterField("CXL Reset Complete", bit: 1, .ro)
+        public static let resetError = RegisterField("CXL Reset Error", bit: 2, .ro)
+        public static let volatileHDMPreservationError = RegisterField("Volatile HDM Preservation Error", bit: 3, .rw1cs)
+        public static let pmInitializationComplete = RegisterField("Power Management Initialization Complete", bit: 15, .ro)
+    }
 
     /// DVSEC CXL Lock (§8.1.3.6). CONFIG_LOCK is write-once and cleared only by a
     /// conventional reset; a CXL Reset leaves it set.
-    public static let lock = RegisterLayout("DVSEC CXL Lock", offset: 0x14, width: 2, [
-        .init("CONFIG_LOCK", bit: 0, .rwo),
-    ])
+    public static let configLock = RegisterField("CONFIG_LOCK", bit: 0, .rwo)
+    public static let lock = RegisterLayout("DVSEC CXL Lock", offset: 0x14, width: 2, [configLock])
 
     /// DVSEC CXL Capability2 (§8.1.3.7).
     public static let capability2 = RegisterLayout("DVSEC CXL Capability2", offset: 0x16, width: 2, [
