@@ -146,10 +146,10 @@ func commitHex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 extension DecoderProgramming {
     private static let registers = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
     private static let control = HDMDecoderCapability.control
-    private static let iwField = control.field("IW")!
-    private static let igField = control.field("IG")!
-    private static let positionField = control.field("Interleave Set Position")!
-    private static let lockOnCommit = control.field("Lock On Commit")!.mask
+    private static let iwField = HDMDecoderCapability.Control.iw
+    private static let igField = HDMDecoderCapability.Control.ig
+    private static let positionField = HDMDecoderCapability.Control.interleaveSetPosition
+    private static let lockOnCommit = HDMDecoderCapability.Control.lockOnCommit.mask
 
     /// Endpoint decoder `n` as its registers program it (§8.2.4.20.5-.20.9), read
     /// through `read(offset, width)` with offsets relative to the HDM Decoder

@@ -147,19 +147,19 @@ struct State {
             | Self.bit(PCIHeader.command, "Parity Error Response") | Self.bit(PCIHeader.command, "SERR# Enable")
             | Self.bit(PCIHeader.command, "Interrupt Disable"))
         config.setWritableMask(PCIHeader.bist.offset, width: 1, mask: 0)
-        config.setWritableMask(0x30, width: 4, mask: 0)
+        let rom = PCIHeader.expansionROM(offset: PCIHeader.type0ExpansionROMOffset)
+        config.setWritableMask(rom.offset, width: rom.width, mask: 0)
         // BARs (PCIe 6.0 §7.5.1.2.1): the writable base bits give the size.
-        for i in 0..<6 { config.setWritableMask(0x10 + 4 * i, width: 4, mask: 0) }
-        ini(PCIHeader.bar(0), at: 0, [("Memory Type", 2)])
-        config.setWritableMask(0x10, width: 4, mask: UInt64(UInt32(truncatingIfNeeded: ~(Layout.bar0Size - 1))) & 0xFFFF_FFF0)
-        config.setWritableMask(0x14, width: 4, mask: 0xFFFF_FFFF)
-        if p.prefetchableMemoryBAR {
-            let size = Self.memoryBARSize(p)
-            let o = 0x10 + 4 * Layout.memoryBARIndex
-            ini(PCIHeader.bar(Layout.memoryBARIndex), at: 0, [("Memory Type", 2), ("Prefetchable", 1)])
-            config.setWritableMask(o, width: 4, mask: UInt64(UInt32(truncatingIfNeeded: ~(size - 1))) & 0xFFFF_FFF0)
-            config.setWritableMask(o + 4, width: 4, mask: UInt64(UInt32(truncatingIfNeeded: ~(size - 1) >> 32)))
+        for i in 0..<6 { config.setWritableMask(PCIHeader.bar(i).offset, width: 4, mask: 0) }
+        let bar = PCIHeader.BAR.self
+        func memory64(_ index: Int, size: UInt64, prefetchable: Bool) {
+            ini(PCIHeader.bar(index), at: 0, [(bar.memoryType.name, bar.memoryType64Bit), (bar.prefetchable.name, prefetchable ? 1 : 0)])
+            let sizing = bar.sizingMask(size: size)
+            config.setWritableMask(PCIHeader.bar(index).offset, width: 4, mask: sizing.low)
+            config.setWritableMask(PCIHeader.bar(index + 1).offset, width: 4, mask: sizing.high)
         }
+        memory64(0, size: Layout.bar0Size, prefetchable: false)
+        if p.prefetchableMemoryBAR { memory64(Layout.memoryBARIndex, size: Self.memoryBARSize(p), prefetchable: true) }
 
         // Power Management (PCI PM 1.2 §3.2): version 3, D0/D3hot, No_Soft_Reset.
         standardHeader(at: Layout.powerManagement, id: .powerManagement, next: Layout.msix)
@@ -262,10 +262,10 @@ struct State {
         for (i, (id, off)) in [(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters, Layout.componentBlock),
                                (.memoryDeviceRegisters, Layout.deviceRegisterBlock)].enumerated() {
             let e = rl + RegisterLocatorDVSEC.firstEntryOffset + RegisterLocatorDVSEC.entrySize * i
-            config.initialize(e, width: 4, value: Self.value(RegisterLocatorDVSEC.offsetLow, [
-                ("Register BIR", 0), ("Register Block Identifier", UInt64(id.rawValue)), ("Register Block Offset Low", (off & 0xFFFF_FFFF) >> 16),
-            ]))
-            config.initialize(e + 4, width: 4, value: off >> 32)
+            let split = SplitAddress(off), rl = RegisterLocatorDVSEC.self
+            config.initialize(e, width: 4, value: rl.blockOffsetLow.insert(UInt64(split.low) >> rl.blockOffsetLow.lsb,
+                                                                          into: rl.blockIdentifier.insert(UInt64(id.rawValue), into: 0)))
+            config.initialize(e + 4, width: 4, value: UInt64(split.high))
         }
     }
 
@@ -377,7 +377,7 @@ struct State {
             } else if let a = memoryActiveAt, a == next {
                 memoryActiveAt = nil
                 config.setBits(Self.range1SizeLow, width: 4, mask: Self.memoryActive, to: true)
-                deviceRegs.store(DeviceRegisterBlock.memoryDeviceStatusRegister.field("Media Status")!,
+                deviceRegs.store(DeviceRegisterBlock.mediaStatus,
                                  of: DeviceRegisterBlock.memoryDeviceStatusRegister, base: Layout.memoryDeviceStatusRegisters, value: 1)
             } else if let w = writebackDeadline, w == next {
                 writebackDeadline = nil
@@ -653,8 +653,8 @@ struct State {
         // HDM Decoder Enable 0: DVSEC Range 1 decodes (§8.1.3.8), DPA 0 at Range 1 Base.
         let r = CXLDeviceDVSEC.range1
         let dv = Layout.cxlDevice
-        let base = config.read(r.baseHigh, base: dv) << 32 | (config.read(r.baseLow, base: dv) & r.baseLow.field("Memory_Base_Low")!.mask)
-        let size = config.read(r.sizeHigh, base: dv) << 32 | (config.read(r.sizeLow, base: dv) & r.sizeLow.field("Memory_Size_Low")!.mask)
+        let base = config.read(r.baseHigh, base: dv) << 32 | (config.read(r.baseLow, base: dv) & CXLDeviceDVSEC.rangeBaseLow.mask)
+        let size = config.read(r.sizeHigh, base: dv) << 32 | (config.read(r.sizeLow, base: dv) & CXLDeviceDVSEC.rangeSizeLow.mask)
         return { (hpa: UInt64) throws(DeviceMemoryError) -> (dpa: UInt64, run: UInt64) in
             guard hpa >= base, hpa - base < size else { throw .notDecoded(hpa: hpa) }
             let dpa = hpa - base

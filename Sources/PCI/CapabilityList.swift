@@ -244,7 +244,7 @@ public struct CapabilityList: Sendable {
 
     private mutating func walkStandard(_ config: ConfigSpace) {
         guard let status = config.read(PCIHeader.status),
-              PCIHeader.status.field("Capabilities List")!.extract(status) == 1 else { return }
+              PCIHeader.Status.capabilitiesList.extract(status) == 1 else { return }
         // Type 2 (CardBus) headers keep the pointer at 0x14; types 0 and 1 at 0x34.
         let pointerOffset = config.headerType == 2 ? 0x14 : PCIHeader.capabilitiesPointer.offset
         guard let first = config.read8(pointerOffset) else { return }

@@ -298,7 +298,7 @@ public enum VFIOCXLConformance {
             try c.require(r.size >= CXLConformContext.ctrl0 + 4, "CXL_COMP_REGS is 0x\(String(r.size, radix: 16)) bytes, too small for decoder 0 Control")
             _ = try c.read32(ci, CXLConformContext.ctrl0)
             let cap = try c.read32(ci, 0)
-            let field = HDMDecoderCapability.capability.field("Decoder Count")!
+            let field = HDMDecoderCapability.decoderCount
             guard let n = HDMDecoderCountEncoding.decoders(forEncoding: UInt8(field.extract(UInt64(cap)))) else {
                 throw c.fail("offset 0 (0x\(String(cap, radix: 16))) is not an HDM Decoder Capability register: reserved Decoder Count")
             }
@@ -367,16 +367,16 @@ public enum VFIOCXLConformance {
         check("guest_cxl_reset", "a guest Initiate CXL Reset self-clears and Status2 shows CXL Reset Complete without Reset Error") { c in
             let d = try c.needDVSEC()
             let cap = try c.config16(d + CXLDeviceDVSEC.capability.offset)
-            guard UInt64(cap) & CXLDeviceDVSEC.capability.field("CXL Reset Capable")!.mask != 0 else {
+            guard UInt64(cap) & CXLDeviceDVSEC.cxlResetCapable.mask != 0 else {
                 throw CheckSkipped(description: "device does not support CXL reset")
             }
             let ctrl2Off = d + CXLDeviceDVSEC.control2.offset
-            let initiate = UInt16(CXLDeviceDVSEC.control2.field("Initiate CXL Reset")!.mask)
+            let initiate = UInt16(CXLDeviceDVSEC.Control2.initiateCXLReset.mask)
             try c.writeConfig16(ctrl2Off, try c.config16(ctrl2Off) | initiate)
             try c.require(try c.config16(ctrl2Off) & initiate == 0, "Initiate CXL Reset did not self-clear")
             let s2 = try c.config16(d + CXLDeviceDVSEC.status2.offset)
-            try c.require(UInt64(s2) & CXLDeviceDVSEC.status2.field("CXL Reset Complete")!.mask != 0, "Status2 0x\(String(s2, radix: 16)): no CXL Reset Complete")
-            try c.require(UInt64(s2) & CXLDeviceDVSEC.status2.field("CXL Reset Error")!.mask == 0, "Status2 0x\(String(s2, radix: 16)): CXL Reset Error")
+            try c.require(UInt64(s2) & CXLDeviceDVSEC.Status2.resetComplete.mask != 0, "Status2 0x\(String(s2, radix: 16)): no CXL Reset Complete")
+            try c.require(UInt64(s2) & CXLDeviceDVSEC.Status2.resetError.mask == 0, "Status2 0x\(String(s2, radix: 16)): CXL Reset Error")
             return "Status2 0x\(String(s2, radix: 16))"
         },
         check("device_reset", "DEVICE_RESET is advertised and runs the real reset: device memory cleared, decoder 0 committed again") { c in
@@ -420,8 +420,8 @@ public enum VFIOCXLConformance {
                 let at = regloc + RegisterLocatorDVSEC.firstEntryOffset + i * RegisterLocatorDVSEC.entrySize
                 let lo = UInt64(try c.config32(at)), hi = UInt64(try c.config32(at + 4))
                 let f = RegisterLocatorDVSEC.offsetLow
-                guard f.field("Register Block Identifier")!.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
-                found = (UInt32(f.field("Register BIR")!.extract(lo)), hi << 32 | (lo & f.field("Register Block Offset Low")!.mask))
+                guard RegisterLocatorDVSEC.blockIdentifier.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
+                found = (UInt32(RegisterLocatorDVSEC.registerBIR.extract(lo)), hi << 32 | (lo & RegisterLocatorDVSEC.blockOffsetLow.mask))
                 break
             }
             guard let block = found else { throw c.fail("the Register Locator names no component register block") }
@@ -430,13 +430,13 @@ public enum VFIOCXLConformance {
             try c.require(!wraps && cm <= UInt64.max - 0x1000, "the Register Locator's component block offset 0x\(String(block.offset, radix: 16)) is not an offset in a BAR")
             let header = UInt64(try c.read32(g.bar, cm))
             let h = CacheMemCapabilityArray.header, e = CacheMemCapabilityArray.element
-            try c.require(h.field("CXL_Capability_ID")!.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue),
+            try c.require(CacheMemCapabilityArray.capabilityID.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue),
                           "no CXL Capability Header at BAR\(g.bar)+0x\(String(cm, radix: 16)) (0x\(String(header, radix: 16)))")
             var hdm: UInt64?
-            for i in 0..<Int(h.field("Array_Size")!.extract(header)) {
+            for i in 0..<Int(CacheMemCapabilityArray.arraySize.extract(header)) {
                 let el = UInt64(try c.read32(g.bar, cm + UInt64(4 * (i + 1))))
-                if e.field("Capability ID")!.extract(el) == UInt64(CacheMemCapabilityID.hdmDecoder.rawValue) {
-                    hdm = cm + e.field("Pointer")!.extract(el)
+                if CacheMemCapabilityArray.elementID.extract(el) == UInt64(CacheMemCapabilityID.hdmDecoder.rawValue) {
+                    hdm = cm + CacheMemCapabilityArray.elementPointer.extract(el)
                     break
                 }
             }

@@ -44,6 +44,10 @@ public enum CXLDeviceDVSEC {
     /// DVSEC CXL Capability (§8.1.3.1). HwInit: set by the device or its firmware.
     public static let cacheCapable = RegisterField("Cache_Capable", bit: 0, .hwInit)
     public static let memCapable = RegisterField("Mem_Capable", bit: 2, .hwInit)
+    public static let cxlResetCapable = RegisterField("CXL Reset Capable", bit: 7, .hwInit)
+    public static let memClearCapable = RegisterField("CXL Reset Mem Clr Capable", bit: 11, .hwInit)
+    /// Control Mem_Enable (§8.1.3.2).
+    public static let memEnable = RegisterField("Mem_Enable", bit: 2, .rwl)
     public static let capability = RegisterLayout("DVSEC CXL Capability", offset: 0x0A, width: 2, [
         cacheCapable,
         .init("IO_Capable", bit: 1, .hwInit, reset: 1),
@@ -51,9 +55,9 @@ public enum CXLDeviceDVSEC {
         .init("Mem_HwInit_Mode", bit: 3, .hwInit),
         .init("HDM_Count", 5, 4, .hwInit, values: [0: "0", 1: "1", 2: "2"]),
         .init("Cache Writeback and Invalidate Capable", bit: 6, .hwInit),
-        .init("CXL Reset Capable", bit: 7, .hwInit),
+        cxlResetCapable,
         .init("CXL Reset Timeout", 10, 8, .hwInit, values: [0: "10 ms", 1: "100 ms", 2: "1 s", 3: "10 s", 4: "100 s"]),
-        .init("CXL Reset Mem Clr Capable", bit: 11, .hwInit),
+        memClearCapable,
         .init("TSP Capable", bit: 12, .hwInit),
         .init("Multiple Logical Device", bit: 13, .hwInit),
         .init("Viral_Capable", bit: 14, .hwInit),
@@ -64,7 +68,7 @@ public enum CXLDeviceDVSEC {
     public static let control = RegisterLayout("DVSEC CXL Control", offset: 0x0C, width: 2, [
         .init("Cache_Enable", bit: 0, .rwl),
         .init("IO_Enable", bit: 1, .ro, reset: 1, "hard-wired to 1"),
-        .init("Mem_Enable", bit: 2, .rwl),
+        memEnable,
         .init("Cache_SF_Coverage", 7, 3, .rwl),
         .init("Cache_SF_Granularity", 10, 8, .rwl, values: [0: "64B", 1: "128B", 2: "256B", 3: "512B", 4: "1KB", 5: "2KB", 6: "4KB"]),
         .init("Cache_Clean_Eviction", bit: 11, .rwl),
@@ -131,6 +135,10 @@ public enum CXLDeviceDVSEC {
     /// Desired_Interleave encodings in bytes (§8.1.3.8.2); 0 = no interleave.
     public static let desiredInterleaveBytes: [UInt64: UInt64] = [0: 0, 1: 256, 2: 4096, 3: 512, 4: 1024, 5: 2048, 6: 8192, 7: 16384]
 
+    /// Range Size Low / Base Low address bits 31:28 (§8.1.3.8): the 256 MB granule.
+    public static let rangeSizeLow = RegisterField("Memory_Size_Low", 31, 28, .hwInit)
+    public static let rangeBaseLow = RegisterField("Memory_Base_Low", 31, 28, .rwl)
+
     /// Range n (1 or 2) Size High, Size Low, Base High, Base Low (§8.1.3.8).
     public static func rangeRegisters(_ n: Int) -> (sizeHigh: RegisterLayout, sizeLow: RegisterLayout, baseHigh: RegisterLayout, baseLow: RegisterLayout) {
         precondition(n == 1 || n == 2)
@@ -147,13 +155,13 @@ public enum CXLDeviceDVSEC {
                 .init("Desired_Interleave", 12, 8, .hwInit, values: [0: "none", 1: "256 B", 2: "4 KB", 3: "512 B", 4: "1 KB", 5: "2 KB", 6: "8 KB", 7: "16 KB"]),
                 .init("Memory_Active_Timeout", 15, 13, .hwInit, values: [0: "1 s", 1: "4 s", 2: "16 s", 3: "64 s", 4: "256 s"]),
                 .init("Memory_Active_Degraded", bit: 16, .ro),
-                .init("Memory_Size_Low", 31, 28, .hwInit),
+                rangeSizeLow,
             ]),
             RegisterLayout("DVSEC CXL Range \(n) Base High", offset: base + 8, width: 4, [
                 .init("Memory_Base_High", 31, 0, .rwl),
             ]),
             RegisterLayout("DVSEC CXL Range \(n) Base Low", offset: base + 12, width: 4, [
-                .init("Memory_Base_Low", 31, 28, .rwl),
+                rangeBaseLow,
             ])
         )
     }
@@ -211,10 +219,11 @@ public enum RegisterLocatorDVSEC {
     public static let entrySize = 8
 
     public static let offsetLow = RegisterLayout("Register Offset Low", offset: 0x00, width: 4, [
-        .init("Register BIR", 2, 0, .hwInit, values: [0: "BAR 10h", 1: "BAR 14h", 2: "BAR 18h", 3: "BAR 1Ch", 4: "BAR 20h", 5: "BAR 24h"]),
-        .init("Register Block Identifier", 15, 8, .hwInit),
-        .init("Register Block Offset Low", 31, 16, .hwInit, "offset bits 31:16 in place (64 KiB aligned)"),
+        registerBIR, blockIdentifier, blockOffsetLow,
     ])
+    public static let registerBIR = RegisterField("Register BIR", 2, 0, .hwInit, values: [0: "BAR 10h", 1: "BAR 14h", 2: "BAR 18h", 3: "BAR 1Ch", 4: "BAR 20h", 5: "BAR 24h"])
+    public static let blockIdentifier = RegisterField("Register Block Identifier", 15, 8, .hwInit)
+    public static let blockOffsetLow = RegisterField("Register Block Offset Low", 31, 16, .hwInit, "offset bits 31:16 in place (64 KiB aligned)")
     public static let offsetHigh = RegisterLayout("Register Offset High", offset: 0x04, width: 4, [
         .init("Register Block Offset High", 31, 0, .hwInit),
     ])

@@ -169,7 +169,7 @@ public struct CXLHealthReading: Sendable, Hashable, Codable {
             return reading
         }
         let commandRaw = config.read(PCIHeader.command) ?? 0
-        let mse = PCIHeader.command.field("Memory Space Enable")!
+        let mse = PCIHeader.Command.memorySpaceEnable
         if mse.extract(commandRaw) == 0 {
             // As save does (PCIe 6.0 §7.5.1.1.3: BARs decode only with MSE set): set it for the reads and put Command
             // back. A read-only target (a served device's control socket) refuses the write: then nothing is read.
