@@ -57,20 +57,20 @@ struct State {
         return f.mask
     }
 
-    static let memEnable = bit(CXLDeviceDVSEC.control, "Mem_Enable")
-    static let cacheInvalid = bit(CXLDeviceDVSEC.status2, "Cache Invalid")
-    static let initiateWBI = bit(CXLDeviceDVSEC.control2, "Initiate Cache Write Back and Invalidation")
-    static let initiateReset = bit(CXLDeviceDVSEC.control2, "Initiate CXL Reset")
-    static let memClrEnable = bit(CXLDeviceDVSEC.control2, "CXL Reset Mem Clr Enable")
-    static let desiredHotResetState = bit(CXLDeviceDVSEC.control2, "Desired Volatile HDM State after Hot Reset")
+    static let memEnable = CXLDeviceDVSEC.memEnable.mask
+    static let cacheInvalid = CXLDeviceDVSEC.Status2.cacheInvalid.mask
+    static let initiateWBI = CXLDeviceDVSEC.Control2.initiateWritebackInvalidate.mask
+    static let initiateReset = CXLDeviceDVSEC.Control2.initiateCXLReset.mask
+    static let memClrEnable = CXLDeviceDVSEC.Control2.memClearEnable.mask
+    static let desiredHotResetState = CXLDeviceDVSEC.Control2.desiredVolatileHDMStateAfterHotReset.mask
     static let infoValid = bit(CXLDeviceDVSEC.range1.sizeLow, "Memory_Info_Valid")
     static let memoryActive = bit(CXLDeviceDVSEC.range1.sizeLow, "Memory_Active")
     static let configLockBit = CXLDeviceDVSEC.configLock.mask
-    static let hdmDecoderEnable = bit(HDMDecoderCapability.globalControl, "HDM Decoder Enable")
+    static let hdmDecoderEnable = HDMDecoderCapability.hdmDecoderEnable.mask
     static let commitBit = HDMDecoderCapability.Control.commit.mask
     static let committedBit = HDMDecoderCapability.Control.committed.mask
     static let lockOnCommitBit = HDMDecoderCapability.Control.lockOnCommit.mask
-    static let flrBit = bit(PCIExpressCapability.deviceControl, "Initiate Function Level Reset")
+    static let flrBit = PCIExpressCapability.initiateFLR.mask
 
     /// Offset of decoder n's first register in the cachemem file.
     static func decoderBase(_ n: Int) -> Int { Layout.hdmCapability + HDMDecoderCapability.firstDecoderOffset + HDMDecoderCapability.decoderStride * n }
@@ -143,9 +143,9 @@ struct State {
         ini(PCIHeader.capabilitiesPointer, at: 0, [("Capabilities Pointer", UInt64(Layout.powerManagement))])
         // No I/O BARs, no VGA, no BIST, no expansion ROM, no INTx: those bits are hard-wired 0.
         config.setWritableMask(PCIHeader.command.offset, width: 2, mask:
-            Self.bit(PCIHeader.command, "Memory Space Enable") | Self.bit(PCIHeader.command, "Bus Master Enable")
+            PCIHeader.Command.memorySpaceEnable.mask | Self.bit(PCIHeader.command, "Bus Master Enable")
             | Self.bit(PCIHeader.command, "Parity Error Response") | Self.bit(PCIHeader.command, "SERR# Enable")
-            | Self.bit(PCIHeader.command, "Interrupt Disable"))
+            | PCIHeader.Command.interruptDisable.mask)
         config.setWritableMask(PCIHeader.bist.offset, width: 1, mask: 0)
         let rom = PCIHeader.expansionROM(offset: PCIHeader.type0ExpansionROMOffset)
         config.setWritableMask(rom.offset, width: rom.width, mask: 0)
@@ -216,7 +216,7 @@ struct State {
         if !c.directP2PMem { controlWritable &= ~Self.bit(CXLDeviceDVSEC.control, "Direct P2P Mem Enable") }
         config.setWritableMask(Self.control, width: 2, mask: controlWritable)
         var control2Writable = CXLDeviceDVSEC.control2.writableMask
-        if !c.cache { control2Writable &= ~Self.bit(CXLDeviceDVSEC.control2, "Disable Caching") }
+        if !c.cache { control2Writable &= ~CXLDeviceDVSEC.Control2.disableCaching.mask }
         if !c.cacheWritebackInvalidate { control2Writable &= ~Self.initiateWBI }
         if !c.cxlReset { control2Writable &= ~Self.initiateReset }
         if !c.memClear { control2Writable &= ~Self.memClrEnable }
@@ -350,7 +350,7 @@ struct State {
         if f.lockDecoder { component.setLock(self.hdm.lockedRange(0), true) }
         let control = config.read(Self.control, width: 2)
         config.write(Self.control, width: 2, value: control
-            | (f.memEnable ? Self.memEnable : 0) | (f.cacheEnable ? Self.bit(CXLDeviceDVSEC.control, "Cache_Enable") : 0))
+            | (f.memEnable ? Self.memEnable : 0) | (f.cacheEnable ? CXLDeviceDVSEC.Control.cacheEnable.mask : 0))
         if f.configLock {
             config.write(Self.lockRegister, width: 2, value: Self.configLockBit)
             dvsec.applyConfigLock(&config)
@@ -536,7 +536,7 @@ struct State {
     // MARK: BAR0
 
     var memorySpaceEnabled: Bool {
-        config.read(PCIHeader.command.offset, width: 2) & Self.bit(PCIHeader.command, "Memory Space Enable") != 0
+        config.read(PCIHeader.command.offset, width: 2) & PCIHeader.Command.memorySpaceEnable.mask != 0
     }
 
     mutating func bar0Read(_ offset: UInt64, width: Int) -> UInt64 {
@@ -684,8 +684,8 @@ struct State {
     // MARK: MSI-X (PCI 3.0 §6.8.2)
 
     private var msixControl: UInt64 { config.read(Layout.msix + MSIXCapability.messageControl.offset, width: 2) }
-    private var msixEnabled: Bool { msixControl & Self.bit(MSIXCapability.messageControl, "MSI-X Enable") != 0 }
-    private var functionMasked: Bool { msixControl & Self.bit(MSIXCapability.messageControl, "Function Mask") != 0 }
+    private var msixEnabled: Bool { msixControl & MSIXCapability.Control.enable.mask != 0 }
+    private var functionMasked: Bool { msixControl & MSIXCapability.Control.functionMask.mask != 0 }
     private func vectorMasked(_ v: Int) -> Bool { msix.read(MSIXCapability.tableEntrySize * v + 0xC, width: 4) & 1 != 0 }
     private var pbaBase: Int { Int(Layout.msixPBA - Layout.msixTable) }
 

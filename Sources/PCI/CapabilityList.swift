@@ -225,7 +225,7 @@ public struct CapabilityList: Sendable {
     /// Standard capability pointers live after the 64-byte header (PCI 3.0 §6.7).
     static let firstStandardOffset = 0x40
     /// Extended capabilities start at 0x100 (PCIe 6.0 §7.6).
-    static let firstExtendedOffset = 0x100
+    static let firstExtendedOffset = ExtendedCapabilityHeader.firstOffset
 
     public init(walking config: ConfigSpace) {
         walkStandard(config)

@@ -48,6 +48,11 @@ public enum CXLDeviceDVSEC {
     public static let memClearCapable = RegisterField("CXL Reset Mem Clr Capable", bit: 11, .hwInit)
     /// Control Mem_Enable (§8.1.3.2).
     public static let memEnable = RegisterField("Mem_Enable", bit: 2, .rwl)
+    /// Control fields as typed handles (§8.1.3.2).
+    public enum Control {
+        public static let cacheEnable = RegisterField("Cache_Enable", bit: 0, .rwl)
+        public static let memEnable = CXLDeviceDVSEC.memEnable
+    }
     public static let capability = RegisterLayout("DVSEC CXL Capability", offset: 0x0A, width: 2, [
         cacheCapable,
         .init("IO_Capable", bit: 1, .hwInit, reset: 1),
@@ -66,7 +71,7 @@ public enum CXLDeviceDVSEC {
 
     /// DVSEC CXL Control (§8.1.3.2). RWL fields freeze when CONFIG_LOCK is set.
     public static let control = RegisterLayout("DVSEC CXL Control", offset: 0x0C, width: 2, [
-        .init("Cache_Enable", bit: 0, .rwl),
+        Control.cacheEnable,
         .init("IO_Enable", bit: 1, .ro, reset: 1, "hard-wired to 1"),
         memEnable,
         .init("Cache_SF_Coverage", 7, 3, .rwl),

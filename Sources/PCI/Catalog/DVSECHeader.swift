@@ -3,11 +3,13 @@
 
 public enum ExtendedCapabilityHeader {
     /// The DWORD that starts every extended capability (PCIe 6.0 §7.6.3).
-    public static let header = RegisterLayout("Extended Capability Header", offset: 0x00, width: 4, [
-        .init("PCI Express Extended Capability ID", 15, 0, .ro),
-        .init("Capability Version", 19, 16, .ro),
-        .init("Next Capability Offset", 31, 20, .ro),
-    ])
+    public static let capabilityID = RegisterField("PCI Express Extended Capability ID", 15, 0, .ro)
+    public static let version = RegisterField("Capability Version", 19, 16, .ro)
+    public static let next = RegisterField("Next Capability Offset", 31, 20, .ro)
+    public static let header = RegisterLayout("Extended Capability Header", offset: 0x00, width: 4, [capabilityID, version, next])
+    /// Extended capabilities start at 0x100 (PCIe 6.0 §7.6); Next Capability Offset's two low bits are reserved.
+    public static let firstOffset = 0x100
+    public static let nextOffsetMask: UInt64 = 0xFFC
 }
 
 public enum DVSECHeader {
