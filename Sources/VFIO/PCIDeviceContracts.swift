@@ -37,6 +37,21 @@ public protocol VFIODMAMappingFunction: PCIFunction {
 public protocol VFIORegionAccessHandler: AnyObject, Sendable {
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8]
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError)
+    /// Reads into caller memory (`buffer.count` bytes); the default goes through `read(offset:count:)`.
+    func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError)
+    /// Writes from caller memory; the default goes through `write(offset:data:)`.
+    func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError)
+}
+
+extension VFIORegionAccessHandler {
+    public func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        let bytes = try read(offset: offset, count: buffer.count)
+        guard bytes.count == buffer.count else { throw .system(errno: VFIOErrno.EIO, "short read") }
+        if let d = buffer.baseAddress, !bytes.isEmpty { bytes.withUnsafeBytes { d.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+    public func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+        try write(offset: offset, data: Array(buffer))
+    }
 }
 
 /// Handles config-space accesses in an overridden range (offsets are absolute config offsets; accesses are

@@ -7,7 +7,7 @@ import VFIO
 
 // The v4 vfio-cxl contract as executable checks: the 19 tests of the kernel selftest
 // tools/testing/selftests/vfio/vfio_cxl_type2_test.c (NVIDIA, 2026), by the same names, run through any transport
-// that implements `CXLConformTarget` (our vfio-user client today; the kernel VFIO backend later). Where a transport
+// that implements `CXLConformTarget` (our vfio-user client, and the kernel VFIO backend for `vfio:BDF`). Where a transport
 // cannot express what the selftest does (a refused mmap, IOMMU_IOAS_MAP_FILE), the check says so: it is skipped with
 // the reason, or checks the transport's equivalent, as its description states.
 
