@@ -131,6 +131,17 @@ private func settledFDCount(towards expected: Int) -> Int {
     return now
 }
 
+/// In an exit test: runs the first case once (a warm-up that opens whatever the runtime keeps), then every case,
+/// and exits 1 unless the process ends with exactly the fds it had after the warm-up.
+private func exitOnFDLeak<Case>(running cases: [Case], _ what: String, _ run: (Case) -> Void) {
+    guard let first = cases.first else { return }
+    run(first)
+    let before = openFDCount()
+    for c in cases { run(c) }
+    let after = settledFDCount(towards: before)
+    if after != before { print("fd leak: \(before) -> \(after) across \(what)"); exit(1) }
+}
+
 @Suite(.serialized) struct HostileServerTests {
     // MARK: VERSION
 
@@ -218,11 +229,7 @@ private func settledFDCount(towards expected: Int) -> Int {
                 if let client = try? connect(server) { client.close() }
                 _ = server.wait()
             }
-            run(malformedVersionReplyCases[0])
-            let before = openFDCount()
-            for c in malformedVersionReplyCases { run(c) }
-            let after = settledFDCount(towards: before)
-            if after != before { print("fd leak: \(before) -> \(after) across the malformed VERSION replies"); exit(1) }
+            exitOnFDLeak(running: malformedVersionReplyCases, "the malformed VERSION replies", run)
         }
     }
 
@@ -236,11 +243,7 @@ private func settledFDCount(towards expected: Int) -> Int {
                 client.close()
                 _ = server.wait()
             }
-            run(malformedReplyCases[0])
-            let before = openFDCount()
-            for c in malformedReplyCases { run(c) }
-            let after = settledFDCount(towards: before)
-            if after != before { print("fd leak: \(before) -> \(after) across the malformed replies"); exit(1) }
+            exitOnFDLeak(running: malformedReplyCases, "the malformed replies", run)
         }
     }
 
