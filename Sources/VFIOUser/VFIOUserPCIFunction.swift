@@ -60,7 +60,6 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         while i < 6 {
             let r = try region(UInt32(i))
             let reg = UInt64(try cfgRead(PCIHeader.bar(i).offset, 4))
-            let layout = PCIHeader.bar(i)
             let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(reg) == 1
             let is64 = !isIO && PCIHeader.BAR.memoryType.extract(reg) == 2
             if r.size > 0 {
