@@ -1,3 +1,5 @@
+import PCI
+
 // Commit checks shared by every model of a decoder: the emulated device and the
 // vfio-cxl guest shadow validate a guest Commit the same way.
 
@@ -129,15 +131,28 @@ public struct HDMCommitRules: Sendable, Hashable {
         }
         if d.base.addingReportingOverflow(d.size).overflow { return .wrapsAddressSpace }
         if ways.isMultipleOfThree && d.size % (3 * hdmGranule) != 0 { return .sizeNotMultipleOfThreeGranules(d.size) }
-        let map = EndpointDecoderMap(decoders[0...m].map {
-            EndpointDecoder(base: $0.base, size: $0.size,
-                            ways: InterleaveWays(encoding: $0.iw) ?? InterleaveWays(encoding: 0)!,
-                            granularity: InterleaveGranularity(encoding: $0.ig) ?? InterleaveGranularity(encoding: 0)!,
-                            position: $0.position, dpaSkip: $0.dpaSkip, committed: true)
-        })
-        let end = map.dpaEnd(of: m)
+        let end = Self.dpaEnd(of: m, decoders)
         if end > capacity { return .exceedsDeviceCapacity(dpaEnd: end, capacity: capacity) }
         return nil
+    }
+
+    /// Where decoder m's DPA range ends when decoders 0...m allocate DPA in order, each its
+    /// DPA Skip then Size / ways (a reserved IW counts as 1 way): `EndpointDecoderMap.dpaEnd`,
+    /// without building the map (a commit runs this for every decoder). Saturates at
+    /// `UInt64.max` on overflow, as the map does.
+    static func dpaEnd(of m: Int, _ decoders: [DecoderProgramming]) -> UInt64 {
+        var cursor: UInt64 = 0
+        var base: UInt64 = 0
+        var dpaSize: UInt64 = 0
+        for d in decoders[0...m] {
+            dpaSize = d.size / UInt64(InterleaveWays(encoding: d.iw)?.ways ?? 1)
+            let (afterSkip, o1) = cursor.addingReportingOverflow(d.dpaSkip)
+            base = o1 ? .max : afterSkip
+            let (next, o2) = afterSkip.addingReportingOverflow(dpaSize)
+            cursor = (o1 || o2) ? .max : next
+        }
+        let (end, overflow) = base.addingReportingOverflow(dpaSize)
+        return overflow ? .max : end
     }
 }
 
@@ -150,6 +165,17 @@ extension DecoderProgramming {
     private static let igField = control.field("IG")!
     private static let positionField = control.field("Interleave Set Position")!
     private static let lockOnCommit = control.field("Lock On Commit")!.mask
+    /// Decoder 0's registers (Base Low/High, Size Low/High, Control, DPA Skip Low/High) reduced to numbers.
+    private struct Plan: Sendable {
+        let offsets: [Int], widths: [Int], lowMasks: [UInt64]
+        let iw: (mask: UInt64, shift: UInt64), ig: (mask: UInt64, shift: UInt64), position: (mask: UInt64, shift: UInt64)
+    }
+    private static let plan: Plan = {
+        func f(_ x: RegisterField) -> (mask: UInt64, shift: UInt64) { (x.mask, UInt64(x.lsb)) }
+        return Plan(offsets: registers.map(\.offset), widths: registers.map(\.width),
+                    lowMasks: registers.map { $0.fields.first?.mask ?? ~0 },
+                    iw: f(iwField), ig: f(igField), position: f(positionField))
+    }()
 
     /// Endpoint decoder `n` as its registers program it (§8.2.4.20.5-.20.9), read
     /// through `read(offset, width)` with offsets relative to the HDM Decoder
@@ -157,11 +183,13 @@ extension DecoderProgramming {
     /// registers hold (63:28), as the catalog declares them.
     public init(decoder n: Int, read: (_ offset: Int, _ width: Int) -> UInt64) {
         let shift = HDMDecoderCapability.decoderStride * n
-        func value(_ i: Int) -> UInt64 { read(Self.registers[i].offset + shift, Self.registers[i].width) }
-        func address(high: Int, low: Int) -> UInt64 { value(high) << 32 | (value(low) & Self.registers[low].fields[0].mask) }
+        // Offsets, widths and masks taken from the catalog once (a commit check reads every lower decoder).
+        let r = Self.plan
+        func value(_ i: Int) -> UInt64 { read(r.offsets[i] + shift, r.widths[i]) }
+        func address(high: Int, low: Int) -> UInt64 { value(high) << 32 | (value(low) & r.lowMasks[low]) }
         let ctl = value(4)
         self.init(base: address(high: 1, low: 0), size: address(high: 3, low: 2), dpaSkip: address(high: 6, low: 5),
-                  iw: UInt8(Self.iwField.extract(ctl)), ig: UInt8(Self.igField.extract(ctl)),
-                  position: Int(Self.positionField.extract(ctl)), lockOnCommit: ctl & Self.lockOnCommit != 0)
+                  iw: UInt8((ctl & r.iw.mask) >> r.iw.shift), ig: UInt8((ctl & r.ig.mask) >> r.ig.shift),
+                  position: Int((ctl & r.position.mask) >> r.position.shift), lockOnCommit: ctl & Self.lockOnCommit != 0)
     }
 }
