@@ -425,6 +425,26 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         lock.lock(); dma = memory; lock.unlock()
     }
 
+    /// After a reset the kernel did not run itself (a CXL Reset through the DVSEC, CXL 3.1 §9.7, which resets
+    /// CXL.io as an FLR does), a kernel-owned function has lost its MSI/MSI-X programming while vfio-pci still
+    /// believes its vectors set up, and its own resets (which restore that state) were bypassed. Disables and re-arms
+    /// every forwarded index that has eventfds, with the client's same eventfds, so the kernel programs the function
+    /// again. Returns the indices re-armed; nothing for a function whose interrupts are not forwarded.
+    @discardableResult
+    public func rearmForwardedIRQs() throws(VFIOError) -> [UInt32] {
+        guard let f = function as? any VFIOIRQForwardingFunction else { return [] }
+        var done: [UInt32] = []
+        for index in [VFIOPCIIRQ.intx, .msi, .msix].map(\.rawValue) {
+            let all = irqs.eventfds(index: index)
+            guard let last = all.lastIndex(where: { $0 != nil }) else { continue }
+            let fds = Array(all[...last])
+            try f.forwardIRQs(VFIOIRQSet(index: index, start: 0, count: 0, action: .trigger, data: .none))
+            try f.forwardIRQs(VFIOIRQSet(index: index, start: 0, count: UInt32(fds.count), action: .trigger, data: .eventfds(fds)))
+            done.append(index)
+        }
+        return done
+    }
+
     open func clientDisconnected() {
         irqs.releaseAll()
         (function as? any VFIOIRQForwardingFunction)?.releaseForwardedIRQs()
