@@ -159,22 +159,23 @@ public struct HDMCommitRules: Sendable, Hashable {
 func commitHex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
 extension DecoderProgramming {
-    private static let registers = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
-    private static let control = HDMDecoderCapability.control
-    private static let iwField = control.field("IW")!
-    private static let igField = control.field("IG")!
-    private static let positionField = control.field("Interleave Set Position")!
-    private static let lockOnCommit = control.field("Lock On Commit")!.mask
-    /// Decoder 0's registers (Base Low/High, Size Low/High, Control, DPA Skip Low/High) reduced to numbers.
-    private struct Plan: Sendable {
-        let offsets: [Int], widths: [Int], lowMasks: [UInt64]
-        let iw: (mask: UInt64, shift: UInt64), ig: (mask: UInt64, shift: UInt64), position: (mask: UInt64, shift: UInt64)
+    private static let iwField = HDMDecoderCapability.Control.iw
+    private static let igField = HDMDecoderCapability.Control.ig
+    private static let positionField = HDMDecoderCapability.Control.interleaveSetPosition
+    private static let lockOnCommit = HDMDecoderCapability.Control.lockOnCommit.mask
+
+    /// Where decoder 0's registers are, reduced to numbers once: decoder n's are
+    /// `decoderStride * n` further (a commit check reads every lower decoder, so no
+    /// register layouts are built per read).
+    private struct Places: Sendable {
+        typealias Place = (offset: Int, width: Int)
+        let baseLow: Place, baseHigh: Place, sizeLow: Place, sizeHigh: Place, control: Place, skipLow: Place, skipHigh: Place
     }
-    private static let plan: Plan = {
-        func f(_ x: RegisterField) -> (mask: UInt64, shift: UInt64) { (x.mask, UInt64(x.lsb)) }
-        return Plan(offsets: registers.map(\.offset), widths: registers.map(\.width),
-                    lowMasks: registers.map { $0.fields.first?.mask ?? ~0 },
-                    iw: f(iwField), ig: f(igField), position: f(positionField))
+    private static let places: Places = {
+        let r = HDMDecoderRegisters(0)
+        func p(_ l: RegisterLayout) -> Places.Place { (l.offset, l.width) }
+        return Places(baseLow: p(r.baseLow), baseHigh: p(r.baseHigh), sizeLow: p(r.sizeLow), sizeHigh: p(r.sizeHigh),
+                      control: p(r.control), skipLow: p(r.skipOrTargetLow), skipHigh: p(r.skipOrTargetHigh))
     }()
 
     /// Endpoint decoder `n` as its registers program it (§8.2.4.20.5-.20.9), read
@@ -182,14 +183,17 @@ extension DecoderProgramming {
     /// Capability structure. Base, Size and DPA Skip keep only the bits their Low
     /// registers hold (63:28), as the catalog declares them.
     public init(decoder n: Int, read: (_ offset: Int, _ width: Int) -> UInt64) {
+        let r = Self.places
         let shift = HDMDecoderCapability.decoderStride * n
-        // Offsets, widths and masks taken from the catalog once (a commit check reads every lower decoder).
-        let r = Self.plan
-        func value(_ i: Int) -> UInt64 { read(r.offsets[i] + shift, r.widths[i]) }
-        func address(high: Int, low: Int) -> UInt64 { value(high) << 32 | (value(low) & r.lowMasks[low]) }
-        let ctl = value(4)
-        self.init(base: address(high: 1, low: 0), size: address(high: 3, low: 2), dpaSkip: address(high: 6, low: 5),
-                  iw: UInt8((ctl & r.iw.mask) >> r.iw.shift), ig: UInt8((ctl & r.ig.mask) >> r.ig.shift),
-                  position: Int((ctl & r.position.mask) >> r.position.shift), lockOnCommit: ctl & Self.lockOnCommit != 0)
+        func value(_ reg: Places.Place) -> UInt64 { read(reg.offset + shift, reg.width) }
+        func address(high: Places.Place, low: Places.Place) -> UInt64 {
+            SplitAddress(low: UInt32(truncatingIfNeeded: value(low)), high: UInt32(truncatingIfNeeded: value(high)))
+                .value(lowMask: HDMDecoderRegisters.lowAddressMask)
+        }
+        let ctl = value(r.control)
+        self.init(base: address(high: r.baseHigh, low: r.baseLow), size: address(high: r.sizeHigh, low: r.sizeLow),
+                  dpaSkip: address(high: r.skipHigh, low: r.skipLow),
+                  iw: UInt8(Self.iwField.extract(ctl)), ig: UInt8(Self.igField.extract(ctl)),
+                  position: Int(Self.positionField.extract(ctl)), lockOnCommit: ctl & Self.lockOnCommit != 0)
     }
 }

@@ -323,7 +323,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     public func commitFailure(decoder n: Int) -> CommitFailure? {
         lock.withLock {
             s.processEvents(now: clock.now(), memory: memory)
-            return s.commitFailures[n]
+            return s.hdm.failures[n]
         }
     }
 

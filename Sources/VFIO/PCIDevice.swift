@@ -126,17 +126,19 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         var msiCount: UInt32 = 0
         if let m = msiOffset, let ctl = snapshot.read16(m + MSICapability.messageControl.offset) {
             let c = UInt64(ctl)
-            let is64 = MSICapability.messageControl.field("64 bit address capable")!.extract(c) == 1
-            let pvm = MSICapability.messageControl.field("Per-vector masking capable")!.extract(c) == 1
+            let is64 = MSICapability.Control.is64Bit.extract(c) == 1
+            let pvm = MSICapability.Control.perVectorMasking.extract(c) == 1
             msiLayout = MSICapability.layout(is64Bit: is64, perVectorMasking: pvm)
-            msiCount = 1 << UInt32(MSICapability.messageControl.field("Multiple Message Capable")!.extract(c))
+            msiCount = 1 << UInt32(MSICapability.Control.multipleMessageCapable.extract(c))
         }
         var msixCount: UInt32 = 0
         if let x = msixOffset, let ctl = snapshot.read16(x + MSIXCapability.messageControl.offset),
            let t = snapshot.read32(x + MSIXCapability.tableOffset.offset), let p = snapshot.read32(x + MSIXCapability.pbaOffset.offset) {
-            let n = Int(MSIXCapability.messageControl.field("Table Size")!.extract(UInt64(ctl))) + 1
+            let n = Int(MSIXCapability.Control.tableSize.extract(UInt64(ctl))) + 1
             msixCount = UInt32(n)
-            msix = (bar: Int(t & 7), tableOffset: UInt64(t & ~7), pbaBar: Int(p & 7), pbaOffset: UInt64(p & ~7), count: n)
+            let tb = MSIXCapability.tableBIR, pb = MSIXCapability.pbaBIR
+            msix = (bar: Int(tb.extract(UInt64(t))), tableOffset: UInt64(t) & ~tb.mask,
+                    pbaBar: Int(pb.extract(UInt64(p))), pbaOffset: UInt64(p) & ~pb.mask, count: n)
         }
         irqs = VFIOIRQTable([
             VFIOIRQInfo(index: VFIOPCIIRQ.intx.rawValue, flags: [.eventfd, .maskable, .automasked], count: intxCount),
@@ -173,17 +175,18 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
             let reg = PCIHeader.bar(i)
             guard let b = barList[i] else { virtualise(reg.offset, reg, writable: 0, initial: 0, forwardWrites: false); i += 1; continue }
             let size = max(b.size, b.kind == .io ? 4 : 16)
-            let flags: UInt32
+            let bar = PCIHeader.BAR.self
+            let flags: UInt64
             switch b.kind {
-            case .io: flags = 0x1
-            case .memory32: flags = b.prefetchable ? 0x8 : 0
-            case .memory64: flags = 0x4 | (b.prefetchable ? 0x8 : 0)
+            case .io: flags = bar.memorySpaceIndicator.insert(1, into: 0)
+            case .memory32: flags = bar.prefetchable.insert(b.prefetchable ? 1 : 0, into: 0)
+            case .memory64: flags = bar.memoryType.insert(bar.memoryType64Bit, into: bar.prefetchable.insert(b.prefetchable ? 1 : 0, into: 0))
             }
-            let low = UInt32(truncatingIfNeeded: ~(size - 1)) & (b.kind == .io ? 0xFFFF_FFFC : 0xFFFF_FFF0)
-            virtualise(reg.offset, reg, writable: UInt64(low), initial: UInt64(flags), forwardWrites: false)
+            let sizing = bar.sizingMask(size: size, io: b.kind == .io)
+            virtualise(reg.offset, reg, writable: sizing.low, initial: flags, forwardWrites: false)
             if b.kind == .memory64 && i < 5 {
                 let hreg = PCIHeader.bar(i + 1)
-                virtualise(hreg.offset, hreg, writable: UInt64(UInt32(truncatingIfNeeded: ~(size - 1) >> 32)), initial: 0, forwardWrites: false)
+                virtualise(hreg.offset, hreg, writable: sizing.high, initial: 0, forwardWrites: false)
                 i += 2
             } else { i += 1 }
         }
@@ -356,8 +359,8 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         let on = irqs.isEnabled(VFIOPCIIRQ.msix.rawValue)
         let reg = MSIXCapability.messageControl
         guard let cur = try? function.configRead(x + reg.offset, width: reg.width) else { return }
-        var v = reg.field("MSI-X Enable")!.insert(on ? 1 : 0, into: UInt64(cur))
-        v = reg.field("Function Mask")!.insert(0, into: v)
+        var v = MSIXCapability.Control.enable.insert(on ? 1 : 0, into: UInt64(cur))
+        v = MSIXCapability.Control.functionMask.insert(0, into: v)
         if on {
             let vc = MSIXCapability.tableEntry.registers.first { $0.name == "Vector Control" }!
             for i in 0..<m.count {
@@ -535,7 +538,7 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         }
         // Initiate FLR (PCIe Device Control bit 15) is performed here, not forwarded.
         if let e = expressOffset {
-            let flrBit = PCIExpressCapability.deviceControl.field("Initiate Function Level Reset")!
+            let flrBit = PCIExpressCapability.initiateFLR
             let flrByte = e + PCIExpressCapability.deviceControl.offset + flrBit.lsb / 8
             if flrByte >= offset && flrByte < offset + width {
                 let shift = UInt32(8 * (flrByte - offset) + flrBit.lsb % 8)
@@ -565,13 +568,13 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     /// The guest-visible MSI-X Enable bit (virtualised; delivery follows SET_IRQS, as in vfio-pci).
     public var msixEnableBit: Bool {
         lock.lock(); defer { lock.unlock() }
-        return MSIXCapability.messageControl.field("MSI-X Enable")!.extract(msixControl) == 1
+        return MSIXCapability.Control.enable.extract(msixControl) == 1
     }
     /// The guest-visible MSI Enable bit.
     public var msiEnableBit: Bool {
         lock.lock(); defer { lock.unlock() }
         guard let m = msiOffset else { return false }
-        return MSICapability.messageControl.field("MSI Enable")!.extract(readLE(m + MSICapability.messageControl.offset, 2)) == 1
+        return MSICapability.Control.enable.extract(readLE(m + MSICapability.messageControl.offset, 2)) == 1
     }
 
     /// Which index interrupts are delivered on. As in kernel vfio-pci, the mode follows SET_IRQS (the index that has
@@ -602,10 +605,10 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     /// Interrupt Status (Status bit 3) is emulated: set while INTx is asserted, so PCI 2.3 INTx masking drivers
     /// (uio_pci_generic, vfio-pci in a nested guest) see their interrupt. It is cleared when the VMM unmasks INTx
     /// (its EOI), i.e. INTx behaves as asserted until acknowledged.
-    private static let interruptStatus = PCIHeader.status.field("Interrupt Status")!
+    private static let interruptStatus = PCIHeader.Status.interruptStatus
 
     private var intxDisabled: Bool {
-        PCIHeader.command.field("Interrupt Disable")!.extract(readLE(PCIHeader.command.offset, 2)) == 1
+        PCIHeader.Command.interruptDisable.extract(readLE(PCIHeader.command.offset, 2)) == 1
     }
 
     private func setINTxStatus(_ on: Bool) {
