@@ -360,16 +360,23 @@ struct State {
     // MARK: Events
 
     var nextDeadline: UInt64? {
-        var ds: [UInt64] = pendingCommits.values.map(\.deadline)
-        if let r = cxlReset { ds.append(r.deadline) }
-        if let w = writebackDeadline { ds.append(w) }
-        if let v = memoryValidAt { ds.append(v) }
-        if let a = memoryActiveAt { ds.append(a) }
-        return ds.min()
+        // Evaluated on every access: no array.
+        var next: UInt64?
+        func take(_ d: UInt64?) { if let d, next.map({ d < $0 }) ?? true { next = d } }
+        for c in pendingCommits.values { take(c.deadline) }
+        take(cxlReset?.deadline)
+        take(writebackDeadline)
+        take(memoryValidAt)
+        take(memoryActiveAt)
+        return next
     }
 
     /// Apply every delayed effect due by `now`, earliest first.
     mutating func processEvents(now: UInt64, memory: DeviceMemory) {
+        // Every access comes here: nothing scheduled is the common case, answered without a look at the deadlines.
+        guard memoryValidAt != nil || memoryActiveAt != nil || writebackDeadline != nil || cxlReset != nil || !pendingCommits.isEmpty else {
+            return
+        }
         while let next = nextDeadline, next <= now {
             if let v = memoryValidAt, v == next {
                 memoryValidAt = nil

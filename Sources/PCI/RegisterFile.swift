@@ -144,7 +144,7 @@ public struct RegisterFile: Sendable {
     @inlinable
     public func read(_ offset: Int, width: Int) -> UInt64 {
         guard width >= 1 && width <= 8 else { return 0 }
-        if offset >= 0 && offset <= size &- width {
+        if offset >= 0 && offset <= min(size, bytes.count) - width {
             // Inside the file (the common case): one little-endian load.
             return bytes.withUnsafeBytes { p in
                 switch width {
