@@ -197,6 +197,22 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         }
     }
 
+    /// One REGION_WRITE_MULTI with NO_REPLY when the server negotiated `write_multiple` (one message for the
+    /// whole batch, performed in order before the next message), else one posted REGION_WRITE each.
+    public func barWritePosted(_ bar: Int, _ writes: [PostedBARWrite]) throws(PCIError) {
+        for w in writes { try checkBAR(bar, w.offset, w.width) }
+        guard writes.count > 1, writes.count <= VFIOUserRegionWriteMulti.maxEntries,
+              client.serverCapabilities.effectiveWriteMultiple else {
+            for w in writes { try barWritePosted(bar, offset: w.offset, width: w.width, value: w.value) }
+            return
+        }
+        do {
+            try client.writeMultiple(writes.map { (UInt32(bar), $0.offset, LittleEndian.bytes($0.value, width: $0.width)) }, posted: true)
+        } catch {
+            throw .io("\(address): BAR\(bar) posted REGION_WRITE_MULTI of \(writes.count) writes at 0x\(String(writes[0].offset, radix: 16)): \(error)")
+        }
+    }
+
     public func reset(_ method: PCIResetMethod) throws(PCIError) {
         guard resetMethods.contains(method) else { throw .resetUnsupported(method.rawValue) }
         switch method {
