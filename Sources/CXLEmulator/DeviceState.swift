@@ -5,7 +5,11 @@ import CXL
 /// under its lock.
 struct State {
     let profile: DeviceProfile
-    let rules: HDMCommitRules
+    /// The HDM decoders' device-side behaviour (commit rules, Lock On Commit): the
+    /// one model vfio-cxl's shadow uses too.
+    var hdm: HDMDecoderDevice
+    /// CONFIG_LOCK and the Control2 doorbells of the DVSEC for CXL Devices.
+    let dvsec = CXLDeviceDVSECDevice(origin: Layout.cxlDevice, length: CXLDeviceDVSEC.length(revision: Layout.cxlDeviceRevision))
     var config = RegisterFile(size: pcieConfigSpaceSize)
     /// CXL.cachemem: component block + 0x1000 ..< + 0x2000. The rest of the 64 KiB
     /// component block (CXL.io, ARB/MUX: not implemented) reads 0 and ignores writes.
@@ -18,7 +22,6 @@ struct State {
     var pendingCommits: [Int: (deadline: UInt64, failure: CommitFailure?)] = [:]
     /// Commits that will never complete (fault).
     var hungCommits: Set<Int> = []
-    var commitFailures: [Int: CommitFailure] = [:]
     var cxlReset: (deadline: UInt64, memClear: Bool)? = nil
     var cxlResetHung = false
     var writebackDeadline: UInt64? = nil
@@ -29,8 +32,9 @@ struct State {
     init(profile: DeviceProfile) {
         self.profile = profile
         let c = profile.capabilities
-        rules = HDMCommitRules(threeSixTwelveWay: c.interleave3_6_12Way, sixteenWay: c.interleave16Way,
-                               a11to8: c.interleaveA11to8, a14to12: c.interleaveA14to12, capacity: profile.memorySize)
+        hdm = HDMDecoderDevice(rules: HDMCommitRules(threeSixTwelveWay: c.interleave3_6_12Way, sixteenWay: c.interleave16Way,
+                                                     a11to8: c.interleaveA11to8, a14to12: c.interleaveA14to12, capacity: profile.memorySize),
+                               decoderCount: profile.decoderCount, origin: Layout.hdmCapability)
         buildConfig()
         buildComponent()
         buildDeviceRegisters()
@@ -53,29 +57,24 @@ struct State {
         return f.mask
     }
 
-    static let memEnable = bit(CXLDeviceDVSEC.control, "Mem_Enable")
-    static let cacheInvalid = bit(CXLDeviceDVSEC.status2, "Cache Invalid")
-    static let resetComplete = bit(CXLDeviceDVSEC.status2, "CXL Reset Complete")
-    static let resetError = bit(CXLDeviceDVSEC.status2, "CXL Reset Error")
-    static let initiateWBI = bit(CXLDeviceDVSEC.control2, "Initiate Cache Write Back and Invalidation")
-    static let initiateReset = bit(CXLDeviceDVSEC.control2, "Initiate CXL Reset")
-    static let memClrEnable = bit(CXLDeviceDVSEC.control2, "CXL Reset Mem Clr Enable")
-    static let desiredHotResetState = bit(CXLDeviceDVSEC.control2, "Desired Volatile HDM State after Hot Reset")
+    static let memEnable = CXLDeviceDVSEC.memEnable.mask
+    static let cacheInvalid = CXLDeviceDVSEC.Status2.cacheInvalid.mask
+    static let initiateWBI = CXLDeviceDVSEC.Control2.initiateWritebackInvalidate.mask
+    static let initiateReset = CXLDeviceDVSEC.Control2.initiateCXLReset.mask
+    static let memClrEnable = CXLDeviceDVSEC.Control2.memClearEnable.mask
+    static let desiredHotResetState = CXLDeviceDVSEC.Control2.desiredVolatileHDMStateAfterHotReset.mask
     static let infoValid = bit(CXLDeviceDVSEC.range1.sizeLow, "Memory_Info_Valid")
     static let memoryActive = bit(CXLDeviceDVSEC.range1.sizeLow, "Memory_Active")
-    static let configLockBit = bit(CXLDeviceDVSEC.lock, "CONFIG_LOCK")
-    static let hdmDecoderEnable = bit(HDMDecoderCapability.globalControl, "HDM Decoder Enable")
-    static let commitBit = bit(HDMDecoderCapability.control, "Commit")
-    static let committedBit = bit(HDMDecoderCapability.control, "Committed")
-    static let errorBit = bit(HDMDecoderCapability.control, "Error Not Committed")
-    static let lockOnCommitBit = bit(HDMDecoderCapability.control, "Lock On Commit")
-    static let flrBit = bit(PCIExpressCapability.deviceControl, "Initiate Function Level Reset")
+    static let configLockBit = CXLDeviceDVSEC.configLock.mask
+    static let hdmDecoderEnable = HDMDecoderCapability.hdmDecoderEnable.mask
+    static let commitBit = HDMDecoderCapability.Control.commit.mask
+    static let committedBit = HDMDecoderCapability.Control.committed.mask
+    static let lockOnCommitBit = HDMDecoderCapability.Control.lockOnCommit.mask
+    static let flrBit = PCIExpressCapability.initiateFLR.mask
 
     /// Offset of decoder n's first register in the cachemem file.
     static func decoderBase(_ n: Int) -> Int { Layout.hdmCapability + HDMDecoderCapability.firstDecoderOffset + HDMDecoderCapability.decoderStride * n }
-    static func decoderControl(_ n: Int) -> Int { decoderBase(n) + 0x10 }
-    /// The bytes Lock On Commit freezes: Base, Size, Control, DPA Skip.
-    static func decoderRange(_ n: Int) -> Range<Int> { decoderBase(n) ..< decoderBase(n) + 0x1C }
+    static func decoderControl(_ n: Int) -> Int { Layout.hdmCapability + HDMDecoderRegisters(n).control.offset }
     static let hdmGlobalControl = Layout.hdmCapability + HDMDecoderCapability.globalControl.offset
     static var hdmRange: Range<Int> { Layout.hdmCapability ..< Layout.hdmCapability + HDMDecoderCapability.length(decoders: HDMDecoderCapability.maximumDecoders) }
     static let rasRange = Layout.rasCapability ..< Layout.rasCapability + RASCapability.length
@@ -144,23 +143,23 @@ struct State {
         ini(PCIHeader.capabilitiesPointer, at: 0, [("Capabilities Pointer", UInt64(Layout.powerManagement))])
         // No I/O BARs, no VGA, no BIST, no expansion ROM, no INTx: those bits are hard-wired 0.
         config.setWritableMask(PCIHeader.command.offset, width: 2, mask:
-            Self.bit(PCIHeader.command, "Memory Space Enable") | Self.bit(PCIHeader.command, "Bus Master Enable")
+            PCIHeader.Command.memorySpaceEnable.mask | Self.bit(PCIHeader.command, "Bus Master Enable")
             | Self.bit(PCIHeader.command, "Parity Error Response") | Self.bit(PCIHeader.command, "SERR# Enable")
-            | Self.bit(PCIHeader.command, "Interrupt Disable"))
+            | PCIHeader.Command.interruptDisable.mask)
         config.setWritableMask(PCIHeader.bist.offset, width: 1, mask: 0)
-        config.setWritableMask(0x30, width: 4, mask: 0)
+        let rom = PCIHeader.expansionROM(offset: PCIHeader.type0ExpansionROMOffset)
+        config.setWritableMask(rom.offset, width: rom.width, mask: 0)
         // BARs (PCIe 6.0 §7.5.1.2.1): the writable base bits give the size.
-        for i in 0..<6 { config.setWritableMask(0x10 + 4 * i, width: 4, mask: 0) }
-        ini(PCIHeader.bar(0), at: 0, [("Memory Type", 2)])
-        config.setWritableMask(0x10, width: 4, mask: UInt64(UInt32(truncatingIfNeeded: ~(Layout.bar0Size - 1))) & 0xFFFF_FFF0)
-        config.setWritableMask(0x14, width: 4, mask: 0xFFFF_FFFF)
-        if p.prefetchableMemoryBAR {
-            let size = Self.memoryBARSize(p)
-            let o = 0x10 + 4 * Layout.memoryBARIndex
-            ini(PCIHeader.bar(Layout.memoryBARIndex), at: 0, [("Memory Type", 2), ("Prefetchable", 1)])
-            config.setWritableMask(o, width: 4, mask: UInt64(UInt32(truncatingIfNeeded: ~(size - 1))) & 0xFFFF_FFF0)
-            config.setWritableMask(o + 4, width: 4, mask: UInt64(UInt32(truncatingIfNeeded: ~(size - 1) >> 32)))
+        for i in 0..<6 { config.setWritableMask(PCIHeader.bar(i).offset, width: 4, mask: 0) }
+        let bar = PCIHeader.BAR.self
+        func memory64(_ index: Int, size: UInt64, prefetchable: Bool) {
+            ini(PCIHeader.bar(index), at: 0, [(bar.memoryType.name, bar.memoryType64Bit), (bar.prefetchable.name, prefetchable ? 1 : 0)])
+            let sizing = bar.sizingMask(size: size)
+            config.setWritableMask(PCIHeader.bar(index).offset, width: 4, mask: sizing.low)
+            config.setWritableMask(PCIHeader.bar(index + 1).offset, width: 4, mask: sizing.high)
         }
+        memory64(0, size: Layout.bar0Size, prefetchable: false)
+        if p.prefetchableMemoryBAR { memory64(Layout.memoryBARIndex, size: Self.memoryBARSize(p), prefetchable: true) }
 
         // Power Management (PCI PM 1.2 §3.2): version 3, D0/D3hot, No_Soft_Reset.
         standardHeader(at: Layout.powerManagement, id: .powerManagement, next: Layout.msix)
@@ -217,7 +216,7 @@ struct State {
         if !c.directP2PMem { controlWritable &= ~Self.bit(CXLDeviceDVSEC.control, "Direct P2P Mem Enable") }
         config.setWritableMask(Self.control, width: 2, mask: controlWritable)
         var control2Writable = CXLDeviceDVSEC.control2.writableMask
-        if !c.cache { control2Writable &= ~Self.bit(CXLDeviceDVSEC.control2, "Disable Caching") }
+        if !c.cache { control2Writable &= ~CXLDeviceDVSEC.Control2.disableCaching.mask }
         if !c.cacheWritebackInvalidate { control2Writable &= ~Self.initiateWBI }
         if !c.cxlReset { control2Writable &= ~Self.initiateReset }
         if !c.memClear { control2Writable &= ~Self.memClrEnable }
@@ -263,10 +262,10 @@ struct State {
         for (i, (id, off)) in [(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters, Layout.componentBlock),
                                (.memoryDeviceRegisters, Layout.deviceRegisterBlock)].enumerated() {
             let e = rl + RegisterLocatorDVSEC.firstEntryOffset + RegisterLocatorDVSEC.entrySize * i
-            config.initialize(e, width: 4, value: Self.value(RegisterLocatorDVSEC.offsetLow, [
-                ("Register BIR", 0), ("Register Block Identifier", UInt64(id.rawValue)), ("Register Block Offset Low", (off & 0xFFFF_FFFF) >> 16),
-            ]))
-            config.initialize(e + 4, width: 4, value: off >> 32)
+            let split = SplitAddress(off), rl = RegisterLocatorDVSEC.self
+            config.initialize(e, width: 4, value: rl.blockOffsetLow.insert(UInt64(split.low) >> rl.blockOffsetLow.lsb,
+                                                                          into: rl.blockIdentifier.insert(UInt64(id.rawValue), into: 0)))
+            config.initialize(e + 4, width: 4, value: UInt64(split.high))
         }
     }
 
@@ -299,10 +298,7 @@ struct State {
             ("Supported Coherency Models", 1),
         ])
         // No poison-on-decode-error, no UIO: those bits are hard-wired 0.
-        component.setWritableMask(Self.hdmGlobalControl, width: 4, mask: Self.hdmDecoderEnable)
-        let noUIO = HDMDecoderCapability.control.writableMask & ~(Self.bit(HDMDecoderCapability.control, "UIO")
-            | Self.bit(HDMDecoderCapability.control, "Upstream Interleave Granularity") | Self.bit(HDMDecoderCapability.control, "Upstream Interleave Ways"))
-        for n in 0..<p.decoderCount { component.setWritableMask(Self.decoderControl(n), width: 4, mask: noUIO) }
+        hdm.restrictWritableMasks(&component, capability: component.read(Layout.hdmCapability + HDMDecoderCapability.capability.offset, width: 4))
     }
 
     private mutating func buildDeviceRegisters() {
@@ -351,29 +347,36 @@ struct State {
         component.write(hdm + d0.sizeHigh.offset, width: 4, value: UInt64(length.high))
         component.store(Self.decoderControl(0), width: 4,
                         value: Self.commitBit | Self.committedBit | (f.lockDecoder ? Self.lockOnCommitBit : 0))
-        if f.lockDecoder { component.setLock(Self.decoderRange(0), true) }
+        if f.lockDecoder { component.setLock(self.hdm.lockedRange(0), true) }
         let control = config.read(Self.control, width: 2)
         config.write(Self.control, width: 2, value: control
-            | (f.memEnable ? Self.memEnable : 0) | (f.cacheEnable ? Self.bit(CXLDeviceDVSEC.control, "Cache_Enable") : 0))
+            | (f.memEnable ? Self.memEnable : 0) | (f.cacheEnable ? CXLDeviceDVSEC.Control.cacheEnable.mask : 0))
         if f.configLock {
             config.write(Self.lockRegister, width: 2, value: Self.configLockBit)
-            applyConfigLock()
+            dvsec.applyConfigLock(&config)
         }
     }
 
     // MARK: Events
 
     var nextDeadline: UInt64? {
-        var ds: [UInt64] = pendingCommits.values.map(\.deadline)
-        if let r = cxlReset { ds.append(r.deadline) }
-        if let w = writebackDeadline { ds.append(w) }
-        if let v = memoryValidAt { ds.append(v) }
-        if let a = memoryActiveAt { ds.append(a) }
-        return ds.min()
+        // Evaluated on every access: no array.
+        var next: UInt64?
+        func take(_ d: UInt64?) { if let d, next.map({ d < $0 }) ?? true { next = d } }
+        for c in pendingCommits.values { take(c.deadline) }
+        take(cxlReset?.deadline)
+        take(writebackDeadline)
+        take(memoryValidAt)
+        take(memoryActiveAt)
+        return next
     }
 
     /// Apply every delayed effect due by `now`, earliest first.
     mutating func processEvents(now: UInt64, memory: DeviceMemory) {
+        // Every access comes here: nothing scheduled is the common case, answered without a look at the deadlines.
+        guard memoryValidAt != nil || memoryActiveAt != nil || writebackDeadline != nil || cxlReset != nil || !pendingCommits.isEmpty else {
+            return
+        }
         while let next = nextDeadline, next <= now {
             if let v = memoryValidAt, v == next {
                 memoryValidAt = nil
@@ -381,7 +384,7 @@ struct State {
             } else if let a = memoryActiveAt, a == next {
                 memoryActiveAt = nil
                 config.setBits(Self.range1SizeLow, width: 4, mask: Self.memoryActive, to: true)
-                deviceRegs.store(DeviceRegisterBlock.memoryDeviceStatusRegister.field("Media Status")!,
+                deviceRegs.store(DeviceRegisterBlock.mediaStatus,
                                  of: DeviceRegisterBlock.memoryDeviceStatusRegister, base: Layout.memoryDeviceStatusRegisters, value: 1)
             } else if let w = writebackDeadline, w == next {
                 writebackDeadline = nil
@@ -415,32 +418,20 @@ struct State {
     // MARK: Config writes
 
     mutating func configWrite(_ offset: Int, width: Int, value: UInt64, now: UInt64, memory: DeviceMemory) {
-        let w = config.write(offset, width: width, value: value)
+        // CONFIG_LOCK (§8.1.3.6) and the Control2 doorbells (§8.1.3.4): the DVSEC model.
+        let (w, rung) = dvsec.write(&config, offset: offset, width: width, value: value)
         // PCIe 6.0 §7.5.3.4: Initiate Function Level Reset, a doorbell reading 0.
         if w.covers(Self.deviceControl, width: 2), w.writtenBits(ofRegisterAt: Self.deviceControl, width: 2) & Self.flrBit != 0 {
             config.setBits(Self.deviceControl, width: 2, mask: Self.flrBit, to: false)
             functionLevelReset()
             return
         }
-        if w.covers(Self.lockRegister, width: 2) { applyConfigLock() }
-        if w.covers(Self.control2, width: 2) {
-            let rung = w.writtenBits(ofRegisterAt: Self.control2, width: 2) & CXLDeviceDVSEC.control2Doorbells
-            config.setBits(Self.control2, width: 2, mask: CXLDeviceDVSEC.control2Doorbells, to: false)
-            let c = profile.capabilities
-            if rung & Self.initiateWBI != 0 && c.cacheWritebackInvalidate { startWriteback(now: now) }
-            if rung & Self.initiateReset != 0 && c.cxlReset {
-                startCXLReset(now: now, memClear: c.memClear && config.read(Self.control2, width: 2) & Self.memClrEnable != 0)
-            }
+        let c = profile.capabilities
+        if rung.contains(.writebackInvalidate) && c.cacheWritebackInvalidate { startWriteback(now: now) }
+        if rung.contains(.cxlReset) && c.cxlReset {
+            startCXLReset(now: now, memClear: c.memClear && dvsec.memClearRequested(config))
         }
         if w.covers(Layout.msix + MSIXCapability.messageControl.offset, width: 2) { deliverPending() }
-    }
-
-    /// CXL 3.1 §8.1.3.6: CONFIG_LOCK makes every RWL field of the DVSEC read-only
-    /// (Control but IO_Enable, Range Base High/Low) until a conventional reset.
-    mutating func applyConfigLock() {
-        if config.read(Self.lockRegister, width: 2) & Self.configLockBit != 0 {
-            config.setLock(Self.dvsecRange, true)
-        }
     }
 
     /// Control2 Initiate Cache Write Back and Invalidation (§8.1.3.4): Cache Invalid
@@ -455,7 +446,7 @@ struct State {
     /// duration) times the time factor. A second initiate while one runs is ignored.
     mutating func startCXLReset(now: UInt64, memClear: Bool) {
         guard cxlReset == nil, !cxlResetHung else { return }
-        config.setBits(Self.status2, width: 2, mask: Self.resetComplete | Self.resetError, to: false)
+        dvsec.beginCXLReset(&config)
         if profile.faults.cxlResetNeverCompletes {
             cxlResetHung = true
             return
@@ -473,7 +464,7 @@ struct State {
     mutating func completeCXLReset(now: UInt64, memClear: Bool, memory: DeviceMemory) {
         cxlReset = nil
         if profile.faults.cxlResetReportsError {
-            config.setBits(Self.status2, width: 2, mask: Self.resetError, to: true)
+            dvsec.finishCXLReset(&config, succeeded: false)
             return
         }
         resetPCIFunctionState()
@@ -482,7 +473,7 @@ struct State {
         writebackDeadline = nil
         if memClear { memory.clear() }
         restartMemoryTimers(now: now)
-        config.setBits(Self.status2, width: 2, mask: Self.resetComplete, to: true)
+        dvsec.finishCXLReset(&config, succeeded: true)
     }
 
     // MARK: Resets
@@ -507,7 +498,7 @@ struct State {
         component.reset(Self.rasRange, keeping: [.sticky])
         pendingCommits = [:]
         hungCommits = []
-        commitFailures = [:]
+        hdm.forgetFailures()
     }
 
     /// FLR (PCIe 6.0 §6.6.2; CXL 3.1 §9.5): PCI function state only. CXL.cache/.mem,
@@ -541,7 +532,7 @@ struct State {
         interrupts = []
         pendingCommits = [:]
         hungCommits = []
-        commitFailures = [:]
+        hdm.forgetFailures()
         cxlReset = nil
         cxlResetHung = false
         writebackDeadline = nil
@@ -552,7 +543,7 @@ struct State {
     // MARK: BAR0
 
     var memorySpaceEnabled: Bool {
-        config.read(PCIHeader.command.offset, width: 2) & Self.bit(PCIHeader.command, "Memory Space Enable") != 0
+        config.read(PCIHeader.command.offset, width: 2) & PCIHeader.Command.memorySpaceEnable.mask != 0
     }
 
     mutating func bar0Read(_ offset: UInt64, width: Int) -> UInt64 {
@@ -568,19 +559,12 @@ struct State {
 
     mutating func bar0Write(_ offset: UInt64, width: Int, value: UInt64, now: UInt64, memory: DeviceMemory) {
         if let o = componentOffset(offset) {
-            // Only a decoder whose Control the write touches can commit or de-commit.
-            var touched: [(n: Int, locked: Bool)] = []
-            for n in 0..<profile.decoderCount {
-                let c = Self.decoderControl(n)
-                if c < o + width && o < c + 4 { touched.append((n, component.isLocked(c))) }
-            }
-            let w = component.write(o, width: width, value: value)
-            for (n, locked) in touched where w.covers(Self.decoderControl(n), width: 4) && !locked {
-                let ctl = Self.decoderControl(n)
-                let before = w.beforeBits(ofRegisterAt: ctl, width: 4) & Self.commitBit
-                let after = component.read(ctl, width: 4) & Self.commitBit
-                if before == 0 && after != 0 { startCommit(n, now: now) }
-                if before != 0 && after == 0 { decommit(n) }
+            // Only a decoder whose Control the write covers can commit or de-commit.
+            for edge in hdm.write(&component, offset: o, width: width, value: value).1 {
+                switch edge {
+                case .commit(let n): startCommit(n, now: now)
+                case .decommit(let n): decommit(n)
+                }
             }
         } else if offset >= Layout.deviceRegisterBlock, offset < Layout.deviceRegisterBlock + Layout.deviceRegisterBlockSize {
             deviceRegs.write(Int(offset - Layout.deviceRegisterBlock), width: width, value: value)
@@ -596,28 +580,22 @@ struct State {
         return Int(offset - cm)
     }
 
-    // MARK: HDM decoder commit (CXL 3.1 §8.2.4.20.7, §8.2.4.20.12)
+    // MARK: HDM decoder commit (CXL 3.1 §8.2.4.20.7, §8.2.4.20.12): the HDMDecoderDevice model
 
-    func programming(_ n: Int) -> DecoderProgramming {
-        DecoderProgramming(decoder: n) { component.read(Layout.hdmCapability + $0, width: $1) }
-    }
+    func programming(_ n: Int) -> DecoderProgramming { hdm.programming(n, in: component) }
 
-    func isCommitted(_ n: Int) -> Bool { component.read(Self.decoderControl(n), width: 4) & Self.committedBit != 0 }
+    func isCommitted(_ n: Int) -> Bool { hdm.isCommitted(n, in: component) }
 
     /// Commit 0 -> 1: Committed and Error Not Committed clear; the checks run on the
     /// programming as written; the result appears after the commit latency.
     mutating func startCommit(_ n: Int, now: UInt64) {
-        component.setBits(Self.decoderControl(n), width: 4, mask: Self.committedBit | Self.errorBit, to: false)
-        commitFailures[n] = nil
+        hdm.beginCommit(n, in: &component)
         pendingCommits[n] = nil
         if profile.faults.commitNeverCompletes {
             hungCommits.insert(n)
             return
         }
-        let failure: CommitFailure? = profile.faults.commitReportsError ? .injectedFault
-            // The checks look at decoders 0...n only (order, overlap, DPA allocation);
-            // closures, not `map(programming)`, so the device state is not copied.
-            : rules.check(decoder: n, decoders: (0...n).map { programming($0) }, committed: (0...n).map { isCommitted($0) })
+        let failure: CommitFailure? = profile.faults.commitReportsError ? .injectedFault : hdm.check(n, in: component)
         let latency = profile.timing.commitLatencyMicroseconds * 1000
         if latency == 0 {
             finishCommit(n, failure: failure)
@@ -626,25 +604,16 @@ struct State {
         }
     }
 
+    /// The result: Committed (Lock On Commit freezes the decoder) or Error Not Committed.
     mutating func finishCommit(_ n: Int, failure: CommitFailure?) {
-        if let failure {
-            commitFailures[n] = failure
-            component.setBits(Self.decoderControl(n), width: 4, mask: Self.errorBit, to: true)
-            return
-        }
-        component.setBits(Self.decoderControl(n), width: 4, mask: Self.committedBit, to: true)
-        // Lock On Commit: the decoder's registers freeze until a reset clears the lock.
-        if component.read(Self.decoderControl(n), width: 4) & Self.lockOnCommitBit != 0 {
-            component.setLock(Self.decoderRange(n), true)
-        }
+        hdm.finishCommit(n, failure: failure, in: &component)
     }
 
     /// Commit 1 -> 0 on an unlocked decoder: de-commit at once.
     mutating func decommit(_ n: Int) {
         pendingCommits[n] = nil
         hungCommits.remove(n)
-        commitFailures[n] = nil
-        component.setBits(Self.decoderControl(n), width: 4, mask: Self.committedBit | Self.errorBit, to: false)
+        hdm.decommit(n, in: &component)
     }
 
     // MARK: Memory decode
@@ -691,8 +660,8 @@ struct State {
         // HDM Decoder Enable 0: DVSEC Range 1 decodes (§8.1.3.8), DPA 0 at Range 1 Base.
         let r = CXLDeviceDVSEC.range1
         let dv = Layout.cxlDevice
-        let base = config.read(r.baseHigh, base: dv) << 32 | (config.read(r.baseLow, base: dv) & r.baseLow.field("Memory_Base_Low")!.mask)
-        let size = config.read(r.sizeHigh, base: dv) << 32 | (config.read(r.sizeLow, base: dv) & r.sizeLow.field("Memory_Size_Low")!.mask)
+        let base = config.read(r.baseHigh, base: dv) << 32 | (config.read(r.baseLow, base: dv) & CXLDeviceDVSEC.rangeBaseLow.mask)
+        let size = config.read(r.sizeHigh, base: dv) << 32 | (config.read(r.sizeLow, base: dv) & CXLDeviceDVSEC.rangeSizeLow.mask)
         return { (hpa: UInt64) throws(DeviceMemoryError) -> (dpa: UInt64, run: UInt64) in
             guard hpa >= base, hpa - base < size else { throw .notDecoded(hpa: hpa) }
             let dpa = hpa - base
@@ -722,8 +691,8 @@ struct State {
     // MARK: MSI-X (PCI 3.0 §6.8.2)
 
     private var msixControl: UInt64 { config.read(Layout.msix + MSIXCapability.messageControl.offset, width: 2) }
-    private var msixEnabled: Bool { msixControl & Self.bit(MSIXCapability.messageControl, "MSI-X Enable") != 0 }
-    private var functionMasked: Bool { msixControl & Self.bit(MSIXCapability.messageControl, "Function Mask") != 0 }
+    private var msixEnabled: Bool { msixControl & MSIXCapability.Control.enable.mask != 0 }
+    private var functionMasked: Bool { msixControl & MSIXCapability.Control.functionMask.mask != 0 }
     private func vectorMasked(_ v: Int) -> Bool { msix.read(MSIXCapability.tableEntrySize * v + 0xC, width: 4) & 1 != 0 }
     private var pbaBase: Int { Int(Layout.msixPBA - Layout.msixTable) }
 

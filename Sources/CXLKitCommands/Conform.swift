@@ -60,11 +60,100 @@ public final class VFIOUserConformTarget: CXLConformTarget {
     }
 }
 
+/// The conformance checks' view of a device the kernel's VFIO owns (`vfio:BDF`): a kernel vfio-cxl driver (the v4
+/// series' `vfio-cxl` variant of vfio-pci) reached through the VFIO backend as a VMM reaches it. Region reads, writes
+/// and mmaps go straight to the kernel (pread/pwrite/mmap of the device fd at the region's offset), without the
+/// backend's own bounds and sparse-area checks, so that what is refused is refused by the kernel under test.
+public final class VFIOKernelConformTarget: CXLConformTarget {
+    public let address: String
+    let open: () throws(CommandError) -> VFIOKernelDevice
+    public private(set) var device: VFIOKernelDevice
+    private var regions: [UInt32: VFIOKernelRegion] = [:]
+
+    public init(address: String, open: @escaping () throws(CommandError) -> VFIOKernelDevice) throws(CommandError) {
+        self.address = address
+        self.open = open
+        device = try open()
+    }
+    deinit { device.close() }
+
+    /// Closes the device fd (the kernel's close_device: per-open state goes) and opens it again.
+    public func reopen() throws {
+        device.close()
+        regions = [:]
+        device = try open()
+    }
+
+    public var transport: String { "kernel VFIO" }
+    /// vfio-pci's mmap checks the sparse areas itself (`vfio_pci_core_mmap`).
+    public var mmapRefusesExcludedRanges: Bool { true }
+    /// A dma-buf export plus IOMMU_IOAS_MAP_FILE is the kernel's path; the check says it is not implemented here yet.
+    public var canMapDMABuf: Bool { true }
+
+    public func deviceInfo() throws -> VFIODeviceInfo { device.info }
+
+    private func region(_ index: UInt32) throws -> VFIOKernelRegion {
+        if let r = regions[index] { return r }
+        let r = try device.regionInfo(index)
+        regions[index] = r
+        return r
+    }
+
+    public func regionInfo(_ index: UInt32) throws -> CXLConformRegion {
+        let r = try device.regionInfo(index)
+        regions[index] = r
+        return CXLConformRegion(index: index, flags: r.info.flags, size: r.info.size, capabilities: r.info.capabilities)
+    }
+
+    public func read(region index: UInt32, offset: UInt64, count: Int) throws -> [UInt8] {
+        let r = try region(index)
+        let (at, o) = r.offset.addingReportingOverflow(offset)
+        guard !o else { throw CommandError("region \(index) offset overflows") }
+        switch device.system.pread(device.deviceFD, count: count, offset: at) {
+        case .success(let b): return b
+        case .failure(let e): throw CommandError("pread region \(index) +0x\(String(offset, radix: 16))/\(count): \(e.text)")
+        }
+    }
+
+    public func write(region index: UInt32, offset: UInt64, data: [UInt8]) throws {
+        let r = try region(index)
+        let (at, o) = r.offset.addingReportingOverflow(offset)
+        guard !o else { throw CommandError("region \(index) offset overflows") }
+        switch device.system.pwrite(device.deviceFD, data, offset: at) {
+        case .success(let n) where n == data.count: return
+        case .success(let n): throw CommandError("pwrite region \(index) +0x\(String(offset, radix: 16)): \(n) of \(data.count) bytes")
+        case .failure(let e): throw CommandError("pwrite region \(index) +0x\(String(offset, radix: 16))/\(data.count): \(e.text)")
+        }
+    }
+
+    public func map(region index: UInt32, offset: UInt64, length: Int) throws -> VFIOSharedMemory {
+        let r = try region(index)
+        let (at, o) = r.offset.addingReportingOverflow(offset)
+        guard !o, length > 0 else { throw CommandError("region \(index): bad window 0x\(String(offset, radix: 16))+0x\(String(length, radix: 16))") }
+        switch device.system.mmap(device.deviceFD, size: length, offset: at) {
+        case .success(let p): return VFIOSharedMemory(adopting: p, size: length, fd: device.deviceFD)
+        case .failure(let e): throw CommandError("mmap region \(index) +0x\(String(offset, radix: 16)): \(e.text)")
+        }
+    }
+
+    /// VFIO_DEVICE_RESET; EAGAIN (the v4 driver's answer while a reset cannot run yet) is named so the check retries.
+    public func reset() throws {
+        do { try device.reset() } catch {
+            if error.errno == EAGAIN { throw CommandError("VFIO_DEVICE_RESET: EAGAIN") }
+            throw error
+        }
+    }
+
+    public func feature(flags: UInt32, data: [UInt8]) throws -> [UInt8] {
+        throw CommandError("VFIO_DEVICE_FEATURE is not implemented in the kernel VFIO backend")
+    }
+}
+
 extension CXLKit {
     /// `cxlkit conform TARGET`: the 19 `vfio_cxl_type2_test` checks against a vfio-cxl device. Returns the report
-    /// and whether every check passed or was skipped. TARGET is `vfio-user:SOCKET` (`vfio:BDF` comes with the kernel
-    /// VFIO backend).
-    public static func conform(target: String, json: Bool) throws(CommandError) -> (output: String, ok: Bool) {
+    /// and whether every check passed or was skipped. TARGET is `vfio-user:SOCKET` (our client) or `vfio:BDF` (the
+    /// kernel's own vfio-cxl, through the kernel VFIO backend; `resolver`'s vfio scheme, so tests can hand in a fake).
+    public static func conform(target: String, json: Bool, resolver: TargetResolver = TargetResolver()) throws(CommandError) -> (output: String, ok: Bool) {
         let results: [CXLConformResult]
         if target.hasPrefix("vfio-user:") {
             let path = String(target.dropFirst("vfio-user:".count))
@@ -73,9 +162,12 @@ extension CXLKit {
             do { t = try VFIOUserConformTarget(socketPath: path) } catch { throw CommandError("\(target): \(error)") }
             do { results = try VFIOCXLConformance.run(t) } catch { throw CommandError("\(target): \(error)") }
         } else if target.hasPrefix("vfio:") {
-            throw CommandError("\(target): the kernel VFIO backend is not available yet; use vfio-user:SOCKET")
+            guard let scheme = resolver.schemes["vfio"] as? VFIOScheme else { throw CommandError("vfio: scheme not registered") }
+            let rest = String(target.dropFirst("vfio:".count)), options = resolver.options
+            let t = try VFIOKernelConformTarget(address: target) { () throws(CommandError) -> VFIOKernelDevice in try scheme.openDevice(rest, options: options) }
+            do { results = try VFIOCXLConformance.run(t) } catch { throw CommandError("\(target): \(error)") }
         } else {
-            throw CommandError("\(target): conform takes vfio-user:SOCKET")
+            throw CommandError("\(target): conform takes vfio-user:SOCKET or vfio:BDF")
         }
         return (conformReport(target: target, results: results, json: json), !results.contains { $0.status == .fail })
     }

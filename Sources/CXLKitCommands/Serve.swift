@@ -237,13 +237,18 @@ extension VFIOUserSocketPermissions {
 nonisolated(unsafe) private var serveStopFD: Int32 = -1
 
 /// A profile with device SRAM (`deviceSRAM`) makes BAR0 mmap-able: its memfd backs the BAR, and only the SRAM window
-/// is offered in the sparse mmap (the registers around it stay trapped).
+/// is offered in the sparse mmap (the registers around it stay trapped). A profile with `prefetchableMemoryBAR` makes
+/// BAR2 mmap-able: the device-memory memfd backs it (BAR offset = DPA), mappable over the device memory.
 extension EmulatedCXLDevice: VFIOMappablePCIFunction {
     public func mmapBacking(bar: Int) -> VFIORegionMapping? {
+        if bar == 2, profile.prefetchableMemoryBAR { return VFIORegionMapping(fd: memoryFD, fileOffset: 0) }
         guard bar == 0, let b = bar0Backing else { return nil }
         return VFIORegionMapping(fd: b.fd, fileOffset: 0)
     }
     public func mmapAreas(bar: Int) -> [VFIOSparseArea]? {
+        if bar == 2, profile.prefetchableMemoryBAR, let b = bars.first(where: { $0.index == 2 }) {
+            return b.size > memorySize ? [VFIOSparseArea(offset: 0, size: memorySize)] : nil
+        }
         guard bar == 0, let b = bar0Backing else { return nil }
         return [VFIOSparseArea(offset: b.window.lowerBound, size: b.window.upperBound - b.window.lowerBound)]
     }

@@ -10,10 +10,11 @@ extension CXLKit {
     /// The VFIO device `cxlkit serve --device` puts on the socket for a real function: vfio-cxl around it, exactly
     /// as for the emulated device (DVSEC shadow, HDM shadow, reset orchestration). Without device memory to serve
     /// (`memory` nil) or without usable CXL state it is served as plain PCI, the reason logged.
-    public static func makeServedDevice(function: any PCIFunction, memory: (any CXLDeviceMemory)?,
+    public static func makeServedDevice(function: any PCIFunction, memory: (any CXLDeviceMemory)?, missingMemoryReason: String? = nil,
                                         logger: Logger = Logger(label: "vfio-cxl")) throws(CommandError) -> VFIOCXLDevice {
         var options = VFIOCXLOptions()
         options.logger = logger
+        if let missingMemoryReason { options.missingMemoryReason = missingMemoryReason }
         do { return try VFIOCXLDevice(function: function, memory: memory, options: options) } catch { throw CommandError("\(function.address): \(error)") }
     }
 }
@@ -30,8 +31,13 @@ public final class DeviceServeSession: @unchecked Sendable {
     public let socketPath: String
     let logger: Logger
 
+    /// The device memory served as the CXL memory region (region 9), nil when served as plain PCI.
+    public let memory: BARDeviceMemory?
+
     /// Opens `target` (`vfio:BDF`; `resolver`'s vfio scheme, so tests can hand in a fake kernel) and listens.
-    public init(target: String, socketPath: String, permissions: VFIOUserSocketPermissions = VFIOUserSocketPermissions(),
+    /// `memoryBAR` names the BAR holding the device's memory (DPA 0 at BAR offset 0); nil: the one prefetchable,
+    /// mappable BAR besides the component registers' that can hold the DVSEC's memory, if there is exactly one.
+    public init(target: String, socketPath: String, memoryBAR: Int? = nil, permissions: VFIOUserSocketPermissions = VFIOUserSocketPermissions(),
                 resolver: TargetResolver = TargetResolver(), logger: Logger = Logger(label: "cxlkit.serve")) throws(CommandError) {
         guard target.hasPrefix("vfio:") else {
             throw CommandError("--device \(target): serve takes a device bound to vfio-pci, as vfio:BDF (e.g. vfio:0000:3b:00.0)")
@@ -40,7 +46,17 @@ public final class DeviceServeSession: @unchecked Sendable {
         function = try scheme.open(String(target.dropFirst(5)), options: resolver.options)
         // The client's Command is virtual; this process's own accesses need the BARs decoded.
         function.keepMemoryEnabled = true
-        device = try CXLKit.makeServedDevice(function: function, memory: nil, logger: logger)
+        // The CXL memory region: the device's memory BAR, mapped by the client through the kernel device fd.
+        var memory: BARDeviceMemory?, missing: String?
+        do throws(VFIOCXLError) {
+            let layout = try CXLPassthroughLayout.discover(function)
+            memory = try BARDeviceMemory.find(in: function, layout: layout, bar: memoryBAR)
+        } catch {
+            if let memoryBAR { throw CommandError("\(target): --memory-bar \(memoryBAR): \(error)") }
+            if case .notCXL(let reason) = error { missing = reason } else { missing = error.description }
+        }
+        self.memory = memory
+        device = try CXLKit.makeServedDevice(function: function, memory: memory, missingMemoryReason: missing, logger: logger)
         self.socketPath = socketPath
         self.logger = logger
         do { server = try VFIOUserServer(device: device, socketPath: socketPath, logger: logger, permissions: permissions) } catch {
@@ -54,6 +70,7 @@ public final class DeviceServeSession: @unchecked Sendable {
         logger.info("serving", metadata: ["device": "\(function.address)", "socket": "\(socketPath)",
                                           "vfio": "\(function.device.access)", "regions": "\(info.numRegions)", "irqs": "\(info.numIRQs)",
                                           "cxl": "\(device.layout != nil ? "yes" : "no: \(device.cxlDisabledReason ?? "")")",
+                                          "memory": "\(memory.map { "BAR\($0.bar), 0x\(String($0.memorySize, radix: 16)) bytes" } ?? "none")",
                                           "resets": "\(function.resetMethods.map(\.rawValue).joined(separator: ","))"])
         do { try server.run() } catch { throw CommandError("\(socketPath): \(error)") }
         logger.info("stopped", metadata: ["clients_served": "\(server.clientsServed)"])

@@ -30,6 +30,18 @@ public struct VFIOScheme: TargetScheme {
         }
     }
 
+    /// Opens `rest` as a bare `VFIOKernelDevice` (no PCI adapter: `conform` speaks to the device as a VMM does).
+    public func openDevice(_ rest: String, options: TargetOptions) throws(CommandError) -> VFIOKernelDevice {
+        guard !rest.isEmpty else { throw CommandError("vfio: needs a PCI address bound to vfio-pci (vfio:0000:3b:00.0)") }
+        do {
+            return try VFIOKernelDevice.open(rest, options: VFIOKernelOpenOptions(sysfsRoot: options.sysfsRoot, devRoot: devRoot, path: path), system: system)
+        } catch {
+            let text = error.description
+            if let a = PCIAddress(rest), text.hasPrefix(a.description + ":") { throw CommandError("vfio:" + text) }
+            throw CommandError("vfio:\(rest): \(text)")
+        }
+    }
+
     public func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget] {
         [try ResolvedTarget(function: try open(rest, options: options))]
     }

@@ -34,6 +34,12 @@ public final class VFIOIRQTable: @unchecked Sendable {
         return i.fds[vector]
     }
 
+    /// Every vector's eventfd of `index` (nil where none is wired); empty for an unknown index.
+    public func eventfds(index: UInt32) -> [VFIOEventFD?] {
+        lock.lock(); defer { lock.unlock() }
+        return indices[index]?.fds ?? []
+    }
+
     /// Whether `vector` of `index` was triggered while masked.
     public func isPending(index: UInt32, vector: Int) -> Bool {
         lock.lock(); defer { lock.unlock() }

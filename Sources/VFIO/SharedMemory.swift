@@ -32,6 +32,12 @@ public final class VFIOSharedMemory: @unchecked Sendable {
         self.fd = fd; self.size = size; self.base = p; self.ownsFD = takeOwnership
     }
 
+    /// Adopts an existing shared mapping of `size` bytes at `base` (e.g. a VFIO region mapped through the kernel
+    /// backend's system), unmapped on deinit; `fd` is the caller's.
+    public init(adopting base: UnsafeMutableRawPointer, size: Int, fd: Int32) {
+        self.fd = fd; self.size = size; self.base = base; self.ownsFD = false
+    }
+
     deinit {
         munmap(base, size)
         if ownsFD { close(fd) }

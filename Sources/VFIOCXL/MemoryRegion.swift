@@ -7,7 +7,8 @@ import Foundation
 import VFIO
 
 /// The device-memory region (subtype 1): DPA 0 ... size, read and written through
-/// the backing fd, mmappable through it for zero-copy access.
+/// the backing (`CXLDeviceMemory.readMemory`/`writeMemory`), mmappable through its fd
+/// at `memoryFileOffset` for zero-copy access.
 ///
 /// The region is gated from the start of a reset until decoder 0 is committed again
 /// (as the posted series' `region_active`): accesses then fail with EIO and the
@@ -29,7 +30,7 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
                                   capabilities: [VFIORegionTypeCapability(type: VFIOCXLUAPI.regionType, subtype: VFIOCXLUAPI.memorySubtype).capability])
         if isActive {
             info.flags.insert(.mmap)
-            info.mapping = VFIORegionMapping(fd: memory.memoryFD, fileOffset: 0)
+            info.mapping = VFIORegionMapping(fd: memory.memoryFD, fileOffset: memory.memoryFileOffset)
         }
         return info
     }
@@ -42,15 +43,27 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
 
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         try check(offset, count)
-        var out = [UInt8](repeating: 0, count: count)
-        let n = out.withUnsafeMutableBytes { pread(memory.memoryFD, $0.baseAddress, count, off_t(offset)) }
-        guard n == count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
-        return out
+        do { return try memory.readMemory(at: offset, count: count) } catch { throw .system(errno: VFIOErrno.EIO, "device memory read: \(error)") }
+    }
+
+    /// Straight into the caller's buffer (vfio-user's server: its send buffer), no array.
+    func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        try check(offset, buffer.count)
+        guard buffer.count > 0 else { return }
+        let n = pread(memory.memoryFD, buffer.baseAddress, buffer.count, off_t(offset))
+        guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
+    }
+
+    /// Straight from the caller's buffer (vfio-user's server: its receive buffer), no array.
+    func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+        try check(offset, buffer.count)
+        guard buffer.count > 0 else { return }
+        let n = pwrite(memory.memoryFD, buffer.baseAddress, buffer.count, off_t(offset))
+        guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
     }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
         try check(offset, data.count)
-        let n = data.withUnsafeBytes { pwrite(memory.memoryFD, $0.baseAddress, data.count, off_t(offset)) }
-        guard n == data.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
+        do { try memory.writeMemory(at: offset, data) } catch { throw .system(errno: VFIOErrno.EIO, "device memory write: \(error)") }
     }
 }

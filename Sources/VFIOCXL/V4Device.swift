@@ -98,10 +98,10 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
         let l = try CXLPassthroughLayout.discover(function)
         layout = l
         let capability = CXLDeviceDVSEC.capability
-        guard capability.field("CXL Reset Capable")!.extract(l.capability) != 0 else {
+        guard CXLDeviceDVSEC.cxlResetCapable.extract(l.capability) != 0 else {
             throw .refused("no CXL Reset capability (DVSEC CXL Capability bit 7): a guest would poll a reset forever")
         }
-        memClearCapable = capability.field("CXL Reset Mem Clr Capable")!.extract(l.capability) != 0
+        memClearCapable = CXLDeviceDVSEC.memClearCapable.extract(l.capability) != 0
         let hdm = l.componentOffset + UInt64(l.hdmOffset)
         func hostRead(_ off: Int) throws(VFIOCXLError) -> UInt64 {
             do { return try function.barRead(l.componentBAR, offset: hdm + UInt64(off), width: 4) }
@@ -115,7 +115,7 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
             for r in HDMDecoderCapability.decoderRegisters(n, endpoint: true) { regs[r.offset] = try hostRead(r.offset) }
             values[n] = regs
             let ctl = regs[HDMDecoderRegisters(n).control.offset] ?? 0
-            if ctl & control.field("Committed")!.mask != 0 { committed.append(n) }
+            if ctl & HDMDecoderCapability.Control.committed.mask != 0 { committed.append(n) }
         }
         guard committed.count == 1, let n = committed.first, let regs = values[n] else {
             let which = committed.isEmpty ? "no HDM decoder is committed" : "\(committed.count) HDM decoders are committed (\(committed.map(String.init).joined(separator: ", ")))"
@@ -214,7 +214,7 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
         let ctl = HDMDecoderRegisters(decoder).control
         let off = layout.componentOffset + UInt64(layout.hdmOffset + ctl.offset)
         guard let v = try? function.barRead(layout.componentBAR, offset: off, width: 4) else { return false }
-        return v & HDMDecoderCapability.control.field("Committed")!.mask != 0
+        return v & HDMDecoderCapability.Control.committed.mask != 0
     }
 }
 
@@ -240,7 +240,7 @@ final class V4MemoryRegion: VFIORegionAccessHandler, @unchecked Sendable {
                                   capabilities: [VFIORegionTypeCapability(type: VFIOCXLUAPI.regionType, subtype: VFIOCXLUAPI.cxlMemSubtype).capability])
         if isActive {
             info.flags.insert(.mmap)
-            info.mapping = VFIORegionMapping(fd: memory.memoryFD, fileOffset: dpaBase + (faults.contains(.memoryMMapSkewed) ? 4096 : 0))
+            info.mapping = VFIORegionMapping(fd: memory.memoryFD, fileOffset: memory.memoryFileOffset + dpaBase + (faults.contains(.memoryMMapSkewed) ? 4096 : 0))
             if faults.contains(.memoryMMapUnder2MiB) {
                 info.capabilities.append(VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: min(size, 1 << 20))]).capability)
             }
@@ -248,42 +248,36 @@ final class V4MemoryRegion: VFIORegionAccessHandler, @unchecked Sendable {
         return info
     }
 
-    private func check(_ offset: UInt64, _ count: Int) throws(VFIOError) -> off_t {
+    private func check(_ offset: UInt64, _ count: Int) throws(VFIOError) -> UInt64 {
         guard isActive else { throw .system(errno: VFIOErrno.EIO, "device memory is gated until the decoder is restored (hdm_valid)") }
         let (end, o) = offset.addingReportingOverflow(UInt64(count))
         guard !o, end <= size else { throw .invalidArgument("CXL_MEM access 0x\(String(offset, radix: 16))+\(count) past 0x\(String(size, radix: 16))") }
-        return off_t(dpaBase + offset)
+        return dpaBase + offset
     }
 
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         let at = try check(offset, count)
-        var out = [UInt8](repeating: 0, count: count)
-        let n = out.withUnsafeMutableBytes { pread(memory.memoryFD, $0.baseAddress, count, at) }
-        guard n == count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
-        return out
+        do { return try memory.readMemory(at: at, count: count) } catch { throw .system(errno: VFIOErrno.EIO, "device memory read: \(error)") }
     }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
         let at = try check(offset, data.count)
-        let n = data.withUnsafeBytes { pwrite(memory.memoryFD, $0.baseAddress, data.count, at) }
-        guard n == data.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
+        do { try memory.writeMemory(at: at, data) } catch { throw .system(errno: VFIOErrno.EIO, "device memory write: \(error)") }
     }
 
     /// Zeroes the decoder's range through the fd, writing only chunks that are not zero already (holes in a memfd
     /// stay holes).
     func zero() throws(VFIOError) {
         let chunk = 1 << 20
-        var buf = [UInt8](repeating: 0, count: chunk)
         let zeros = [UInt8](repeating: 0, count: chunk)
         var off: UInt64 = 0
         while off < size {
             let n = Int(min(UInt64(chunk), size - off))
-            let at = off_t(dpaBase + off)
-            let r = buf.withUnsafeMutableBytes { pread(memory.memoryFD, $0.baseAddress, n, at) }
-            guard r == n else { throw .system(errno: VFIOErrno.EIO, "reading device memory: \(r < 0 ? systemErrorText(errno) : "short")") }
+            let at = dpaBase + off
+            let buf: [UInt8]
+            do { buf = try memory.readMemory(at: at, count: n) } catch { throw .system(errno: VFIOErrno.EIO, "reading device memory: \(error)") }
             if memcmp(buf, zeros, n) != 0 {
-                let w = zeros.withUnsafeBytes { pwrite(memory.memoryFD, $0.baseAddress, n, at) }
-                guard w == n else { throw .system(errno: VFIOErrno.EIO, "zeroing device memory: \(w < 0 ? systemErrorText(errno) : "short")") }
+                do { try memory.writeMemory(at: at, Array(zeros[0..<n])) } catch { throw .system(errno: VFIOErrno.EIO, "zeroing device memory: \(error)") }
             }
             off += UInt64(n)
         }
@@ -347,7 +341,7 @@ final class V4CompRegsRegion: VFIORegionAccessHandler, @unchecked Sendable {
         let dword = off & ~3
         var v = try live32(dword)
         if let o = overlay[dword] { v = o }
-        if dword == control0 && faults.contains(.lockHidden) { v &= ~UInt32(HDMDecoderCapability.control.field("Lock On Commit")!.mask) }
+        if dword == control0 && faults.contains(.lockHidden) { v &= ~UInt32(HDMDecoderCapability.Control.lockOnCommit.mask) }
         let bytes = (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(8 * $0)) }
         let start = off - dword
         return (0..<count).map { start + $0 < 4 ? bytes[start + $0] : 0 }
@@ -360,8 +354,8 @@ final class V4CompRegsRegion: VFIORegionAccessHandler, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if off == baseLow0 && faults.contains(.baseWritable) { overlay[off] = v }
         if off == control0 && faults.contains(.decommitHonoured) {
-            let commit = UInt32(HDMDecoderCapability.control.field("Commit")!.mask)
-            let committed = UInt32(HDMDecoderCapability.control.field("Committed")!.mask)
+            let commit = UInt32(HDMDecoderCapability.Control.commit.mask)
+            let committed = UInt32(HDMDecoderCapability.Control.committed.mask)
             if v & commit == 0 { overlay[off] = (try live32(off)) & ~(commit | committed) } else { overlay[off] = nil }
         }
     }

@@ -12,6 +12,8 @@ public struct VFIOCXLOptions: Sendable {
     /// Waits and budgets of the save/restore engine (commit poll, CXL Reset timing).
     public var state = CXLStateOptions()
     public var logger = Logger(label: "vfio-cxl")
+    /// Why no device memory was handed in (`memory` nil), for `cxlDisabledReason` and the log.
+    public var missingMemoryReason = "no device memory backing"
     public init() {}
 }
 
@@ -55,7 +57,7 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         var region: MemoryRegionHandler?
         var firmwareCommitted = false
         do throws(VFIOCXLError) {
-            guard let memory else { throw .notCXL("no device memory backing") }
+            guard let memory else { throw .notCXL(options.missingMemoryReason) }
             let l = try CXLPassthroughLayout.discover(function)
             firmwareCommitted = try Self.hostDecoder0Committed(function, l)
             // The guest's view starts from what firmware left, before the host side
@@ -168,6 +170,11 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
             let report = try orchestrator.reset(method: .cxl, preserve: true, memClear: memClear)
             lastRestore = report.restore
             component.reset()
+            // A kernel-owned function lost its MSI/MSI-X programming to the CXL Reset, behind vfio-pci's back.
+            do { let rearmed = try rearmForwardedIRQs(); if !rearmed.isEmpty { options.logger.info("vfio-cxl: interrupts re-armed after CXL Reset: indices \(rearmed)") } } catch {
+                options.logger.error("vfio-cxl: re-arming interrupts after CXL Reset: \(error)")
+                return false
+            }
             if !report.succeeded { options.logger.error("vfio-cxl: guest CXL Reset: \(report.steps.joined(separator: "; "))") }
             return report.resetError == nil && (report.restore?.succeeded ?? false)
         } catch {
@@ -200,7 +207,7 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         let size = size / hdmGranule * hdmGranule
         let access = HDMRegisterAccess.bar(function, bar: layout.componentBAR, hdmOffset: layout.componentOffset + UInt64(layout.hdmOffset))
         let global = HDMDecoderCapability.globalControl
-        do { try access.write(global.offset, global.field("HDM Decoder Enable")!.mask) } catch { throw .hostSetup("\(global.name): \(error)") }
+        do { try access.write(global.offset, HDMDecoderCapability.hdmDecoderEnable.mask) } catch { throw .hostSetup("\(global.name): \(error)") }
         let result: HDMCommitResult
         do { result = try HDMCommitter(options).commit(decoder: 0, base: base, size: size, through: access) } catch {
             throw .hostSetup("decoder 0: \(error)")
@@ -213,7 +220,7 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         let control = CXLDeviceDVSEC.control
         do {
             let c = try function.read(control, base: layout.dvsecOffset)
-            try function.write(control, base: layout.dvsecOffset, value: c | control.field("Mem_Enable")!.mask)
+            try function.write(control, base: layout.dvsecOffset, value: c | CXLDeviceDVSEC.memEnable.mask)
         } catch { throw .hostSetup("DVSEC Mem_Enable: \(error)") }
     }
 }

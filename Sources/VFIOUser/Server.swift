@@ -1,6 +1,7 @@
 import CSwiftCXLSystem
 import Foundation
 import Logging
+import Synchronization
 import VFIO
 #if canImport(Glibc)
 import Glibc
@@ -241,7 +242,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     var clientCaps = VFIOUserCapabilities()
     var writeMultiple = false
     var dmaLayout: VFIOUserDMALayout = .spec
-    var pending: [VFIOUserReceived] = []
+    @exclusivity(unchecked) var pending: [VFIOUserReceived] = []
     var nextMessageID: UInt16 = 0
     var outstanding: Set<UInt16> = []
     var stashedReplies: [UInt16: VFIOUserReceived] = [:]
@@ -261,15 +262,18 @@ final class VFIOUserConnection: @unchecked Sendable {
     @exclusivity(unchecked) var partialSince: Int64?
     /// Region index -> size and access flags, taken from the device once per connection (fast-path dispatch).
     @exclusivity(unchecked) var regions: [VFIOUserRegionEntry] = []
-    /// The device, when it can read into and write from the message buffers directly.
-    let direct: (any VFIOUserDirectAccessDevice)?
+    /// The device, when it can read into and write from the message buffers directly. Not retained: the server
+    /// holds the device for longer than any of its connections lives (as `server` itself, unowned), and a strong
+    /// reference costs a retain and a release per message (slow ones: a device with weak references to it, as
+    /// `VFIOPCIDevice` has, keeps its counts in a side table).
+    unowned(unsafe) let direct: (any VFIOUserDirectAccessDevice)?
     /// REGION_READ/WRITE take the in-place path (off while debug logging wants every message logged).
     @exclusivity(unchecked) var fastPath = true
-    private let idleLock = NSLock()
-    private var _idle = false
+    /// Set twice per message (an atomic store, not a lock: this is the per-message path), read by the accept thread.
+    private let idle = Atomic<Bool>(false)
     /// Waiting for the client's next message (not handling one, not sending): a newcomer may be refused at once.
-    var isIdle: Bool { idleLock.lock(); defer { idleLock.unlock() }; return _idle }
-    private func setIdle(_ v: Bool) { idleLock.lock(); _idle = v; idleLock.unlock() }
+    var isIdle: Bool { idle.load(ordering: .acquiring) }
+    private func setIdle(_ v: Bool) { idle.store(v, ordering: .releasing) }
 
     /// The thread serving the connection (set when `serve()` starts): message-based DMA happens only there.
     private(set) var thread = pthread_self()
@@ -294,7 +298,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
     }
 
-    /// How often a blocked receive wakes to look at the stop flag and the message deadline.
+    /// How often a bounded wait (a started message, a DMA reply) wakes to look at the stop flag.
     var receiveTick: Int {
         max(10, min(250, min(config.messageTimeoutMilliseconds, config.dmaReplyTimeoutMilliseconds) / 4))
     }
@@ -302,14 +306,34 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// The next message, reading as needed (one recvmsg takes whatever is queued). nil: orderly end of stream, or a
     /// stop request while waiting. A started message must complete within messageTimeout; `deadline` bounds the
     /// whole wait (DMA replies). `idle`: waiting here for a new message counts as idle (`isIdle`).
+    ///
+    /// Waiting for a new message is one blocking `recvmsg` without a timeout (a timeout arms a kernel timer on every
+    /// wait, which costs the message path 2-4%): `stop()` shuts the socket down to end it. A bounded wait (part of a
+    /// message is buffered, or `deadline` is set) polls first, for at most the time left and at most `receiveTick`,
+    /// then takes what is queued without blocking.
     func receiveFramed(deadline: Int64? = nil, idle: Bool = false) throws(VFIOUserError) -> VFIOUserFramedMessage? {
         while true {
             if let m = try framer.next() { partialSince = nil; return m }
             if framer.buffered > 0 { if partialSince == nil { partialSince = monotonicMilliseconds() } } else { partialSince = nil }
-            let waiting = idle && partialSince == nil
+            let bounded = partialSince != nil || deadline != nil
+            if bounded {
+                var limit = Int64.max
+                if let p = partialSince { limit = p + Int64(config.messageTimeoutMilliseconds) }
+                if let deadline { limit = min(limit, deadline) }
+                let left = limit - monotonicMilliseconds()
+                if left <= 0 { throw .timeout(command: 0) }
+                var p = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
+                let r = poll(&p, 1, Int32(clamping: min(left, Int64(receiveTick))))
+                if r <= 0 {
+                    if r < 0 && errno != EINTR { throw .system(errno: errno, "poll") }
+                    if server.stopRequested { return nil }
+                    continue
+                }
+            }
+            let waiting = idle && !bounded
             if waiting { setIdle(true) }
             let got: VFIOUserFill
-            do { got = try framer.fill(fd: socket.fd, maxFDs: Int(config.maxMsgFDs)) } catch {
+            do { got = try framer.fill(fd: socket.fd, maxFDs: Int(config.maxMsgFDs), nonblocking: bounded) } catch {
                 if waiting { setIdle(false) }
                 throw error
             }
@@ -321,11 +345,6 @@ final class VFIOUserConnection: @unchecked Sendable {
                 return nil
             case .wouldBlock:
                 if server.stopRequested { return nil }
-            }
-            if partialSince != nil || deadline != nil {
-                let now = monotonicMilliseconds()
-                if let p = partialSince, now - p >= Int64(config.messageTimeoutMilliseconds) { throw .timeout(command: 0) }
-                if let deadline, now >= deadline { throw .timeout(command: 0) }
             }
         }
     }
@@ -346,27 +365,32 @@ final class VFIOUserConnection: @unchecked Sendable {
             socket.close()
             logger.info("vfio-user client disconnected")
         }
-        socket.setReceiveTimeout(milliseconds: receiveTick)
         buildRegionTable()
         while alive {
             if !pending.isEmpty {
                 handle(pending.removeFirst())
                 continue
             }
-            let m: VFIOUserFramedMessage
-            do {
-                guard let mm = try receiveFramed(idle: true) else { return }
-                m = mm
-            } catch {
-                if case .malformed(let why) = error {
-                    // Too many fds: we cannot know which command; close.
-                    logger.warning("dropping connection", metadata: ["reason": "\(why)"])
-                } else if error != .disconnected {
-                    logger.warning("dropping connection", metadata: ["error": "\(error)"])
-                }
-                return
-            }
+            guard let m = nextMessage() else { return }
             handleFramed(m)
+        }
+    }
+
+    /// The client's next message; nil when the connection ends (end of stream, stop, or an error, logged).
+    private func nextMessage() -> VFIOUserFramedMessage? {
+        do throws(VFIOUserError) { return try receiveFramed(idle: true) } catch {
+            dropped(error)
+            return nil
+        }
+    }
+
+    @inline(never)
+    private func dropped(_ error: VFIOUserError) {
+        if case .malformed(let why) = error {
+            // Too many fds: we cannot know which command; close.
+            logger.warning("dropping connection", metadata: ["reason": "\(why)"])
+        } else if error != .disconnected {
+            logger.warning("dropping connection", metadata: ["error": "\(error)"])
         }
     }
 
@@ -934,12 +958,7 @@ struct VFIOUserRegionEntry {
 }
 
 /// A device that reads into and writes from the server's message buffers directly, so REGION_READ and
-/// REGION_WRITE allocate nothing on their way through the server. Optional: other devices get the
-/// `[UInt8]`-based `VFIODevice.read`/`write` (one array per access).
-public protocol VFIOUserDirectAccessDevice: VFIODevice {
-    /// Fills `buffer` (its count is the access size) from region `region` at `offset`. The server has checked
-    /// the access against the region's size and flags.
-    func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError)
-    /// Writes `buffer` to region `region` at `offset` (checked as for reads). `buffer` is valid only during the call.
-    func write(region: UInt32, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError)
-}
+/// REGION_WRITE allocate nothing on their way through the server: `VFIODirectAccessDevice` (module `VFIO`), which
+/// `VFIOPCIDevice` and so `VFIOCXLDevice` adopt. Optional: other devices get the `[UInt8]`-based
+/// `VFIODevice.read`/`write` (one array per access).
+public typealias VFIOUserDirectAccessDevice = VFIODirectAccessDevice

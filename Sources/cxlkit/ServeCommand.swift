@@ -19,6 +19,8 @@ struct ServeCommand: ParsableCommand {
     var uapi: String = "v2"
     @Option(help: ArgumentHelp("Serve a real device instead of the emulator: a function bound to vfio-pci, as vfio:BDF (through vfio-cxl; plain PCI when it has no CXL state).", valueName: "vfio:BDF"))
     var device: String?
+    @Option(name: .customLong("memory-bar"), help: ArgumentHelp("With --device: the BAR holding the device's memory (DPA 0 at BAR offset 0), served as the CXL memory region; default: the one mappable prefetchable BAR that can hold the DVSEC's memory.", valueName: "N"))
+    var memoryBAR: Int?
     @Option(help: "UNIX socket path to listen on. Refused when a server already answers there; a stale socket is replaced; on exit only this server's own socket is removed.") var socket: String
     @Option(name: .customLong("socket-mode"), help: ArgumentHelp("Mode of the socket file, octal (e.g. 0660 so that QEMU running as another user in GROUP can connect).", valueName: "MODE"))
     var socketMode: String?
@@ -57,12 +59,14 @@ struct ServeCommand: ParsableCommand {
         options.controlMetrics = { CXLMetricsExposition.render($0, format: $1 ? .openMetrics : .prometheus) }
         do throws(CommandError) {
             try options.setSocketPermissions(mode: socketMode, group: socketGroup)
+            if device == nil, memoryBAR != nil { throw CommandError("--memory-bar goes with --device vfio:BDF") }
             if let device {
                 guard contract == .v2 else { throw CommandError("--uapi v4 serves the emulated device only; --device serves v2") }
                 guard control == nil else { throw CommandError("--control serves the emulated device's view; it is not offered with --device yet") }
                 guard irqInterval == 0 else { throw CommandError("--irq-interval drives the emulated device; a real device (--device) raises its own interrupts") }
+                if let memoryBAR, !(0...5).contains(memoryBAR) { throw CommandError("--memory-bar \(memoryBAR): a BAR number, 0 to 5") }
                 CommandProgress.active?.show("serve: opening \(device), claiming \(socket)")
-                let session = try DeviceServeSession(target: device, socketPath: socket, permissions: options.socketPermissions)
+                let session = try DeviceServeSession(target: device, socketPath: socket, memoryBAR: memoryBAR, permissions: options.socketPermissions)
                 CommandProgress.clear()
                 ServeSession.installSignalHandlers(stopFD: session.server.stopFD)
                 try session.run()

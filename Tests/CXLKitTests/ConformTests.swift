@@ -7,6 +7,7 @@ import CXLEmulator
 import VFIO
 import VFIOCXL
 import VFIOUser
+import VFIOTestSupport
 @testable import CXLKitCommands
 
 /// `cxlkit serve --uapi v4` in-process, optionally with broken rules.
@@ -175,6 +176,47 @@ struct ConformTests {
         #expect(results.first { $0.name == "region_flags" }?.status == .fail)
         #expect(results.first { $0.name == "device_reset" }?.status == .fail)
         #expect(results.contains { $0.detail.contains("no CXL_COMP_REGS capability") })
+    }
+
+    /// `conform vfio:BDF`: the checks through the kernel VFIO backend (ioctls, pread/pwrite and mmap of the device
+    /// fd) against a fake kernel whose vfio-cxl driver is our v4 device, as a kernel vfio-cxl would be reached.
+    func kernelConform(_ faults: Set<VFIOCXLv4Fault>, json: Bool = false) throws -> (text: String, ok: Bool, kernel: FakeVFIOKernel) {
+        let emulated = try EmulatedCXLDevice("cxl-accel")
+        let k = FakeVFIOKernel(function: emulated)
+        k.vfioDevice = try CXLKit.makeServedDevice(emulated: emulated, uapi: .v4, v4Faults: faults)
+        var r = TargetResolver()
+        r.register(VFIOScheme(system: k))
+        let (text, ok) = try CXLKit.conform(target: "vfio:0000:01:00.0", json: json, resolver: r)
+        return (text, ok, k)
+    }
+
+    @Test func conformPassesThroughTheKernelBackend() throws {
+        let (text, ok, k) = try kernelConform([])
+        #expect(ok, "\(text)")
+        let lines = text.split(separator: "\n").map(String.init)
+        // Only the dma-buf export (DEVICE_FEATURE + IOMMU_IOAS_MAP_FILE) is not in the backend: skipped, said why.
+        #expect(lines.last == "18 passed, 0 failed, 1 skipped")
+        #expect(lines.contains { $0.hasPrefix("SKIP  hdm_mem_ioas_map ") && $0.contains("not implemented in this backend") })
+        // The kernel refuses mmaps outside the sparse areas, and the check saw it.
+        #expect(lines.contains { $0.hasPrefix("PASS  comp_bar_sparse_mmap ") && $0.contains("the whole BAR and the decoder page do not") })
+        // Every check opened the device afresh (GET_DEVICE_FD per open) and device_reset was VFIO_DEVICE_RESET.
+        #expect(k.ioctlCalls(VFIOKernelUAPI.groupGetDeviceFD).count >= 19)
+        #expect(k.resets >= 1)
+    }
+
+    /// Each broken rule fails its check through the kernel backend too. The exception is `dmaBufAccepted`: the
+    /// kernel path's dma-buf check is skipped (not implemented), so accepting DMA_BUF goes unseen there. Unlike our
+    /// vfio-user server, the kernel path puts no bounds check of its own in front of the driver, so
+    /// `compRegsAcceptOutOfRange` is caught.
+    @Test(arguments: VFIOCXLv4Fault.allCases)
+    func eachCheckFailsThroughTheKernelBackend(fault: VFIOCXLv4Fault) throws {
+        let (text, ok, _) = try kernelConform([fault], json: true)
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let checks = try #require(obj["checks"] as? [[String: Any]])
+        let failed = Set(checks.filter { $0["status"] as? String == "fail" }.compactMap { $0["name"] as? String })
+        let expected = fault == .dmaBufAccepted ? [] : faultBreaks[fault]
+        #expect(failed == expected, "\(fault): \(checks.filter { $0["status"] as? String == "fail" }.map { "\($0["name"] ?? ""): \($0["detail"] ?? "")" })")
+        #expect(ok == (expected?.isEmpty ?? true))
     }
 
     @Test func badTargetsAreClearErrors() {

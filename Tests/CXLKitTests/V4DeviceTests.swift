@@ -63,6 +63,32 @@ struct V4DeviceTests {
         }
     }
 
+    /// The v4 series binds only a decoder with a real, non-interleaved range: decoder 0 committed (and locked) by
+    /// the host with zero size, or 2-way interleaved, is refused at bind with the reason.
+    @Test(arguments: [(iw: UInt64(0), size: UInt64(0), reason: "decoder 0 has zero HDM size"),
+                      (iw: UInt64(1), size: UInt64(512 << 20), reason: "decoder 0 is interleaved (IW encoding 1)")])
+    func zeroSizeAndInterleavedDecodersAreRefused(iw: UInt64, size: UInt64, reason: String) throws {
+        let emulated = try EmulatedCXLDevice("type2")
+        let l = try CXLPassthroughLayout.discover(emulated)
+        let hdm = l.componentOffset + UInt64(l.hdmOffset)
+        let global = HDMDecoderCapability.globalControl
+        try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(global.offset), width: 4, value: global.field("HDM Decoder Enable")!.mask)
+        let regs = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
+        func w(_ i: Int, _ v: UInt64) throws { try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(regs[i].offset), width: 4, value: v) }
+        try w(0, 0); try w(1, 0x40); try w(2, size & 0xFFFF_FFFF); try w(3, size >> 32)
+        let control = HDMDecoderCapability.control
+        try w(4, iw << 4 | control.field("Lock On Commit")!.mask | control.field("Commit")!.mask)
+        let ctl = try emulated.barRead(l.componentBAR, offset: hdm + UInt64(regs[4].offset), width: 4)
+        #expect(ctl & control.field("Committed")!.mask != 0, "the device did not commit: 0x\(String(ctl, radix: 16))")
+        var o = VFIOCXLv4Options(); o.logger.logLevel = .critical
+        do {
+            _ = try VFIOCXLv4Device(function: emulated, memory: emulated, options: o)
+            Issue.record("bound a decoder v4 refuses (\(reason))")
+        } catch {
+            #expect(error.description.contains(reason), "\(error)")
+        }
+    }
+
     @Test func guestDecoderWritesNeverReachTheHost() throws {
         let (d, emulated) = try v4(try accel())
         let l = d.layout

@@ -31,7 +31,12 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
     /// A real fd (a dup of BAR0's memfd, region 0 sits at file offset 0), so a server can pass it with SCM_RIGHTS.
     package let deviceFD: Int32
     package static let ioasID: UInt32 = 9, devID: UInt32 = 5
-    package static func regionOffset(_ i: UInt32) -> UInt64 { UInt64(i) << 40 }
+    /// The region at file offset 0 of the device fd (its slot swapped with region 0's), so that a BAR whose backing
+    /// is the device fd (`init(function:fdRegion:)`) can be mapped by a client through the fd it is handed.
+    package let fdRegion: UInt32
+    /// The region's slot in the device fd (region offset = slot << 40); a swap, so also the region at a slot.
+    package func slot(_ region: UInt32) -> UInt32 { region == fdRegion ? 0 : region == 0 ? fdRegion : region }
+    package func regionOffset(_ region: UInt32) -> UInt64 { UInt64(slot(region)) << 40 }
 
     package let lock = NSRecursiveLock()
     package let function: any PCIFunction
@@ -56,26 +61,42 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
     /// Eventfds per IRQ index, as the last SET_IRQS left them.
     package var irqFDs: [UInt32: [Int32]] = [:]
     package var resets = 0, hotResets = 0, sysfsConfigWrites = 0
+    /// Every config write, in order (config region and sysfs file): offset and bytes.
+    package var configWrites: [(offset: Int, bytes: [UInt8])] = []
     /// pread/pwrite calls on the device fd per region index.
     package var regionIO: [UInt32: Int] = [:]
     package var closed: Set<Int32> = []
+    /// A kernel VFIO driver implemented by a `VFIODevice` (e.g. a kernel vfio-cxl stood in for by our v4 device):
+    /// when set, the device fd's GET_INFO, GET_REGION_INFO, RESET, pread/pwrite and mmap are answered by it, as the
+    /// kernel answers them from a variant driver's ops (region i at offset i << 40; mmap only inside the region's
+    /// sparse areas, or the whole region without them, as vfio_pci_core_mmap checks), and closing the device fd is
+    /// its close_device (`clientDisconnected`: per-open state goes).
+    package var vfioDevice: (any VFIODevice)?
     /// Make BAR0's capability chain hostile (next pointer loops back).
     package var hostileChain = false
 
     package convenience init(cdev: Bool = false) throws {
         let f = try TestPCIFunction()
-        self.init(function: f, deviceFD: dup(f.bar0.fd), cdev: cdev)
+        self.init(function: f, deviceFD: dup(f.bar0.fd), fdRegion: 0, cdev: cdev)
         sparseAreas[0] = [VFIOSparseArea(offset: 0, size: 0x2000), VFIOSparseArea(offset: 0x4000, size: 0x4000)]
     }
 
     /// A fake vfio-pci device in front of `function` (its device fd is /dev/null: nothing to pass on).
     package convenience init(function: any PCIFunction, cdev: Bool = false) {
-        self.init(function: function, deviceFD: Glibc.open("/dev/null", O_RDWR | O_CLOEXEC), cdev: cdev)
+        self.init(function: function, deviceFD: Glibc.open("/dev/null", O_RDWR | O_CLOEXEC), fdRegion: 0, cdev: cdev)
     }
 
-    private init(function: any PCIFunction, deviceFD: Int32, cdev: Bool) {
+    /// A fake vfio-pci device whose device fd is BAR `fdRegion`'s backing (a dup of its fd, which must start at file
+    /// offset 0): the BAR sits at offset 0 of the device fd, as a real device fd maps each region at its offset.
+    package convenience init(function: any VFIOMappablePCIFunction, fdRegion: UInt32, cdev: Bool = false) {
+        let fd = function.mmapBacking(bar: Int(fdRegion)).map { dup($0.fd) } ?? Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
+        self.init(function: function, deviceFD: fd, fdRegion: fdRegion, cdev: cdev)
+    }
+
+    private init(function: any PCIFunction, deviceFD: Int32, fdRegion: UInt32, cdev: Bool) {
         self.function = function
         self.deviceFD = deviceFD
+        self.fdRegion = fdRegion
         let dev = "/sys/bus/pci/devices/\(bdf)"
         paths = [dev, "\(dev)/config", "/dev/vfio", "/dev/vfio/vfio", "/dev/vfio/7"]
         links = ["\(dev)/driver": "../../../bus/pci/drivers/vfio-pci", "\(dev)/iommu_group": "../../../kernel/iommu_groups/7"]
@@ -106,7 +127,10 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         }
     }
 
-    package func close(_ fd: Int32) { lock.lock(); closed.insert(fd); lock.unlock() }
+    package func close(_ fd: Int32) {
+        lock.lock(); closed.insert(fd); let d = fd == deviceFD ? vfioDevice : nil; lock.unlock()
+        d?.clientDisconnected()
+    }
     package func readLink(_ path: String) -> String? { lock.lock(); defer { lock.unlock() }; return links[path] }
     package func listDirectory(_ path: String) -> [String]? { lock.lock(); defer { lock.unlock() }; return dirs[path] }
     package func exists(_ path: String) -> Bool { lock.lock(); defer { lock.unlock() }; return paths.contains(path) || dirs[path] != nil }
@@ -119,6 +143,10 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         case (Self.containerFD, VFIOKernelUAPI.getAPIVersion): return apiVersion
         case (Self.containerFD, VFIOKernelUAPI.checkExtension): return hasType1 && (value == 1 || value == 3) ? 1 : 0
         case (Self.containerFD, VFIOKernelUAPI.setIOMMU): return value == 3 ? 0 : -EINVAL
+        case (deviceFD, VFIOKernelUAPI.deviceReset) where vfioDevice != nil:
+            resets += 1
+            do { try vfioDevice?.reset() } catch { return -error.errno }
+            return 0
         case (deviceFD, VFIOKernelUAPI.deviceReset):
             // The kernel's choice: FLR when the function has it, else a bus reset.
             resets += 1
@@ -147,6 +175,16 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
             return b.count == 4 && Int32(bitPattern: u32(b, 0)) == Self.containerFD ? 0 : -EBADF
         case (Self.groupFD, VFIOKernelUAPI.groupGetDeviceFD):
             return b == Array(bdf.utf8) + [0] ? deviceFD : -ENODEV
+        case (deviceFD, VFIOKernelUAPI.deviceGetInfo) where vfioDevice != nil:
+            guard b.count >= 20, let d = vfioDevice else { return -EINVAL }
+            let info = d.deviceInfo()
+            put32(&b, 4, info.flags.subtracting(.caps).rawValue); put32(&b, 8, info.numRegions); put32(&b, 12, info.numIRQs)
+            guard !info.capabilities.isEmpty else { return 0 }
+            let caps = VFIOCapabilityChain.encode(info.capabilities, baseOffset: 24)
+            if b.count < 24 + caps.count { put32(&b, 0, UInt32(24 + caps.count)); return 0 }
+            put32(&b, 4, info.flags.union(.caps).rawValue); put32(&b, 16, 24); b.replaceSubrange(24..<(24 + caps.count), with: caps)
+            return 0
+        case (deviceFD, VFIOKernelUAPI.deviceGetRegionInfo) where vfioDevice != nil: return deviceRegionInfo(&b)
         case (deviceFD, VFIOKernelUAPI.deviceGetInfo):
             guard b.count >= 16 else { return -EINVAL }
             put32(&b, 4, VFIODeviceFlags([.pci, .reset]).rawValue); put32(&b, 8, 9); put32(&b, 12, 5); return 0
@@ -206,6 +244,36 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         }
     }
 
+    /// GET_REGION_INFO answered by `vfioDevice`: its flags, size and capability chain (argsz two-step).
+    private func deviceRegionInfo(_ b: inout [UInt8]) -> Int32 {
+        guard b.count >= 32, let d = vfioDevice else { return -EINVAL }
+        let idx = u32(b, 8)
+        let info: VFIORegionInfo
+        do { info = try d.regionInfo(idx) } catch { return -error.errno }
+        let caps = info.capabilities.isEmpty ? [] : VFIOCapabilityChain.encode(info.capabilities, baseOffset: 32)
+        put32(&b, 4, info.flags.subtracting(.caps).rawValue); put64(&b, 16, info.size); put64(&b, 24, UInt64(idx) << 40)
+        guard !caps.isEmpty else { return 0 }
+        if b.count < 32 + caps.count { put32(&b, 0, UInt32(32 + caps.count)); return 0 }
+        put32(&b, 4, info.flags.union(.caps).rawValue); put32(&b, 12, 32); b.replaceSubrange(32..<(32 + caps.count), with: caps)
+        return 0
+    }
+
+    /// mmap through `vfioDevice`: the region must offer MMAP and the window lie inside one sparse area (or the
+    /// region), as vfio_pci_core_mmap and the v4 driver check; then the region's backing fd is mapped for real.
+    private func deviceMMap(_ d: any VFIODevice, size: Int, offset: UInt64) -> Result<UnsafeMutableRawPointer, VFIOSystemErrno> {
+        let idx = UInt32(truncatingIfNeeded: offset >> 40), off = offset & ((1 << 40) - 1)
+        guard let info = try? d.regionInfo(idx), info.flags.contains(.mmap), let m = info.mapping else { return .failure(VFIOSystemErrno(EINVAL)) }
+        var areas = [VFIOSparseArea(offset: 0, size: info.size)]
+        if let c = info.capabilities.first(where: { $0.id == VFIORegionCapabilityID.sparseMMap }) {
+            guard let sp = try? VFIOSparseMMapCapability(parsing: c, regionSize: info.size) else { return .failure(VFIOSystemErrno(EINVAL)) }
+            areas = sp.areas
+        }
+        guard areas.contains(where: { off >= $0.offset && off + UInt64(size) <= $0.offset + $0.size }) else { return .failure(VFIOSystemErrno(EINVAL)) }
+        let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, m.fd, off_t(m.fileOffset + off))
+        guard let p, p != MAP_FAILED else { return .failure(VFIOSystemErrno(errno)) }
+        return .success(p)
+    }
+
     /// vfio-pci's region layout: a BAR with an mmap backing is mmappable, with a sparse capability when
     /// `sparseAreas` names its areas (which needs the argsz two-step); other BARs and the config region are
     /// read/write only; the rest absent.
@@ -230,7 +298,7 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
             flags = [.read, .write]; size = UInt64(function.configSize)
         }
         let need = 32 + caps.count
-        put32(&b, 4, flags.rawValue); put64(&b, 16, size); put64(&b, 24, Self.regionOffset(idx))
+        put32(&b, 4, flags.rawValue); put64(&b, 16, size); put64(&b, 24, regionOffset(idx))
         if b.count < need { put32(&b, 0, UInt32(need)); put32(&b, 4, flags.subtracting(.caps).rawValue); return 0 }
         if !caps.isEmpty { put32(&b, 12, 32); b.replaceSubrange(32..<need, with: caps) }
         return 0
@@ -288,24 +356,38 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
             return .success(b)
         }
         guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
-        lock.lock(); regionIO[UInt32(offset >> 40), default: 0] += 1; lock.unlock()
-        if offset >> 40 == 7, !hiddenExtCaps.isEmpty, offset & 0xFFF >= 0x100, let img = vfioExtendedView() {
+        if let d = vfioDevice {
+            do { return .success(try d.read(region: UInt32(truncatingIfNeeded: offset >> 40), offset: offset & ((1 << 40) - 1), count: count)) } catch {
+                return .failure(VFIOSystemErrno(error.errno))
+            }
+        }
+        let region = slot(UInt32(truncatingIfNeeded: offset >> 40))
+        lock.lock(); regionIO[region, default: 0] += 1; lock.unlock()
+        if region == 7, !hiddenExtCaps.isEmpty, offset & 0xFFF >= 0x100, let img = vfioExtendedView() {
             let o = Int(offset & 0xFFF) - 0x100
             guard o + count <= img.count else { return .failure(VFIOSystemErrno(EINVAL)) }
             return .success(Array(img[o..<(o + count)]))
         }
-        guard let b = access(UInt32(offset >> 40), offset & ((1 << 40) - 1), count, write: nil) else { return .failure(VFIOSystemErrno(EIO)) }
+        guard let b = access(region, offset & ((1 << 40) - 1), count, write: nil) else { return .failure(VFIOSystemErrno(EIO)) }
         return .success(b)
     }
 
     package func pwrite(_ fd: Int32, _ data: [UInt8], offset: UInt64) -> Result<Int, VFIOSystemErrno> {
         if fd == Self.sysfsConfigFD {
-            lock.lock(); sysfsConfigWrites += 1; lock.unlock()
+            lock.lock(); sysfsConfigWrites += 1; configWrites.append((Int(offset), data)); lock.unlock()
             guard access(7, offset, data.count, write: data) != nil else { return .failure(VFIOSystemErrno(EIO)) }
             return .success(data.count)
         }
         guard fd == deviceFD else { return .failure(VFIOSystemErrno(EBADF)) }
-        if offset >> 40 == 7, !hiddenExtCaps.isEmpty {
+        if let d = vfioDevice {
+            do { try d.write(region: UInt32(truncatingIfNeeded: offset >> 40), offset: offset & ((1 << 40) - 1), data: data) } catch {
+                return .failure(VFIOSystemErrno(error.errno))
+            }
+            return .success(data.count)
+        }
+        let region = slot(UInt32(truncatingIfNeeded: offset >> 40))
+        if region == 7 { lock.lock(); configWrites.append((Int(offset & 0xFFF), data)); lock.unlock() }
+        if region == 7, !hiddenExtCaps.isEmpty {
             // vfio-pci drops writes to what it hides: from a hidden capability to the next one in the raw chain.
             var chain: [Int] = [], o = 0x100
             while o >= 0x100, o + 4 <= function.configSize, !chain.contains(o), let h = try? function.configRead(o, width: 4), h != 0 {
@@ -316,13 +398,14 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
                 return .success(data.count)
             }
         }
-        guard access(UInt32(offset >> 40), offset & ((1 << 40) - 1), data.count, write: data) != nil else { return .failure(VFIOSystemErrno(EIO)) }
+        guard access(region, offset & ((1 << 40) - 1), data.count, write: data) != nil else { return .failure(VFIOSystemErrno(EIO)) }
         return .success(data.count)
     }
 
     /// Maps the BAR's backing for real (vfio-pci refuses regions without mmap).
     package func mmap(_ fd: Int32, size: Int, offset: UInt64) -> Result<UnsafeMutableRawPointer, VFIOSystemErrno> {
-        let bar = Int(offset >> 40)
+        if fd == deviceFD, let d = vfioDevice { return deviceMMap(d, size: size, offset: offset) }
+        let bar = Int(slot(UInt32(truncatingIfNeeded: offset >> 40)))
         guard fd == deviceFD, bar < 6, let m = (function as? any VFIOMappablePCIFunction)?.mmapBacking(bar: bar) else {
             return .failure(VFIOSystemErrno(EINVAL))
         }

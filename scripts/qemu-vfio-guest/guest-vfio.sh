@@ -16,6 +16,12 @@ sec iommu
 echo "group $(readlink $D/iommu_group | sed 's|.*/||')"
 ls /sys/kernel/iommu_groups/$(readlink $D/iommu_group | sed 's|.*/||')/devices
 dmesg | grep -iE 'DMAR|IOMMU' | head -5
+# The iommufd cdev path needs /dev/iommu and /dev/vfio/devices (Linux >= 6.2 / 6.6 with CONFIG_IOMMUFD and
+# CONFIG_VFIO_DEVICE_CDEV); modprobe in case it is a module.
+modprobe iommufd 2>/dev/null
+echo "kernel $(uname -r)"
+if [ -e /dev/iommu ]; then echo "iommufd yes"; else echo "iommufd no"; fi
+grep -c iommufd /proc/kallsyms 2>/dev/null | sed 's/^/iommufd-symbols /'
 
 sec bind
 # intel-iommu runs with intremap=off (TCG has no split irqchip), so the guest has no interrupt remapping and
@@ -51,6 +57,9 @@ cxlkit restore $T /tmp/before.json; res restore $?
 sec diff-restored
 cxlkit diff /tmp/before.json $T; res diff-restored $?
 
+sec reset-cxl
+cxlkit reset $T --method cxl --preserve; res reset-cxl $?
+
 sec decode-before-serve
 cxlkit decode -vvv $T; res decode-before-serve $?
 sec serve-start
@@ -64,6 +73,8 @@ sec serve-save
 cxlkit save vfio-user:$GS -o /tmp/served.json; res serve-save $?
 sec serve-reset
 cxlkit reset vfio-user:$GS --method flr --preserve; res serve-reset $?
+sec serve-conform
+cxlkit conform vfio-user:$GS; res serve-conform $?
 sec serve-stop
 kill -TERM $SRV; wait $SRV; res serve-stop $?
 sec serve-log

@@ -221,11 +221,12 @@ public struct CXLResetOrchestrator: Sendable {
     /// 1. capability checks (Reset Capable; Mem Clr Capable when asked to clear);
     /// 2. if Cache_Capable: Disable Caching, then, if Cache Writeback and Invalidate
     ///    Capable, Initiate Cache Write Back and Invalidation and wait for Cache Invalid;
-    /// 3. Initiate CXL Reset, with CXL Reset Mem Clr Enable as asked;
-    /// 4. no config access for the quiet time (100 ms: accesses are undefined);
-    /// 5. Status2 polled every 20 ms until Reset Complete or Reset Error, bounded by the
+    /// 3. quiesce: Bus Master Enable cleared, INTx disabled (restored with the PCI state afterwards);
+    /// 4. Initiate CXL Reset, with CXL Reset Mem Clr Enable as asked;
+    /// 5. no config access for the quiet time (100 ms: accesses are undefined);
+    /// 6. Status2 polled every 20 ms until Reset Complete or Reset Error, bounded by the
     ///    Capability's CXL Reset Timeout (all-ones reads mean "not ready yet");
-    /// 6. caching re-enabled (Disable Caching cleared), on success and on failure.
+    /// 7. caching re-enabled (Disable Caching cleared), on success and on failure.
     func cxlReset(layout: CXLStateLayout, memClear: Bool, steps: inout [String]) throws(CXLStateError) {
         let base = layout.dvsecOffset
         let capL = CXLDeviceDVSEC.capability, c2L = CXLDeviceDVSEC.control2, s2L = CXLDeviceDVSEC.status2
@@ -289,6 +290,9 @@ public struct CXLResetOrchestrator: Sendable {
             steps.append("not Cache_Capable: no cache to disable or write back")
         }
 
+        // Quiesce CXL.io, as the PCI core does before any function reset (pci_dev_save_and_disable): no DMA (Bus
+        // Master Enable clear), no INTx. The PCI state restore after the reset brings Command back.
+        do { try quiesce(&steps) } catch { reenableCaching(&steps); throw error }
         let initiate = (control2 & ~memClr) | (cachingDisabled ? disableCaching : 0) | (memClear ? memClr : 0) | initiateReset
         do { try wr(c2L, initiate) } catch { reenableCaching(&steps); throw error }
         let start = clock.now()
@@ -322,6 +326,18 @@ public struct CXLResetOrchestrator: Sendable {
             clock.sleep(for: min(options.resetPollInterval, timeout - elapsed))
         }
         reenableCaching(&steps)
+    }
+
+    /// Command: Bus Master Enable cleared, Interrupt Disable set (PCIe 6.0 §7.5.1.1.3); Memory and I/O Space stay,
+    /// so register access (and a VFIO BAR mmap) keeps working.
+    func quiesce(_ steps: inout [String]) throws(CXLStateError) {
+        let command = PCIHeader.command
+        let busMaster = command.field("Bus Master Enable")!.mask, intxOff = command.field("Interrupt Disable")!.mask
+        let c = try engine.configRead(command.offset, command.width)
+        do { try function.configWrite(command.offset, width: command.width, value: UInt32(truncatingIfNeeded: (c & ~busMaster) | intxOff)) } catch {
+            throw .access(error)
+        }
+        steps.append("quiesced: Bus Master Enable cleared, INTx disabled (Command 0x\(String(c, radix: 16)) -> 0x\(String((c & ~busMaster) | intxOff, radix: 16)))")
     }
 
     static func milliseconds(_ d: Duration) -> Int {
