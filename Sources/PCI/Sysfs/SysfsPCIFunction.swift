@@ -165,8 +165,24 @@ public final class SysfsPCIFunction: PCIFunction {
         guard let bytes = readWholeFile(directory + "/config", limit: pcieConfigSpaceSize) else {
             throw .io("\(address): cannot read \(directory)/config: \(systemErrorText(errno))")
         }
-        guard bytes.count >= 64 else { throw .io("\(address): config file holds only \(bytes.count) bytes") }
+        if let why = Self.shortConfigRead(address: pciAddress, read: bytes.count, size: configSize, privileged: geteuid() == 0) {
+            throw .io(why)
+        }
         return ConfigSpace(bytes: bytes)
+    }
+
+    /// Why a read of the `config` file came back shorter than the file, or nil when it did not. The
+    /// kernel gives an unprivileged reader only the first 64 bytes (the header; `pci_read_config` in
+    /// drivers/pci/pci-sysfs.c checks CAP_SYS_ADMIN), so the capabilities and every CXL DVSEC are out of
+    /// reach: say that root is needed instead of decoding a header as if it were the whole function.
+    public static func shortConfigRead(address: PCIAddress, read: Int, size: Int, privileged: Bool) -> String? {
+        if read >= size && read >= 64 { return nil }
+        if read < 64 { return "\(address): config file holds only \(read) bytes" }
+        if !privileged {
+            return "\(address): only the first \(read) of \(size) bytes of config space are readable without root; "
+                + "the capabilities and CXL DVSECs need root (CAP_SYS_ADMIN): run cxlkit as root"
+        }
+        return "\(address): config read returned \(read) of \(size) bytes"
     }
 
     public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
