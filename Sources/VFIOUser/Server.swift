@@ -820,14 +820,22 @@ final class VFIOUserConnection: @unchecked Sendable {
             return mem.read(offset: r.memoryOffset + Int(address - r.address), count: count)!
         }
         try checkThread()
+        // One copy: each reply's data goes from the receive buffer straight into the result.
         var out: [UInt8] = []
         out.reserveCapacity(count)
         var done = 0
+        let layout = dmaLayout
         while done < count {
             let n = min(dmaChunk, count - done)
-            let a = VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n))
-            let reply = try exchange(.dmaRead, dmaLayout.encodeRequest(a))
-            do { out += try dmaLayout.decodeReadReply(reply, address: a.address, count: a.count) } catch {
+            let a = address + UInt64(done)
+            let reply = try exchange(.dmaRead, payloadSize: layout.requestFieldsSize + layout.requestTrailerSize) { p in
+                layout.storeRequestFields(to: p, address: a, count: UInt64(n))
+                if layout.requestTrailerSize > 0 { (p + layout.requestFieldsSize).initializeMemory(as: UInt8.self, repeating: 0, count: layout.requestTrailerSize) }
+            }
+            do throws(VFIOUserError) {
+                let at = try layout.checkReadReply(reply, address: a, count: UInt64(n))
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: reply[at..<(at + n)]))
+            } catch {
                 alive = false
                 throw .system(errno: VFIOErrno.EPROTO, "DMA_READ reply: \(error)")
             }
@@ -845,48 +853,74 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
         try checkThread()
         var done = 0
+        let layout = dmaLayout
         while done < data.count {
             let n = min(dmaChunk, data.count - done)
+            let a = address + UInt64(done)
+            let f = layout.requestFieldsSize
+            // One copy: the data goes from the caller's array straight into the send buffer, behind the fields.
             // The reply's payload is not checked: QEMU sends none, libvfio-user echoes addr and count.
-            _ = try exchange(.dmaWrite, dmaLayout.encodeRequest(VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n),
-                                                                                  data: Array(data[done..<(done + n)]))))
+            _ = try exchange(.dmaWrite, payloadSize: f + n + layout.requestTrailerSize) { p in
+                layout.storeRequestFields(to: p, address: a, count: UInt64(n))
+                data.withUnsafeBytes { (p + f).copyMemory(from: $0.baseAddress! + done, byteCount: n) }
+                if layout.requestTrailerSize > 0 { (p + f + n).initializeMemory(as: UInt8.self, repeating: 0, count: layout.requestTrailerSize) }
+            }
             done += n
         }
     }
 
-    /// Sends a server→client command and waits for its reply. There is no twin socket (QEMU has none), so client
-    /// commands arriving meanwhile are handled right away, nested (QEMU may be blocked waiting for their replies
-    /// before it serves our request); beyond `maxNesting` they are queued. Replies to outer, still outstanding
-    /// requests are set aside for them.
-    private func exchange(_ command: VFIOUserCommand, _ payload: [UInt8]) throws(VFIOError) -> [UInt8] {
+    /// A reply to a request this server sent, kept when it arrived while an outer request was being waited for.
+    private var heldReply: [UInt8] = []
+
+    /// Sends a server→client command and waits for its reply; returns the reply's payload, valid until the
+    /// connection reads again (the caller uses it at once). The request (header and the `payloadSize` bytes `fill`
+    /// writes) is built in the send buffer; a pending early acknowledgement goes in front of it, in the same sendmsg.
+    /// There is no twin socket (QEMU has none), so client commands arriving meanwhile are handled right away,
+    /// nested (QEMU may be blocked waiting for their replies before it serves our request); beyond `maxNesting`
+    /// they are queued. Replies to outer, still outstanding requests are set aside for them.
+    private func exchange(_ command: VFIOUserCommand, payloadSize: Int,
+                          _ fill: (UnsafeMutableRawPointer) -> Void) throws(VFIOError) -> UnsafeRawBufferPointer {
         let id = nextMessageID
         nextMessageID &+= 1
-        let frame = VFIOUserFrame(header: VFIOUserHeader(messageID: id, command: command.rawValue,
-                                                         messageSize: UInt32(VFIOUserLimits.headerSize + payload.count),
-                                                         flags: VFIOUserFlags.typeCommand), payload: payload)
-        // A pending early acknowledgement and the request leave in one sendmsg: the client reads both with one
-        // recvmsg, returns from its write, and finds the request already buffered when it next calls.
-        var bytes: [UInt8] = []
-        if let (h, ack) = earlyAck, !earlyAckSent {
-            earlyAckSent = true
-            if !h.noReply {
-                bytes.reserveCapacity(32 + VFIOUserLimits.headerSize + payload.count)
-                bytes += VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).encode()
-                bytes += VFIOUserRegionAccess(offset: ack.offset, region: ack.region, count: ack.count).encode()
+        let requestHeader = VFIOUserHeader(messageID: id, command: command.rawValue,
+                                           messageSize: UInt32(VFIOUserLimits.headerSize + payloadSize), flags: VFIOUserFlags.typeCommand)
+        do {
+            // A pending early acknowledgement and the request leave in one sendmsg: the client reads both with one
+            // recvmsg, returns from its write, and finds the request already buffered when it next calls.
+            var ackBytes = 0
+            var ack: (VFIOUserHeader, VFIOUserAccessAck)?
+            if let (h, a) = earlyAck, !earlyAckSent {
+                earlyAckSent = true
+                if !h.noReply { ack = (h, a); ackBytes = 32 }
             }
+            let total = ackBytes + VFIOUserLimits.headerSize + payloadSize
+            let buf = out.busy ? VFIOUserSendBuffer(capacity: total) : out
+            buf.reserve(total)
+            buf.busy = true
+            defer { buf.busy = false }
+            let p = buf.pointer
+            if let (h, a) = ack {
+                VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).store(to: p)
+                a.store(to: p + 16)
+            }
+            requestHeader.store(to: p + ackBytes)
+            fill(p + ackBytes + VFIOUserLimits.headerSize)
+            do { try socket.send(p, count: total) } catch { alive = false; throw VFIOError.system(errno: error.errno, "send \(command)") }
         }
-        bytes += frame.header.encode()
-        bytes += payload
-        do { try socket.send(bytes) } catch { alive = false; throw .system(errno: error.errno, "send \(command)") }
         outstanding.insert(id)
         defer { outstanding.remove(id) }
         let start = monotonicNanoseconds()
         let deadline = monotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
         while true {
             guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "connection closed during \(command)") }
-            let msg: VFIOUserReceived
+            let header: VFIOUserHeader
+            let payload: UnsafeRawBufferPointer
+            let fdCount: Int
             if let stashed = stashedReplies.removeValue(forKey: id) {
-                msg = stashed
+                heldReply = stashed.payload
+                header = stashed.header
+                fdCount = stashed.fds.count
+                payload = heldReply.withUnsafeBytes { $0 }   // valid while heldReply is not changed: until the next exchange
             } else {
                 let m: VFIOUserFramedMessage
                 do throws(VFIOUserError) {
@@ -915,18 +949,21 @@ final class VFIOUserConnection: @unchecked Sendable {
                     }
                     continue
                 }
-                msg = VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds))
-                if msg.header.messageID != id && outstanding.contains(msg.header.messageID) {
-                    stashedReplies[msg.header.messageID] = msg
+                if m.header.messageID != id && outstanding.contains(m.header.messageID) {
+                    stashedReplies[m.header.messageID] = VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds))
                     continue
                 }
+                for fd in m.fds { Glibc.close(fd) }
+                header = m.header
+                payload = m.payload
+                fdCount = m.fds.count
             }
             do throws(VFIOUserError) {
-                try VFIOUserDecoder.checkReply(msg.header, for: frame.header)
-                guard msg.fds.count == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
+                try VFIOUserDecoder.checkReply(header, for: requestHeader)
+                guard fdCount == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
                 logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "ok",
                                                                    "nesting": "\(nesting)", "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
-                return msg.payload
+                return payload
             } catch {
                 logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(error)"])
                 if case .peer(let e, _) = error { throw .system(errno: e, "client refused \(command)") }
