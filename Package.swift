@@ -90,7 +90,7 @@ let package = Package(
         .target(name: "CMallocCounter", path: "Tests/CMallocCounter"),
         .testTarget(name: "VFIOUserTests", dependencies: ["VFIOUser", "VFIO", "PCI", "VFIOTestSupport", "CMallocCounter", "TestSupport"],
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
-        .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI"],
+        .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI", "CMallocCounter"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "CXLMetricsTests", dependencies: ["CXLMetrics", "CXLKitCommands", "CXLEmulator", "CXL", "PCI",
                                                             .product(name: "NIOCore", package: "swift-nio"),

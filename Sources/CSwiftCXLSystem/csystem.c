@@ -37,6 +37,12 @@ ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fd
     return n;
 }
 
+ssize_t csystem_send(int sock, const void *buf, size_t len) {
+    ssize_t n;
+    do { n = send(sock, buf, len, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    return n;
+}
+
 ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated) {
     return csystem_recvmsg_fds_nb(sock, buf, len, fds, maxfds, nfds, truncated, 0);
 }

@@ -1,3 +1,5 @@
+import PCI
+
 // Commit checks shared by every model of a decoder: the emulated device and the
 // vfio-cxl guest shadow validate a guest Commit the same way.
 
@@ -144,23 +146,25 @@ public struct HDMCommitRules: Sendable, Hashable {
 func commitHex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
 extension DecoderProgramming {
-    private static let registers = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
-    private static let control = HDMDecoderCapability.control
-    private static let iwField = control.field("IW")!
-    private static let igField = control.field("IG")!
-    private static let positionField = control.field("Interleave Set Position")!
-    private static let lockOnCommit = control.field("Lock On Commit")!.mask
+    private static let iwField = HDMDecoderCapability.Control.iw
+    private static let igField = HDMDecoderCapability.Control.ig
+    private static let positionField = HDMDecoderCapability.Control.interleaveSetPosition
+    private static let lockOnCommit = HDMDecoderCapability.Control.lockOnCommit.mask
 
     /// Endpoint decoder `n` as its registers program it (§8.2.4.20.5-.20.9), read
     /// through `read(offset, width)` with offsets relative to the HDM Decoder
     /// Capability structure. Base, Size and DPA Skip keep only the bits their Low
     /// registers hold (63:28), as the catalog declares them.
     public init(decoder n: Int, read: (_ offset: Int, _ width: Int) -> UInt64) {
-        let shift = HDMDecoderCapability.decoderStride * n
-        func value(_ i: Int) -> UInt64 { read(Self.registers[i].offset + shift, Self.registers[i].width) }
-        func address(high: Int, low: Int) -> UInt64 { value(high) << 32 | (value(low) & Self.registers[low].fields[0].mask) }
-        let ctl = value(4)
-        self.init(base: address(high: 1, low: 0), size: address(high: 3, low: 2), dpaSkip: address(high: 6, low: 5),
+        let r = HDMDecoderRegisters(n)
+        func value(_ reg: RegisterLayout) -> UInt64 { read(reg.offset, reg.width) }
+        func address(high: RegisterLayout, low: RegisterLayout) -> UInt64 {
+            SplitAddress(low: UInt32(truncatingIfNeeded: value(low)), high: UInt32(truncatingIfNeeded: value(high)))
+                .value(lowMask: HDMDecoderRegisters.lowAddressMask)
+        }
+        let ctl = value(r.control)
+        self.init(base: address(high: r.baseHigh, low: r.baseLow), size: address(high: r.sizeHigh, low: r.sizeLow),
+                  dpaSkip: address(high: r.skipOrTargetHigh, low: r.skipOrTargetLow),
                   iw: UInt8(Self.iwField.extract(ctl)), ig: UInt8(Self.igField.extract(ctl)),
                   position: Int(Self.positionField.extract(ctl)), lockOnCommit: ctl & Self.lockOnCommit != 0)
     }

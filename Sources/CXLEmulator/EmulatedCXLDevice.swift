@@ -23,7 +23,8 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     public var configSize: Int { pcieConfigSpaceSize }
 
     private let lock = DeviceLock()
-    private var s: State
+    /// Guarded by `lock` (no dynamic exclusivity checks: they cost more than a register read).
+    @exclusivity(unchecked) private var s: State
     private let memory: DeviceMemory
     /// BAR0's backing file when the profile has device SRAM (BAR-sized; only `sramWindow` is used).
     private let sram: DeviceMemory?
@@ -86,7 +87,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     }
 
     static func checkConfigAccess(_ offset: Int, _ width: Int) throws(PCIError) {
-        guard [1, 2, 4].contains(width) else { throw .badAccess("config access width \(width)") }
+        guard width == 1 || width == 2 || width == 4 else { throw .badAccess("config access width \(width)") }
         guard offset >= 0, offset + width <= pcieConfigSpaceSize else {
             throw .outOfRange("config offset \(hex(offset, digits: 3)) width \(width)")
         }
@@ -323,7 +324,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     public func commitFailure(decoder n: Int) -> CommitFailure? {
         lock.withLock {
             s.processEvents(now: clock.now(), memory: memory)
-            return s.commitFailures[n]
+            return s.hdm.failures[n]
         }
     }
 

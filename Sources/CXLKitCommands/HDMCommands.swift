@@ -62,7 +62,7 @@ extension CXLKit {
     /// turned on for the accesses if it is off, and left as it was.
     /// Returns the report and whether the decoder ended committed with the requested base and size.
     public static func hdmCommit(_ function: any PCIFunction, _ req: HDMCommitRequest) throws(CommandError) -> (text: String, committed: Bool) {
-        let gran: UInt64 = 256 << 20
+        let gran = hdmGranule
         guard req.base % gran == 0, req.size % gran == 0, req.dpaSkip % gran == 0, req.size > 0 else {
             throw CommandError("base, size and DPA skip must be multiples of 256 MiB, size non-zero")
         }
@@ -79,14 +79,14 @@ extension CXLKit {
             }
         }
         func w32(_ reg: RegisterLayout, _ v: UInt64) throws(CommandError) {
-            do { try function.barWrite(hdm.bar, offset: hdm.hdmOffset + UInt64(reg.offset), width: 4, value: v & 0xFFFF_FFFF) } catch {
+            do { try function.barWrite(hdm.bar, offset: hdm.hdmOffset + UInt64(reg.offset), width: 4, value: UInt64(UInt32(truncatingIfNeeded: v))) } catch {
                 throw CommandError("\(function.address): write \(reg.name): \(error)")
             }
-            out += "  \(reg.name) <- \(hex(v & 0xFFFF_FFFF, digits: 8))\n"
+            out += "  \(reg.name) <- \(hex(UInt64(UInt32(truncatingIfNeeded: v)), digits: 8))\n"
         }
         // Memory Space Enable for the BAR accesses.
         let cmdReg = PCIHeader.command
-        let mse = cmdReg.field("Memory Space Enable")!
+        let mse = PCIHeader.Command.memorySpaceEnable
         let command: UInt64
         do { command = UInt64(try function.configRead(cmdReg.offset, width: cmdReg.width)) } catch { throw CommandError("\(function.address): \(error)") }
         if mse.extract(command) == 0 {
@@ -102,15 +102,14 @@ extension CXLKit {
         let n = req.decoder
         let decoder = HDMDecoderRegisters(n)
         let control = decoder.control
-        let f = { (r: RegisterLayout, name: String) -> RegisterField in r.field(name)! }
         out += "\(function.address): HDM decoder \(n) (HDM capability at BAR\(hdm.bar)+\(hex(hdm.hdmOffset, digits: 8))): base \(hex(req.base, digits: 16)) size \(hex(req.size, digits: 16)) DPA skip \(hex(req.dpaSkip, digits: 16))\n"
         let before = try r32(control)
-        if f(control, "Committed").extract(before) == 1 {
+        if HDMDecoderCapability.Control.committed.extract(before) == 1 {
             out += "  already committed (Control \(hex(before, digits: 8))); Commit is cleared first\n"
         }
         if req.enableDecoding {
             let g = HDMDecoderCapability.globalControl
-            try w32(g, f(g, "HDM Decoder Enable").insert(1, into: try r32(g)))
+            try w32(g, HDMDecoderCapability.hdmDecoderEnable.insert(1, into: try r32(g)))
         }
         // The host-side committer programs Base, Size and DPA Skip, writes Control
         // with Commit clear then set, and polls through the clock (CXL 3.1 §8.2.4.20.12).
@@ -118,9 +117,9 @@ extension CXLKit {
         let plain = HDMRegisterAccess.bar(function, bar: hdm.bar, hdmOffset: hdm.hdmOffset)
         let logged = HDMRegisterAccess(read: plain.read, write: { (o, v) throws(PCIError) in
             try plain.write(o, v)
-            out += "  \(names[o] ?? "0x\(String(o, radix: 16))") <- \(hex(v & 0xFFFF_FFFF, digits: 8))\n"
+            out += "  \(names[o] ?? "0x\(String(o, radix: 16))") <- \(hex(UInt64(UInt32(truncatingIfNeeded: v)), digits: 8))\n"
         })
-        let ctl = f(control, "Lock On Commit").insert(req.lockOnCommit ? 1 : 0, into: 0)   // IG, IW 0: 1-way
+        let ctl = HDMDecoderCapability.Control.lockOnCommit.insert(req.lockOnCommit ? 1 : 0, into: 0)   // IG, IW 0: 1-way
         let clock = SystemCXLClock()
         let committer = HDMCommitter(clock: clock, timeout: .milliseconds(req.timeoutMilliseconds), interval: .milliseconds(1))
         let started = clock.now()
@@ -131,14 +130,14 @@ extension CXLKit {
         let waited = (clock.now() - started).components
         let ms = Int(waited.seconds) * 1000 + Int(waited.attoseconds / 1_000_000_000_000_000)
         let now = result.wait.control
-        let committed = f(control, "Committed").extract(now) == 1
-        let errorNotCommitted = f(control, "Error Not Committed").extract(now) == 1
+        let committed = HDMDecoderCapability.Control.committed.extract(now) == 1
+        let errorNotCommitted = HDMDecoderCapability.Control.errorNotCommitted.extract(now) == 1
         let state = committed ? "committed" : (errorNotCommitted ? "Error Not Committed" : "not committed after \(req.timeoutMilliseconds) ms")
         out += "  Decoder \(n) Control -> \(hex(now, digits: 8)): \(state) (\(ms) ms, \(result.wait.polls) read(s))\n"
         if errorNotCommitted {
             if let why = (function as? HDMCommitDiagnosing)?.commitFailure(decoder: n) {
                 out += "  why: \(why)\n"
-            } else if n > 0, f(control, "Committed").extract(try r32(HDMDecoderRegisters(n - 1).control)) == 0 {
+            } else if n > 0, HDMDecoderCapability.Control.committed.extract(try r32(HDMDecoderRegisters(n - 1).control)) == 0 {
                 out += "  why: decoder \(n - 1) is not committed (decoders commit in index order, CXL 3.1 §8.2.4.20.12)\n"
             } else {
                 out += "  why: the device does not say (Error Not Committed only; check base/size/skip against CXL 3.1 §8.2.4.20.12)\n"

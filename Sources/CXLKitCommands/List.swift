@@ -42,10 +42,10 @@ public struct ListedFunction: Sendable {
         guard let c = config else { return "CXL function" }
         let caps = CapabilityList(walking: c)
         if let pcie = caps.standard(.pciExpress), let v = c.read(PCIExpressCapability.capabilities, base: pcie.offset) {
-            switch PCIExpressCapability.capabilities.field("Device/Port Type")!.extract(v) {
-            case 4: return "Root Port"
-            case 5: return "Upstream Switch Port"
-            case 6: return "Downstream Switch Port"
+            switch PCIExpressCapability.DevicePortType(rawValue: PCIExpressCapability.devicePortType.extract(v)) {
+            case .rootPort: return "Root Port"
+            case .upstreamPort: return "Upstream Switch Port"
+            case .downstreamPort: return "Downstream Switch Port"
             default: break
             }
         }

@@ -66,10 +66,10 @@ public final class ServedDeviceMonitor: VFIODevice, @unchecked Sendable {
     public func write(region: UInt32, offset: UInt64, data: [UInt8]) throws(VFIOError) {
         try inner.write(region: region, offset: offset, data: data)
         guard region == VFIOPCIRegion.config.rawValue else { return }
-        if Self.sets(data, at: offset, register: deviceControl, mask: PCIExpressCapability.deviceControl.field("Initiate Function Level Reset")!.mask) {
+        if Self.sets(data, at: offset, register: deviceControl, mask: PCIExpressCapability.initiateFLR.mask) {
             count("flr")
         }
-        if Self.sets(data, at: offset, register: control2, mask: CXLDeviceDVSEC.control2.field("Initiate CXL Reset")!.mask) {
+        if Self.sets(data, at: offset, register: control2, mask: CXLDeviceDVSEC.Control2.initiateCXLReset.mask) {
             count("cxl")
         }
     }
@@ -108,12 +108,11 @@ public final class ServedFunction: PCIFunction, @unchecked Sendable {
             let size = (try? device.regionInfo(UInt32(i)).size) ?? 0
             let raw = (try? device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(PCIHeader.bar(i).offset), count: 4))
                 .map { $0.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) } } ?? 0
-            let layout = PCIHeader.bar(i)
-            let isIO = layout.field("Memory Space Indicator")!.extract(raw) == 1
-            let is64 = !isIO && layout.field("Memory Type")!.extract(raw) == 2
+            let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(raw) == 1
+            let is64 = !isIO && PCIHeader.BAR.memoryType.extract(raw) == 2
             if size > 0 {
                 list.append(BARDescription(index: i, kind: isIO ? .io : (is64 ? .memory64 : .memory32),
-                                           prefetchable: !isIO && layout.field("Prefetchable")!.extract(raw) == 1, size: size))
+                                           prefetchable: !isIO && PCIHeader.BAR.prefetchable.extract(raw) == 1, size: size))
             }
             i += is64 && size > 0 ? 2 : 1
         }

@@ -225,7 +225,7 @@ public struct CapabilityList: Sendable {
     /// Standard capability pointers live after the 64-byte header (PCI 3.0 §6.7).
     static let firstStandardOffset = 0x40
     /// Extended capabilities start at 0x100 (PCIe 6.0 §7.6).
-    static let firstExtendedOffset = 0x100
+    static let firstExtendedOffset = ExtendedCapabilityHeader.firstOffset
 
     public init(walking config: ConfigSpace) {
         walkStandard(config)
@@ -244,7 +244,7 @@ public struct CapabilityList: Sendable {
 
     private mutating func walkStandard(_ config: ConfigSpace) {
         guard let status = config.read(PCIHeader.status),
-              PCIHeader.status.field("Capabilities List")!.extract(status) == 1 else { return }
+              PCIHeader.Status.capabilitiesList.extract(status) == 1 else { return }
         // Type 2 (CardBus) headers keep the pointer at 0x14; types 0 and 1 at 0x34.
         let pointerOffset = config.headerType == 2 ? 0x14 : PCIHeader.capabilitiesPointer.offset
         guard let first = config.read8(pointerOffset) else { return }

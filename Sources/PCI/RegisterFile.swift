@@ -143,6 +143,12 @@ public struct RegisterFile: Sendable {
     /// file read as 0, and a width outside 1 ... 8 reads 0.
     public func read(_ offset: Int, width: Int) -> UInt64 {
         guard width >= 1 && width <= 8 else { return 0 }
+        if offset >= 0 && offset <= min(size, bytes.count) - width {
+            // Inside the file (every access a device model makes): one range check.
+            var v: UInt64 = 0
+            for i in 0..<width { v |= UInt64(bytes[offset &+ i]) << UInt64(8 &* i) }
+            return v
+        }
         var v: UInt64 = 0
         for i in 0..<width where offset + i >= 0 && offset + i < size {
             v |= UInt64(bytes[offset + i]) << UInt64(8 * i)

@@ -125,6 +125,17 @@ public protocol VFIODevice: AnyObject, Sendable {
     func dmaUnmapped(iova: UInt64, size: UInt64)
 }
 
+/// A device that reads into and writes from caller memory, so a transport can serve REGION_READ and REGION_WRITE
+/// without an array per access (vfio-user's server reads straight into its send buffer and writes straight from its
+/// receive buffer). Optional: a transport falls back to `VFIODevice.read`/`write` for other devices.
+public protocol VFIODirectAccessDevice: VFIODevice {
+    /// Fills `buffer` (its count is the access size) from region `region` at `offset`. Bounds are the device's to
+    /// check, as for `read(region:offset:count:)`.
+    func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError)
+    /// Writes `buffer` to region `region` at `offset`. `buffer` is valid only during the call.
+    func write(region: UInt32, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError)
+}
+
 extension VFIODevice {
     public func regionIOFDs(_ index: UInt32) throws(VFIOError) -> [VFIORegionIOFD] { [] }
     public func feature(flags: UInt32, data: [UInt8]) throws(VFIOError) -> [UInt8] {

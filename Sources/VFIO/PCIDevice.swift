@@ -1,55 +1,6 @@
 import Foundation
 import PCI
 
-/// A PCI function whose BARs are backed by memory the transport can hand out for mmap (a memfd, a sysfs
-/// `resourceN` file). `VFIOPCIDevice` reports such BARs with `VFIO_REGION_INFO_FLAG_MMAP`.
-public protocol VFIOMappablePCIFunction: PCIFunction {
-    /// The fd and file offset backing BAR `bar`, or nil when the BAR must be trapped.
-    func mmapBacking(bar: Int) -> VFIORegionMapping?
-    /// The parts of BAR `bar` that may be mapped (the kernel's sparse areas), or nil for the whole BAR (default).
-    func mmapAreas(bar: Int) -> [VFIOSparseArea]?
-}
-
-extension VFIOMappablePCIFunction {
-    public func mmapAreas(bar: Int) -> [VFIOSparseArea]? { nil }
-}
-
-/// A function whose interrupts another layer delivers straight to eventfds (a device the kernel's vfio-pci owns):
-/// `VFIOPCIDevice` hands every SET_IRQS on to it instead of raising vectors itself, so the client's eventfds are
-/// signalled by the kernel.
-public protocol VFIOIRQForwardingFunction: PCIFunction {
-    func forwardIRQs(_ request: VFIOIRQSet) throws(VFIOError)
-    /// Disables every forwarded interrupt (the client went away).
-    func releaseForwardedIRQs()
-}
-
-/// A function that does DMA through an IOMMU this process programs (a kernel VFIO device): client memory
-/// registered for DMA is mapped at the client's IO virtual addresses.
-public protocol VFIODMAMappingFunction: PCIFunction {
-    func mapDMA(iova: UInt64, size: UInt64, address: UnsafeMutableRawPointer, writable: Bool) throws(VFIOError)
-    func unmapDMA(iova: UInt64, size: UInt64)
-}
-
-/// Handles accesses to a trapped range of a region (offsets are relative to the region start).
-public protocol VFIORegionAccessHandler: AnyObject, Sendable {
-    func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8]
-    func write(offset: UInt64, data: [UInt8]) throws(VFIOError)
-}
-
-/// Handles config-space accesses in an overridden range (offsets are absolute config offsets; accesses are
-/// naturally aligned 1/2/4 bytes, never straddling the range).
-public protocol VFIOConfigAccessHandler: AnyObject, Sendable {
-    func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32
-    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(VFIOError)
-}
-
-/// A device-specific region added by a composing device (index ≥ `VFIOPCIRegion.count`).
-public struct VFIOExtraRegion: Sendable {
-    public var info: VFIORegionInfo
-    public var handler: any VFIORegionAccessHandler
-    public init(info: VFIORegionInfo, handler: any VFIORegionAccessHandler) { self.info = info; self.handler = handler }
-}
-
 /// The vfio-pci-core equivalent: exposes any `PCIFunction` as a `VFIODevice` with VFIO-PCI regions and IRQs.
 ///
 /// Config space is virtualised the way vfio-pci does it (masks derived from the PCI register catalog):
@@ -68,21 +19,23 @@ public struct VFIOExtraRegion: Sendable {
 ///
 /// Composition: subclass and override any `open` method, or register `trap(region:range:handler:)`,
 /// `overrideConfig(range:handler:)`, `addRegion(_:)` and `deviceInfoCapabilities` without subclassing.
-open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
+open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     public let function: any PCIFunction
     public let irqs: VFIOIRQTable
     /// Serialises config virtualisation state.
     public let lock = NSRecursiveLock()
 
     private let configSize: Int
+    // The state below is guarded by `lock`: dynamic exclusivity checks are off for what a config access touches
+    // (they cost more than the access itself on the per-message path).
     /// Virtual config image; bytes selected by `virtualMask` are read from here.
-    private var vconfig: [UInt8]
+    @exclusivity(unchecked) private var vconfig: [UInt8]
     /// Per byte: bits read from `vconfig` instead of the function.
-    private var virtualMask: [UInt8]
+    @exclusivity(unchecked) private var virtualMask: [UInt8]
     /// Per byte: bits of `vconfig` a guest write may change.
-    private var writeMask: [UInt8]
+    @exclusivity(unchecked) private var writeMask: [UInt8]
     /// Per byte: forward writes to the function too.
-    private var forward: [Bool]
+    @exclusivity(unchecked) private var forward: [Bool]
     private var resetImage: [UInt8]
     private let barList: [BARDescription?]
 
@@ -93,9 +46,11 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     private var msixTable: [UInt8] = []
     private var expressOffset: Int?
 
-    private var traps: [UInt32: [(Range<UInt64>, any VFIORegionAccessHandler)]] = [:]
-    private var configOverrides: [(Range<Int>, any VFIOConfigAccessHandler)] = []
-    private var extraRegions: [UInt32: VFIOExtraRegion] = [:]
+    @exclusivity(unchecked) private var traps: [UInt32: [(Range<UInt64>, any VFIORegionAccessHandler)]] = [:]
+    @exclusivity(unchecked) private var configOverrides: [(Range<Int>, any VFIOConfigAccessHandler)] = []
+    /// The span of all `configOverrides` (empty: none): an access outside it skips the list.
+    @exclusivity(unchecked) private var overrideSpan: Range<Int> = 0..<0
+    @exclusivity(unchecked) private var extraRegions: [UInt32: VFIOExtraRegion] = [:]
     /// Device-info capabilities reported with `VFIO_DEVICE_FLAGS_CAPS` (for composing devices).
     public var deviceInfoCapabilities: [VFIOCapability] {
         get { lock.lock(); defer { lock.unlock() }; return _deviceInfoCaps }
@@ -126,17 +81,19 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         var msiCount: UInt32 = 0
         if let m = msiOffset, let ctl = snapshot.read16(m + MSICapability.messageControl.offset) {
             let c = UInt64(ctl)
-            let is64 = MSICapability.messageControl.field("64 bit address capable")!.extract(c) == 1
-            let pvm = MSICapability.messageControl.field("Per-vector masking capable")!.extract(c) == 1
+            let is64 = MSICapability.Control.is64Bit.extract(c) == 1
+            let pvm = MSICapability.Control.perVectorMasking.extract(c) == 1
             msiLayout = MSICapability.layout(is64Bit: is64, perVectorMasking: pvm)
-            msiCount = 1 << UInt32(MSICapability.messageControl.field("Multiple Message Capable")!.extract(c))
+            msiCount = 1 << UInt32(MSICapability.Control.multipleMessageCapable.extract(c))
         }
         var msixCount: UInt32 = 0
         if let x = msixOffset, let ctl = snapshot.read16(x + MSIXCapability.messageControl.offset),
            let t = snapshot.read32(x + MSIXCapability.tableOffset.offset), let p = snapshot.read32(x + MSIXCapability.pbaOffset.offset) {
-            let n = Int(MSIXCapability.messageControl.field("Table Size")!.extract(UInt64(ctl))) + 1
+            let n = Int(MSIXCapability.Control.tableSize.extract(UInt64(ctl))) + 1
             msixCount = UInt32(n)
-            msix = (bar: Int(t & 7), tableOffset: UInt64(t & ~7), pbaBar: Int(p & 7), pbaOffset: UInt64(p & ~7), count: n)
+            let tb = MSIXCapability.tableBIR, pb = MSIXCapability.pbaBIR
+            msix = (bar: Int(tb.extract(UInt64(t))), tableOffset: UInt64(t) & ~tb.mask,
+                    pbaBar: Int(pb.extract(UInt64(p))), pbaOffset: UInt64(p) & ~pb.mask, count: n)
         }
         irqs = VFIOIRQTable([
             VFIOIRQInfo(index: VFIOPCIIRQ.intx.rawValue, flags: [.eventfd, .maskable, .automasked], count: intxCount),
@@ -173,17 +130,18 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
             let reg = PCIHeader.bar(i)
             guard let b = barList[i] else { virtualise(reg.offset, reg, writable: 0, initial: 0, forwardWrites: false); i += 1; continue }
             let size = max(b.size, b.kind == .io ? 4 : 16)
-            let flags: UInt32
+            let bar = PCIHeader.BAR.self
+            let flags: UInt64
             switch b.kind {
-            case .io: flags = 0x1
-            case .memory32: flags = b.prefetchable ? 0x8 : 0
-            case .memory64: flags = 0x4 | (b.prefetchable ? 0x8 : 0)
+            case .io: flags = bar.memorySpaceIndicator.insert(1, into: 0)
+            case .memory32: flags = bar.prefetchable.insert(b.prefetchable ? 1 : 0, into: 0)
+            case .memory64: flags = bar.memoryType.insert(bar.memoryType64Bit, into: bar.prefetchable.insert(b.prefetchable ? 1 : 0, into: 0))
             }
-            let low = UInt32(truncatingIfNeeded: ~(size - 1)) & (b.kind == .io ? 0xFFFF_FFFC : 0xFFFF_FFF0)
-            virtualise(reg.offset, reg, writable: UInt64(low), initial: UInt64(flags), forwardWrites: false)
+            let sizing = bar.sizingMask(size: size, io: b.kind == .io)
+            virtualise(reg.offset, reg, writable: sizing.low, initial: flags, forwardWrites: false)
             if b.kind == .memory64 && i < 5 {
                 let hreg = PCIHeader.bar(i + 1)
-                virtualise(hreg.offset, hreg, writable: UInt64(UInt32(truncatingIfNeeded: ~(size - 1) >> 32)), initial: 0, forwardWrites: false)
+                virtualise(hreg.offset, hreg, writable: sizing.high, initial: 0, forwardWrites: false)
                 i += 2
             } else { i += 1 }
         }
@@ -233,6 +191,8 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     public func overrideConfig(range: Range<Int>, handler: any VFIOConfigAccessHandler) {
         lock.lock(); defer { lock.unlock() }
         configOverrides.append((range, handler))
+        overrideSpan = overrideSpan.isEmpty ? range
+            : min(overrideSpan.lowerBound, range.lowerBound)..<max(overrideSpan.upperBound, range.upperBound)
     }
 
     /// Adds a device-specific region (index ≥ `VFIOPCIRegion.count`).
@@ -356,8 +316,8 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         let on = irqs.isEnabled(VFIOPCIIRQ.msix.rawValue)
         let reg = MSIXCapability.messageControl
         guard let cur = try? function.configRead(x + reg.offset, width: reg.width) else { return }
-        var v = reg.field("MSI-X Enable")!.insert(on ? 1 : 0, into: UInt64(cur))
-        v = reg.field("Function Mask")!.insert(0, into: v)
+        var v = MSIXCapability.Control.enable.insert(on ? 1 : 0, into: UInt64(cur))
+        v = MSIXCapability.Control.functionMask.insert(0, into: v)
         if on {
             let vc = MSIXCapability.tableEntry.registers.first { $0.name == "Vector Control" }!
             for i in 0..<m.count {
@@ -369,32 +329,79 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     }
 
     open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
-        lock.lock(); defer { lock.unlock() }
         if region == VFIOPCIRegion.config.rawValue {
-            // The per-message path of config reads (issue 14): bounds against the config size without building
-            // the region info, the access split as `split` does without an array of pieces.
-            let (end, o) = offset.addingReportingOverflow(UInt64(count))
-            guard count >= 0, !o, end <= UInt64(configSize) else {
-                throw .invalidArgument("region \(region) access 0x\(String(offset, radix: 16))+\(count) beyond 0x\(String(configSize, radix: 16))")
+            try checkConfigBounds(offset, count)
+            var failure: VFIOError?
+            let out = [UInt8](unsafeUninitializedCapacity: count) { buf, n in
+                do throws(VFIOError) { try readConfig(offset, into: UnsafeMutableRawBufferPointer(buf)) } catch {
+                    buf.initialize(repeating: 0)
+                    failure = error
+                }
+                n = count
             }
-            var out: [UInt8] = []
-            out.reserveCapacity(count)
-            var off = offset
-            var left = count
-            while left > 0 {
-                var width = 4
-                while width > 1 && (off % UInt64(width) != 0 || width > left) { width /= 2 }
-                let v = try configRead(Int(off), width: width)
-                for i in 0..<width { out.append(UInt8(truncatingIfNeeded: v >> UInt32(8 * i))) }
-                off += UInt64(width)
-                left -= width
-            }
+            if let failure { throw failure }
             return out
         }
+        lock.lock(); defer { lock.unlock() }
         if let e = extraRegions[region] { return try e.handler.read(offset: offset, count: count) }
         let info = try regionInfo(region)
         try checkBounds(info, offset, count)
         return try barAccess(bar: Int(region), offset: offset, count: count, write: nil)
+    }
+
+    /// `VFIODirectAccessDevice`: config space is read straight into `buffer` (the per-message path of a
+    /// vfio-user REGION_READ: one lock, no array); other regions go through `read(region:offset:count:)`.
+    open func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        if region == VFIOPCIRegion.config.rawValue { return try readConfig(offset, into: buffer) }
+        lock.lock(); defer { lock.unlock() }
+        if let e = extraRegions[region] { return try e.handler.read(offset: offset, into: buffer) }
+        let bytes = try read(region: region, offset: offset, count: buffer.count)
+        guard bytes.count == buffer.count else { throw .system(errno: VFIOErrno.EIO, "region \(region): short read") }
+        if let d = buffer.baseAddress, !bytes.isEmpty { bytes.withUnsafeBytes { d.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+
+    /// `VFIODirectAccessDevice`: config writes are split as `write(region:offset:data:)` splits them, without an
+    /// array; other regions go through `write(region:offset:data:)`.
+    open func write(region: UInt32, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+        lock.lock(); defer { lock.unlock() }
+        guard region == VFIOPCIRegion.config.rawValue else {
+            if let e = extraRegions[region] { return try e.handler.write(offset: offset, from: buffer) }
+            return try write(region: region, offset: offset, data: Array(buffer))
+        }
+        try checkConfigBounds(offset, buffer.count)
+        var off = offset
+        var pos = 0
+        while pos < buffer.count {
+            let width = Self.accessWidth(off, buffer.count - pos, maxWidth: 4)
+            var v: UInt32 = 0
+            for i in 0..<width { v |= UInt32(buffer[pos + i]) << UInt32(8 * i) }
+            try configWrite(Int(off), width: width, value: v)
+            off += UInt64(width)
+            pos += width
+        }
+    }
+
+    private func checkConfigBounds(_ offset: UInt64, _ count: Int) throws(VFIOError) {
+        let (end, o) = offset.addingReportingOverflow(UInt64(truncatingIfNeeded: count))
+        guard count >= 0, !o, end <= UInt64(configSize) else {
+            throw .invalidArgument("region \(VFIOPCIRegion.config.rawValue) access 0x\(String(offset, radix: 16))+\(count) beyond 0x\(String(configSize, radix: 16))")
+        }
+    }
+
+    /// Config bytes [offset, offset + buffer.count) into `buffer`, split into naturally aligned accesses of at most
+    /// 4 bytes (as `split`), under one lock.
+    private func readConfig(_ offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        lock.lock(); defer { lock.unlock() }
+        try checkConfigBounds(offset, buffer.count)
+        var off = offset
+        var pos = 0
+        while pos < buffer.count {
+            let width = Self.accessWidth(off, buffer.count - pos, maxWidth: 4)
+            let v = try configReadLocked(Int(off), width: width)
+            for i in 0..<width { buffer[pos + i] = UInt8(truncatingIfNeeded: v >> UInt32(8 * i)) }
+            off += UInt64(width)
+            pos += width
+        }
     }
 
     open func write(region: UInt32, offset: UInt64, data: [UInt8]) throws(VFIOError) {
@@ -490,8 +497,7 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         var off = offset
         var left = count
         while left > 0 {
-            var w = maxWidth
-            while w > 1 && (off % UInt64(w) != 0 || w > left) { w /= 2 }
+            let w = accessWidth(off, left, maxWidth: maxWidth)
             out.append((off, w))
             off += UInt64(w)
             left -= w
@@ -499,32 +505,61 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         return out
     }
 
+    /// The widest naturally aligned access (at most `maxWidth`, a power of two) at `offset` within `left` bytes.
+    @inline(__always)
+    static func accessWidth(_ offset: UInt64, _ left: Int, maxWidth: Int) -> Int {
+        var w = maxWidth
+        while w > 1 && (offset % UInt64(w) != 0 || w > left) { w /= 2 }
+        return w
+    }
+
     private func override(_ offset: Int, _ width: Int) -> (any VFIOConfigAccessHandler)? {
-        configOverrides.first { $0.0.contains(offset) && $0.0.contains(offset + width - 1) }?.1
+        guard offset < overrideSpan.upperBound && offset + width > overrideSpan.lowerBound else { return nil }
+        for (r, h) in configOverrides where r.contains(offset) && r.contains(offset + width - 1) { return h }
+        return nil
+    }
+
+    private func checkConfigAccess(_ offset: Int, _ width: Int) throws(VFIOError) {
+        guard width >= 1 && width <= 4, offset >= 0, offset <= configSize - width else {
+            throw .invalidArgument("config access 0x\(String(offset, radix: 16))/\(width)")
+        }
     }
 
     /// A virtualised config read (1, 2 or 4 bytes, naturally aligned).
     open func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 {
         lock.lock(); defer { lock.unlock() }
+        try checkConfigAccess(offset, width)
+        return try configReadLocked(offset, width: width)
+    }
+
+    /// `configRead` with `lock` held and the access checked: overrides, then the function's bytes merged with the
+    /// virtual ones byte by byte (`virtualMask`).
+    private func configReadLocked(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 {
         if let h = override(offset, width) { return try h.configRead(offset, width: width) }
-        var needDevice = false
-        for i in 0..<width where virtualMask[offset + i] != 0xFF { needDevice = true }
+        var vm: UInt32 = 0
+        var vv: UInt32 = 0
+        virtualMask.withUnsafeBufferPointer { m in
+            vconfig.withUnsafeBufferPointer { c in
+                // The access is checked against the config size; both arrays have that size.
+                guard offset >= 0, offset + width <= m.count, offset + width <= c.count else { return }
+                for i in 0..<width {
+                    vm |= UInt32(m[offset &+ i]) << UInt32(8 &* i)
+                    vv |= UInt32(c[offset &+ i]) << UInt32(8 &* i)
+                }
+            }
+        }
+        let all: UInt32 = width == 4 ? ~0 : (1 << UInt32(8 * width)) - 1
         var dev: UInt32 = 0
-        if needDevice {
+        if vm != all {
             do { dev = try function.configRead(offset, width: width) } catch { throw .system(errno: VFIOErrno.EIO, "config read: \(error)") }
         }
-        var v: UInt32 = 0
-        for i in 0..<width {
-            let vm = virtualMask[offset + i]
-            let b = (UInt8(truncatingIfNeeded: dev >> UInt32(8 * i)) & ~vm) | (vconfig[offset + i] & vm)
-            v |= UInt32(b) << UInt32(8 * i)
-        }
-        return v
+        return ((dev & ~vm) | (vv & vm)) & all
     }
 
     /// A virtualised config write (1, 2 or 4 bytes, naturally aligned).
     open func configWrite(_ offset: Int, width: Int, value: UInt32) throws(VFIOError) {
         lock.lock(); defer { lock.unlock() }
+        try checkConfigAccess(offset, width)
         if let h = override(offset, width) { return try h.configWrite(offset, width: width, value: value) }
         var fwd = false
         for i in 0..<width {
@@ -535,7 +570,7 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
         }
         // Initiate FLR (PCIe Device Control bit 15) is performed here, not forwarded.
         if let e = expressOffset {
-            let flrBit = PCIExpressCapability.deviceControl.field("Initiate Function Level Reset")!
+            let flrBit = PCIExpressCapability.initiateFLR
             let flrByte = e + PCIExpressCapability.deviceControl.offset + flrBit.lsb / 8
             if flrByte >= offset && flrByte < offset + width {
                 let shift = UInt32(8 * (flrByte - offset) + flrBit.lsb % 8)
@@ -565,13 +600,13 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     /// The guest-visible MSI-X Enable bit (virtualised; delivery follows SET_IRQS, as in vfio-pci).
     public var msixEnableBit: Bool {
         lock.lock(); defer { lock.unlock() }
-        return MSIXCapability.messageControl.field("MSI-X Enable")!.extract(msixControl) == 1
+        return MSIXCapability.Control.enable.extract(msixControl) == 1
     }
     /// The guest-visible MSI Enable bit.
     public var msiEnableBit: Bool {
         lock.lock(); defer { lock.unlock() }
         guard let m = msiOffset else { return false }
-        return MSICapability.messageControl.field("MSI Enable")!.extract(readLE(m + MSICapability.messageControl.offset, 2)) == 1
+        return MSICapability.Control.enable.extract(readLE(m + MSICapability.messageControl.offset, 2)) == 1
     }
 
     /// Which index interrupts are delivered on. As in kernel vfio-pci, the mode follows SET_IRQS (the index that has
@@ -602,10 +637,10 @@ open class VFIOPCIDevice: VFIODevice, @unchecked Sendable {
     /// Interrupt Status (Status bit 3) is emulated: set while INTx is asserted, so PCI 2.3 INTx masking drivers
     /// (uio_pci_generic, vfio-pci in a nested guest) see their interrupt. It is cleared when the VMM unmasks INTx
     /// (its EOI), i.e. INTx behaves as asserted until acknowledged.
-    private static let interruptStatus = PCIHeader.status.field("Interrupt Status")!
+    private static let interruptStatus = PCIHeader.Status.interruptStatus
 
     private var intxDisabled: Bool {
-        PCIHeader.command.field("Interrupt Disable")!.extract(readLE(PCIHeader.command.offset, 2)) == 1
+        PCIHeader.Command.interruptDisable.extract(readLE(PCIHeader.command.offset, 2)) == 1
     }
 
     private func setINTxStatus(_ on: Bool) {

@@ -104,7 +104,10 @@ public final class CXLConformContext {
         }
         dvsec = try? findDVSEC(id: CXLDVSECID.device.rawValue)
         // Memory Space Enable, so the memory and BAR checks can touch the device.
-        if let cmd = try? config16(0x04) { try? writeConfig16(0x04, cmd | 0x2) }
+        let command = PCIHeader.command
+        if let cmd = try? config16(command.offset) {
+            try? writeConfig16(command.offset, UInt16(truncatingIfNeeded: PCIHeader.Command.memorySpaceEnable.insert(1, into: UInt64(cmd))))
+        }
     }
 
     // MARK: Helpers the checks use
@@ -149,31 +152,32 @@ public final class CXLConformContext {
         try target.write(region: Self.configRegion, offset: UInt64(offset), data: [UInt8(v & 0xFF), UInt8(v >> 8)])
     }
 
-    /// Walks the PCIe extended capabilities (PCIe 6.0 §7.6.3: ID 15:0, Next 31:20) for a CXL DVSEC (vendor 0x1E98
-    /// in DVSEC Header 1 15:0, DVSEC ID in Header 2 15:0).
+    /// Walks the PCIe extended capabilities (PCIe 6.0 §7.6.3) as a guest does, through the config region, for a
+    /// CXL DVSEC (the CXL vendor ID in DVSEC Header 1, `id` in Header 2).
     func findDVSEC(id: UInt16) throws -> Int? {
-        var pos = 0x100
-        for _ in 0..<64 where pos >= 0x100 {
-            let h = try config32(pos)
-            if h & 0xFFFF == 0x23 {
-                let h1 = try config32(pos + 4), h2 = try config32(pos + 8)
-                if h1 & 0xFFFF == UInt32(cxlDVSECVendorID) && h2 & 0xFFFF == UInt32(id) { return pos }
+        typealias X = ExtendedCapabilityHeader
+        var pos = X.firstOffset
+        for _ in 0..<64 where pos >= X.firstOffset {
+            let h = UInt64(try config32(pos))
+            if X.capabilityID.extract(h) == UInt64(ExtendedCapabilityID.designatedVendorSpecific.rawValue) {
+                let h1 = UInt64(try config32(pos + DVSECHeader.header1.offset)), h2 = UInt64(try config32(pos + DVSECHeader.header2.offset))
+                if DVSECHeader.vendorID.extract(h1) == UInt64(cxlDVSECVendorID) && DVSECHeader.dvsecID.extract(h2) == UInt64(id) { return pos }
             }
-            pos = Int((h >> 20) & 0xFFC)
+            pos = Int(X.next.extract(h) & X.nextOffsetMask)
             if pos == 0 { break }
         }
         return nil
     }
 
     /// Decoder 0 registers through CXL_COMP_REGS (which starts at the HDM Decoder Capability block).
-    static let decoder0 = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
-    static var ctrl0: UInt64 { UInt64(decoder0[4].offset) }
-    static func controlBit(_ name: String) -> UInt32 { UInt32(HDMDecoderCapability.control.field(name)!.mask) }
+    static let decoder0 = HDMDecoderRegisters(0)
+    static var ctrl0: UInt64 { UInt64(decoder0.control.offset) }
+    static func controlBit(_ field: RegisterField) -> UInt32 { UInt32(field.mask) }
 
     func decoder0Range(_ comp: UInt32) throws -> (base: UInt64, size: UInt64, ctrl: UInt32) {
         let r = Self.decoder0
-        let bl = try read32(comp, UInt64(r[0].offset)), bh = try read32(comp, UInt64(r[1].offset))
-        let sl = try read32(comp, UInt64(r[2].offset)), sh = try read32(comp, UInt64(r[3].offset))
+        let bl = try read32(comp, UInt64(r.baseLow.offset)), bh = try read32(comp, UInt64(r.baseHigh.offset))
+        let sl = try read32(comp, UInt64(r.sizeLow.offset)), sh = try read32(comp, UInt64(r.sizeHigh.offset))
         let ctrl = try read32(comp, Self.ctrl0)
         return (UInt64(bh) << 32 | UInt64(bl), UInt64(sh) << 32 | UInt64(sl), ctrl)
     }
@@ -298,7 +302,7 @@ public enum VFIOCXLConformance {
             try c.require(r.size >= CXLConformContext.ctrl0 + 4, "CXL_COMP_REGS is 0x\(String(r.size, radix: 16)) bytes, too small for decoder 0 Control")
             _ = try c.read32(ci, CXLConformContext.ctrl0)
             let cap = try c.read32(ci, 0)
-            let field = HDMDecoderCapability.capability.field("Decoder Count")!
+            let field = HDMDecoderCapability.decoderCount
             guard let n = HDMDecoderCountEncoding.decoders(forEncoding: UInt8(field.extract(UInt64(cap)))) else {
                 throw c.fail("offset 0 (0x\(String(cap, radix: 16))) is not an HDM Decoder Capability register: reserved Decoder Count")
             }
@@ -320,7 +324,7 @@ public enum VFIOCXLConformance {
         check("hdm_commit_fsm", "the host committed decoder 0: a guest decommit is absorbed and it stays committed") { c in
             let (ci, _, _) = try c.needComp()
             let orig = try c.read32(ci, CXLConformContext.ctrl0)
-            let committed = CXLConformContext.controlBit("Committed"), commit = CXLConformContext.controlBit("Commit")
+            let committed = CXLConformContext.controlBit(HDMDecoderCapability.Control.committed), commit = CXLConformContext.controlBit(HDMDecoderCapability.Control.commit)
             guard orig & committed != 0 else { throw CheckSkipped(description: "HDM decoder 0 not committed by firmware") }
             try c.write32(ci, CXLConformContext.ctrl0, orig & ~commit)
             let v = try c.read32(ci, CXLConformContext.ctrl0)
@@ -329,8 +333,8 @@ public enum VFIOCXLConformance {
         },
         check("hdm_lock_on_commit", "decoder 0 reads committed and locked, and stays so after a write of Commit|Lock and a write of 0") { c in
             let (ci, _, _) = try c.needComp()
-            let committed = CXLConformContext.controlBit("Committed"), lockBit = CXLConformContext.controlBit("Lock On Commit")
-            try c.write32(ci, CXLConformContext.ctrl0, CXLConformContext.controlBit("Commit") | lockBit)
+            let committed = CXLConformContext.controlBit(HDMDecoderCapability.Control.committed), lockBit = CXLConformContext.controlBit(HDMDecoderCapability.Control.lockOnCommit)
+            try c.write32(ci, CXLConformContext.ctrl0, CXLConformContext.controlBit(HDMDecoderCapability.Control.commit) | lockBit)
             var v = try c.read32(ci, CXLConformContext.ctrl0)
             try c.require(v & committed != 0 && v & lockBit != 0, "decoder 0 Control 0x\(String(v, radix: 16)): not committed and locked")
             try c.write32(ci, CXLConformContext.ctrl0, 0)
@@ -340,9 +344,9 @@ public enum VFIOCXLConformance {
         },
         check("hdm_base_write_absorbed", "a guest write to decoder 0 Base Low is absorbed") { c in
             let (ci, r, _) = try c.needComp()
-            let baseLow = UInt64(CXLConformContext.decoder0[0].offset)
+            let baseLow = UInt64(CXLConformContext.decoder0.baseLow.offset)
             try c.require(r.size >= baseLow + 4, "CXL_COMP_REGS too small for decoder 0 Base Low")
-            guard try c.read32(ci, CXLConformContext.ctrl0) & CXLConformContext.controlBit("Committed") != 0 else {
+            guard try c.read32(ci, CXLConformContext.ctrl0) & CXLConformContext.controlBit(HDMDecoderCapability.Control.committed) != 0 else {
                 throw CheckSkipped(description: "HDM decoder 0 not committed by firmware")
             }
             let orig = try c.read32(ci, baseLow)
@@ -355,7 +359,7 @@ public enum VFIOCXLConformance {
             let d = try c.needDVSEC()
             let h1 = try c.config32(d + 4)
             try c.require(h1 != 0xFFFF_FFFF, "DVSEC Header 1 reads all-ones")
-            let length = Int(h1 >> 20)
+            let length = Int(DVSECHeader.length.extract(UInt64(h1)))
             var off = 0
             while off + 4 <= length {
                 let v = try c.config32(d + off)
@@ -367,16 +371,16 @@ public enum VFIOCXLConformance {
         check("guest_cxl_reset", "a guest Initiate CXL Reset self-clears and Status2 shows CXL Reset Complete without Reset Error") { c in
             let d = try c.needDVSEC()
             let cap = try c.config16(d + CXLDeviceDVSEC.capability.offset)
-            guard UInt64(cap) & CXLDeviceDVSEC.capability.field("CXL Reset Capable")!.mask != 0 else {
+            guard UInt64(cap) & CXLDeviceDVSEC.cxlResetCapable.mask != 0 else {
                 throw CheckSkipped(description: "device does not support CXL reset")
             }
             let ctrl2Off = d + CXLDeviceDVSEC.control2.offset
-            let initiate = UInt16(CXLDeviceDVSEC.control2.field("Initiate CXL Reset")!.mask)
+            let initiate = UInt16(CXLDeviceDVSEC.Control2.initiateCXLReset.mask)
             try c.writeConfig16(ctrl2Off, try c.config16(ctrl2Off) | initiate)
             try c.require(try c.config16(ctrl2Off) & initiate == 0, "Initiate CXL Reset did not self-clear")
             let s2 = try c.config16(d + CXLDeviceDVSEC.status2.offset)
-            try c.require(UInt64(s2) & CXLDeviceDVSEC.status2.field("CXL Reset Complete")!.mask != 0, "Status2 0x\(String(s2, radix: 16)): no CXL Reset Complete")
-            try c.require(UInt64(s2) & CXLDeviceDVSEC.status2.field("CXL Reset Error")!.mask == 0, "Status2 0x\(String(s2, radix: 16)): CXL Reset Error")
+            try c.require(UInt64(s2) & CXLDeviceDVSEC.Status2.resetComplete.mask != 0, "Status2 0x\(String(s2, radix: 16)): no CXL Reset Complete")
+            try c.require(UInt64(s2) & CXLDeviceDVSEC.Status2.resetError.mask == 0, "Status2 0x\(String(s2, radix: 16)): CXL Reset Error")
             return "Status2 0x\(String(s2, radix: 16))"
         },
         check("device_reset", "DEVICE_RESET is advertised and runs the real reset: device memory cleared, decoder 0 committed again") { c in
@@ -396,7 +400,7 @@ public enum VFIOCXLConformance {
             if let e = lastError { throw c.fail("DEVICE_RESET failed: \(e)") }
             if let (ci, _, _) = try? c.needComp() {
                 let ctrl = try c.read32(ci, CXLConformContext.ctrl0)
-                try c.require(ctrl & CXLConformContext.controlBit("Committed") != 0, "decoder 0 is not committed after the reset (0x\(String(ctrl, radix: 16)))")
+                try c.require(ctrl & CXLConformContext.controlBit(HDMDecoderCapability.Control.committed) != 0, "decoder 0 is not committed after the reset (0x\(String(ctrl, radix: 16)))")
             }
             if canProbe {
                 let after = try c.read32(mi, probe)
@@ -414,14 +418,13 @@ public enum VFIOCXLConformance {
         check("guest_hdm_discovery", "a guest's walk (Register Locator, CXL capability array over the BAR) lands on the geometry's HDM block, and decoder 0 decodes a non-empty range") { c in
             let (ci, _, g) = try c.needComp()
             guard let regloc = try c.findDVSEC(id: CXLDVSECID.registerLocator.rawValue) else { throw c.fail("no Register Locator DVSEC") }
-            let length = Int(try c.config32(regloc + 4) >> 20)
+            let length = Int(DVSECHeader.length.extract(UInt64(try c.config32(regloc + DVSECHeader.header1.offset))))
             var found: (bar: UInt32, offset: UInt64)?
             for i in 0..<RegisterLocatorDVSEC.entryCount(length: length) {
                 let at = regloc + RegisterLocatorDVSEC.firstEntryOffset + i * RegisterLocatorDVSEC.entrySize
                 let lo = UInt64(try c.config32(at)), hi = UInt64(try c.config32(at + 4))
-                let f = RegisterLocatorDVSEC.offsetLow
-                guard f.field("Register Block Identifier")!.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
-                found = (UInt32(f.field("Register BIR")!.extract(lo)), hi << 32 | (lo & f.field("Register Block Offset Low")!.mask))
+                guard RegisterLocatorDVSEC.blockIdentifier.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
+                found = (UInt32(RegisterLocatorDVSEC.registerBIR.extract(lo)), hi << 32 | (lo & RegisterLocatorDVSEC.blockOffsetLow.mask))
                 break
             }
             guard let block = found else { throw c.fail("the Register Locator names no component register block") }
@@ -429,21 +432,20 @@ public enum VFIOCXLConformance {
             let (cm, wraps) = block.offset.addingReportingOverflow(UInt64(ComponentRegisterBlock.cacheMemOffset))
             try c.require(!wraps && cm <= UInt64.max - 0x1000, "the Register Locator's component block offset 0x\(String(block.offset, radix: 16)) is not an offset in a BAR")
             let header = UInt64(try c.read32(g.bar, cm))
-            let h = CacheMemCapabilityArray.header, e = CacheMemCapabilityArray.element
-            try c.require(h.field("CXL_Capability_ID")!.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue),
+            try c.require(CacheMemCapabilityArray.capabilityID.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue),
                           "no CXL Capability Header at BAR\(g.bar)+0x\(String(cm, radix: 16)) (0x\(String(header, radix: 16)))")
             var hdm: UInt64?
-            for i in 0..<Int(h.field("Array_Size")!.extract(header)) {
+            for i in 0..<Int(CacheMemCapabilityArray.arraySize.extract(header)) {
                 let el = UInt64(try c.read32(g.bar, cm + UInt64(4 * (i + 1))))
-                if e.field("Capability ID")!.extract(el) == UInt64(CacheMemCapabilityID.hdmDecoder.rawValue) {
-                    hdm = cm + e.field("Pointer")!.extract(el)
+                if CacheMemCapabilityArray.elementID.extract(el) == UInt64(CacheMemCapabilityID.hdmDecoder.rawValue) {
+                    hdm = cm + CacheMemCapabilityArray.elementPointer.extract(el)
                     break
                 }
             }
             guard let hdmOff = hdm else { throw c.fail("no HDM Decoder Capability in the CXL capability array") }
             try c.require(hdmOff == g.offset, "the guest's walk finds the HDM block at 0x\(String(hdmOff, radix: 16)), the geometry says 0x\(String(g.offset, radix: 16))")
             let d = try c.decoder0Range(ci)
-            guard d.ctrl & CXLConformContext.controlBit("Committed") != 0 else { throw CheckSkipped(description: "HDM decoder 0 not committed by firmware") }
+            guard d.ctrl & CXLConformContext.controlBit(HDMDecoderCapability.Control.committed) != 0 else { throw CheckSkipped(description: "HDM decoder 0 not committed by firmware") }
             try c.require(d.size > 0, "decoder 0 size 0")
             try c.require(d.base.addingReportingOverflow(d.size).overflow == false, "decoder 0 range wraps")
             return "HDM block at BAR\(g.bar)+0x\(String(hdmOff, radix: 16)); decoder 0 0x\(String(d.base, radix: 16))+0x\(String(d.size, radix: 16))"
@@ -452,7 +454,7 @@ public enum VFIOCXLConformance {
             let (ci, _, _) = try c.needComp()
             let (mi, m) = try c.needMemory()
             let d = try c.decoder0Range(ci)
-            guard d.ctrl & CXLConformContext.controlBit("Committed") != 0 else { throw CheckSkipped(description: "HDM decoder 0 not committed by firmware") }
+            guard d.ctrl & CXLConformContext.controlBit(HDMDecoderCapability.Control.committed) != 0 else { throw CheckSkipped(description: "HDM decoder 0 not committed by firmware") }
             try c.require(d.size > 0, "decoder 0 size 0")
             try c.require(d.base.addingReportingOverflow(d.size).overflow == false, "decoder 0 range wraps")
             try c.require(d.size == m.size, "CXL_MEM is 0x\(String(m.size, radix: 16)) bytes; the committed decoder 0x\(String(d.size, radix: 16))")
@@ -468,10 +470,11 @@ public enum VFIOCXLConformance {
             let capBack = try c.config16(capOff)
             try c.require(capBack == cap, "Capability reads 0x\(String(capBack, radix: 16)) after a write; was 0x\(String(cap, radix: 16))")
             let ctl = try c.config16(ctlOff)
-            try c.writeConfig16(ctlOff, ctl ^ 0x1)
+            let flipped = ctl ^ UInt16(CXLDeviceDVSEC.Control.cacheEnable.mask)
+            try c.writeConfig16(ctlOff, flipped)
             let ctlBack = try c.config16(ctlOff)
             try c.writeConfig16(ctlOff, ctl)
-            try c.require(ctlBack == ctl ^ 0x1, "Control reads 0x\(String(ctlBack, radix: 16)) after writing 0x\(String(ctl ^ 0x1, radix: 16))")
+            try c.require(ctlBack == flipped, "Control reads 0x\(String(ctlBack, radix: 16)) after writing 0x\(String(flipped, radix: 16))")
             return "Capability 0x\(String(cap, radix: 16)) held; Control shadowed"
         },
         check("region_flags", "CXL_MEM is READ|WRITE|MMAP; CXL_COMP_REGS is READ|WRITE without MMAP and carries the CXL_COMP_REGS capability") { c in

@@ -7,7 +7,9 @@ import VFIO
 ///
 /// Control, Status, Control2, Lock and the Range Base registers live in a shadow
 /// register file built from the catalog, so RWL / RW1CS / RWO behave as the spec
-/// says (with a guest-owned, one-shot CONFIG_LOCK) and byte lanes merge exactly.
+/// says and byte lanes merge exactly; CONFIG_LOCK (guest-owned, one-shot) and the
+/// Control2 doorbells go through the device model the emulator uses
+/// (`CXLDeviceDVSECDevice`).
 /// The headers, capabilities and Range Size registers are read live from the
 /// device; Status2 merges the live Cache Invalid, Volatile HDM Preservation Error
 /// and PM Initialization Complete bits with the shadow's Reset Complete / Reset
@@ -18,6 +20,8 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
     let base: Int
     let length: Int
     private var file: RegisterFile
+    /// CONFIG_LOCK and the doorbells: the emulator's model.
+    private let model: CXLDeviceDVSECDevice
     /// Per byte: bits read live from the device instead of the shadow.
     private let liveMask: [UInt8]
     private let lock = NSRecursiveLock()
@@ -31,26 +35,20 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
     static let control = CXLDeviceDVSEC.control
     static let control2 = CXLDeviceDVSEC.control2
     static let status2 = CXLDeviceDVSEC.status2
-    static let lockRegister = CXLDeviceDVSEC.lock
-    static func bit(_ r: RegisterLayout, _ name: String) -> UInt64 { r.field(name)!.mask }
 
     /// Registers whose every byte reads live.
     static let liveRegisters: [RegisterLayout] = DVSECHeader.registers + [
         CXLDeviceDVSEC.capability, CXLDeviceDVSEC.capability2, CXLDeviceDVSEC.capability3,
         CXLDeviceDVSEC.range1.sizeHigh, CXLDeviceDVSEC.range1.sizeLow, CXLDeviceDVSEC.range2.sizeHigh, CXLDeviceDVSEC.range2.sizeLow,
     ]
-    static let liveStatus2Bits = bit(status2, "Cache Invalid") | bit(status2, "Volatile HDM Preservation Error")
-        | bit(status2, "Power Management Initialization Complete")
-    /// RWL registers CONFIG_LOCK freezes (§8.1.3.6).
-    static let lockedRegisters: [RegisterLayout] = [
-        control, CXLDeviceDVSEC.range1.baseHigh, CXLDeviceDVSEC.range1.baseLow,
-        CXLDeviceDVSEC.range2.baseHigh, CXLDeviceDVSEC.range2.baseLow,
-    ]
+    static let liveStatus2Bits = CXLDeviceDVSEC.Status2.cacheInvalid.mask | CXLDeviceDVSEC.Status2.volatileHDMPreservationError.mask
+        | CXLDeviceDVSEC.Status2.pmInitializationComplete.mask
 
     init(function: any PCIFunction, layout: CXLPassthroughLayout) throws(VFIOCXLError) {
         self.function = function
         base = layout.dvsecOffset
         length = min(layout.dvsecLength, CXLDeviceDVSEC.length(revision: layout.dvsecRevision))
+        model = CXLDeviceDVSECDevice(length: length)
         let block = CXLDeviceDVSEC.layout(revision: layout.dvsecRevision)
         var file = RegisterFile(size: length)
         file.place(block, at: 0)
@@ -74,13 +72,7 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
         file.store(Self.control2.offset, width: 2, value: file.read(Self.control2, base: 0) & ~CXLDeviceDVSEC.control2Doorbells)
         firmwareControl = file.read(Self.control, base: 0)
         self.file = file
-        applyConfigLock()
-    }
-
-    /// CONFIG_LOCK freezes the RWL registers until a conventional reset.
-    private func applyConfigLock() {
-        let locked = file.read(Self.lockRegister, base: 0) & Self.bit(Self.lockRegister, "CONFIG_LOCK") != 0
-        for r in Self.lockedRegisters { file.setLock(r.offset..<(r.offset + r.width), locked) }
+        model.applyConfigLock(&file)
     }
 
     func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 {
@@ -107,39 +99,32 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         let rel = offset - base
         guard rel >= 0, rel + width <= length else { throw .invalidArgument("DVSEC access outside the shadow") }
-        let w = file.write(rel, width: width, value: UInt64(value))
-        if w.covers(Self.lockRegister.offset, width: Self.lockRegister.width) { applyConfigLock() }
+        let (w, rung) = model.write(&file, offset: rel, width: width, value: UInt64(value))
 
         if w.covers(Self.status2.offset, width: Self.status2.width) {
             // Volatile HDM Preservation Error is RW1CS on the device: forward a 1.
             let written = w.writtenBits(ofRegisterAt: Self.status2.offset, width: 2)
-            let clear = written & Self.bit(Self.status2, "Volatile HDM Preservation Error")
+            let clear = written & CXLDeviceDVSEC.Status2.volatileHDMPreservationError.mask
             if clear != 0 { try? function.configWrite(base + Self.status2.offset, width: 2, value: UInt32(clear)) }
         }
-        guard w.covers(Self.control2.offset, width: Self.control2.width) else { return }
-        let written = w.writtenBits(ofRegisterAt: Self.control2.offset, width: 2) & w.coveredMask(ofRegisterAt: Self.control2.offset, width: 2)
-        let ctrl2 = file.read(Self.control2, base: 0)
         // Doorbells read 0 (§8.1.3.4); the shadow never keeps them.
-        file.store(Self.control2.offset, width: 2, value: ctrl2 & ~CXLDeviceDVSEC.control2Doorbells)
-        let wbi = Self.bit(Self.control2, "Initiate Cache Write Back and Invalidation")
-        let initiateReset = Self.bit(Self.control2, "Initiate CXL Reset")
-        if written & wbi != 0 {
+        let ctrl2 = file.read(Self.control2, base: 0)
+        let wbi = CXLDeviceDVSEC.Control2.initiateWritebackInvalidate.mask
+        if rung.contains(.writebackInvalidate) {
             // Forwarded: the device writes back and invalidates its cache; Status2
             // Cache Invalid (read live) reports completion.
-            let disable = ctrl2 & Self.bit(Self.control2, "Disable Caching")
+            let disable = ctrl2 & CXLDeviceDVSEC.Control2.disableCaching.mask
             do {
                 let live = UInt64(try function.configRead(base + Self.control2.offset, width: 2))
                 try function.configWrite(base + Self.control2.offset, width: 2, value: UInt32((live & ~CXLDeviceDVSEC.control2Doorbells) | disable | wbi))
             } catch { throw .system(errno: VFIOErrno.EIO, "Write Back and Invalidation: \(error)") }
         }
-        if written & initiateReset != 0 {
+        if rung.contains(.cxlReset) {
             // Intercepted: the host runs the CXL Reset with save/restore, then the
             // shadow reports Reset Complete or Reset Error (both cleared on 0->1).
-            let complete = Self.bit(Self.status2, "CXL Reset Complete"), error = Self.bit(Self.status2, "CXL Reset Error")
-            file.setBits(Self.status2.offset, width: 2, mask: complete | error, to: false)
-            let memClear = ctrl2 & Self.bit(Self.control2, "CXL Reset Mem Clr Enable") != 0
-            let ok = onCXLReset?(memClear) ?? false
-            file.setBits(Self.status2.offset, width: 2, mask: ok ? complete : error, to: true)
+            model.beginCXLReset(&file)
+            let ok = onCXLReset?(model.memClearRequested(file)) ?? false
+            model.finishCXLReset(&file, succeeded: ok)
         }
     }
 
@@ -149,7 +134,7 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         file.reset(0..<length, keeping: [.sticky])
         file.store(Self.control.offset, width: Self.control.width, value: firmwareControl)
-        applyConfigLock()
+        model.applyConfigLock(&file)
     }
 
     /// The shadow's stored value of a register (tests, diagnostics).

@@ -8,16 +8,17 @@ import VFIO
 ///
 /// The HDM Decoder Capability structure is a shadow register file built from the
 /// catalog: the guest programs decoders in its own address space, a guest Commit
-/// is validated with the same rules a device applies (`HDMCommitRules`, §8.2.4.20.12)
-/// and mirrored to Committed or Error Not Committed, Lock On Commit freezes the
-/// decoder, and reserved / read-only bits hold. Guest activity never writes the
+/// goes through the same device model the emulator uses (`HDMDecoderDevice`:
+/// §8.2.4.20.12 checks, Committed or Error Not Committed, Lock On Commit freezes the
+/// decoder), and reserved / read-only bits hold. Guest activity never writes the
 /// host's decoders. Decoders firmware committed on the host appear committed with
 /// Lock cleared and Base zeroed, so the host physical address never shows.
 /// The rest of the block (capability array, RAS, Link) passes through.
 final class ComponentShadow: @unchecked Sendable {
     let function: any PCIFunction
     let layout: CXLPassthroughLayout
-    let rules: HDMCommitRules
+    /// The device-side decoder model the emulator uses too.
+    private(set) var hdm: HDMDecoderDevice
     private var file: RegisterFile
     private let hdmBlock: RegisterBlockLayout
     private let lock = NSRecursiveLock()
@@ -28,33 +29,17 @@ final class ComponentShadow: @unchecked Sendable {
     /// HDM Decoder Global Control as firmware left it (the guest's view after every reset, as at start).
     private let firmwareGlobalControl: UInt64
 
-    static let control = HDMDecoderCapability.control
-    static func controlBit(_ name: String) -> UInt64 { control.field(name)!.mask }
-
     init(function: any PCIFunction, layout: CXLPassthroughLayout, memorySize: UInt64) throws(VFIOCXLError) {
         self.function = function
         self.layout = layout
         let cap = HDMDecoderCapability.capability
-        func capBit(_ n: String) -> Bool { cap.field(n)!.extract(layout.hdmCapability) != 0 }
-        rules = HDMCommitRules(threeSixTwelveWay: capBit("3, 6, 12 Way Interleave Capable"), sixteenWay: capBit("16 Way Interleave Capable"),
-                               a11to8: capBit("A11to8 Interleave Capable"), a14to12: capBit("A14to12 Interleave Capable"),
-                               capacity: memorySize)
+        let global = HDMDecoderCapability.globalControl
+        hdm = HDMDecoderDevice(rules: HDMDecoderDevice.rules(capability: layout.hdmCapability, capacity: memorySize),
+                               decoderCount: layout.decoderCount)
         hdmBlock = HDMDecoderCapability.layout(decoders: layout.decoderCount, endpoint: true)
         var file = RegisterFile(size: hdmBlock.length)
         file.place(hdmBlock, at: 0)
-        // Capability-dependent write masks: Poison On Decode Error Enable only when
-        // capable (§8.2.4.20.2); UIO fields only when UIO Capable (§8.2.4.20.7).
-        let global = HDMDecoderCapability.globalControl
-        if !capBit("Poison On Decode Error Capability") {
-            file.setWritableMask(global.offset, width: 4, mask: global.writableMask & ~global.field("Poison On Decode Error Enable")!.mask)
-        }
-        if !capBit("UIO Capable") {
-            let uio = Self.controlBit("UIO") | Self.controlBit("Upstream Interleave Granularity") | Self.controlBit("Upstream Interleave Ways")
-            for n in 0..<layout.decoderCount {
-                let c = HDMDecoderRegisters(n).control
-                file.setWritableMask(c.offset, width: 4, mask: c.writableMask & ~uio)
-            }
-        }
+        hdm.restrictWritableMasks(&file, capability: layout.hdmCapability)
         func hostRead(_ off: Int) throws(VFIOCXLError) -> UInt64 {
             do { return try function.barRead(layout.componentBAR, offset: layout.componentOffset + UInt64(layout.hdmOffset + off), width: 4) }
             catch { throw .access("HDM register 0x\(String(off, radix: 16)): \(error)") }
@@ -68,7 +53,7 @@ final class ComponentShadow: @unchecked Sendable {
         for n in 0..<layout.decoderCount {
             let regs = HDMDecoderCapability.decoderRegisters(n, endpoint: true)
             let ctrl = try hostRead(HDMDecoderRegisters(n).control.offset)
-            guard ctrl & Self.controlBit("Committed") != 0 else { continue }
+            guard HDMDecoderCapability.Control.committed.extract(ctrl) != 0 else { continue }
             fw.append(n)
             var values: [UInt64] = []
             for r in regs { values.append(try hostRead(r.offset)) }
@@ -93,14 +78,10 @@ final class ComponentShadow: @unchecked Sendable {
             }
             file.store(named.baseLow.offset, width: 4, value: 0)
             file.store(named.baseHigh.offset, width: 4, value: 0)
-            file.store(named.control.offset, width: 4, value: control & ~Self.controlBit("Lock On Commit") & ~Self.controlBit("Error Not Committed"))
-            file.setLock(decoderRange(n), false)
+            file.store(named.control.offset, width: 4,
+                       value: control & ~HDMDecoderCapability.Control.lockOnCommit.mask & ~HDMDecoderCapability.Control.errorNotCommitted.mask)
+            file.setLock(hdm.lockedRange(n), false)
         }
-    }
-
-    private func decoderRange(_ n: Int) -> Range<Int> {
-        let start = HDMDecoderCapability.firstDecoderOffset + HDMDecoderCapability.decoderStride * n
-        return start..<(start + HDMDecoderCapability.decoderStride)
     }
 
     /// Virtual decoders back to reset values; firmware-committed ones back to the
@@ -108,6 +89,7 @@ final class ComponentShadow: @unchecked Sendable {
     func reset() {
         lock.lock(); defer { lock.unlock() }
         file.reset(keeping: [])
+        hdm.forgetFailures()
         file.store(HDMDecoderCapability.capability.offset, width: 4, value: layout.hdmCapability)
         file.store(HDMDecoderCapability.globalControl.offset, width: 4, value: firmwareGlobalControl)
         applyFirmwareImage()
@@ -133,40 +115,19 @@ final class ComponentShadow: @unchecked Sendable {
             catch { throw .system(errno: VFIOErrno.EIO, "component register write: \(error)") }
             return
         }
-        let rel = offset - layout.hdmOffset
-        let w = file.write(rel, width: 4, value: UInt64(value))
-        let first = HDMDecoderCapability.firstDecoderOffset
-        guard rel >= first else { return }
-        let n = (rel - first) / HDMDecoderCapability.decoderStride
-        guard n < layout.decoderCount, rel == HDMDecoderRegisters(n).control.offset else { return }
-        let commit = Self.controlBit("Commit"), committed = Self.controlBit("Committed"), error = Self.controlBit("Error Not Committed")
-        switch (w.before & commit != 0, w.after & commit != 0) {
-        case (false, true):
-            // §8.2.4.20.12: the checks run on the 0 -> 1 transition of Commit.
-            if rules.check(decoder: n, decoders: programming(), committed: committedBits()) == nil {
-                file.setBits(rel, width: 4, mask: error, to: false)
-                file.setBits(rel, width: 4, mask: committed, to: true)
-                if w.after & Self.controlBit("Lock On Commit") != 0 { file.setLock(decoderRange(n), true) }
-            } else {
-                file.setBits(rel, width: 4, mask: committed, to: false)
-                file.setBits(rel, width: 4, mask: error, to: true)
+        for edge in hdm.write(&file, offset: offset - layout.hdmOffset, width: 4, value: UInt64(value)).1 {
+            switch edge {
+            // §8.2.4.20.12: the checks run on the 0 -> 1 transition of Commit; the shadow shows the result at once.
+            case .commit(let n): hdm.commit(n, in: &file)
+            case .decommit(let n): hdm.decommit(n, in: &file)
             }
-        case (true, false):
-            file.setBits(rel, width: 4, mask: committed | error, to: false)
-        default:
-            break
         }
     }
 
-    /// Every decoder's programming as the shadow holds it.
-    func programming() -> [DecoderProgramming] {
-        (0..<layout.decoderCount).map { n in DecoderProgramming(decoder: n) { file.read($0, width: $1) } }
-    }
-
-    func committedBits() -> [Bool] {
-        (0..<layout.decoderCount).map { n in
-            file.read(HDMDecoderRegisters(n).control, base: 0) & Self.controlBit("Committed") != 0
-        }
+    /// Why decoder n's last guest commit set Error Not Committed.
+    func commitFailure(decoder n: Int) -> CommitFailure? {
+        lock.lock(); defer { lock.unlock() }
+        return hdm.failures[n]
     }
 }
 

@@ -46,6 +46,22 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
         do { return try memory.readMemory(at: offset, count: count) } catch { throw .system(errno: VFIOErrno.EIO, "device memory read: \(error)") }
     }
 
+    /// Straight into the caller's buffer (vfio-user's server: its send buffer), no array.
+    func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        try check(offset, buffer.count)
+        guard buffer.count > 0 else { return }
+        let n = pread(memory.memoryFD, buffer.baseAddress, buffer.count, off_t(offset))
+        guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
+    }
+
+    /// Straight from the caller's buffer (vfio-user's server: its receive buffer), no array.
+    func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+        try check(offset, buffer.count)
+        guard buffer.count > 0 else { return }
+        let n = pwrite(memory.memoryFD, buffer.baseAddress, buffer.count, off_t(offset))
+        guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
+    }
+
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
         try check(offset, data.count)
         do { try memory.writeMemory(at: offset, data) } catch { throw .system(errno: VFIOErrno.EIO, "device memory write: \(error)") }

@@ -97,17 +97,15 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
         self.memory = memory
         let l = try CXLPassthroughLayout.discover(function)
         layout = l
-        let capability = CXLDeviceDVSEC.capability
-        guard capability.field("CXL Reset Capable")!.extract(l.capability) != 0 else {
+        guard CXLDeviceDVSEC.cxlResetCapable.extract(l.capability) != 0 else {
             throw .refused("no CXL Reset capability (DVSEC CXL Capability bit 7): a guest would poll a reset forever")
         }
-        memClearCapable = capability.field("CXL Reset Mem Clr Capable")!.extract(l.capability) != 0
+        memClearCapable = CXLDeviceDVSEC.memClearCapable.extract(l.capability) != 0
         let hdm = l.componentOffset + UInt64(l.hdmOffset)
         func hostRead(_ off: Int) throws(VFIOCXLError) -> UInt64 {
             do { return try function.barRead(l.componentBAR, offset: hdm + UInt64(off), width: 4) }
             catch { throw .access("HDM register 0x\(String(off, radix: 16)): \(error)") }
         }
-        let control = HDMDecoderCapability.control
         var committed: [Int] = []
         var values: [Int: [Int: UInt64]] = [:]
         for n in 0..<l.decoderCount {
@@ -115,7 +113,7 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
             for r in HDMDecoderCapability.decoderRegisters(n, endpoint: true) { regs[r.offset] = try hostRead(r.offset) }
             values[n] = regs
             let ctl = regs[HDMDecoderRegisters(n).control.offset] ?? 0
-            if ctl & control.field("Committed")!.mask != 0 { committed.append(n) }
+            if ctl & HDMDecoderCapability.Control.committed.mask != 0 { committed.append(n) }
         }
         guard committed.count == 1, let n = committed.first, let regs = values[n] else {
             let which = committed.isEmpty ? "no HDM decoder is committed" : "\(committed.count) HDM decoders are committed (\(committed.map(String.init).joined(separator: ", ")))"
@@ -214,7 +212,7 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
         let ctl = HDMDecoderRegisters(decoder).control
         let off = layout.componentOffset + UInt64(layout.hdmOffset + ctl.offset)
         guard let v = try? function.barRead(layout.componentBAR, offset: off, width: 4) else { return false }
-        return v & HDMDecoderCapability.control.field("Committed")!.mask != 0
+        return v & HDMDecoderCapability.Control.committed.mask != 0
     }
 }
 
@@ -341,7 +339,7 @@ final class V4CompRegsRegion: VFIORegionAccessHandler, @unchecked Sendable {
         let dword = off & ~3
         var v = try live32(dword)
         if let o = overlay[dword] { v = o }
-        if dword == control0 && faults.contains(.lockHidden) { v &= ~UInt32(HDMDecoderCapability.control.field("Lock On Commit")!.mask) }
+        if dword == control0 && faults.contains(.lockHidden) { v &= ~UInt32(HDMDecoderCapability.Control.lockOnCommit.mask) }
         let bytes = (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(8 * $0)) }
         let start = off - dword
         return (0..<count).map { start + $0 < 4 ? bytes[start + $0] : 0 }
@@ -354,8 +352,8 @@ final class V4CompRegsRegion: VFIORegionAccessHandler, @unchecked Sendable {
         lock.lock(); defer { lock.unlock() }
         if off == baseLow0 && faults.contains(.baseWritable) { overlay[off] = v }
         if off == control0 && faults.contains(.decommitHonoured) {
-            let commit = UInt32(HDMDecoderCapability.control.field("Commit")!.mask)
-            let committed = UInt32(HDMDecoderCapability.control.field("Committed")!.mask)
+            let commit = UInt32(HDMDecoderCapability.Control.commit.mask)
+            let committed = UInt32(HDMDecoderCapability.Control.committed.mask)
             if v & commit == 0 { overlay[off] = (try live32(off)) & ~(commit | committed) } else { overlay[off] = nil }
         }
     }

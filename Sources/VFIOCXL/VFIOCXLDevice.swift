@@ -207,7 +207,7 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         let size = size / hdmGranule * hdmGranule
         let access = HDMRegisterAccess.bar(function, bar: layout.componentBAR, hdmOffset: layout.componentOffset + UInt64(layout.hdmOffset))
         let global = HDMDecoderCapability.globalControl
-        do { try access.write(global.offset, global.field("HDM Decoder Enable")!.mask) } catch { throw .hostSetup("\(global.name): \(error)") }
+        do { try access.write(global.offset, HDMDecoderCapability.hdmDecoderEnable.mask) } catch { throw .hostSetup("\(global.name): \(error)") }
         let result: HDMCommitResult
         do { result = try HDMCommitter(options).commit(decoder: 0, base: base, size: size, through: access) } catch {
             throw .hostSetup("decoder 0: \(error)")
@@ -220,7 +220,7 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
         let control = CXLDeviceDVSEC.control
         do {
             let c = try function.read(control, base: layout.dvsecOffset)
-            try function.write(control, base: layout.dvsecOffset, value: c | control.field("Mem_Enable")!.mask)
+            try function.write(control, base: layout.dvsecOffset, value: c | CXLDeviceDVSEC.memEnable.mask)
         } catch { throw .hostSetup("DVSEC Mem_Enable: \(error)") }
     }
 }

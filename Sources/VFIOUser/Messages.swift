@@ -392,6 +392,35 @@ public enum VFIOUserDMALayout: Sendable, Equatable {
         }
     }
 
+    /// Bytes of a request's fixed fields: spec `addr u64, count u64`; QEMU `offset u64, count u32`.
+    public var requestFieldsSize: Int { self == .spec ? 16 : 12 }
+    /// Bytes after a request's data: QEMU sends its padded struct's 4 trailing bytes.
+    public var requestTrailerSize: Int { self == .spec ? 0 : 4 }
+
+    /// Stores a request's fixed fields (`requestFieldsSize` bytes) at `p`, as `encodeRequest` encodes them.
+    public func storeRequestFields(to p: UnsafeMutableRawPointer, address: UInt64, count: UInt64) {
+        p.storeBytes(of: address.littleEndian, toByteOffset: 0, as: UInt64.self)
+        if self == .spec { p.storeBytes(of: count.littleEndian, toByteOffset: 8, as: UInt64.self) }
+        else { p.storeBytes(of: UInt32(truncatingIfNeeded: count).littleEndian, toByteOffset: 8, as: UInt32.self) }
+    }
+
+    /// Checks the reply to a DMA_READ of `count` bytes at `address` in place (as `decodeReadReply`) and returns
+    /// where its data starts.
+    public func checkReadReply(_ p: UnsafeRawBufferPointer, address: UInt64, count: UInt64) throws(VFIOUserError) -> Int {
+        let headerSize = requestFieldsSize
+        guard p.count >= headerSize else { throw .malformed("DMA_READ reply truncated") }
+        let addr = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let n = self == .spec ? UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                              : UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        guard addr == address, n == count else { throw .malformed("DMA_READ reply for 0x\(String(addr, radix: 16))+\(n), asked 0x\(String(address, radix: 16))+\(count)") }
+        let avail = UInt64(p.count - headerSize)
+        // spec: exactly count bytes; QEMU: count bytes plus the struct's 4 padding bytes.
+        guard self == .spec ? avail == count : (avail >= count && avail <= count + 8) else {
+            throw .malformed("DMA_READ reply carries \(avail) bytes for count \(count)")
+        }
+        return headerSize
+    }
+
     /// Decodes the reply to a DMA_READ of `count` bytes at `address`; the echoed fields must match.
     public func decodeReadReply(_ p: [UInt8], address: UInt64, count: UInt64) throws(VFIOUserError) -> [UInt8] {
         let headerSize = self == .spec ? 16 : 12

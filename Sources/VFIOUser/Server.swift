@@ -1,6 +1,7 @@
 import CSwiftCXLSystem
 import Foundation
 import Logging
+import Synchronization
 import VFIO
 #if canImport(Glibc)
 import Glibc
@@ -241,7 +242,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     var clientCaps = VFIOUserCapabilities()
     var writeMultiple = false
     var dmaLayout: VFIOUserDMALayout = .spec
-    var pending: [VFIOUserReceived] = []
+    @exclusivity(unchecked) var pending: [VFIOUserReceived] = []
     var nextMessageID: UInt16 = 0
     var outstanding: Set<UInt16> = []
     var stashedReplies: [UInt16: VFIOUserReceived] = [:]
@@ -261,15 +262,18 @@ final class VFIOUserConnection: @unchecked Sendable {
     @exclusivity(unchecked) var partialSince: Int64?
     /// Region index -> size and access flags, taken from the device once per connection (fast-path dispatch).
     @exclusivity(unchecked) var regions: [VFIOUserRegionEntry] = []
-    /// The device, when it can read into and write from the message buffers directly.
-    let direct: (any VFIOUserDirectAccessDevice)?
+    /// The device, when it can read into and write from the message buffers directly. Not retained: the server
+    /// holds the device for longer than any of its connections lives (as `server` itself, unowned), and a strong
+    /// reference costs a retain and a release per message (slow ones: a device with weak references to it, as
+    /// `VFIOPCIDevice` has, keeps its counts in a side table).
+    unowned(unsafe) let direct: (any VFIOUserDirectAccessDevice)?
     /// REGION_READ/WRITE take the in-place path (off while debug logging wants every message logged).
     @exclusivity(unchecked) var fastPath = true
-    private let idleLock = NSLock()
-    private var _idle = false
+    /// Set twice per message (an atomic store, not a lock: this is the per-message path), read by the accept thread.
+    private let idle = Atomic<Bool>(false)
     /// Waiting for the client's next message (not handling one, not sending): a newcomer may be refused at once.
-    var isIdle: Bool { idleLock.lock(); defer { idleLock.unlock() }; return _idle }
-    private func setIdle(_ v: Bool) { idleLock.lock(); _idle = v; idleLock.unlock() }
+    var isIdle: Bool { idle.load(ordering: .acquiring) }
+    private func setIdle(_ v: Bool) { idle.store(v, ordering: .releasing) }
 
     /// The thread serving the connection (set when `serve()` starts): message-based DMA happens only there.
     private(set) var thread = pthread_self()
@@ -294,7 +298,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
     }
 
-    /// How often a blocked receive wakes to look at the stop flag and the message deadline.
+    /// How often a bounded wait (a started message, a DMA reply) wakes to look at the stop flag.
     var receiveTick: Int {
         max(10, min(250, min(config.messageTimeoutMilliseconds, config.dmaReplyTimeoutMilliseconds) / 4))
     }
@@ -302,14 +306,34 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// The next message, reading as needed (one recvmsg takes whatever is queued). nil: orderly end of stream, or a
     /// stop request while waiting. A started message must complete within messageTimeout; `deadline` bounds the
     /// whole wait (DMA replies). `idle`: waiting here for a new message counts as idle (`isIdle`).
+    ///
+    /// Waiting for a new message is one blocking `recvmsg` without a timeout (a timeout arms a kernel timer on every
+    /// wait, which costs the message path 2-4%): `stop()` shuts the socket down to end it. A bounded wait (part of a
+    /// message is buffered, or `deadline` is set) polls first, for at most the time left and at most `receiveTick`,
+    /// then takes what is queued without blocking.
     func receiveFramed(deadline: Int64? = nil, idle: Bool = false) throws(VFIOUserError) -> VFIOUserFramedMessage? {
         while true {
             if let m = try framer.next() { partialSince = nil; return m }
             if framer.buffered > 0 { if partialSince == nil { partialSince = monotonicMilliseconds() } } else { partialSince = nil }
-            let waiting = idle && partialSince == nil
+            let bounded = partialSince != nil || deadline != nil
+            if bounded {
+                var limit = Int64.max
+                if let p = partialSince { limit = p + Int64(config.messageTimeoutMilliseconds) }
+                if let deadline { limit = min(limit, deadline) }
+                let left = limit - monotonicMilliseconds()
+                if left <= 0 { throw .timeout(command: 0) }
+                var p = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
+                let r = poll(&p, 1, Int32(clamping: min(left, Int64(receiveTick))))
+                if r <= 0 {
+                    if r < 0 && errno != EINTR { throw .system(errno: errno, "poll") }
+                    if server.stopRequested { return nil }
+                    continue
+                }
+            }
+            let waiting = idle && !bounded
             if waiting { setIdle(true) }
             let got: VFIOUserFill
-            do { got = try framer.fill(fd: socket.fd, maxFDs: Int(config.maxMsgFDs)) } catch {
+            do { got = try framer.fill(fd: socket.fd, maxFDs: Int(config.maxMsgFDs), nonblocking: bounded) } catch {
                 if waiting { setIdle(false) }
                 throw error
             }
@@ -321,11 +345,6 @@ final class VFIOUserConnection: @unchecked Sendable {
                 return nil
             case .wouldBlock:
                 if server.stopRequested { return nil }
-            }
-            if partialSince != nil || deadline != nil {
-                let now = monotonicMilliseconds()
-                if let p = partialSince, now - p >= Int64(config.messageTimeoutMilliseconds) { throw .timeout(command: 0) }
-                if let deadline, now >= deadline { throw .timeout(command: 0) }
             }
         }
     }
@@ -346,27 +365,32 @@ final class VFIOUserConnection: @unchecked Sendable {
             socket.close()
             logger.info("vfio-user client disconnected")
         }
-        socket.setReceiveTimeout(milliseconds: receiveTick)
         buildRegionTable()
         while alive {
             if !pending.isEmpty {
                 handle(pending.removeFirst())
                 continue
             }
-            let m: VFIOUserFramedMessage
-            do {
-                guard let mm = try receiveFramed(idle: true) else { return }
-                m = mm
-            } catch {
-                if case .malformed(let why) = error {
-                    // Too many fds: we cannot know which command; close.
-                    logger.warning("dropping connection", metadata: ["reason": "\(why)"])
-                } else if error != .disconnected {
-                    logger.warning("dropping connection", metadata: ["error": "\(error)"])
-                }
-                return
-            }
+            guard let m = nextMessage() else { return }
             handleFramed(m)
+        }
+    }
+
+    /// The client's next message; nil when the connection ends (end of stream, stop, or an error, logged).
+    private func nextMessage() -> VFIOUserFramedMessage? {
+        do throws(VFIOUserError) { return try receiveFramed(idle: true) } catch {
+            dropped(error)
+            return nil
+        }
+    }
+
+    @inline(never)
+    private func dropped(_ error: VFIOUserError) {
+        if case .malformed(let why) = error {
+            // Too many fds: we cannot know which command; close.
+            logger.warning("dropping connection", metadata: ["reason": "\(why)"])
+        } else if error != .disconnected {
+            logger.warning("dropping connection", metadata: ["error": "\(error)"])
         }
     }
 
@@ -796,14 +820,22 @@ final class VFIOUserConnection: @unchecked Sendable {
             return mem.read(offset: r.memoryOffset + Int(address - r.address), count: count)!
         }
         try checkThread()
+        // One copy: each reply's data goes from the receive buffer straight into the result.
         var out: [UInt8] = []
         out.reserveCapacity(count)
         var done = 0
+        let layout = dmaLayout
         while done < count {
             let n = min(dmaChunk, count - done)
-            let a = VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n))
-            let reply = try exchange(.dmaRead, dmaLayout.encodeRequest(a))
-            do { out += try dmaLayout.decodeReadReply(reply, address: a.address, count: a.count) } catch {
+            let a = address + UInt64(done)
+            let reply = try exchange(.dmaRead, payloadSize: layout.requestFieldsSize + layout.requestTrailerSize) { p in
+                layout.storeRequestFields(to: p, address: a, count: UInt64(n))
+                if layout.requestTrailerSize > 0 { (p + layout.requestFieldsSize).initializeMemory(as: UInt8.self, repeating: 0, count: layout.requestTrailerSize) }
+            }
+            do throws(VFIOUserError) {
+                let at = try layout.checkReadReply(reply, address: a, count: UInt64(n))
+                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: reply[at..<(at + n)]))
+            } catch {
                 alive = false
                 throw .system(errno: VFIOErrno.EPROTO, "DMA_READ reply: \(error)")
             }
@@ -821,48 +853,74 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
         try checkThread()
         var done = 0
+        let layout = dmaLayout
         while done < data.count {
             let n = min(dmaChunk, data.count - done)
+            let a = address + UInt64(done)
+            let f = layout.requestFieldsSize
+            // One copy: the data goes from the caller's array straight into the send buffer, behind the fields.
             // The reply's payload is not checked: QEMU sends none, libvfio-user echoes addr and count.
-            _ = try exchange(.dmaWrite, dmaLayout.encodeRequest(VFIOUserDMAAccess(address: address + UInt64(done), count: UInt64(n),
-                                                                                  data: Array(data[done..<(done + n)]))))
+            _ = try exchange(.dmaWrite, payloadSize: f + n + layout.requestTrailerSize) { p in
+                layout.storeRequestFields(to: p, address: a, count: UInt64(n))
+                data.withUnsafeBytes { (p + f).copyMemory(from: $0.baseAddress! + done, byteCount: n) }
+                if layout.requestTrailerSize > 0 { (p + f + n).initializeMemory(as: UInt8.self, repeating: 0, count: layout.requestTrailerSize) }
+            }
             done += n
         }
     }
 
-    /// Sends a server→client command and waits for its reply. There is no twin socket (QEMU has none), so client
-    /// commands arriving meanwhile are handled right away, nested (QEMU may be blocked waiting for their replies
-    /// before it serves our request); beyond `maxNesting` they are queued. Replies to outer, still outstanding
-    /// requests are set aside for them.
-    private func exchange(_ command: VFIOUserCommand, _ payload: [UInt8]) throws(VFIOError) -> [UInt8] {
+    /// A reply to a request this server sent, kept when it arrived while an outer request was being waited for.
+    private var heldReply: [UInt8] = []
+
+    /// Sends a server→client command and waits for its reply; returns the reply's payload, valid until the
+    /// connection reads again (the caller uses it at once). The request (header and the `payloadSize` bytes `fill`
+    /// writes) is built in the send buffer; a pending early acknowledgement goes in front of it, in the same sendmsg.
+    /// There is no twin socket (QEMU has none), so client commands arriving meanwhile are handled right away,
+    /// nested (QEMU may be blocked waiting for their replies before it serves our request); beyond `maxNesting`
+    /// they are queued. Replies to outer, still outstanding requests are set aside for them.
+    private func exchange(_ command: VFIOUserCommand, payloadSize: Int,
+                          _ fill: (UnsafeMutableRawPointer) -> Void) throws(VFIOError) -> UnsafeRawBufferPointer {
         let id = nextMessageID
         nextMessageID &+= 1
-        let frame = VFIOUserFrame(header: VFIOUserHeader(messageID: id, command: command.rawValue,
-                                                         messageSize: UInt32(VFIOUserLimits.headerSize + payload.count),
-                                                         flags: VFIOUserFlags.typeCommand), payload: payload)
-        // A pending early acknowledgement and the request leave in one sendmsg: the client reads both with one
-        // recvmsg, returns from its write, and finds the request already buffered when it next calls.
-        var bytes: [UInt8] = []
-        if let (h, ack) = earlyAck, !earlyAckSent {
-            earlyAckSent = true
-            if !h.noReply {
-                bytes.reserveCapacity(32 + VFIOUserLimits.headerSize + payload.count)
-                bytes += VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).encode()
-                bytes += VFIOUserRegionAccess(offset: ack.offset, region: ack.region, count: ack.count).encode()
+        let requestHeader = VFIOUserHeader(messageID: id, command: command.rawValue,
+                                           messageSize: UInt32(VFIOUserLimits.headerSize + payloadSize), flags: VFIOUserFlags.typeCommand)
+        do {
+            // A pending early acknowledgement and the request leave in one sendmsg: the client reads both with one
+            // recvmsg, returns from its write, and finds the request already buffered when it next calls.
+            var ackBytes = 0
+            var ack: (VFIOUserHeader, VFIOUserAccessAck)?
+            if let (h, a) = earlyAck, !earlyAckSent {
+                earlyAckSent = true
+                if !h.noReply { ack = (h, a); ackBytes = 32 }
             }
+            let total = ackBytes + VFIOUserLimits.headerSize + payloadSize
+            let buf = out.busy ? VFIOUserSendBuffer(capacity: total) : out
+            buf.reserve(total)
+            buf.busy = true
+            defer { buf.busy = false }
+            let p = buf.pointer
+            if let (h, a) = ack {
+                VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).store(to: p)
+                a.store(to: p + 16)
+            }
+            requestHeader.store(to: p + ackBytes)
+            fill(p + ackBytes + VFIOUserLimits.headerSize)
+            do { try socket.send(p, count: total) } catch { alive = false; throw VFIOError.system(errno: error.errno, "send \(command)") }
         }
-        bytes += frame.header.encode()
-        bytes += payload
-        do { try socket.send(bytes) } catch { alive = false; throw .system(errno: error.errno, "send \(command)") }
         outstanding.insert(id)
         defer { outstanding.remove(id) }
         let start = monotonicNanoseconds()
         let deadline = monotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
         while true {
             guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "connection closed during \(command)") }
-            let msg: VFIOUserReceived
+            let header: VFIOUserHeader
+            let payload: UnsafeRawBufferPointer
+            let fdCount: Int
             if let stashed = stashedReplies.removeValue(forKey: id) {
-                msg = stashed
+                heldReply = stashed.payload
+                header = stashed.header
+                fdCount = stashed.fds.count
+                payload = heldReply.withUnsafeBytes { $0 }   // valid while heldReply is not changed: until the next exchange
             } else {
                 let m: VFIOUserFramedMessage
                 do throws(VFIOUserError) {
@@ -891,18 +949,21 @@ final class VFIOUserConnection: @unchecked Sendable {
                     }
                     continue
                 }
-                msg = VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds))
-                if msg.header.messageID != id && outstanding.contains(msg.header.messageID) {
-                    stashedReplies[msg.header.messageID] = msg
+                if m.header.messageID != id && outstanding.contains(m.header.messageID) {
+                    stashedReplies[m.header.messageID] = VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds))
                     continue
                 }
+                for fd in m.fds { Glibc.close(fd) }
+                header = m.header
+                payload = m.payload
+                fdCount = m.fds.count
             }
             do throws(VFIOUserError) {
-                try VFIOUserDecoder.checkReply(msg.header, for: frame.header)
-                guard msg.fds.count == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
+                try VFIOUserDecoder.checkReply(header, for: requestHeader)
+                guard fdCount == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
                 logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "ok",
                                                                    "nesting": "\(nesting)", "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
-                return msg.payload
+                return payload
             } catch {
                 logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(error)"])
                 if case .peer(let e, _) = error { throw .system(errno: e, "client refused \(command)") }
@@ -934,12 +995,7 @@ struct VFIOUserRegionEntry {
 }
 
 /// A device that reads into and writes from the server's message buffers directly, so REGION_READ and
-/// REGION_WRITE allocate nothing on their way through the server. Optional: other devices get the
-/// `[UInt8]`-based `VFIODevice.read`/`write` (one array per access).
-public protocol VFIOUserDirectAccessDevice: VFIODevice {
-    /// Fills `buffer` (its count is the access size) from region `region` at `offset`. The server has checked
-    /// the access against the region's size and flags.
-    func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError)
-    /// Writes `buffer` to region `region` at `offset` (checked as for reads). `buffer` is valid only during the call.
-    func write(region: UInt32, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError)
-}
+/// REGION_WRITE allocate nothing on their way through the server: `VFIODirectAccessDevice` (module `VFIO`), which
+/// `VFIOPCIDevice` and so `VFIOCXLDevice` adopt. Optional: other devices get the `[UInt8]`-based
+/// `VFIODevice.read`/`write` (one array per access).
+public typealias VFIOUserDirectAccessDevice = VFIODirectAccessDevice

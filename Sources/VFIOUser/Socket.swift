@@ -96,7 +96,7 @@ public final class VFIOUserSocket: @unchecked Sendable {
                 if first && !fds.isEmpty {
                     return fds.withUnsafeBufferPointer { csystem_sendmsg_fds(fd, p, raw.count - sent, $0.baseAddress, Int32(fds.count)) }
                 }
-                return csystem_sendmsg_fds(fd, p, raw.count - sent, nil, 0)
+                return csystem_send(fd, p, raw.count - sent)
             }
             if n < 0 {
                 let e = errno
@@ -383,7 +383,7 @@ extension VFIOUserSocket {
         var sent = 0
         let started = monotonicMilliseconds()
         while sent < count {
-            let n = csystem_sendmsg_fds(fd, bytes + sent, count - sent, nil, 0)
+            let n = csystem_send(fd, bytes + sent, count - sent)
             if n < 0 {
                 let e = errno
                 if e == EPIPE || e == ECONNRESET { throw .disconnected }

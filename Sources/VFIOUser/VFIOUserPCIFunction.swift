@@ -60,12 +60,11 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         while i < 6 {
             let r = try region(UInt32(i))
             let reg = UInt64(try cfgRead(PCIHeader.bar(i).offset, 4))
-            let layout = PCIHeader.bar(i)
-            let isIO = layout.field("Memory Space Indicator")!.extract(reg) == 1
-            let is64 = !isIO && layout.field("Memory Type")!.extract(reg) == 2
+            let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(reg) == 1
+            let is64 = !isIO && PCIHeader.BAR.memoryType.extract(reg) == 2
             if r.size > 0 {
                 let kind: BARKind = isIO ? .io : (is64 ? .memory64 : .memory32)
-                let pf = !isIO && layout.field("Prefetchable")!.extract(reg) == 1
+                let pf = !isIO && PCIHeader.BAR.prefetchable.extract(reg) == 1
                 list.append(BARDescription(index: i, kind: kind, prefetchable: pf, size: r.size))
             }
             i += (is64 && r.size > 0) ? 2 : 1
@@ -87,7 +86,7 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
             if let e = CapabilityList(walking: header).standard(.pciExpress) {
                 express = e.offset
                 if let caps = header.read(PCIExpressCapability.deviceCapabilities, base: e.offset),
-                   PCIExpressCapability.deviceCapabilities.field("Function Level Reset Capability")!.extract(caps) == 1 {
+                   PCIExpressCapability.flrCapable.extract(caps) == 1 {
                     methods.append(.flr)
                 }
             }
@@ -206,7 +205,7 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         case .flr:
             guard let e = expressOffset else { throw .resetUnsupported(method.rawValue) }
             let reg = PCIExpressCapability.deviceControl
-            let bit = reg.field("Initiate Function Level Reset")!
+            let bit = PCIExpressCapability.initiateFLR
             let ctl = UInt64(try configRead(e + reg.offset, width: reg.width))
             try configWrite(e + reg.offset, width: reg.width, value: UInt32(truncatingIfNeeded: bit.insert(1, into: ctl)))
         default:

@@ -139,11 +139,14 @@ func vfioUserFigures(_ ctx: BenchContext) throws -> [Figure] {
                 ctx.log("vfio-user \(op) \(what) \(size) B pinned=\(pinned)")
                 let echo = try EchoPeer(requestSize: req, replySize: rep)
                 defer { echo.close() }
-                let data = [UInt8](repeating: 0x3C, count: size)
+                // The client's allocation-free calls (caller memory in and out), as a VMM would make them.
+                let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+                defer { buffer.deallocate() }
+                buffer.initializeMemory(as: UInt8.self, repeating: 0x3C)
                 let iters = size >= 64 && region == cfg ? n / 4 : n
                 let (v, floor) = try measurePair(iterations: iters, {
-                    if op == .read { blackHole(try c.read(region: region, offset: offset, count: size)) }
-                    else { try c.write(region: region, offset: offset, data: data) }
+                    if op == .read { try c.read(region: region, offset: offset, into: buffer); blackHole(buffer[0]) }
+                    else { try c.write(region: region, offset: offset, from: UnsafeRawBufferPointer(buffer)) }
                 }, { echo.roundTrip() })
                 let name = "Swift client: \(op == .read ? "REGION_READ" : "REGION_WRITE") \(what) \(size) B, \(pinned ? "CPU 0" : "unpinned")"
                 let p50 = v.percentile(50), f50 = floor.percentile(50)

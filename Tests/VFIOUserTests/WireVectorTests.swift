@@ -174,6 +174,35 @@ private func reply(_ hex: String, id: UInt16, _ cmd: VFIOUserCommand, payload: [
         #expect(try VFIOUserDMALayout.spec.decodeReadReply(Array(bytes(Vectors.dmaReadReply)[16...]), address: 0x4000_1000, count: 3) == [1, 2, 3])
     }
 
+    /// The in-place forms the server's DMA path uses (`storeRequestFields`, `checkReadReply`) give the bytes and
+    /// verdicts of `encodeRequest` and `decodeReadReply`, in both layouts, on the byte-exact vectors.
+    @Test func dmaInPlaceFormsMatchTheEncoders() throws {
+        for layout in [VFIOUserDMALayout.qemu, .spec] {
+            let a = VFIOUserDMAAccess(address: 0x6_0000_1000, count: 2, data: [5, 6])
+            var built = [UInt8](repeating: 0xEE, count: layout.requestFieldsSize + 2 + layout.requestTrailerSize)
+            built.withUnsafeMutableBytes { p in
+                layout.storeRequestFields(to: p.baseAddress!, address: a.address, count: a.count)
+                p[layout.requestFieldsSize] = 5; p[layout.requestFieldsSize + 1] = 6
+                for i in 0..<layout.requestTrailerSize { p[layout.requestFieldsSize + 2 + i] = 0 }
+            }
+            #expect(built == layout.encodeRequest(a), "\(layout)")
+        }
+        let (_, rp) = try split(Vectors.qemuDMAReadReply)
+        try rp.withUnsafeBytes { p in
+            let at = try VFIOUserDMALayout.qemu.checkReadReply(p, address: 0xF0000, count: 4)
+            #expect(Array(p[at..<(at + 4)]) == [0xDE, 0xAD, 0xBE, 0xEF])
+            #expect(throws: VFIOUserError.self) { try VFIOUserDMALayout.qemu.checkReadReply(p, address: 0xF0000, count: 8) }
+            #expect(throws: VFIOUserError.self) { try VFIOUserDMALayout.qemu.checkReadReply(p, address: 0xF0004, count: 4) }
+            #expect(throws: VFIOUserError.self) { try VFIOUserDMALayout.qemu.checkReadReply(UnsafeRawBufferPointer(rebasing: p[0..<10]), address: 0xF0000, count: 4) }
+        }
+        let sp = Array(bytes(Vectors.dmaReadReply)[16...])
+        try sp.withUnsafeBytes { p in
+            let at = try VFIOUserDMALayout.spec.checkReadReply(p, address: 0x4000_1000, count: 3)
+            #expect(Array(p[at..<(at + 3)]) == [1, 2, 3])
+            #expect(throws: VFIOUserError.self) { try VFIOUserDMALayout.spec.checkReadReply(p, address: 0x4000_1000, count: 2) }
+        }
+    }
+
     @Test func errorReply() throws {
         let req = VFIOUserHeader(messageID: 21, command: 9, messageSize: 32, flags: 0)
         #expect(VFIOUserFrame.errorReply(to: req, errno: 22).encode() == bytes(Vectors.errorReply))

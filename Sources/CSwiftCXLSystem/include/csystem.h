@@ -16,6 +16,9 @@ int csystem_placeholder(void);
 /* sendmsg() with `nfds` descriptors attached as one SCM_RIGHTS cmsg. MSG_NOSIGNAL is used.
  * Returns bytes sent or -1 (errno set). */
 ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/* send(2) with MSG_NOSIGNAL, retried on EINTR: the same as csystem_sendmsg_fds without descriptors, one system
+ * call that does not copy a msghdr in (the reply path of every vfio-user message). */
+ssize_t csystem_send(int sock, const void *buf, size_t len);
 
 /* recvmsg() into `buf`; received descriptors (opened O_CLOEXEC) are stored in `fds` (up to `maxfds`), their count in
  * *nfds. *truncated is set to 1 when the kernel reported MSG_CTRUNC (descriptors were dropped) or when more than

@@ -83,24 +83,28 @@ public enum HDMDecoderCapability {
     public static let maximumDecoders = 32
 
     public static let decoderCount = RegisterField("Decoder Count", 3, 0, .hwInit, values: decoderCounts.mapValues { "\($0)" })
+    /// The HDM Decoder Capability fields that constrain what a decoder may be
+    /// programmed to (§8.2.4.20.1), as typed handles.
+    public static let a11to8Capable = RegisterField("A11to8 Interleave Capable", bit: 8, .hwInit)
+    public static let a14to12Capable = RegisterField("A14to12 Interleave Capable", bit: 9, .hwInit)
+    public static let poisonOnDecodeErrorCapable = RegisterField("Poison On Decode Error Capability", bit: 10, .hwInit)
+    public static let threeSixTwelveWayCapable = RegisterField("3, 6, 12 Way Interleave Capable", bit: 11, .hwInit)
+    public static let sixteenWayCapable = RegisterField("16 Way Interleave Capable", bit: 12, .hwInit)
+    public static let uioCapable = RegisterField("UIO Capable", bit: 13, .hwInit)
     public static let capability = RegisterLayout("HDM Decoder Capability", offset: 0x00, width: 4, [
         decoderCount,
         .init("Target Count", 7, 4, .hwInit, values: [1: "1", 2: "2", 4: "4", 8: "8"]),
-        .init("A11to8 Interleave Capable", bit: 8, .hwInit),
-        .init("A14to12 Interleave Capable", bit: 9, .hwInit),
-        .init("Poison On Decode Error Capability", bit: 10, .hwInit),
-        .init("3, 6, 12 Way Interleave Capable", bit: 11, .hwInit),
-        .init("16 Way Interleave Capable", bit: 12, .hwInit),
-        .init("UIO Capable", bit: 13, .hwInit),
+        a11to8Capable, a14to12Capable, poisonOnDecodeErrorCapable, threeSixTwelveWayCapable, sixteenWayCapable, uioCapable,
         .init("UIO Capable Decoder Count", 19, 16, .hwInit),
         .init("MemData-NXM Capable", bit: 20, .hwInit),
         .init("Supported Coherency Models", 22, 21, .hwInit, values: [0: "unknown", 1: "device-coherent", 2: "host-only", 3: "both"]),
     ])
 
     /// HDM Decoder Global Control (§8.2.4.20.2).
+    public static let poisonOnDecodeErrorEnable = RegisterField("Poison On Decode Error Enable", bit: 0, .rw)
+    public static let hdmDecoderEnable = RegisterField("HDM Decoder Enable", bit: 1, .rw, "decode CXL.mem through HDM decoders instead of DVSEC ranges")
     public static let globalControl = RegisterLayout("HDM Decoder Global Control", offset: 0x04, width: 4, [
-        .init("Poison On Decode Error Enable", bit: 0, .rw),
-        .init("HDM Decoder Enable", bit: 1, .rw, "decode CXL.mem through HDM decoders instead of DVSEC ranges"),
+        poisonOnDecodeErrorEnable, hdmDecoderEnable,
     ])
 
     /// Per-decoder stride and the first decoder's offset.
@@ -113,19 +117,27 @@ public enum HDMDecoderCapability {
     /// Decoder n Control (§8.2.4.20.7). RWL fields freeze once committed with Lock
     /// On Commit set, until a conventional reset or CXL Reset.
     public static let control = RegisterLayout("Decoder Control", offset: 0x20, width: 4, [
-        .init("IG", 3, 0, .rwl, values: interleaveGranularities, "Interleave Granularity"),
-        .init("IW", 7, 4, .rwl, values: interleaveWays, "Interleave Ways"),
-        .init("Lock On Commit", bit: 8, .rwl),
-        .init("Commit", bit: 9, .rwl),
-        .init("Committed", bit: 10, .ro),
-        .init("Error Not Committed", bit: 11, .ro),
+        Control.ig, Control.iw, Control.lockOnCommit, Control.commit, Control.committed, Control.errorNotCommitted,
         .init("Target Range Type", bit: 12, .rwl, values: [0: "device-coherent (HDM-D/HDM-DB)", 1: "host-only coherent (HDM-H)"]),
         .init("BI", bit: 13, .rwl, "HDM-DB when set"),
-        .init("UIO", bit: 14, .rwl),
-        .init("Upstream Interleave Granularity", 19, 16, .rwl),
-        .init("Upstream Interleave Ways", 23, 20, .rwl),
-        .init("Interleave Set Position", 27, 24, .rwl),
+        Control.uio, Control.upstreamInterleaveGranularity, Control.upstreamInterleaveWays, Control.interleaveSetPosition,
     ])
+
+    /// Decoder n Control's fields as typed handles (§8.2.4.20.7): named once here.
+    public enum Control {
+        public static let ig = RegisterField("IG", 3, 0, .rwl, values: interleaveGranularities, "Interleave Granularity")
+        public static let iw = RegisterField("IW", 7, 4, .rwl, values: interleaveWays, "Interleave Ways")
+        public static let lockOnCommit = RegisterField("Lock On Commit", bit: 8, .rwl)
+        public static let commit = RegisterField("Commit", bit: 9, .rwl)
+        public static let committed = RegisterField("Committed", bit: 10, .ro)
+        public static let errorNotCommitted = RegisterField("Error Not Committed", bit: 11, .ro)
+        public static let uio = RegisterField("UIO", bit: 14, .rwl)
+        public static let upstreamInterleaveGranularity = RegisterField("Upstream Interleave Granularity", 19, 16, .rwl)
+        public static let upstreamInterleaveWays = RegisterField("Upstream Interleave Ways", 23, 20, .rwl)
+        public static let interleaveSetPosition = RegisterField("Interleave Set Position", 27, 24, .rwl)
+        /// The UIO fields, writable only when UIO Capable (§8.2.4.20.7).
+        public static var uioFields: UInt64 { uio.mask | upstreamInterleaveGranularity.mask | upstreamInterleaveWays.mask }
+    }
 
     /// Offset of Decoder n Control inside decoder n's registers.
     public static let controlSlot = 0x10

@@ -44,16 +44,27 @@ public enum CXLDeviceDVSEC {
     /// DVSEC CXL Capability (§8.1.3.1). HwInit: set by the device or its firmware.
     public static let cacheCapable = RegisterField("Cache_Capable", bit: 0, .hwInit)
     public static let memCapable = RegisterField("Mem_Capable", bit: 2, .hwInit)
+    public static let hdmCount = RegisterField("HDM_Count", 5, 4, .hwInit, values: [0: "0", 1: "1", 2: "2"])
+    public static let writebackInvalidateCapable = RegisterField("Cache Writeback and Invalidate Capable", bit: 6, .hwInit)
+    public static let cxlResetCapable = RegisterField("CXL Reset Capable", bit: 7, .hwInit)
+    public static let cxlResetTimeout = RegisterField("CXL Reset Timeout", 10, 8, .hwInit, values: [0: "10 ms", 1: "100 ms", 2: "1 s", 3: "10 s", 4: "100 s"])
+    public static let memClearCapable = RegisterField("CXL Reset Mem Clr Capable", bit: 11, .hwInit)
+    /// Control Mem_Enable (§8.1.3.2).
+    public static let memEnable = RegisterField("Mem_Enable", bit: 2, .rwl)
+    /// Control fields as typed handles (§8.1.3.2).
+    public enum Control {
+        public static let cacheEnable = RegisterField("Cache_Enable", bit: 0, .rwl)
+        public static let memEnable = CXLDeviceDVSEC.memEnable
+    }
     public static let capability = RegisterLayout("DVSEC CXL Capability", offset: 0x0A, width: 2, [
         cacheCapable,
         .init("IO_Capable", bit: 1, .hwInit, reset: 1),
         memCapable,
         .init("Mem_HwInit_Mode", bit: 3, .hwInit),
-        .init("HDM_Count", 5, 4, .hwInit, values: [0: "0", 1: "1", 2: "2"]),
-        .init("Cache Writeback and Invalidate Capable", bit: 6, .hwInit),
-        .init("CXL Reset Capable", bit: 7, .hwInit),
-        .init("CXL Reset Timeout", 10, 8, .hwInit, values: [0: "10 ms", 1: "100 ms", 2: "1 s", 3: "10 s", 4: "100 s"]),
-        .init("CXL Reset Mem Clr Capable", bit: 11, .hwInit),
+        hdmCount, writebackInvalidateCapable,
+        cxlResetCapable,
+        cxlResetTimeout,
+        memClearCapable,
         .init("TSP Capable", bit: 12, .hwInit),
         .init("Multiple Logical Device", bit: 13, .hwInit),
         .init("Viral_Capable", bit: 14, .hwInit),
@@ -62,9 +73,9 @@ public enum CXLDeviceDVSEC {
 
     /// DVSEC CXL Control (§8.1.3.2). RWL fields freeze when CONFIG_LOCK is set.
     public static let control = RegisterLayout("DVSEC CXL Control", offset: 0x0C, width: 2, [
-        .init("Cache_Enable", bit: 0, .rwl),
+        Control.cacheEnable,
         .init("IO_Enable", bit: 1, .ro, reset: 1, "hard-wired to 1"),
-        .init("Mem_Enable", bit: 2, .rwl),
+        memEnable,
         .init("Cache_SF_Coverage", 7, 3, .rwl),
         .init("Cache_SF_Granularity", 10, 8, .rwl, values: [0: "64B", 1: "128B", 2: "256B", 3: "512B", 4: "1KB", 5: "2KB", 6: "4KB"]),
         .init("Cache_Clean_Eviction", bit: 11, .rwl),
@@ -80,32 +91,42 @@ public enum CXLDeviceDVSEC {
     /// DVSEC CXL Control2 (§8.1.3.4). Not covered by CONFIG_LOCK. Bits 1 and 2 are
     /// doorbells: a write of 1 starts the action and the bit reads 0.
     public static let control2 = RegisterLayout("DVSEC CXL Control2", offset: 0x10, width: 2, [
-        .init("Disable Caching", bit: 0, .rw),
-        .init("Initiate Cache Write Back and Invalidation", bit: 1, .rw, "doorbell; reads 0"),
-        .init("Initiate CXL Reset", bit: 2, .rw, "doorbell; reads 0"),
-        .init("CXL Reset Mem Clr Enable", bit: 3, .rw),
-        .init("Desired Volatile HDM State after Hot Reset", bit: 4, .rws),
+        Control2.disableCaching, Control2.initiateWritebackInvalidate, Control2.initiateCXLReset, Control2.memClearEnable,
+        Control2.desiredVolatileHDMStateAfterHotReset,
         .init("Modified Completion Enable", bit: 5, .rw),
     ])
 
+    /// Control2's fields as typed handles (§8.1.3.4).
+    public enum Control2 {
+        public static let disableCaching = RegisterField("Disable Caching", bit: 0, .rw)
+        public static let initiateWritebackInvalidate = RegisterField("Initiate Cache Write Back and Invalidation", bit: 1, .rw, "doorbell; reads 0")
+        public static let initiateCXLReset = RegisterField("Initiate CXL Reset", bit: 2, .rw, "doorbell; reads 0")
+        public static let memClearEnable = RegisterField("CXL Reset Mem Clr Enable", bit: 3, .rw)
+        public static let desiredVolatileHDMStateAfterHotReset = RegisterField("Desired Volatile HDM State after Hot Reset", bit: 4, .rws)
+    }
+
     /// Doorbell bits of Control2: written 1 to start an action, always read 0.
-    public static let control2Doorbells: UInt64 =
-        control2.field("Initiate Cache Write Back and Invalidation")!.mask | control2.field("Initiate CXL Reset")!.mask
+    public static let control2Doorbells: UInt64 = Control2.initiateWritebackInvalidate.mask | Control2.initiateCXLReset.mask
 
     /// DVSEC CXL Status2 (§8.1.3.5).
     public static let status2 = RegisterLayout("DVSEC CXL Status2", offset: 0x12, width: 2, [
-        .init("Cache Invalid", bit: 0, .ro),
-        .init("CXL Reset Complete", bit: 1, .ro),
-        .init("CXL Reset Error", bit: 2, .ro),
-        .init("Volatile HDM Preservation Error", bit: 3, .rw1cs),
-        .init("Power Management Initialization Complete", bit: 15, .ro),
+        Status2.cacheInvalid, Status2.resetComplete, Status2.resetError, Status2.volatileHDMPreservationError,
+        Status2.pmInitializationComplete,
     ])
+
+    /// Status2's fields as typed handles (§8.1.3.5).
+    public enum Status2 {
+        public static let cacheInvalid = RegisterField("Cache Invalid", bit: 0, .ro)
+        public static let resetComplete = RegisterField("CXL Reset Complete", bit: 1, .ro)
+        public static let resetError = RegisterField("CXL Reset Error", bit: 2, .ro)
+        public static let volatileHDMPreservationError = RegisterField("Volatile HDM Preservation Error", bit: 3, .rw1cs)
+        public static let pmInitializationComplete = RegisterField("Power Management Initialization Complete", bit: 15, .ro)
+    }
 
     /// DVSEC CXL Lock (§8.1.3.6). CONFIG_LOCK is write-once and cleared only by a
     /// conventional reset; a CXL Reset leaves it set.
-    public static let lock = RegisterLayout("DVSEC CXL Lock", offset: 0x14, width: 2, [
-        .init("CONFIG_LOCK", bit: 0, .rwo),
-    ])
+    public static let configLock = RegisterField("CONFIG_LOCK", bit: 0, .rwo)
+    public static let lock = RegisterLayout("DVSEC CXL Lock", offset: 0x14, width: 2, [configLock])
 
     /// DVSEC CXL Capability2 (§8.1.3.7).
     public static let capability2 = RegisterLayout("DVSEC CXL Capability2", offset: 0x16, width: 2, [
@@ -120,6 +141,10 @@ public enum CXLDeviceDVSEC {
     public static let memoryClasses: [UInt64: String] = [0: "DRAM", 1: "Storage", 2: "CDAT"]
     /// Desired_Interleave encodings in bytes (§8.1.3.8.2); 0 = no interleave.
     public static let desiredInterleaveBytes: [UInt64: UInt64] = [0: 0, 1: 256, 2: 4096, 3: 512, 4: 1024, 5: 2048, 6: 8192, 7: 16384]
+
+    /// Range Size Low / Base Low address bits 31:28 (§8.1.3.8): the 256 MB granule.
+    public static let rangeSizeLow = RegisterField("Memory_Size_Low", 31, 28, .hwInit)
+    public static let rangeBaseLow = RegisterField("Memory_Base_Low", 31, 28, .rwl)
 
     /// Range n (1 or 2) Size High, Size Low, Base High, Base Low (§8.1.3.8).
     public static func rangeRegisters(_ n: Int) -> (sizeHigh: RegisterLayout, sizeLow: RegisterLayout, baseHigh: RegisterLayout, baseLow: RegisterLayout) {
@@ -137,13 +162,13 @@ public enum CXLDeviceDVSEC {
                 .init("Desired_Interleave", 12, 8, .hwInit, values: [0: "none", 1: "256 B", 2: "4 KB", 3: "512 B", 4: "1 KB", 5: "2 KB", 6: "8 KB", 7: "16 KB"]),
                 .init("Memory_Active_Timeout", 15, 13, .hwInit, values: [0: "1 s", 1: "4 s", 2: "16 s", 3: "64 s", 4: "256 s"]),
                 .init("Memory_Active_Degraded", bit: 16, .ro),
-                .init("Memory_Size_Low", 31, 28, .hwInit),
+                rangeSizeLow,
             ]),
             RegisterLayout("DVSEC CXL Range \(n) Base High", offset: base + 8, width: 4, [
                 .init("Memory_Base_High", 31, 0, .rwl),
             ]),
             RegisterLayout("DVSEC CXL Range \(n) Base Low", offset: base + 12, width: 4, [
-                .init("Memory_Base_Low", 31, 28, .rwl),
+                rangeBaseLow,
             ])
         )
     }
@@ -201,10 +226,11 @@ public enum RegisterLocatorDVSEC {
     public static let entrySize = 8
 
     public static let offsetLow = RegisterLayout("Register Offset Low", offset: 0x00, width: 4, [
-        .init("Register BIR", 2, 0, .hwInit, values: [0: "BAR 10h", 1: "BAR 14h", 2: "BAR 18h", 3: "BAR 1Ch", 4: "BAR 20h", 5: "BAR 24h"]),
-        .init("Register Block Identifier", 15, 8, .hwInit),
-        .init("Register Block Offset Low", 31, 16, .hwInit, "offset bits 31:16 in place (64 KiB aligned)"),
+        registerBIR, blockIdentifier, blockOffsetLow,
     ])
+    public static let registerBIR = RegisterField("Register BIR", 2, 0, .hwInit, values: [0: "BAR 10h", 1: "BAR 14h", 2: "BAR 18h", 3: "BAR 1Ch", 4: "BAR 20h", 5: "BAR 24h"])
+    public static let blockIdentifier = RegisterField("Register Block Identifier", 15, 8, .hwInit)
+    public static let blockOffsetLow = RegisterField("Register Block Offset Low", 31, 16, .hwInit, "offset bits 31:16 in place (64 KiB aligned)")
     public static let offsetHigh = RegisterLayout("Register Offset High", offset: 0x04, width: 4, [
         .init("Register Block Offset High", 31, 0, .hwInit),
     ])

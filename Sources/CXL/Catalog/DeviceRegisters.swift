@@ -72,11 +72,12 @@ public enum DeviceRegisterBlock {
     /// The mailbox payload starts at +0x20.
     public static let mailboxPayloadOffset = 0x20
 
+    public static let mediaStatus = RegisterField("Media Status", 3, 2, .ro, values: [0: "Not Ready", 1: "Ready", 2: "Error", 3: "Disabled"])
     /// Memory Device Status Register (§8.2.8.5.1).
     public static let memoryDeviceStatusRegister = RegisterLayout("Memory Device Status", offset: 0x00, width: 8, [
         .init("Device Fatal", bit: 0, .ro),
         .init("FW Halt", bit: 1, .ro),
-        .init("Media Status", 3, 2, .ro, values: [0: "Not Ready", 1: "Ready", 2: "Error", 3: "Disabled"]),
+        mediaStatus,
         .init("Mailbox Interfaces Ready", bit: 4, .ro),
         .init("Reset Needed", 7, 5, .ro, values: [0: "none", 1: "cold", 2: "warm", 3: "hot", 4: "CXL"]),
     ])

@@ -159,12 +159,12 @@ public enum CXLStateCheck {
         }
         for (n, r) in [(1, CXLDeviceDVSEC.range1), (2, CXLDeviceDVSEC.range2)] {
             if let (ah, bh) = pair(r.baseHigh), let (al, bl) = pair(r.baseLow) {
-                let lowMask = r.baseLow.field("Memory_Base_Low")!.mask
+                let lowMask = CXLDeviceDVSEC.rangeBaseLow.mask
                 let a = ah << 32 | (al & lowMask), b = bh << 32 | (bl & lowMask)
                 if a != b { out.problem("dvsec-range", "DVSEC Range \(n) Base was \(addressText(a)), now \(addressText(b))") }
             }
             if let (ah, bh) = pair(r.sizeHigh), let (al, bl) = pair(r.sizeLow) {
-                let lowMask = r.sizeLow.field("Memory_Size_Low")!.mask
+                let lowMask = CXLDeviceDVSEC.rangeSizeLow.mask
                 let a = ah << 32 | (al & lowMask), b = bh << 32 | (bl & lowMask)
                 if a != b {
                     out.problem("dvsec-range", "DVSEC Range \(n) Size was \(CXLByteCount.text(a)), now \(CXLByteCount.text(b)) (not the memory that was saved)")
@@ -176,7 +176,7 @@ public enum CXLStateCheck {
     static func hdm(_ saved: CXLStateSnapshot, _ live: CXLStateSnapshot, _ out: inout CXLCheckResult) {
         guard let hdm = saved.layout.hdm else { return }
         let unread = Dictionary(live.unread.map { ($0.register, $0.reason) }, uniquingKeysWith: { a, _ in a })
-        let enable = HDMDecoderCapability.globalControl.field("HDM Decoder Enable")!
+        let enable = HDMDecoderCapability.hdmDecoderEnable
         if let a = saved[StateCatalog.hdmBlock, HDMDecoderCapability.globalControl.name]?.value,
            let b = live[StateCatalog.hdmBlock, HDMDecoderCapability.globalControl.name]?.value, enable.extract(a) != enable.extract(b) {
             out.problem("hdm-disabled", "HDM Decoder Enable was \(enable.extract(a)), now \(enable.extract(b))")

@@ -46,11 +46,11 @@ public struct CXLDecoderReading: Sendable, Hashable, Codable {
     /// Decoder n as a state snapshot holds it (nil when the snapshot lacks its registers).
     public init?(snapshot: CXLStateSnapshot, index n: Int) {
         let regs = Dictionary(snapshot.decoder(n).map { ($0.register, $0.value) }, uniquingKeysWith: { a, _ in a })
-        let layouts = HDMDecoderCapability.decoderRegisters(n, endpoint: snapshot.layout.hdm?.endpoint ?? true)
-        func v(_ i: Int) -> RegisterValue? { regs[layouts[i].name].map { RegisterValue(layouts[i], $0) } }
-        guard let bl = v(0), let bh = v(1), let sl = v(2), let sh = v(3), let ctl = v(4) else { return nil }
+        let r = HDMDecoderRegisters(n, endpoint: snapshot.layout.hdm?.endpoint ?? true)
+        func v(_ layout: RegisterLayout) -> RegisterValue? { regs[layout.name].map { RegisterValue(layout, $0) } }
+        guard let bl = v(r.baseLow), let bh = v(r.baseHigh), let sl = v(r.sizeLow), let sh = v(r.sizeHigh), let ctl = v(r.control) else { return nil }
         var skip: UInt64?
-        if snapshot.layout.hdm?.endpoint ?? true, let kl = v(5), let kh = v(6) {
+        if snapshot.layout.hdm?.endpoint ?? true, let kl = v(r.skipOrTargetLow), let kh = v(r.skipOrTargetHigh) {
             skip = (kh["DPA Skip High"] << 32) | (kl["DPA Skip Low"] << 28)
         }
         self.init(index: n, base: (bh["Memory Base High"] << 32) | (bl["Memory Base Low"] << 28),
@@ -169,7 +169,7 @@ public struct CXLHealthReading: Sendable, Hashable, Codable {
             return reading
         }
         let commandRaw = config.read(PCIHeader.command) ?? 0
-        let mse = PCIHeader.command.field("Memory Space Enable")!
+        let mse = PCIHeader.Command.memorySpaceEnable
         if mse.extract(commandRaw) == 0 {
             // As save does (PCIe 6.0 §7.5.1.1.3: BARs decode only with MSE set): set it for the reads and put Command
             // back. A read-only target (a served device's control socket) refuses the write: then nothing is read.

@@ -3,22 +3,22 @@
 
 public enum ExtendedCapabilityHeader {
     /// The DWORD that starts every extended capability (PCIe 6.0 §7.6.3).
-    public static let header = RegisterLayout("Extended Capability Header", offset: 0x00, width: 4, [
-        .init("PCI Express Extended Capability ID", 15, 0, .ro),
-        .init("Capability Version", 19, 16, .ro),
-        .init("Next Capability Offset", 31, 20, .ro),
-    ])
+    public static let capabilityID = RegisterField("PCI Express Extended Capability ID", 15, 0, .ro)
+    public static let version = RegisterField("Capability Version", 19, 16, .ro)
+    public static let next = RegisterField("Next Capability Offset", 31, 20, .ro)
+    public static let header = RegisterLayout("Extended Capability Header", offset: 0x00, width: 4, [capabilityID, version, next])
+    /// Extended capabilities start at 0x100 (PCIe 6.0 §7.6); Next Capability Offset's two low bits are reserved.
+    public static let firstOffset = 0x100
+    public static let nextOffsetMask: UInt64 = 0xFFC
 }
 
 public enum DVSECHeader {
-    public static let header1 = RegisterLayout("Designated Vendor-Specific Header 1", offset: 0x04, width: 4, [
-        .init("DVSEC Vendor ID", 15, 0, .ro),
-        .init("DVSEC Revision", 19, 16, .ro),
-        .init("DVSEC Length", 31, 20, .ro, "bytes, counted from the extended capability header"),
-    ])
-    public static let header2 = RegisterLayout("Designated Vendor-Specific Header 2", offset: 0x08, width: 2, [
-        .init("DVSEC ID", 15, 0, .ro),
-    ])
+    public static let vendorID = RegisterField("DVSEC Vendor ID", 15, 0, .ro)
+    public static let revision = RegisterField("DVSEC Revision", 19, 16, .ro)
+    public static let length = RegisterField("DVSEC Length", 31, 20, .ro, "bytes, counted from the extended capability header")
+    public static let dvsecID = RegisterField("DVSEC ID", 15, 0, .ro)
+    public static let header1 = RegisterLayout("Designated Vendor-Specific Header 1", offset: 0x04, width: 4, [vendorID, revision, length])
+    public static let header2 = RegisterLayout("Designated Vendor-Specific Header 2", offset: 0x08, width: 2, [dvsecID])
     /// The 10 bytes every DVSEC starts with.
     public static let registers: [RegisterLayout] = [ExtendedCapabilityHeader.header, header1, header2]
     /// Shortest legal DVSEC: the headers alone.
@@ -45,13 +45,13 @@ extension CapabilityList {
         extended(.designatedVendorSpecific).compactMap { cap in
             guard let h1 = config.read(DVSECHeader.header1, base: cap.offset),
                   let h2 = config.read(DVSECHeader.header2, base: cap.offset) else { return nil }
-            let length = Int(DVSECHeader.header1.field("DVSEC Length")!.extract(h1))
+            let length = Int(DVSECHeader.length.extract(h1))
             return DVSECInstance(
                 offset: cap.offset,
-                vendorID: UInt16(DVSECHeader.header1.field("DVSEC Vendor ID")!.extract(h1)),
-                revision: UInt8(DVSECHeader.header1.field("DVSEC Revision")!.extract(h1)),
+                vendorID: UInt16(DVSECHeader.vendorID.extract(h1)),
+                revision: UInt8(DVSECHeader.revision.extract(h1)),
                 length: length,
-                dvsecID: UInt16(DVSECHeader.header2.field("DVSEC ID")!.extract(h2)),
+                dvsecID: UInt16(DVSECHeader.dvsecID.extract(h2)),
                 fitsInConfigSpace: cap.offset + length <= config.count)
         }
     }

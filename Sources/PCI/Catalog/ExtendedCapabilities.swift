@@ -8,13 +8,12 @@ extension DVSECInstance {
         guard config.read(ExtendedCapabilityHeader.header, base: offset) != nil,
               let h1 = config.read(DVSECHeader.header1, base: offset),
               let h2 = config.read(DVSECHeader.header2, base: offset) else { return nil }
-        let f1 = DVSECHeader.header1
-        let length = Int(f1.field("DVSEC Length")!.extract(h1))
+        let length = Int(DVSECHeader.length.extract(h1))
         self.init(offset: offset,
-                  vendorID: UInt16(f1.field("DVSEC Vendor ID")!.extract(h1)),
-                  revision: UInt8(f1.field("DVSEC Revision")!.extract(h1)),
+                  vendorID: UInt16(DVSECHeader.vendorID.extract(h1)),
+                  revision: UInt8(DVSECHeader.revision.extract(h1)),
                   length: length,
-                  dvsecID: UInt16(DVSECHeader.header2.field("DVSEC ID")!.extract(h2)),
+                  dvsecID: UInt16(DVSECHeader.dvsecID.extract(h2)),
                   fitsInConfigSpace: offset + length <= config.count)
     }
 }
@@ -109,8 +108,8 @@ public enum CapabilityCatalog {
             case .powerManagement: return PowerManagementCapability.layout
             case .msi:
                 let mc = config.read(MSICapability.messageControl, base: header.offset) ?? 0
-                return MSICapability.layout(is64Bit: MSICapability.messageControl.field("64 bit address capable")!.extract(mc) == 1,
-                                            perVectorMasking: MSICapability.messageControl.field("Per-vector masking capable")!.extract(mc) == 1)
+                return MSICapability.layout(is64Bit: MSICapability.Control.is64Bit.extract(mc) == 1,
+                                            perVectorMasking: MSICapability.Control.perVectorMasking.extract(mc) == 1)
             case .msix: return MSIXCapability.layout
             case .pciExpress: return PCIExpressCapability.layout
             case .vendorSpecific: return VendorSpecificCapability.layout

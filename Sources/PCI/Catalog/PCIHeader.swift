@@ -8,8 +8,8 @@ public enum PCIHeader {
     /// Command register (PCIe 6.0 §7.5.1.1.3). Bits cleared by FLR and conventional reset.
     public static let command = RegisterLayout("Command", offset: 0x04, width: 2, [
         .init("I/O Space Enable", bit: 0, .rw),
-        .init("Memory Space Enable", bit: 1, .rw),
-        .init("Bus Master Enable", bit: 2, .rw),
+        Command.memorySpaceEnable,
+        Command.busMasterEnable,
         .init("Special Cycle Enable", bit: 3, .ro),
         .init("Memory Write and Invalidate", bit: 4, .ro),
         .init("VGA Palette Snoop", bit: 5, .ro),
@@ -17,14 +17,21 @@ public enum PCIHeader {
         .init("IDSEL Stepping", bit: 7, .ro),
         .init("SERR# Enable", bit: 8, .rw),
         .init("Fast Back-to-Back Enable", bit: 9, .ro),
-        .init("Interrupt Disable", bit: 10, .rw),
+        Command.interruptDisable,
     ])
+
+    /// Command fields as typed handles.
+    public enum Command {
+        public static let memorySpaceEnable = RegisterField("Memory Space Enable", bit: 1, .rw)
+        public static let busMasterEnable = RegisterField("Bus Master Enable", bit: 2, .rw)
+        public static let interruptDisable = RegisterField("Interrupt Disable", bit: 10, .rw)
+    }
 
     /// Status register (PCIe 6.0 §7.5.1.1.4).
     public static let status = RegisterLayout("Status", offset: 0x06, width: 2, [
         .init("Immediate Readiness", bit: 0, .ro),
-        .init("Interrupt Status", bit: 3, .ro),
-        .init("Capabilities List", bit: 4, .ro),
+        Status.interruptStatus,
+        Status.capabilitiesList,
         .init("66 MHz Capable", bit: 5, .ro),
         .init("Fast Back-to-Back Capable", bit: 7, .ro),
         .init("Master Data Parity Error", bit: 8, .rw1c),
@@ -35,6 +42,12 @@ public enum PCIHeader {
         .init("Signaled System Error", bit: 14, .rw1c),
         .init("Detected Parity Error", bit: 15, .rw1c),
     ])
+
+    /// Status fields as typed handles.
+    public enum Status {
+        public static let interruptStatus = RegisterField("Interrupt Status", bit: 3, .ro)
+        public static let capabilitiesList = RegisterField("Capabilities List", bit: 4, .ro)
+    }
 
     public static let revisionID = RegisterLayout("Revision ID", offset: 0x08, width: 1, [.init("Revision ID", 7, 0, .ro)])
     public static let programmingInterface = RegisterLayout("Programming Interface", offset: 0x09, width: 1, [.init("Programming Interface", 7, 0, .ro)])
@@ -55,16 +68,34 @@ public enum PCIHeader {
     /// emulator narrows `Base Address` to the implemented bits.
     public static func bar(_ index: Int, offset: Int? = nil) -> RegisterLayout {
         RegisterLayout("Base Address Register \(index)", offset: offset ?? (0x10 + 4 * index), width: 4, [
-            .init("Memory Space Indicator", bit: 0, .ro, "0 = memory, 1 = I/O"),
-            .init("Memory Type", 2, 1, .ro, values: [0: "32-bit", 2: "64-bit"]),
-            .init("Prefetchable", bit: 3, .ro),
-            .init("Base Address", 31, 4, .rw),
+            BAR.memorySpaceIndicator, BAR.memoryType, BAR.prefetchable, BAR.baseAddress,
         ])
+    }
+
+    /// Base Address Register fields as typed handles (PCIe 6.0 §7.5.1.2.1).
+    public enum BAR {
+        public static let memorySpaceIndicator = RegisterField("Memory Space Indicator", bit: 0, .ro, "0 = memory, 1 = I/O")
+        public static let memoryType = RegisterField("Memory Type", 2, 1, .ro, values: [0: "32-bit", 2: "64-bit"])
+        /// Memory Type's 64-bit encoding.
+        public static let memoryType64Bit: UInt64 = 2
+        public static let prefetchable = RegisterField("Prefetchable", bit: 3, .ro)
+        public static let baseAddress = RegisterField("Base Address", 31, 4, .rw)
+        /// The base address bits of a memory BAR (31:4) and of an I/O BAR (31:2).
+        public static let memoryBaseMask: UInt64 = baseAddress.mask
+        public static let ioBaseMask: UInt64 = 0xFFFF_FFFC
+        /// The sizing mask a BAR of `size` bytes answers with in its low DWORD (its
+        /// writable base bits) and, for a 64-bit BAR, in the high DWORD.
+        public static func sizingMask(size: UInt64, io: Bool = false) -> (low: UInt64, high: UInt64) {
+            let m = ~(size &- 1)
+            return (UInt64(UInt32(truncatingIfNeeded: m)) & (io ? ioBaseMask : memoryBaseMask), UInt64(UInt32(truncatingIfNeeded: m >> 32)))
+        }
     }
 
     public static let cardbusCISPointer = RegisterLayout("Cardbus CIS Pointer", offset: 0x28, width: 4, [.init("Cardbus CIS Pointer", 31, 0, .ro)])
     public static let subsystemVendorID = RegisterLayout("Subsystem Vendor ID", offset: 0x2C, width: 2, [.init("Subsystem Vendor ID", 15, 0, .hwInit)])
     public static let subsystemID = RegisterLayout("Subsystem ID", offset: 0x2E, width: 2, [.init("Subsystem ID", 15, 0, .hwInit)])
+    /// Where a type 0 header keeps its Expansion ROM Base Address (a type 1 header: 0x38).
+    public static let type0ExpansionROMOffset = 0x30
     public static func expansionROM(offset: Int) -> RegisterLayout {
         RegisterLayout("Expansion ROM Base Address", offset: offset, width: 4, [
             .init("Expansion ROM Enable", bit: 0, .rw), .init("Expansion ROM Base Address", 31, 11, .rw),
@@ -83,7 +114,7 @@ public enum PCIHeader {
 
     /// Type 0 header (endpoints).
     public static let type0 = RegisterBlockLayout("Type 0 Configuration Space Header", common + (0..<6).map { bar($0) } + [
-        cardbusCISPointer, subsystemVendorID, subsystemID, expansionROM(offset: 0x30), capabilitiesPointer,
+        cardbusCISPointer, subsystemVendorID, subsystemID, expansionROM(offset: type0ExpansionROMOffset), capabilitiesPointer,
         interruptLine, interruptPin,
         RegisterLayout("Min_Gnt", offset: 0x3E, width: 1, [.init("Min_Gnt", 7, 0, .ro)]),
         RegisterLayout("Max_Lat", offset: 0x3F, width: 1, [.init("Max_Lat", 7, 0, .ro)]),

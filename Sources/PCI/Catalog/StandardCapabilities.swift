@@ -36,14 +36,23 @@ public enum PowerManagementCapability {
 /// per-vector masking, both read from Message Control.
 public enum MSICapability {
     public static let messageControl = RegisterLayout("Message Control", offset: 0x02, width: 2, [
-        .init("MSI Enable", bit: 0, .rw),
-        .init("Multiple Message Capable", 3, 1, .ro),
+        Control.enable,
+        Control.multipleMessageCapable,
         .init("Multiple Message Enable", 6, 4, .rw),
-        .init("64 bit address capable", bit: 7, .ro),
-        .init("Per-vector masking capable", bit: 8, .ro),
-        .init("Extended Message Data Capable", bit: 9, .ro),
+        Control.is64Bit,
+        Control.perVectorMasking,
+        Control.extendedMessageData,
         .init("Extended Message Data Enable", bit: 10, .rw),
     ])
+
+    /// Message Control fields as typed handles.
+    public enum Control {
+        public static let enable = RegisterField("MSI Enable", bit: 0, .rw)
+        public static let multipleMessageCapable = RegisterField("Multiple Message Capable", 3, 1, .ro)
+        public static let is64Bit = RegisterField("64 bit address capable", bit: 7, .ro)
+        public static let perVectorMasking = RegisterField("Per-vector masking capable", bit: 8, .ro)
+        public static let extendedMessageData = RegisterField("Extended Message Data Capable", bit: 9, .ro)
+    }
 
     public static func layout(is64Bit: Bool, perVectorMasking: Bool) -> RegisterBlockLayout {
         var regs = capabilityHeaderRegisters + [
@@ -67,15 +76,22 @@ public enum MSICapability {
 /// MSI-X capability and table (PCI 3.0 §6.8.2).
 public enum MSIXCapability {
     public static let messageControl = RegisterLayout("Message Control", offset: 0x02, width: 2, [
-        .init("Table Size", 10, 0, .ro, "N-1 encoded"),
-        .init("Function Mask", bit: 14, .rw),
-        .init("MSI-X Enable", bit: 15, .rw),
+        Control.tableSize, Control.functionMask, Control.enable,
     ])
+    /// Table BIR / PBA BIR (2:0); the offset is the rest of the DWORD, in place.
+    public static let tableBIR = RegisterField("Table BIR", 2, 0, .ro)
+    public static let pbaBIR = RegisterField("PBA BIR", 2, 0, .ro)
+    /// Message Control fields as typed handles.
+    public enum Control {
+        public static let tableSize = RegisterField("Table Size", 10, 0, .ro, "N-1 encoded")
+        public static let functionMask = RegisterField("Function Mask", bit: 14, .rw)
+        public static let enable = RegisterField("MSI-X Enable", bit: 15, .rw)
+    }
     public static let tableOffset = RegisterLayout("Table Offset/Table BIR", offset: 0x04, width: 4, [
-        .init("Table BIR", 2, 0, .ro), .init("Table Offset", 31, 3, .ro),
+        tableBIR, .init("Table Offset", 31, 3, .ro),
     ])
     public static let pbaOffset = RegisterLayout("PBA Offset/PBA BIR", offset: 0x08, width: 4, [
-        .init("PBA BIR", 2, 0, .ro), .init("PBA Offset", 31, 3, .ro),
+        pbaBIR, .init("PBA Offset", 31, 3, .ro),
     ])
     public static let layout = RegisterBlockLayout("MSI-X", capabilityHeaderRegisters + [messageControl, tableOffset, pbaOffset])
 
@@ -102,11 +118,19 @@ public enum PCIExpressCapability {
         0x7: "PCI-Express to PCI/PCI-X Bridge", 0x8: "PCI/PCI-X to PCI-Express Bridge",
         0x9: "Root Complex Integrated Endpoint", 0xA: "Root Complex Event Collector",
     ]
+    /// Device/Port Type encodings (PCIe 6.0 §7.5.3.2), by name.
+    public enum DevicePortType: UInt64, Sendable, CaseIterable {
+        case endpoint = 0x0, legacyEndpoint = 0x1, rootPort = 0x4, upstreamPort = 0x5, downstreamPort = 0x6
+        case pcieToPCIBridge = 0x7, pciToPCIeBridge = 0x8, rootComplexIntegratedEndpoint = 0x9, rootComplexEventCollector = 0xA
+    }
+    public static let devicePortType = RegisterField("Device/Port Type", 7, 4, .ro, values: devicePortTypes)
+    public static let flrCapable = RegisterField("Function Level Reset Capability", bit: 28, .ro)
+    public static let initiateFLR = RegisterField("Initiate Function Level Reset", bit: 15, .rw, "write 1 starts an FLR; reads 0")
     public static let linkSpeeds: [UInt64: String] = [1: "2.5GT/s", 2: "5GT/s", 3: "8GT/s", 4: "16GT/s", 5: "32GT/s", 6: "64GT/s"]
 
     public static let capabilities = RegisterLayout("PCI Express Capabilities", offset: 0x02, width: 2, [
         .init("Capability Version", 3, 0, .ro),
-        .init("Device/Port Type", 7, 4, .ro, values: devicePortTypes),
+        devicePortType,
         .init("Slot Implemented", bit: 8, .hwInit),
         .init("Interrupt Message Number", 13, 9, .ro),
         .init("Flit Mode Supported", bit: 15, .hwInit),
@@ -121,7 +145,7 @@ public enum PCIExpressCapability {
         .init("ERR_COR Subclass Capable", bit: 16, .ro),
         .init("Captured Slot Power Limit Value", 25, 18, .ro),
         .init("Captured Slot Power Limit Scale", 27, 26, .ro),
-        .init("Function Level Reset Capability", bit: 28, .ro),
+        flrCapable,
     ])
     /// Device Control. Initiate Function Level Reset (bit 15) always reads 0 on
     /// endpoints; a write of 1 starts an FLR (§6.6.2).
@@ -137,7 +161,7 @@ public enum PCIExpressCapability {
         .init("Aux Power PM Enable", bit: 10, .rws),
         .init("Enable No Snoop", bit: 11, .rw, reset: 1),
         .init("Max_Read_Request_Size", 14, 12, .rw, reset: 2),
-        .init("Initiate Function Level Reset", bit: 15, .rw, "write 1 starts an FLR; reads 0"),
+        initiateFLR,
     ])
     public static let deviceStatus = RegisterLayout("Device Status", offset: 0x0A, width: 2, [
         .init("Correctable Error Detected", bit: 0, .rw1c),

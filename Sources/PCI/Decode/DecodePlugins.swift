@@ -44,7 +44,7 @@ public struct DecodeContext: Sendable {
     public var devicePortType: UInt8? {
         guard let cap = capabilities.standard(.pciExpress),
               let v = config.read(PCIExpressCapability.capabilities, base: cap.offset) else { return nil }
-        return UInt8(PCIExpressCapability.capabilities.field("Device/Port Type")!.extract(v))
+        return UInt8(PCIExpressCapability.devicePortType.extract(v))
     }
 }
 

@@ -72,11 +72,11 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
             let r = try device.regionInfo(UInt32(i))
             let layout = PCIHeader.bar(i)
             let reg = try cfg32(layout.offset)
-            let isIO = layout.field("Memory Space Indicator")!.extract(reg) == 1
-            let is64 = !isIO && layout.field("Memory Type")!.extract(reg) == 2
+            let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(reg) == 1
+            let is64 = !isIO && PCIHeader.BAR.memoryType.extract(reg) == 2
             if r.info.size > 0 {
                 let kind: BARKind = isIO ? .io : (is64 ? .memory64 : .memory32)
-                let pf = !isIO && layout.field("Prefetchable")!.extract(reg) == 1
+                let pf = !isIO && PCIHeader.BAR.prefetchable.extract(reg) == 1
                 list.append(BARDescription(index: i, kind: kind, prefetchable: pf, size: r.info.size))
                 regions[i] = r
             }
@@ -152,7 +152,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         do { return UInt32(truncatingIfNeeded: Self.value(try device.read(config, offset: UInt64(offset), count: width))) } catch { throw pcieError(error) }
     }
 
-    private static let memorySpaceEnable = UInt64(1) << UInt64(PCIHeader.command.field("Memory Space Enable")!.lsb)
+    private static let memorySpaceEnable = UInt64(1) << UInt64(PCIHeader.Command.memorySpaceEnable.lsb)
 
     /// Re-reads Memory Space Enable from the kernel's Command.
     private func refreshMemoryEnabled() {
