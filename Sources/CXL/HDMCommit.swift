@@ -131,15 +131,28 @@ public struct HDMCommitRules: Sendable, Hashable {
         }
         if d.base.addingReportingOverflow(d.size).overflow { return .wrapsAddressSpace }
         if ways.isMultipleOfThree && d.size % (3 * hdmGranule) != 0 { return .sizeNotMultipleOfThreeGranules(d.size) }
-        let map = EndpointDecoderMap(decoders[0...m].map {
-            EndpointDecoder(base: $0.base, size: $0.size,
-                            ways: InterleaveWays(encoding: $0.iw) ?? InterleaveWays(encoding: 0)!,
-                            granularity: InterleaveGranularity(encoding: $0.ig) ?? InterleaveGranularity(encoding: 0)!,
-                            position: $0.position, dpaSkip: $0.dpaSkip, committed: true)
-        })
-        let end = map.dpaEnd(of: m)
+        let end = Self.dpaEnd(of: m, decoders)
         if end > capacity { return .exceedsDeviceCapacity(dpaEnd: end, capacity: capacity) }
         return nil
+    }
+
+    /// Where decoder m's DPA range ends when decoders 0...m allocate DPA in order, each its
+    /// DPA Skip then Size / ways (a reserved IW counts as 1 way): `EndpointDecoderMap.dpaEnd`,
+    /// without building the map (a commit runs this for every decoder). Saturates at
+    /// `UInt64.max` on overflow, as the map does.
+    static func dpaEnd(of m: Int, _ decoders: [DecoderProgramming]) -> UInt64 {
+        var cursor: UInt64 = 0
+        var base: UInt64 = 0
+        var dpaSize: UInt64 = 0
+        for d in decoders[0...m] {
+            dpaSize = d.size / UInt64(InterleaveWays(encoding: d.iw)?.ways ?? 1)
+            let (afterSkip, o1) = cursor.addingReportingOverflow(d.dpaSkip)
+            base = o1 ? .max : afterSkip
+            let (next, o2) = afterSkip.addingReportingOverflow(dpaSize)
+            cursor = (o1 || o2) ? .max : next
+        }
+        let (end, overflow) = base.addingReportingOverflow(dpaSize)
+        return overflow ? .max : end
     }
 }
 
@@ -151,20 +164,35 @@ extension DecoderProgramming {
     private static let positionField = HDMDecoderCapability.Control.interleaveSetPosition
     private static let lockOnCommit = HDMDecoderCapability.Control.lockOnCommit.mask
 
+    /// Where decoder 0's registers are, reduced to numbers once: decoder n's are
+    /// `decoderStride * n` further (a commit check reads every lower decoder, so no
+    /// register layouts are built per read).
+    private struct Places: Sendable {
+        typealias Place = (offset: Int, width: Int)
+        let baseLow: Place, baseHigh: Place, sizeLow: Place, sizeHigh: Place, control: Place, skipLow: Place, skipHigh: Place
+    }
+    private static let places: Places = {
+        let r = HDMDecoderRegisters(0)
+        func p(_ l: RegisterLayout) -> Places.Place { (l.offset, l.width) }
+        return Places(baseLow: p(r.baseLow), baseHigh: p(r.baseHigh), sizeLow: p(r.sizeLow), sizeHigh: p(r.sizeHigh),
+                      control: p(r.control), skipLow: p(r.skipOrTargetLow), skipHigh: p(r.skipOrTargetHigh))
+    }()
+
     /// Endpoint decoder `n` as its registers program it (§8.2.4.20.5-.20.9), read
     /// through `read(offset, width)` with offsets relative to the HDM Decoder
     /// Capability structure. Base, Size and DPA Skip keep only the bits their Low
     /// registers hold (63:28), as the catalog declares them.
     public init(decoder n: Int, read: (_ offset: Int, _ width: Int) -> UInt64) {
-        let r = HDMDecoderRegisters(n)
-        func value(_ reg: RegisterLayout) -> UInt64 { read(reg.offset, reg.width) }
-        func address(high: RegisterLayout, low: RegisterLayout) -> UInt64 {
+        let r = Self.places
+        let shift = HDMDecoderCapability.decoderStride * n
+        func value(_ reg: Places.Place) -> UInt64 { read(reg.offset + shift, reg.width) }
+        func address(high: Places.Place, low: Places.Place) -> UInt64 {
             SplitAddress(low: UInt32(truncatingIfNeeded: value(low)), high: UInt32(truncatingIfNeeded: value(high)))
                 .value(lowMask: HDMDecoderRegisters.lowAddressMask)
         }
         let ctl = value(r.control)
         self.init(base: address(high: r.baseHigh, low: r.baseLow), size: address(high: r.sizeHigh, low: r.sizeLow),
-                  dpaSkip: address(high: r.skipOrTargetHigh, low: r.skipOrTargetLow),
+                  dpaSkip: address(high: r.skipHigh, low: r.skipLow),
                   iw: UInt8(Self.iwField.extract(ctl)), ig: UInt8(Self.igField.extract(ctl)),
                   position: Int(Self.positionField.extract(ctl)), lockOnCommit: ctl & Self.lockOnCommit != 0)
     }

@@ -108,7 +108,6 @@ public final class ServedFunction: PCIFunction, @unchecked Sendable {
             let size = (try? device.regionInfo(UInt32(i)).size) ?? 0
             let raw = (try? device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(PCIHeader.bar(i).offset), count: 4))
                 .map { $0.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) } } ?? 0
-            let layout = PCIHeader.bar(i)
             let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(raw) == 1
             let is64 = !isIO && PCIHeader.BAR.memoryType.extract(raw) == 2
             if size > 0 {

@@ -112,6 +112,25 @@ public protocol PCIFunction: AnyObject, Sendable {
     /// go unreported, so a caller that must know reads back. The default is
     /// `barWrite`; vfio-user sends REGION_WRITE with NO_REPLY.
     func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError)
+
+    /// Posted BAR writes performed in order, in as few messages as the backend allows:
+    /// vfio-user one REGION_WRITE_MULTI with NO_REPLY (when the server negotiated
+    /// `write_multiple`), elsewhere one `barWritePosted` each. Same ordering and error
+    /// rules as `barWritePosted`; a batch that fails may have performed a prefix.
+    func barWritePosted(_ bar: Int, _ writes: [PostedBARWrite]) throws(PCIError)
+}
+
+/// One write of a `barWritePosted(_:_:)` batch.
+public struct PostedBARWrite: Sendable, Hashable {
+    public var offset: UInt64
+    /// 1, 2, 4 or 8 bytes.
+    public var width: Int
+    public var value: UInt64
+    public init(offset: UInt64, width: Int, value: UInt64) {
+        self.offset = offset
+        self.width = width
+        self.value = value
+    }
 }
 
 /// Little-endian byte order, the order of PCI config space and of CXL registers
@@ -191,6 +210,10 @@ extension PCIFunction {
 
     public func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
         try barWrite(bar, offset: offset, width: width, value: value)
+    }
+
+    public func barWritePosted(_ bar: Int, _ writes: [PostedBARWrite]) throws(PCIError) {
+        for w in writes { try barWritePosted(bar, offset: w.offset, width: w.width, value: w.value) }
     }
 
     /// Bulk reads are DWORD-aligned and a whole number of DWORDs, inside `limit` when given.

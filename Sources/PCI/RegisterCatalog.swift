@@ -81,14 +81,14 @@ public struct RegisterField: Sendable, Hashable {
         self.init(name, bit, bit, access, reset: reset, values: values, summary)
     }
 
-    public var width: Int { msb - lsb + 1 }
+    @inlinable public var width: Int { msb - lsb + 1 }
 
     /// The field's bits in place.
-    public var mask: UInt64 { (width == 64 ? ~0 : ((1 << UInt64(width)) - 1)) << UInt64(lsb) }
+    @inlinable public var mask: UInt64 { (width == 64 ? ~0 : ((1 << UInt64(width)) - 1)) << UInt64(lsb) }
 
-    public func extract(_ raw: UInt64) -> UInt64 { (raw & mask) >> UInt64(lsb) }
+    @inlinable public func extract(_ raw: UInt64) -> UInt64 { (raw & mask) >> UInt64(lsb) }
 
-    public func insert(_ value: UInt64, into raw: UInt64) -> UInt64 {
+    @inlinable public func insert(_ value: UInt64, into raw: UInt64) -> UInt64 {
         (raw & ~mask) | ((value << UInt64(lsb)) & mask)
     }
 

@@ -141,13 +141,23 @@ public struct RegisterFile: Sendable {
 
     /// Little-endian read of `width` (1 ... 8) bytes. Never traps: bytes outside the
     /// file read as 0, and a width outside 1 ... 8 reads 0.
+    @inlinable
     public func read(_ offset: Int, width: Int) -> UInt64 {
         guard width >= 1 && width <= 8 else { return 0 }
         if offset >= 0 && offset <= min(size, bytes.count) - width {
-            // Inside the file (every access a device model makes): one range check.
-            var v: UInt64 = 0
-            for i in 0..<width { v |= UInt64(bytes[offset &+ i]) << UInt64(8 &* i) }
-            return v
+            // Inside the file (the common case): one little-endian load.
+            return bytes.withUnsafeBytes { p in
+                switch width {
+                case 4: return UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                case 2: return UInt64(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+                case 1: return UInt64(p[offset])
+                case 8: return UInt64(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                default:
+                    var v: UInt64 = 0
+                    for i in 0..<width { v |= UInt64(p[offset + i]) << UInt64(8 * i) }
+                    return v
+                }
+            }
         }
         var v: UInt64 = 0
         for i in 0..<width where offset + i >= 0 && offset + i < size {

@@ -47,7 +47,7 @@ public final class BARDeviceMemory: CXLDeviceMemory, @unchecked Sendable {
         let config: ConfigSpace
         do { config = try function.configSnapshot() } catch { throw .access("config space: \(error)") }
         let ranges = (1...2).map { DeviceDVSECRange(n: $0, config: config, dvsecOffset: layout.dvsecOffset) }
-        return ranges[0].size &+ (CXLDeviceDVSEC.capability.field("HDM_Count")!.extract(layout.capability) >= 2 ? ranges[1].size : 0)
+        return ranges[0].size &+ (CXLDeviceDVSEC.hdmCount.extract(layout.capability) >= 2 ? ranges[1].size : 0)
     }
 
     /// The device memory of `function` behind `bar`, or, without `bar`, behind the one BAR that can hold it: a

@@ -423,7 +423,6 @@ public enum VFIOCXLConformance {
             for i in 0..<RegisterLocatorDVSEC.entryCount(length: length) {
                 let at = regloc + RegisterLocatorDVSEC.firstEntryOffset + i * RegisterLocatorDVSEC.entrySize
                 let lo = UInt64(try c.config32(at)), hi = UInt64(try c.config32(at + 4))
-                let f = RegisterLocatorDVSEC.offsetLow
                 guard RegisterLocatorDVSEC.blockIdentifier.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
                 found = (UInt32(RegisterLocatorDVSEC.registerBIR.extract(lo)), hi << 32 | (lo & RegisterLocatorDVSEC.blockOffsetLow.mask))
                 break
@@ -433,7 +432,6 @@ public enum VFIOCXLConformance {
             let (cm, wraps) = block.offset.addingReportingOverflow(UInt64(ComponentRegisterBlock.cacheMemOffset))
             try c.require(!wraps && cm <= UInt64.max - 0x1000, "the Register Locator's component block offset 0x\(String(block.offset, radix: 16)) is not an offset in a BAR")
             let header = UInt64(try c.read32(g.bar, cm))
-            let h = CacheMemCapabilityArray.header, e = CacheMemCapabilityArray.element
             try c.require(CacheMemCapabilityArray.capabilityID.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue),
                           "no CXL Capability Header at BAR\(g.bar)+0x\(String(cm, radix: 16)) (0x\(String(header, radix: 16)))")
             var hdm: UInt64?

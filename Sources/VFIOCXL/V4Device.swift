@@ -97,7 +97,6 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
         self.memory = memory
         let l = try CXLPassthroughLayout.discover(function)
         layout = l
-        let capability = CXLDeviceDVSEC.capability
         guard CXLDeviceDVSEC.cxlResetCapable.extract(l.capability) != 0 else {
             throw .refused("no CXL Reset capability (DVSEC CXL Capability bit 7): a guest would poll a reset forever")
         }
@@ -107,7 +106,6 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
             do { return try function.barRead(l.componentBAR, offset: hdm + UInt64(off), width: 4) }
             catch { throw .access("HDM register 0x\(String(off, radix: 16)): \(error)") }
         }
-        let control = HDMDecoderCapability.control
         var committed: [Int] = []
         var values: [Int: [Int: UInt64]] = [:]
         for n in 0..<l.decoderCount {

@@ -551,11 +551,15 @@ public final class VFIOUserClient: @unchecked Sendable {
         }
     }
 
-    /// REGION_WRITE_MULTI (only when the server advertised `write_multiple`); each write ≤ 8 bytes.
-    public func writeMultiple(_ writes: [(region: UInt32, offset: UInt64, data: [UInt8])]) throws(VFIOUserError) {
+    /// REGION_WRITE_MULTI (only when the server advertised `write_multiple`); each write ≤ 8 bytes, at most
+    /// `VFIOUserRegionWriteMulti.maxEntries`. `posted` sends NO_REPLY: the server performs the writes in order
+    /// before it handles the next message, and errors are not reported (as for a posted REGION_WRITE).
+    public func writeMultiple(_ writes: [(region: UInt32, offset: UInt64, data: [UInt8])], posted: Bool = false) throws(VFIOUserError) {
         guard serverCapabilities.effectiveWriteMultiple else { throw .state("server did not advertise write_multiple") }
         guard writes.allSatisfy({ $0.data.count <= VFIOUserRegionWriteMulti.maxEntryData }) else { throw .state("write_multiple entries are at most 8 bytes") }
+        guard writes.count <= VFIOUserRegionWriteMulti.maxEntries else { throw .state("write_multiple takes at most \(VFIOUserRegionWriteMulti.maxEntries) writes") }
         let m = VFIOUserRegionWriteMulti(writes: writes.map { VFIOUserRegionAccess(offset: $0.offset, region: $0.region, count: UInt32($0.data.count), data: $0.data) })
+        if posted { return try post(.regionWriteMulti(m)) }
         let (r, _) = try call(.regionWriteMulti(m), maxReplyPayload: 8)
         guard case .writeCount(let n) = r, n == UInt64(writes.count) else { throw unexpected(r, .regionWriteMulti) }
     }

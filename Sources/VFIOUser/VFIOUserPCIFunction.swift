@@ -60,7 +60,6 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         while i < 6 {
             let r = try region(UInt32(i))
             let reg = UInt64(try cfgRead(PCIHeader.bar(i).offset, 4))
-            let layout = PCIHeader.bar(i)
             let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(reg) == 1
             let is64 = !isIO && PCIHeader.BAR.memoryType.extract(reg) == 2
             if r.size > 0 {
@@ -195,6 +194,22 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         try checkBAR(bar, offset, width)
         do { try client.write(region: UInt32(bar), offset: offset, data: LittleEndian.bytes(value, width: width), posted: true) } catch {
             throw .io("\(address): BAR\(bar) posted write 0x\(String(offset, radix: 16))/\(width): \(error)")
+        }
+    }
+
+    /// One REGION_WRITE_MULTI with NO_REPLY when the server negotiated `write_multiple` (one message for the
+    /// whole batch, performed in order before the next message), else one posted REGION_WRITE each.
+    public func barWritePosted(_ bar: Int, _ writes: [PostedBARWrite]) throws(PCIError) {
+        for w in writes { try checkBAR(bar, w.offset, w.width) }
+        guard writes.count > 1, writes.count <= VFIOUserRegionWriteMulti.maxEntries,
+              client.serverCapabilities.effectiveWriteMultiple else {
+            for w in writes { try barWritePosted(bar, offset: w.offset, width: w.width, value: w.value) }
+            return
+        }
+        do {
+            try client.writeMultiple(writes.map { (UInt32(bar), $0.offset, LittleEndian.bytes($0.value, width: $0.width)) }, posted: true)
+        } catch {
+            throw .io("\(address): BAR\(bar) posted REGION_WRITE_MULTI of \(writes.count) writes at 0x\(String(writes[0].offset, radix: 16)): \(error)")
         }
     }
 

@@ -16,15 +16,18 @@ final class CountingFunction: PCIFunction, @unchecked Sendable {
     enum Access {
         case configRead(Int, Int), configWrite(Int, Int, UInt32), barRead(Int, UInt64, Int), barWrite(Int, UInt64, Int, UInt64)
         case configReadBytes(Int, Int), barReadBytes(Int, UInt64, Int), barWritePosted(Int, UInt64, Int, UInt64)
+        case barWritePostedBatch(Int, [PostedBARWrite])
     }
     let inner: any PCIFunction
     var recording = false
     private(set) var log: [Access] = []
     private(set) var configReads = 0, configWrites = 0, barReads = 0, barWrites = 0
+    /// Calls made on the wrapped function: one message each over vfio-user (a batch of posted writes is one).
+    private(set) var calls = 0
     var total: Int { configReads + configWrites + barReads + barWrites }
 
     init(_ inner: any PCIFunction) { self.inner = inner }
-    func resetCounts() { configReads = 0; configWrites = 0; barReads = 0; barWrites = 0; log = [] }
+    func resetCounts() { configReads = 0; configWrites = 0; barReads = 0; barWrites = 0; calls = 0; log = [] }
 
     var address: String { inner.address }
     var configSize: Int { inner.configSize }
@@ -33,41 +36,48 @@ final class CountingFunction: PCIFunction, @unchecked Sendable {
     func reset(_ method: PCIResetMethod) throws(PCIError) { try inner.reset(method) }
 
     func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
-        configReads += 1
+        configReads += 1; calls += 1
         if recording { log.append(.configRead(offset, width)) }
         return try inner.configRead(offset, width: width)
     }
     func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
-        configWrites += 1
+        configWrites += 1; calls += 1
         if recording { log.append(.configWrite(offset, width, value)) }
         try inner.configWrite(offset, width: width, value: value)
     }
     func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
-        barReads += 1
+        barReads += 1; calls += 1
         if recording { log.append(.barRead(bar, offset, width)) }
         return try inner.barRead(bar, offset: offset, width: width)
     }
     func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
-        barWrites += 1
+        barWrites += 1; calls += 1
         if recording { log.append(.barWrite(bar, offset, width, value)) }
         try inner.barWrite(bar, offset: offset, width: width, value: value)
     }
 
     // A bulk read or a posted write is one access (one pread, one REGION_READ, one message).
     func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
-        configReads += 1
+        configReads += 1; calls += 1
         if recording { log.append(.configReadBytes(offset, count)) }
         return try inner.configReadBytes(offset, count: count)
     }
     func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] {
-        barReads += 1
+        barReads += 1; calls += 1
         if recording { log.append(.barReadBytes(bar, offset, count)) }
         return try inner.barReadBytes(bar, offset: offset, count: count)
     }
     func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
-        barWrites += 1
+        barWrites += 1; calls += 1
         if recording { log.append(.barWritePosted(bar, offset, width, value)) }
         try inner.barWritePosted(bar, offset: offset, width: width, value: value)
+    }
+
+    /// A batch of posted writes counts one BAR write per register (it is one message over vfio-user).
+    func barWritePosted(_ bar: Int, _ writes: [PostedBARWrite]) throws(PCIError) {
+        barWrites += writes.count; calls += 1
+        if recording { log.append(.barWritePostedBatch(bar, writes)) }
+        try inner.barWritePosted(bar, writes)
     }
 
     /// Performs `log` again on the wrapped function, nothing else.
@@ -82,9 +92,32 @@ final class CountingFunction: PCIFunction, @unchecked Sendable {
             case .configReadBytes(let o, let n): sink &+= UInt64(try inner.configReadBytes(o, count: n).count)
             case .barReadBytes(let b, let o, let n): sink &+= UInt64(try inner.barReadBytes(b, offset: o, count: n).count)
             case .barWritePosted(let b, let o, let w, let v): try inner.barWritePosted(b, offset: o, width: w, value: v)
+            case .barWritePostedBatch(let b, let ws): try inner.barWritePosted(b, ws)
             }
         }
         blackHole(sink)
+    }
+}
+
+/// Forwards every access to `inner` but a batch of posted writes, which goes out one
+/// posted write at a time (the protocol's default): the engine as it was before it
+/// batched decoder writes, for a same-run comparison.
+final class UnbatchedFunction: PCIFunction, @unchecked Sendable {
+    let inner: any PCIFunction
+    init(_ inner: any PCIFunction) { self.inner = inner }
+    var address: String { inner.address }
+    var configSize: Int { inner.configSize }
+    var bars: [BARDescription] { inner.bars }
+    var resetMethods: [PCIResetMethod] { inner.resetMethods }
+    func reset(_ method: PCIResetMethod) throws(PCIError) { try inner.reset(method) }
+    func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 { try inner.configRead(offset, width: width) }
+    func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) { try inner.configWrite(offset, width: width, value: value) }
+    func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 { try inner.barRead(bar, offset: offset, width: width) }
+    func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) { try inner.barWrite(bar, offset: offset, width: width, value: value) }
+    func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] { try inner.configReadBytes(offset, count: count) }
+    func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] { try inner.barReadBytes(bar, offset: offset, count: count) }
+    func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
+        try inner.barWritePosted(bar, offset: offset, width: width, value: value)
     }
 }
 
@@ -119,17 +152,23 @@ func commitDecoders(_ f: any PCIFunction, count: Int) throws -> Int {
 /// Times save + restore on `function` (wrapped for counting) and the bare replay of
 /// the same accesses; returns medians and the access counts of one save + restore.
 private func measureSaveRestore(_ function: any PCIFunction, iterations: Int) throws
-    -> (value: Double, save: Double, restore: Double, replay: Double, counts: CountingFunction, restoreOK: Bool) {
+    -> (value: Double, save: Double, restore: Double, replay: Double, unbatched: Double, counts: CountingFunction, restoreOK: Bool) {
     let counting = CountingFunction(function)
     let engine = CXLStateEngine(function: counting)
+    let unbatchedEngine = CXLStateEngine(function: UnbatchedFunction(function))
     // One recorded pass for counts and the replay log.
     counting.recording = true
     let snap = try engine.save()
     let report = try engine.restore(snap)
     counting.recording = false
     let log = counting.log
-    var saves: [Double] = [], restores: [Double] = [], totals: [Double] = [], replays: [Double] = []
+    var saves: [Double] = [], restores: [Double] = [], totals: [Double] = [], replays: [Double] = [], unbatched: [Double] = []
     for _ in 0..<iterations {
+        // The same save + restore with one message per posted write, interleaved.
+        let u0 = nowNanoseconds()
+        let us = try unbatchedEngine.save()
+        blackHole(try unbatchedEngine.restore(us))
+        unbatched.append(Double(nowNanoseconds() - u0))
         let t0 = nowNanoseconds()
         let s = try engine.save()
         let t1 = nowNanoseconds()
@@ -141,7 +180,7 @@ private func measureSaveRestore(_ function: any PCIFunction, iterations: Int) th
         saves.append(Double(t1 - t0)); restores.append(Double(t2 - t1)); totals.append(Double(t2 - t0)); replays.append(Double(t3 - t2))
     }
     func median(_ a: [Double]) -> Double { a.sorted()[a.count / 2] }
-    return (median(totals), median(saves), median(restores), median(replays), counting, report.succeeded)
+    return (median(totals), median(saves), median(restores), median(replays), median(unbatched), counting, report.succeeded)
 }
 
 func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
@@ -162,10 +201,10 @@ func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
         figures.append(Figure(group: "state", name: "save + restore, DVSEC + \(n) decoders, in-process", unit: "ns", value: r.value,
                               baselineName: "replay of its \(c.total) accesses", baseline: r.replay,
                               goal: n == 32 ? "<= 50 us" : nil, met: n == 32 ? r.value <= 50_000 : nil,
-                              extra: ["save_ns": r.save, "restore_ns": r.restore, "accesses": Double(c.total),
+                              extra: ["save_ns": r.save, "restore_ns": r.restore, "unbatched_ns": r.unbatched, "accesses": Double(c.total),
                                       "save_accesses": Double(saveAccesses), "config_reads": Double(c.configReads),
                                       "config_writes": Double(c.configWrites), "bar_reads": Double(c.barReads),
-                                      "bar_writes": Double(c.barWrites), "decoders_committed": Double(committed),
+                                      "bar_writes": Double(c.barWrites), "calls": Double(c.calls), "decoders_committed": Double(committed),
                                       "restore_succeeded": r.restoreOK ? 1 : 0]))
     }
     // Over vfio-user, client and server on CPU 0: every access is a round trip.
@@ -178,17 +217,17 @@ func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
             defer { child.stop() }
             let f = try VFIOUserPCIFunction(client: child.client, address: "vfio-user:cxlbench")
             let committed = try commitDecoders(f, count: n)
-            let r = try measureSaveRestore(f, iterations: ctx.quick ? 3 : 10)
+            let r = try measureSaveRestore(f, iterations: ctx.quick ? 5 : 40)
             let c = r.counts
             c.resetCounts()
             let snap = try CXLStateEngine(function: c).save(); let saveAccesses = c.total
             _ = try CXLStateEngine(function: c).restore(snap)
             figures.append(Figure(group: "state", name: "save + restore, DVSEC + \(n) decoders, vfio-user CPU 0", unit: "ns", value: r.value,
                                   baselineName: "replay of its \(c.total) accesses", baseline: r.replay,
-                                  extra: ["save_ns": r.save, "restore_ns": r.restore, "accesses": Double(c.total),
+                                  extra: ["save_ns": r.save, "restore_ns": r.restore, "unbatched_ns": r.unbatched, "accesses": Double(c.total),
                                           "save_accesses": Double(saveAccesses), "config_reads": Double(c.configReads),
                                           "config_writes": Double(c.configWrites), "bar_reads": Double(c.barReads),
-                                          "bar_writes": Double(c.barWrites), "decoders_committed": Double(committed),
+                                          "bar_writes": Double(c.barWrites), "calls": Double(c.calls), "decoders_committed": Double(committed),
                                           "restore_succeeded": r.restoreOK ? 1 : 0]))
         }
     }

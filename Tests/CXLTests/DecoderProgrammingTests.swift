@@ -25,3 +25,42 @@ struct DecoderProgrammingTests {
         #expect(DecoderProgramming(decoder: 0) { image.read($0, width: $1) } == DecoderProgramming(base: 0, size: 0))
     }
 }
+
+@Suite("Commit check: DPA allocation without building a decoder map")
+struct CommitDPAEndTests {
+    /// A small seeded generator (SplitMix64) so a failure reproduces from the printed seed.
+    struct Rng: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    /// `HDMCommitRules.dpaEnd` equals `EndpointDecoderMap.dpaEnd` (the definition) for random decoder sets:
+    /// reserved IW encodings (counted as 1 way), skips and sizes near 2^64 (saturation), 3/6/12 ways.
+    @Test func dpaEndMatchesTheDecoderMap() {
+        let seed: UInt64 = 0x13_5EED
+        print("CommitDPAEndTests seed \(String(seed, radix: 16))")
+        var rng = Rng(state: seed)
+        let big: [UInt64] = [0, 1 << 28, 3 << 28, 1 << 40, UInt64.max - (1 << 28) + 1, UInt64.max / 3, 1 << 63]
+        for _ in 0..<2000 {
+            let count = Int.random(in: 1...8, using: &rng)
+            let decoders = (0..<count).map { _ in
+                DecoderProgramming(base: 0, size: big.randomElement(using: &rng)! &+ UInt64.random(in: 0...4, using: &rng) << 28,
+                                   dpaSkip: Bool.random(using: &rng) ? 0 : big.randomElement(using: &rng)!,
+                                   iw: UInt8.random(in: 0...11, using: &rng))
+            }
+            let map = EndpointDecoderMap(decoders.map {
+                EndpointDecoder(base: $0.base, size: $0.size, ways: InterleaveWays(encoding: $0.iw) ?? InterleaveWays(encoding: 0)!,
+                                dpaSkip: $0.dpaSkip)
+            })
+            for m in 0..<count {
+                #expect(HDMCommitRules.dpaEnd(of: m, decoders) == map.dpaEnd(of: m), "seed \(seed) \(decoders) m \(m)")
+            }
+        }
+    }
+}

@@ -44,7 +44,10 @@ public enum CXLDeviceDVSEC {
     /// DVSEC CXL Capability (§8.1.3.1). HwInit: set by the device or its firmware.
     public static let cacheCapable = RegisterField("Cache_Capable", bit: 0, .hwInit)
     public static let memCapable = RegisterField("Mem_Capable", bit: 2, .hwInit)
+    public static let hdmCount = RegisterField("HDM_Count", 5, 4, .hwInit, values: [0: "0", 1: "1", 2: "2"])
+    public static let writebackInvalidateCapable = RegisterField("Cache Writeback and Invalidate Capable", bit: 6, .hwInit)
     public static let cxlResetCapable = RegisterField("CXL Reset Capable", bit: 7, .hwInit)
+    public static let cxlResetTimeout = RegisterField("CXL Reset Timeout", 10, 8, .hwInit, values: [0: "10 ms", 1: "100 ms", 2: "1 s", 3: "10 s", 4: "100 s"])
     public static let memClearCapable = RegisterField("CXL Reset Mem Clr Capable", bit: 11, .hwInit)
     /// Control Mem_Enable (§8.1.3.2).
     public static let memEnable = RegisterField("Mem_Enable", bit: 2, .rwl)
@@ -58,10 +61,9 @@ public enum CXLDeviceDVSEC {
         .init("IO_Capable", bit: 1, .hwInit, reset: 1),
         memCapable,
         .init("Mem_HwInit_Mode", bit: 3, .hwInit),
-        .init("HDM_Count", 5, 4, .hwInit, values: [0: "0", 1: "1", 2: "2"]),
-        .init("Cache Writeback and Invalidate Capable", bit: 6, .hwInit),
+        hdmCount, writebackInvalidateCapable,
         cxlResetCapable,
-        .init("CXL Reset Timeout", 10, 8, .hwInit, values: [0: "10 ms", 1: "100 ms", 2: "1 s", 3: "10 s", 4: "100 s"]),
+        cxlResetTimeout,
         memClearCapable,
         .init("TSP Capable", bit: 12, .hwInit),
         .init("Multiple Logical Device", bit: 13, .hwInit),

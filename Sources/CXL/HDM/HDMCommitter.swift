@@ -102,9 +102,9 @@ public struct HDMCommitter: Sendable {
         self.init(clock: options.clock, timeout: options.commitTimeout, interval: options.commitPollInterval)
     }
 
-    static let commit = HDMDecoderCapability.control.field("Commit")!.mask
-    static let committed = HDMDecoderCapability.control.field("Committed")!.mask
-    static let errorNotCommitted = HDMDecoderCapability.control.field("Error Not Committed")!.mask
+    static let commit = HDMDecoderCapability.Control.commit.mask
+    static let committed = HDMDecoderCapability.Control.committed.mask
+    static let errorNotCommitted = HDMDecoderCapability.Control.errorNotCommitted.mask
 
     /// Read Decoder n Control through `read` until Committed (`.done`) or Error Not
     /// Committed, or the budget runs out. The first read is immediate.

@@ -46,7 +46,10 @@ public struct HDMDecoderDevice: Sendable {
     /// Decoder n's registers, offsets relative to the register file.
     public func registers(_ n: Int) -> HDMDecoderRegisters { HDMDecoderRegisters(n) }
     /// Offset of Decoder n Control in the register file.
-    public func controlOffset(_ n: Int) -> Int { origin + HDMDecoderRegisters(n).control.offset }
+    public func controlOffset(_ n: Int) -> Int { origin + Self.control0 + HDMDecoderCapability.decoderStride * n }
+    /// Decoder 0 Control's offset in the structure: decoder n's is `decoderStride * n` further
+    /// (arithmetic, not a register layout per call: every BAR write asks).
+    private static let control0 = HDMDecoderRegisters(0).control.offset
     /// The bytes Lock On Commit freezes (§8.2.4.20.7): Base, Size, Control, DPA Skip.
     public func lockedRange(_ n: Int) -> Range<Int> {
         let r = HDMDecoderRegisters(n)
@@ -112,9 +115,15 @@ public struct HDMDecoderDevice: Sendable {
     public func write(_ file: inout RegisterFile, offset: Int, width: Int, value: UInt64) -> (RegisterWrite, [CommitEdge]) {
         var touched: [Int] = []
         if offset < range.upperBound && range.lowerBound < offset + width {
-            for n in 0..<decoderCount {
-                let c = controlOffset(n)
-                if c < offset + width && offset < c + 4 && !file.isLocked(c) { touched.append(n) }
+            // Only the decoders whose Control the access's bytes can reach (an access is at most 8 bytes).
+            let stride = HDMDecoderCapability.decoderStride
+            let first = max(0, (offset - origin - Self.control0 - 3) / stride)
+            let last = min(decoderCount - 1, (offset + width - 1 - origin - Self.control0) / stride + 1)
+            if first <= last {
+                for n in first...last {
+                    let c = controlOffset(n)
+                    if c < offset + width && offset < c + 4 && !file.isLocked(c) { touched.append(n) }
+                }
             }
         }
         let w = file.write(offset, width: width, value: value)

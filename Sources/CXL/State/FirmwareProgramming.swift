@@ -56,7 +56,7 @@ extension CXLStateEngine {
 
         // Component BAR.
         let bars = StateCatalog.barIndices(of: hdm.bar, in: s)
-        let baseField = PCIHeader.bar(hdm.bar).field("Base Address")!
+        let baseField = PCIHeader.BAR.baseAddress
         let low = s[StateCatalog.barKey(bars[0])]!.value
         let high = bars.count > 1 ? s[StateCatalog.barKey(bars[1])]!.value : 0
         if baseField.extract(low) == 0 && high == 0 {
@@ -64,8 +64,7 @@ extension CXLStateEngine {
             if bars.count > 1 { try w(StateCatalog.barKey(bars[1]), program.componentBARAddress >> 32) }
             steps.append("BAR \(hdm.bar) placed at 0x\(String(program.componentBARAddress, radix: 16))")
         }
-        let command = PCIHeader.command
-        let cmd = s[StateCatalog.commandKey]!.value | command.field("Memory Space Enable")!.mask | command.field("Bus Master Enable")!.mask
+        let cmd = s[StateCatalog.commandKey]!.value | PCIHeader.Command.memorySpaceEnable.mask | PCIHeader.Command.busMasterEnable.mask
         try w(StateCatalog.commandKey, cmd)
         steps.append("Command: Memory Space Enable, Bus Master Enable")
 
@@ -75,7 +74,7 @@ extension CXLStateEngine {
         steps.append("DVSEC Range 1 Base = 0x\(String(program.hpaBase, radix: 16))")
 
         let global = HDMDecoderCapability.globalControl
-        try w(hk(global.name), s[hk(global.name)]!.value | global.field("HDM Decoder Enable")!.mask)
+        try w(hk(global.name), s[hk(global.name)]!.value | HDMDecoderCapability.hdmDecoderEnable.mask)
         steps.append("HDM Decoder Enable")
 
         var base = program.hpaBase
@@ -100,10 +99,10 @@ extension CXLStateEngine {
 
         let control = CXLDeviceDVSEC.control
         let cap = s.dvsec(CXLDeviceDVSEC.capability)?.value ?? 0
-        var c = s.dvsec(control)!.value | control.field("Mem_Enable")!.mask
-        if CXLDeviceDVSEC.capability.field("Cache_Capable")!.extract(cap) == 1 { c |= control.field("Cache_Enable")!.mask }
+        var c = s.dvsec(control)!.value | CXLDeviceDVSEC.memEnable.mask
+        if CXLDeviceDVSEC.cacheCapable.extract(cap) == 1 { c |= CXLDeviceDVSEC.Control.cacheEnable.mask }
         try w(dv(control), c)
-        steps.append("DVSEC Control: Mem_Enable" + (c & control.field("Cache_Enable")!.mask != 0 ? ", Cache_Enable" : ""))
+        steps.append("DVSEC Control: Mem_Enable" + (c & CXLDeviceDVSEC.Control.cacheEnable.mask != 0 ? ", Cache_Enable" : ""))
         if program.configLock {
             try w(dv(CXLDeviceDVSEC.lock), StateCatalog.configLockBit)
             steps.append("CONFIG_LOCK")

@@ -151,7 +151,7 @@ public struct CXLResetOrchestrator: Sendable {
         }
         if method == .cxl {
             let cap = try cxlResetCapability(before.layout)
-            if memClear && CXLDeviceDVSEC.capability.field("CXL Reset Mem Clr Capable")!.extract(cap) == 0 {
+            if memClear && CXLDeviceDVSEC.memClearCapable.extract(cap) == 0 {
                 throw .resetUnsupported("CXL Reset Mem Clr Capable is clear")
             }
         }
@@ -211,7 +211,7 @@ public struct CXLResetOrchestrator: Sendable {
     /// DVSEC CXL Capability, if CXL Reset Capable; throws otherwise.
     func cxlResetCapability(_ layout: CXLStateLayout) throws(CXLStateError) -> UInt64 {
         let cap = try engine.configRead(layout.dvsecOffset + CXLDeviceDVSEC.capability.offset, CXLDeviceDVSEC.capability.width)
-        guard CXLDeviceDVSEC.capability.field("CXL Reset Capable")!.extract(cap) == 1 else {
+        guard CXLDeviceDVSEC.cxlResetCapable.extract(cap) == 1 else {
             throw .resetUnsupported("CXL Reset Capable is clear in DVSEC CXL Capability")
         }
         return cap
@@ -247,11 +247,11 @@ public struct CXLResetOrchestrator: Sendable {
         let complete = bit(s2L, "CXL Reset Complete"), resetError = bit(s2L, "CXL Reset Error")
         let allOnes = s2L.widthMask
 
-        let encodedTimeout = capL.field("CXL Reset Timeout")!.extract(cap)
+        let encodedTimeout = CXLDeviceDVSEC.cxlResetTimeout.extract(cap)
         let capTimeout = Duration.milliseconds(Int64(CXLDeviceDVSEC.resetTimeoutMilliseconds[encodedTimeout] ?? 100_000))
         let timeout = max(options.resetTimeout ?? capTimeout, options.resetQuietTime)
-        let cacheCapable = capL.field("Cache_Capable")!.extract(cap) == 1
-        let wbiCapable = capL.field("Cache Writeback and Invalidate Capable")!.extract(cap) == 1
+        let cacheCapable = CXLDeviceDVSEC.cacheCapable.extract(cap) == 1
+        let wbiCapable = CXLDeviceDVSEC.writebackInvalidateCapable.extract(cap) == 1
         steps.append("CXL Reset Capable; timeout \(timeout.humanReadable)\(memClear ? "; Mem Clr Capable" : "")")
 
         let control2 = try rd(c2L) & StateCatalog.control2PersistentMask
@@ -329,7 +329,7 @@ public struct CXLResetOrchestrator: Sendable {
     /// so register access (and a VFIO BAR mmap) keeps working.
     func quiesce(_ steps: inout [String]) throws(CXLStateError) {
         let command = PCIHeader.command
-        let busMaster = command.field("Bus Master Enable")!.mask, intxOff = command.field("Interrupt Disable")!.mask
+        let busMaster = PCIHeader.Command.busMasterEnable.mask, intxOff = PCIHeader.Command.interruptDisable.mask
         let c = try engine.configRead(command.offset, command.width)
         do { try function.configWrite(command.offset, width: command.width, value: UInt32(truncatingIfNeeded: (c & ~busMaster) | intxOff)) } catch {
             throw .access(error)

@@ -115,6 +115,30 @@ final class RestoreRun {
         }
     }
 
+    /// Posted writes of registers in one BAR, in order, as one batch (`barWritePosted(_:_:)`);
+    /// registers of another space are written one by one. A failed batch fails every
+    /// register in it (which of them landed is unknown; the read-back tells).
+    private func writePosted(_ batch: [(Int, UInt64)]) -> Bool {
+        guard case .bar(let bar)? = batch.first.map({ regs[$0.0].space }),
+              batch.allSatisfy({ regs[$0.0].space == .bar(bar) }) else {
+            var ok = true
+            for (i, v) in batch { ok = write(i, v, posted: true) && ok }
+            return ok
+        }
+        for (i, _) in batch {
+            fresh[i] = nil
+            outcomes[i].action = .written
+        }
+        do {
+            try engine.function.barWritePosted(bar, batch.map { PostedBARWrite(offset: regs[$0.0].offset, width: regs[$0.0].width, value: $0.1) })
+            for (i, v) in batch { outcomes[i].written = v }
+            return true
+        } catch {
+            for (i, v) in batch { fail(i, "write of \(HexCoding.format(v, width: regs[i].width)) failed: \(error)") }
+            return false
+        }
+    }
+
     /// Read a live value the algorithm needs to decide; it also serves as read-back
     /// if nothing is written afterwards.
     private func readLive(_ i: Int) -> UInt64? {
@@ -368,11 +392,11 @@ final class RestoreRun {
             // Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in the
             // kernel's order, posted; then Control with Commit set, and the first poll
             // read orders after all of them.
-            var ok = true
-            for i in d.others { ok = write(i, regs[i].value, posted: true) && ok }
-            guard ok else { outcome(.accessError, "programming failed; not committed"); blockedBy = n; continue }
+            // One batch (vfio-user: one REGION_WRITE_MULTI message), Control last.
             let value = (saved & ~(committed | error)) | commit
-            guard write(control, value, posted: true) else { outcome(.accessError); blockedBy = n; continue }
+            guard writePosted(d.others.map { ($0, regs[$0].value) } + [(control, value)]) else {
+                outcome(.accessError, "programming failed; not committed"); blockedBy = n; continue
+            }
             switch wait(control, decommit: false) {
             case .done(_, let polls)?:
                 outcome(.committed, "programmed, Committed after \(polls) read(s)", polls: polls)

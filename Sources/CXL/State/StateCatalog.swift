@@ -34,8 +34,8 @@ public enum StateCatalog {
     public static let errorNotCommittedBit = decoderField("Error Not Committed")
     public static let lockOnCommitBit = decoderField("Lock On Commit")
 
-    public static let configLockBit = CXLDeviceDVSEC.lock.field("CONFIG_LOCK")!.mask
-    public static let memorySpaceEnableBit = PCIHeader.command.field("Memory Space Enable")!.mask
+    public static let configLockBit = CXLDeviceDVSEC.configLock.mask
+    public static let memorySpaceEnableBit = PCIHeader.Command.memorySpaceEnable.mask
 
     /// Decoder n's registers in the order the kernel programs them (and we save them):
     /// Base Low/High, Size Low/High, Control, DPA Skip (or Target List) Low/High.

@@ -129,8 +129,8 @@ public struct CXLStateEngine: Sendable {
         let header = try configBytes(base + DVSECHeader.header1.offset, 8)
         let h1 = LittleEndian.load(header, at: 0, width: DVSECHeader.header1.width) ?? 0
         let h2 = LittleEndian.load(header, at: DVSECHeader.header2.offset - DVSECHeader.header1.offset, width: DVSECHeader.header2.width) ?? 0
-        let vendor = DVSECHeader.header1.field("DVSEC Vendor ID")!.extract(h1)
-        let id = DVSECHeader.header2.field("DVSEC ID")!.extract(h2)
+        let vendor = DVSECHeader.vendorID.extract(h1)
+        let id = DVSECHeader.dvsecID.extract(h2)
         guard vendor == UInt64(cxlDVSECVendorID), id == UInt64(CXLDVSECID.device.rawValue) else {
             throw .layoutMismatch("no \(StateCatalog.dvsecBlock) at config offset \(hex(base, digits: 3))")
         }
@@ -315,8 +315,8 @@ extension StateCatalog {
     /// BAR register indices that make up BAR `bar` (two for a 64-bit memory BAR).
     static func barIndices(of bar: Int, in snapshot: CXLStateSnapshot) -> [Int] {
         guard let low = snapshot[barKey(bar)]?.value else { return [bar] }
-        let type = PCIHeader.bar(bar).field("Memory Type")!
-        let io = PCIHeader.bar(bar).field("Memory Space Indicator")!
+        let type = PCIHeader.BAR.memoryType
+        let io = PCIHeader.BAR.memorySpaceIndicator
         return io.extract(low) == 0 && type.extract(low) == 2 && bar < 5 ? [bar, bar + 1] : [bar]
     }
 
@@ -325,9 +325,9 @@ extension StateCatalog {
     /// when per-vector masking is capable, and Message Control itself.
     static func msiRegisters(messageControl: UInt64) -> [RegisterLayout] {
         let mc = MSICapability.messageControl
-        let is64 = mc.field("64 bit address capable")!.extract(messageControl) == 1
-        let pvm = mc.field("Per-vector masking capable")!.extract(messageControl) == 1
-        let extended = mc.field("Extended Message Data Capable")!.extract(messageControl) == 1
+        let is64 = MSICapability.Control.is64Bit.extract(messageControl) == 1
+        let pvm = MSICapability.Control.perVectorMasking.extract(messageControl) == 1
+        let extended = MSICapability.Control.extendedMessageData.extract(messageControl) == 1
         return MSICapability.layout(is64Bit: is64, perVectorMasking: pvm).registers.filter {
             $0.writableMask != 0 && ($0.name != "Extended Message Data" || extended)
         }

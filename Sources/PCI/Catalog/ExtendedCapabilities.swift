@@ -8,7 +8,6 @@ extension DVSECInstance {
         guard config.read(ExtendedCapabilityHeader.header, base: offset) != nil,
               let h1 = config.read(DVSECHeader.header1, base: offset),
               let h2 = config.read(DVSECHeader.header2, base: offset) else { return nil }
-        let f1 = DVSECHeader.header1
         let length = Int(DVSECHeader.length.extract(h1))
         self.init(offset: offset,
                   vendorID: UInt16(DVSECHeader.vendorID.extract(h1)),

@@ -9,7 +9,7 @@ public enum PCIHeader {
     public static let command = RegisterLayout("Command", offset: 0x04, width: 2, [
         .init("I/O Space Enable", bit: 0, .rw),
         Command.memorySpaceEnable,
-        .init("Bus Master Enable", bit: 2, .rw),
+        Command.busMasterEnable,
         .init("Special Cycle Enable", bit: 3, .ro),
         .init("Memory Write and Invalidate", bit: 4, .ro),
         .init("VGA Palette Snoop", bit: 5, .ro),
@@ -23,6 +23,7 @@ public enum PCIHeader {
     /// Command fields as typed handles.
     public enum Command {
         public static let memorySpaceEnable = RegisterField("Memory Space Enable", bit: 1, .rw)
+        public static let busMasterEnable = RegisterField("Bus Master Enable", bit: 2, .rw)
         public static let interruptDisable = RegisterField("Interrupt Disable", bit: 10, .rw)
     }
 

@@ -41,7 +41,7 @@ public enum MSICapability {
         .init("Multiple Message Enable", 6, 4, .rw),
         Control.is64Bit,
         Control.perVectorMasking,
-        .init("Extended Message Data Capable", bit: 9, .ro),
+        Control.extendedMessageData,
         .init("Extended Message Data Enable", bit: 10, .rw),
     ])
 
@@ -51,6 +51,7 @@ public enum MSICapability {
         public static let multipleMessageCapable = RegisterField("Multiple Message Capable", 3, 1, .ro)
         public static let is64Bit = RegisterField("64 bit address capable", bit: 7, .ro)
         public static let perVectorMasking = RegisterField("Per-vector masking capable", bit: 8, .ro)
+        public static let extendedMessageData = RegisterField("Extended Message Data Capable", bit: 9, .ro)
     }
 
     public static func layout(is64Bit: Bool, perVectorMasking: Bool) -> RegisterBlockLayout {

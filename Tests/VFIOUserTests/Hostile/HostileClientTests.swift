@@ -221,7 +221,8 @@ func hostileServerConfiguration() -> VFIOUserServerConfiguration {
 /// A well-behaved client must still be served after any hostile one.
 func expectServerStillServes(_ h: ServerHarness, after what: String, sourceLocation: SourceLocation = #_sourceLocation) {
     do {
-        let c = try h.client { $0.timeoutMilliseconds = 3000 }
+        // Generous: a loaded machine must not fail this; a server that stopped serving never answers at all.
+        let c = try h.client { $0.timeoutMilliseconds = 30_000 }
         let info = try c.deviceInfo()
         #expect(info.numRegions == 9, "after \(what)", sourceLocation: sourceLocation)
         #expect(try c.read(region: VFIOPCIRegion.config.rawValue, offset: 0, count: 4) == le32(0x5678_1234), "after \(what)",
@@ -291,9 +292,9 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         // 32 KiB replies; the socket buffers hold a few hundred KiB at most.
         let request = RawPeer.frame(id: 1, command: C.regionRead.rawValue, payload: regionAccess(0, 0, 0x8000))
         for _ in 0..<256 { try p.sendRaw(request) }
-        let start = Date()
+        // Another client is served while this one's replies back up (no wall-clock bound: a server blocked on
+        // the stalled client never answers, and the helper's client times out).
         expectServerStillServes(h, after: "a client that stops reading")
-        #expect(Date().timeIntervalSince(start) < 5)
         withExtendedLifetime(p) {}
     }
 
