@@ -94,14 +94,17 @@ public enum StateCatalog {
         return false
     }
 
-    /// The fields that differ between two values of a register, decoded ("Mem_Enable 1 -> 0").
+    /// The fields that differ between two values of a register, decoded ("Mem_Enable 1->0").
     public static func changedFields(_ key: RegisterKey, _ a: UInt64, _ b: UInt64) -> [FieldChange] {
         guard let layout = layout(for: key) else { return [] }
         var out: [FieldChange] = []
         var covered: UInt64 = 0
         for f in layout.fields.sorted(by: { $0.lsb < $1.lsb }) {
             covered |= f.mask
-            let va = f.extract(a), vb = f.extract(b)
+            // Fragments of an address or size (Memory Base Low [31:28], a BAR's Base Address) in place:
+            // "Memory Size Low 0x40000000->0x20000000", not the shifted "4->2".
+            let inPlace = StateQuantities.isInPlace(field: f.name)
+            let va = inPlace ? a & f.mask : f.extract(a), vb = inPlace ? b & f.mask : f.extract(b)
             if va != vb { out.append(FieldChange(field: f.name, before: va, after: vb)) }
         }
         let rest = (a ^ b) & ~covered & layout.widthMask
