@@ -378,7 +378,9 @@ struct State {
     private var msixControl: UInt64 { config.read(Layout.msix + MSIXCapability.messageControl.offset, width: 2) }
     private var msixEnabled: Bool { msixControl & MSIXCapability.Control.enable.mask != 0 }
     private var functionMasked: Bool { msixControl & MSIXCapability.Control.functionMask.mask != 0 }
-    private func vectorMasked(_ v: Int) -> Bool { msix.read(MSIXCapability.tableEntrySize * v + 0xC, width: 4) & 1 != 0 }
+    private func vectorMasked(_ v: Int) -> Bool {
+        MSIXCapability.maskBit.extract(msix.read(MSIXCapability.tableEntrySize * v + MSIXCapability.vectorControl.offset, width: 4)) != 0
+    }
     private var pbaBase: Int { Int(Layout.msixPBA - Layout.msixTable) }
 
     mutating func signal(vector v: Int) {

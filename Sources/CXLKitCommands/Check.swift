@@ -144,13 +144,13 @@ public enum CheckText {
             out += "\(h.target)" + (h.reading.map { ": \($0.identity.vendorAndDevice)" } ?? "") + "\n"
             if let r = h.reading {
                 out += "  DVSEC: Mem_Enable \(r.memEnable ? 1 : 0), CONFIG_LOCK \(r.configLocked ? 1 : 0)"
-                    + r.ranges.map { ", Range \($0.number) \($0.active ? "active" : "not active") \(CXLByteCount.text($0.size))" }.joined()
+                    + r.ranges.map { ", Range \($0.number) \($0.active ? "active" : "not active") \(ByteCount.exact($0.size))" }.joined()
                 if let fb = r.flexBus { out += ", Flex Bus Mem \(fb.mem ? "up" : "down")" }
                 out += "\n"
                 if let ds = r.decoders {
                     let committed = ds.filter(\.committed)
                     out += "  HDM decoders: \(ds.count), HDM Decoder Enable \(r.hdmDecoderEnable == true ? 1 : 0), committed: "
-                        + (committed.isEmpty ? "none" : committed.map { "\($0.index) at \(CXLByteCount.range($0.base, $0.size))\($0.locked ? " locked" : "")" }.joined(separator: ", ")) + "\n"
+                        + (committed.isEmpty ? "none" : committed.map { "\($0.index) at \(ByteCount.range($0.base, $0.size))\($0.locked ? " locked" : "")" }.joined(separator: ", ")) + "\n"
                 }
                 if let ras = r.ras {
                     out += "  RAS: Uncorrectable Error Status \("0x" + hex(ras.uncorrectableStatus, digits: 8)), Correctable Error Status \("0x" + hex(ras.correctableStatus, digits: 8))\n"

@@ -178,14 +178,15 @@ extension CXLKit {
         let failed = results.filter { $0.status == .fail }.count
         let skipped = results.filter { $0.status == .skip }.count
         if json {
-            let obj = JSONValue.object([
+            // The envelope every --json output has; a failed check is a problem line.
+            return JSONOutput.document(command: "conform", succeeded: failed == 0,
+                                       problems: results.filter { $0.status == .fail }.map { "\($0.name): \($0.detail)" }, [
                 ("target", .string(target)),
                 ("checks", .array(results.map { r in
                     .object([("name", .string(r.name)), ("status", .string(r.status.rawValue)), ("detail", .string(r.detail))])
                 })),
                 ("passed", .int(Int64(passed))), ("failed", .int(Int64(failed))), ("skipped", .int(Int64(skipped))),
             ])
-            return obj.serialized(pretty: true) + "\n"
         }
         let width = results.map(\.name.count).max() ?? 0
         var out = ""

@@ -14,23 +14,34 @@ public enum JSONOutput {
     /// `cache_capable`, `SERR# Enable` -> `serr_enable`: lowercase, a word boundary at every run of other
     /// characters and at each lower-to-upper case change.
     public static func snakeCase(_ key: String) -> String {
-        var out = ""
+        // ASCII only, byte by byte: every key of every object goes through here (decode --json of a
+        // thousand functions has ~10^6 keys), so no Character or Unicode property lookups.
+        var out: [UInt8] = []
+        out.reserveCapacity(key.utf8.count + 4)
         var pendingUnderscore = false
         var previousWasLowerOrDigit = false
-        for ch in key.unicodeScalars {
-            let isAlnum = (ch.value < 0x80) && (CharacterSet.alphanumerics.contains(ch))
-            guard isAlnum else {
+        for b in key.utf8 {
+            let isUpper = b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z")
+            let isLowerOrDigit = (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9"))
+            guard isUpper || isLowerOrDigit else {
                 pendingUnderscore = !out.isEmpty
                 previousWasLowerOrDigit = false
                 continue
             }
-            let isUpper = ch.properties.isUppercase
             if isUpper && previousWasLowerOrDigit { pendingUnderscore = true }
-            if pendingUnderscore { out += "_"; pendingUnderscore = false }
-            out += String(ch).lowercased()
+            if pendingUnderscore { out.append(UInt8(ascii: "_")); pendingUnderscore = false }
+            out.append(isUpper ? b + 32 : b)
             previousWasLowerOrDigit = !isUpper
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `snakeCase`, remembered for the keys of one document (the same few hundred names repeat).
+    static func snakeCase(_ key: String, cache: inout [String: String]) -> String {
+        if let k = cache[key] { return k }
+        let k = snakeCase(key)
+        cache[key] = k
+        return k
     }
 
     /// Keys of the state reports whose integer values are register values or addresses: printed `"0x..."`.
@@ -56,6 +67,10 @@ public enum JSONOutput {
         document(command: command, succeeded: succeeded, problems: problems, fields(report).filter { $0.0 != "succeeded" })
     }
 
+    /// `-u/--human`, as cxl-cli has it: every byte count (a key ending in `_bytes`) printed as a string such
+    /// as `"256.00 MiB"` instead of an integer. Set by the CLI around a command's run.
+    @TaskLocal public static var human = false
+
     /// The document a `--json` command prints.
     public static func document(command: String, succeeded: Bool, problems: [String], _ fields: [(String, JSONValue)]) -> String {
         var pairs: [(String, JSONValue)] = [
@@ -64,17 +79,45 @@ public enum JSONOutput {
             ("succeeded", .bool(succeeded)),
             ("problems", .array(problems.map { .string($0) })),
         ]
-        for (k, v) in fields where !pairs.contains(where: { $0.0 == k }) { pairs.append((snakeCase(k), v.snakeCased())) }
-        return JSONValue.object(pairs).serialized(pretty: true) + "\n"
+        for (k, v) in fields where !pairs.contains(where: { $0.0 == k }) { pairs.append((k, v)) }
+        // snake_case while writing: no second tree. `--human` needs the snake keys first (`_bytes`).
+        var keys = KeyRewriter(snakeCase)
+        let doc = human ? JSONValue.object(pairs).snakeCased().humanized(parentKey: nil) : JSONValue.object(pairs)
+        return doc.serialized(pretty: true, keys: &keys) + "\n"
     }
 }
 
 extension JSONValue {
     /// Every object key snake_cased (`JSONOutput.snakeCase`), recursively.
     public func snakeCased() -> JSONValue {
+        var cache: [String: String] = [:]
+        return snakeCased(cache: &cache)
+    }
+
+    func snakeCased(cache: inout [String: String]) -> JSONValue {
         switch self {
-        case .object(let kv): return .object(kv.map { (JSONOutput.snakeCase($0.0), $0.1.snakeCased()) })
-        case .array(let a): return .array(a.map { $0.snakeCased() })
+        case .object(let kv):
+            var out: [(String, JSONValue)] = []
+            out.reserveCapacity(kv.count)
+            for (k, v) in kv { out.append((JSONOutput.snakeCase(k, cache: &cache), v.snakeCased(cache: &cache))) }
+            return .object(out)
+        case .array(let a):
+            var out: [JSONValue] = []
+            out.reserveCapacity(a.count)
+            for v in a { out.append(v.snakeCased(cache: &cache)) }
+            return .array(out)
+        default: return self
+        }
+    }
+
+    /// Byte counts (integers under a key ending in `_bytes`) as `ByteCount.human` strings: `-u/--human`.
+    public func humanized(parentKey: String?) -> JSONValue {
+        let isBytes = parentKey?.hasSuffix("_bytes") == true
+        switch self {
+        case .object(let kv): return .object(kv.map { ($0.0, $0.1.humanized(parentKey: $0.0)) })
+        case .array(let a): return .array(a.map { $0.humanized(parentKey: parentKey) })
+        case .int(let i) where isBytes && i >= 0: return .string(ByteCount.human(UInt64(i)))
+        case .uint(let u) where isBytes: return .string(ByteCount.human(u))
         default: return self
         }
     }

@@ -1,5 +1,8 @@
 import PCI
 import CXL
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What `cxlkit list` reports for one function.
 public struct ListedFunction: Sendable {
@@ -70,7 +73,12 @@ extension CXLKit {
                 return ListedFunction(address: a, config: nil, error: "config not readable")
             }
             guard bytes.count >= 64 else { return ListedFunction(address: a, config: nil, error: "config holds \(bytes.count) bytes") }
-            return ListedFunction(address: a, config: ConfigSpace(bytes: bytes), error: nil)
+            // Unprivileged: the header only. Listed (as lspci does), with the reason CXL is not seen.
+            var st = stat()
+            let size = stat(tree.path(of: a) + "/config", &st) == 0 ? min(Int(st.st_size), pcieConfigSpaceSize) : bytes.count
+            let short = SysfsPCIFunction.shortConfigRead(address: a, read: bytes.count, size: size, privileged: geteuid() == 0)
+            return ListedFunction(address: a, config: ConfigSpace(bytes: bytes), error: short.map { _ in
+                "only the first \(bytes.count) bytes of config space are readable; CXL DVSECs need root" })
         }
     }
 
@@ -95,6 +103,7 @@ extension CXLKit {
                 continue
             }
             var line = "\(showDomain ? f.address.description : f.address.lspciDescription)  \(hex(c.vendorID ?? 0xFFFF, digits: 4)):\(hex(c.deviceID ?? 0xFFFF, digits: 4))  class \(hex(c.classCode ?? 0, digits: 6))"
+            if let e = f.error { line += "  <\(e)>" }
             if let kind = f.cxlKind {
                 line += "  CXL \(kind)"
                 if let d = f.device {

@@ -41,6 +41,8 @@ public enum StateText {
             out += "  " + pad(o.displayName, nameWidth) + pad(value(o.saved, o.width), 11) + pad(value(o.after, o.width), 11)
                 + o.action.rawValue + (o.ok ? "" : "  FAILED") + (o.detail.map { ": \($0)" } ?? "") + "\n"
         }
+        let q = r.quantities
+        if !q.isEmpty { out += "addresses and sizes (saved, read back):\n" + quantities(q, all: true, marks: true) }
         out += result(r)
         return out
     }
@@ -68,12 +70,27 @@ public enum StateText {
         return out
     }
 
+    /// Addresses and sizes as the spec means them, one a line; `all` lists unchanged ones too.
+    static func quantities(_ q: [CXLStateQuantity], all: Bool, marks: Bool = false) -> String {
+        var out = ""
+        for x in q where all || x.changed {
+            out += "  " + pad(x.name, nameWidth) + pad(CXLStateQuantity.text(x.a, x.kind), 24)
+                + (marks ? pad(CXLStateQuantity.text(x.b, x.kind), 24) + (x.changed ? "CHANGED" : "=")
+                         : "-> " + CXLStateQuantity.text(x.b, x.kind))
+            out += "\n"
+        }
+        return out
+    }
+
     public static func diff(_ d: CXLStateDiff) -> String {
         var out = "A: \(d.a)\nB: \(d.b)\n"
         if !d.sameDevice { out += "note: A and B are different devices\n" }
         out += changes(d)
-        out += d.isEmpty ? "identical: \(d.entries.count) registers\n"
-                         : "\(d.changes.count) of \(d.entries.count) registers differ\n"
+        let q = d.quantities.filter(\.changed)
+        if !q.isEmpty { out += "addresses and sizes that differ:\n" + quantities(q, all: false) }
+        let devices = d.sameDevice ? "" : "; A and B are different devices"
+        out += d.isEmpty ? "identical: \(d.entries.count) registers\(devices)\n"
+                         : "\(d.changes.count) of \(d.entries.count) registers differ\(devices)\n"
         return out
     }
 
@@ -83,6 +100,7 @@ public enum StateText {
         if let e = r.resetError { out += "reset error: \(e)\n" }
         if r.preserve, let w = r.wiped {
             out += w.isEmpty ? "wiped by the reset: nothing\n" : "wiped by the reset (before -> after the reset):\n" + changes(w)
+                + quantities(w.quantities, all: false)
         }
         if let p = r.pciRestore, !p.succeeded { out += "PCI state " + result(p) }
         if let restore = r.restore {
@@ -99,6 +117,8 @@ public enum StateText {
                 if let n = e.note { out += "  (\(n))" }
                 out += "\n"
             }
+            let q = d.quantities
+            if !q.isEmpty { out += "addresses and sizes (before the reset, after everything):\n" + quantities(q, all: true, marks: true) }
         }
         if r.succeeded {
             out += "result: OK, all \(r.diff?.entries.count ?? 0) registers equal their values before the reset\n"

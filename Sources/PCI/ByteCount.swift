@@ -47,7 +47,15 @@ public enum ByteCount {
         return r
     }
 
-    /// "256 MiB", "1.50 GiB", "4096 B": a byte count as cxl-cli's `-u/--human` prints it.
+    /// "256 MiB", "4 GiB", "4097 bytes": exact, in the largest unit that divides the count, the way the
+    /// spec and the kernel print sizes. Reports use it next to the byte count.
+    public static func exact(_ bytes: UInt64) -> String {
+        let units: [(UInt64, String)] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
+        for (u, name) in units where bytes >= u && bytes % u == 0 { return "\(bytes / u) \(name)" }
+        return "\(bytes) bytes"
+    }
+
+    /// "256.00 MiB", "1.50 GiB", "4096 B": a byte count as cxl-cli's `-u/--human` prints it.
     public static func human(_ bytes: UInt64) -> String {
         let units: [(String, UInt64)] = [("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)]
         for (name, u) in units where bytes >= u {

@@ -46,57 +46,96 @@ public indirect enum JSONValue: Sendable, Hashable {
 
     /// Serialized JSON; `pretty` indents by two spaces.
     public func serialized(pretty: Bool = false) -> String {
-        var out = ""
-        write(into: &out, pretty: pretty, indent: 0)
-        return out
+        var keys = KeyRewriter(nil)
+        return serialized(pretty: pretty, keys: &keys)
     }
 
-    private func write(into out: inout String, pretty: Bool, indent: Int) {
+    /// Serialized with every object key passed through `keys` (e.g. snake_case), without building a
+    /// second tree: a thousand decoded functions are ~10^6 keys.
+    public func serialized(pretty: Bool, keys: inout KeyRewriter) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(1 << 16)
+        write(into: &out, pretty: pretty, indent: 0, keys: &keys)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static func newline(_ out: inout [UInt8], indent: Int) {
+        out.append(UInt8(ascii: "\n"))
+        for _ in 0..<indent { out.append(UInt8(ascii: " ")); out.append(UInt8(ascii: " ")) }
+    }
+
+    private func write(into out: inout [UInt8], pretty: Bool, indent: Int, keys: inout KeyRewriter) {
         switch self {
-        case .null: out += "null"
-        case .bool(let b): out += b ? "true" : "false"
-        case .int(let i): out += String(i)
-        case .uint(let u): out += String(u)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .uint(let u): out.append(contentsOf: String(u).utf8)
         case .string(let s): JSONValue.escape(s, into: &out)
         case .array(let a):
-            if a.isEmpty { out += "[]"; return }
-            out += "["
+            if a.isEmpty { out.append(contentsOf: "[]".utf8); return }
+            out.append(UInt8(ascii: "["))
             for (i, v) in a.enumerated() {
-                if i > 0 { out += "," }
-                if pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
-                v.write(into: &out, pretty: pretty, indent: indent + 1)
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                if pretty { JSONValue.newline(&out, indent: indent + 1) }
+                v.write(into: &out, pretty: pretty, indent: indent + 1, keys: &keys)
             }
-            if pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "]"
+            if pretty { JSONValue.newline(&out, indent: indent) }
+            out.append(UInt8(ascii: "]"))
         case .object(let kv):
-            if kv.isEmpty { out += "{}"; return }
-            out += "{"
+            if kv.isEmpty { out.append(contentsOf: "{}".utf8); return }
+            out.append(UInt8(ascii: "{"))
             for (i, (k, v)) in kv.enumerated() {
-                if i > 0 { out += "," }
-                if pretty { out += "\n" + String(repeating: "  ", count: indent + 1) }
-                JSONValue.escape(k, into: &out)
-                out += pretty ? ": " : ":"
-                v.write(into: &out, pretty: pretty, indent: indent + 1)
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                if pretty { JSONValue.newline(&out, indent: indent + 1) }
+                JSONValue.escape(keys.rewrite(k), into: &out)
+                out.append(UInt8(ascii: ":"))
+                if pretty { out.append(UInt8(ascii: " ")) }
+                v.write(into: &out, pretty: pretty, indent: indent + 1, keys: &keys)
             }
-            if pretty { out += "\n" + String(repeating: "  ", count: indent) }
-            out += "}"
+            if pretty { JSONValue.newline(&out, indent: indent) }
+            out.append(UInt8(ascii: "}"))
         }
     }
 
-    private static func escape(_ s: String, into out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += "\\u" + hex(u.value, digits: 4) } else { out.unicodeScalars.append(u) }
+    /// RFC 8259 §7: quote, backslash and control characters escaped; everything else (UTF-8) as is.
+    private static func escape(_ s: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        // Nearly every string needs no escape: copy it whole.
+        let copied: Bool? = s.utf8.withContiguousStorageIfAvailable { bytes in
+            for b in bytes where b < 0x20 || b == UInt8(ascii: "\"") || b == UInt8(ascii: "\\") { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if copied == true { out.append(UInt8(ascii: "\"")); return }
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\\"))
+            case UInt8(ascii: "\n"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case UInt8(ascii: "\r"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case UInt8(ascii: "\t"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case 0..<0x20: out.append(contentsOf: ("\\u" + hex(b, digits: 4)).utf8)
+            default: out.append(b)
             }
         }
-        out += "\""
+        out.append(UInt8(ascii: "\""))
+    }
+}
+
+/// Rewrites object keys while a document is serialized, remembering each key's result (the same few
+/// hundred register and field names repeat across functions).
+public struct KeyRewriter {
+    private let transform: ((String) -> String)?
+    private var cache: [String: String] = [:]
+
+    public init(_ transform: ((String) -> String)?) { self.transform = transform }
+
+    public mutating func rewrite(_ key: String) -> String {
+        guard let transform else { return key }
+        if let k = cache[key] { return k }
+        let k = transform(key)
+        cache[key] = k
+        return k
     }
 }
 

@@ -30,6 +30,7 @@ func runReportingErrors(_ body: () throws -> String) throws {
 }
 
 func writeStdout(_ s: String) {
+    CommandProgress.clear()
     var bytes = Array(s.utf8)
     var off = 0
     while off < bytes.count {
@@ -40,6 +41,7 @@ func writeStdout(_ s: String) {
 }
 
 func writeStderr(_ s: String) {
+    CommandProgress.clear()
     let bytes = Array(s.utf8)
     _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
 }
@@ -60,7 +62,7 @@ struct TargetOptionGroup: ParsableArguments {
     func target(_ given: String?) throws -> String {
         if let given { return given }
         let (target, note) = try resolver().defaultTarget()
-        writeStderr("cxlkit: \(note)\n")
+        CommandProgress.note("cxlkit: \(note)\n")
         return target
     }
 
@@ -85,3 +87,30 @@ let targetFormsHelp: String = {
         + "\n  ADDR               a PCI address (0000:3b:00.0 or 3b:00.0), as sysfs:ADDR"
         + "\n  PATH               an existing file, as file:PATH"
 }()
+
+/// `-u/--human` and `-q/--quiet`, shared by the commands that print reports.
+struct OutputOptionGroup: ParsableArguments {
+    @Flag(name: [.customShort("u"), .long],
+          help: "With --json, byte counts (keys ending in _bytes) as strings such as \"256.00 MiB\", as cxl-cli -u.")
+    var human = false
+
+    @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")
+    var quiet = false
+
+    /// Runs `body` with these settings in force for the report writers and the progress line.
+    func scope<T>(_ body: () throws -> T) rethrows -> T {
+        try JSONOutput.$human.withValue(human) {
+            try CommandProgress.$quiet.withValue(quiet) { try CommandProgress.around(body) }
+        }
+    }
+}
+
+/// `-q/--quiet` alone, for commands without JSON output.
+struct QuietOptionGroup: ParsableArguments {
+    @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")
+    var quiet = false
+
+    func scope<T>(_ body: () throws -> T) rethrows -> T {
+        try CommandProgress.$quiet.withValue(quiet) { try CommandProgress.around(body) }
+    }
+}

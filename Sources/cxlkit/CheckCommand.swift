@@ -21,19 +21,23 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var targetOptions: TargetOptionGroup
     @OptionGroup var setup: EmulatedSetupOption
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         try runStateCommand(errorExit: 2) {
             let resolver = try targetOptions.resolver()
             var names = targets
             if names.isEmpty {
                 let (found, note) = CXLKit.discoverHealthTargets(resolver: resolver)
-                writeStderr("cxlkit: \(note)\n")
+                CommandProgress.note("cxlkit: \(note)\n")
                 names = against == nil ? found : [found[0]]
             }
             if let against {
                 guard names.count == 1 else { throw CommandError("--against compares one target with the file; \(names.count) given") }
                 let (fn, note) = try CXLKit.stateFunction(names[0], resolver: resolver, blank: setup.blank)
-                if let note, !json { writeStderr(note) }
+                if let note, !json { CommandProgress.note(note) }
                 return CXLKit.checkReport([CXLKit.checkAgainst(against, function: fn, target: names[0], sysfsRoot: targetOptions.sysfs)], json: json)
             }
             return CXLKit.checkReport(names.flatMap { CXLKit.checkTarget($0, resolver: resolver, blank: setup.blank) }, json: json)

@@ -15,7 +15,11 @@ struct ConformCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("The device: vfio-user:SOCKET or vfio:BDF.", valueName: "TARGET")) var target: String
     @Flag(help: "Print JSON: {target, checks: [{name, status, detail}], passed, failed, skipped}.") var json = false
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         let result: (output: String, ok: Bool)
         do { result = try CXLKit.conform(target: target, json: json) } catch {
             writeStderr("cxlkit: error: \(error.message)\n")

@@ -18,7 +18,11 @@ struct DecodeCommand: ParsableCommand {
     var select: String?
     @OptionGroup var targetOptions: TargetOptionGroup
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         var problems: [String] = []
         try runReportingErrors {
             let targets = try TargetOptions.select(targetOptions.resolver().resolve(targetOptions.target(target)), select)

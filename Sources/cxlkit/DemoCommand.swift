@@ -9,7 +9,11 @@ struct DemoCommand: ParsableCommand {
 
     @Flag(help: "Print every reset report as JSON.") var json = false
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         try runStateCommand { try CXLKit.demo(json: json) }
     }
 }

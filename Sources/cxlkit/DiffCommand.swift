@@ -13,7 +13,11 @@ struct DiffCommand: ParsableCommand {
     @OptionGroup var targetOptions: TargetOptionGroup
     @OptionGroup var setup: EmulatedSetupOption
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         try runStateCommand(errorExit: 2) {
             let resolver = try targetOptions.resolver()
             func source(_ s: String) throws -> StateSource {

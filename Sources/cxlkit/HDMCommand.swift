@@ -23,7 +23,11 @@ struct HDMCommitCommand: ParsableCommand {
     @Flag(name: .customLong("enable-hdm"), help: "Also set HDM Decoder Enable (global control).") var enableHDM = false
     @OptionGroup var targetOptions: TargetOptionGroup
 
-    func run() throws {
+    @OptionGroup var stderrOptions: QuietOptionGroup
+
+    func run() throws { try stderrOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         var committed = false
         try runReportingErrors {
             var req = try HDMCommitRequest.parse(decoder: decoder, base: base, size: size, dpaSkip: dpaSkip)

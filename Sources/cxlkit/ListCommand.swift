@@ -13,7 +13,11 @@ struct ListCommand: ParsableCommand {
     var select: String?
     @Flag(name: .customShort("D"), help: "Print the PCI domain always (as lspci -D).") var showDomain = false
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         try runReportingErrors { try CXLKit.list(tree: SysfsTree(root: sysfs), json: json, selector: select, showDomain: showDomain) }
     }
 }

@@ -33,7 +33,11 @@ struct ResetCommand: ParsableCommand {
 
     @OptionGroup var setup: EmulatedSetupOption
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         try runStateCommand {
             let (fn, note) = try CXLKit.stateFunction(targetOptions.target(target), resolver: targetOptions.resolver(), blank: setup.blank)
             return try CXLKit.resetState(fn, method: method, preserve: preserve, memClear: memClear,

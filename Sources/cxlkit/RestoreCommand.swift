@@ -14,7 +14,11 @@ struct RestoreCommand: ParsableCommand {
 
     @OptionGroup var setup: EmulatedSetupOption
 
-    func run() throws {
+    @OptionGroup var outputOptions: OutputOptionGroup
+
+    func run() throws { try outputOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         try runStateCommand {
             let (fn, note) = try CXLKit.stateFunction(target, resolver: targetOptions.resolver(), blank: setup.blank)
             return try CXLKit.restoreState(fn, from: file, json: json).prefixed(json ? nil : note)

@@ -13,12 +13,16 @@ struct SaveCommand: ParsableCommand {
 
     @OptionGroup var setup: EmulatedSetupOption
 
-    func run() throws {
+    @OptionGroup var stderrOptions: QuietOptionGroup
+
+    func run() throws { try stderrOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
         try runReportingErrors {
             let (fn, note) = try CXLKit.stateFunction(targetOptions.target(target), resolver: targetOptions.resolver(), blank: setup.blank)
             let saved = try CXLKit.saveState(fn, to: output)
             if output == "-" {
-                writeStderr((note ?? "") + saved.summary)
+                CommandProgress.note((note ?? "") + saved.summary)
                 return saved.output
             }
             return (note ?? "") + saved.output

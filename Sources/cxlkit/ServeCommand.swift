@@ -34,8 +34,13 @@ struct ServeCommand: ParsableCommand {
     var control: String?
     @Option(name: .customLong("control-clients"), help: "Control clients served at once; the next is refused with an error line.") var controlClients: Int = 4
 
-    func run() throws {
-        let level: Logger.Level = verbose ? .debug : .info
+    @OptionGroup var stderrOptions: QuietOptionGroup
+
+    func run() throws { try stderrOptions.scope { try runCommand() } }
+
+    func runCommand() throws {
+        // --quiet keeps warnings and errors only; the info lines ("listening on ...") are notes.
+        let level: Logger.Level = verbose ? .debug : (stderrOptions.quiet ? .warning : .info)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
@@ -60,12 +65,16 @@ struct ServeCommand: ParsableCommand {
                 guard control == nil else { throw CommandError("--control serves the emulated device's view; it is not offered with --device yet") }
                 guard irqInterval == 0 else { throw CommandError("--irq-interval drives the emulated device; a real device (--device) raises its own interrupts") }
                 if let memoryBAR, !(0...5).contains(memoryBAR) { throw CommandError("--memory-bar \(memoryBAR): a BAR number, 0 to 5") }
+                CommandProgress.active?.show("serve: opening \(device), claiming \(socket)")
                 let session = try DeviceServeSession(target: device, socketPath: socket, memoryBAR: memoryBAR, permissions: options.socketPermissions)
+                CommandProgress.clear()
                 ServeSession.installSignalHandlers(stopFD: session.server.stopFD)
                 try session.run()
                 return
             }
+            CommandProgress.active?.show("serve: building emulated:\(profile), claiming \(socket)")
             let session = try ServeSession(options: options)
+            CommandProgress.clear()
             ServeSession.installSignalHandlers(for: session)
             try session.run()
         } catch {

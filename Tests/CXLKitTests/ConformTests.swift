@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import Foundation
 import PCI
 import CXL
@@ -154,6 +155,17 @@ struct ConformTests {
         let lock = try #require(checks.first { $0["name"] as? String == "hdm_lock_on_commit" })
         #expect(lock["status"] as? String == "fail")
         #expect((lock["detail"] as? String)?.contains("not committed and locked") == true)
+        // The envelope of every --json output, and the schema.
+        #expect(obj["command"] as? String == "conform" && obj["succeeded"] as? Bool == false)
+        #expect((obj["problems"] as? [String])?.first?.hasPrefix("hdm_lock_on_commit: ") == true)
+        if JSONSchemaTests.validatorAvailable {
+            let file = try TestScratch.directory("conform-json") + "/conform.json"
+            try text.write(toFile: file, atomically: false, encoding: .utf8)
+            let (status, report) = try JSONSchemaTests.validate("cxlkit-conform", file)
+            #expect(status == 0, "conform --json does not match its schema: \(report)")
+        } else {
+            #expect(!JSONSchemaTests.required, "CXLKIT_REQUIRE_JSONSCHEMA=1 but python3 jsonschema is missing")
+        }
     }
 
     @Test func aV2ServerIsNotAV4Device() throws {

@@ -49,6 +49,10 @@ import Testing
             ("cxlkit-demo", ["demo", "--json"]),
             ("cxlkit-check", ["check", "emulated:type2", "--json"]),
             ("cxlkit-check", ["check", "emulated:type2", "--against", state, "--json"]),
+            ("cxlkit-check", ["check", "emulated:gpu-fw-committed", "--json", "-u"]),
+            ("cxlkit-diff", ["diff", "emulated:gpu-fw-committed", "emulated:type2", "--json", "--human"]),
+            ("cxlkit-decode", ["decode", "emulated:gpu-fw-committed", "--json", "-u"]),
+            ("cxlkit-reset", ["reset", "emulated:gpu-fw-committed", "--method", "cxl", "--preserve", "--json", "-u"]),
         ]
         for (i, c) in cases.enumerated() {
             let (_, out) = try Self.run(exe, c.args)

@@ -151,18 +151,18 @@ public struct ComponentRegisterFormatter: FunctionDecodeExtension {
                     var x = JSONObject()
                     x.set("index", dec.index)
                     x.set("base", .hexString(dec.base, digits: 16))
-                    x.set("size", .hexString(dec.size, digits: 16))
+                    x.set("size_bytes", dec.size)
                     x.set("control", .hexString(dec.control, digits: 8))
                     x.set("IW", Int(dec.iwEncoding))
                     x.set("ways", dec.ways.map { JSONValue.number($0) } ?? .null)
                     x.set("IG", Int(dec.igEncoding))
-                    x.set("granularity", dec.granularity.map { JSONValue.number($0) } ?? .null)
+                    x.set("granularity_bytes", dec.granularity.map { JSONValue.number($0) } ?? .null)
                     x.set("Lock On Commit", dec.lockOnCommit)
                     x.set("Commit", dec.commit)
                     x.set("Committed", dec.committed)
                     x.set("Error Not Committed", dec.errorNotCommitted)
                     x.set("target_type", dec.targetType.rawValue)
-                    if let s = dec.dpaSkip { x.set("dpa_skip", .hexString(s, digits: 16)) }
+                    if let s = dec.dpaSkip { x.set("dpa_skip_bytes", s) }
                     if let t = dec.targets { x.set("targets", .array(t.map { .number($0) })) }
                     return x.value
                 }))

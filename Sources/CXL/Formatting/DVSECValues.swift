@@ -48,7 +48,7 @@ public struct DeviceDVSECRange: Sendable {
         var o = JSONObject()
         o.set("range", n)
         o.set("base", .hexString(base, digits: 16))
-        o.set("size", .hexString(size, digits: 16))
+        o.set("size_bytes", size)
         o.set("Memory_Info_Valid", valid)
         o.set("Memory_Active", active)
         o.set("Media_Type", .object([("value", .number(sizeLow["Media_Type"])), ("meaning", .string(sizeLow.meaning("Media_Type") ?? "reserved"))]))

@@ -90,16 +90,20 @@ public struct HDMCommitter: Sendable {
     /// CXL 3.1 §8.2.4.20.12: a decoder reports within 10 ms.
     public var timeout: Duration
     public var interval: Duration
+    /// Told about each poll that found the decoder not yet settled.
+    public var progress: CXLProgress?
 
     public init(clock: any CXLClock = SystemCXLClock(), timeout: Duration = .milliseconds(10),
-                interval: Duration = .milliseconds(1)) {
+                interval: Duration = .milliseconds(1), progress: CXLProgress? = CXLProgress.current) {
         self.clock = clock
         self.timeout = timeout
         self.interval = interval
+        self.progress = progress
     }
 
     public init(_ options: CXLStateOptions) {
-        self.init(clock: options.clock, timeout: options.commitTimeout, interval: options.commitPollInterval)
+        self.init(clock: options.clock, timeout: options.commitTimeout, interval: options.commitPollInterval,
+                  progress: options.progress)
     }
 
     static let commit = HDMDecoderCapability.Control.commit.mask
@@ -136,6 +140,7 @@ public struct HDMCommitter: Sendable {
             }
             let elapsed = clock.now() - start
             if elapsed >= timeout { return .timeout(control: v, polls: polls) }
+            progress?.waiting("HDM decoder: waiting for Committed", elapsed: elapsed, budget: timeout)
             clock.sleep(for: min(interval, timeout - elapsed))
         }
     }

@@ -38,11 +38,11 @@ public struct CXLCheckResult: Sendable, Hashable, Codable {
 }
 
 func addressText(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
-func rangeText(_ base: UInt64, _ size: UInt64) -> String { CXLByteCount.range(base, size) }
+func rangeText(_ base: UInt64, _ size: UInt64) -> String { ByteCount.range(base, size) }
 
-extension CXLByteCount {
+extension ByteCount {
     /// "0x4000000000 (256 MiB)".
-    public static func range(_ base: UInt64, _ size: UInt64) -> String { "\(addressText(base)) (\(text(size)))" }
+    public static func range(_ base: UInt64, _ size: UInt64) -> String { "\(addressText(base)) (\(exact(size)))" }
 }
 
 /// `cxlkit check`: the live state of a function judged on its own and against what
@@ -167,7 +167,7 @@ public enum CXLStateCheck {
                 let lowMask = CXLDeviceDVSEC.rangeSizeLow.mask
                 let a = ah << 32 | (al & lowMask), b = bh << 32 | (bl & lowMask)
                 if a != b {
-                    out.problem("dvsec-range", "DVSEC Range \(n) Size was \(CXLByteCount.text(a)), now \(CXLByteCount.text(b)) (not the memory that was saved)")
+                    out.problem("dvsec-range", "DVSEC Range \(n) Size was \(ByteCount.exact(a)), now \(ByteCount.exact(b)) (not the memory that was saved)")
                 }
             }
         }
@@ -201,7 +201,7 @@ public enum CXLStateCheck {
             case (true, true):
                 var diffs: [String] = []
                 if was.base != now.base || was.size != now.size { diffs.append("now committed at \(rangeText(now.base, now.size))") }
-                if was.dpaSkip != now.dpaSkip { diffs.append("DPA skip was \(CXLByteCount.text(was.dpaSkip ?? 0)), now \(CXLByteCount.text(now.dpaSkip ?? 0))") }
+                if was.dpaSkip != now.dpaSkip { diffs.append("DPA skip was \(ByteCount.exact(was.dpaSkip ?? 0)), now \(ByteCount.exact(now.dpaSkip ?? 0))") }
                 if was.ways != now.ways { diffs.append("interleave ways were \(was.ways.map(String.init) ?? "reserved"), now \(now.ways.map(String.init) ?? "reserved")") }
                 if was.lockOnCommit != now.lockOnCommit { diffs.append("Lock On Commit was \(was.lockOnCommit ? 1 : 0), now \(now.lockOnCommit ? 1 : 0)") }
                 if !diffs.isEmpty { out.problem("decoder-moved", decoder: n, "decoder \(n) \(before); " + diffs.joined(separator: "; ")) }

@@ -219,11 +219,3 @@ extension RegisterLayout {
     }
 }
 
-/// Byte counts the way the spec and the kernel print them: "256 MiB", "4 GiB".
-public enum CXLByteCount {
-    public static func text(_ bytes: UInt64) -> String {
-        let units: [(UInt64, String)] = [(1 << 40, "TiB"), (1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
-        for (u, name) in units where bytes >= u && bytes % u == 0 { return "\(bytes / u) \(name)" }
-        return "\(bytes) bytes"
-    }
-}

@@ -281,6 +281,7 @@ public struct CXLResetOrchestrator: Sendable {
                         reenableCaching(&steps)
                         throw .cacheInvalidTimeout(milliseconds: Self.milliseconds(options.cacheInvalidTimeout))
                     }
+                    options.progress?.waiting("CXL Reset: waiting for Cache Invalid", elapsed: elapsed, budget: options.cacheInvalidTimeout)
                     clock.sleep(for: min(options.cacheInvalidPollInterval, options.cacheInvalidTimeout - elapsed))
                 }
                 steps.append("Cache Invalid set")
@@ -296,6 +297,7 @@ public struct CXLResetOrchestrator: Sendable {
         do { try wr(c2L, initiate) } catch { reenableCaching(&steps); throw error }
         let start = clock.now()
         steps.append("Initiate CXL Reset" + (memClear ? " with CXL Reset Mem Clr Enable" : ""))
+        options.progress?.report("CXL Reset: quiet time \(options.resetQuietTime.humanReadable), then up to \(timeout.humanReadable) for Reset Complete")
         clock.sleep(for: options.resetQuietTime)
         steps.append("quiet time \(options.resetQuietTime.humanReadable): no config access")
         var polls = 0
@@ -320,6 +322,7 @@ public struct CXLResetOrchestrator: Sendable {
                 reenableCaching(&steps)
                 throw .resetTimeout(milliseconds: Self.milliseconds(timeout))
             }
+            options.progress?.waiting("CXL Reset: waiting for Reset Complete", elapsed: elapsed, budget: timeout)
             clock.sleep(for: min(options.resetPollInterval, timeout - elapsed))
         }
         reenableCaching(&steps)

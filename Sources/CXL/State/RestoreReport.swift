@@ -96,4 +96,41 @@ public struct RestoreReport: Sendable, Hashable, Codable {
     public func outcome(_ block: String, _ register: String) -> RegisterOutcome? {
         registers.first { $0.block == block && $0.register == register }
     }
+
+    /// The addresses and sizes restored, as the spec means them: saved (A) against read back (B).
+    public var quantities: [CXLStateQuantity] {
+        let saved = Dictionary(registers.map { ($0.key, $0.saved) }, uniquingKeysWith: { x, _ in x })
+        let after = Dictionary(registers.compactMap { o in o.after.map { (o.key, $0) } }, uniquingKeysWith: { x, _ in x })
+        return StateQuantities.compare({ saved[$0] }, { after[$0] }, decoderCount: decoders.count)
+    }
+
+    enum CodingKeys: String, CodingKey { case device, dvsecLocked, steps, registers, decoders, quantities }
+
+    public init(device: CXLDeviceIdentity, dvsecLocked: Bool, steps: [String], registers: [RegisterOutcome], decoders: [DecoderOutcome]) {
+        self.device = device
+        self.dvsecLocked = dvsecLocked
+        self.steps = steps
+        self.registers = registers
+        self.decoders = decoders
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(device: try c.decode(CXLDeviceIdentity.self, forKey: .device),
+                  dvsecLocked: try c.decode(Bool.self, forKey: .dvsecLocked),
+                  steps: try c.decode([String].self, forKey: .steps),
+                  registers: try c.decode([RegisterOutcome].self, forKey: .registers),
+                  decoders: try c.decode([DecoderOutcome].self, forKey: .decoders))
+    }
+
+    /// The stored fields, and the quantities (derived, for readers of the JSON).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(device, forKey: .device)
+        try c.encode(dvsecLocked, forKey: .dvsecLocked)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(registers, forKey: .registers)
+        try c.encode(decoders, forKey: .decoders)
+        try c.encode(quantities, forKey: .quantities)
+    }
 }

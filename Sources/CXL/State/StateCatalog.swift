@@ -56,8 +56,8 @@ public enum StateCatalog {
     /// Base Address Register 0-5 names, in BAR order.
     static let barNames = (0..<6).map { PCIHeader.bar($0).name }
 
-    /// Name of Decoder n Control.
-    static func decoderControlName(_ n: Int) -> String { "Decoder \(n) Control" }
+    /// The catalog's names of every Decoder n Control.
+    static let decoderControlNames = Set((0..<HDMDecoderCapability.maximumDecoders).map { HDMDecoderRegisters($0).control.name })
 
     /// Blocks whose register names repeat elsewhere get their structure in front.
     public static func displayName(block: String, register: String) -> String {
@@ -87,21 +87,24 @@ public enum StateCatalog {
     /// Committed, `hw/mem/cxl_type3.c`); with Committed set in both, Commit is ignored.
     public static func equivalent(_ key: RegisterKey, _ a: UInt64, _ b: UInt64) -> Bool {
         if a == b { return true }
-        if key.block == hdmBlock, key.register.hasPrefix("Decoder "), key.register.hasSuffix(" Control"),
+        if key.block == hdmBlock, decoderControlNames.contains(key.register),
            a & committedBit != 0, b & committedBit != 0 {
             return a & ~commitBit == b & ~commitBit
         }
         return false
     }
 
-    /// The fields that differ between two values of a register, decoded ("Mem_Enable 1 -> 0").
+    /// The fields that differ between two values of a register, decoded ("Mem_Enable 1->0").
     public static func changedFields(_ key: RegisterKey, _ a: UInt64, _ b: UInt64) -> [FieldChange] {
         guard let layout = layout(for: key) else { return [] }
         var out: [FieldChange] = []
         var covered: UInt64 = 0
         for f in layout.fields.sorted(by: { $0.lsb < $1.lsb }) {
             covered |= f.mask
-            let va = f.extract(a), vb = f.extract(b)
+            // Fragments of an address or size (Memory Base Low [31:28], a BAR's Base Address) in place:
+            // "Memory Size Low 0x40000000->0x20000000", not the shifted "4->2".
+            let inPlace = StateQuantities.isInPlace(field: f.name)
+            let va = inPlace ? a & f.mask : f.extract(a), vb = inPlace ? b & f.mask : f.extract(b)
             if va != vb { out.append(FieldChange(field: f.name, before: va, after: vb)) }
         }
         let rest = (a ^ b) & ~covered & layout.widthMask

@@ -27,6 +27,14 @@ public struct CXLStateDiff: Sendable, Hashable, Codable {
     public var entries: [Entry]
 
     public var changes: [Entry] { entries.filter(\.changed) }
+
+    /// The addresses and sizes both sides hold, as the spec means them (decoder and DVSEC range bases,
+    /// sizes, DPA skips), A against B.
+    public var quantities: [CXLStateQuantity] {
+        let a = Dictionary(entries.compactMap { e in e.a.map { (e.key, $0) } }, uniquingKeysWith: { x, _ in x })
+        let b = Dictionary(entries.compactMap { e in e.b.map { (e.key, $0) } }, uniquingKeysWith: { x, _ in x })
+        return StateQuantities.compare({ a[$0] }, { b[$0] }, decoderCount: HDMDecoderCapability.maximumDecoders)
+    }
     public var isEmpty: Bool { changes.isEmpty }
     public var sameDevice: Bool { a.matches(b) }
 
@@ -50,5 +58,23 @@ public struct CXLStateDiff: Sendable, Hashable, Codable {
                                  note: note, fields: fields))
         }
         self.entries = entries
+    }
+
+    enum CodingKeys: String, CodingKey { case a, b, entries, quantities }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        a = try c.decode(CXLDeviceIdentity.self, forKey: .a)
+        b = try c.decode(CXLDeviceIdentity.self, forKey: .b)
+        entries = try c.decode([Entry].self, forKey: .entries)
+    }
+
+    /// The stored fields, and the quantities (derived, for readers of the JSON).
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(a, forKey: .a)
+        try c.encode(b, forKey: .b)
+        try c.encode(entries, forKey: .entries)
+        try c.encode(quantities, forKey: .quantities)
     }
 }

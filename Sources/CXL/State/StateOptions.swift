@@ -75,11 +75,39 @@ public struct CXLStateOptions: Sendable {
     public var cacheInvalidTimeout: Duration = .milliseconds(100)
     /// The clock every wait goes through.
     public var clock: any CXLClock
+    /// Told what a long wait is waiting for (a CXL Reset's Reset Complete, a decoder's Committed), each
+    /// time it polls; nil says nothing. Defaults to `CXLProgress.current`, which the CLI sets.
+    public var progress: CXLProgress?
 
-    public init(clock: any CXLClock = SystemCXLClock()) { self.clock = clock }
+    public init(clock: any CXLClock = SystemCXLClock(), progress: CXLProgress? = CXLProgress.current) {
+        self.clock = clock
+        self.progress = progress
+    }
+}
+
+/// Where a long operation says what it waits for: the CLI shows it as a progress line on a terminal's
+/// stderr (nothing when stderr is not a terminal, or with `--quiet`); a library user may log it.
+public struct CXLProgress: Sendable {
+    public let report: @Sendable (_ message: String) -> Void
+
+    public init(_ report: @escaping @Sendable (_ message: String) -> Void) { self.report = report }
+
+    /// The reporter operations started in this task use by default.
+    @TaskLocal public static var current: CXLProgress?
+
+    /// "waiting for Reset Complete: 120 ms of 10 s".
+    public func waiting(_ what: String, elapsed: Duration, budget: Duration) {
+        report("\(what): \(elapsed.roundedToMilliseconds.humanReadable) of \(budget.humanReadable)")
+    }
 }
 
 extension Duration {
+    /// Whole milliseconds (progress lines need no microseconds).
+    public var roundedToMilliseconds: Duration {
+        let (s, a) = components
+        return .seconds(s) + .milliseconds(a / 1_000_000_000_000_000)
+    }
+
     /// "100 ms", "10 ms", "1 s", "250 us": the spec's units, for reports.
     public var humanReadable: String {
         let (s, a) = components

@@ -125,16 +125,7 @@ public final class SysfsPCIFunction: PCIFunction {
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config read of \(width) bytes at 0x\(hex(offset, digits: 3))") }
         guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
-        let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open config: \(systemErrorText(errno))") }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: width)
-        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, width, off_t(offset)) }
-        guard n == width else {
-            // Unprivileged readers get only the first 64 bytes; a short read is not an error
-            // lspci makes visible either, but we say so.
-            throw .io("\(address): config read at 0x\(hex(offset, digits: 3)) returned \(n) of \(width) bytes (are you root?)")
-        }
+        let buf = try preadConfig(offset, count: width)
         var v: UInt32 = 0
         for i in 0..<width { v |= UInt32(buf[i]) << UInt32(8 * i) }
         return v
@@ -144,6 +135,12 @@ public final class SysfsPCIFunction: PCIFunction {
     public func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
         guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
         try Self.checkBulk(UInt64(offset), count, limit: configSize)
+        return try preadConfig(offset, count: count)
+    }
+
+    /// `count` bytes of the `config` file from `offset` (EINTR retried). Unprivileged readers get only the first
+    /// 64 bytes; a short read is not an error lspci makes visible either, but we say so.
+    private func preadConfig(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
         let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io("\(address): cannot open config: \(systemErrorText(errno))") }
         defer { close(fd) }
@@ -165,8 +162,24 @@ public final class SysfsPCIFunction: PCIFunction {
         guard let bytes = readWholeFile(directory + "/config", limit: pcieConfigSpaceSize) else {
             throw .io("\(address): cannot read \(directory)/config: \(systemErrorText(errno))")
         }
-        guard bytes.count >= 64 else { throw .io("\(address): config file holds only \(bytes.count) bytes") }
+        if let why = Self.shortConfigRead(address: pciAddress, read: bytes.count, size: configSize, privileged: geteuid() == 0) {
+            throw .io(why)
+        }
         return ConfigSpace(bytes: bytes)
+    }
+
+    /// Why a read of the `config` file came back shorter than the file, or nil when it did not. The
+    /// kernel gives an unprivileged reader only the first 64 bytes (the header; `pci_read_config` in
+    /// drivers/pci/pci-sysfs.c checks CAP_SYS_ADMIN), so the capabilities and every CXL DVSEC are out of
+    /// reach: say that root is needed instead of decoding a header as if it were the whole function.
+    public static func shortConfigRead(address: PCIAddress, read: Int, size: Int, privileged: Bool) -> String? {
+        if read >= size && read >= 64 { return nil }
+        if read < 64 { return "\(address): config file holds only \(read) bytes" }
+        if !privileged {
+            return "\(address): only the first \(read) of \(size) bytes of config space are readable without root; "
+                + "the capabilities and CXL DVSECs need root (CAP_SYS_ADMIN): run cxlkit as root"
+        }
+        return "\(address): config read returned \(read) of \(size) bytes"
     }
 
     public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {

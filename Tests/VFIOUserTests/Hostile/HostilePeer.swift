@@ -147,6 +147,14 @@ func openFDCount() -> Int {
     (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
 }
 
+/// This process's open sockets (`/proc/self/fd` links to `socket:[inode]`): what a connection leaks. The runtime
+/// may open other fds lazily (an eventfd, an epoll instance, a random source) at any moment under load; those are
+/// not the client's to close.
+func openSocketCount() -> Int {
+    guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return -1 }
+    return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?.hasPrefix("socket:") == true }.count
+}
+
 /// The process-wide fd count is only meaningful when nothing else runs in parallel: `swift test` runs every suite
 /// of every target in one process. Enable with `VFU_FD_LEAK_CHECK=1 swift test --filter Hostile`; the exact memfd
 /// probes are always checked.
