@@ -292,7 +292,7 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
         var seen = Set<RegisterKey>(minimumCapacity: registers.count)
         for r in registers {
             guard seen.insert(r.key).inserted else { throw bad("\(r.displayName) appears twice") }
-            guard [1, 2, 4].contains(r.width), r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }
+            guard r.width == 1 || r.width == 2 || r.width == 4, r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }
             switch r.space {
             case .config:
                 guard r.offset + UInt64(r.width) <= UInt64(pcieConfigSpaceSize) else { throw bad("\(r.displayName): past config space") }
