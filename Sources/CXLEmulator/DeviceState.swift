@@ -129,11 +129,14 @@ struct State {
     }
 
     /// Apply every delayed effect due by `now`, earliest first.
+    /// Whether any delayed effect is scheduled. Every access asks: nothing scheduled is the common case, answered
+    /// without a look at the deadlines (and the device does not read its clock for it).
+    var hasPendingEvents: Bool {
+        memoryValidAt != nil || memoryActiveAt != nil || writebackDeadline != nil || cxlReset != nil || !pendingCommits.isEmpty
+    }
+
     mutating func processEvents(now: UInt64, memory: DeviceMemory) {
-        // Every access comes here: nothing scheduled is the common case, answered without a look at the deadlines.
-        guard memoryValidAt != nil || memoryActiveAt != nil || writebackDeadline != nil || cxlReset != nil || !pendingCommits.isEmpty else {
-            return
-        }
+        guard hasPendingEvents else { return }
         while let next = nextDeadline, next <= now {
             if let v = memoryValidAt, v == next {
                 memoryValidAt = nil
