@@ -91,6 +91,22 @@ struct StateFileTests {
         }
     }
 
+    /// A register is a duplicate by structure and name together: the same name in another
+    /// structure is not (MSI and MSI-X both have "Message Control"), the same pair at another
+    /// offset is.
+    @Test func duplicatesAreStructureAndNameTogether() throws {
+        var s = try snapshot()
+        var other = s.registers[0]
+        other.block = "Another Structure"
+        other.offset += 0x100
+        s.registers.append(other)
+        try s.validate()
+        var moved = s.registers[1]
+        moved.offset += 0x200
+        s.registers.append(moved)
+        #expect(throws: CXLStateError.self) { try s.validate() }
+    }
+
     /// The checksum is no defence against a deliberate edit: a crafted snapshot with
     /// a correct checksum is still refused when a location is impossible.
     @Test(arguments: ["config-offset", "misaligned", "dvsec-offset", "dvsec-misaligned", "decoders", "bar", "duplicate", "serial"])
