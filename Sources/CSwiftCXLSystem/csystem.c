@@ -37,9 +37,12 @@ ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fd
     return n;
 }
 
+/* The per-message calls go to the kernel with syscall(2): libc's send and recvmsg are thread cancellation points,
+ * and switching asynchronous cancellation on and off around each call is a tenth of the user time of a vfio-user
+ * message. Nothing in this project cancels threads. */
 ssize_t csystem_send(int sock, const void *buf, size_t len) {
     ssize_t n;
-    do { n = send(sock, buf, len, MSG_NOSIGNAL); } while (n < 0 && errno == EINTR);
+    do { n = (ssize_t)syscall(SYS_sendto, sock, buf, len, MSG_NOSIGNAL, NULL, 0); } while (n < 0 && errno == EINTR);
     return n;
 }
 
@@ -82,7 +85,7 @@ static ssize_t recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds
     *truncated = 0;
     ssize_t n;
     int flags = MSG_CMSG_CLOEXEC | (nonblocking ? MSG_DONTWAIT : 0);
-    do { n = recvmsg(sock, &msg, flags); } while (n < 0 && errno == EINTR && retry);
+    do { n = (ssize_t)syscall(SYS_recvmsg, sock, &msg, flags); } while (n < 0 && errno == EINTR && retry);
     if (n < 0) return n;
     if (msg.msg_flags & MSG_CTRUNC) *truncated = 1;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {

@@ -129,11 +129,14 @@ struct State {
     }
 
     /// Apply every delayed effect due by `now`, earliest first.
+    /// Whether any delayed effect is scheduled. Every access asks: nothing scheduled is the common case, answered
+    /// without a look at the deadlines (and the device does not read its clock for it).
+    var hasPendingEvents: Bool {
+        memoryValidAt != nil || memoryActiveAt != nil || writebackDeadline != nil || cxlReset != nil || !pendingCommits.isEmpty
+    }
+
     mutating func processEvents(now: UInt64, memory: DeviceMemory) {
-        // Every access comes here: nothing scheduled is the common case, answered without a look at the deadlines.
-        guard memoryValidAt != nil || memoryActiveAt != nil || writebackDeadline != nil || cxlReset != nil || !pendingCommits.isEmpty else {
-            return
-        }
+        guard hasPendingEvents else { return }
         while let next = nextDeadline, next <= now {
             if let v = memoryValidAt, v == next {
                 memoryValidAt = nil
@@ -378,7 +381,9 @@ struct State {
     private var msixControl: UInt64 { config.read(Layout.msix + MSIXCapability.messageControl.offset, width: 2) }
     private var msixEnabled: Bool { msixControl & MSIXCapability.Control.enable.mask != 0 }
     private var functionMasked: Bool { msixControl & MSIXCapability.Control.functionMask.mask != 0 }
-    private func vectorMasked(_ v: Int) -> Bool { msix.read(MSIXCapability.tableEntrySize * v + 0xC, width: 4) & 1 != 0 }
+    private func vectorMasked(_ v: Int) -> Bool {
+        MSIXCapability.maskBit.extract(msix.read(MSIXCapability.tableEntrySize * v + MSIXCapability.vectorControl.offset, width: 4)) != 0
+    }
     private var pbaBase: Int { Int(Layout.msixPBA - Layout.msixTable) }
 
     mutating func signal(vector v: Int) {

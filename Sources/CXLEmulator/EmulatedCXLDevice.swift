@@ -60,7 +60,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         try Self.checkConfigAccess(offset, width)
         return lock.withLock {
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             return UInt32(truncatingIfNeeded: s.config.read(offset, width: width))
         }
     }
@@ -81,7 +81,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
         try Self.checkBulk(UInt64(offset), count, limit: pcieConfigSpaceSize)
         return lock.withLock {
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             return Array(s.config.bytes[offset..<(offset + count)])
         }
     }
@@ -121,7 +121,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         }
         try Self.checkBAR0Access(offset, width)
         return lock.withLock {
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             if profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled { return width == 8 ? ~0 : 0xFFFF_FFFF }
             return s.bar0Read(offset, width: width)
         }
@@ -191,7 +191,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
             return out
         }
         return lock.withLock {
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             var out = [UInt8](repeating: 0, count: count)
             let gated = profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled
             for i in stride(from: 0, to: count, by: 4) {
@@ -266,13 +266,13 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
 
     /// Apply every delayed effect whose time has come (done on every access anyway).
     public func processEvents() {
-        lock.withLock { s.processEvents(now: clock.now(), memory: memory) }
+        lock.withLock { if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) } }
     }
 
     /// The earliest pending deadline (clock nanoseconds), if any effect is pending.
     public var nextEventDeadline: UInt64? {
         lock.withLock {
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             return s.nextDeadline
         }
     }
@@ -314,7 +314,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     /// True while a CXL Reset started by Control2 has not completed.
     public var isCXLResetInProgress: Bool {
         lock.withLock {
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             return s.cxlReset != nil || s.cxlResetHung
         }
     }
@@ -323,7 +323,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     /// only say Error Not Committed).
     public func commitFailure(decoder n: Int) -> CommitFailure? {
         lock.withLock {
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             return s.hdm.failures[n]
         }
     }
@@ -336,7 +336,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     public func readMemory(hpa: UInt64, count: Int) throws(DeviceMemoryError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         try lock.withLock { () throws(DeviceMemoryError) in
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             try s.forEachChunk(hpa: hpa, count: count, memory: memory) { dpa, at, n in
                 out.withUnsafeMutableBytes { memory.read(dpa: dpa, into: UnsafeMutableRawBufferPointer(rebasing: $0[at..<at + n])) }
             }
@@ -346,7 +346,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
 
     public func writeMemory(hpa: UInt64, bytes: [UInt8]) throws(DeviceMemoryError) {
         try lock.withLock { () throws(DeviceMemoryError) in
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             try s.forEachChunk(hpa: hpa, count: bytes.count, memory: memory) { dpa, at, n in
                 bytes.withUnsafeBytes { memory.write(dpa: dpa, from: UnsafeRawBufferPointer(rebasing: $0[at..<at + n])) }
             }
@@ -356,7 +356,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     /// The DPA an HPA decodes to right now.
     public func translate(hpa: UInt64) throws(DeviceMemoryError) -> UInt64 {
         try lock.withLock { () throws(DeviceMemoryError) in
-            s.processEvents(now: clock.now(), memory: memory)
+            if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
             return try s.translate(hpa: hpa, memory: memory)
         }
     }

@@ -146,7 +146,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
             } else { i += 1 }
         }
         // No expansion ROM is exposed.
-        let rom = PCIHeader.expansionROM(offset: 0x30)
+        let rom = PCIHeader.expansionROM(offset: PCIHeader.type0ExpansionROMOffset)
         virtualise(rom.offset, rom, writable: 0, initial: 0, forwardWrites: false)
         virtualise(PCIHeader.interruptLine.offset, PCIHeader.interruptLine, initial: 0xFF, forwardWrites: false)
         // Status: only Interrupt Status is emulated; the rest (RW1C error bits, capabilities list) passes through.

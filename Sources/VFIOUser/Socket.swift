@@ -199,6 +199,14 @@ public func monotonicMilliseconds() -> Int64 {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }
 
+/// Milliseconds on the coarse monotonic clock (CLOCK_MONOTONIC_COARSE: read without a timer read, resolution one
+/// kernel tick): for timeouts of whole messages on the per-message path.
+public func coarseMonotonicMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
 /// Nanoseconds on the monotonic clock.
 public func monotonicNanoseconds() -> UInt64 {
     var ts = timespec()
@@ -381,7 +389,8 @@ extension VFIOUserSocket {
     /// Sends `count` bytes at `bytes` with one `sendmsg` (more only when the kernel takes part of it).
     public func send(_ bytes: UnsafeRawPointer, count: Int) throws(VFIOUserError) {
         var sent = 0
-        let started = monotonicMilliseconds()
+        // The coarse clock (a few ns, tick resolution) is enough for a timeout of the whole message.
+        let started = coarseMonotonicMilliseconds()
         while sent < count {
             let n = csystem_send(fd, bytes + sent, count - sent)
             if n < 0 {
@@ -390,16 +399,17 @@ extension VFIOUserSocket {
                 throw .system(errno: e, "sendmsg")
             }
             sent += n
-            try checkSendDeadline(sent: sent, total: count, started: started)
+            try checkSendDeadline(sent: sent, total: count, started: started, now: coarseMonotonicMilliseconds)
         }
     }
 
     /// A message the kernel took only part of: SO_SNDTIMEO bounds each sendmsg, and a peer that stopped reading
     /// makes every call take part of the message and wait out the timeout again. The message as a whole gets one
     /// timeout, after which the send fails as a timed-out sendmsg does (EAGAIN).
-    func checkSendDeadline(sent: Int, total: Int, started: Int64) throws(VFIOUserError) {
+    func checkSendDeadline(sent: Int, total: Int, started: Int64,
+                           now: () -> Int64 = monotonicMilliseconds) throws(VFIOUserError) {
         guard sent < total, sendTimeoutMilliseconds > 0 else { return }
-        if monotonicMilliseconds() - started >= Int64(sendTimeoutMilliseconds) {
+        if now() - started >= Int64(sendTimeoutMilliseconds) {
             throw .system(errno: EAGAIN, "sendmsg: peer not reading")
         }
     }

@@ -133,8 +133,8 @@ func commitDecoders(_ f: any PCIFunction, count: Int) throws -> Int {
     try f.configWrite(0x04, width: 2, value: 0x6)
     guard let hdm = try CXLStateEngine(function: f).save().layout.hdm else { throw BenchError("no HDM decoder capability found") }
     let granule: UInt64 = 256 << 20
-    let commit = UInt64(HDMDecoderCapability.control.field("Commit")!.mask)
-    let committed = UInt64(HDMDecoderCapability.control.field("Committed")!.mask)
+    let commit = HDMDecoderCapability.Control.commit.mask
+    let committed = HDMDecoderCapability.Control.committed.mask
     var ok = 0
     for n in 0..<count {
         let regs = HDMDecoderRegisters(n)

@@ -68,17 +68,21 @@ struct ReportPresentationTests {
     /// The reset report lists the quantities before and after; the JSON carries sizes as integers
     /// (`a_bytes`), addresses as 0x strings, and `-u/--human` turns the byte counts into strings.
     @Test func resetReportAndHumanJSON() throws {
-        let dev = try CXLKit.stateFunction("emulated:gpu-fw-committed", resolver: TargetResolver(), blank: false).function
-        let text = try CXLKit.resetState(dev, method: .cxl, preserve: false, memClear: false, stateFile: nil, json: false,
+        // A fresh device for each reset: the emulator's CXL Reset completes on its own (monotonic) clock, so a
+        // device reused after it would be wiped or not depending on the machine's load.
+        func fresh() throws -> any PCIFunction {
+            try CXLKit.stateFunction("emulated:gpu-fw-committed", resolver: TargetResolver(), blank: false).function
+        }
+        let text = try CXLKit.resetState(try fresh(), method: .cxl, preserve: false, memClear: false, stateFile: nil, json: false,
                                          options: CXLStateOptions(clock: VirtualCXLClock())).output
         #expect(text.contains("addresses and sizes (before the reset, after everything):"), "\(text)")
         #expect(text.contains("Decoder 0 Size                      1073741824 (1 GiB)"), "\(text)")
-        let json = try CXLKit.resetState(dev, method: .flr, preserve: true, memClear: false, stateFile: nil, json: true,
+        let json = try CXLKit.resetState(try fresh(), method: .flr, preserve: true, memClear: false, stateFile: nil, json: true,
                                          options: CXLStateOptions(clock: VirtualCXLClock())).output
         #expect(json.contains("\"a_bytes\": 1073741824"), "\(json.prefix(400))")
         #expect(json.contains("\"a\": \"0x4000000000\""))
         let human = try JSONOutput.$human.withValue(true) {
-            try CXLKit.resetState(dev, method: .flr, preserve: true, memClear: false, stateFile: nil, json: true,
+            try CXLKit.resetState(try fresh(), method: .flr, preserve: true, memClear: false, stateFile: nil, json: true,
                                   options: CXLStateOptions(clock: VirtualCXLClock())).output
         }
         #expect(human.contains("\"a_bytes\": \"1.00 GiB\""))

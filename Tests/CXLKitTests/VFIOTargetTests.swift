@@ -251,4 +251,30 @@ import Glibc
         #expect(k.irqFDs[msix] == armed)
         #expect(session.device.lastRestore?.succeeded == true)
     }
+
+    /// Through the executable: `--memory-bar` without `--device` or out of range, and `conform vfio:` on this
+    /// machine (no device bound to vfio-pci), are each one error line and exit status 1.
+    @Test func memoryBarAndConformVFIOErrorsAreOneLineAndExit1() throws {
+        let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
+        func run(_ args: [String]) throws -> (status: Int32, stderr: String) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: exe)
+            p.arguments = args
+            let pipe = Pipe()
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = pipe
+            try p.run()
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let sock = serveSocketPath("membar-cli")
+        var r = try run(["serve", "--socket", sock, "--memory-bar", "2"])
+        #expect(r.status == 1 && r.stderr == "cxlkit: error: --memory-bar goes with --device vfio:BDF\n")
+        r = try run(["serve", "--device", "vfio:0000:00:00.0", "--socket", sock, "--memory-bar", "9"])
+        #expect(r.status == 1 && r.stderr == "cxlkit: error: --memory-bar 9: a BAR number, 0 to 5\n")
+        r = try run(["conform", "vfio:0000:00:00.0"])
+        #expect(r.status == 1 && r.stderr.hasPrefix("cxlkit: error: vfio:0000:00:00.0: ") && r.stderr.split(separator: "\n").count == 1, "\(r)")
+        #expect(!FileManager.default.fileExists(atPath: sock))
+    }
 }

@@ -135,6 +135,32 @@ def main():
         return None
     cxlkit_step("save", "save", chk_save)
 
+    # Fleet health (issue 18): cxlkit check against the guest kernel's CXL view, and cxlkit metrics, at each step.
+    def committed_metric(out):
+        m = re.search(r'^cxl_hdm_decoder_committed\{device="[^"]*",decoder="0"\} (\S+)$', out, re.M)
+        return m.group(1) if m else None
+    def kernel_metric(out):
+        return re.search(r'^cxl_kernel_decoder_in_use\{device="[^"]*",decoder="0",region="region\d+"\} 1\.0$', out, re.M) is not None
+    def chk_check_healthy(rc, out):
+        if rc != 0:
+            return f"exit {rc}, expected 0 (healthy)"
+        if "kernel: mem" not in out or "-> region" not in out:
+            return "the kernel's region was not found under /sys/bus/cxl/devices"
+        return None
+    def chk_metrics(want):
+        def f(rc, out):
+            if rc != 0:
+                return f"exit {rc}"
+            got = committed_metric(out)
+            if got != want:
+                return f"cxl_hdm_decoder_committed for decoder 0 is {got}, expected {want}"
+            if not kernel_metric(out):
+                return "no cxl_kernel_decoder_in_use 1 for decoder 0's region"
+            return None
+        return f
+    cxlkit_step("check-after-region", "check", chk_check_healthy, key="check-region")
+    cxlkit_step("metrics-after-region", "metrics", chk_metrics("1.0"), key="metrics-region")
+
     rrc, rout = steps.get("reset", (1, "step did not run"))
     judge("reset", rrc == 0, "" if rrc == 0 else f"sysfs reset failed: {rout.strip()[-200:]}")
 
@@ -149,6 +175,24 @@ def main():
         return None
     cxlkit_step("diff-after-reset", "diff", chk_diff1, key="diff1")
 
+    def chk_check_reset(rc, out):
+        if not changed:
+            return None if rc == 0 else f"exit {rc}, expected 0 (the reset changed no HDM register)"
+        if rc != 1:
+            return f"exit {rc}, expected 1 (the kernel holds the region, the decoder was wiped)"
+        if not re.search(r"the kernel's decoder\d+\.0 \(region\d+\) maps 0x[0-9a-f]+ \(\d+ MiB\) through HDM decoder 0, which is not committed", out):
+            return "the kernel/hardware mismatch is not named"
+        return None
+    cxlkit_step("check-after-reset", "check", chk_check_reset, key="check-reset")
+    def chk_check_against(rc, out):
+        if not changed:
+            return None if rc == 0 else f"exit {rc}, expected 0"
+        if rc != 1 or not re.search(r"decoder 0 was committed at 0x[0-9a-f]+ \(\d+ MiB\), now not committed", out):
+            return f"exit {rc}; expected 1 naming decoder 0"
+        return None
+    cxlkit_step("check-against-after-reset", "check", chk_check_against, key="check-reset-against")
+    cxlkit_step("metrics-after-reset", "metrics", chk_metrics("0.0" if changed else "1.0"), key="metrics-reset")
+
     def chk_restore(rc, out):
         if rc != 0:
             return f"exit {rc}"
@@ -157,6 +201,8 @@ def main():
         return None
     cxlkit_step("restore", "restore", chk_restore)
     cxlkit_step("diff-after-restore", "diff", lambda rc, out: None if rc == 0 else f"exit {rc}, expected 0", key="diff2")
+    cxlkit_step("check-after-restore", "check", chk_check_healthy, key="check-restore")
+    cxlkit_step("metrics-after-restore", "metrics", chk_metrics("1.0"), key="metrics-restore")
 
     print("== steps")
     for name, ok, why in results:

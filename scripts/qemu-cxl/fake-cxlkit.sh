@@ -4,14 +4,37 @@
 # harness itself (scripts/qemu-cxl-test --self-test); it is NOT cxlkit.
 #   list --json | decode BDF [-v..] (= lspci -vvv) | save BDF -o FILE (CXL.cache/mem
 #   words as JSON) | diff FILE BDF (exit 0 same, 1 different) | restore BDF FILE
-#   (rewrites HDM decoder 0 + global control with devmem, commits, waits for Committed)
+#   (rewrites HDM decoder 0 + global control with devmem, commits, waits for Committed) |
+#   check BDF [--against FILE] (the kernel's endpoint decoder .0 region vs HDM decoder 0 Committed; exit 1
+#   when the kernel holds a region through an uncommitted decoder, or a decoder committed in FILE is not) |
+#   metrics BDF (cxl_hdm_decoder_committed and cxl_kernel_decoder_in_use of decoder 0)
 . /extra/guest-lib.sh
 sub=${1:-}; [ $# -gt 0 ] && shift
 if [ "${1:-}" = --help ]; then echo "USAGE: cxlkit $sub (fake-cxlkit.sh stand-in)"; exit 0; fi
 words() { cachemem $1 | tr -s ' \n' ' ' | sed 's/^ //; s/ $//'; }
 word() { echo "$1" | awk -v i=$2 '{print $(i + 1)}'; }
+# hdm_off WORDS: offset of the HDM Decoder Capability in the CXL.cache/mem words.
+hdm_off() {
+    n=$(( (0x$(word "$1" 0) >> 24) & 255 )); i=1
+    while [ $i -le $n ]; do e=$((0x$(word "$1" $i))); [ $((e & 0xffff)) -eq 5 ] && { echo $((e >> 20)); return 0; }; i=$((i + 1)); done
+    return 1
+}
+# dec0 WORDS: "COMMITTED BASE SIZE" of HDM decoder 0.
+dec0() {
+    h=$(hdm_off "$1") || return 1
+    wd() { echo $((0x$(word "$1" $(( ($h + $2) / 4 ))))); }
+    echo "$(( ($(wd "$1" 0x20) >> 10) & 1 )) $(( ($(wd "$1" 0x14) << 32) | ($(wd "$1" 0x10) & 0xf0000000) )) $(( ($(wd "$1" 0x1c) << 32) | ($(wd "$1" 0x18) & 0xf0000000) ))"
+}
+# kdec: the kernel's endpoint decoder .0 holding a region: "NAME REGION START SIZE".
+kdec() {
+    for d in /sys/bus/cxl/devices/decoder*.0; do
+        case $(readlink -f $d) in *endpoint*) ;; *) continue ;; esac
+        r=$(cat $d/region 2>/dev/null); [ -n "$r" ] && echo "$(basename $d) $r $(cat $d/start) $(cat $d/size)" && return 0
+    done
+    return 1
+}
 case $sub in
---help|help|"") echo "USAGE: cxlkit <list|decode|save|diff|restore> (fake-cxlkit.sh stand-in)" ;;
+--help|help|"") echo "USAGE: cxlkit <list|decode|save|diff|restore|check|metrics> (fake-cxlkit.sh stand-in)" ;;
 list)
     printf '['; sep=
     for d in /sys/bus/pci/devices/*; do
@@ -48,5 +71,26 @@ restore)
         devmem $((phys + hdm + 0x20)) 32 $ctrl
     fi
     echo "restored HDM decoder 0 of $1" ;;
+check)
+    w=$(words $1) || exit 2; set -- "$@"; now=$(dec0 "$w") || exit 2; rc=0
+    if k=$(kdec); then
+        set -- $k "$@"; echo "note: kernel: mem0, $1 -> $2"
+        if [ "${now%% *}" = 0 ]; then
+            echo "PROBLEM: the kernel's $1 ($2) maps $3 ($(( $4 / 1048576 )) MiB) through HDM decoder 0, which is not committed"; rc=1
+        fi
+        shift 4
+    fi
+    if [ "${2:-}" = --against ]; then
+        was=$(dec0 "$(sed 's/.*"cachemem":"\([^"]*\)".*/\1/' "$3")") || exit 2
+        set -- $was
+        if [ "$1" = 1 ] && [ "${now%% *}" = 0 ]; then
+            printf 'PROBLEM: decoder 0 was committed at 0x%x (%d MiB), now not committed\n' "$2" $(( $3 / 1048576 )); rc=1
+        fi
+    fi
+    [ $rc = 0 ] && echo "result: healthy"; exit $rc ;;
+metrics)
+    w=$(words $1) || exit 2; now=$(dec0 "$w") || exit 2
+    echo "cxl_hdm_decoder_committed{device=\"$1\",decoder=\"0\"} ${now%% *}.0"
+    if k=$(kdec); then set -- $k; echo "cxl_kernel_decoder_in_use{device=\"x\",decoder=\"0\",region=\"$2\"} 1.0"; fi ;;
 *) echo "Error: Unexpected argument '$sub'" >&2; exit 64 ;;
 esac

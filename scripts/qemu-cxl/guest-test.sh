@@ -28,20 +28,27 @@ fi
 run lspci-ep lspci -vvv -s $EP
 run lspci-rp lspci -vvv -s $RP
 run cxlkit-help cxlkit --help
-for sub in list decode save diff restore; do run help-$sub cxlkit $sub --help; done
+for sub in list decode save diff restore check metrics; do run help-$sub cxlkit $sub --help; done
 run list cxlkit list --json
 run decode-ep cxlkit decode $EP -vvv
 run decode-rp cxlkit decode $RP -vvv
 run hdm-before cachemem $EP
 run save cxlkit save $EP -o /tmp/s.json
 run save-file cat /tmp/s.json
+run check-region cxlkit check $EP
+run metrics-region cxlkit metrics $EP
 if [ -e /sys/bus/pci/devices/$EP/reset ]; then R=$EP; else R=$RP; fi
 run reset sh -c "echo 1 > /sys/bus/pci/devices/$R/reset && echo reset of $R via \$(cat /sys/bus/pci/devices/$R/reset_method) done"
 run hdm-after-reset cachemem $EP
 run diff1 cxlkit diff /tmp/s.json $EP
+run check-reset cxlkit check $EP
+run check-reset-against cxlkit check $EP --against /tmp/s.json
+run metrics-reset cxlkit metrics $EP
 run restore cxlkit restore $EP /tmp/s.json
 run hdm-after-restore cachemem $EP
 run diff2 cxlkit diff /tmp/s.json $EP
+run check-restore cxlkit check $EP
+run metrics-restore cxlkit metrics $EP
 command -v cxl >/dev/null && run guest-decoders-end cxl list -D -vvv
 run dmesg-cxl sh -c "dmesg | grep -i -E 'cxl|pmem|region|reset' | tail -40"
 exit 0

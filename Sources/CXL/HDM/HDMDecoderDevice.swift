@@ -94,8 +94,29 @@ public struct HDMDecoderDevice: Sendable {
 
     /// The checks of §8.2.4.20.12 on decoder n as the file holds decoders 0...n.
     public func check(_ n: Int, in file: RegisterFile) -> CommitFailure? {
-        rules.check(decoder: n, decoders: (0...n).map { programming($0, in: file) },
-                    committed: (0...n).map { isCommitted($0, in: file) })
+        // Straight from the file's bytes: a commit reads every lower decoder, and a closure
+        // over the file itself would copy it (its eleven arrays) once per decoder read.
+        file.bytes.withUnsafeBytes { raw in
+            func read(_ offset: Int, _ width: Int) -> UInt64 {
+                // As `RegisterFile.read`: little-endian, bytes outside the file read 0.
+                let at = origin + offset
+                if width == 4 && at >= 0 && at <= raw.count - 4 {
+                    return UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+                }
+                var v: UInt64 = 0
+                for i in 0..<width where at + i >= 0 && at + i < raw.count { v |= UInt64(raw[at + i]) << UInt64(8 * i) }
+                return v
+            }
+            var decoders: [DecoderProgramming] = []
+            var committed: [Bool] = []
+            decoders.reserveCapacity(n + 1)
+            committed.reserveCapacity(n + 1)
+            for m in 0...n {
+                decoders.append(DecoderProgramming(decoder: m, read: read))
+                committed.append(HDMDecoderCapability.Control.committed.extract(read(controlOffset(m) - origin, 4)) != 0)
+            }
+            return rules.check(decoder: n, decoders: decoders, committed: committed)
+        }
     }
 
     // MARK: Writing

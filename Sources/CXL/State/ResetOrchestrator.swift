@@ -173,33 +173,30 @@ public struct CXLResetOrchestrator: Sendable {
         // What the PCI core does around every reset (pci_dev_save_and_disable /
         // pci_dev_restore): Command, BARs, PCI Express control, MSI/MSI-X come back.
         // The CXL state is what the kernel series adds, and what --preserve adds here.
-        do throws(CXLStateError) {
-            let r = try engine.restore(before.pciOnly)
-            report.pciRestore = r
-            report.steps.append(r.succeeded ? "PCI state restored (as the PCI core does)" : "PCI state restore failed")
-        } catch {
-            report.restoreError = error
-            report.steps.append("PCI state restore refused: \(error)")
-        }
-        do throws(CXLStateError) {
-            report.wiped = CXLStateDiff(before, try engine.readBack(like: before))
-        } catch {
-            report.readBackError = error
-        }
-        if preserve {
-            do {
-                let r = try engine.restore(before)
-                report.restore = r
-                report.steps.append(r.succeeded ? "CXL state restored" : "CXL state restore failed: \(r.failures.count) problem(s)")
+        /// Restores `snapshot`, noting the step (and a refusal) in the report.
+        func restore(_ snapshot: CXLStateSnapshot, _ what: String, restored: String, failed: (RestoreReport) -> String) -> RestoreReport? {
+            do throws(CXLStateError) {
+                let r = try engine.restore(snapshot)
+                report.steps.append(r.succeeded ? restored : failed(r))
+                return r
             } catch {
                 report.restoreError = error
-                report.steps.append("CXL state restore refused: \(error)")
+                report.steps.append("\(what) restore refused: \(error)")
+                return nil
             }
-            do throws(CXLStateError) {
-                report.diff = CXLStateDiff(before, try engine.readBack(like: before))
-            } catch {
+        }
+        /// What the device holds now against `before` (nil, with the error noted, if it cannot be read).
+        func readBackDiff() -> CXLStateDiff? {
+            do throws(CXLStateError) { return CXLStateDiff(before, try engine.readBack(like: before)) } catch {
                 report.readBackError = error
+                return nil
             }
+        }
+        report.pciRestore = restore(before.pciOnly, "PCI state", restored: "PCI state restored (as the PCI core does)") { _ in "PCI state restore failed" }
+        report.wiped = readBackDiff()
+        if preserve {
+            report.restore = restore(before, "CXL state", restored: "CXL state restored") { "CXL state restore failed: \($0.failures.count) problem(s)" }
+            report.diff = readBackDiff()
         } else {
             report.diff = report.wiped
         }

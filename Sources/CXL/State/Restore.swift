@@ -193,10 +193,13 @@ final class RestoreRun {
     /// allows: one bulk read per space over the span they cover (a span of at most
     /// 4 KiB of DWORD-aligned registers), else one read each. Failures are recorded
     /// per register.
-    private func readMany(_ indices: [Int], live: Bool) -> [Int: UInt64] {
-        var out: [Int: UInt64] = [:]
-        var bySpace: [RegisterSpace: [Int]] = [:]
-        for i in indices { bySpace[regs[i].space, default: []].append(i) }
+    private func readMany(_ indices: [Int], live: Bool) -> [UInt64?] {
+        var out = [UInt64?](repeating: nil, count: regs.count)
+        // Spaces in first-seen order (a snapshot has config and one BAR).
+        var bySpace: [(space: RegisterSpace, list: [Int])] = []
+        for i in indices {
+            if let k = bySpace.firstIndex(where: { $0.space == regs[i].space }) { bySpace[k].list.append(i) } else { bySpace.append((regs[i].space, [i])) }
+        }
         for (space, list) in bySpace {
             var lo = UInt64.max, hi: UInt64 = 0
             for i in list { lo = min(lo, regs[i].offset); hi = max(hi, regs[i].offset + UInt64(regs[i].width)) }
@@ -323,7 +326,7 @@ final class RestoreRun {
         // change decoder n's Control).
         let wanted = at.decoders.compactMap { d in d.control.flatMap { regs[$0].value & committed != 0 ? $0 : nil } }
         let batched = wanted.count > 1
-        let prefetched = batched ? readMany(wanted, live: true) : [:]
+        let prefetched = batched ? readMany(wanted, live: true) : []
 
         for (n, d) in at.decoders.enumerated() {
             guard let control = d.control else { continue }
@@ -426,13 +429,14 @@ final class RestoreRun {
         }
         let unread = checked.filter { fresh[$0] == nil }
         if !unread.isEmpty {
-            for (i, v) in readMany(unread, live: false) { fresh[i] = v }
+            let values = readMany(unread, live: false)
+            for i in unread where values[i] != nil { fresh[i] = values[i] }
         }
         for i in checked {
             guard let after = fresh[i] else { continue }
             let r = regs[i]
             outcomes[i].after = after
-            guard !StateCatalog.equivalent(r.key, r.value, after) else { continue }
+            guard r.value != after, !StateCatalog.equivalent(r.key, r.value, after) else { continue }
             switch outcomes[i].action {
             case .lockedKept, .merged:
                 fail(i, "CONFIG_LOCK is set and the hardware holds a different value; locked fields cannot be restored")

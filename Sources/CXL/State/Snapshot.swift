@@ -289,10 +289,10 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
             let limit = UInt64.max - UInt64(2 * ComponentRegisterBlock.size)
             guard h.blockOffset <= limit, h.hdmOffset <= limit else { throw bad("component register offset out of range") }
         }
-        var seen = Set<RegisterKey>(minimumCapacity: registers.count)
+        var seen = Set<NameSlot>(minimumCapacity: registers.count)
         for r in registers {
-            guard seen.insert(r.key).inserted else { throw bad("\(r.displayName) appears twice") }
-            guard [1, 2, 4].contains(r.width), r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }
+            guard seen.insert(NameSlot(block: r.block, register: r.register)).inserted else { throw bad("\(r.displayName) appears twice") }
+            guard r.width == 1 || r.width == 2 || r.width == 4, r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }
             switch r.space {
             case .config:
                 guard r.offset + UInt64(r.width) <= UInt64(pcieConfigSpaceSize) else { throw bad("\(r.displayName): past config space") }
@@ -327,6 +327,16 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
         let prefix = "Decoder \(n) "    // built once, not once per register
         return registers.filter { $0.block == StateCatalog.hdmBlock && $0.register.hasPrefix(prefix) }
     }
+}
+
+/// A register's identity for `validate()`'s duplicate check: equal as `RegisterKey`, but
+/// hashed by the register name alone (a snapshot has a handful of structure names and
+/// every register's name differs within one, so hashing the structure name too buys nothing).
+private struct NameSlot: Hashable {
+    let block: String
+    let register: String
+    func hash(into hasher: inout Hasher) { hasher.combine(register) }
+    static func == (a: NameSlot, b: NameSlot) -> Bool { a.register == b.register && a.block == b.block }
 }
 
 /// Values in the state file are hex strings ("0x0006"): exact for 64-bit values and

@@ -56,8 +56,8 @@ public enum StateCatalog {
     /// Base Address Register 0-5 names, in BAR order.
     static let barNames = (0..<6).map { PCIHeader.bar($0).name }
 
-    /// Name of Decoder n Control.
-    static func decoderControlName(_ n: Int) -> String { "Decoder \(n) Control" }
+    /// The catalog's names of every Decoder n Control.
+    static let decoderControlNames = Set((0..<HDMDecoderCapability.maximumDecoders).map { HDMDecoderRegisters($0).control.name })
 
     /// Blocks whose register names repeat elsewhere get their structure in front.
     public static func displayName(block: String, register: String) -> String {
@@ -87,7 +87,7 @@ public enum StateCatalog {
     /// Committed, `hw/mem/cxl_type3.c`); with Committed set in both, Commit is ignored.
     public static func equivalent(_ key: RegisterKey, _ a: UInt64, _ b: UInt64) -> Bool {
         if a == b { return true }
-        if key.block == hdmBlock, key.register.hasPrefix("Decoder "), key.register.hasSuffix(" Control"),
+        if key.block == hdmBlock, decoderControlNames.contains(key.register),
            a & committedBit != 0, b & committedBit != 0 {
             return a & ~commitBit == b & ~commitBit
         }

@@ -100,8 +100,11 @@ public enum MSIXCapability {
         RegisterLayout("Message Address", offset: 0x0, width: 4, [.init("Message Address", 31, 2, .rw)]),
         RegisterLayout("Message Upper Address", offset: 0x4, width: 4, [.init("Message Upper Address", 31, 0, .rw)]),
         RegisterLayout("Message Data", offset: 0x8, width: 4, [.init("Message Data", 31, 0, .rw)]),
-        RegisterLayout("Vector Control", offset: 0xC, width: 4, [.init("Mask Bit", bit: 0, .rw, reset: 1)]),
+        vectorControl,
     ])
+    /// Vector Control (entry + 0xC) and its Mask Bit, as typed handles.
+    public static let maskBit = RegisterField("Mask Bit", bit: 0, .rw, reset: 1)
+    public static let vectorControl = RegisterLayout("Vector Control", offset: 0xC, width: 4, [maskBit])
     public static let tableEntrySize = 16
 }
 

@@ -2,6 +2,15 @@
 // (ls-ecaps.c cap_vc, cap_multicast, cap_rclink); checked by the differential test.
 
 extension PCIDecoder {
+    /// lspci's arbitration capability line: each named scheme (and each reserved one that is set) with +/-.
+    private static func arbitrationLine(_ prefix: String, _ names: [String], supported: UInt32) -> String {
+        var line = prefix
+        for i in 0..<names.count where !names[i].hasPrefix("?") || supported & (1 << UInt32(i)) != 0 {
+            line += (i == 0 ? "\t" : " ") + names[i] + (supported & (1 << UInt32(i)) != 0 ? "+" : "-")
+        }
+        return line
+    }
+
     func vcDetails(_ o: Int, _ c: ConfigSpace) -> [String] {
         guard o + 0x1C <= c.count else { return [] }
         func r32(_ off: Int) -> UInt32 { c.read32(off) ?? 0 }
@@ -12,11 +21,7 @@ extension PCIDecoder {
         let refClk = (cr1 >> 8) & 3 == 0 ? "100ns" : "??\((cr1 >> 8) & 3)"
         var out = ["\t\tCaps:\tLPEVC=\((cr1 >> 4) & 7) RefClk=\(refClk) PATEntryBits=\(1 << ((cr1 >> 10) & 3))"]
         let arb = ["Fixed", "WRR32", "WRR64", "WRR128", "??4", "??5", "??6", "??7"]
-        var l = "\t\tArb:"
-        for i in 0..<8 where !arb[i].hasPrefix("?") || cr2 & (1 << UInt32(i)) != 0 {
-            l += (i == 0 ? "\t" : " ") + arb[i] + f(cr2, 1 << UInt32(i))
-        }
-        out.append(l)
+        out.append(Self.arbitrationLine("\t\tArb:", arb, supported: cr2))
         out.append("\t\tCtrl:\tArbSelect=\(arb[Int((ctrl >> 1) & 7)])")
         out.append("\t\tStatus:\tInProgress\(f(status, 1))")
         let patPos = Int(cr2 >> 24)
@@ -27,11 +32,7 @@ extension PCIDecoder {
             guard pos + 12 <= c.count else { out.append("\t\tVC\(i):\t<unreadable>"); continue }
             let rcap = r32(pos), rctrl = r32(pos + 4), rstatus = UInt32(c.read16(pos + 10) ?? 0)
             out.append("\t\tVC\(i):\tCaps:\tPATOffset=\(hex(rcap >> 24, digits: 2)) MaxTimeSlots=\(((rcap >> 16) & 0x7F) + 1) RejSnoopTrans\(f(rcap, 1 << 15))")
-            var a = "\t\t\tArb:"
-            for j in 0..<8 where !vcArb[j].hasPrefix("?") || rcap & (1 << UInt32(j)) != 0 {
-                a += (j == 0 ? "\t" : " ") + vcArb[j] + f(rcap, 1 << UInt32(j))
-            }
-            out.append(a)
+            out.append(Self.arbitrationLine("\t\t\tArb:", vcArb, supported: rcap))
             out.append("\t\t\tCtrl:\tEnable\(f(rctrl, 1 << 31)) ID=\((rctrl >> 24) & 7) ArbSelect=\(vcArb[Int((rctrl >> 17) & 7)]) TC/VC=\(hex(rctrl & 0xFF, digits: 2))")
             out.append("\t\t\tStatus:\tNegoPending\(f(rstatus, 2)) InProgress\(f(rstatus, 1))")
             if rcap >> 24 != 0 { out.append("\t\t\tPort Arbitration Table <?>") }

@@ -125,16 +125,7 @@ public final class SysfsPCIFunction: PCIFunction {
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config read of \(width) bytes at 0x\(hex(offset, digits: 3))") }
         guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
-        let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open config: \(systemErrorText(errno))") }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: width)
-        let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress, width, off_t(offset)) }
-        guard n == width else {
-            // Unprivileged readers get only the first 64 bytes; a short read is not an error
-            // lspci makes visible either, but we say so.
-            throw .io("\(address): config read at 0x\(hex(offset, digits: 3)) returned \(n) of \(width) bytes (are you root?)")
-        }
+        let buf = try preadConfig(offset, count: width)
         var v: UInt32 = 0
         for i in 0..<width { v |= UInt32(buf[i]) << UInt32(8 * i) }
         return v
@@ -144,6 +135,12 @@ public final class SysfsPCIFunction: PCIFunction {
     public func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
         guard offset >= 0 else { throw .outOfRange("config offset \(offset)") }
         try Self.checkBulk(UInt64(offset), count, limit: configSize)
+        return try preadConfig(offset, count: count)
+    }
+
+    /// `count` bytes of the `config` file from `offset` (EINTR retried). Unprivileged readers get only the first
+    /// 64 bytes; a short read is not an error lspci makes visible either, but we say so.
+    private func preadConfig(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
         let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .io("\(address): cannot open config: \(systemErrorText(errno))") }
         defer { close(fd) }
