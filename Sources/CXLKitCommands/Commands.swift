@@ -27,6 +27,14 @@ public enum CXLKit {
         return targets.map { d.text($0, verbosity: verbosity) }.joined()
     }
 
+    /// `cxlkit decode --json`, written as it is built (one function at a time): the same bytes as
+    /// `decode(targets, json: true, ...)`.
+    public static func decodeJSON(_ targets: [ResolvedTarget], verbosity: Int, problems: [String], write: (String) -> Void) {
+        let d = decoder()
+        JSONOutput.streamDocument(command: "decode", succeeded: problems.isEmpty, problems: problems, arrayKey: "functions",
+                                  count: targets.count, element: { d.json(targets[$0], verbosity: verbosity) }, write: write)
+    }
+
     /// Registers that could not be read although the target can reach its BARs (an
     /// unreadable or unmapped BAR, a failing read): one line each, for stderr. The
     /// decode output itself carries the same problems as `!!` findings.

@@ -71,14 +71,38 @@ public enum JSONOutput {
     /// as `"256.00 MiB"` instead of an integer. Set by the CLI around a command's run.
     @TaskLocal public static var human = false
 
-    /// The document a `--json` command prints.
-    public static func document(command: String, succeeded: Bool, problems: [String], _ fields: [(String, JSONValue)]) -> String {
-        var pairs: [(String, JSONValue)] = [
+    static func envelope(command: String, succeeded: Bool, problems: [String]) -> [(String, JSONValue)] {
+        [
             ("command", .string(command)),
             ("metadata", .object([("tool", .string("cxlkit")), ("version", .string(CXLKit.version))])),
             ("succeeded", .bool(succeeded)),
             ("problems", .array(problems.map { .string($0) })),
         ]
+    }
+
+    /// The same document as `document(command:succeeded:problems:[(key, .array(elements))])`, byte for byte,
+    /// written in pieces: the envelope, then each element of the one array field as it is built, so a decode
+    /// of a thousand functions never holds every function's tree or the whole text at once.
+    public static func streamDocument(command: String, succeeded: Bool, problems: [String], arrayKey: String, count: Int,
+                                      element: (Int) -> JSONValue, write: (String) -> Void) {
+        var keys = KeyRewriter(snakeCase)
+        let head = JSONValue.object(envelope(command: command, succeeded: succeeded, problems: problems))
+            .serialized(pretty: true, keys: &keys)
+        // "{\n  ...\n}": reopen the object after its last envelope field.
+        var out = String(head.dropLast(2)) + ",\n  \"" + keys.rewrite(arrayKey) + "\": ["
+        guard count > 0 else { write(out + "]\n}\n"); return }
+        for i in 0..<count {
+            let v = human ? element(i).snakeCased().humanized(parentKey: nil) : element(i)
+            out += (i > 0 ? "," : "") + "\n    " + v.serialized(pretty: true, indent: 2, keys: &keys)
+            write(out)
+            out = ""
+        }
+        write("\n  ]\n}\n")
+    }
+
+    /// The document a `--json` command prints.
+    public static func document(command: String, succeeded: Bool, problems: [String], _ fields: [(String, JSONValue)]) -> String {
+        var pairs = envelope(command: command, succeeded: succeeded, problems: problems)
         for (k, v) in fields where !pairs.contains(where: { $0.0 == k }) { pairs.append((k, v)) }
         // snake_case while writing: no second tree. `--human` needs the snake keys first (`_bytes`).
         var keys = KeyRewriter(snakeCase)

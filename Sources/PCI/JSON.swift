@@ -52,10 +52,10 @@ public indirect enum JSONValue: Sendable, Hashable {
 
     /// Serialized with every object key passed through `keys` (e.g. snake_case), without building a
     /// second tree: a thousand decoded functions are ~10^6 keys.
-    public func serialized(pretty: Bool, keys: inout KeyRewriter) -> String {
+    public func serialized(pretty: Bool, indent: Int = 0, keys: inout KeyRewriter) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(1 << 16)
-        write(into: &out, pretty: pretty, indent: 0, keys: &keys)
+        write(into: &out, pretty: pretty, indent: indent, keys: &keys)
         return String(decoding: out, as: UTF8.self)
     }
 

@@ -27,7 +27,11 @@ struct DecodeCommand: ParsableCommand {
         try runReportingErrors {
             let targets = try TargetOptions.select(targetOptions.resolver().resolve(targetOptions.target(target)), select)
             problems = CXLKit.unreadableRegisters(targets)
-            return CXLKit.decode(targets, json: json, verbosity: json ? max(verbose, 2) : verbose)
+            if json {
+                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, write: writeStdout)
+                return ""
+            }
+            return CXLKit.decode(targets, json: false, verbosity: verbose)
         }
         // The decode is printed; registers that could not be read fail the command.
         if !problems.isEmpty {

@@ -108,6 +108,25 @@ struct ReportPresentationTests {
         #expect(JSONOutput.snakeCase(input) == expected)
     }
 
+    /// `decode --json` is written one function at a time; the bytes are those of the one-piece document,
+    /// with and without `--human`, for several functions and for none.
+    @Test func streamedDecodeJSONIsTheDocumentByteForByte() throws {
+        let targets = try TargetResolver().resolve(fixtureURL("decode/type2-and-port.txt").path)
+            + (try TargetResolver().resolve("emulated:gpu-fw-committed"))
+        #expect(targets.count >= 3)
+        for human in [false, true] {
+            try JSONOutput.$human.withValue(human) {
+                for subset in [targets, [], Array(targets.prefix(1))] {
+                    let whole = CXLKit.decode(subset, json: true, verbosity: 2)
+                    var streamed = ""
+                    CXLKit.decodeJSON(subset, verbosity: 2, problems: CXLKit.unreadableRegisters(subset)) { streamed += $0 }
+                    #expect(streamed == whole, "human \(human), \(subset.count) functions")
+                    _ = try JSONSerialization.jsonObject(with: Data(streamed.utf8))
+                }
+            }
+        }
+    }
+
     /// A CXL Reset on the emulated device reports its waits to the progress reporter; on a terminal the
     /// line is drawn in place and erased; with no terminal or `--quiet` there is no line at all.
     @Test func progressLineOnlyOnATerminal() throws {
