@@ -36,14 +36,6 @@ public enum JSONOutput {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// `snakeCase`, remembered for the keys of one document (the same few hundred names repeat).
-    static func snakeCase(_ key: String, cache: inout [String: String]) -> String {
-        if let k = cache[key] { return k }
-        let k = snakeCase(key)
-        cache[key] = k
-        return k
-    }
-
     /// Keys of the state reports whose integer values are register values or addresses: printed `"0x..."`.
     static let registerValueKeys: Set<String> = ["a", "b", "saved", "live", "written", "after", "before", "value",
                                                   "base", "address", "expected", "found", "offset"]
@@ -92,7 +84,7 @@ public enum JSONOutput {
         var out = String(head.dropLast(2)) + ",\n  \"" + keys.rewrite(arrayKey) + "\": ["
         guard count > 0 else { write(out + "]\n}\n"); return }
         for i in 0..<count {
-            let v = human ? element(i).snakeCased().humanized(parentKey: nil) : element(i)
+            let v = human ? element(i).humanized() : element(i)
             out += (i > 0 ? "," : "") + "\n    " + v.serialized(pretty: true, indent: 2, keys: &keys)
             write(out)
             out = ""
@@ -104,42 +96,32 @@ public enum JSONOutput {
     public static func document(command: String, succeeded: Bool, problems: [String], _ fields: [(String, JSONValue)]) -> String {
         var pairs = envelope(command: command, succeeded: succeeded, problems: problems)
         for (k, v) in fields where !pairs.contains(where: { $0.0 == k }) { pairs.append((k, v)) }
-        // snake_case while writing: no second tree. `--human` needs the snake keys first (`_bytes`).
+        // snake_case while writing: no second tree.
         var keys = KeyRewriter(snakeCase)
-        let doc = human ? JSONValue.object(pairs).snakeCased().humanized(parentKey: nil) : JSONValue.object(pairs)
+        let doc = human ? JSONValue.object(pairs).humanized() : JSONValue.object(pairs)
         return doc.serialized(pretty: true, keys: &keys) + "\n"
     }
 }
 
 extension JSONValue {
-    /// Every object key snake_cased (`JSONOutput.snakeCase`), recursively.
-    public func snakeCased() -> JSONValue {
-        var cache: [String: String] = [:]
-        return snakeCased(cache: &cache)
+    /// Byte counts (integers under a key whose snake_case ends in `_bytes`) as `ByteCount.human` strings:
+    /// `-u/--human`. Keys are left as they are (the writer snake_cases them).
+    public func humanized() -> JSONValue {
+        var keys = KeyRewriter(JSONOutput.snakeCase)
+        return humanized(parentKey: nil, keys: &keys)
     }
 
-    func snakeCased(cache: inout [String: String]) -> JSONValue {
+    func humanized(parentKey: String?, keys: inout KeyRewriter) -> JSONValue {
+        let isBytes = parentKey.map { keys.rewrite($0).hasSuffix("_bytes") } ?? false
         switch self {
         case .object(let kv):
             var out: [(String, JSONValue)] = []
-            out.reserveCapacity(kv.count)
-            for (k, v) in kv { out.append((JSONOutput.snakeCase(k, cache: &cache), v.snakeCased(cache: &cache))) }
+            for (k, v) in kv { out.append((k, v.humanized(parentKey: k, keys: &keys))) }
             return .object(out)
         case .array(let a):
             var out: [JSONValue] = []
-            out.reserveCapacity(a.count)
-            for v in a { out.append(v.snakeCased(cache: &cache)) }
+            for v in a { out.append(v.humanized(parentKey: parentKey, keys: &keys)) }
             return .array(out)
-        default: return self
-        }
-    }
-
-    /// Byte counts (integers under a key ending in `_bytes`) as `ByteCount.human` strings: `-u/--human`.
-    public func humanized(parentKey: String?) -> JSONValue {
-        let isBytes = parentKey?.hasSuffix("_bytes") == true
-        switch self {
-        case .object(let kv): return .object(kv.map { ($0.0, $0.1.humanized(parentKey: $0.0)) })
-        case .array(let a): return .array(a.map { $0.humanized(parentKey: parentKey) })
         case .int(let i) where isBytes && i >= 0: return .string(ByteCount.human(UInt64(i)))
         case .uint(let u) where isBytes: return .string(ByteCount.human(u))
         default: return self
@@ -149,7 +131,7 @@ extension JSONValue {
     /// snake_case keys, and register values/addresses (by key) as `"0x..."`.
     func conventional(parentKey: String?) -> JSONValue {
         switch self {
-        case .object(let kv): return .object(kv.map { (JSONOutput.snakeCase($0.0), $0.1.conventional(parentKey: JSONOutput.snakeCase($0.0))) })
+        case .object(let kv): return .object(kv.map { let k = JSONOutput.snakeCase($0.0); return (k, $0.1.conventional(parentKey: k)) })
         case .array(let a): return .array(a.map { $0.conventional(parentKey: parentKey) })
         case .int(let i) where parentKey.map(JSONOutput.registerValueKeys.contains) == true && i >= 0: return .hexString(UInt64(i))
         case .uint(let u) where parentKey.map(JSONOutput.registerValueKeys.contains) == true: return .hexString(u)

@@ -6,6 +6,14 @@ let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().delet
 func fixtureURL(_ path: String) -> URL { repoRoot.appendingPathComponent("Tests/Fixtures/" + path) }
 func fixture(_ path: String) throws -> [UInt8] { [UInt8](try Data(contentsOf: fixtureURL(path))) }
 
+/// The QEMU 7.2 Type-3 endpoint as captured at `stage` (bound, region, reset): config space and the component
+/// register block, read-only.
+func qemuEndpointCapture(_ stage: String) throws -> ImagePCIFunction {
+    let dir = "qemu-cxl/\(stage)/endpoint/"
+    return ImagePCIFunction(address: "0000:0d:00.0", config: ConfigSpace(bytes: try fixture(dir + "config.bin")),
+                            barImages: [0: (0, try fixture(dir + "block-component-bar0-0x0.bin"))])
+}
+
 /// Builds config spaces from catalog register values: every field is written
 /// through its RegisterLayout, so fixtures and decoders share one definition.
 struct ConfigBuilder {

@@ -10,17 +10,11 @@ import TestSupport
 /// unprivileged sysfs read says root is needed (issue 17).
 @Suite("Reports: addresses, sizes, --human, progress, root")
 struct ReportPresentationTests {
-    func capture(_ stage: String) throws -> ImagePCIFunction {
-        let dir = "qemu-cxl/\(stage)/endpoint/"
-        return ImagePCIFunction(address: "0000:0d:00.0", config: ConfigSpace(bytes: try fixture(dir + "config.bin")),
-                                barImages: [0: (0, try fixture(dir + "block-component-bar0-0x0.bin"))])
-    }
-
     /// The QEMU capture before and after the reset: decoder 0 (0x490000000, 256 MiB) lost its commit
     /// and its programming; the diff says so in the spec's terms, not as `Memory Size Low 1->0`.
     @Test func diffShowsTheWipedDecoderAsAnAddressAndAByteCount() throws {
-        let a = try CXLKit.loadState(.live(try capture("region")))
-        let b = try CXLKit.loadState(.live(try capture("reset")))
+        let a = try CXLKit.loadState(.live(try qemuEndpointCapture("region")))
+        let b = try CXLKit.loadState(.live(try qemuEndpointCapture("reset")))
         let diff = CXLStateDiff(a, b)
         let base = try #require(diff.quantities.first { $0.name == "Decoder 0 Base" })
         let size = try #require(diff.quantities.first { $0.name == "Decoder 0 Size" })
@@ -92,9 +86,10 @@ struct ReportPresentationTests {
 
     @Test func humanizedTouchesOnlyByteCounts() {
         let v = JSONValue.object([("size_bytes", .uint(256 << 20)), ("table_size", .int(7)), ("granularity_bytes", .int(4096)),
-                                  ("nested", .array([.object([("a_bytes", .int(0))])]))])
-        #expect(v.humanized(parentKey: nil).serialized()
-                == #"{"size_bytes":"256.00 MiB","table_size":7,"granularity_bytes":"4.00 KiB","nested":[{"a_bytes":"0 B"}]}"#)
+                                  ("nested", .array([.object([("a_bytes", .int(0))])])), ("Desired_Interleave_bytes", .int(256))])
+        // Keys are judged by their snake_case form and left as they are.
+        #expect(v.humanized().serialized()
+                == #"{"size_bytes":"256.00 MiB","table_size":7,"granularity_bytes":"4.00 KiB","nested":[{"a_bytes":"0 B"}],"Desired_Interleave_bytes":"256 B"}"#)
     }
 
     /// `snake_case` of every key style the commands meet, byte for byte as before the fast path.

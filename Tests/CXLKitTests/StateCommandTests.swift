@@ -8,11 +8,7 @@ import CXL
 /// register block): real register contents, read-only backend.
 @Suite("cxlkit save/restore/diff on QEMU captures")
 struct StateCommandTests {
-    func capture(_ stage: String) throws -> ImagePCIFunction {
-        let dir = "qemu-cxl/\(stage)/endpoint/"
-        return ImagePCIFunction(address: "0000:0d:00.0", config: ConfigSpace(bytes: try fixture(dir + "config.bin")),
-                                barImages: [0: (0, try fixture(dir + "block-component-bar0-0x0.bin"))])
-    }
+    func capture(_ stage: String) throws -> ImagePCIFunction { try qemuEndpointCapture(stage) }
 
     @Test func saveFindsTheCommittedDecoderOfARealCapture() throws {
         let dir = try temporaryDirectory()
