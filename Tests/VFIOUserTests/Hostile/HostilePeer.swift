@@ -155,6 +155,18 @@ func openSocketCount() -> Int {
     return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0))?.hasPrefix("socket:") == true }.count
 }
 
+/// This process's sockets and memfds, as "fd -> target" (`/proc/self/fd`): what a vfio-user connection can leak.
+func openConnectionFDs() -> Set<String> {
+    guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") else { return [] }
+    var open = Set<String>()
+    for fd in fds {
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + fd),
+              target.hasPrefix("socket:") || target.hasPrefix("/memfd:") else { continue }
+        open.insert(fd + " -> " + target)
+    }
+    return open
+}
+
 /// The process-wide fd count is only meaningful when nothing else runs in parallel: `swift test` runs every suite
 /// of every target in one process. Enable with `VFU_FD_LEAK_CHECK=1 swift test --filter Hostile`; the exact memfd
 /// probes are always checked.
