@@ -8,8 +8,21 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <linux/futex.h>
 
 int csystem_placeholder(void) { return 0; }
+
+void csystem_rlock_wait(csystem_rlock *lock) {
+    uint32_t c = __atomic_exchange_n(&lock->state, 2, __ATOMIC_ACQUIRE);
+    while (c != 0) {
+        syscall(SYS_futex, &lock->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+        c = __atomic_exchange_n(&lock->state, 2, __ATOMIC_ACQUIRE);
+    }
+}
+
+void csystem_rlock_wake(csystem_rlock *lock) {
+    syscall(SYS_futex, &lock->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };

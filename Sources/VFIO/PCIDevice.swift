@@ -23,7 +23,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     public let function: any PCIFunction
     public let irqs: VFIOIRQTable
     /// Serialises config virtualisation state.
-    public let lock = NSRecursiveLock()
+    public let lock = VFIORecursiveLock()
 
     private let configSize: Int
     // The state below is guarded by `lock`: dynamic exclusivity checks are off for what a config access touches
@@ -51,6 +51,10 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     /// The span of all `configOverrides` (empty: none): an access outside it skips the list.
     @exclusivity(unchecked) private var overrideSpan: Range<Int> = 0..<0
     @exclusivity(unchecked) private var extraRegions: [UInt32: VFIOExtraRegion] = [:]
+    /// The handlers of `extraRegions` by index - `VFIOPCIRegion.count` (indices up to 64 past it), looked up on
+    /// every access without hashing; `otherExtras`: some extra region lies outside that (then the dictionary).
+    @exclusivity(unchecked) private var extraHandlers: [(any VFIORegionAccessHandler)?] = []
+    @exclusivity(unchecked) private var otherExtras = false
     /// Device-info capabilities reported with `VFIO_DEVICE_FLAGS_CAPS` (for composing devices).
     public var deviceInfoCapabilities: [VFIOCapability] {
         get { lock.lock(); defer { lock.unlock() }; return _deviceInfoCaps }
@@ -199,6 +203,13 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     public func addRegion(_ region: VFIOExtraRegion) {
         lock.lock(); defer { lock.unlock() }
         extraRegions[region.info.index] = region
+        let i = Int(region.info.index) - Int(VFIOPCIRegion.count)
+        if i >= 0 && i < 64 {
+            if extraHandlers.count <= i { extraHandlers += Array(repeating: nil, count: i + 1 - extraHandlers.count) }
+            extraHandlers[i] = region.handler
+        } else {
+            otherExtras = true
+        }
     }
 
     // MARK: VFIODevice
@@ -349,7 +360,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     open func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
         if region == VFIOPCIRegion.config.rawValue { return try readConfig(offset, into: buffer) }
         lock.lock(); defer { lock.unlock() }
-        if let e = extraRegions[region] { return try e.handler.read(offset: offset, into: buffer) }
+        if let h = extraHandler(region) { return try h.read(offset: offset, into: buffer) }
         let bar = try checkBAR(region, offset, buffer.count)
         try barAccess(bar: bar, offset: offset, buffer, write: false)
     }
@@ -360,7 +371,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     open func write(region: UInt32, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
         lock.lock(); defer { lock.unlock() }
         guard region == VFIOPCIRegion.config.rawValue else {
-            if let e = extraRegions[region] { return try e.handler.write(offset: offset, from: buffer) }
+            if let h = extraHandler(region) { return try h.write(offset: offset, from: buffer) }
             let bar = try checkBAR(region, offset, buffer.count)
             return try barAccess(bar: bar, offset: offset, UnsafeMutableRawBufferPointer(mutating: buffer), write: true)
         }
@@ -375,6 +386,15 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
             off += UInt64(width)
             pos += width
         }
+    }
+
+    /// The handler of extra region `region`, if it is one (`lock` held).
+    @inline(__always)
+    private func extraHandler(_ region: UInt32) -> (any VFIORegionAccessHandler)? {
+        if otherExtras { return extraRegions[region]?.handler }
+        let i = Int(region) - Int(VFIOPCIRegion.count)
+        guard i >= 0, i < extraHandlers.count else { return nil }
+        return extraHandlers[i]
     }
 
     /// The BAR number of `region` after checking [offset, offset + count) against its size (the size

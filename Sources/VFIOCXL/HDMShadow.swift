@@ -21,7 +21,7 @@ final class ComponentShadow: @unchecked Sendable {
     private(set) var hdm: HDMDecoderDevice
     private var file: RegisterFile
     private let hdmBlock: RegisterBlockLayout
-    private let lock = NSRecursiveLock()
+    private let lock = VFIORecursiveLock()
     /// Decoders firmware committed before vfio-cxl took the device (their shadow
     /// returns to "committed" on every reset).
     let firmwareCommitted: [Int]

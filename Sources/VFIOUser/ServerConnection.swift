@@ -172,21 +172,29 @@ final class VFIOUserConnection: @unchecked Sendable {
             logger.info("vfio-user client disconnected")
         }
         buildRegionTable()
+        // One message variable for the connection, overwritten in place: an optional per message was destroyed
+        // through the runtime's generic value witness (about ninety instructions a message).
+        var m = VFIOUserFramedMessage(header: VFIOUserHeader(messageID: 0, command: 0, messageSize: 16, flags: 0),
+                                      payload: UnsafeRawBufferPointer(start: nil, count: 0), fds: [])
         while alive {
             if !pending.isEmpty {
                 handle(pending.removeFirst())
                 continue
             }
-            guard let m = nextMessage() else { return }
+            guard nextMessage(&m) else { return }
             handleFramed(m)
         }
     }
 
-    /// The client's next message; nil when the connection ends (end of stream, stop, or an error, logged).
-    private func nextMessage() -> VFIOUserFramedMessage? {
-        do throws(VFIOUserError) { return try receiveFramed(idle: true) } catch {
+    /// The client's next message into `m`; false when the connection ends (end of stream, stop, or an error, logged).
+    private func nextMessage(_ m: inout VFIOUserFramedMessage) -> Bool {
+        do throws(VFIOUserError) {
+            guard let next = try receiveFramed(idle: true) else { return false }
+            m = next
+            return true
+        } catch {
             dropped(error)
-            return nil
+            return false
         }
     }
 

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include "csystem_fs.h"
 #include "csystem_vfio.h"
+#include "csystem_lock.h"
 
 int csystem_placeholder(void);
 
