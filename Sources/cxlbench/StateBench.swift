@@ -35,48 +35,47 @@ final class CountingFunction: PCIFunction, @unchecked Sendable {
     var resetMethods: [PCIResetMethod] { inner.resetMethods }
     func reset(_ method: PCIResetMethod) throws(PCIError) { try inner.reset(method) }
 
+    /// Counts one call on the wrapped function, `by` accesses of one kind, and logs the access while recording.
+    private func record(_ counter: ReferenceWritableKeyPath<CountingFunction, Int>, by n: Int = 1, _ access: @autoclosure () -> Access) {
+        self[keyPath: counter] += n
+        calls += 1
+        if recording { log.append(access()) }
+    }
+
     func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
-        configReads += 1; calls += 1
-        if recording { log.append(.configRead(offset, width)) }
+        record(\.configReads, .configRead(offset, width))
         return try inner.configRead(offset, width: width)
     }
     func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
-        configWrites += 1; calls += 1
-        if recording { log.append(.configWrite(offset, width, value)) }
+        record(\.configWrites, .configWrite(offset, width, value))
         try inner.configWrite(offset, width: width, value: value)
     }
     func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
-        barReads += 1; calls += 1
-        if recording { log.append(.barRead(bar, offset, width)) }
+        record(\.barReads, .barRead(bar, offset, width))
         return try inner.barRead(bar, offset: offset, width: width)
     }
     func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
-        barWrites += 1; calls += 1
-        if recording { log.append(.barWrite(bar, offset, width, value)) }
+        record(\.barWrites, .barWrite(bar, offset, width, value))
         try inner.barWrite(bar, offset: offset, width: width, value: value)
     }
 
     // A bulk read or a posted write is one access (one pread, one REGION_READ, one message).
     func configReadBytes(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
-        configReads += 1; calls += 1
-        if recording { log.append(.configReadBytes(offset, count)) }
+        record(\.configReads, .configReadBytes(offset, count))
         return try inner.configReadBytes(offset, count: count)
     }
     func barReadBytes(_ bar: Int, offset: UInt64, count: Int) throws(PCIError) -> [UInt8] {
-        barReads += 1; calls += 1
-        if recording { log.append(.barReadBytes(bar, offset, count)) }
+        record(\.barReads, .barReadBytes(bar, offset, count))
         return try inner.barReadBytes(bar, offset: offset, count: count)
     }
     func barWritePosted(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
-        barWrites += 1; calls += 1
-        if recording { log.append(.barWritePosted(bar, offset, width, value)) }
+        record(\.barWrites, .barWritePosted(bar, offset, width, value))
         try inner.barWritePosted(bar, offset: offset, width: width, value: value)
     }
 
     /// A batch of posted writes counts one BAR write per register (it is one message over vfio-user).
     func barWritePosted(_ bar: Int, _ writes: [PostedBARWrite]) throws(PCIError) {
-        barWrites += writes.count; calls += 1
-        if recording { log.append(.barWritePostedBatch(bar, writes)) }
+        record(\.barWrites, by: writes.count, .barWritePostedBatch(bar, writes))
         try inner.barWritePosted(bar, writes)
     }
 
