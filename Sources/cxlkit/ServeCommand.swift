@@ -60,12 +60,10 @@ struct ServeCommand: ScopedCommand {
             try options.setSocketPermissions(mode: socketMode, group: socketGroup)
             if device == nil, memoryBAR != nil { throw CommandError("--memory-bar goes with --device vfio:BDF") }
             if let device {
-                guard contract == .v2 else { throw CommandError("--uapi v4 serves the emulated device only; --device serves v2") }
-                guard control == nil else { throw CommandError("--control serves the emulated device's view; it is not offered with --device yet") }
                 guard irqInterval == 0 else { throw CommandError("--irq-interval drives the emulated device; a real device (--device) raises its own interrupts") }
                 if let memoryBAR, !(0...5).contains(memoryBAR) { throw CommandError("--memory-bar \(memoryBAR): a BAR number, 0 to 5") }
                 CommandProgress.active?.show("serve: opening \(device), claiming \(socket)")
-                let session = try DeviceServeSession(target: device, socketPath: socket, memoryBAR: memoryBAR, permissions: options.socketPermissions)
+                let session = try DeviceServeSession(target: device, options: options, memoryBAR: memoryBAR)
                 CommandProgress.clear()
                 ServeSession.installSignalHandlers(stopFD: session.server.stopFD)
                 try session.run()
