@@ -413,18 +413,12 @@ public enum VFIOUserDMALayout: Sendable, Equatable {
         return headerSize
     }
 
-    /// Decodes the reply to a DMA_READ of `count` bytes at `address`; the echoed fields must match.
+    /// Decodes the reply to a DMA_READ of `count` bytes at `address`; the echoed fields must match (`checkReadReply`).
     public func decodeReadReply(_ p: [UInt8], address: UInt64, count: UInt64) throws(VFIOUserError) -> [UInt8] {
-        let headerSize = self == .spec ? 16 : 12
-        guard p.count >= headerSize, let addr = ByteReader.le(p, at: 0, size: 8),
-              let n = ByteReader.le(p, at: 8, size: headerSize - 8) else { throw .malformed("DMA_READ reply truncated") }
-        guard addr == address, n == count else { throw .malformed("DMA_READ reply for 0x\(String(addr, radix: 16))+\(n), asked 0x\(String(address, radix: 16))+\(count)") }
-        let avail = UInt64(p.count - headerSize)
-        // spec: exactly count bytes; QEMU: count bytes plus the struct's 4 padding bytes.
-        guard self == .spec ? avail == count : (avail >= count && avail <= count + 8) else {
-            throw .malformed("DMA_READ reply carries \(avail) bytes for count \(count)")
-        }
-        return Array(p[headerSize..<(headerSize + Int(count))])
+        let start = try p.withUnsafeBytes { raw in
+            Result { () throws(VFIOUserError) in try checkReadReply(raw, address: address, count: count) }
+        }.get()
+        return Array(p[start..<(start + Int(count))])
     }
 }
 
