@@ -28,7 +28,7 @@ struct DecodeCommand: ParsableCommand {
             let targets = try TargetOptions.select(targetOptions.resolver().resolve(targetOptions.target(target)), select)
             problems = CXLKit.unreadableRegisters(targets)
             if json {
-                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, write: writeStdout)
+                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, writeBytes: { writeStdout(bytes: $0) })
                 return ""
             }
             return CXLKit.decode(targets, json: false, verbosity: verbose)
