@@ -29,12 +29,13 @@ func runReportingErrors(_ body: () throws -> String) throws {
     }
 }
 
-func writeStdout(_ s: String) {
+func writeStdout(_ s: String) { writeStdout(bytes: Array(s.utf8)) }
+
+func writeStdout(bytes: [UInt8]) {
     CommandProgress.clear()
-    var bytes = Array(s.utf8)
     var off = 0
     while off < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
+        let n = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
         if n <= 0 { if errno == EINTR { continue }; return }
         off += n
     }

@@ -26,7 +26,7 @@ struct DecodeCommand: ScopedCommand {
             let targets = try targetOptions.functions(target, select: select)
             problems = CXLKit.unreadableRegisters(targets)
             if json {
-                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, write: writeStdout)
+                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, writeBytes: { writeStdout(bytes: $0) })
                 return ""
             }
             return CXLKit.decode(targets, json: false, verbosity: verbose)
