@@ -76,6 +76,39 @@ struct RegisterJSONTests {
     }
 }
 
+@Suite("decode --json: detail follows -v, as cxl-cli's levels")
+struct DecodeJSONLevelTests {
+    /// Without `-vv`: identity, capabilities, CXL summaries (ranges, HDM decoders), no register objects; with
+    /// `-vv`: every register too.
+    @Test func registersOnlyFromVV() throws {
+        let t = try #require(try TargetResolver().resolve("emulated:gpu-fw-committed").first)
+        let d = CXLKit.decoder()
+        func registerCount(_ v: JSONValue) -> Int {
+            switch v {
+            case .register: return 1
+            case .array(let a): return a.reduce(0) { $0 + registerCount($1) }
+            case .object(let kv): return kv.reduce(0) { $0 + registerCount($1.1) }
+            default: return 0
+            }
+        }
+        for level in [0, 1] {
+            let lean = d.json(t, verbosity: level)
+            #expect(registerCount(lean) == 0, "level \(level)")
+            #expect(lean["header"] == nil)
+            let caps = try #require(lean["capabilities"]?.arrayValue)
+            #expect(caps.count > 5 && caps.allSatisfy { $0["registers"] == nil })
+            let device = try #require(caps.first { $0["dvsec"]?["decoded"]?["name"]?.stringValue == "PCIe DVSEC for CXL Devices" })
+            #expect(device["dvsec"]?["decoded"]?["ranges"]?.arrayValue?.count == 2)
+            let hdm = try #require(lean["cxl_component_registers"]?[0]?["capabilities"]?.arrayValue?.first { $0["decoders"] != nil })
+            #expect(hdm["decoders"]?[0]?["Committed"]?.boolValue == true, "the firmware-committed decoder is in the summary")
+        }
+        let full = d.json(t, verbosity: 2)
+        #expect(registerCount(full) > 100)
+        #expect(full["header"]?["Command"] != nil)
+        #expect(full["cxl_component_registers"]?[0]?["capabilities"]?.arrayValue?.contains { $0["HDM Decoder Capability"] != nil } == true)
+    }
+}
+
 /// A small seeded generator (SplitMix64), so a failure names the values that caused it.
 private struct SplitMix64 {
     var state: UInt64
