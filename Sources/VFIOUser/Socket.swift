@@ -317,7 +317,7 @@ public final class VFIOUserFramer {
         readIndex += size
         message.header = header
         message.payload = UnsafeRawBufferPointer(start: base + VFIOUserLimits.headerSize, count: size - VFIOUserLimits.headerSize)
-        message.fds = fds
+        if !fds.isEmpty || !message.fds.isEmpty { message.fds = fds }   // (no release of an empty array per message)
         return true
     }
 
@@ -338,9 +338,16 @@ public final class VFIOUserFramer {
     }
 
     /// Room for at least `bytes` more after what is buffered: compacts, or grows (a new buffer when pinned).
+    @inline(__always)
     private func reserve(_ bytes: Int) {
         if pins == 0 && readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if capacity - writeIndex >= bytes { return }
+        makeRoom(bytes)
+    }
+
+    /// `reserve`'s slow part: compact or grow.
+    @inline(never)
+    private func makeRoom(_ bytes: Int) {
         let used = writeIndex - readIndex
         let shift = readIndex
         if pins == 0 && capacity - used >= bytes {
