@@ -146,7 +146,7 @@ final class RestoreRun {
     /// Decoder n's programming registers (`others`, their saved values) and then its
     /// Control (`value`), as one batch of posted writes (`writePosted`), built without
     /// intermediate arrays.
-    private func writeDecoder(_ others: [Int], control: Int, _ value: UInt64) -> Bool {
+    private func writeDecoder(_ others: ArraySlice<Int>, control: Int, _ value: UInt64) -> Bool {
         guard case .bar(let bar) = regs[control].space, others.allSatisfy({ regs[$0].space == .bar(bar) }) else {
             return writePosted(others.map { ($0, regs[$0].value) } + [(control, value)])
         }
@@ -493,8 +493,9 @@ final class RestoreRun {
 struct SnapshotIndex {
     struct Decoder {
         var control: Int?
-        /// Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in snapshot order.
-        var others: [Int] = []
+        /// Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in snapshot
+        /// order: a slice of one array shared by all decoders.
+        var others: ArraySlice<Int> = []
     }
     var command: Int?
     var bars: [Int] = []
@@ -519,6 +520,9 @@ struct SnapshotIndex {
         var msiControl: Int?
         var ranges: [Int?] = [nil, nil, nil, nil]
         let kinds = StateRegisterTable.kinds
+        // HDM registers other than Control: (snapshot index, decoder).
+        var placed: [(Int, Int)] = []
+        placed.reserveCapacity(StateRegisterTable.endpointSlots * decoders.count)
         mmio.reserveCapacity(regs.count)
         config.reserveCapacity(32)
         for (i, r) in regs.enumerated() {
@@ -530,7 +534,7 @@ struct SnapshotIndex {
                 case StateCatalog.pciExpressBlock: pciExpress.append(i)
                 case StateCatalog.msiBlock: msi.append(i)
                 case StateCatalog.msixBlock: msix.append(i)
-                case StateCatalog.hdmBlock: placeHDM(i, r, hdm)
+                case StateCatalog.hdmBlock: placeHDM(i, r, hdm, &placed)
                 default: break
                 }
                 continue
@@ -547,16 +551,29 @@ struct SnapshotIndex {
             case .dvsecControl2: control2 = i
             case .rangeBase(let k): ranges[k] = i
             case .dvsecOther, .hdmCapability: break
-            case .hdmGlobalControl, .decoder: placeHDM(i, r, hdm)
+            case .hdmGlobalControl, .decoder: placeHDM(i, r, hdm, &placed)
             }
         }
         bars = barSlots.compactMap { $0 }
+        // Every decoder's other registers in one array, grouped by decoder (snapshot order kept).
+        if !placed.isEmpty {
+            var start = [Int](repeating: 0, count: decoders.count + 1)
+            for (_, n) in placed { start[n + 1] += 1 }
+            for n in 0..<decoders.count { start[n + 1] += start[n] }
+            var next = start
+            var flat = [Int](repeating: 0, count: placed.count)
+            for (i, n) in placed {
+                flat[next[n]] = i
+                next[n] += 1
+            }
+            for n in decoders.indices { decoders[n].others = flat[start[n] ..< start[n + 1]] }
+        }
         if let msiControl { msi.append(msiControl) }
         rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, StateRegisterTable.rangeBaseLayouts[k]) } }
     }
 
     /// An HDM register by location (decoder n, register slot) inside the structure.
-    private mutating func placeHDM(_ i: Int, _ r: SavedRegister, _ hdm: HDMLocation?) {
+    private mutating func placeHDM(_ i: Int, _ r: SavedRegister, _ hdm: HDMLocation?, _ placed: inout [(Int, Int)]) {
         guard let hdm, r.space == .bar(hdm.bar), r.offset >= hdm.hdmOffset else { return }
         let rel = r.offset - hdm.hdmOffset
         let first = UInt64(HDMDecoderCapability.firstDecoderOffset), stride = UInt64(HDMDecoderCapability.decoderStride)
@@ -565,8 +582,7 @@ struct SnapshotIndex {
             if (rel - first) % stride == UInt64(HDMDecoderCapability.controlSlot) {
                 decoders[n].control = i
             } else {
-                if decoders[n].others.isEmpty { decoders[n].others.reserveCapacity(StateRegisterTable.endpointSlots - 1) }
-                decoders[n].others.append(i)
+                placed.append((i, n))
             }
         } else if rel == UInt64(HDMDecoderCapability.globalControl.offset), r.role == .restore {
             globalControl = i
