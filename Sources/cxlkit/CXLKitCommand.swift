@@ -106,6 +106,21 @@ struct OutputOptionGroup: ParsableArguments {
     }
 }
 
+/// A command with `--json` and the output options: `-u/--human` only means something for its JSON, so alone it
+/// is a usage error rather than silently ignored.
+protocol JSONOutputCommand: ParsableCommand {
+    var json: Bool { get }
+    var outputOptions: OutputOptionGroup { get }
+}
+
+extension JSONOutputCommand {
+    func validate() throws {
+        if outputOptions.human && !json {
+            throw ValidationError("-u/--human formats byte counts in --json output; add --json")
+        }
+    }
+}
+
 /// `-q/--quiet` alone, for commands without JSON output.
 struct QuietOptionGroup: ParsableArguments {
     @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")
