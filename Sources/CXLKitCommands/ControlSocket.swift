@@ -227,6 +227,25 @@ public final class ControlServer: @unchecked Sendable {
     }
 }
 
+extension ControlServer {
+    /// The control socket `options.controlPath` names (nil without it) for a device served behind `monitor`, by
+    /// `cxlkit serve` whatever it serves (the emulator or `--device`): accepting when this returns, with
+    /// `options.maxControlClients`, `options.controlMetrics` and the vfio-user socket's permissions. `status` is the
+    /// session's (nil once it is gone: an empty status).
+    public static func start(options: ServeOptions, monitor: ServedDeviceMonitor,
+                             status: @escaping @Sendable () -> ServeStatus?) throws(CommandError) -> ControlServer? {
+        guard let path = options.controlPath else { return nil }
+        let name = "control:" + path
+        let context = ControlContext(function: ServedFunction(device: monitor, name: name), name: name,
+                                     status: { status() ?? ServeStatus(profile: "", device: "", clientAttached: false, clientsServed: 0,
+                                                                       resets: [:], interruptsRaised: 0, memoryGated: nil) },
+                                     metrics: options.controlMetrics)
+        let c = try ControlServer(path: path, context: context, maxClients: options.maxControlClients, permissions: options.socketPermissions)
+        c.start()
+        return c
+    }
+}
+
 /// A control-socket client: one connection, requests answered in order.
 public final class ControlClient: @unchecked Sendable {
     let fd: Int32

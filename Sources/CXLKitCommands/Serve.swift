@@ -105,16 +105,7 @@ public final class ServeSession: @unchecked Sendable {
         } catch {
             throw CommandError(error.description)
         }
-        if let path = options.controlPath {
-            let context = ControlContext(function: ServedFunction(device: monitor, name: "control:" + path), name: "control:" + path,
-                                         status: { [weak self] in self?.status ?? ServeStatus(profile: "", device: "", clientAttached: false,
-                                                                                             clientsServed: 0, resets: [:], interruptsRaised: 0, memoryGated: nil) },
-                                         metrics: options.controlMetrics)
-            let c = try ControlServer(path: path, context: context, maxClients: options.maxControlClients,
-                                      permissions: options.socketPermissions)
-            c.start()
-            control = c
-        }
+        control = try ControlServer.start(options: options, monitor: monitor) { [weak self] in self?.status }
     }
 
     /// What the control socket's `status` reports.

@@ -35,8 +35,9 @@ public final class ServedDeviceMonitor: VFIODevice, @unchecked Sendable {
     public var resets: [String: Int] { lock.lock(); defer { lock.unlock() }; return _resets }
 
     /// vfio-cxl gates its device-memory region (no mmap offered) from a reset until
-    /// decoder 0 is committed again; nil when the device is not vfio-cxl.
+    /// decoder 0 is committed again (v4: `hdm_valid` false); nil when the device is not vfio-cxl.
     public var memoryGated: Bool? {
+        if let v4 = inner as? VFIOCXLv4Device { return !v4.hdmValid }
         guard inner is VFIOCXLDevice, let info = try? inner.regionInfo(VFIOCXLUAPI.memoryRegionIndex) else { return nil }
         return !info.flags.contains(.mmap)
     }

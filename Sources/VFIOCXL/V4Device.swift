@@ -201,6 +201,11 @@ public final class VFIOCXLv4Device: VFIOPCIDevice, @unchecked Sendable {
         }
         dvsec.reopen()
         compRegs.reopen()
+        // A kernel-owned function (`serve --device vfio:BDF --uapi v4`) lost its MSI/MSI-X programming to the CXL
+        // Reset, behind vfio-pci's back: hand the kernel the client's eventfds again (nothing for the emulator).
+        do { try rearmForwardedIRQs() } catch {
+            throw .system(errno: VFIOErrno.EIO, "vfio-cxl v4: re-arming interrupts after CXL Reset: \(error)")
+        }
         guard report.restore?.succeeded ?? false, hostDecoderCommitted() else {
             options.logger.error("vfio-cxl v4: decoder \(decoder) not restored after CXL Reset: \(report.steps.joined(separator: "; "))")
             throw .system(errno: VFIOErrno.EIO, "vfio-cxl v4: decoder \(decoder) not restored after CXL Reset; device memory stays gated")

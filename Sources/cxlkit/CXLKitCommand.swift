@@ -67,6 +67,11 @@ struct TargetOptionGroup: ParsableArguments {
         return target
     }
 
+    /// The functions `target` (or the default target) names, narrowed to those an lspci `-s` selector picks.
+    func functions(_ target: String?, select: String?) throws -> [ResolvedTarget] {
+        try TargetOptions.select(resolver().resolve(self.target(target)), select)
+    }
+
     func resolver() throws -> TargetResolver {
         var images: [Int: (offset: UInt64, path: String)] = [:]
         for spec in bar {
@@ -89,8 +94,25 @@ let targetFormsHelp: String = {
         + "\n  PATH               an existing file, as file:PATH"
 }()
 
+/// Settings a command's body runs under: what its report writers and the progress line on stderr do.
+protocol OutputScope: ParsableArguments {
+    /// Runs `body` with these settings in force.
+    func scope<T>(_ body: () throws -> T) rethrows -> T
+}
+
+/// A command whose body (`runCommand`) runs inside its output settings: every report command's `run()`.
+protocol ScopedCommand: ParsableCommand {
+    associatedtype Output: OutputScope
+    var outputOptions: Output { get }
+    func runCommand() throws
+}
+
+extension ScopedCommand {
+    func run() throws { try outputOptions.scope { try runCommand() } }
+}
+
 /// `-u/--human` and `-q/--quiet`, shared by the commands that print reports.
-struct OutputOptionGroup: ParsableArguments {
+struct OutputOptionGroup: OutputScope {
     @Flag(name: [.customShort("u"), .long],
           help: "With --json, byte counts (keys ending in _bytes) as strings such as \"256.00 MiB\", as cxl-cli -u.")
     var human = false
@@ -98,7 +120,6 @@ struct OutputOptionGroup: ParsableArguments {
     @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")
     var quiet = false
 
-    /// Runs `body` with these settings in force for the report writers and the progress line.
     func scope<T>(_ body: () throws -> T) rethrows -> T {
         try JSONOutput.$human.withValue(human) {
             try CommandProgress.$quiet.withValue(quiet) { try CommandProgress.around(body) }
@@ -108,9 +129,8 @@ struct OutputOptionGroup: ParsableArguments {
 
 /// A command with `--json` and the output options: `-u/--human` only means something for its JSON, so alone it
 /// is a usage error rather than silently ignored.
-protocol JSONOutputCommand: ParsableCommand {
+protocol JSONOutputCommand: ScopedCommand where Output == OutputOptionGroup {
     var json: Bool { get }
-    var outputOptions: OutputOptionGroup { get }
 }
 
 extension JSONOutputCommand {
@@ -122,7 +142,7 @@ extension JSONOutputCommand {
 }
 
 /// `-q/--quiet` alone, for commands without JSON output.
-struct QuietOptionGroup: ParsableArguments {
+struct QuietOptionGroup: OutputScope {
     @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")
     var quiet = false
 

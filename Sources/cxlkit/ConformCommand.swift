@@ -17,8 +17,6 @@ struct ConformCommand: JSONOutputCommand {
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
         let result: (output: String, ok: Bool)
         do { result = try CXLKit.conform(target: target, json: json) } catch {

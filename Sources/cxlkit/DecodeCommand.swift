@@ -20,12 +20,10 @@ struct DecodeCommand: JSONOutputCommand {
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
         var problems: [String] = []
         try runReportingErrors {
-            let targets = try TargetOptions.select(targetOptions.resolver().resolve(targetOptions.target(target)), select)
+            let targets = try targetOptions.functions(target, select: select)
             problems = CXLKit.unreadableRegisters(targets)
             if json {
                 CXLKit.decodeJSON(targets, verbosity: verbose, problems: problems, writeBytes: { writeStdout(bytes: $0) })

@@ -11,8 +11,6 @@ struct DemoCommand: JSONOutputCommand {
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
         try runStateCommand { try CXLKit.demo(json: json) }
     }

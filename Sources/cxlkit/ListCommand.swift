@@ -15,8 +15,6 @@ struct ListCommand: JSONOutputCommand {
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
         try runReportingErrors { try CXLKit.list(tree: SysfsTree(root: sysfs), json: json, selector: select, showDomain: showDomain) }
     }

@@ -3,7 +3,7 @@ import CXLKitCommands
 import CXLMetrics
 import Logging
 
-struct ServeCommand: ParsableCommand {
+struct ServeCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve an emulated CXL Type-2 device on a vfio-user socket (for QEMU's vfio-user-pci).",
@@ -34,13 +34,12 @@ struct ServeCommand: ParsableCommand {
     var control: String?
     @Option(name: .customLong("control-clients"), help: "Control clients served at once; the next is refused with an error line.") var controlClients: Int = 4
 
-    @OptionGroup var stderrOptions: QuietOptionGroup
+    @OptionGroup var outputOptions: QuietOptionGroup
 
-    func run() throws { try stderrOptions.scope { try runCommand() } }
 
     func runCommand() throws {
         // --quiet keeps warnings and errors only; the info lines ("listening on ...") are notes.
-        let level: Logger.Level = verbose ? .debug : (stderrOptions.quiet ? .warning : .info)
+        let level: Logger.Level = verbose ? .debug : (outputOptions.quiet ? .warning : .info)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
@@ -61,12 +60,10 @@ struct ServeCommand: ParsableCommand {
             try options.setSocketPermissions(mode: socketMode, group: socketGroup)
             if device == nil, memoryBAR != nil { throw CommandError("--memory-bar goes with --device vfio:BDF") }
             if let device {
-                guard contract == .v2 else { throw CommandError("--uapi v4 serves the emulated device only; --device serves v2") }
-                guard control == nil else { throw CommandError("--control serves the emulated device's view; it is not offered with --device yet") }
                 guard irqInterval == 0 else { throw CommandError("--irq-interval drives the emulated device; a real device (--device) raises its own interrupts") }
                 if let memoryBAR, !(0...5).contains(memoryBAR) { throw CommandError("--memory-bar \(memoryBAR): a BAR number, 0 to 5") }
                 CommandProgress.active?.show("serve: opening \(device), claiming \(socket)")
-                let session = try DeviceServeSession(target: device, socketPath: socket, memoryBAR: memoryBAR, permissions: options.socketPermissions)
+                let session = try DeviceServeSession(target: device, options: options, memoryBAR: memoryBAR)
                 CommandProgress.clear()
                 ServeSession.installSignalHandlers(stopFD: session.server.stopFD)
                 try session.run()

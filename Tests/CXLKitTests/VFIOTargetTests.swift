@@ -98,7 +98,7 @@ import Glibc
         let socket = serveSocketPath("vfio-dev")
         let session = try DeviceServeSession(target: Self.bdf, socketPath: socket, resolver: r)
         // type2 has its memory only behind the HDM decoders (no memory BAR): served as plain PCI, the reason said.
-        #expect(session.device.cxlDisabledReason?.contains("no device memory: no mappable prefetchable BAR of at least 0x40000000 bytes") == true)
+        #expect(session.device?.cxlDisabledReason?.contains("no device memory: no mappable prefetchable BAR of at least 0x40000000 bytes") == true)
         let done = DispatchSemaphore(value: 0)
         Thread { try? session.run(); done.signal() }.start()
         defer { session.stop(); done.wait() }
@@ -129,10 +129,10 @@ import Glibc
         r.register(VFIOScheme(system: k))
         let socket = serveSocketPath("vfio-mem")
         let session = try DeviceServeSession(target: Self.bdf, socketPath: socket, resolver: r)
-        #expect(session.device.isCXL && session.device.cxlDisabledReason == nil)
+        #expect(session.device?.isCXL == true && session.device?.cxlDisabledReason == nil)
         #expect(session.memory?.bar == 2 && session.memory?.memorySize == 256 << 20 && session.memory?.memoryFileOffset == 0)
         // vfio-cxl committed decoder 0 on the host (firmware had not) over the whole memory.
-        let layout = try #require(session.device.layout)
+        let layout = try #require(session.device?.layout)
         let ctrl = try emu.barRead(0, offset: layout.componentOffset + UInt64(layout.hdmOffset) + 0x20, width: 4)
         #expect(ctrl & 0x400 != 0)
         let done = DispatchSemaphore(value: 0)
@@ -159,7 +159,7 @@ import Glibc
         // DEVICE_RESET: save, the kernel's VFIO_DEVICE_RESET, restore; the memory region is served again after it.
         let resetsBefore = k.resets
         try c.reset()
-        #expect(k.resets == resetsBefore + 1 && session.device.lastRestore?.succeeded == true)
+        #expect(k.resets == resetsBefore + 1 && session.device?.lastRestore?.succeeded == true)
         #expect(try c.regionInfo(mem).flags.contains(.mmap))
         #expect(try c.read(region: mem, offset: 0x2000, count: 4) == [0x0D, 0xF0, 0xFE, 0xCA])
     }
@@ -226,7 +226,7 @@ import Glibc
         r.register(VFIOScheme(system: k))
         let socket = serveSocketPath("vfio-cxlreset")
         let session = try DeviceServeSession(target: Self.bdf, socketPath: socket, resolver: r)
-        let layout = try #require(session.device.layout)
+        let layout = try #require(session.device?.layout)
         let done = DispatchSemaphore(value: 0)
         Thread { try? session.run(); done.signal() }.start()
         defer { session.stop(); done.wait() }
@@ -249,7 +249,7 @@ import Glibc
         // Disable (DATA_NONE | ACTION_TRIGGER, count 0), then the same eventfds again.
         #expect(calls.first?.bytes.map { Array($0[4..<20]) } == [0x21, 0, 0, 0, UInt8(msix), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])
         #expect(k.irqFDs[msix] == armed)
-        #expect(session.device.lastRestore?.succeeded == true)
+        #expect(session.device?.lastRestore?.succeeded == true)
     }
 
     /// Through the executable: `--memory-bar` without `--device` or out of range, and `conform vfio:` on this
