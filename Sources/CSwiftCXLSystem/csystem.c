@@ -8,8 +8,21 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <linux/futex.h>
 
 int csystem_placeholder(void) { return 0; }
+
+void csystem_rlock_wait(csystem_rlock *lock) {
+    uint32_t c = __atomic_exchange_n(&lock->state, 2, __ATOMIC_ACQUIRE);
+    while (c != 0) {
+        syscall(SYS_futex, &lock->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+        c = __atomic_exchange_n(&lock->state, 2, __ATOMIC_ACQUIRE);
+    }
+}
+
+void csystem_rlock_wake(csystem_rlock *lock) {
+    syscall(SYS_futex, &lock->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
 
 ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
@@ -44,6 +57,21 @@ ssize_t csystem_send(int sock, const void *buf, size_t len) {
     ssize_t n;
     do { n = (ssize_t)syscall(SYS_sendto, sock, buf, len, MSG_NOSIGNAL, NULL, 0); } while (n < 0 && errno == EINTR);
     return n;
+}
+
+ssize_t csystem_send3(int sock, const void *a, size_t na, const void *b, size_t nb, const void *c, size_t nc) {
+    struct iovec iov[3];
+    int n = 0;
+    if (na > 0) { iov[n].iov_base = (void *)a; iov[n].iov_len = na; n++; }
+    if (nb > 0) { iov[n].iov_base = (void *)b; iov[n].iov_len = nb; n++; }
+    if (nc > 0) { iov[n].iov_base = (void *)c; iov[n].iov_len = nc; n++; }
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n;
+    ssize_t r;
+    do { r = (ssize_t)syscall(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    return r;
 }
 
 ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated) {

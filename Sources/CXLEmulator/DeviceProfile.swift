@@ -174,12 +174,12 @@ public enum ProfileError: Error, Sendable, Equatable, CustomStringConvertible {
 
 extension DeviceProfile {
     /// Names of the shipped profiles.
-    public static var namedProfiles: [String] { NamedProfiles.json.keys.sorted() }
+    public static var namedProfiles: [String] { NamedProfiles.all.keys.sorted() }
 
     /// A shipped profile by name: `type2`, `gpu-fw-committed`, `flr-loses-state`.
     public static func named(_ name: String) throws(ProfileError) -> DeviceProfile {
-        guard let json = NamedProfiles.json[name] else { throw .unknownName(name, available: namedProfiles) }
-        return try decode(Array(json.utf8), source: "'\(name)'")
+        guard let profile = NamedProfiles.all[name] else { throw .unknownName(name, available: namedProfiles) }
+        return profile
     }
 
     /// A profile from a JSON file.

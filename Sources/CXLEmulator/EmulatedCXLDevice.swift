@@ -86,9 +86,17 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         }
     }
 
+    /// Every config access asks: the common (valid) case is one inlined test, the errors are built out of line.
+    @inline(__always)
     static func checkConfigAccess(_ offset: Int, _ width: Int) throws(PCIError) {
+        if width == 1 || width == 2 || width == 4, offset >= 0, offset <= pcieConfigSpaceSize - width, offset & (width - 1) == 0 { return }
+        try configAccessError(offset, width)
+    }
+
+    @inline(never)
+    static func configAccessError(_ offset: Int, _ width: Int) throws(PCIError) {
         guard width == 1 || width == 2 || width == 4 else { throw .badAccess("config access width \(width)") }
-        guard offset >= 0, offset + width <= pcieConfigSpaceSize else {
+        guard offset >= 0, offset <= pcieConfigSpaceSize - width else {
             throw .outOfRange("config offset \(hex(offset, digits: 3)) width \(width)")
         }
         guard offset % width == 0 else { throw .badAccess("unaligned config access at \(hex(offset, digits: 3)) width \(width)") }
@@ -106,18 +114,14 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
 
     public func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
         if bar == Layout.memoryBARIndex && profile.prefetchableMemoryBAR {
-            var out = [UInt8](repeating: 0, count: width)
             try memoryBARAccess(offset: offset, width: width)
             if !memorySpaceEnabled { return width == 8 ? ~0 : (1 << UInt64(8 * width)) - 1 }
-            out.withUnsafeMutableBytes { memory.read(dpa: offset, into: $0) }
-            return out.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+            return Self.load(width) { memory.read(dpa: offset, into: $0) }
         }
         guard bar == 0 else { throw .noSuchBAR(bar) }
         if let sram, let w = try sramAccess(offset, width) {
             guard memorySpaceEnabled else { return width == 8 ? ~0 : (1 << UInt64(8 * width)) - 1 }
-            var out = [UInt8](repeating: 0, count: w)
-            out.withUnsafeMutableBytes { sram.read(dpa: offset, into: $0) }
-            return out.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+            return Self.load(w) { sram.read(dpa: offset, into: $0) }
         }
         try Self.checkBAR0Access(offset, width)
         return lock.withLock {
@@ -131,15 +135,13 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         if bar == Layout.memoryBARIndex && profile.prefetchableMemoryBAR {
             try memoryBARAccess(offset: offset, width: width)
             if !memorySpaceEnabled { return }
-            let bytes = (0..<width).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
-            bytes.withUnsafeBytes { memory.write(dpa: offset, from: $0) }
+            Self.store(value, width) { memory.write(dpa: offset, from: $0) }
             return
         }
         guard bar == 0 else { throw .noSuchBAR(bar) }
         if let sram, let w = try sramAccess(offset, width) {
             guard memorySpaceEnabled else { return }
-            let bytes = (0..<w).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
-            bytes.withUnsafeBytes { sram.write(dpa: offset, from: $0) }
+            Self.store(value, w) { sram.write(dpa: offset, from: $0) }
             return
         }
         try Self.checkBAR0Access(offset, width)
@@ -153,6 +155,21 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         deliver(fire)
     }
 
+    /// A `width`-byte little-endian value `fill` reads into a buffer on the stack (memory-backed BAR reads: no array).
+    @inline(__always)
+    private static func load(_ width: Int, _ fill: (UnsafeMutableRawBufferPointer) -> Void) -> UInt64 {
+        var v: UInt64 = 0
+        withUnsafeMutableBytes(of: &v) { fill(UnsafeMutableRawBufferPointer(rebasing: $0[0..<width])) }
+        return UInt64(littleEndian: v)
+    }
+
+    /// The low `width` bytes of `value`, little-endian, handed to `write` from the stack.
+    @inline(__always)
+    private static func store(_ value: UInt64, _ width: Int, _ write: (UnsafeRawBufferPointer) -> Void) {
+        var v = value.littleEndian
+        withUnsafeBytes(of: &v) { write(UnsafeRawBufferPointer(rebasing: $0[0..<width])) }
+    }
+
     /// BAR0 device SRAM (profile `deviceSRAM`): memory semantics, any 1/2/4/8-byte access inside it.
     public var sramWindow: Range<UInt64>? { sram == nil ? nil : Layout.sram }
 
@@ -163,7 +180,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     /// The access width when `offset` falls in the SRAM window, nil when it does not.
     private func sramAccess(_ offset: UInt64, _ width: Int) throws(PCIError) -> Int? {
         guard Layout.sram.contains(offset) else { return nil }
-        guard [1, 2, 4, 8].contains(width) else { throw .badAccess("SRAM access width \(width)") }
+        guard width == 1 || width == 2 || width == 4 || width == 8 else { throw .badAccess("SRAM access width \(width)") }
         guard UInt64(width) <= Layout.sram.upperBound - offset else { throw .outOfRange("SRAM access at \(hex64(offset)) width \(width)") }
         return width
     }
@@ -208,7 +225,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     }
 
     private func memoryBARAccess(offset: UInt64, width: Int) throws(PCIError) {
-        guard [1, 2, 4, 8].contains(width) else { throw .badAccess("memory BAR access width \(width)") }
+        guard width == 1 || width == 2 || width == 4 || width == 8 else { throw .badAccess("memory BAR access width \(width)") }
         guard offset < memory.size, width <= memory.size - offset else {
             throw .outOfRange("memory BAR offset \(hex64(offset)) width \(width) past device memory \(hex64(memory.size))")
         }

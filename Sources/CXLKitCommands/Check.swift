@@ -19,16 +19,6 @@ public struct TargetHealth: Sendable {
     /// For served devices (`control:` targets): what the server reports.
     public var serve: ServeStatus?
 
-    public init(target: String, reading: CXLHealthReading?, result: CXLCheckResult, error: String? = nil,
-                stateCheck: CXLCheckResult? = nil, serve: ServeStatus? = nil) {
-        self.target = target
-        self.reading = reading
-        self.result = result
-        self.error = error
-        self.stateCheck = stateCheck
-        self.serve = serve
-    }
-
     /// 0 healthy, 1 problems, 2 could not check.
     public var exitCode: Int32 {
         let codes = [error == nil ? result.exitCode : 2, stateCheck?.exitCode ?? 0]

@@ -24,10 +24,7 @@ public struct ListedFunction: Sendable {
     public var device: (cap: RegisterValue, ctl: RegisterValue, ranges: [DeviceDVSECRange])? {
         guard let c = config, let d = dvsecs.first(where: { $0.dvsecID == CXLDVSECID.device.rawValue }) else { return nil }
         let o = d.offset
-        let ranges = [(1, CXLDeviceDVSEC.range1), (2, CXLDeviceDVSEC.range2)].map { n, r in
-            DeviceDVSECRange(n: n, sizeHigh: RegisterValue(r.sizeHigh, config: c, base: o), sizeLow: RegisterValue(r.sizeLow, config: c, base: o),
-                             baseHigh: RegisterValue(r.baseHigh, config: c, base: o), baseLow: RegisterValue(r.baseLow, config: c, base: o))
-        }
+        let ranges = (1...2).map { DeviceDVSECRange(n: $0, config: c, dvsecOffset: o) }
         return (RegisterValue(CXLDeviceDVSEC.capability, config: c, base: o), RegisterValue(CXLDeviceDVSEC.control, config: c, base: o), ranges)
     }
 

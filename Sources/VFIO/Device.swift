@@ -90,6 +90,22 @@ public protocol VFIODMAMemory: AnyObject, Sendable {
     func read(address: UInt64, count: Int) throws(VFIOError) -> [UInt8]
     /// Writes `data` at IO virtual address `address`.
     func write(address: UInt64, data: [UInt8]) throws(VFIOError)
+    /// Reads `buffer.count` bytes at `address` into caller memory (no array); the default goes through
+    /// `read(address:count:)`.
+    func read(address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError)
+    /// Writes `buffer` at `address` from caller memory; the default goes through `write(address:data:)`.
+    func write(address: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError)
+}
+
+extension VFIODMAMemory {
+    public func read(address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        let bytes = try read(address: address, count: buffer.count)
+        guard bytes.count == buffer.count else { throw .system(errno: VFIOErrno.EIO, "short DMA read") }
+        if let d = buffer.baseAddress, !bytes.isEmpty { bytes.withUnsafeBytes { d.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+    public func write(address: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+        try write(address: address, data: Array(buffer))
+    }
 }
 
 /// A VFIO device, independent of the transport (the user-space equivalent of `vfio_device_ops` + vfio-pci-core's

@@ -23,7 +23,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     public let function: any PCIFunction
     public let irqs: VFIOIRQTable
     /// Serialises config virtualisation state.
-    public let lock = NSRecursiveLock()
+    public let lock = VFIORecursiveLock()
 
     private let configSize: Int
     // The state below is guarded by `lock`: dynamic exclusivity checks are off for what a config access touches
@@ -51,6 +51,10 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     /// The span of all `configOverrides` (empty: none): an access outside it skips the list.
     @exclusivity(unchecked) private var overrideSpan: Range<Int> = 0..<0
     @exclusivity(unchecked) private var extraRegions: [UInt32: VFIOExtraRegion] = [:]
+    /// The handlers of `extraRegions` by index - `VFIOPCIRegion.count` (indices up to 64 past it), looked up on
+    /// every access without hashing; `otherExtras`: some extra region lies outside that (then the dictionary).
+    @exclusivity(unchecked) private var extraHandlers: [(any VFIORegionAccessHandler)?] = []
+    @exclusivity(unchecked) private var otherExtras = false
     /// Device-info capabilities reported with `VFIO_DEVICE_FLAGS_CAPS` (for composing devices).
     public var deviceInfoCapabilities: [VFIOCapability] {
         get { lock.lock(); defer { lock.unlock() }; return _deviceInfoCaps }
@@ -199,6 +203,13 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     public func addRegion(_ region: VFIOExtraRegion) {
         lock.lock(); defer { lock.unlock() }
         extraRegions[region.info.index] = region
+        let i = Int(region.info.index) - Int(VFIOPCIRegion.count)
+        if i >= 0 && i < 64 {
+            if extraHandlers.count <= i { extraHandlers += Array(repeating: nil, count: i + 1 - extraHandlers.count) }
+            extraHandlers[i] = region.handler
+        } else {
+            otherExtras = true
+        }
     }
 
     // MARK: VFIODevice
@@ -329,44 +340,40 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     }
 
     open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
-        if region == VFIOPCIRegion.config.rawValue {
-            try checkConfigBounds(offset, count)
-            var failure: VFIOError?
-            let out = [UInt8](unsafeUninitializedCapacity: count) { buf, n in
-                do throws(VFIOError) { try readConfig(offset, into: UnsafeMutableRawBufferPointer(buf)) } catch {
-                    buf.initialize(repeating: 0)
-                    failure = error
-                }
-                n = count
+        guard count >= 0 else { throw .invalidArgument("region \(region) read of \(count) bytes") }
+        var failure: VFIOError?
+        let out = [UInt8](unsafeUninitializedCapacity: count) { buf, n in
+            do throws(VFIOError) { try read(region: region, offset: offset, into: UnsafeMutableRawBufferPointer(buf)) } catch {
+                buf.initialize(repeating: 0)
+                failure = error
             }
-            if let failure { throw failure }
-            return out
+            n = count
         }
-        lock.lock(); defer { lock.unlock() }
-        if let e = extraRegions[region] { return try e.handler.read(offset: offset, count: count) }
-        let info = try regionInfo(region)
-        try checkBounds(info, offset, count)
-        return try barAccess(bar: Int(region), offset: offset, count: count, write: nil)
+        if let failure { throw failure }
+        return out
     }
 
-    /// `VFIODirectAccessDevice`: config space is read straight into `buffer` (the per-message path of a
-    /// vfio-user REGION_READ: one lock, no array); other regions go through `read(region:offset:count:)`.
+    /// `VFIODirectAccessDevice`: every region is read straight into `buffer` (the per-message path of a vfio-user
+    /// REGION_READ: no array). Config space under one lock; a BAR under the device lock, checked against the BAR's
+    /// size, its MSI-X table, PBA, trapped ranges (`VFIORegionAccessHandler.read(offset:into:)`) and the function's
+    /// registers filled in place; extra regions through their handler's `read(offset:into:)`.
     open func read(region: UInt32, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
         if region == VFIOPCIRegion.config.rawValue { return try readConfig(offset, into: buffer) }
         lock.lock(); defer { lock.unlock() }
-        if let e = extraRegions[region] { return try e.handler.read(offset: offset, into: buffer) }
-        let bytes = try read(region: region, offset: offset, count: buffer.count)
-        guard bytes.count == buffer.count else { throw .system(errno: VFIOErrno.EIO, "region \(region): short read") }
-        if let d = buffer.baseAddress, !bytes.isEmpty { bytes.withUnsafeBytes { d.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        if let h = extraHandler(region) { return try h.read(offset: offset, into: buffer) }
+        let bar = try checkBAR(region, offset, buffer.count)
+        try barAccess(bar: bar, offset: offset, buffer, write: false)
     }
 
-    /// `VFIODirectAccessDevice`: config writes are split as `write(region:offset:data:)` splits them, without an
-    /// array; other regions go through `write(region:offset:data:)`.
+    /// `VFIODirectAccessDevice`: config writes are split into naturally aligned accesses of at most 4 bytes, BAR writes go
+    /// to the MSI-X table, trapped ranges (`VFIORegionAccessHandler.write(offset:from:)`) and the function's
+    /// registers straight from `buffer`: no array.
     open func write(region: UInt32, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
         lock.lock(); defer { lock.unlock() }
         guard region == VFIOPCIRegion.config.rawValue else {
-            if let e = extraRegions[region] { return try e.handler.write(offset: offset, from: buffer) }
-            return try write(region: region, offset: offset, data: Array(buffer))
+            if let h = extraHandler(region) { return try h.write(offset: offset, from: buffer) }
+            let bar = try checkBAR(region, offset, buffer.count)
+            return try barAccess(bar: bar, offset: offset, UnsafeMutableRawBufferPointer(mutating: buffer), write: true)
         }
         try checkConfigBounds(offset, buffer.count)
         var off = offset
@@ -381,6 +388,28 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
         }
     }
 
+    /// The handler of extra region `region`, if it is one (`lock` held).
+    @inline(__always)
+    private func extraHandler(_ region: UInt32) -> (any VFIORegionAccessHandler)? {
+        if otherExtras { return extraRegions[region]?.handler }
+        let i = Int(region) - Int(VFIOPCIRegion.count)
+        guard i >= 0, i < extraHandlers.count else { return nil }
+        return extraHandlers[i]
+    }
+
+    /// The BAR number of `region` after checking [offset, offset + count) against its size (the size
+    /// `regionInfo` reports; ROM and VGA have none). Without building the region info (sparse areas).
+    private func checkBAR(_ region: UInt32, _ offset: UInt64, _ count: Int) throws(VFIOError) -> Int {
+        guard let r = VFIOPCIRegion(rawValue: region), r != .config else { throw .invalidArgument("region index \(region)") }
+        let bar = Int(region)
+        let size: UInt64 = bar < 6 ? barList[bar]?.size ?? 0 : 0
+        let (end, o) = offset.addingReportingOverflow(UInt64(truncatingIfNeeded: count))
+        guard count >= 0, !o, end <= size else {
+            throw .invalidArgument("region \(region) access 0x\(String(offset, radix: 16))+\(count) beyond 0x\(String(size, radix: 16))")
+        }
+        return bar
+    }
+
     private func checkConfigBounds(_ offset: UInt64, _ count: Int) throws(VFIOError) {
         let (end, o) = offset.addingReportingOverflow(UInt64(truncatingIfNeeded: count))
         guard count >= 0, !o, end <= UInt64(configSize) else {
@@ -389,14 +418,27 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     }
 
     /// Config bytes [offset, offset + buffer.count) into `buffer`, split into naturally aligned accesses of at most
-    /// 4 bytes (as `split`), under one lock.
+    /// 4 bytes, under one lock.
     private func readConfig(_ offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        let count = buffer.count
+        // One naturally aligned access of 1, 2 or 4 bytes (a guest's config read): no loop, one bounds check.
+        if count == 4 || count == 2 || count == 1, offset & UInt64(count - 1) == 0, offset <= UInt64(configSize - count),
+           let p = buffer.baseAddress {
+            lock.lock(); defer { lock.unlock() }
+            let v = try configReadLocked(Int(offset), width: count)
+            switch count {
+            case 4: p.storeBytes(of: v.littleEndian, as: UInt32.self)
+            case 2: p.storeBytes(of: UInt16(truncatingIfNeeded: v).littleEndian, as: UInt16.self)
+            default: p.storeBytes(of: UInt8(truncatingIfNeeded: v), as: UInt8.self)
+            }
+            return
+        }
         lock.lock(); defer { lock.unlock() }
-        try checkConfigBounds(offset, buffer.count)
+        try checkConfigBounds(offset, count)
         var off = offset
         var pos = 0
-        while pos < buffer.count {
-            let width = Self.accessWidth(off, buffer.count - pos, maxWidth: 4)
+        while pos < count {
+            let width = Self.accessWidth(off, count - pos, maxWidth: 4)
             let v = try configReadLocked(Int(off), width: width)
             for i in 0..<width { buffer[pos + i] = UInt8(truncatingIfNeeded: v >> UInt32(8 * i)) }
             off += UInt64(width)
@@ -405,21 +447,11 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     }
 
     open func write(region: UInt32, offset: UInt64, data: [UInt8]) throws(VFIOError) {
-        lock.lock(); defer { lock.unlock() }
-        if let e = extraRegions[region] { return try e.handler.write(offset: offset, data: data) }
-        let info = try regionInfo(region)
-        try checkBounds(info, offset, data.count)
-        if region == VFIOPCIRegion.config.rawValue {
-            var pos = 0
-            for (off, width) in Self.split(offset, data.count, maxWidth: 4) {
-                var v: UInt32 = 0
-                for i in 0..<width { v |= UInt32(data[pos + i]) << UInt32(8 * i) }
-                try configWrite(Int(off), width: width, value: v)
-                pos += width
-            }
-            return
+        var failure: VFIOError?
+        data.withUnsafeBytes { raw in
+            do throws(VFIOError) { try write(region: region, offset: offset, from: raw) } catch { failure = error }
         }
-        _ = try barAccess(bar: Int(region), offset: offset, count: data.count, write: data)
+        if let failure { throw failure }
     }
 
     open func reset() throws(VFIOError) {
@@ -484,27 +516,6 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
 
     // MARK: Config space
 
-    private func checkBounds(_ info: VFIORegionInfo, _ offset: UInt64, _ count: Int) throws(VFIOError) {
-        let (end, o) = offset.addingReportingOverflow(UInt64(count))
-        guard count >= 0, !o, end <= info.size else {
-            throw .invalidArgument("region \(info.index) access 0x\(String(offset, radix: 16))+\(count) beyond 0x\(String(info.size, radix: 16))")
-        }
-    }
-
-    /// Splits [offset, offset+count) into naturally aligned accesses of at most `maxWidth` bytes.
-    static func split(_ offset: UInt64, _ count: Int, maxWidth: Int) -> [(UInt64, Int)] {
-        var out: [(UInt64, Int)] = []
-        var off = offset
-        var left = count
-        while left > 0 {
-            let w = accessWidth(off, left, maxWidth: maxWidth)
-            out.append((off, w))
-            off += UInt64(w)
-            left -= w
-        }
-        return out
-    }
-
     /// The widest naturally aligned access (at most `maxWidth`, a power of two) at `offset` within `left` bytes.
     @inline(__always)
     static func accessWidth(_ offset: UInt64, _ left: Int, maxWidth: Int) -> Int {
@@ -515,7 +526,14 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
 
     private func override(_ offset: Int, _ width: Int) -> (any VFIOConfigAccessHandler)? {
         guard offset < overrideSpan.upperBound && offset + width > overrideSpan.lowerBound else { return nil }
-        for (r, h) in configOverrides where r.contains(offset) && r.contains(offset + width - 1) { return h }
+        // Indexed, not `for in`: the generic iterator allocates per element in an unoptimised build (the
+        // allocation tests run in one), and this is the per-message path of an overridden config access.
+        var i = 0
+        while i < configOverrides.count {
+            let (r, h) = configOverrides[i]
+            if r.contains(offset) && r.contains(offset + width - 1) { return h }
+            i += 1
+        }
         return nil
     }
 
@@ -536,15 +554,16 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     /// virtual ones byte by byte (`virtualMask`).
     private func configReadLocked(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 {
         if let h = override(offset, width) { return try h.configRead(offset, width: width) }
-        var vm: UInt32 = 0
-        var vv: UInt32 = 0
-        virtualMask.withUnsafeBufferPointer { m in
-            vconfig.withUnsafeBufferPointer { c in
-                // The access is checked against the config size; both arrays have that size.
-                guard offset >= 0, offset + width <= m.count, offset + width <= c.count else { return }
-                for i in 0..<width {
-                    vm |= UInt32(m[offset &+ i]) << UInt32(8 &* i)
-                    vv |= UInt32(c[offset &+ i]) << UInt32(8 &* i)
+        // One load of the mask and one of the image (both arrays have the config size, the access is checked).
+        let (vm, vv) = virtualMask.withUnsafeBytes { m in
+            vconfig.withUnsafeBytes { c -> (UInt32, UInt32) in
+                guard offset >= 0, offset <= m.count - width, offset <= c.count - width else { return (0, 0) }
+                switch width {
+                case 4: return (UInt32(littleEndian: m.loadUnaligned(fromByteOffset: offset, as: UInt32.self)),
+                                UInt32(littleEndian: c.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+                case 2: return (UInt32(UInt16(littleEndian: m.loadUnaligned(fromByteOffset: offset, as: UInt16.self))),
+                                UInt32(UInt16(littleEndian: c.loadUnaligned(fromByteOffset: offset, as: UInt16.self))))
+                default: return (UInt32(m[offset]), UInt32(c[offset]))
                 }
             }
         }
@@ -666,7 +685,14 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     private enum Segment { case table(UInt64), pba(UInt64), trap(any VFIORegionAccessHandler), device }
 
     private func classify(bar: Int, _ off: UInt64) -> (Segment, UInt64) {
-        for (r, h) in traps[UInt32(bar)] ?? [] where r.contains(off) { return (.trap(h), r.upperBound) }
+        // Indexed loops (see `override`): no iterator on the per-message path.
+        let trapped = traps[UInt32(bar)] ?? []
+        var i = 0
+        while i < trapped.count {
+            let (r, h) = trapped[i]
+            if r.contains(off) { return (.trap(h), r.upperBound) }
+            i += 1
+        }
         if let m = msix {
             let tlen = UInt64(m.count * MSIXCapability.tableEntrySize)
             if m.bar == bar, off >= m.tableOffset, off < m.tableOffset + tlen { return (.table(off - m.tableOffset), m.tableOffset + tlen) }
@@ -675,7 +701,12 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
         }
         // The next special range starting after `off` bounds this device segment.
         var end = UInt64.max
-        for (r, _) in traps[UInt32(bar)] ?? [] where r.lowerBound > off { end = min(end, r.lowerBound) }
+        i = 0
+        while i < trapped.count {
+            let lower = trapped[i].0.lowerBound
+            if lower > off { end = min(end, lower) }
+            i += 1
+        }
         if let m = msix {
             if m.bar == bar && m.tableOffset > off { end = min(end, m.tableOffset) }
             if m.pbaBar == bar && m.pbaOffset > off { end = min(end, m.pbaOffset) }
@@ -683,53 +714,58 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
         return (.device, end)
     }
 
-    private func barAccess(bar: Int, offset: UInt64, count: Int, write: [UInt8]?) throws(VFIOError) -> [UInt8] {
-        var out: [UInt8] = []
+    /// BAR `bar` [offset, offset + buffer.count) in place: a read fills `buffer`, a write takes it (`buffer` is then
+    /// only read). The range is split at the MSI-X table, the PBA and trapped ranges; the function's registers get
+    /// naturally aligned accesses of at most 8 bytes. `lock` is held.
+    private func barAccess(bar: Int, offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer, write: Bool) throws(VFIOError) {
+        guard let base = buffer.baseAddress else { return }
         var off = offset
-        let end = offset + UInt64(count)
+        let end = offset + UInt64(buffer.count)
         while off < end {
             let (seg, segEnd) = classify(bar: bar, off)
             let n = Int(min(end, segEnd) - off)
-            let pos = Int(off - offset)
-            let chunk = write.map { Array($0[pos..<(pos + n)]) }
+            let chunk = base + Int(off - offset)
             switch seg {
             case .trap(let h):
-                if let c = chunk { try h.write(offset: off, data: c) } else { out += try h.read(offset: off, count: n) }
+                if write { try h.write(offset: off, from: UnsafeRawBufferPointer(start: chunk, count: n)) }
+                else { try h.read(offset: off, into: UnsafeMutableRawBufferPointer(start: chunk, count: n)) }
             case .table(let t):
-                if let c = chunk {
-                    for i in 0..<n { msixTable[Int(t) + i] = c[i] }
-                } else { out += msixTable[Int(t)..<(Int(t) + n)] }
+                msixTable.withUnsafeMutableBytes { table in
+                    guard let tb = table.baseAddress, Int(t) + n <= table.count else { return }
+                    if write { (tb + Int(t)).copyMemory(from: chunk, byteCount: n) } else { chunk.copyMemory(from: tb + Int(t), byteCount: n) }
+                }
             case .pba(let p):
-                if chunk == nil {
-                    for i in 0..<n {
-                        var byte: UInt8 = 0
-                        for bit in 0..<8 {
-                            let v = (Int(p) + i) * 8 + bit
-                            if irqs.isPending(index: VFIOPCIIRQ.msix.rawValue, vector: v) { byte |= 1 << UInt8(bit) }
-                        }
-                        out.append(byte)
+                guard !write else { break }
+                for i in 0..<n {
+                    var byte: UInt8 = 0
+                    for bit in 0..<8 {
+                        let v = (Int(p) + i) * 8 + bit
+                        if irqs.isPending(index: VFIOPCIIRQ.msix.rawValue, vector: v) { byte |= 1 << UInt8(bit) }
                     }
+                    chunk.storeBytes(of: byte, toByteOffset: i, as: UInt8.self)
                 }
             case .device:
+                var o = off
                 var p = 0
-                for (o, w) in Self.split(off, n, maxWidth: 8) {
+                while p < n {
+                    let w = Self.accessWidth(o, n - p, maxWidth: 8)
                     do {
-                        if let c = chunk {
+                        if write {
                             var v: UInt64 = 0
-                            for i in 0..<w { v |= UInt64(c[p + i]) << UInt64(8 * i) }
+                            for i in 0..<w { v |= UInt64(chunk.load(fromByteOffset: p + i, as: UInt8.self)) << UInt64(8 * i) }
                             try function.barWrite(bar, offset: o, width: w, value: v)
                         } else {
                             let v = try function.barRead(bar, offset: o, width: w)
-                            for i in 0..<w { out.append(UInt8(truncatingIfNeeded: v >> UInt64(8 * i))) }
+                            for i in 0..<w { chunk.storeBytes(of: UInt8(truncatingIfNeeded: v >> UInt64(8 * i)), toByteOffset: p + i, as: UInt8.self) }
                         }
                     } catch {
-                        throw .system(errno: VFIOErrno.EIO, "BAR\(bar) \(chunk == nil ? "read" : "write") 0x\(String(o, radix: 16))/\(w): \(error)")
+                        throw .system(errno: VFIOErrno.EIO, "BAR\(bar) \(write ? "write" : "read") 0x\(String(o, radix: 16))/\(w): \(error)")
                     }
+                    o += UInt64(w)
                     p += w
                 }
             }
             off += UInt64(n)
         }
-        return out
     }
 }

@@ -71,7 +71,8 @@ struct CheckFailed: Error, CustomStringConvertible { var description: String }
 struct CheckSkipped: Error, CustomStringConvertible { var description: String }
 
 /// What the selftest's fixture finds once per device: the two CXL regions by TYPE, the CXL_COMP_REGS geometry and
-/// the CXL Device DVSEC; Memory Space Enable is set.
+/// the CXL device map of config space as a guest reads it (the CXL Device DVSEC, the Register Locator's blocks);
+/// Memory Space Enable is set.
 public final class CXLConformContext {
     public let target: any CXLConformTarget
     public let info: VFIODeviceInfo
@@ -80,7 +81,11 @@ public final class CXLConformContext {
     public private(set) var compIndex: UInt32?
     public private(set) var compRegion: CXLConformRegion?
     public private(set) var geometry: VFIOCXLCompRegsCapability?
-    public private(set) var dvsec: Int?
+    /// The config-space part of the CXL device map, from config space read through the config region; nil when
+    /// it has no CXL Device DVSEC (or cannot be read).
+    public private(set) var deviceMap: CXLDeviceMap?
+    /// The CXL Device DVSEC's offset in config space.
+    public var dvsec: Int? { deviceMap?.deviceDVSEC.offset }
     /// Why the fixture is incomplete (then every check that needs the missing piece fails with it).
     public private(set) var setupProblems: [String] = []
 
@@ -102,7 +107,9 @@ public final class CXLConformContext {
                 do { geometry = try VFIOCXLCompRegsCapability(parsing: cap) } catch { setupProblems.append("CXL_COMP_REGS capability: \(error)") }
             } else { setupProblems.append("CXL_COMP_REGS region has no CXL_COMP_REGS capability (id \(VFIOCXLUAPI.compRegsCapabilityID))") }
         }
-        dvsec = try? findDVSEC(id: CXLDVSECID.device.rawValue)
+        if let bytes = try? target.read(region: Self.configRegion, offset: 0, count: pcieConfigSpaceSize) {
+            deviceMap = try? CXLDeviceMap(config: ConfigSpace(bytes: bytes))
+        }
         // Memory Space Enable, so the memory and BAR checks can touch the device.
         let command = PCIHeader.command
         if let cmd = try? config16(command.offset) {
@@ -150,23 +157,6 @@ public final class CXLConformContext {
     }
     func writeConfig16(_ offset: Int, _ v: UInt16) throws {
         try target.write(region: Self.configRegion, offset: UInt64(offset), data: [UInt8(v & 0xFF), UInt8(v >> 8)])
-    }
-
-    /// Walks the PCIe extended capabilities (PCIe 6.0 §7.6.3) as a guest does, through the config region, for a
-    /// CXL DVSEC (the CXL vendor ID in DVSEC Header 1, `id` in Header 2).
-    func findDVSEC(id: UInt16) throws -> Int? {
-        typealias X = ExtendedCapabilityHeader
-        var pos = X.firstOffset
-        for _ in 0..<64 where pos >= X.firstOffset {
-            let h = UInt64(try config32(pos))
-            if X.capabilityID.extract(h) == UInt64(ExtendedCapabilityID.designatedVendorSpecific.rawValue) {
-                let h1 = UInt64(try config32(pos + DVSECHeader.header1.offset)), h2 = UInt64(try config32(pos + DVSECHeader.header2.offset))
-                if DVSECHeader.vendorID.extract(h1) == UInt64(cxlDVSECVendorID) && DVSECHeader.dvsecID.extract(h2) == UInt64(id) { return pos }
-            }
-            pos = Int(X.next.extract(h) & X.nextOffsetMask)
-            if pos == 0 { break }
-        }
-        return nil
     }
 
     /// Decoder 0 registers through CXL_COMP_REGS (which starts at the HDM Decoder Capability block).
@@ -417,32 +407,25 @@ public enum VFIOCXLConformance {
         },
         check("guest_hdm_discovery", "a guest's walk (Register Locator, CXL capability array over the BAR) lands on the geometry's HDM block, and decoder 0 decodes a non-empty range") { c in
             let (ci, _, g) = try c.needComp()
-            guard let regloc = try c.findDVSEC(id: CXLDVSECID.registerLocator.rawValue) else { throw c.fail("no Register Locator DVSEC") }
-            let length = Int(DVSECHeader.length.extract(UInt64(try c.config32(regloc + DVSECHeader.header1.offset))))
-            var found: (bar: UInt32, offset: UInt64)?
-            for i in 0..<RegisterLocatorDVSEC.entryCount(length: length) {
-                let at = regloc + RegisterLocatorDVSEC.firstEntryOffset + i * RegisterLocatorDVSEC.entrySize
-                let lo = UInt64(try c.config32(at)), hi = UInt64(try c.config32(at + 4))
-                guard RegisterLocatorDVSEC.blockIdentifier.extract(lo) == UInt64(RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue) else { continue }
-                found = (UInt32(RegisterLocatorDVSEC.registerBIR.extract(lo)), hi << 32 | (lo & RegisterLocatorDVSEC.blockOffsetLow.mask))
-                break
+            guard let map = c.deviceMap else { throw c.fail("config space has no CXL Device DVSEC") }
+            guard map.dvsecs.contains(where: { $0.dvsecID == CXLDVSECID.registerLocator.rawValue }) else { throw c.fail("no Register Locator DVSEC") }
+            guard let block = map.registerBlocks.first(where: { $0.identifier == RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue }) else {
+                throw c.fail("the Register Locator names no component register block")
             }
-            guard let block = found else { throw c.fail("the Register Locator names no component register block") }
-            try c.require(block.bar == g.bar, "the Register Locator names BAR \(block.bar), the geometry BAR \(g.bar)")
+            try c.require(block.bir == Int(g.bar), "the Register Locator names BAR \(block.bir), the geometry BAR \(g.bar)")
             let (cm, wraps) = block.offset.addingReportingOverflow(UInt64(ComponentRegisterBlock.cacheMemOffset))
             try c.require(!wraps && cm <= UInt64.max - 0x1000, "the Register Locator's component block offset 0x\(String(block.offset, radix: 16)) is not an offset in a BAR")
-            let header = UInt64(try c.read32(g.bar, cm))
-            try c.require(CacheMemCapabilityArray.capabilityID.extract(header) == UInt64(CacheMemCapabilityID.capability.rawValue),
-                          "no CXL Capability Header at BAR\(g.bar)+0x\(String(cm, radix: 16)) (0x\(String(header, radix: 16)))")
-            var hdm: UInt64?
-            for i in 0..<Int(CacheMemCapabilityArray.arraySize.extract(header)) {
-                let el = UInt64(try c.read32(g.bar, cm + UInt64(4 * (i + 1))))
-                if CacheMemCapabilityArray.elementID.extract(el) == UInt64(CacheMemCapabilityID.hdmDecoder.rawValue) {
-                    hdm = cm + CacheMemCapabilityArray.elementPointer.extract(el)
-                    break
-                }
+            // The CXL capability array, walked through the BAR as a guest driver walks it.
+            var readError: (any Error)?
+            let array = CacheMemCapabilityList { (offset) throws(PCIError) -> UInt32 in
+                do { return try c.read32(g.bar, block.offset &+ UInt64(offset)) } catch { readError = error; throw .io("\(error)") }
             }
-            guard let hdmOff = hdm else { throw c.fail("no HDM Decoder Capability in the CXL capability array") }
+            if let readError { throw readError }
+            if case .notAnArray = array.stop {
+                throw c.fail("no CXL Capability Header at BAR\(g.bar)+0x\(String(cm, radix: 16)) (0x\(String(array.header ?? 0, radix: 16)))")
+            }
+            guard let hdm = array.first(.hdmDecoder) else { throw c.fail("no HDM Decoder Capability in the CXL capability array") }
+            let hdmOff = block.offset &+ UInt64(hdm.blockOffset)
             try c.require(hdmOff == g.offset, "the guest's walk finds the HDM block at 0x\(String(hdmOff, radix: 16)), the geometry says 0x\(String(g.offset, radix: 16))")
             let d = try c.decoder0Range(ci)
             guard d.ctrl & CXLConformContext.controlBit(HDMDecoderCapability.Control.committed) != 0 else { throw CheckSkipped(description: "HDM decoder 0 not committed by firmware") }

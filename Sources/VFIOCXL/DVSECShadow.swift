@@ -24,7 +24,7 @@ final class DVSECShadow: VFIOConfigAccessHandler, @unchecked Sendable {
     private let model: CXLDeviceDVSECDevice
     /// Per byte: bits read live from the device instead of the shadow.
     private let liveMask: [UInt8]
-    private let lock = NSRecursiveLock()
+    private let lock = VFIORecursiveLock()
     /// Runs a host-side CXL Reset (with save/restore) for a guest Initiate CXL Reset;
     /// returns whether it succeeded. Set by the device.
     var onCXLReset: (@Sendable (_ memClear: Bool) -> Bool)?

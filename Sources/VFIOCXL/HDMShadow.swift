@@ -21,7 +21,7 @@ final class ComponentShadow: @unchecked Sendable {
     private(set) var hdm: HDMDecoderDevice
     private var file: RegisterFile
     private let hdmBlock: RegisterBlockLayout
-    private let lock = NSRecursiveLock()
+    private let lock = VFIORecursiveLock()
     /// Decoders firmware committed before vfio-cxl took the device (their shadow
     /// returns to "committed" on every reset).
     let firmwareCommitted: [Int]
@@ -37,6 +37,7 @@ final class ComponentShadow: @unchecked Sendable {
         hdm = HDMDecoderDevice(rules: HDMDecoderDevice.rules(capability: layout.hdmCapability, capacity: memorySize),
                                decoderCount: layout.decoderCount)
         hdmBlock = HDMDecoderCapability.layout(decoders: layout.decoderCount, endpoint: true)
+        hdmRange = layout.hdmOffset..<(layout.hdmOffset + hdmBlock.length)
         var file = RegisterFile(size: hdmBlock.length)
         file.place(hdmBlock, at: 0)
         hdm.restrictWritableMasks(&file, capability: layout.hdmCapability)
@@ -97,7 +98,9 @@ final class ComponentShadow: @unchecked Sendable {
 
     // MARK: Access (offsets relative to the component block)
 
-    private var hdmRange: Range<Int> { layout.hdmOffset..<(layout.hdmOffset + hdmBlock.length) }
+    /// Computed once: `RegisterBlockLayout.length` walks the layout's registers (and allocates), and every
+    /// component-register access asks.
+    private let hdmRange: Range<Int>
     /// Whether a component-block offset falls in the HDM Decoder Capability structure.
     func isHDM(_ offset: Int) -> Bool { hdmRange.contains(offset) }
 
@@ -168,21 +171,37 @@ final class ComponentRegionHandler: VFIORegionAccessHandler, @unchecked Sendable
     }
 
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
-        let rel = try check(offset, count, bulk: true)
-        var out: [UInt8] = []
-        for i in stride(from: 0, to: count, by: 4) {
-            let v = try shadow.read32(rel + i)
-            for b in 0..<4 { out.append(UInt8(truncatingIfNeeded: v >> UInt32(8 * b))) }
+        _ = try check(offset, count, bulk: true)
+        var out = [UInt8](repeating: 0, count: count)
+        var failure: VFIOError?
+        out.withUnsafeMutableBytes { b in
+            do throws(VFIOError) { try read(offset: offset, into: b) } catch { failure = error }
         }
+        if let failure { throw failure }
         return out
     }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
-        let rel = try check(offset, data.count)
-        for i in stride(from: 0, to: data.count, by: 4) {
-            let v = UInt32(data[i]) | UInt32(data[i + 1]) << 8 | UInt32(data[i + 2]) << 16 | UInt32(data[i + 3]) << 24
+        var failure: VFIOError?
+        data.withUnsafeBytes { b in
+            do throws(VFIOError) { try write(offset: offset, from: b) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// In place, DWORD by DWORD (the server's REGION_READ path: no array).
+    func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        let rel = try check(offset, buffer.count, bulk: true)
+        for i in stride(from: 0, to: buffer.count, by: 4) {
+            buffer.storeBytes(of: try shadow.read32(rel + i).littleEndian, toByteOffset: i, as: UInt32.self)
+        }
+    }
+
+    func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+        let rel = try check(offset, buffer.count)
+        for i in stride(from: 0, to: buffer.count, by: 4) {
             if !forwardOtherWrites && !shadow.isHDM(rel + i) { continue }
-            try shadow.write32(rel + i, v)
+            try shadow.write32(rel + i, UInt32(littleEndian: buffer.loadUnaligned(fromByteOffset: i, as: UInt32.self)))
         }
     }
 }

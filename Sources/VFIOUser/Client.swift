@@ -63,7 +63,7 @@ public struct VFIOUserClientIOFDs: Sendable {
 public final class VFIOUserClient: @unchecked Sendable {
     public let configuration: VFIOUserClientConfiguration
     private let socket: VFIOUserSocket
-    private let lock = NSRecursiveLock()
+    private let lock = VFIORecursiveLock()
     @exclusivity(unchecked) private var nextID: UInt16 = 0
     @exclusivity(unchecked) private var broken: VFIOUserError?
     private var logger: Logger

@@ -137,13 +137,24 @@ public struct VFIOUserHeader: Sendable, Equatable {
                                flags: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
                                errorNumber: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
         let size = h.messageSize, flags = h.flags
+        // Every valid header in one test (a command, posted or not; a reply, an error or not); the checks below
+        // name what is wrong with any other.
+        let validFlags = flags == VFIOUserFlags.typeCommand || flags == VFIOUserFlags.typeCommand | VFIOUserFlags.noReply
+            || flags == VFIOUserFlags.typeReply || flags == VFIOUserFlags.typeReply | VFIOUserFlags.error
+        if validFlags, Int(size) >= VFIOUserLimits.headerSize, Int(size) <= maxMessageSize { return h }
+        try invalid(h, maxMessageSize: maxMessageSize)
+        return h
+    }
+
+    @inline(never)
+    private static func invalid(_ h: VFIOUserHeader, maxMessageSize: Int) throws(VFIOUserError) {
+        let size = h.messageSize, flags = h.flags
         guard Int(size) >= VFIOUserLimits.headerSize else { throw .fatal("message size \(size) smaller than the header") }
         guard Int(size) <= maxMessageSize else { throw .fatal("message size \(size) exceeds \(maxMessageSize)") }
         guard flags & ~VFIOUserFlags.known == 0 else { throw .fatal("undefined header flags 0x\(String(flags, radix: 16))") }
         guard h.isCommand || h.isReply else { throw .fatal("undefined message type \(flags & VFIOUserFlags.typeMask)") }
         if h.noReply && !h.isCommand { throw .fatal("NO_REPLY on a reply") }
         if h.isError && !h.isReply { throw .fatal("ERROR flag on a command") }
-        return h
     }
 }
 

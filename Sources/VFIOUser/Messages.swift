@@ -6,6 +6,14 @@ import VFIO
 private func need(_ payload: [UInt8], _ n: Int, _ what: String) throws(VFIOUserError) {
     guard payload.count >= n else { throw .malformed("\(what): payload \(payload.count) bytes, need \(n)") }
 }
+/// The `argsz` leading a payload whose fixed part is `size` bytes: the payload must hold the fixed part, and `argsz`
+/// must cover it (as `struct vfio_*` arguments, whose `argsz` counts the whole structure).
+private func checkedArgsz(_ payload: [UInt8], _ size: Int, _ what: String) throws(VFIOUserError) -> UInt32 {
+    try need(payload, size, what)
+    let argsz = u32(payload, 0)
+    guard argsz >= UInt32(size) else { throw .malformed("\(what) argsz \(argsz)") }
+    return argsz
+}
 private func u32(_ b: [UInt8], _ o: Int) -> UInt32 { UInt32(ByteReader.le(b, at: o, size: 4) ?? 0) }
 private func u64(_ b: [UInt8], _ o: Int) -> UInt64 { ByteReader.le(b, at: o, size: 8) ?? 0 }
 
@@ -64,10 +72,8 @@ public struct VFIOUserDMAMap: Sendable, Equatable {
         var w = ByteWriter(); w.u32(argsz); w.u32(flags.rawValue); w.u64(offset); w.u64(address); w.u64(size); return w.bytes
     }
     public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDMAMap {
-        try need(p, size, "DMA_MAP")
         let m = VFIOUserDMAMap(flags: VFIOUserDMAFlags(rawValue: u32(p, 4)), offset: u64(p, 8), address: u64(p, 16),
-                               size: u64(p, 24), argsz: u32(p, 0))
-        guard m.argsz >= UInt32(size) else { throw .malformed("DMA_MAP argsz \(m.argsz)") }
+                               size: u64(p, 24), argsz: try checkedArgsz(p, size, "DMA_MAP"))
         guard m.flags.rawValue & ~(VFIOUserDMAFlags.read.rawValue | VFIOUserDMAFlags.write.rawValue) == 0 else {
             throw .malformed("DMA_MAP flags 0x\(String(m.flags.rawValue, radix: 16))")
         }
@@ -92,10 +98,7 @@ public struct VFIOUserDMAUnmap: Sendable, Equatable {
         var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u64(address); w.u64(size); return w.bytes
     }
     public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDMAUnmap {
-        try need(p, size, "DMA_UNMAP")
-        let u = VFIOUserDMAUnmap(flags: u32(p, 4), address: u64(p, 8), size: u64(p, 16), argsz: u32(p, 0))
-        guard u.argsz >= UInt32(size) else { throw .malformed("DMA_UNMAP argsz \(u.argsz)") }
-        return u
+        VFIOUserDMAUnmap(flags: u32(p, 4), address: u64(p, 8), size: u64(p, 16), argsz: try checkedArgsz(p, size, "DMA_UNMAP"))
     }
 }
 
@@ -125,10 +128,7 @@ public struct VFIOUserDeviceInfo: Sendable, Equatable {
         return w.bytes
     }
     public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
-        try need(p, size, "DEVICE_GET_INFO")
-        let argsz = u32(p, 0)
-        guard argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_INFO argsz \(argsz)") }
-        return VFIOUserDeviceInfo(argsz: argsz)
+        VFIOUserDeviceInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_INFO"))
     }
     /// Decodes a reply, validating the capability chain when `VFIO_DEVICE_FLAGS_CAPS` is set.
     public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
@@ -167,10 +167,7 @@ public struct VFIOUserRegionInfo: Sendable, Equatable {
         return w.bytes
     }
     public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
-        try need(p, size, "DEVICE_GET_REGION_INFO")
-        let r = VFIOUserRegionInfo(argsz: u32(p, 0), index: u32(p, 8))
-        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_REGION_INFO argsz \(r.argsz)") }
-        return r
+        VFIOUserRegionInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_REGION_INFO"), index: u32(p, 8))
     }
     /// Decodes a reply. Validates the chain when FLAG_CAPS is set: `cap_offset` in [32, payload), every `next`
     /// advancing and inside the payload, at most `VFIOCapabilityChain.maxCapabilities`.
@@ -217,9 +214,8 @@ public struct VFIOUserRegionIOFDs: Sendable, Equatable {
         return w.bytes
     }
     public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionIOFDs {
-        try need(p, size, "DEVICE_GET_REGION_IO_FDS")
-        let r = VFIOUserRegionIOFDs(argsz: u32(p, 0), flags: u32(p, 4), index: u32(p, 8), count: u32(p, 12))
-        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_REGION_IO_FDS argsz \(r.argsz)") }
+        let r = VFIOUserRegionIOFDs(argsz: try checkedArgsz(p, size, "DEVICE_GET_REGION_IO_FDS"), flags: u32(p, 4), index: u32(p, 8),
+                                    count: u32(p, 12))
         guard r.flags == 0 else { throw .malformed("DEVICE_GET_REGION_IO_FDS flags \(r.flags)") }
         return r
     }
@@ -255,10 +251,7 @@ public struct VFIOUserIRQInfo: Sendable, Equatable {
     }
     public func encode() -> [UInt8] { var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(index); w.u32(count); return w.bytes }
     public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserIRQInfo {
-        try need(p, size, "DEVICE_GET_IRQ_INFO")
-        let r = VFIOUserIRQInfo(argsz: u32(p, 0), flags: u32(p, 4), index: u32(p, 8), count: u32(p, 12))
-        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_GET_IRQ_INFO argsz \(r.argsz)") }
-        return r
+        VFIOUserIRQInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_IRQ_INFO"), flags: u32(p, 4), index: u32(p, 8), count: u32(p, 12))
     }
 }
 
@@ -282,10 +275,9 @@ public struct VFIOUserSetIRQs: Sendable, Equatable {
         return w.bytes
     }
     public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserSetIRQs {
-        try need(p, size, "DEVICE_SET_IRQS")
         let flags = VFIOIRQSetFlags(rawValue: u32(p, 4))
-        var r = VFIOUserSetIRQs(flags: flags, index: u32(p, 8), start: u32(p, 12), count: u32(p, 16), argsz: u32(p, 0))
-        guard r.argsz >= UInt32(size) else { throw .malformed("DEVICE_SET_IRQS argsz \(r.argsz)") }
+        var r = VFIOUserSetIRQs(flags: flags, index: u32(p, 8), start: u32(p, 12), count: u32(p, 16),
+                                argsz: try checkedArgsz(p, size, "DEVICE_SET_IRQS"))
         let known = VFIOIRQSetFlags.dataTypeMask.rawValue | VFIOIRQSetFlags.actionTypeMask.rawValue
         guard flags.rawValue & ~known == 0 else { throw .malformed("DEVICE_SET_IRQS flags 0x\(String(flags.rawValue, radix: 16))") }
         guard flags.intersection(.dataTypeMask).rawValue.nonzeroBitCount == 1,
@@ -421,18 +413,12 @@ public enum VFIOUserDMALayout: Sendable, Equatable {
         return headerSize
     }
 
-    /// Decodes the reply to a DMA_READ of `count` bytes at `address`; the echoed fields must match.
+    /// Decodes the reply to a DMA_READ of `count` bytes at `address`; the echoed fields must match (`checkReadReply`).
     public func decodeReadReply(_ p: [UInt8], address: UInt64, count: UInt64) throws(VFIOUserError) -> [UInt8] {
-        let headerSize = self == .spec ? 16 : 12
-        guard p.count >= headerSize, let addr = ByteReader.le(p, at: 0, size: 8),
-              let n = ByteReader.le(p, at: 8, size: headerSize - 8) else { throw .malformed("DMA_READ reply truncated") }
-        guard addr == address, n == count else { throw .malformed("DMA_READ reply for 0x\(String(addr, radix: 16))+\(n), asked 0x\(String(address, radix: 16))+\(count)") }
-        let avail = UInt64(p.count - headerSize)
-        // spec: exactly count bytes; QEMU: count bytes plus the struct's 4 padding bytes.
-        guard self == .spec ? avail == count : (avail >= count && avail <= count + 8) else {
-            throw .malformed("DMA_READ reply carries \(avail) bytes for count \(count)")
-        }
-        return Array(p[headerSize..<(headerSize + Int(count))])
+        let start = try p.withUnsafeBytes { raw in
+            Result { () throws(VFIOUserError) in try checkReadReply(raw, address: address, count: count) }
+        }.get()
+        return Array(p[start..<(start + Int(count))])
     }
 }
 
@@ -483,9 +469,7 @@ public struct VFIOUserDeviceFeature: Sendable, Equatable {
     public var feature: UInt32 { flags & VFIODeviceFeatureFlags.featureMask }
     public func encode() -> [UInt8] { var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.append(data); return w.bytes }
     public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceFeature {
-        try need(p, size, "DEVICE_FEATURE")
-        let f = VFIOUserDeviceFeature(argsz: u32(p, 0), flags: u32(p, 4), data: Array(p[size...]))
-        guard f.argsz >= UInt32(size) else { throw .malformed("DEVICE_FEATURE argsz \(f.argsz)") }
+        let f = VFIOUserDeviceFeature(argsz: try checkedArgsz(p, size, "DEVICE_FEATURE"), flags: u32(p, 4), data: Array(p[size...]))
         let ops = f.flags & (VFIODeviceFeatureFlags.get | VFIODeviceFeatureFlags.set | VFIODeviceFeatureFlags.probe)
         guard f.flags & ~(VFIODeviceFeatureFlags.featureMask | ops) == 0 else { throw .malformed("DEVICE_FEATURE flags") }
         return f

@@ -40,8 +40,10 @@ final class VFIOUserConnection: @unchecked Sendable {
     @exclusivity(unchecked) var partialSince: Int64?
     /// Region index -> size and access flags, taken from the device once per connection (fast-path dispatch).
     @exclusivity(unchecked) var regions: [VFIOUserRegionEntry] = []
-    /// The device's direct access, when it has one (`VFIOUserDirectAccess`).
-    let direct: VFIOUserDirectAccess?
+    /// The device's direct access (`VFIOUserDirectAccess`); only used when `hasDirect`. Not an optional: binding
+    /// one copies the struct, which retains both closure contexts per message.
+    let direct: VFIOUserDirectAccess
+    let hasDirect: Bool
     /// REGION_READ/WRITE take the in-place path (off while debug logging wants every message logged).
     @exclusivity(unchecked) var fastPath = true
     /// Set twice per message (an atomic store, not a lock: this is the per-message path), read by the accept thread.
@@ -60,7 +62,13 @@ final class VFIOUserConnection: @unchecked Sendable {
         self.socket = socket
         self.logger = server.logger
         self.logger[metadataKey: "conn"] = "\(socket.fd)"
-        self.direct = (server.device as? any VFIOUserDirectAccessDevice).map { VFIOUserDirectAccess($0) }
+        if let d = server.device as? any VFIOUserDirectAccessDevice {
+            direct = VFIOUserDirectAccess(d)
+            hasDirect = true
+        } else {
+            direct = VFIOUserDirectAccess()
+            hasDirect = false
+        }
         self.fastPath = logger.logLevel > .debug
     }
 
@@ -84,31 +92,44 @@ final class VFIOUserConnection: @unchecked Sendable {
     ///
     /// Waiting for a new message is one blocking `recvmsg` without a timeout (a timeout arms a kernel timer on every
     /// wait, which costs the message path 2-4%): `stop()` shuts the socket down to end it. A bounded wait (part of a
-    /// message is buffered, or `deadline` is set) polls first, for at most the time left and at most `receiveTick`,
-    /// then takes what is queued without blocking.
+    /// message is buffered, or `deadline` is set) is a blocking `recvmsg` with SO_RCVTIMEO set to `receiveTick`
+    /// (set once, kept until the next idle wait), so the stop flag and the limit are looked at every tick; within a
+    /// tick of the limit it polls for exactly the time left, then takes what is queued without blocking.
     func receiveFramed(deadline: Int64? = nil, idle: Bool = false) throws(VFIOUserError) -> VFIOUserFramedMessage? {
         while true {
             if let m = try framer.next() { partialSince = nil; return m }
             if framer.buffered > 0 { if partialSince == nil { partialSince = monotonicMilliseconds() } } else { partialSince = nil }
             let bounded = partialSince != nil || deadline != nil
+            var nonblocking = false
             if bounded {
                 var limit = Int64.max
                 if let p = partialSince { limit = p + Int64(config.messageTimeoutMilliseconds) }
                 if let deadline { limit = min(limit, deadline) }
                 let left = limit - monotonicMilliseconds()
                 if left <= 0 { throw .timeout(command: 0) }
-                var p = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
-                let r = poll(&p, 1, Int32(clamping: min(left, Int64(receiveTick))))
-                if r <= 0 {
-                    if r < 0 && errno != EINTR { throw .system(errno: errno, "poll") }
-                    if server.stopRequested { return nil }
-                    continue
+                if left >= Int64(receiveTick) {
+                    // A blocking recvmsg that SO_RCVTIMEO ends after one tick: one system call where poll and a
+                    // recvmsg were two (a DMA reply is waited for once per DMA message).
+                    armReceiveTimeout(true)
+                } else {
+                    // The last stretch before the limit: poll for exactly what is left.
+                    var p = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
+                    let r = poll(&p, 1, Int32(clamping: left))
+                    if r <= 0 {
+                        if r < 0 && errno != EINTR { throw .system(errno: errno, "poll") }
+                        if server.stopRequested { return nil }
+                        continue
+                    }
+                    nonblocking = true
                 }
+            } else {
+                // Waiting for a new message blocks without a timeout (stop() shuts the socket down).
+                armReceiveTimeout(false)
             }
             let waiting = idle && !bounded
             if waiting { setIdle(true) }
             let got: VFIOUserFill
-            do { got = try framer.fill(fd: socket.fd, maxFDs: Int(config.maxMsgFDs), nonblocking: bounded) } catch {
+            do { got = try framer.fill(fd: socket.fd, maxFDs: Int(config.maxMsgFDs), nonblocking: nonblocking) } catch {
                 if waiting { setIdle(false) }
                 throw error
             }
@@ -122,6 +143,16 @@ final class VFIOUserConnection: @unchecked Sendable {
                 if server.stopRequested { return nil }
             }
         }
+    }
+
+    /// Whether SO_RCVTIMEO (`receiveTick`) is set on the socket: set for bounded waits, cleared before an idle
+    /// one, each only when it changes (a doorbell whose DMA reply comes with the next request never waits idle).
+    @exclusivity(unchecked) private var receiveTimeoutArmed = false
+
+    private func armReceiveTimeout(_ on: Bool) {
+        guard on != receiveTimeoutArmed else { return }
+        receiveTimeoutArmed = on
+        socket.setReceiveTimeout(milliseconds: on ? receiveTick : 0)
     }
 
     /// Largest count per DMA message we send: both sides' limits.
@@ -141,21 +172,29 @@ final class VFIOUserConnection: @unchecked Sendable {
             logger.info("vfio-user client disconnected")
         }
         buildRegionTable()
+        // One message variable for the connection, overwritten in place: an optional per message was destroyed
+        // through the runtime's generic value witness (about ninety instructions a message).
+        var m = VFIOUserFramedMessage(header: VFIOUserHeader(messageID: 0, command: 0, messageSize: 16, flags: 0),
+                                      payload: UnsafeRawBufferPointer(start: nil, count: 0), fds: [])
         while alive {
             if !pending.isEmpty {
                 handle(pending.removeFirst())
                 continue
             }
-            guard let m = nextMessage() else { return }
+            guard nextMessage(&m) else { return }
             handleFramed(m)
         }
     }
 
-    /// The client's next message; nil when the connection ends (end of stream, stop, or an error, logged).
-    private func nextMessage() -> VFIOUserFramedMessage? {
-        do throws(VFIOUserError) { return try receiveFramed(idle: true) } catch {
+    /// The client's next message into `m`; false when the connection ends (end of stream, stop, or an error, logged).
+    private func nextMessage(_ m: inout VFIOUserFramedMessage) -> Bool {
+        do throws(VFIOUserError) {
+            guard let next = try receiveFramed(idle: true) else { return false }
+            m = next
+            return true
+        } catch {
             dropped(error)
-            return nil
+            return false
         }
     }
 
@@ -204,16 +243,23 @@ final class VFIOUserConnection: @unchecked Sendable {
         guard p.count == VFIOUserRegionAccess.size else { return false }
         let (offset, region, count) = accessFields(p)
         guard fastCheck(region, offset, count, write: false) else { return false }
-        let total = VFIOUserLimits.headerSize + VFIOUserRegionAccess.size + Int(count)
         // A read nested in a DMA wait while an outer reply is being built gets a buffer of its own.
-        let buf = out.busy ? VFIOUserSendBuffer(capacity: total) : out
+        if out.busy { readReply(h, offset, region, count, in: VFIOUserSendBuffer(capacity: 256)) }
+        else { readReply(h, offset, region, count, in: out) }
+        return true
+    }
+
+    /// The REGION_READ reply built in `buf` and sent (the access is checked).
+    @inline(__always)
+    private func readReply(_ h: VFIOUserHeader, _ offset: UInt64, _ region: UInt32, _ count: UInt32, in buf: VFIOUserSendBuffer) {
+        let total = VFIOUserLimits.headerSize + VFIOUserRegionAccess.size + Int(count)
         buf.reserve(total)
         buf.busy = true
         defer { buf.busy = false }
         let dst = buf.pointer
         do throws(VFIOError) {
             let data = UnsafeMutableRawBufferPointer(start: dst + 32, count: Int(count))
-            if let direct {
+            if hasDirect {
                 try direct.read(region, offset, data)
             } else {
                 let bytes = try device.read(region: region, offset: offset, count: Int(count))
@@ -222,12 +268,11 @@ final class VFIOUserConnection: @unchecked Sendable {
             }
         } catch {
             errorReply(h, VFIOUserError.device(error).errno)
-            return true
+            return
         }
         VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: dst)
         VFIOUserAccessAck(offset: offset, region: region, count: count).store(to: dst + 16)
         do { try socket.send(dst, count: total) } catch { alive = false }
-        return true
     }
 
     /// REGION_WRITE in place: the device writes from the receive buffer (pinned meanwhile: a handler doing DMA
@@ -242,7 +287,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         do throws(VFIOUserError) {
             try withEarlyAck(h, VFIOUserAccessAck(offset: offset, region: region, count: count)) { () throws(VFIOUserError) in
                 try device { () throws(VFIOError) in
-                    if let direct { try direct.write(region, offset, data) }
+                    if hasDirect { try direct.write(region, offset, data) }
                     else { try device.write(region: region, offset: offset, data: Array(data)) }
                 }
             }
@@ -587,43 +632,50 @@ final class VFIOUserConnection: @unchecked Sendable {
         guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
     }
 
-    func dmaRead(address: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
-        guard count >= 0 else { throw .invalidArgument("count") }
+    /// Reads guest memory into `buffer`: straight from a shared-fd mapping, else with DMA_READ messages whose replies'
+    /// data go from the receive buffer straight into `buffer` (one copy, no array).
+    func dmaRead(address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
+        let count = buffer.count
         guard let r = dma.lookup(address: address, count: count) else { throw .badAddress(address, count) }
         guard r.flags.contains(.read) else { throw .system(errno: VFIOErrno.EPERM, "DMA region not readable") }
+        guard count > 0, let dst = buffer.baseAddress else { return }
         if let mem = r.memory {
-            return mem.read(offset: r.memoryOffset + Int(address - r.address), count: count)!
+            let at = r.memoryOffset + Int(address - r.address)
+            guard at >= 0, at <= mem.size - count else { throw .badAddress(address, count) }
+            dst.copyMemory(from: mem.base + at, byteCount: count)
+            return
         }
         try checkThread()
-        // One copy: each reply's data goes from the receive buffer straight into the result.
-        var out: [UInt8] = []
-        out.reserveCapacity(count)
         var done = 0
         let layout = dmaLayout
         while done < count {
             let n = min(dmaChunk, count - done)
             let a = address + UInt64(done)
-            let reply = try exchange(.dmaRead, payloadSize: layout.requestFieldsSize + layout.requestTrailerSize) { p in
+            let reply = try exchange(.dmaRead, fieldsSize: layout.requestFieldsSize, trailerSize: layout.requestTrailerSize) { p in
                 layout.storeRequestFields(to: p, address: a, count: UInt64(n))
-                if layout.requestTrailerSize > 0 { (p + layout.requestFieldsSize).initializeMemory(as: UInt8.self, repeating: 0, count: layout.requestTrailerSize) }
             }
             do throws(VFIOUserError) {
                 let at = try layout.checkReadReply(reply, address: a, count: UInt64(n))
-                out.append(contentsOf: UnsafeRawBufferPointer(rebasing: reply[at..<(at + n)]))
+                (dst + done).copyMemory(from: reply.baseAddress! + at, byteCount: n)
             } catch {
                 alive = false
                 throw .system(errno: VFIOErrno.EPROTO, "DMA_READ reply: \(error)")
             }
             done += n
         }
-        return out
     }
 
-    func dmaWrite(address: UInt64, data: [UInt8]) throws(VFIOError) {
+    /// Writes `data` to guest memory: straight into a shared-fd mapping, else with DMA_WRITE messages whose data
+    /// leaves from `data` itself (the request's header and fields are built in the send buffer and the three go
+    /// out with one sendmsg: no copy in user space).
+    func dmaWrite(address: UInt64, from data: UnsafeRawBufferPointer) throws(VFIOError) {
         guard let r = dma.lookup(address: address, count: data.count) else { throw .badAddress(address, data.count) }
         guard r.flags.contains(.write) else { throw .system(errno: VFIOErrno.EPERM, "DMA region not writable") }
+        guard data.count > 0, let src = data.baseAddress else { return }
         if let mem = r.memory {
-            mem.write(offset: r.memoryOffset + Int(address - r.address), data: data)
+            let at = r.memoryOffset + Int(address - r.address)
+            guard at >= 0, at <= mem.size - data.count else { throw .badAddress(address, data.count) }
+            (mem.base + at).copyMemory(from: src, byteCount: data.count)
             return
         }
         try checkThread()
@@ -632,13 +684,10 @@ final class VFIOUserConnection: @unchecked Sendable {
         while done < data.count {
             let n = min(dmaChunk, data.count - done)
             let a = address + UInt64(done)
-            let f = layout.requestFieldsSize
-            // One copy: the data goes from the caller's array straight into the send buffer, behind the fields.
             // The reply's payload is not checked: QEMU sends none, libvfio-user echoes addr and count.
-            _ = try exchange(.dmaWrite, payloadSize: f + n + layout.requestTrailerSize) { p in
+            _ = try exchange(.dmaWrite, fieldsSize: layout.requestFieldsSize, data: UnsafeRawBufferPointer(start: src + done, count: n),
+                             trailerSize: layout.requestTrailerSize) { p in
                 layout.storeRequestFields(to: p, address: a, count: UInt64(n))
-                data.withUnsafeBytes { (p + f).copyMemory(from: $0.baseAddress! + done, byteCount: n) }
-                if layout.requestTrailerSize > 0 { (p + f + n).initializeMemory(as: UInt8.self, repeating: 0, count: layout.requestTrailerSize) }
             }
             done += n
         }
@@ -653,10 +702,11 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// There is no twin socket (QEMU has none), so client commands arriving meanwhile are handled right away,
     /// nested (QEMU may be blocked waiting for their replies before it serves our request); beyond `maxNesting`
     /// they are queued. Replies to outer, still outstanding requests are set aside for them.
-    private func exchange(_ command: VFIOUserCommand, payloadSize: Int,
-                          _ fill: (UnsafeMutableRawPointer) -> Void) throws(VFIOError) -> UnsafeRawBufferPointer {
+    private func exchange(_ command: VFIOUserCommand, fieldsSize: Int, data: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                          trailerSize: Int = 0, _ fill: (UnsafeMutableRawPointer) -> Void) throws(VFIOError) -> UnsafeRawBufferPointer {
         let id = nextMessageID
         nextMessageID &+= 1
+        let payloadSize = fieldsSize + data.count + trailerSize
         let requestHeader = VFIOUserHeader(messageID: id, command: command.rawValue,
                                            messageSize: UInt32(VFIOUserLimits.headerSize + payloadSize), flags: VFIOUserFlags.typeCommand)
         do {
@@ -668,9 +718,9 @@ final class VFIOUserConnection: @unchecked Sendable {
                 earlyAckSent = true
                 if !h.noReply { ack = (h, a); ackBytes = 32 }
             }
-            let total = ackBytes + VFIOUserLimits.headerSize + payloadSize
-            let buf = out.busy ? VFIOUserSendBuffer(capacity: total) : out
-            buf.reserve(total)
+            let head = ackBytes + VFIOUserLimits.headerSize + fieldsSize
+            let buf = out.busy ? VFIOUserSendBuffer(capacity: head + trailerSize) : out
+            buf.reserve(head + trailerSize)
             buf.busy = true
             defer { buf.busy = false }
             let p = buf.pointer
@@ -680,7 +730,10 @@ final class VFIOUserConnection: @unchecked Sendable {
             }
             requestHeader.store(to: p + ackBytes)
             fill(p + ackBytes + VFIOUserLimits.headerSize)
-            do { try socket.send(p, count: total) } catch { alive = false; throw VFIOError.system(errno: error.errno, "send \(command)") }
+            // The trailer (QEMU's struct padding) is zeros, kept after the head in the same buffer.
+            if trailerSize > 0 { (p + head).initializeMemory(as: UInt8.self, repeating: 0, count: trailerSize) }
+            do { try socket.send(UnsafeRawBufferPointer(start: p, count: head), data, UnsafeRawBufferPointer(start: p + head, count: trailerSize)) }
+            catch { alive = false; throw VFIOError.system(errno: error.errno, "send \(command)") }
         }
         outstanding.insert(id)
         defer { outstanding.remove(id) }
@@ -769,6 +822,12 @@ struct VFIOUserAccessAck {
 struct VFIOUserDirectAccess {
     let read: (UInt32, UInt64, UnsafeMutableRawBufferPointer) throws(VFIOError) -> Void
     let write: (UInt32, UInt64, UnsafeRawBufferPointer) throws(VFIOError) -> Void
+
+    /// None: both calls fail (a device without direct access; the connection does not call them).
+    init() {
+        read = { _, _, _ throws(VFIOError) in throw .notSupported("direct access") }
+        write = { _, _, _ throws(VFIOError) in throw .notSupported("direct access") }
+    }
 
     init<D: VFIOUserDirectAccessDevice>(_ device: D) {
         let d = Unmanaged.passUnretained(device)

@@ -15,11 +15,31 @@ final class VFIOUserServerDMA: VFIODMAMemory, @unchecked Sendable {
     init(_ c: VFIOUserConnection) { connection = c }
 
     func read(address: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
-        guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
-        return try c.dmaRead(address: address, count: count)
+        guard count >= 0 else { throw .invalidArgument("count") }
+        var failure: VFIOError?
+        let out = [UInt8](unsafeUninitializedCapacity: count) { buf, n in
+            do throws(VFIOError) { try read(address: address, into: UnsafeMutableRawBufferPointer(buf)) } catch {
+                buf.initialize(repeating: 0)
+                failure = error
+            }
+            n = count
+        }
+        if let failure { throw failure }
+        return out
     }
     func write(address: UInt64, data: [UInt8]) throws(VFIOError) {
+        var failure: VFIOError?
+        data.withUnsafeBytes { b in
+            do throws(VFIOError) { try write(address: address, from: b) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+    func read(address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
         guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
-        try c.dmaWrite(address: address, data: data)
+        try c.dmaRead(address: address, into: buffer)
+    }
+    func write(address: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
+        guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
+        try c.dmaWrite(address: address, from: buffer)
     }
 }

@@ -403,6 +403,29 @@ extension VFIOUserSocket {
         }
     }
 
+    /// Sends `a`, then `b`, then `c` (any may be empty) as one message with one `sendmsg` (more only when the kernel
+    /// takes part of it): a header built in a buffer goes out with data that stays where it is.
+    public func send(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) throws(VFIOUserError) {
+        var (pa, na) = (a.baseAddress, a.count), (pb, nb) = (b.baseAddress, b.count), (pc, nc) = (c.baseAddress, c.count)
+        let total = na + nb + nc
+        var sent = 0
+        let started = coarseMonotonicMilliseconds()
+        while sent < total {
+            let n = csystem_send3(fd, pa, na, pb, nb, pc, nc)
+            if n < 0 {
+                let e = errno
+                if e == EPIPE || e == ECONNRESET { throw .disconnected }
+                throw .system(errno: e, "sendmsg")
+            }
+            sent += n
+            var k = n
+            let ta = min(k, na); pa = pa.map { $0 + ta }; na -= ta; k -= ta
+            let tb = min(k, nb); pb = pb.map { $0 + tb }; nb -= tb; k -= tb
+            let tc = min(k, nc); pc = pc.map { $0 + tc }; nc -= tc
+            try checkSendDeadline(sent: sent, total: total, started: started, now: coarseMonotonicMilliseconds)
+        }
+    }
+
     /// A message the kernel took only part of: SO_SNDTIMEO bounds each sendmsg, and a peer that stopped reading
     /// makes every call take part of the message and wait out the timeout again. The message as a whole gets one
     /// timeout, after which the send fails as a timed-out sendmsg does (EAGAIN).

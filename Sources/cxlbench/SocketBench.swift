@@ -42,22 +42,22 @@ enum RawSocket {
 
     @discardableResult
     static func readFully(_ fd: Int32, _ buf: UnsafeMutableRawPointer, _ n: Int) -> Bool {
-        var got = 0
-        while got < n {
-            let r = read(fd, buf + got, n - got)
-            if r <= 0 { if r < 0 && errno == EINTR { continue }; return false }
-            got += r
-        }
-        return true
+        fully(n) { read(fd, buf + $0, n - $0) }
     }
 
     @discardableResult
     static func writeFully(_ fd: Int32, _ buf: UnsafeRawPointer, _ n: Int) -> Bool {
-        var put = 0
-        while put < n {
-            let r = write(fd, buf + put, n - put)
+        fully(n) { write(fd, buf + $0, n - $0) }
+    }
+
+    /// Repeats `step` (one read or write of the bytes from offset `done` on, returning what it moved) until `n`
+    /// bytes moved, retrying EINTR; false at end of file or on an error.
+    private static func fully(_ n: Int, _ step: (_ done: Int) -> Int) -> Bool {
+        var done = 0
+        while done < n {
+            let r = step(done)
             if r <= 0 { if r < 0 && errno == EINTR { continue }; return false }
-            put += r
+            done += r
         }
         return true
     }

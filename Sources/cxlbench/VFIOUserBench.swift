@@ -26,8 +26,13 @@ let dmaEngineRegion = VFIOCXLUAPI.componentRegionIndex + 1
 /// DMA_WRITE messages for a mapping without fd, a direct copy for a shared-fd mapping.
 final class BenchDMAEngine: VFIORegionAccessHandler, @unchecked Sendable {
     weak var device: VFIOPCIDevice?
-    private var buffers: [Int: [UInt8]] = [:]
-    init(_ device: VFIOPCIDevice) { self.device = device }
+    /// The device's own buffer DMA moves data to and from (as a device's SRAM would be).
+    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+    init(_ device: VFIOPCIDevice) {
+        self.device = device
+        buffer.initializeMemory(as: UInt8.self, repeating: 0xA5)
+    }
+    deinit { buffer.deallocate() }
 
     static func doorbell(address: UInt64, count: Int, toGuest: Bool) -> [UInt8] {
         var out: [UInt8] = []
@@ -38,17 +43,25 @@ final class BenchDMAEngine: VFIORegionAccessHandler, @unchecked Sendable {
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] { [UInt8](repeating: 0, count: count) }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
-        guard data.count == 24, offset == 0 else { throw .invalidArgument("doorbell is 24 bytes at 0") }
-        func u64(_ i: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(data[i + $1]) << (8 * UInt64($1)) } }
-        let address = u64(0), count = Int(u64(8)), toGuest = u64(16) != 0
-        guard let dma = device?.dma else { throw .system(errno: VFIOErrno.EIO, "no DMA attached") }
-        if toGuest {
-            if buffers[count] == nil { buffers[count] = [UInt8](repeating: 0xA5, count: count) }
-            try dma.write(address: address, data: buffers[count]!)
-        } else {
-            let b = try dma.read(address: address, count: count)
-            guard b.count == count else { throw .system(errno: VFIOErrno.EIO, "short DMA read") }
+        var failure: VFIOError?
+        data.withUnsafeBytes { b in
+            do throws(VFIOError) { try write(offset: offset, from: b) } catch { failure = error }
         }
+        if let failure { throw failure }
+    }
+
+    /// The doorbell: DMA between guest memory and the device's buffer through `VFIOPCIDevice.dma`, in place
+    /// (`VFIODMAMemory.read(address:into:)` / `write(address:from:)`).
+    func write(offset: UInt64, from data: UnsafeRawBufferPointer) throws(VFIOError) {
+        guard data.count == 24, offset == 0 else { throw .invalidArgument("doorbell is 24 bytes at 0") }
+        let address = UInt64(littleEndian: data.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let count = Int(truncatingIfNeeded: UInt64(littleEndian: data.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+        let toGuest = data.loadUnaligned(fromByteOffset: 16, as: UInt64.self) != 0
+        guard count >= 0, count <= buffer.count else { throw .invalidArgument("DMA of \(count) bytes") }
+        guard let dma = device?.dma else { throw .system(errno: VFIOErrno.EIO, "no DMA attached") }
+        let range = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
+        if toGuest { try dma.write(address: address, from: UnsafeRawBufferPointer(range)) }
+        else { try dma.read(address: address, into: range) }
     }
 }
 

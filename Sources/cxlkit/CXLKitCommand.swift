@@ -29,12 +29,13 @@ func runReportingErrors(_ body: () throws -> String) throws {
     }
 }
 
-func writeStdout(_ s: String) {
+func writeStdout(_ s: String) { writeStdout(bytes: Array(s.utf8)) }
+
+func writeStdout(bytes: [UInt8]) {
     CommandProgress.clear()
-    var bytes = Array(s.utf8)
     var off = 0
     while off < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
+        let n = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
         if n <= 0 { if errno == EINTR { continue }; return }
         off += n
     }
@@ -66,6 +67,11 @@ struct TargetOptionGroup: ParsableArguments {
         return target
     }
 
+    /// The functions `target` (or the default target) names, narrowed to those an lspci `-s` selector picks.
+    func functions(_ target: String?, select: String?) throws -> [ResolvedTarget] {
+        try TargetOptions.select(resolver().resolve(self.target(target)), select)
+    }
+
     func resolver() throws -> TargetResolver {
         var images: [Int: (offset: UInt64, path: String)] = [:]
         for spec in bar {
@@ -88,8 +94,25 @@ let targetFormsHelp: String = {
         + "\n  PATH               an existing file, as file:PATH"
 }()
 
+/// Settings a command's body runs under: what its report writers and the progress line on stderr do.
+protocol OutputScope: ParsableArguments {
+    /// Runs `body` with these settings in force.
+    func scope<T>(_ body: () throws -> T) rethrows -> T
+}
+
+/// A command whose body (`runCommand`) runs inside its output settings: every report command's `run()`.
+protocol ScopedCommand: ParsableCommand {
+    associatedtype Output: OutputScope
+    var outputOptions: Output { get }
+    func runCommand() throws
+}
+
+extension ScopedCommand {
+    func run() throws { try outputOptions.scope { try runCommand() } }
+}
+
 /// `-u/--human` and `-q/--quiet`, shared by the commands that print reports.
-struct OutputOptionGroup: ParsableArguments {
+struct OutputOptionGroup: OutputScope {
     @Flag(name: [.customShort("u"), .long],
           help: "With --json, byte counts (keys ending in _bytes) as strings such as \"256.00 MiB\", as cxl-cli -u.")
     var human = false
@@ -97,7 +120,6 @@ struct OutputOptionGroup: ParsableArguments {
     @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")
     var quiet = false
 
-    /// Runs `body` with these settings in force for the report writers and the progress line.
     func scope<T>(_ body: () throws -> T) rethrows -> T {
         try JSONOutput.$human.withValue(human) {
             try CommandProgress.$quiet.withValue(quiet) { try CommandProgress.around(body) }
@@ -106,7 +128,7 @@ struct OutputOptionGroup: ParsableArguments {
 }
 
 /// `-q/--quiet` alone, for commands without JSON output.
-struct QuietOptionGroup: ParsableArguments {
+struct QuietOptionGroup: OutputScope {
     @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")
     var quiet = false
 

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct CheckCommand: ParsableCommand {
+struct CheckCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Say whether CXL functions' state is what it should be: against a state file, and against the kernel's view.",
@@ -18,16 +18,13 @@ struct CheckCommand: ParsableCommand {
     var targets: [String] = []
     @Option(help: ArgumentHelp("Compare with this state file (cxlkit save); one target.", valueName: "FILE")) var against: String?
     @Flag(help: "Print the result as JSON.") var json = false
-    @OptionGroup var targetOptions: TargetOptionGroup
-    @OptionGroup var setup: EmulatedSetupOption
+    @OptionGroup var stateOptions: StateTargetOptionGroup
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
         try runStateCommand(errorExit: 2) {
-            let resolver = try targetOptions.resolver()
+            let resolver = try stateOptions.resolver()
             var names = targets
             if names.isEmpty {
                 let (found, note) = CXLKit.discoverHealthTargets(resolver: resolver)
@@ -36,11 +33,11 @@ struct CheckCommand: ParsableCommand {
             }
             if let against {
                 guard names.count == 1 else { throw CommandError("--against compares one target with the file; \(names.count) given") }
-                let (fn, note) = try CXLKit.stateFunction(names[0], resolver: resolver, blank: setup.blank)
+                let (fn, note) = try stateOptions.function(names[0], resolver: resolver)
                 if let note, !json { CommandProgress.note(note) }
-                return CXLKit.checkReport([CXLKit.checkAgainst(against, function: fn, target: names[0], sysfsRoot: targetOptions.sysfs)], json: json)
+                return CXLKit.checkReport([CXLKit.checkAgainst(against, function: fn, target: names[0], sysfsRoot: stateOptions.sysfs)], json: json)
             }
-            return CXLKit.checkReport(names.flatMap { CXLKit.checkTarget($0, resolver: resolver, blank: setup.blank) }, json: json)
+            return CXLKit.checkReport(names.flatMap { CXLKit.checkTarget($0, resolver: resolver, blank: stateOptions.blank) }, json: json)
         }
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct ConformCommand: ParsableCommand {
+struct ConformCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "conform",
         abstract: "Check a vfio-cxl device against the v4 contract: the 19 vfio_cxl_type2_test checks, by name.",
@@ -16,8 +16,6 @@ struct ConformCommand: ParsableCommand {
     @Flag(help: "Print JSON: {target, checks: [{name, status, detail}], passed, failed, skipped}.") var json = false
 
     @OptionGroup var outputOptions: OutputOptionGroup
-
-    func run() throws { try outputOptions.scope { try runCommand() } }
 
     func runCommand() throws {
         let result: (output: String, ok: Bool)

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DecodeCommand: ParsableCommand {
+struct DecodeCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
         abstract: "Decode config space, CXL DVSECs and component registers, lspci-style.",
@@ -20,15 +20,13 @@ struct DecodeCommand: ParsableCommand {
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
         var problems: [String] = []
         try runReportingErrors {
-            let targets = try TargetOptions.select(targetOptions.resolver().resolve(targetOptions.target(target)), select)
+            let targets = try targetOptions.functions(target, select: select)
             problems = CXLKit.unreadableRegisters(targets)
             if json {
-                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, write: writeStdout)
+                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, writeBytes: { writeStdout(bytes: $0) })
                 return ""
             }
             return CXLKit.decode(targets, json: false, verbosity: verbose)

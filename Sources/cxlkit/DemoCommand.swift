@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DemoCommand: ParsableCommand {
+struct DemoCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "Show firmware-programmed CXL state surviving every reset type on the emulated device.",
@@ -10,8 +10,6 @@ struct DemoCommand: ParsableCommand {
     @Flag(help: "Print every reset report as JSON.") var json = false
 
     @OptionGroup var outputOptions: OutputOptionGroup
-
-    func run() throws { try outputOptions.scope { try runCommand() } }
 
     func runCommand() throws {
         try runStateCommand { try CXLKit.demo(json: json) }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DiffCommand: ParsableCommand {
+struct DiffCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "Compare two CXL states register by register; each side is a state file or a live target.",
@@ -10,18 +10,15 @@ struct DiffCommand: ParsableCommand {
     @Argument(help: "State file or target.") var a: String
     @Argument(help: "State file or target.") var b: String
     @Flag(help: "Print the comparison as JSON.") var json = false
-    @OptionGroup var targetOptions: TargetOptionGroup
-    @OptionGroup var setup: EmulatedSetupOption
+    @OptionGroup var stateOptions: StateTargetOptionGroup
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
         try runStateCommand(errorExit: 2) {
-            let resolver = try targetOptions.resolver()
+            let resolver = try stateOptions.resolver()
             func source(_ s: String) throws -> StateSource {
-                CXLKit.isStateFile(s) ? .file(s) : .live(try CXLKit.stateFunction(s, resolver: resolver, blank: setup.blank).function)
+                CXLKit.isStateFile(s) ? .file(s) : .live(try stateOptions.function(s, resolver: resolver).function)
             }
             return CXLKit.diffState(try CXLKit.loadState(source(a)), try CXLKit.loadState(source(b)), json: json)
         }

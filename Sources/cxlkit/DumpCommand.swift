@@ -13,6 +13,6 @@ struct DumpCommand: ParsableCommand {
     @OptionGroup var targetOptions: TargetOptionGroup
 
     func run() throws {
-        try runReportingErrors { CXLKit.dump(try TargetOptions.select(targetOptions.resolver().resolve(targetOptions.target(target)), select)) }
+        try runReportingErrors { CXLKit.dump(try targetOptions.functions(target, select: select)) }
     }
 }

@@ -8,7 +8,7 @@ struct HDMCommand: ParsableCommand {
         subcommands: [HDMCommitCommand.self])
 }
 
-struct HDMCommitCommand: ParsableCommand {
+struct HDMCommitCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "commit",
         abstract: "Program one HDM decoder (base, size, DPA skip; 1-way) and commit it; exit 1 unless it commits.",
@@ -23,9 +23,8 @@ struct HDMCommitCommand: ParsableCommand {
     @Flag(name: .customLong("enable-hdm"), help: "Also set HDM Decoder Enable (global control).") var enableHDM = false
     @OptionGroup var targetOptions: TargetOptionGroup
 
-    @OptionGroup var stderrOptions: QuietOptionGroup
+    @OptionGroup var outputOptions: QuietOptionGroup
 
-    func run() throws { try stderrOptions.scope { try runCommand() } }
 
     func runCommand() throws {
         var committed = false

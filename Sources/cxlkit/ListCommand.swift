@@ -2,7 +2,7 @@ import ArgumentParser
 import CXLKitCommands
 import PCI
 
-struct ListCommand: ParsableCommand {
+struct ListCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List PCI functions, marking CXL ones with their type, HDM count and ranges.")
@@ -14,8 +14,6 @@ struct ListCommand: ParsableCommand {
     @Flag(name: .customShort("D"), help: "Print the PCI domain always (as lspci -D).") var showDomain = false
 
     @OptionGroup var outputOptions: OutputOptionGroup
-
-    func run() throws { try outputOptions.scope { try runCommand() } }
 
     func runCommand() throws {
         try runReportingErrors { try CXLKit.list(tree: SysfsTree(root: sysfs), json: json, selector: select, showDomain: showDomain) }

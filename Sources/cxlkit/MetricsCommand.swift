@@ -15,12 +15,11 @@ struct MetricsCommand: ParsableCommand {
     @Flag(help: "OpenMetrics 1.0 instead of the Prometheus text format.") var openmetrics = false
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("State files (cxlkit save) to compare each target with: cxl_state_check_problems.", valueName: "DIR"))
     var stateDir: String?
-    @OptionGroup var targetOptions: TargetOptionGroup
-    @OptionGroup var setup: EmulatedSetupOption
+    @OptionGroup var stateOptions: StateTargetOptionGroup
 
     func run() throws {
         try runReportingErrors {
-            let health = CXLKit.collectHealth(targets: targets, resolver: try targetOptions.resolver(), stateDirectory: stateDir, blank: setup.blank)
+            let health = CXLKit.collectHealth(targets: targets, resolver: try stateOptions.resolver(), stateDirectory: stateDir, blank: stateOptions.blank)
             return CXLMetricsExposition.render(health, format: openmetrics ? .openMetrics : .prometheus)
         }
     }
@@ -45,13 +44,12 @@ struct ExporterCommand: ParsableCommand {
     var stateDir: String?
     @Option(name: .customLong("max-connections"), help: "Connections served at once.") var maxConnections: Int = 16
     @Option(help: "Seconds a connection may live.") var timeout: Int = 10
-    @OptionGroup var targetOptions: TargetOptionGroup
-    @OptionGroup var setup: EmulatedSetupOption
+    @OptionGroup var stateOptions: StateTargetOptionGroup
 
     func run() throws {
         try runReportingErrors {
-            let resolver = try targetOptions.resolver()
-            let targets = self.targets, stateDir = self.stateDir, blank = setup.blank
+            let resolver = try stateOptions.resolver()
+            let targets = self.targets, stateDir = self.stateDir, blank = stateOptions.blank
             let collect: MetricsCollector = { format in
                 CXLMetricsExposition.render(CXLKit.collectHealth(targets: targets, resolver: resolver, stateDirectory: stateDir, blank: blank), format: format)
             }

@@ -11,7 +11,7 @@ extension CXLResetKind: ExpressibleByArgument {
     }
 }
 
-struct ResetCommand: ParsableCommand {
+struct ResetCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "reset",
         abstract: "Reset a CXL function and report, register by register, what the reset changed.",
@@ -29,19 +29,13 @@ struct ResetCommand: ParsableCommand {
     @Option(name: .customLong("state-file"), help: "Also write the state before the reset to this file (atomically, before resetting).")
     var stateFile: String?
     @Flag(help: "Print the report as JSON.") var json = false
-    @OptionGroup var targetOptions: TargetOptionGroup
-
-    @OptionGroup var setup: EmulatedSetupOption
+    @OptionGroup var stateOptions: StateTargetOptionGroup
 
     @OptionGroup var outputOptions: OutputOptionGroup
 
-    func run() throws { try outputOptions.scope { try runCommand() } }
-
     func runCommand() throws {
-        try runStateCommand {
-            let (fn, note) = try CXLKit.stateFunction(targetOptions.target(target), resolver: targetOptions.resolver(), blank: setup.blank)
-            return try CXLKit.resetState(fn, method: method, preserve: preserve, memClear: memClear,
-                                         stateFile: stateFile, json: json).prefixed(json ? nil : note)
+        try stateOptions.run(on: target, json: json) {
+            try CXLKit.resetState($0, method: method, preserve: preserve, memClear: memClear, stateFile: stateFile, json: json)
         }
     }
 }

@@ -3,7 +3,7 @@ import CXLKitCommands
 import CXLMetrics
 import Logging
 
-struct ServeCommand: ParsableCommand {
+struct ServeCommand: ScopedCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve an emulated CXL Type-2 device on a vfio-user socket (for QEMU's vfio-user-pci).",
@@ -34,13 +34,12 @@ struct ServeCommand: ParsableCommand {
     var control: String?
     @Option(name: .customLong("control-clients"), help: "Control clients served at once; the next is refused with an error line.") var controlClients: Int = 4
 
-    @OptionGroup var stderrOptions: QuietOptionGroup
+    @OptionGroup var outputOptions: QuietOptionGroup
 
-    func run() throws { try stderrOptions.scope { try runCommand() } }
 
     func runCommand() throws {
         // --quiet keeps warnings and errors only; the info lines ("listening on ...") are notes.
-        let level: Logger.Level = verbose ? .debug : (stderrOptions.quiet ? .warning : .info)
+        let level: Logger.Level = verbose ? .debug : (outputOptions.quiet ? .warning : .info)
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 #include "csystem_fs.h"
 #include "csystem_vfio.h"
+#include "csystem_lock.h"
 
 int csystem_placeholder(void);
 
@@ -19,6 +20,9 @@ ssize_t csystem_sendmsg_fds(int sock, const void *buf, size_t len, const int *fd
 /* send(2) with MSG_NOSIGNAL, retried on EINTR: the same as csystem_sendmsg_fds without descriptors, one system
  * call that does not copy a msghdr in (the reply path of every vfio-user message). */
 ssize_t csystem_send(int sock, const void *buf, size_t len);
+/* One sendmsg(2) (MSG_NOSIGNAL, retried on EINTR) of up to three byte ranges in order, empty ones skipped: a message
+ * whose header is in one buffer and whose data is in another leaves without copying the data next to the header. */
+ssize_t csystem_send3(int sock, const void *a, size_t na, const void *b, size_t nb, const void *c, size_t nc);
 
 /* recvmsg() into `buf`; received descriptors (opened O_CLOEXEC) are stored in `fds` (up to `maxfds`), their count in
  * *nfds. *truncated is set to 1 when the kernel reported MSG_CTRUNC (descriptors were dropped) or when more than

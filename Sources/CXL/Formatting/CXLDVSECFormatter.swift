@@ -131,11 +131,7 @@ public struct CXLDVSECFormatter: DVSECDecoder {
         default: out.append("\t\tCache Size: \(size) of unknown unit size (\(unit))")
         }
         out.append("\t\tCXLCap2:\tFallback \(cap2["Fallback Capability"]) ModifiedCompletion\(cap2.flag("Modified Completion Capable")) NoCleanWriteback\(cap2.flag("No Clean Writeback"))")
-        for (n, r) in [(1, CXLDeviceDVSEC.range1), (2, CXLDeviceDVSEC.range2)] {
-            let range = DeviceDVSECRange(n: n, sizeHigh: RegisterValue(r.sizeHigh, config: c, base: o), sizeLow: RegisterValue(r.sizeLow, config: c, base: o),
-                                         baseHigh: RegisterValue(r.baseHigh, config: c, base: o), baseLow: RegisterValue(r.baseLow, config: c, base: o))
-            out += range.lspciLines
-        }
+        for n in 1...2 { out += DeviceDVSECRange(n: n, config: c, dvsecOffset: o).lspciLines }
         if h.revision >= 2, h.length >= CXLDeviceDVSEC.length(revision: 2) {
             let c3 = RegisterValue(CXLDeviceDVSEC.capability3, config: c, base: o)
             out.append("\t\tCXLCap3:\tDefaultVolatileHDMStateAfterColdReset\(c3.flag("Default Volatile HDM State after Cold Reset")) DefaultVolatileHDMStateAfterWarmReset\(c3.flag("Default Volatile HDM State after Warm Reset")) DefaultVolatileHDMStateAfterHotReset\(c3.flag("Default Volatile HDM State after Hot Reset")) VolatileHDMStateAfterHotResetConfigurable\(c3.flag("Volatile HDM State after Hot Reset - Configurability")) DirectP2PMem\(c3.flag("Direct P2P Mem Capable"))")
@@ -186,13 +182,7 @@ public struct CXLDVSECFormatter: DVSECDecoder {
         })
         switch id {
         case .device:
-            var ranges: [JSONValue] = []
-            for (n, r) in [(1, CXLDeviceDVSEC.range1), (2, CXLDeviceDVSEC.range2)] {
-                let range = DeviceDVSECRange(n: n, sizeHigh: RegisterValue(r.sizeHigh, config: c, base: o), sizeLow: RegisterValue(r.sizeLow, config: c, base: o),
-                                             baseHigh: RegisterValue(r.baseHigh, config: c, base: o), baseLow: RegisterValue(r.baseLow, config: c, base: o))
-                ranges.append(range.json)
-            }
-            obj.set("ranges", .array(ranges))
+            obj.set("ranges", .array((1...2).map { DeviceDVSECRange(n: $0, config: c, dvsecOffset: o).json }))
         case .registerLocator:
             obj.set("blocks", .array(RegisterLocator.entries(h, config: c).map { $0.json }))
         default: break

@@ -5,19 +5,12 @@ public struct DeviceDVSECRange: Sendable {
     public let n: Int
     public let sizeHigh, sizeLow, baseHigh, baseLow: RegisterValue
 
-    public init(n: Int, sizeHigh: RegisterValue, sizeLow: RegisterValue, baseHigh: RegisterValue, baseLow: RegisterValue) {
-        self.n = n
-        self.sizeHigh = sizeHigh
-        self.sizeLow = sizeLow
-        self.baseHigh = baseHigh
-        self.baseLow = baseLow
-    }
-
     /// Range `n` (1 or 2) of the Device DVSEC at `dvsecOffset`.
     public init(n: Int, config: ConfigSpace, dvsecOffset o: Int) {
         let r = n == 1 ? CXLDeviceDVSEC.range1 : CXLDeviceDVSEC.range2
-        self.init(n: n, sizeHigh: RegisterValue(r.sizeHigh, config: config, base: o), sizeLow: RegisterValue(r.sizeLow, config: config, base: o),
-                  baseHigh: RegisterValue(r.baseHigh, config: config, base: o), baseLow: RegisterValue(r.baseLow, config: config, base: o))
+        func value(_ register: RegisterLayout) -> RegisterValue { RegisterValue(register, config: config, base: o) }
+        self.n = n
+        sizeHigh = value(r.sizeHigh); sizeLow = value(r.sizeLow); baseHigh = value(r.baseHigh); baseLow = value(r.baseLow)
     }
 
     /// Size in bytes: Memory_Size_High:Memory_Size_Low (256 MiB granule).

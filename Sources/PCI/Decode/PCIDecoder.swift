@@ -159,38 +159,25 @@ public struct PCIDecoder: Sendable {
             guard known, windows[i].size > 0 else { return nil }
             return (windows[i].start, windows[i].size)
         }
-        let ioBase = c.read8(0x1C) ?? 0, ioLimit = c.read8(0x1D) ?? 0
-        let ioType = ioBase & 0xF
-        if let (start, size) = osWindow(0) {
-            let b = start & ~0xF
-            range("\tI/O behind bridge", b, b &+ size &- 1, bits: start & 0xF == 1 ? 32 : 16)
-        } else if ioType != ioLimit & 0xF || (ioType != 0 && ioType != 1) {
-            out.append("\t!!! Unknown I/O range types \(hex(ioBase, digits: 1))/\(hex(ioLimit, digits: 1))")
-        } else {
-            var b = UInt64(ioBase & 0xF0) << 8, l = UInt64(ioLimit & 0xF0) << 8
-            if ioType == 1 { b |= UInt64(c.read16(0x30) ?? 0) << 16; l |= UInt64(c.read16(0x32) ?? 0) << 16 }
-            if !(b == 0 && l == 0 && known) { range("\tI/O behind bridge", b, l + 0xFFF, bits: ioType == 1 ? 32 : 16, disabled: known) }
-        }
-        let memBase = c.read16(0x20) ?? 0, memLimit = c.read16(0x22) ?? 0
-        if let (start, size) = osWindow(1) {
-            let b = start & ~0xF
-            range("\tMemory behind bridge", b, b &+ size &- 1, bits: 32)
-        } else if memBase & 0xF != memLimit & 0xF || memBase & 0xF != 0 {
-            out.append("\t!!! Unknown memory range types \(hex(memBase, digits: 1))/\(hex(memLimit, digits: 1))")
-        } else {
-            range("\tMemory behind bridge", UInt64(memBase & 0xFFF0) << 16, (UInt64(memLimit & 0xFFF0) << 16) + 0xFFFFF, bits: 32, disabled: known)
-        }
-        let pBase = c.read16(0x24) ?? 0, pLimit = c.read16(0x26) ?? 0
-        let pType = pBase & 0xF
-        if let (start, size) = osWindow(2) {
-            let b = start & ~0xF
-            range("\tPrefetchable memory behind bridge", b, b &+ size &- 1, bits: start & 0xF == 1 ? 64 : 32)
-        } else if pType != pLimit & 0xF || (pType != 0 && pType != 1) {
-            out.append("\t!!! Unknown prefetchable memory range types \(hex(pBase, digits: 1))/\(hex(pLimit, digits: 1))")
-        } else {
-            var b = UInt64(pBase & 0xFFF0) << 16, l = (UInt64(pLimit & 0xFFF0) << 16) + 0xFFFFF
-            if pType == 1 { b |= UInt64(c.read32(0x28) ?? 0) << 32; l |= UInt64(c.read32(0x2C) ?? 0) << 32 }
-            if !(b == 0 && l == 0xFFFFF && known) { range("\tPrefetchable memory behind bridge", b, l, bits: pType == 1 ? 64 : 32, disabled: known) }
+        for (i, w) in BridgeWindow.all.enumerated() {
+            let base = c.read(w.base, width: w.registerWidth) ?? 0, limit = c.read(w.limit, width: w.registerWidth) ?? 0
+            let type = base & 0xF
+            if let (start, size) = osWindow(i) {
+                let b = start & ~0xF
+                range("\t\(w.label)", b, b &+ size &- 1, bits: start & 0xF == 1 ? w.bits.wide : w.bits.narrow)
+            } else if type != limit & 0xF || !(type == 0 || (type == 1 && w.upper != nil)) {
+                out.append("\t!!! Unknown \(w.name) range types \(hex(base, digits: 1))/\(hex(limit, digits: 1))")
+            } else {
+                var b = (base & ~0xF) << w.shift, l = (limit & ~0xF) << w.shift
+                if type == 1, let u = w.upper {
+                    b |= (c.read(u.base, width: u.width) ?? 0) << u.shift
+                    l |= (c.read(u.limit, width: u.width) ?? 0) << u.shift
+                }
+                // An optional window the bridge does not implement reads base = limit = 0.
+                if !(w.optional && b == 0 && l == 0 && known) {
+                    range("\t\(w.label)", b, l + w.granule - 1, bits: type == 1 ? w.bits.wide : w.bits.narrow, disabled: known)
+                }
+            }
         }
         if ctx.verbosity >= 2, let ss = c.read16(0x1E) {
             let devsel = ["fast", "medium", "slow", "??"][Int((ss >> 9) & 3)]
@@ -202,6 +189,31 @@ public struct PCIDecoder: Sendable {
             out.append("\t\tPriDiscTmr\(flag(brc, 0x100)) SecDiscTmr\(flag(brc, 0x200)) DiscTmrStat\(flag(brc, 0x400)) DiscTmrSERREn\(flag(brc, 0x800))")
         }
         return out
+    }
+
+    /// A type 1 header's address window (PCI-to-PCI Bridge Architecture 1.2 §3.2.5.6-.9): Base and Limit registers
+    /// whose low nibble is the window's type (0: the narrow form, 1: the wide one, its upper bits in the Upper Base and
+    /// Limit registers) and whose upper bits are the address bits at `shift` and above, in granules of `granule`.
+    struct BridgeWindow {
+        /// As lspci names it, in its range line and in its unknown-type line.
+        let label: String, name: String
+        let base: Int, limit: Int, registerWidth: Int
+        /// Upper Base and Limit registers, their width and the address bit they start at: the wide type only.
+        let upper: (base: Int, limit: Int, width: Int, shift: Int)?
+        let bits: (narrow: Int, wide: Int)
+        /// An optional window (I/O, prefetchable) reads base = limit = 0 where the bridge does not implement it.
+        let optional: Bool
+
+        var shift: Int { 8 * registerWidth }
+        var granule: UInt64 { 1 << UInt64(shift + 4) }
+
+        /// In the order of the kernel's bridge window resources (sysfs resource lines 13-15).
+        static let all = [
+            BridgeWindow(label: "I/O behind bridge", name: "I/O", base: 0x1C, limit: 0x1D, registerWidth: 1, upper: (0x30, 0x32, 2, 16), bits: (16, 32), optional: true),
+            BridgeWindow(label: "Memory behind bridge", name: "memory", base: 0x20, limit: 0x22, registerWidth: 2, upper: nil, bits: (32, 32), optional: false),
+            BridgeWindow(label: "Prefetchable memory behind bridge", name: "prefetchable memory", base: 0x24, limit: 0x26,
+                         registerWidth: 2, upper: (0x28, 0x2C, 4, 32), bits: (32, 64), optional: true),
+        ]
     }
 
     /// lspci 3.9's show_bases. Without OS resource information (dumps) every BAR
