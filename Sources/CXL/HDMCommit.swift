@@ -109,10 +109,19 @@ public struct HDMCommitRules: Sendable, Hashable {
     ///   - decoders: every decoder's programming, index order.
     ///   - committed: Committed bit of every decoder.
     public func check(decoder m: Int, decoders: [DecoderProgramming], committed: [Bool]) -> CommitFailure? {
-        let d = decoders[m]
-        for (name, v) in [("Base", d.base), ("Size", d.size), ("DPA Skip", d.dpaSkip)] where v % hdmGranule != 0 {
-            return .notGranuleAligned(field: name, value: v)
-        }
+        check(decoders[m], index: m, previous: m > 0 ? decoders[m - 1] : nil, previousCommitted: m > 0 && committed[m - 1],
+              dpaEnd: Self.dpaEnd(of: m, decoders))
+    }
+
+    /// The same checks, given what they need of the other decoders: decoder m-1's
+    /// programming and Committed bit, and where decoder m's DPA range ends
+    /// (`dpaEnd(of:_:)`). A device that keeps its decoders in registers computes these
+    /// in one pass over them, with no arrays (`HDMDecoderDevice.check`).
+    public func check(_ d: DecoderProgramming, index m: Int, previous p: DecoderProgramming?, previousCommitted: Bool,
+                      dpaEnd end: UInt64) -> CommitFailure? {
+        if d.base % hdmGranule != 0 { return .notGranuleAligned(field: "Base", value: d.base) }
+        if d.size % hdmGranule != 0 { return .notGranuleAligned(field: "Size", value: d.size) }
+        if d.dpaSkip % hdmGranule != 0 { return .notGranuleAligned(field: "DPA Skip", value: d.dpaSkip) }
         guard let ways = InterleaveWays(encoding: d.iw) else { return .reservedInterleaveWays(d.iw) }
         guard let gran = InterleaveGranularity(encoding: d.ig) else { return .reservedInterleaveGranularity(d.ig) }
         if ways.isMultipleOfThree && !threeSixTwelveWay { return .interleaveWaysNotCapable(ways: ways.ways) }
@@ -123,15 +132,13 @@ public struct HDMCommitRules: Sendable, Hashable {
             if gran.bytes >= 4096 && !a14to12 { return .interleaveGranularityNotCapable(bytes: gran.bytes) }
         }
         if d.position >= ways.ways { return .positionOutOfRange(position: d.position, ways: ways.ways) }
-        if m > 0 {
-            guard committed[m - 1] else { return .previousDecoderNotCommitted(m - 1) }
-            let p = decoders[m - 1]
+        if m > 0, let p {
+            guard previousCommitted else { return .previousDecoderNotCommitted(m - 1) }
             let (end, o) = p.base.addingReportingOverflow(p.size)
             if o || d.base < end { return .notAscending(base: d.base, previousEnd: o ? .max : end) }
         }
         if d.base.addingReportingOverflow(d.size).overflow { return .wrapsAddressSpace }
         if ways.isMultipleOfThree && d.size % (3 * hdmGranule) != 0 { return .sizeNotMultipleOfThreeGranules(d.size) }
-        let end = Self.dpaEnd(of: m, decoders)
         if end > capacity { return .exceedsDeviceCapacity(dpaEnd: end, capacity: capacity) }
         return nil
     }
@@ -141,16 +148,37 @@ public struct HDMCommitRules: Sendable, Hashable {
     /// without building the map (a commit runs this for every decoder). Saturates at
     /// `UInt64.max` on overflow, as the map does.
     static func dpaEnd(of m: Int, _ decoders: [DecoderProgramming]) -> UInt64 {
-        var cursor: UInt64 = 0
-        var base: UInt64 = 0
-        var dpaSize: UInt64 = 0
-        for d in decoders[0...m] {
-            dpaSize = d.size / UInt64(InterleaveWays(encoding: d.iw)?.ways ?? 1)
-            let (afterSkip, o1) = cursor.addingReportingOverflow(d.dpaSkip)
-            base = o1 ? .max : afterSkip
-            let (next, o2) = afterSkip.addingReportingOverflow(dpaSize)
-            cursor = (o1 || o2) ? .max : next
+        var cursor = DPACursor()
+        for d in decoders[0...m] { cursor.allocate(size: d.size, iw: d.iw, dpaSkip: d.dpaSkip) }
+        return cursor.end
+    }
+}
+
+/// Decoders allocating DPA in index order, each its DPA Skip then Size / ways (a
+/// reserved IW counts as 1 way), saturating at `UInt64.max` as `EndpointDecoderMap` does.
+struct DPACursor {
+    private var cursor: UInt64 = 0
+    private var base: UInt64 = 0
+    private var dpaSize: UInt64 = 0
+
+    /// Allocate the next decoder's range.
+    mutating func allocate(size: UInt64, iw: UInt8, dpaSkip: UInt64) {
+        // Size / ways without a division instruction: ways is 2^k or 3 * 2^k, and
+        // floor(floor(size / 2^k) / 3) == floor(size / (3 * 2^k)).
+        if let ways = InterleaveWays(encoding: iw) {
+            let shifted = size >> UInt64(ways.powerOfTwoShift)
+            dpaSize = ways.isMultipleOfThree ? shifted / 3 : shifted
+        } else {
+            dpaSize = size
         }
+        let (afterSkip, o1) = cursor.addingReportingOverflow(dpaSkip)
+        base = o1 ? .max : afterSkip
+        let (next, o2) = afterSkip.addingReportingOverflow(dpaSize)
+        cursor = (o1 || o2) ? .max : next
+    }
+
+    /// Where the last allocated range ends.
+    var end: UInt64 {
         let (end, overflow) = base.addingReportingOverflow(dpaSize)
         return overflow ? .max : end
     }
@@ -159,10 +187,18 @@ public struct HDMCommitRules: Sendable, Hashable {
 func commitHex(_ v: UInt64) -> String { "0x" + String(v, radix: 16) }
 
 extension DecoderProgramming {
-    private static let iwField = HDMDecoderCapability.Control.iw
-    private static let igField = HDMDecoderCapability.Control.ig
-    private static let positionField = HDMDecoderCapability.Control.interleaveSetPosition
-    private static let lockOnCommit = HDMDecoderCapability.Control.lockOnCommit.mask
+    /// Decoder Control fields as (mask, shift), from the catalog once.
+    private struct ControlFields: Sendable {
+        let iw: (UInt64, UInt64), ig: (UInt64, UInt64), position: (UInt64, UInt64)
+        let lockOnCommit: UInt64
+        init() {
+            let c = HDMDecoderCapability.Control.self
+            func f(_ field: RegisterField) -> (UInt64, UInt64) { (field.mask, UInt64(field.lsb)) }
+            iw = f(c.iw); ig = f(c.ig); position = f(c.interleaveSetPosition)
+            lockOnCommit = c.lockOnCommit.mask
+        }
+    }
+    private static let fields = ControlFields()
 
     /// Where decoder 0's registers are, reduced to numbers once: decoder n's are
     /// `decoderStride * n` further (a commit check reads every lower decoder, so no
@@ -191,9 +227,11 @@ extension DecoderProgramming {
                 .value(lowMask: HDMDecoderRegisters.lowAddressMask)
         }
         let ctl = value(r.control)
+        let f = Self.fields
+        func extract(_ field: (UInt64, UInt64)) -> UInt64 { (ctl & field.0) >> field.1 }
         self.init(base: address(high: r.baseHigh, low: r.baseLow), size: address(high: r.sizeHigh, low: r.sizeLow),
                   dpaSkip: address(high: r.skipHigh, low: r.skipLow),
-                  iw: UInt8(Self.iwField.extract(ctl)), ig: UInt8(Self.igField.extract(ctl)),
-                  position: Int(Self.positionField.extract(ctl)), lockOnCommit: ctl & Self.lockOnCommit != 0)
+                  iw: UInt8(truncatingIfNeeded: extract(f.iw)), ig: UInt8(truncatingIfNeeded: extract(f.ig)),
+                  position: Int(extract(f.position)), lockOnCommit: ctl & f.lockOnCommit != 0)
     }
 }

@@ -28,6 +28,12 @@ struct State {
     var memoryValidAt: UInt64? = nil
     var memoryActiveAt: UInt64? = nil
     var interrupts: [Int] = []
+    /// BAR0 offsets of the CXL.cachemem registers (the component block's second 4 KiB),
+    /// kept here: the catalog's constants live in another module, and every BAR0 access asks.
+    let cacheMem: Range<UInt64> = {
+        let start = Layout.componentBlock + UInt64(ComponentRegisterBlock.cacheMemOffset)
+        return start ..< start + UInt64(ComponentRegisterBlock.cacheMemSize)
+    }()
 
     init(profile: DeviceProfile) {
         self.profile = profile
@@ -177,7 +183,7 @@ struct State {
 
     // MARK: Config writes
 
-    mutating func configWrite(_ offset: Int, width: Int, value: UInt64, now: UInt64, memory: DeviceMemory) {
+    mutating func configWrite(_ offset: Int, width: Int, value: UInt64, now: () -> UInt64, memory: DeviceMemory) {
         // CONFIG_LOCK (§8.1.3.6) and the Control2 doorbells (§8.1.3.4): the DVSEC model.
         let (w, rung) = dvsec.write(&config, offset: offset, width: width, value: value)
         // PCIe 6.0 §7.5.3.4: Initiate Function Level Reset, a doorbell reading 0.
@@ -187,9 +193,9 @@ struct State {
             return
         }
         let c = profile.capabilities
-        if rung.contains(.writebackInvalidate) && c.cacheWritebackInvalidate { startWriteback(now: now) }
+        if rung.contains(.writebackInvalidate) && c.cacheWritebackInvalidate { startWriteback(now: now()) }
         if rung.contains(.cxlReset) && c.cxlReset {
-            startCXLReset(now: now, memClear: c.memClear && dvsec.memClearRequested(config))
+            startCXLReset(now: now(), memClear: c.memClear && dvsec.memClearRequested(config))
         }
         if w.covers(Layout.msix + MSIXCapability.messageControl.offset, width: 2) { deliverPending() }
     }
@@ -317,7 +323,9 @@ struct State {
         return 0
     }
 
-    mutating func bar0Write(_ offset: UInt64, width: Int, value: UInt64, now: UInt64, memory: DeviceMemory) {
+    /// A software write to BAR0. `now` is asked only when the write schedules something
+    /// (a commit with latency): most register writes never read the clock.
+    mutating func bar0Write(_ offset: UInt64, width: Int, value: UInt64, now: () -> UInt64, memory: DeviceMemory) {
         if let o = componentOffset(offset) {
             // Only a decoder whose Control the write covers can commit or de-commit.
             for edge in hdm.write(&component, offset: o, width: width, value: value).1 {
@@ -334,10 +342,15 @@ struct State {
         }
     }
 
+    /// The component register file's bytes for BAR0 `offset ..< offset + count`, when all of them are in it.
+    func componentRange(_ offset: UInt64, _ count: Int) -> Range<Int>? {
+        guard let o = componentOffset(offset), count <= component.size - o else { return nil }
+        return o ..< o + count
+    }
+
     private func componentOffset(_ offset: UInt64) -> Int? {
-        let cm = Layout.componentBlock + UInt64(ComponentRegisterBlock.cacheMemOffset)
-        guard offset >= cm, offset < cm + UInt64(ComponentRegisterBlock.cacheMemSize) else { return nil }
-        return Int(offset - cm)
+        guard cacheMem.contains(offset) else { return nil }
+        return Int(offset - cacheMem.lowerBound)
     }
 
     // MARK: HDM decoder commit (CXL 3.1 §8.2.4.20.7, §8.2.4.20.12): the HDMDecoderDevice model
@@ -348,7 +361,7 @@ struct State {
 
     /// Commit 0 -> 1: Committed and Error Not Committed clear; the checks run on the
     /// programming as written; the result appears after the commit latency.
-    mutating func startCommit(_ n: Int, now: UInt64) {
+    mutating func startCommit(_ n: Int, now: () -> UInt64) {
         hdm.beginCommit(n, in: &component)
         pendingCommits[n] = nil
         if profile.faults.commitNeverCompletes {
@@ -360,7 +373,7 @@ struct State {
         if latency == 0 {
             finishCommit(n, failure: failure)
         } else {
-            pendingCommits[n] = (now + latency, failure)
+            pendingCommits[n] = (now() + latency, failure)
         }
     }
 

@@ -68,9 +68,9 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
         try Self.checkConfigAccess(offset, width)
         let fire = lock.withLock {
-            let now = clock.now()
-            s.processEvents(now: now, memory: memory)
-            s.configWrite(offset, width: width, value: UInt64(value), now: now, memory: memory)
+            var now = LazyNow(clock)
+            if s.hasPendingEvents { s.processEvents(now: now.value, memory: memory) }
+            s.configWrite(offset, width: width, value: UInt64(value), now: { now.value }, memory: memory)
             return s.takeInterrupts()
         }
         deliver(fire)
@@ -146,13 +146,43 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         }
         try Self.checkBAR0Access(offset, width)
         let fire = lock.withLock {
-            let now = clock.now()
-            s.processEvents(now: now, memory: memory)
-            if profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled { return [Int]() }
-            s.bar0Write(offset, width: width, value: value, now: now, memory: memory)
+            var clockRead = LazyNow(clock)
+            registerWrite(offset, width: width, value: value, now: &clockRead)
             return s.takeInterrupts()
         }
         deliver(fire)
+    }
+
+    /// A batch of posted BAR0 register writes under one lock, at one device time (the
+    /// clock is read at most once for the batch): what one vfio-user REGION_WRITE_MULTI
+    /// or one restore decoder batch costs. Writes apply in order, each after the events
+    /// due by then; a write that fails its access check throws after the writes before it
+    /// were performed (as `barWritePosted(_:_:)` documents). Other BARs and device SRAM
+    /// take the one-by-one path.
+    public func barWritePosted(_ bar: Int, _ writes: [PostedBARWrite]) throws(PCIError) {
+        guard bar == 0, sram == nil else {
+            for w in writes { try barWritePosted(bar, offset: w.offset, width: w.width, value: w.value) }
+            return
+        }
+        var failure: PCIError?
+        let fire = lock.withLock {
+            var clockRead = LazyNow(clock)
+            for w in writes {
+                do throws(PCIError) { try Self.checkBAR0Access(w.offset, w.width) } catch { failure = error; break }
+                registerWrite(w.offset, width: w.width, value: w.value, now: &clockRead)
+            }
+            return s.takeInterrupts()
+        }
+        deliver(fire)
+        if let failure { throw failure }
+    }
+
+    /// One BAR0 register write, under the lock: the events due first, then the write
+    /// unless Memory Space Enable gates it.
+    private func registerWrite(_ offset: UInt64, width: Int, value: UInt64, now: inout LazyNow) {
+        if s.hasPendingEvents { s.processEvents(now: now.value, memory: memory) }
+        if profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled { return }
+        s.bar0Write(offset, width: width, value: value, now: { now.value }, memory: memory)
     }
 
     /// A `width`-byte little-endian value `fill` reads into a buffer on the stack (memory-backed BAR reads: no array).
@@ -209,8 +239,10 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         }
         return lock.withLock {
             if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
-            var out = [UInt8](repeating: 0, count: count)
             let gated = profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled
+            // Inside the CXL.cachemem registers (an HDM block read): their bytes, copied at once.
+            if !gated, let range = s.componentRange(offset, count) { return Array(s.component.bytes[range]) }
+            var out = [UInt8](repeating: 0, count: count)
             for i in stride(from: 0, to: count, by: 4) {
                 let v = gated ? 0xFFFF_FFFF : s.bar0Read(offset + UInt64(i), width: 4)
                 LittleEndian.store(v, width: 4, into: &out, at: i)
@@ -415,6 +447,22 @@ public enum EmulatorError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .profile(let e): return e.description
         case .memory(let e): return "cannot create device memory: \(e.description)"
+        }
+    }
+}
+
+/// The device clock read at most once per access (or batch), and only if asked: most
+/// register writes schedule nothing, and a clock read costs more than the write.
+struct LazyNow {
+    let clock: any EmulatorClock
+    private var read: UInt64?
+    init(_ clock: any EmulatorClock) { self.clock = clock }
+    var value: UInt64 {
+        mutating get {
+            if let read { return read }
+            let t = clock.now()
+            read = t
+            return t
         }
     }
 }

@@ -172,6 +172,7 @@ public struct RegisterFile: Sendable {
     /// bytes outside the file are dropped; a width outside 1 ... 8 writes nothing.
     @discardableResult
     public mutating func write(_ offset: Int, width: Int, value: UInt64) -> RegisterWrite {
+        if width == 4 && offset >= 0 && offset <= size - 4 { return write32(offset, value: value) }
         let width = (1...8).contains(width) ? width : 0
         let before = read(offset, width: width)
         for i in 0..<width where offset + i >= 0 && offset + i < size {
@@ -186,6 +187,30 @@ public struct RegisterFile: Sendable {
             writeOnceSpent[o] |= writeOnceMask[o]
         }
         return RegisterWrite(offset: offset, width: width, written: value, before: before, after: read(offset, width: width))
+    }
+
+    /// The same byte-lane rules for an in-range DWORD (most register writes), done on
+    /// the four lanes at once: `write` per byte would check bounds and uniqueness on
+    /// every lane of every mask array.
+    private mutating func write32(_ offset: Int, value: UInt64) -> RegisterWrite {
+        func load(_ a: [UInt8]) -> UInt32 { a.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) } }
+        let v = UInt32(truncatingIfNeeded: value)
+        let before = load(bytes)
+        // lockActive is one Bool (0 or 1) per byte: times 0xFF, a byte mask of the frozen lanes.
+        let locked = lockActive.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) } &* 0xFF
+        let writeOnce = load(writeOnceMask)
+        var wm = load(writableMask)
+        wm &= ~(locked & load(lockableMask))
+        wm &= ~(writeOnce & load(writeOnceSpent))
+        let after = ((before & ~wm) | (v & wm)) & ~(v & load(writeOneToClearMask))
+        if after != before {
+            bytes.withUnsafeMutableBytes { $0.storeBytes(of: after.littleEndian, toByteOffset: offset, as: UInt32.self) }
+        }
+        if writeOnce != 0 {
+            let spent = load(writeOnceSpent) | writeOnce
+            writeOnceSpent.withUnsafeMutableBytes { $0.storeBytes(of: spent.littleEndian, toByteOffset: offset, as: UInt32.self) }
+        }
+        return RegisterWrite(offset: offset, width: 4, written: value, before: UInt64(before), after: UInt64(after))
     }
 
     // MARK: Hardware access (the device itself; ignores access types)

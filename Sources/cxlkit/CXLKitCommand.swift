@@ -127,6 +127,20 @@ struct OutputOptionGroup: OutputScope {
     }
 }
 
+/// A command with `--json` and the output options: `-u/--human` only means something for its JSON, so alone it
+/// is a usage error rather than silently ignored.
+protocol JSONOutputCommand: ScopedCommand where Output == OutputOptionGroup {
+    var json: Bool { get }
+}
+
+extension JSONOutputCommand {
+    func validate() throws {
+        if outputOptions.human && !json {
+            throw ValidationError("-u/--human formats byte counts in --json output; add --json")
+        }
+    }
+}
+
 /// `-q/--quiet` alone, for commands without JSON output.
 struct QuietOptionGroup: OutputScope {
     @Flag(name: [.customShort("q"), .long], help: "No progress and no notes on stderr; errors only.")

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DecodeCommand: ScopedCommand {
+struct DecodeCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
         abstract: "Decode config space, CXL DVSECs and component registers, lspci-style.",

@@ -107,6 +107,42 @@ struct RegisterFileTests {
     }
 }
 
+/// A DWORD write takes `RegisterFile`'s four-lanes-at-once path; four one-byte writes
+/// of the same bytes take the lane-by-lane path. Byte lanes are independent, so both
+/// must leave the same bytes, RWO state and RegisterWrite values, for every access type,
+/// lock state and history. Seeded: a failure names its seed.
+@Suite("RegisterFile DWORD writes")
+struct RegisterFileDWORDTests {
+    @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
+    func dwordWriteEqualsFourByteWrites(seed: UInt64) {
+        var rng = RobustnessTests.SplitMix(state: seed)
+        let accesses: [RegisterAccess] = [.ro, .hwInit, .rw, .rws, .rwl, .rwo, .rw1c, .rw1cs, .rsvdP, .rsvdZ]
+        // 16 bytes: four DWORD registers, each four 8-bit fields of random access types and resets.
+        var file = RegisterFile(size: 16)
+        for r in 0..<4 {
+            let fields = (0..<4).map { i in
+                RegisterField("F\(i)", 8 * i + 7, 8 * i, accesses[Int(rng.next() % UInt64(accesses.count))], reset: rng.next() & 0xFF)
+            }
+            file.place(RegisterLayout("R\(r)", offset: 4 * r, width: 4, fields))
+        }
+        var byDWORD = file, byBytes = file
+        for step in 0..<200 {
+            if rng.next() % 8 == 0 {
+                let lo = Int(rng.next() % 16), len = Int(rng.next() % 8), on = rng.next() % 2 == 0
+                byDWORD.setLock(lo..<min(16, lo + len), on)
+                byBytes.setLock(lo..<min(16, lo + len), on)
+            }
+            let offset = 4 * Int(rng.next() % 4)
+            let value = rng.next() & 0xFFFF_FFFF
+            let w = byDWORD.write(offset, width: 4, value: value)
+            let before = byBytes.read(offset, width: 4)
+            for i in 0..<4 { byBytes.write(offset + i, width: 1, value: value >> UInt64(8 * i)) }
+            #expect(w.before == before && w.after == byBytes.read(offset, width: 4), "seed \(seed) step \(step)")
+            #expect(byDWORD.bytes == byBytes.bytes && byDWORD.writeOnceSpent == byBytes.writeOnceSpent, "seed \(seed) step \(step)")
+        }
+    }
+}
+
 @Suite("Emulated device config and BAR accesses")
 struct DeviceAccessTests {
     /// A 1-byte write to DVSEC Control must not clobber bits 15:8 (CXL 3.1 §8.1.3.2).

@@ -64,3 +64,44 @@ struct CommitDPAEndTests {
         }
     }
 }
+
+@Suite("Commit check: the device model's one pass over the registers")
+struct DeviceCommitCheckTests {
+    /// `HDMDecoderDevice.check` (one pass over the register bytes, no arrays) gives the same answer as
+    /// `HDMCommitRules.check` over every decoder's programming read through the catalog (the definition),
+    /// for random register images: any Control bits (IW/IG reserved or not, Committed, position), addresses
+    /// near 2^64, skips, random capability bits and capacities, the structure at a nonzero origin.
+    @Test(arguments: [UInt64(0x13C0_0001), 0x13C0_0002, 0x13C0_0003])
+    func matchesTheRulesOverEveryDecoder(seed: UInt64) {
+        print("DeviceCommitCheckTests seed \(String(seed, radix: 16))")
+        var rng = CommitDPAEndTests.Rng(state: seed)
+        let decoders = 8, origin = 0x40
+        let granules: [UInt64] = [0, 1, 2, 3, 6, 12, 0xF_FFFF_FFFF, 0x8_0000_0000]
+        for round in 0..<300 {
+            var file = RegisterFile(size: origin + HDMDecoderCapability.length(decoders: decoders))
+            file.place(HDMDecoderCapability.layout(decoders: decoders, endpoint: true), at: origin)
+            var base: UInt64 = 0
+            for n in 0..<decoders {
+                let r = HDMDecoderRegisters(n)
+                let size = granules.randomElement(using: &rng)! << 28
+                // Mostly ascending, sometimes overlapping or wrapping.
+                base = Bool.random(using: &rng) ? base &+ size : (granules.randomElement(using: &rng)! << 28)
+                let skip = Bool.random(using: &rng) ? 0 : granules.randomElement(using: &rng)! << 28
+                for (reg, v) in zip(r.programming, [base, base >> 32, size, size >> 32, skip, skip >> 32]) {
+                    file.store(origin + reg.offset, width: 4, value: (v & 0xFFFF_FFFF) | (rng.next() & 0x0FFF_FFFF))
+                }
+                file.store(origin + r.control.offset, width: 4, value: rng.next() & 0xFFFF_FFFF)
+            }
+            let rules = HDMCommitRules(threeSixTwelveWay: Bool.random(using: &rng), sixteenWay: Bool.random(using: &rng),
+                                       a11to8: Bool.random(using: &rng), a14to12: Bool.random(using: &rng),
+                                       capacity: granules.randomElement(using: &rng)! << 29)
+            let device = HDMDecoderDevice(rules: rules, decoderCount: decoders, origin: origin)
+            let programming = (0..<decoders).map { n in DecoderProgramming(decoder: n) { file.read(origin + $0, width: $1) } }
+            let committed = (0..<decoders).map { device.isCommitted($0, in: file) }
+            for n in 0..<decoders {
+                #expect(device.check(n, in: file) == rules.check(decoder: n, decoders: programming, committed: committed),
+                        "seed \(String(seed, radix: 16)) round \(round) decoder \(n)")
+            }
+        }
+    }
+}

@@ -25,6 +25,9 @@ public struct HDMDecoderRegisters: Sendable, Hashable {
         skipOrTargetLow = r[5]; skipOrTargetHigh = r[6]
     }
 
+    /// Control's position in `HDMDecoderCapability.decoderRegisters(_:endpoint:)` (save order).
+    static let controlSlot = 4
+
     /// The registers programmed before Commit, in the order Linux writes them
     /// (`cxl_decoder_commit`): Base Low/High, Size Low/High, DPA Skip Low/High.
     public var programming: [RegisterLayout] { [baseLow, baseHigh, sizeLow, sizeHigh, skipOrTargetLow, skipOrTargetHigh] }

@@ -25,6 +25,11 @@ public struct HDMDecoderDevice: Sendable {
     /// Why each decoder's last commit set Error Not Committed.
     public private(set) var failures: [Int: CommitFailure] = [:]
 
+    /// Catalog numbers every write needs, kept in the model (a static would be a
+    /// lazy-initialisation check per access): Decoder 0 Control's offset and the Commit bit.
+    private let control0 = Self.decoder0Control
+    private let commit = Self.commitMask
+
     public init(rules: HDMCommitRules, decoderCount: Int, origin: Int = 0) {
         self.rules = rules
         self.decoderCount = decoderCount
@@ -46,10 +51,10 @@ public struct HDMDecoderDevice: Sendable {
     /// Decoder n's registers, offsets relative to the register file.
     public func registers(_ n: Int) -> HDMDecoderRegisters { HDMDecoderRegisters(n) }
     /// Offset of Decoder n Control in the register file.
-    public func controlOffset(_ n: Int) -> Int { origin + Self.control0 + HDMDecoderCapability.decoderStride * n }
+    public func controlOffset(_ n: Int) -> Int { origin + control0 + HDMDecoderCapability.decoderStride * n }
     /// Decoder 0 Control's offset in the structure: decoder n's is `decoderStride * n` further
     /// (arithmetic, not a register layout per call: every BAR write asks).
-    private static let control0 = HDMDecoderRegisters(0).control.offset
+    private static let decoder0Control = HDMDecoderRegisters(0).control.offset
     /// The bytes Lock On Commit freezes (§8.2.4.20.7): Base, Size, Control, DPA Skip.
     public func lockedRange(_ n: Int) -> Range<Int> {
         let r = HDMDecoderRegisters(n)
@@ -93,31 +98,66 @@ public struct HDMDecoderDevice: Sendable {
     }
 
     /// The checks of §8.2.4.20.12 on decoder n as the file holds decoders 0...n.
+    ///
+    /// One pass over the registers, no arrays: decoder n's programming, decoder n-1's
+    /// programming and Committed bit, and the DPA cursor over decoders 0...n (Size,
+    /// DPA Skip and IW only). That pass is O(n) loads (at most 32 decoders, ~5 loads
+    /// each), recomputed from the registers on every commit rather than cached, so no
+    /// write path (software, hardware stores, resets, the shadow's lock release) can
+    /// leave a stale running total behind.
     public func check(_ n: Int, in file: RegisterFile) -> CommitFailure? {
-        // Straight from the file's bytes: a commit reads every lower decoder, and a closure
-        // over the file itself would copy it (its eleven arrays) once per decoder read.
-        file.bytes.withUnsafeBytes { raw in
-            func read(_ offset: Int, _ width: Int) -> UInt64 {
-                // As `RegisterFile.read`: little-endian, bytes outside the file read 0.
-                let at = origin + offset
-                if width == 4 && at >= 0 && at <= raw.count - 4 {
-                    return UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+        // Straight from the file's bytes: a closure over the file itself would copy it.
+        // The catalog's numbers, hoisted out of the loop.
+        let p = Self.places, iwMask = Self.iwMask, iwShift = Self.iwShift
+        let first = HDMDecoderCapability.firstDecoderOffset, stride = HDMDecoderCapability.decoderStride
+        return file.bytes.withUnsafeBytes { raw in
+            let words = HDMRegisterWords(raw, origin: origin)
+            var cursor = DPACursor()
+            let low = words.lowAddressMask
+            if origin >= 0, origin + first + stride * (n + 1) <= raw.count {
+                // Decoders 0...n all inside the file: plain loads, no per-load range check.
+                func load(_ at: Int) -> UInt64 { UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self))) }
+                var at = origin + first
+                for _ in 0...n {
+                    cursor.allocate(size: load(at + p.sizeHigh) << 32 | (load(at + p.sizeLow) & low),
+                                    iw: UInt8(truncatingIfNeeded: (load(at + p.control) & iwMask) >> iwShift),
+                                    dpaSkip: load(at + p.skipHigh) << 32 | (load(at + p.skipLow) & low))
+                    at += stride
                 }
-                var v: UInt64 = 0
-                for i in 0..<width where at + i >= 0 && at + i < raw.count { v |= UInt64(raw[at + i]) << UInt64(8 * i) }
-                return v
+            } else {
+                for m in 0...n {
+                    let at = first + stride * m
+                    cursor.allocate(size: words.address(at + p.sizeLow, at + p.sizeHigh),
+                                    iw: UInt8(truncatingIfNeeded: (words.load(at + p.control) & iwMask) >> iwShift),
+                                    dpaSkip: words.address(at + p.skipLow, at + p.skipHigh))
+                }
             }
-            var decoders: [DecoderProgramming] = []
-            var committed: [Bool] = []
-            decoders.reserveCapacity(n + 1)
-            committed.reserveCapacity(n + 1)
-            for m in 0...n {
-                decoders.append(DecoderProgramming(decoder: m, read: read))
-                committed.append(HDMDecoderCapability.Control.committed.extract(read(controlOffset(m) - origin, 4)) != 0)
-            }
-            return rules.check(decoder: n, decoders: decoders, committed: committed)
+            let d = words.programming(n)
+            let previous = n > 0 ? words.programming(n - 1) : nil
+            let previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & Self.committedMask != 0
+            return rules.check(d, index: n, previous: previous, previousCommitted: previousCommitted, dpaEnd: cursor.end)
         }
     }
+
+    /// Decoder n's first register, relative to the structure.
+    static func decoderBase(_ n: Int) -> Int { HDMDecoderCapability.firstDecoderOffset + HDMDecoderCapability.decoderStride * n }
+
+    /// Decoder 0's registers relative to its first register (Base Low), reduced to
+    /// numbers once from the catalog.
+    struct Places: Sendable {
+        let baseLow: Int, baseHigh: Int, sizeLow: Int, sizeHigh: Int, control: Int, skipLow: Int, skipHigh: Int
+    }
+    static let places: Places = {
+        let r = HDMDecoderRegisters(0)
+        let b = decoderBase(0)
+        return Places(baseLow: r.baseLow.offset - b, baseHigh: r.baseHigh.offset - b, sizeLow: r.sizeLow.offset - b,
+                      sizeHigh: r.sizeHigh.offset - b, control: r.control.offset - b, skipLow: r.skipOrTargetLow.offset - b,
+                      skipHigh: r.skipOrTargetHigh.offset - b)
+    }()
+    static let committedMask = HDMDecoderCapability.Control.committed.mask
+    static let commitMask = HDMDecoderCapability.Control.commit.mask
+    static let iwMask = HDMDecoderCapability.Control.iw.mask
+    static let iwShift = UInt64(HDMDecoderCapability.Control.iw.lsb)
 
     // MARK: Writing
 
@@ -134,28 +174,36 @@ public struct HDMDecoderDevice: Sendable {
     /// locked before the write, can commit or de-commit. The caller acts on each edge
     /// (`commit` / `beginCommit`, `decommit`).
     public func write(_ file: inout RegisterFile, offset: Int, width: Int, value: UInt64) -> (RegisterWrite, [CommitEdge]) {
-        var touched: [Int] = []
+        // Only the decoders whose Control the access's bytes can reach: an access is at
+        // most 8 bytes and Controls are `decoderStride` (32) bytes apart, so at most two,
+        // kept in two slots rather than an array (this runs on every BAR write).
+        var first = -1, second = -1
         if offset < range.upperBound && range.lowerBound < offset + width {
-            // Only the decoders whose Control the access's bytes can reach (an access is at most 8 bytes).
             let stride = HDMDecoderCapability.decoderStride
-            let first = max(0, (offset - origin - Self.control0 - 3) / stride)
-            let last = min(decoderCount - 1, (offset + width - 1 - origin - Self.control0) / stride + 1)
-            if first <= last {
-                for n in first...last {
+            let lo = max(0, (offset - origin - control0 - 3) / stride)
+            let hi = min(decoderCount - 1, (offset + width - 1 - origin - control0) / stride + 1)
+            if lo <= hi {
+                for n in lo...hi {
                     let c = controlOffset(n)
-                    if c < offset + width && offset < c + 4 && !file.isLocked(c) { touched.append(n) }
+                    if c < offset + width && offset < c + 4 && !file.isLocked(c) {
+                        if first < 0 { first = n } else { second = n }
+                    }
                 }
             }
         }
         let w = file.write(offset, width: width, value: value)
-        let commit = HDMDecoderCapability.Control.commit
+        guard first >= 0 else { return (w, []) }
         var edges: [CommitEdge] = []
-        for n in touched where w.covers(controlOffset(n), width: 4) {
-            let before = commit.extract(w.beforeBits(ofRegisterAt: controlOffset(n), width: 4)) != 0
-            let after = commit.extract(file.read(controlOffset(n), width: 4)) != 0
+        func edge(_ n: Int) {
+            let c = controlOffset(n)
+            guard w.covers(c, width: 4) else { return }
+            let before = (c == w.offset && w.width == 4 ? w.before : w.beforeBits(ofRegisterAt: c, width: 4)) & commit != 0
+            let after = file.read(c, width: 4) & commit != 0
             if !before && after { edges.append(.commit(n)) }
             if before && !after { edges.append(.decommit(n)) }
         }
+        edge(first)
+        if second >= 0 { edge(second) }
         return (w, edges)
     }
 
@@ -164,7 +212,7 @@ public struct HDMDecoderDevice: Sendable {
     public mutating func beginCommit(_ n: Int, in file: inout RegisterFile) {
         let c = HDMDecoderCapability.Control.self
         file.setBits(controlOffset(n), width: 4, mask: c.committed.mask | c.errorNotCommitted.mask, to: false)
-        failures[n] = nil
+        if !failures.isEmpty { failures[n] = nil }
     }
 
     /// The commit's result: Error Not Committed (recording why), or Committed and,
@@ -194,10 +242,44 @@ public struct HDMDecoderDevice: Sendable {
     /// Commit 1 -> 0 on an unlocked decoder: Committed and Error Not Committed clear at once.
     public mutating func decommit(_ n: Int, in file: inout RegisterFile) {
         let c = HDMDecoderCapability.Control.self
-        failures[n] = nil
+        if !failures.isEmpty { failures[n] = nil }
         file.setBits(controlOffset(n), width: 4, mask: c.committed.mask | c.errorNotCommitted.mask, to: false)
     }
 
     /// After a reset of the structure's registers: no failures remembered.
     public mutating func forgetFailures() { failures = [:] }
+}
+
+/// 32-bit little-endian loads from a register file's bytes at offsets relative to the
+/// HDM Decoder Capability structure; bytes outside the file read 0, as in
+/// `RegisterFile.read`.
+struct HDMRegisterWords {
+    let raw: UnsafeRawBufferPointer
+    let origin: Int
+    /// The bits a Low register implements, read once per pass.
+    let lowAddressMask = HDMDecoderRegisters.lowAddressMask
+    init(_ raw: UnsafeRawBufferPointer, origin: Int) {
+        self.raw = raw
+        self.origin = origin
+    }
+
+    @inline(__always)
+    func load(_ offset: Int) -> UInt64 {
+        let at = origin + offset
+        if at >= 0 && at <= raw.count - 4 {
+            return UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+        }
+        var v: UInt64 = 0
+        for i in 0..<4 where at + i >= 0 && at + i < raw.count { v |= UInt64(raw[at + i]) << UInt64(8 * i) }
+        return v
+    }
+
+    /// A Low/High pair as the catalog declares it (Low holds bits 31:28).
+    func address(_ low: Int, _ high: Int) -> UInt64 {
+        load(high) << 32 | (load(low) & lowAddressMask)
+    }
+
+    func programming(_ n: Int) -> DecoderProgramming {
+        DecoderProgramming(decoder: n) { (offset, _) in load(offset) }
+    }
 }

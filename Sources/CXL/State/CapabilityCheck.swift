@@ -14,14 +14,16 @@ extension CXLStateEngine {
         try capabilityCheck(snapshot).differences
     }
 
+    static let rangeSizeStatusBits = CXLDeviceDVSEC.range1.sizeLow.fields
+        .filter { ["Memory_Info_Valid", "Memory_Active"].contains($0.name) }
+        .reduce(UInt64(0)) { $0 | $1.mask }
+
     /// The differences, and the registers read that equal the snapshot exactly: those are read-only, so the
     /// verification after the restore needs no second read of them.
     func capabilityCheck(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> (differences: [String], confirmed: [RegisterKey: UInt64]) {
         var differences: [String] = []
         var confirmed: [RegisterKey: UInt64] = [:]
-        let statusBits = CXLDeviceDVSEC.range1.sizeLow.fields
-            .filter { ["Memory_Info_Valid", "Memory_Active"].contains($0.name) }
-            .reduce(UInt64(0)) { $0 | $1.mask }
+        let statusBits = Self.rangeSizeStatusBits
         // The config-space ones (all inside the DVSEC) in one bulk read.
         let configVerify = snapshot.registers.filter { $0.role == .verify && $0.space == .config }
         var image: (start: Int, bytes: [UInt8])?

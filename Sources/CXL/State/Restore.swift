@@ -59,22 +59,26 @@ final class RestoreRun {
     let engine: CXLStateEngine
     let snapshot: CXLStateSnapshot
     private let regs: [SavedRegister]
-    private var outcomes: [RegisterOutcome]
+    // One restore runs on one thread from start to end (`execute`), so these need no
+    // dynamic exclusivity checks (they cost more than the register accesses around them).
+    @exclusivity(unchecked) private var outcomes: [RegisterOutcome]
     /// Values read after the register's last write: verification does not read again.
-    private var fresh: [UInt64?]
-    private var failed: [Bool]
-    private var steps: [String] = []
-    private var decoders: [DecoderOutcome] = []
-    private var locked = false
+    @exclusivity(unchecked) private var fresh: [UInt64?]
+    @exclusivity(unchecked) private var failed: [Bool]
+    @exclusivity(unchecked) private var steps: [RestoreStep] = []
+    @exclusivity(unchecked) private var decoders: [DecoderOutcome] = []
+    @exclusivity(unchecked) private var locked = false
     private let at: SnapshotIndex
+    /// Waits on Decoder n Control through the options' clock (one for the whole restore).
+    private let committer: HDMCommitter
 
     init(engine: CXLStateEngine, snapshot: CXLStateSnapshot, confirmed: [RegisterKey: UInt64] = [:]) {
         self.engine = engine
         self.snapshot = snapshot
+        committer = HDMCommitter(engine.options)
         regs = snapshot.registers
         outcomes = regs.map {
-            RegisterOutcome(block: $0.block, register: $0.register, width: $0.width, saved: $0.value,
-                            action: $0.role == .verify ? .compared : .notAttempted, ok: true)
+            RegisterOutcome(name: $0.name, width: $0.width, saved: $0.value, action: $0.role == .verify ? .compared : .notAttempted, ok: true)
         }
         fresh = Array(repeating: nil, count: regs.count)
         // Read-only registers the capability check already read equal: no second read.
@@ -86,12 +90,12 @@ final class RestoreRun {
     }
 
     var report: RestoreReport {
-        RestoreReport(device: snapshot.identity, dvsecLocked: locked, steps: steps, registers: outcomes, decoders: decoders)
+        RestoreReport(device: snapshot.identity, dvsecLocked: locked, stepLog: steps, registers: outcomes, decoders: decoders)
     }
 
     // MARK: Register operations
 
-    private func step(_ s: String) { steps.append(s) }
+    private func step(_ s: String) { steps.append(.text(s)) }
 
     private func fail(_ i: Int, _ detail: String) {
         failed[i] = true
@@ -139,6 +143,35 @@ final class RestoreRun {
         }
     }
 
+    /// Decoder n's programming registers (`others`, their saved values) and then its
+    /// Control (`value`), as one batch of posted writes (`writePosted`), built without
+    /// intermediate arrays.
+    private func writeDecoder(_ others: ArraySlice<Int>, control: Int, _ value: UInt64) -> Bool {
+        guard case .bar(let bar) = regs[control].space, others.allSatisfy({ regs[$0].space == .bar(bar) }) else {
+            return writePosted(others.map { ($0, regs[$0].value) } + [(control, value)])
+        }
+        var writes: [PostedBARWrite] = []
+        writes.reserveCapacity(others.count + 1)
+        for i in others {
+            fresh[i] = nil
+            outcomes[i].action = .written
+            writes.append(PostedBARWrite(offset: regs[i].offset, width: regs[i].width, value: regs[i].value))
+        }
+        fresh[control] = nil
+        outcomes[control].action = .written
+        writes.append(PostedBARWrite(offset: regs[control].offset, width: regs[control].width, value: value))
+        do {
+            try engine.function.barWritePosted(bar, writes)
+            for i in others { outcomes[i].written = regs[i].value }
+            outcomes[control].written = value
+            return true
+        } catch {
+            for i in others { fail(i, "write of \(HexCoding.format(regs[i].value, width: regs[i].width)) failed: \(error)") }
+            fail(control, "write of \(HexCoding.format(value, width: regs[control].width)) failed: \(error)")
+            return false
+        }
+    }
+
     /// Read a live value the algorithm needs to decide; it also serves as read-back
     /// if nothing is written afterwards.
     private func readLive(_ i: Int) -> UInt64? {
@@ -160,10 +193,9 @@ final class RestoreRun {
     /// Wait on Decoder n Control (register `i`) through the host-side committer;
     /// nil when a read failed (recorded). Every value read is kept for verification.
     private func wait(_ i: Int, decommit: Bool) -> HDMCommitWait? {
-        let committer = HDMCommitter(engine.options)
-        let read = { () throws(CXLStateError) -> UInt64 in
-            let v = try self.engine.read(self.regs[i])
-            self.fresh[i] = v
+        func read() throws(CXLStateError) -> UInt64 {
+            let v = try engine.read(regs[i])
+            fresh[i] = v
             return v
         }
         do throws(CXLStateError) {
@@ -330,17 +362,21 @@ final class RestoreRun {
 
         for (n, d) in at.decoders.enumerated() {
             guard let control = d.control else { continue }
-            let all = d.others + [control]
             func mark(_ action: RegisterOutcome.Action, ok: Bool, _ detail: String) {
-                for i in all {
+                func one(_ i: Int) {
                     outcomes[i].action = action
                     outcomes[i].detail = detail
                     if !ok { outcomes[i].ok = false; failed[i] = true }
                 }
+                for i in d.others { one(i) }
+                one(control)
             }
             func outcome(_ result: DecoderOutcome.Result, _ detail: String? = nil, polls: Int = 0) {
-                decoders.append(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))
-                step("Decoder \(n): \(result.rawValue)\(detail.map { " (\($0))" } ?? "")")
+                record(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))
+            }
+            func record(_ d: DecoderOutcome) {
+                decoders.append(d)
+                steps.append(.decoder(d))
             }
             let saved = regs[control].value
             if saved & committed == 0 {
@@ -397,12 +433,12 @@ final class RestoreRun {
             // read orders after all of them.
             // One batch (vfio-user: one REGION_WRITE_MULTI message), Control last.
             let value = (saved & ~(committed | error)) | commit
-            guard writePosted(d.others.map { ($0, regs[$0].value) } + [(control, value)]) else {
+            guard writeDecoder(d.others, control: control, value) else {
                 outcome(.accessError, "programming failed; not committed"); blockedBy = n; continue
             }
             switch wait(control, decommit: false) {
             case .done(_, let polls)?:
-                outcome(.committed, "programmed, Committed after \(polls) read(s)", polls: polls)
+                record(DecoderOutcome(index: n, result: .committed, note: .committedAfter(polls: polls), polls: polls))
             case .errorNotCommitted(_, let polls)?:
                 fail(control, "Error Not Committed")
                 // Spec recovery: clear Commit so the decoder is not left armed.
@@ -425,7 +461,7 @@ final class RestoreRun {
     /// by design are not read.
     private func verify(_ indices: [Int]) {
         let checked = indices.filter {
-            (outcomes[$0].action != .skipped || regs[$0].block != StateCatalog.hdmBlock) && outcomes[$0].action != .notAttempted
+            (outcomes[$0].action != .skipped || !StateCatalog.isHDM(regs[$0].name)) && outcomes[$0].action != .notAttempted
         }
         let unread = checked.filter { fresh[$0] == nil }
         if !unread.isEmpty {
@@ -457,8 +493,9 @@ final class RestoreRun {
 struct SnapshotIndex {
     struct Decoder {
         var control: Int?
-        /// Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in snapshot order.
-        var others: [Int] = []
+        /// Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in snapshot
+        /// order: a slice of one array shared by all decoders.
+        var others: ArraySlice<Int> = []
     }
     var command: Int?
     var bars: [Int] = []
@@ -481,45 +518,74 @@ struct SnapshotIndex {
         decoders = Array(repeating: Decoder(), count: hdm?.decoderCount ?? 0)
         var barSlots: [Int?] = Array(repeating: nil, count: 6)
         var msiControl: Int?
-        var ranges: [Int: Int] = [:]
-        let rangeLayouts = [CXLDeviceDVSEC.range1.baseHigh, CXLDeviceDVSEC.range1.baseLow,
-                            CXLDeviceDVSEC.range2.baseHigh, CXLDeviceDVSEC.range2.baseLow]
+        var ranges: [Int?] = [nil, nil, nil, nil]
+        let kinds = StateRegisterTable.kinds
+        // HDM registers other than Control: (snapshot index, decoder).
+        var placed: [(Int, Int)] = []
+        placed.reserveCapacity(StateRegisterTable.endpointSlots * decoders.count)
+        mmio.reserveCapacity(regs.count)
+        config.reserveCapacity(32)
         for (i, r) in regs.enumerated() {
             if r.space == .config { config.append(i) } else { mmio.append(i) }
-            switch r.block {
-            case StateCatalog.headerBlock:
-                if r.register == PCIHeader.command.name { command = i; continue }
-                if let b = StateCatalog.barNames.firstIndex(of: r.register) { barSlots[b] = i }
-            case StateCatalog.pciExpressBlock: pciExpress.append(i)
-            case StateCatalog.msiBlock:
-                if r.register == MSICapability.messageControl.name { msiControl = i } else { msi.append(i) }
-            case StateCatalog.msixBlock: msix.append(i)
-            case StateCatalog.dvsecBlock:
-                switch r.register {
-                case CXLDeviceDVSEC.lock.name: lock = i
-                case CXLDeviceDVSEC.control.name: control = i
-                case CXLDeviceDVSEC.control2.name: control2 = i
-                default: if let k = rangeLayouts.firstIndex(where: { $0.name == r.register }) { ranges[k] = i }
+            // By catalog number: no names compared. A register the state table lacks
+            // (only a crafted file has one) goes by its structure's name.
+            guard let id = r.name.catalogID else {
+                switch r.block {
+                case StateCatalog.pciExpressBlock: pciExpress.append(i)
+                case StateCatalog.msiBlock: msi.append(i)
+                case StateCatalog.msixBlock: msix.append(i)
+                case StateCatalog.hdmBlock: placeHDM(i, r, hdm, &placed)
+                default: break
                 }
-            case StateCatalog.hdmBlock:
-                guard let hdm, r.space == .bar(hdm.bar), r.offset >= hdm.hdmOffset else { continue }
-                let rel = r.offset - hdm.hdmOffset
-                let first = UInt64(HDMDecoderCapability.firstDecoderOffset), stride = UInt64(HDMDecoderCapability.decoderStride)
-                if rel >= first, rel < first + stride * UInt64(decoders.count) {
-                    let n = Int((rel - first) / stride)
-                    if (rel - first) % stride == UInt64(HDMDecoderCapability.controlSlot) {
-                        decoders[n].control = i
-                    } else {
-                        decoders[n].others.append(i)
-                    }
-                } else if rel == UInt64(HDMDecoderCapability.globalControl.offset), r.role == .restore {
-                    globalControl = i
-                }
-            default: break
+                continue
+            }
+            switch kinds[id] {
+            case .command: command = i
+            case .bar(let b): barSlots[b] = i
+            case .pciExpress: pciExpress.append(i)
+            case .msiControl: msiControl = i
+            case .msi: msi.append(i)
+            case .msixControl: msix.append(i)
+            case .dvsecLock: lock = i
+            case .dvsecControl: control = i
+            case .dvsecControl2: control2 = i
+            case .rangeBase(let k): ranges[k] = i
+            case .dvsecOther, .hdmCapability: break
+            case .hdmGlobalControl, .decoder: placeHDM(i, r, hdm, &placed)
             }
         }
         bars = barSlots.compactMap { $0 }
+        // Every decoder's other registers in one array, grouped by decoder (snapshot order kept).
+        if !placed.isEmpty {
+            var start = [Int](repeating: 0, count: decoders.count + 1)
+            for (_, n) in placed { start[n + 1] += 1 }
+            for n in 0..<decoders.count { start[n + 1] += start[n] }
+            var next = start
+            var flat = [Int](repeating: 0, count: placed.count)
+            for (i, n) in placed {
+                flat[next[n]] = i
+                next[n] += 1
+            }
+            for n in decoders.indices { decoders[n].others = flat[start[n] ..< start[n + 1]] }
+        }
         if let msiControl { msi.append(msiControl) }
-        rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, rangeLayouts[k]) } }
+        rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, StateRegisterTable.rangeBaseLayouts[k]) } }
+    }
+
+    /// An HDM register by location (decoder n, register slot) inside the structure.
+    private mutating func placeHDM(_ i: Int, _ r: SavedRegister, _ hdm: HDMLocation?, _ placed: inout [(Int, Int)]) {
+        guard let hdm, r.space == .bar(hdm.bar), r.offset >= hdm.hdmOffset else { return }
+        let rel = r.offset - hdm.hdmOffset
+        let first = UInt64(HDMDecoderCapability.firstDecoderOffset), stride = UInt64(HDMDecoderCapability.decoderStride)
+        if rel >= first, rel < first + stride * UInt64(decoders.count) {
+            let n = Int((rel - first) / stride)
+            if (rel - first) % stride == UInt64(HDMDecoderCapability.controlSlot) {
+                decoders[n].control = i
+            } else {
+                placed.append((i, n))
+            }
+        } else if rel == UInt64(HDMDecoderCapability.globalControl.offset), r.role == .restore {
+            globalControl = i
+        }
     }
 }

@@ -20,8 +20,16 @@ public struct RegisterOutcome: Sendable, Hashable, Codable {
         case notAttempted = "not-attempted"
     }
 
-    public var block: String
-    public var register: String
+    /// Which register (names rendered when read or encoded).
+    var name: StateRegisterName
+    public var block: String {
+        get { name.block }
+        set { name = StateRegisterName(block: newValue, register: name.register) }
+    }
+    public var register: String {
+        get { name.register }
+        set { name = StateRegisterName(block: name.block, register: newValue) }
+    }
     public var width: Int
     public var saved: UInt64
     /// The live value read before restoring, where the algorithm needed it.
@@ -34,8 +42,46 @@ public struct RegisterOutcome: Sendable, Hashable, Codable {
     public var ok: Bool
     public var detail: String?
 
-    public var key: RegisterKey { RegisterKey(block: block, register: register) }
+    public var key: RegisterKey { RegisterKey(name: name) }
     public var displayName: String { StateCatalog.displayName(block: block, register: register) }
+
+    init(name: StateRegisterName, width: Int, saved: UInt64, action: Action, ok: Bool) {
+        self.name = name
+        self.width = width
+        self.saved = saved
+        self.action = action
+        self.ok = ok
+    }
+
+    enum CodingKeys: String, CodingKey { case block, register, width, saved, live, written, after, action, ok, detail }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = StateRegisterName(block: try c.decode(String.self, forKey: .block), register: try c.decode(String.self, forKey: .register))
+        width = try c.decode(Int.self, forKey: .width)
+        saved = try c.decode(UInt64.self, forKey: .saved)
+        live = try c.decodeIfPresent(UInt64.self, forKey: .live)
+        written = try c.decodeIfPresent(UInt64.self, forKey: .written)
+        after = try c.decodeIfPresent(UInt64.self, forKey: .after)
+        action = try c.decode(Action.self, forKey: .action)
+        ok = try c.decode(Bool.self, forKey: .ok)
+        detail = try c.decodeIfPresent(String.self, forKey: .detail)
+    }
+
+    /// As the synthesized encoding: absent optionals are left out.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(block, forKey: .block)
+        try c.encode(register, forKey: .register)
+        try c.encode(width, forKey: .width)
+        try c.encode(saved, forKey: .saved)
+        try c.encodeIfPresent(live, forKey: .live)
+        try c.encodeIfPresent(written, forKey: .written)
+        try c.encodeIfPresent(after, forKey: .after)
+        try c.encode(action, forKey: .action)
+        try c.encode(ok, forKey: .ok)
+        try c.encodeIfPresent(detail, forKey: .detail)
+    }
 }
 
 /// What happened to one HDM decoder.
@@ -70,9 +116,77 @@ public struct DecoderOutcome: Sendable, Hashable, Codable {
 
     public var index: Int
     public var result: Result
-    public var detail: String?
+    /// Why, or how (rendered on demand for a commit: "programmed, Committed after 1 read(s)").
+    public var detail: String? {
+        get { note.text }
+        set { note = newValue.map(Note.text) ?? .none }
+    }
     /// Decoder n Control polls after Commit.
     public var polls: Int
+
+    /// The detail as the restore recorded it: text, or the commit's poll count.
+    enum Note: Sendable, Hashable {
+        case none
+        case text(String)
+        case committedAfter(polls: Int)
+        var text: String? {
+            switch self {
+            case .none: return nil
+            case .text(let s): return s
+            case .committedAfter(let p): return "programmed, Committed after \(p) read(s)"
+            }
+        }
+    }
+    var note: Note
+
+    public init(index: Int, result: Result, detail: String?, polls: Int) {
+        self.init(index: index, result: result, note: detail.map(Note.text) ?? .none, polls: polls)
+    }
+
+    init(index: Int, result: Result, note: Note, polls: Int) {
+        self.index = index
+        self.result = result
+        self.note = note
+        self.polls = polls
+    }
+
+    enum CodingKeys: String, CodingKey { case index, result, detail, polls }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(index: try c.decode(Int.self, forKey: .index), result: try c.decode(Result.self, forKey: .result),
+                  detail: try c.decodeIfPresent(String.self, forKey: .detail), polls: try c.decode(Int.self, forKey: .polls))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(index, forKey: .index)
+        try c.encode(result, forKey: .result)
+        try c.encodeIfPresent(detail, forKey: .detail)
+        try c.encode(polls, forKey: .polls)
+    }
+
+    public static func == (a: DecoderOutcome, b: DecoderOutcome) -> Bool {
+        a.index == b.index && a.result == b.result && a.detail == b.detail && a.polls == b.polls
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(index); h.combine(result); h.combine(detail); h.combine(polls)
+    }
+}
+
+/// One step of a restore, kept as what happened and rendered as text on demand.
+enum RestoreStep: Sendable, Hashable {
+    case text(String)
+    /// "Decoder n: result (detail)".
+    case decoder(DecoderOutcome)
+
+    var text: String {
+        switch self {
+        case .text(let s): return s
+        case .decoder(let d): return "Decoder \(d.index): \(d.result.rawValue)\(d.detail.map { " (\($0))" } ?? "")"
+        }
+    }
 }
 
 /// The outcome of a restore, register by register. A restore that ran to the end but
@@ -81,8 +195,12 @@ public struct RestoreReport: Sendable, Hashable, Codable {
     public var device: CXLDeviceIdentity
     /// CONFIG_LOCK was live, so the DVSEC took the merge path.
     public var dvsecLocked: Bool
-    /// What the engine did, in order.
-    public var steps: [String]
+    /// What the engine did, in order (rendered from `stepLog` when read).
+    public var steps: [String] {
+        get { stepLog.map(\.text) }
+        set { stepLog = newValue.map(RestoreStep.text) }
+    }
+    var stepLog: [RestoreStep]
     public var registers: [RegisterOutcome]
     public var decoders: [DecoderOutcome]
 
@@ -107,11 +225,24 @@ public struct RestoreReport: Sendable, Hashable, Codable {
     enum CodingKeys: String, CodingKey { case device, dvsecLocked, steps, registers, decoders, quantities }
 
     public init(device: CXLDeviceIdentity, dvsecLocked: Bool, steps: [String], registers: [RegisterOutcome], decoders: [DecoderOutcome]) {
+        self.init(device: device, dvsecLocked: dvsecLocked, stepLog: steps.map(RestoreStep.text), registers: registers, decoders: decoders)
+    }
+
+    init(device: CXLDeviceIdentity, dvsecLocked: Bool, stepLog: [RestoreStep], registers: [RegisterOutcome], decoders: [DecoderOutcome]) {
         self.device = device
         self.dvsecLocked = dvsecLocked
-        self.steps = steps
+        self.stepLog = stepLog
         self.registers = registers
         self.decoders = decoders
+    }
+
+    /// Equal when they say the same: steps compared as text.
+    public static func == (a: RestoreReport, b: RestoreReport) -> Bool {
+        a.device == b.device && a.dvsecLocked == b.dvsecLocked && a.steps == b.steps && a.registers == b.registers && a.decoders == b.decoders
+    }
+
+    public func hash(into h: inout Hasher) {
+        h.combine(device); h.combine(dvsecLocked); h.combine(steps); h.combine(registers); h.combine(decoders)
     }
 
     public init(from decoder: any Decoder) throws {

@@ -99,10 +99,18 @@ public enum SavedRegisterRole: String, Sendable, Hashable, Codable {
 /// One saved register: the catalog's structure and register names, where it is,
 /// and its value.
 public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertible {
+    /// Which register: a catalog number (names rendered on demand), or names.
+    var name: StateRegisterName
     /// The catalog structure (`RegisterBlockLayout.name`), e.g. "PCIe DVSEC for CXL Devices".
-    public var block: String
+    public var block: String {
+        get { name.block }
+        set { name = StateRegisterName(block: newValue, register: name.register) }
+    }
     /// The catalog register name, e.g. "DVSEC CXL Control" or "Decoder 1 Control".
-    public var register: String
+    public var register: String {
+        get { name.register }
+        set { name = StateRegisterName(block: name.block, register: newValue) }
+    }
     public var space: RegisterSpace
     /// Config-space offset, or offset inside the BAR.
     public var offset: UInt64
@@ -113,8 +121,12 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
 
     public init(block: String, register: String, space: RegisterSpace, offset: UInt64, width: Int,
                 value: UInt64, role: SavedRegisterRole) {
-        self.block = block
-        self.register = register
+        self.init(name: StateRegisterName(block: block, register: register), space: space, offset: offset, width: width,
+                  value: value, role: role)
+    }
+
+    init(name: StateRegisterName, space: RegisterSpace, offset: UInt64, width: Int, value: UInt64, role: SavedRegisterRole) {
+        self.name = name
         self.space = space
         self.offset = offset
         self.width = width
@@ -123,7 +135,7 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
     }
 
     /// Identifies the register across snapshots.
-    public var key: RegisterKey { RegisterKey(block: block, register: register) }
+    public var key: RegisterKey { RegisterKey(name: name) }
 
     /// A name that is unique across the snapshot: capability registers whose catalog
     /// names repeat (MSI and MSI-X both have "Message Control") carry their structure.
@@ -137,8 +149,7 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        block = try c.decode(String.self, forKey: .block)
-        register = try c.decode(String.self, forKey: .register)
+        name = StateRegisterName(block: try c.decode(String.self, forKey: .block), register: try c.decode(String.self, forKey: .register))
         space = try c.decode(RegisterSpace.self, forKey: .space)
         offset = try HexCoding.decode(c, .offset, bits: 64)
         width = try c.decode(Int.self, forKey: .width)
@@ -163,13 +174,31 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
 
 /// Structure + register name: the identity of a register across snapshots.
 public struct RegisterKey: Sendable, Hashable, Codable, CustomStringConvertible {
-    public var block: String
-    public var register: String
-    public init(block: String, register: String) {
-        self.block = block
-        self.register = register
+    var name: StateRegisterName
+    public var block: String {
+        get { name.block }
+        set { name = StateRegisterName(block: newValue, register: name.register) }
     }
+    public var register: String {
+        get { name.register }
+        set { name = StateRegisterName(block: name.block, register: newValue) }
+    }
+    public init(block: String, register: String) { name = StateRegisterName(block: block, register: register) }
+    init(name: StateRegisterName) { self.name = name }
     public var description: String { StateCatalog.displayName(block: block, register: register) }
+
+    enum CodingKeys: String, CodingKey { case block, register }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(block: try c.decode(String.self, forKey: .block), register: try c.decode(String.self, forKey: .register))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(block, forKey: .block)
+        try c.encode(register, forKey: .register)
+    }
 }
 
 /// Where the HDM decoders are: the component register block found through the
@@ -289,9 +318,19 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
             let limit = UInt64.max - UInt64(2 * ComponentRegisterBlock.size)
             guard h.blockOffset <= limit, h.hdmOffset <= limit else { throw bad("component register offset out of range") }
         }
-        var seen = Set<NameSlot>(minimumCapacity: registers.count)
+        // Catalog registers by number in a bit set; names the catalog lacks by name.
+        var seenIDs = [UInt64](repeating: 0, count: (StateRegisterTable.count + 63) / 64)
+        var seenOther = Set<StateRegisterName>()
         for r in registers {
-            guard seen.insert(NameSlot(block: r.block, register: r.register)).inserted else { throw bad("\(r.displayName) appears twice") }
+            let inserted: Bool
+            if let id = r.name.catalogID {
+                let (word, bit) = (id / 64, UInt64(1) << UInt64(id % 64))
+                inserted = seenIDs[word] & bit == 0
+                seenIDs[word] |= bit
+            } else {
+                inserted = seenOther.insert(r.name).inserted
+            }
+            guard inserted else { throw bad("\(r.displayName) appears twice") }
             guard r.width == 1 || r.width == 2 || r.width == 4, r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }
             switch r.space {
             case .config:
@@ -313,7 +352,7 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
         return s
     }
 
-    public subscript(key: RegisterKey) -> SavedRegister? { registers.first { $0.key == key } }
+    public subscript(key: RegisterKey) -> SavedRegister? { registers.first { $0.name == key.name } }
 
     public subscript(block: String, register: String) -> SavedRegister? {
         self[RegisterKey(block: block, register: register)]
@@ -327,16 +366,6 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
         let prefix = "Decoder \(n) "    // built once, not once per register
         return registers.filter { $0.block == StateCatalog.hdmBlock && $0.register.hasPrefix(prefix) }
     }
-}
-
-/// A register's identity for `validate()`'s duplicate check: equal as `RegisterKey`, but
-/// hashed by the register name alone (a snapshot has a handful of structure names and
-/// every register's name differs within one, so hashing the structure name too buys nothing).
-private struct NameSlot: Hashable {
-    let block: String
-    let register: String
-    func hash(into hasher: inout Hasher) { hasher.combine(register) }
-    static func == (a: NameSlot, b: NameSlot) -> Bool { a.register == b.register && a.block == b.block }
 }
 
 /// Values in the state file are hex strings ("0x0006"): exact for 64-bit values and

@@ -87,11 +87,26 @@ public enum StateCatalog {
     /// Committed, `hw/mem/cxl_type3.c`); with Committed set in both, Commit is ignored.
     public static func equivalent(_ key: RegisterKey, _ a: UInt64, _ b: UInt64) -> Bool {
         if a == b { return true }
-        if key.block == hdmBlock, decoderControlNames.contains(key.register),
-           a & committedBit != 0, b & committedBit != 0 {
+        if isDecoderControl(key.name), a & committedBit != 0, b & committedBit != 0 {
             return a & ~commitBit == b & ~commitBit
         }
         return false
+    }
+
+    /// Whether a register is a Decoder n Control (by number; by name for a register the state table lacks).
+    static func isDecoderControl(_ name: StateRegisterName) -> Bool {
+        guard name.catalogID != nil else { return name.block == hdmBlock && decoderControlNames.contains(name.register) }
+        if case .decoder(_, let slot)? = name.kind { return slot == HDMDecoderRegisters.controlSlot }
+        return false
+    }
+
+    /// Whether a register belongs to the HDM Decoder Capability.
+    static func isHDM(_ name: StateRegisterName) -> Bool {
+        switch name.kind {
+        case .hdmCapability?, .hdmGlobalControl?, .decoder?: return true
+        case nil: return name.block == hdmBlock
+        default: return false
+        }
     }
 
     /// The fields that differ between two values of a register, decoded ("Mem_Enable 1->0").

@@ -233,32 +233,23 @@ enum Discovery {
     /// The config-space registers of the snapshot, valued from `config`, in save order.
     static func configRegisters(_ config: ConfigSpace, layout: CXLStateLayout) -> [SavedRegister] {
         var out: [SavedRegister] = []
-        func add(_ block: String, _ r: RegisterLayout, base: Int, _ role: SavedRegisterRole) {
+        out.reserveCapacity(32)
+        func add(_ name: StateRegisterName, _ r: RegisterLayout, base: Int, _ role: SavedRegisterRole) {
             let off = base + r.offset
             guard r.width <= 4, let v = config.read(off, width: r.width) else { return }
-            out.append(SavedRegister(block: block, register: r.name, space: .config, offset: UInt64(off),
-                                     width: r.width, value: v, role: role))
+            out.append(SavedRegister(name: name, space: .config, offset: UInt64(off), width: r.width, value: v, role: role))
         }
-        add(StateCatalog.headerBlock, PCIHeader.command, base: 0, .restore)
-        for i in 0..<6 { add(StateCatalog.headerBlock, PCIHeader.bar(i), base: 0, .restore) }
+        let ids = ConfigNames.self
+        add(ids.command.0, ids.command.1, base: 0, .restore)
+        for (n, r) in ids.bars { add(n, r, base: 0, .restore) }
         if let pcie = layout.pciExpressOffset {
-            for r in StateCatalog.pciExpressRegisters { add(StateCatalog.pciExpressBlock, r, base: pcie, .restore) }
+            for (n, r) in ids.pciExpress { add(n, r, base: pcie, .restore) }
         }
         if let msi = layout.msiOffset, let control = config.read(MSICapability.messageControl, base: msi) {
-            for r in StateCatalog.msiRegisters(messageControl: control) { add(StateCatalog.msiBlock, r, base: msi, .restore) }
+            for r in StateCatalog.msiRegisters(messageControl: control) { add(ids.name(StateCatalog.msiBlock, r), r, base: msi, .restore) }
         }
-        if let msix = layout.msixOffset { add(StateCatalog.msixBlock, MSIXCapability.messageControl, base: msix, .restore) }
-        let d = layout.dvsecOffset
-        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.capability, base: d, .verify)
-        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.control, base: d, .restore)
-        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.control2, base: d, .restore)
-        add(StateCatalog.dvsecBlock, CXLDeviceDVSEC.lock, base: d, .restore)
-        for range in [CXLDeviceDVSEC.range1, CXLDeviceDVSEC.range2] {
-            add(StateCatalog.dvsecBlock, range.sizeHigh, base: d, .verify)
-            add(StateCatalog.dvsecBlock, range.sizeLow, base: d, .verify)
-            add(StateCatalog.dvsecBlock, range.baseHigh, base: d, .restore)
-            add(StateCatalog.dvsecBlock, range.baseLow, base: d, .restore)
-        }
+        if let msix = layout.msixOffset { add(ids.msixControl.0, ids.msixControl.1, base: msix, .restore) }
+        for (n, r, role) in ids.dvsec { add(n, r, base: layout.dvsecOffset, role) }
         return out
     }
 
@@ -286,31 +277,77 @@ enum Discovery {
         let location = HDMLocation(bar: block.bir, blockOffset: block.offset, hdmOffset: hdmOffset,
                                    decoderCount: decoders, endpoint: endpoint)
         let capReg = HDMDecoderCapability.capability
-        var regs = [SavedRegister(block: StateCatalog.hdmBlock, register: capReg.name, space: .bar(block.bir),
-                                  offset: hdmOffset + UInt64(capReg.offset), width: 4, value: UInt64(found.capability),
-                                  role: .verify)]
-        let layouts = [HDMDecoderCapability.globalControl] + (0..<decoders).flatMap {
-            StateCatalog.decoderRegisters($0, endpoint: endpoint)
-        }
+        let space = RegisterSpace.bar(block.bir)
+        var regs: [SavedRegister] = []
+        regs.reserveCapacity(2 + StateRegisterTable.endpointSlots * decoders)
+        regs.append(SavedRegister(name: .catalog(StateRegisterTable.hdmCapability), space: space,
+                                  offset: hdmOffset + UInt64(capReg.offset), width: 4, value: UInt64(found.capability), role: .verify))
         // Global Control and every decoder register in one batched read of the block
-        // (the Capability register was read by the map).
-        let first = HDMDecoderCapability.globalControl.offset
+        // (the Capability register was read by the map); registers by number, offsets
+        // from decoder 0's layout plus the stride.
+        let global = HDMDecoderCapability.globalControl
+        let first = global.offset
         let bytes = try readBytes(block.bir, hdmOffset + UInt64(first), HDMDecoderCapability.length(decoders: decoders) - first)
-        regs.reserveCapacity(layouts.count + 1)
-        for r in layouts {
-            guard let v = LittleEndian.load(bytes, at: r.offset - first, width: r.width) else {
+        func add(_ id: UInt16, _ offset: Int, _ width: Int) throws(CXLStateError) {
+            guard let v = LittleEndian.load(bytes, at: offset - first, width: width) else {
                 throw .access(.io("HDM Decoder Capability read returned \(bytes.count) bytes"))
             }
-            regs.append(SavedRegister(block: StateCatalog.hdmBlock, register: r.name, space: .bar(block.bir),
-                                      offset: hdmOffset + UInt64(r.offset), width: r.width, value: v, role: .restore))
+            regs.append(SavedRegister(name: .catalog(id), space: space, offset: hdmOffset + UInt64(offset), width: width, value: v, role: .restore))
+        }
+        try add(StateRegisterTable.hdmGlobalControl, global.offset, global.width)
+        let slots = endpoint ? ConfigNames.endpointDecoder0 : ConfigNames.portDecoder0
+        let stride = HDMDecoderCapability.decoderStride
+        for n in 0..<decoders {
+            for (slot, r) in slots.enumerated() {
+                try add(StateRegisterTable.decoder(n, slot: slot, endpoint: endpoint), r.offset + stride * n, r.width)
+            }
         }
         return (location, regs)
     }
 }
 
+/// The numbers of the registers `configRegisters` saves, found once.
+enum ConfigNames {
+    private static let fixed: [String: [String: StateRegisterName]] = {
+        var out: [String: [String: StateRegisterName]] = [:]
+        for e in StateRegisterTable.entries.indices {
+            let n = StateRegisterName.catalog(UInt16(e))
+            out[n.block, default: [:]][n.register] = n
+        }
+        return out
+    }()
+
+    /// The name of catalog register `r` of structure `block`.
+    static func name(_ block: String, _ r: RegisterLayout) -> StateRegisterName {
+        fixed[block]?[r.name] ?? StateRegisterName(block: block, register: r.name)
+    }
+
+    typealias Named = (StateRegisterName, RegisterLayout)
+    private static func named(_ block: String, _ r: RegisterLayout) -> Named { (name(block, r), r) }
+    static let command = named(StateCatalog.headerBlock, PCIHeader.command)
+    static let bars = (0..<6).map { named(StateCatalog.headerBlock, PCIHeader.bar($0)) }
+    static let pciExpress = StateCatalog.pciExpressRegisters.map { named(StateCatalog.pciExpressBlock, $0) }
+    static let msixControl = named(StateCatalog.msixBlock, MSIXCapability.messageControl)
+    /// The DVSEC registers saved, in save order, with their roles: Capability (verify),
+    /// Control, Control2, Lock, then per range Size High/Low (verify) and Base High/Low.
+    static let dvsec: [(StateRegisterName, RegisterLayout, SavedRegisterRole)] = {
+        var out: [(RegisterLayout, SavedRegisterRole)] = [(CXLDeviceDVSEC.capability, .verify), (CXLDeviceDVSEC.control, .restore),
+                                                          (CXLDeviceDVSEC.control2, .restore), (CXLDeviceDVSEC.lock, .restore)]
+        for range in [CXLDeviceDVSEC.range1, CXLDeviceDVSEC.range2] {
+            out += [(range.sizeHigh, .verify), (range.sizeLow, .verify), (range.baseHigh, .restore), (range.baseLow, .restore)]
+        }
+        return out.map { (name(StateCatalog.dvsecBlock, $0.0), $0.0, $0.1) }
+    }()
+
+    /// Decoder 0's registers in save order, as offsets (relative to the structure) and
+    /// widths: no register layouts (names, fields) copied per saved register.
+    static let endpointDecoder0 = StateCatalog.decoderRegisters(0, endpoint: true).map { (offset: $0.offset, width: $0.width) }
+    static let portDecoder0 = StateCatalog.decoderRegisters(0, endpoint: false).map { (offset: $0.offset, width: $0.width) }
+}
+
 extension StateCatalog {
-    static let commandKey = RegisterKey(block: headerBlock, register: PCIHeader.command.name)
-    static func barKey(_ i: Int) -> RegisterKey { RegisterKey(block: headerBlock, register: PCIHeader.bar(i).name) }
+    static let commandKey = RegisterKey(name: .catalog(StateRegisterTable.command))
+    static func barKey(_ i: Int) -> RegisterKey { RegisterKey(name: .catalog(StateRegisterTable.bars[i])) }
 
     /// BAR register indices that make up BAR `bar` (two for a 64-bit memory BAR).
     static func barIndices(of bar: Int, in snapshot: CXLStateSnapshot) -> [Int] {
