@@ -231,12 +231,15 @@ extension ControlServer {
     /// The control socket `options.controlPath` names (nil without it) for a device served behind `monitor`, by
     /// `cxlkit serve` whatever it serves (the emulator or `--device`): accepting when this returns, with
     /// `options.maxControlClients`, `options.controlMetrics` and the vfio-user socket's permissions. `status` is the
-    /// session's (nil once it is gone: an empty status).
-    public static func start(options: ServeOptions, monitor: ServedDeviceMonitor,
+    /// session's (nil once it is gone: an empty status). `onlyComponentRegisters`: BAR reads only inside the CXL
+    /// component register blocks (a real device; see `ServedFunction.readableBARs`).
+    public static func start(options: ServeOptions, monitor: ServedDeviceMonitor, onlyComponentRegisters: Bool = false,
                              status: @escaping @Sendable () -> ServeStatus?) throws(CommandError) -> ControlServer? {
         guard let path = options.controlPath else { return nil }
         let name = "control:" + path
-        let context = ControlContext(function: ServedFunction(device: monitor, name: name), name: name,
+        let function = ServedFunction(device: monitor, name: name)
+        if onlyComponentRegisters { function.readableBARs = ControlBARWindow.componentBlocks(of: function) }
+        let context = ControlContext(function: function, name: name,
                                      status: { status() ?? ServeStatus(profile: "", device: "", clientAttached: false, clientsServed: 0,
                                                                        resets: [:], interruptsRaised: 0, memoryGated: nil) },
                                      metrics: options.controlMetrics)

@@ -13,28 +13,7 @@ public enum JSONOutput {
     /// `"Memory Space Enable"` -> `memory_space_enable`, `savedAt` -> `saved_at`, `Cache_Capable` ->
     /// `cache_capable`, `SERR# Enable` -> `serr_enable`: lowercase, a word boundary at every run of other
     /// characters and at each lower-to-upper case change.
-    public static func snakeCase(_ key: String) -> String {
-        // ASCII only, byte by byte: every key of every object goes through here (decode --json of a
-        // thousand functions has ~10^6 keys), so no Character or Unicode property lookups.
-        var out: [UInt8] = []
-        out.reserveCapacity(key.utf8.count + 4)
-        var pendingUnderscore = false
-        var previousWasLowerOrDigit = false
-        for b in key.utf8 {
-            let isUpper = b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z")
-            let isLowerOrDigit = (b >= UInt8(ascii: "a") && b <= UInt8(ascii: "z")) || (b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9"))
-            guard isUpper || isLowerOrDigit else {
-                pendingUnderscore = !out.isEmpty
-                previousWasLowerOrDigit = false
-                continue
-            }
-            if isUpper && previousWasLowerOrDigit { pendingUnderscore = true }
-            if pendingUnderscore { out.append(UInt8(ascii: "_")); pendingUnderscore = false }
-            out.append(isUpper ? b + 32 : b)
-            previousWasLowerOrDigit = !isUpper
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    public static func snakeCase(_ key: String) -> String { JSONKey.snakeCase(key) }
 
     /// Keys of the state reports whose integer values are register values or addresses: printed `"0x..."`.
     static let registerValueKeys: Set<String> = ["a", "b", "saved", "live", "written", "after", "before", "value",
@@ -77,19 +56,28 @@ public enum JSONOutput {
     /// of a thousand functions never holds every function's tree or the whole text at once.
     public static func streamDocument(command: String, succeeded: Bool, problems: [String], arrayKey: String, count: Int,
                                       element: (Int) -> JSONValue, write: (String) -> Void) {
-        var keys = KeyRewriter(snakeCase)
+        streamDocument(command: command, succeeded: succeeded, problems: problems, arrayKey: arrayKey, count: count,
+                       element: element, writeBytes: { write(String(decoding: $0, as: UTF8.self)) })
+    }
+
+    /// `streamDocument`, handing out UTF-8 bytes (one reused buffer: no String is built for a piece).
+    public static func streamDocument(command: String, succeeded: Bool, problems: [String], arrayKey: String, count: Int,
+                                      element: (Int) -> JSONValue, writeBytes: ([UInt8]) -> Void) {
+        var keys = KeyRewriter.snakeCase
         let head = JSONValue.object(envelope(command: command, succeeded: succeeded, problems: problems))
             .serialized(pretty: true, keys: &keys)
         // "{\n  ...\n}": reopen the object after its last envelope field.
-        var out = String(head.dropLast(2)) + ",\n  \"" + keys.rewrite(arrayKey) + "\": ["
-        guard count > 0 else { write(out + "]\n}\n"); return }
+        var out = Array((String(head.dropLast(2)) + ",\n  \"" + keys.rewrite(arrayKey) + "\": [").utf8)
+        guard count > 0 else { writeBytes(out + Array("]\n}\n".utf8)); return }
+        out.reserveCapacity(1 << 16)
         for i in 0..<count {
             let v = human ? element(i).humanized() : element(i)
-            out += (i > 0 ? "," : "") + "\n    " + v.serialized(pretty: true, indent: 2, keys: &keys)
-            write(out)
-            out = ""
+            out.append(contentsOf: (i > 0 ? ",\n    " : "\n    ").utf8)
+            v.write(into: &out, pretty: true, indent: 2, keys: &keys)
+            writeBytes(out)
+            out.removeAll(keepingCapacity: true)
         }
-        write("\n  ]\n}\n")
+        writeBytes(Array("\n  ]\n}\n".utf8))
     }
 
     /// The document a `--json` command prints.
@@ -97,7 +85,7 @@ public enum JSONOutput {
         var pairs = envelope(command: command, succeeded: succeeded, problems: problems)
         for (k, v) in fields where !pairs.contains(where: { $0.0 == k }) { pairs.append((k, v)) }
         // snake_case while writing: no second tree.
-        var keys = KeyRewriter(snakeCase)
+        var keys = KeyRewriter.snakeCase
         let doc = human ? JSONValue.object(pairs).humanized() : JSONValue.object(pairs)
         return doc.serialized(pretty: true, keys: &keys) + "\n"
     }
@@ -107,7 +95,7 @@ extension JSONValue {
     /// Byte counts (integers under a key whose snake_case ends in `_bytes`) as `ByteCount.human` strings:
     /// `-u/--human`. Keys are left as they are (the writer snake_cases them).
     public func humanized() -> JSONValue {
-        var keys = KeyRewriter(JSONOutput.snakeCase)
+        var keys = KeyRewriter.snakeCase
         return humanized(parentKey: nil, keys: &keys)
     }
 

@@ -116,7 +116,7 @@ public final class DeviceServeSession: @unchecked Sendable {
         do { server = try VFIOUserServer(device: monitor, socketPath: options.socketPath, logger: logger, permissions: options.socketPermissions) } catch {
             throw CommandError(error.description)
         }
-        control = try ControlServer.start(options: options, monitor: monitor) { [weak self] in self?.status }
+        control = try ControlServer.start(options: options, monitor: monitor, onlyComponentRegisters: true) { [weak self] in self?.status }
     }
 
     /// What the control socket's `status` reports: `profile` is `vfio`, `device` the function's `vfio:BDF`.

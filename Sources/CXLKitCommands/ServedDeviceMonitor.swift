@@ -89,6 +89,50 @@ public final class ServedDeviceMonitor: VFIODevice, @unchecked Sendable {
     }
 }
 
+/// A BAR range the control socket may read.
+public struct ControlBARWindow: Sendable, Hashable {
+    public var bar: Int
+    public var range: Range<UInt64>
+    public init(bar: Int, range: Range<UInt64>) { self.bar = bar; self.range = range }
+
+    /// The CXL component register blocks `function`'s Register Locator names (CXL 3.1 §8.1.9, each 64 KiB,
+    /// §8.2.3): the only BAR registers the CXL readers (decode, save, check, metrics) touch. Empty without any.
+    public static func componentBlocks(of function: any PCIFunction) -> [ControlBARWindow] {
+        guard let config = try? function.configSnapshot(), let map = try? CXLDeviceMap(config: config) else { return [] }
+        return map.registerBlocks.compactMap { e in
+            guard e.identifier == RegisterLocatorDVSEC.BlockIdentifier.componentRegisters.rawValue, (0..<6).contains(e.bir) else { return nil }
+            let (end, o) = e.offset.addingReportingOverflow(UInt64(ComponentRegisterBlock.size))
+            return o ? nil : ControlBARWindow(bar: e.bir, range: e.offset..<end)
+        }
+    }
+}
+
+/// A BAR range whose registers a client reads through another region instead: v4's CXL_COMP_REGS holds the HDM
+/// Decoder Capability block that the component BAR reads as all-ones (its region capability names the BAR and
+/// offset, `VFIOCXLCompRegsCapability`).
+public struct ServedRegionAlias: Sendable, Hashable {
+    public var bar: Int
+    public var range: Range<UInt64>
+    public var region: UInt32
+
+    /// The aliases `device` advertises: each region of the vfio-cxl type whose CXL_COMP_REGS capability places it in
+    /// a BAR (v4; v2's COMP_REGS region has no such capability and its BAR shows the decoders).
+    public static func advertised(by device: any VFIODevice) -> [ServedRegionAlias] {
+        let info = device.deviceInfo()
+        var out: [ServedRegionAlias] = []
+        for i in VFIOPCIRegion.count..<min(info.numRegions, 64) {
+            guard let r = try? device.regionInfo(i),
+                  let t = r.capabilities.first(where: { $0.id == VFIORegionCapabilityID.type }).flatMap({ try? VFIORegionTypeCapability(parsing: $0) }),
+                  t.type == VFIOCXLUAPI.regionType, t.subtype == VFIOCXLUAPI.componentRegistersSubtype,
+                  let c = r.capabilities.first(where: { $0.id == VFIOCXLUAPI.compRegsCapabilityID }),
+                  let g = try? VFIOCXLCompRegsCapability(parsing: c), g.bar < 6 else { continue }
+            let (end, o) = g.offset.addingReportingOverflow(r.size)
+            if !o { out.append(ServedRegionAlias(bar: Int(g.bar), range: g.offset..<end, region: i)) }
+        }
+        return out
+    }
+}
+
 /// The served device as a client sees it, read-only, as a `PCIFunction`: config space
 /// through the config region, BARs through regions 0-5, in process (no vfio-user
 /// message, so the attached client is not disturbed). Writes and resets are refused:
@@ -98,9 +142,17 @@ public final class ServedFunction: PCIFunction, @unchecked Sendable {
     public let address: String
     public let configSize: Int
     public let bars: [BARDescription]
+    /// The BAR ranges reads may touch; nil: all of every BAR (the emulator, whose registers have no read side
+    /// effects). A real device's BARs hold device-specific MMIO where a read can clear a status or pop a FIFO under
+    /// the VM's driver, so `serve --device` allows only the CXL component register blocks (`componentBlocks`).
+    public var readableBARs: [ControlBARWindow]?
+    /// BAR ranges read through another region, as a client of the contract reads them (`ServedRegionAlias`).
+    public let aliases: [ServedRegionAlias]
 
-    public init(device: any VFIODevice, name: String) {
+    public init(device: any VFIODevice, name: String, readableBARs: [ControlBARWindow]? = nil) {
         self.device = device
+        self.readableBARs = readableBARs
+        aliases = ServedRegionAlias.advertised(by: device)
         address = name
         configSize = Int((try? device.regionInfo(VFIOPCIRegion.config.rawValue).size) ?? UInt64(pcieConfigSpaceSize))
         var list: [BARDescription] = []
@@ -137,6 +189,20 @@ public final class ServedFunction: PCIFunction, @unchecked Sendable {
         guard let b = bars.first(where: { $0.index == bar }) else { throw .noSuchBAR(bar) }
         guard [1, 2, 4, 8].contains(width), offset % UInt64(width) == 0, offset <= b.size, UInt64(width) <= b.size - offset else {
             throw .outOfRange("BAR \(bar) \(offset)+\(width)")
+        }
+        if let windows = readableBARs, !windows.contains(where: { $0.bar == bar && $0.range.contains(offset) && offset + UInt64(width) <= $0.range.upperBound }) {
+            throw .badAccess("BAR \(bar) at 0x\(String(offset, radix: 16)) is outside the CXL component register block(s): a served real device's other MMIO is not read (a read can have side effects under the VM's driver)")
+        }
+        if let a = aliases.first(where: { $0.bar == bar && $0.range.contains(offset) }) {
+            // Dword reads only (CXL_COMP_REGS takes nothing else): the dwords covering the access, then its bytes.
+            let first = (offset - a.range.lowerBound) & ~3, last = (offset - a.range.lowerBound + UInt64(width) - 1) & ~3
+            guard a.range.lowerBound + last + 4 <= a.range.upperBound else { throw .outOfRange("BAR \(bar) \(offset)+\(width): past region \(a.region)") }
+            var bytes: [UInt8] = []
+            do {
+                for d in stride(from: first, through: last, by: 4) { bytes += try device.read(region: a.region, offset: d, count: 4) }
+            } catch { throw .io("BAR \(bar) read at 0x\(String(offset, radix: 16)) through region \(a.region): \(error)") }
+            let start = Int(offset - a.range.lowerBound - first)
+            return Self.value(Array(bytes[start..<(start + width)]))
         }
         do { return Self.value(try device.read(region: UInt32(bar), offset: offset, count: width)) } catch {
             throw .io("BAR \(bar) read at 0x\(String(offset, radix: 16)): \(error)")

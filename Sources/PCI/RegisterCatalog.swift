@@ -61,6 +61,8 @@ public struct RegisterField: Sendable, Hashable {
     public let values: [UInt64: String]
     /// One-line meaning, for `-vvv` output and doc generation.
     public let summary: String
+    /// The name as a JSON key (`JSONKey.snakeCase`), computed once with the catalog.
+    public let jsonKey: String
 
     /// A multi-bit field `[msb:lsb]`, written the way the spec tables write it.
     public init(_ name: String, _ msb: Int, _ lsb: Int, _ access: RegisterAccess,
@@ -73,6 +75,7 @@ public struct RegisterField: Sendable, Hashable {
         self.reset = reset
         self.values = values
         self.summary = summary
+        jsonKey = JSONKey.snakeCase(name)
     }
 
     /// A single-bit field.

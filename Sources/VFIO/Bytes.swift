@@ -51,3 +51,34 @@ public struct ByteReader: Sendable {
         return v
     }
 }
+
+/// The array forms of an accessor that works in place (into and from caller memory), with its typed error passed
+/// on: `Array.withUnsafeBytes` and `init(unsafeUninitializedCapacity:)` only rethrow untyped errors.
+public enum InPlaceBytes {
+    /// `count` bytes that `read` fills in place; a negative count is refused.
+    public static func read(count: Int, _ read: (UnsafeMutableRawBufferPointer) throws(VFIOError) -> Void) throws(VFIOError) -> [UInt8] {
+        guard count >= 0 else { throw .invalidArgument("read of \(count) bytes") }
+        var failure: VFIOError?
+        let out = [UInt8](unsafeUninitializedCapacity: count) { buf, n in
+            do throws(VFIOError) { try read(UnsafeMutableRawBufferPointer(buf)) } catch {
+                buf.initialize(repeating: 0)
+                failure = error
+            }
+            n = count
+        }
+        if let failure { throw failure }
+        return out
+    }
+
+    /// Copies what an array read returned into `buffer`, the in-place form of an accessor that reads arrays; fewer
+    /// bytes than `buffer` holds is an I/O error (`what` names the read).
+    public static func copy(_ bytes: [UInt8], into buffer: UnsafeMutableRawBufferPointer, what: String) throws(VFIOError) {
+        guard bytes.count == buffer.count else { throw .system(errno: VFIOErrno.EIO, "short \(what)") }
+        if let d = buffer.baseAddress, !bytes.isEmpty { bytes.withUnsafeBytes { d.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+
+    /// Hands `data` to `write` in place.
+    public static func write(_ data: [UInt8], _ write: (UnsafeRawBufferPointer) throws(VFIOError) -> Void) throws(VFIOError) {
+        try data.withUnsafeBytes { raw in Result { () throws(VFIOError) in try write(raw) } }.get()
+    }
+}

@@ -99,9 +99,7 @@ public protocol VFIODMAMemory: AnyObject, Sendable {
 
 extension VFIODMAMemory {
     public func read(address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
-        let bytes = try read(address: address, count: buffer.count)
-        guard bytes.count == buffer.count else { throw .system(errno: VFIOErrno.EIO, "short DMA read") }
-        if let d = buffer.baseAddress, !bytes.isEmpty { bytes.withUnsafeBytes { d.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        try InPlaceBytes.copy(read(address: address, count: buffer.count), into: buffer, what: "DMA read")
     }
     public func write(address: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
         try write(address: address, data: Array(buffer))

@@ -341,16 +341,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
 
     open func read(region: UInt32, offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         guard count >= 0 else { throw .invalidArgument("region \(region) read of \(count) bytes") }
-        var failure: VFIOError?
-        let out = [UInt8](unsafeUninitializedCapacity: count) { buf, n in
-            do throws(VFIOError) { try read(region: region, offset: offset, into: UnsafeMutableRawBufferPointer(buf)) } catch {
-                buf.initialize(repeating: 0)
-                failure = error
-            }
-            n = count
-        }
-        if let failure { throw failure }
-        return out
+        return try InPlaceBytes.read(count: count) { (buffer) throws(VFIOError) in try read(region: region, offset: offset, into: buffer) }
     }
 
     /// `VFIODirectAccessDevice`: every region is read straight into `buffer` (the per-message path of a vfio-user
@@ -447,11 +438,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     }
 
     open func write(region: UInt32, offset: UInt64, data: [UInt8]) throws(VFIOError) {
-        var failure: VFIOError?
-        data.withUnsafeBytes { raw in
-            do throws(VFIOError) { try write(region: region, offset: offset, from: raw) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try InPlaceBytes.write(data) { (raw) throws(VFIOError) in try write(region: region, offset: offset, from: raw) }
     }
 
     open func reset() throws(VFIOError) {

@@ -45,9 +45,7 @@ public protocol VFIORegionAccessHandler: AnyObject, Sendable {
 
 extension VFIORegionAccessHandler {
     public func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
-        let bytes = try read(offset: offset, count: buffer.count)
-        guard bytes.count == buffer.count else { throw .system(errno: VFIOErrno.EIO, "short read") }
-        if let d = buffer.baseAddress, !bytes.isEmpty { bytes.withUnsafeBytes { d.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        try InPlaceBytes.copy(read(offset: offset, count: buffer.count), into: buffer, what: "read")
     }
     public func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
         try write(offset: offset, data: Array(buffer))

@@ -172,21 +172,11 @@ final class ComponentRegionHandler: VFIORegionAccessHandler, @unchecked Sendable
 
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         _ = try check(offset, count, bulk: true)
-        var out = [UInt8](repeating: 0, count: count)
-        var failure: VFIOError?
-        out.withUnsafeMutableBytes { b in
-            do throws(VFIOError) { try read(offset: offset, into: b) } catch { failure = error }
-        }
-        if let failure { throw failure }
-        return out
+        return try InPlaceBytes.read(count: count) { (b) throws(VFIOError) in try read(offset: offset, into: b) }
     }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
-        var failure: VFIOError?
-        data.withUnsafeBytes { b in
-            do throws(VFIOError) { try write(offset: offset, from: b) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try InPlaceBytes.write(data) { (b) throws(VFIOError) in try write(offset: offset, from: b) }
     }
 
     /// In place, DWORD by DWORD (the server's REGION_READ path: no array).

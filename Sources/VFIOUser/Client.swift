@@ -111,13 +111,13 @@ public final class VFIOUserClient: @unchecked Sendable {
     /// poll first). The message's payload is valid until the next read.
     private func receiveFramed(deadline: Int64, maxMessageSize: Int, maxFDs: Int, command: UInt16) throws(VFIOUserError) -> VFIOUserFramedMessage {
         while true {
-            if let m = try framer.next(maxMessageSize: maxMessageSize) { return m }
+            if framer.buffered >= VFIOUserLimits.headerSize, let m = try framer.next(maxMessageSize: maxMessageSize) { return m }
             switch try framer.fill(fd: socket.fd, maxFDs: maxFDs) {
             case .bytes: break
             case .endOfStream: throw framer.buffered > 0 ? .fatal("connection closed mid-message") : .disconnected
             case .wouldBlock: break
             }
-            if monotonicMilliseconds() >= deadline { throw .timeout(command: command) }
+            if coarseMonotonicMilliseconds() >= deadline { throw .timeout(command: command) }
         }
     }
 
@@ -131,7 +131,7 @@ public final class VFIOUserClient: @unchecked Sendable {
         // A server request that has begun to arrive (a large DMA_WRITE behind the reply we took) is completed
         // first, so that it is answered before our next request rather than while the server handles it.
         if let h = framer.peekHeader(maxMessageSize: limit), h.isCommand, framer.peekComplete(maxMessageSize: limit) == nil {
-            let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+            let deadline = coarseMonotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
             while framer.peekComplete(maxMessageSize: limit) == nil {
                 let got: VFIOUserFill
                 do { got = try framer.fill(fd: socket.fd, maxFDs: 0) } catch {
@@ -139,7 +139,7 @@ public final class VFIOUserClient: @unchecked Sendable {
                     throw fail(error)
                 }
                 if got == .endOfStream { throw fail(.fatal("connection closed mid-message")) }
-                if monotonicMilliseconds() >= deadline { throw fail(.timeout(command: h.command)) }
+                if coarseMonotonicMilliseconds() >= deadline { throw fail(.timeout(command: h.command)) }
             }
         }
         while let h = framer.peekComplete(maxMessageSize: limit), h.isCommand {
@@ -180,12 +180,12 @@ public final class VFIOUserClient: @unchecked Sendable {
     /// Waits for the reply to `request` (sent already), serving server DMA requests meanwhile, and checks its
     /// header, size and fds. The reply's payload is valid until the next read.
     private func awaitReply(to request: VFIOUserHeader, maxReplyPayload: Int, maxFDs: Int) throws(VFIOUserError) -> VFIOUserFramedMessage {
-        let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+        let deadline = coarseMonotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
         let limit = VFIOUserLimits.headerSize + max(maxReplyPayload, VFIOUserDMAAccess.size + Int(configuration.maxDataXferSize))
         while true {
             let msg: VFIOUserFramedMessage
             do throws(VFIOUserError) {
-                if monotonicMilliseconds() >= deadline { throw VFIOUserError.timeout(command: request.command) }
+                if coarseMonotonicMilliseconds() >= deadline { throw VFIOUserError.timeout(command: request.command) }
                 msg = try receiveFramed(deadline: deadline, maxMessageSize: limit, maxFDs: max(maxFDs, 0), command: request.command)
             } catch {
                 if case .malformed = error { throw fail(.fatal("\(error)")) }   // unexpected fds: stream untrusted
@@ -216,7 +216,7 @@ public final class VFIOUserClient: @unchecked Sendable {
         if let b = broken { throw b }
         let id = nextID; nextID &+= 1
         let frame = VFIOUserFrame.command(id, request)
-        let start = monotonicNanoseconds()
+        let start = logger.logLevel <= .debug ? monotonicNanoseconds() : 0
         try serveBufferedServerRequests()
         let bytes = frame.encode()
         do { try bytes.withUnsafeBytes { raw in Result { () throws(VFIOUserError) in try sendRequest(raw.baseAddress!, count: raw.count, fds: fds) } }.get() }
@@ -636,7 +636,7 @@ public final class VFIOUserClient: @unchecked Sendable {
     public func rawExchange(_ bytes: [UInt8], fds: [Int32] = []) throws(VFIOUserError) -> VFIOUserReceived? {
         lock.lock(); defer { lock.unlock() }
         try socket.send(bytes, fds: fds)
-        let deadline = monotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
+        let deadline = coarseMonotonicMilliseconds() + Int64(configuration.timeoutMilliseconds)
         let m: VFIOUserFramedMessage
         do { m = try receiveFramed(deadline: deadline, maxMessageSize: VFIOUserLimits.maxMessageSize, maxFDs: 16, command: 0) } catch {
             if case .timeout = error { return nil }

@@ -97,15 +97,16 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// tick of the limit it polls for exactly the time left, then takes what is queued without blocking.
     func receiveFramed(deadline: Int64? = nil, idle: Bool = false) throws(VFIOUserError) -> VFIOUserFramedMessage? {
         while true {
-            if let m = try framer.next() { partialSince = nil; return m }
-            if framer.buffered > 0 { if partialSince == nil { partialSince = monotonicMilliseconds() } } else { partialSince = nil }
+            // (A header's worth buffered first: the common empty buffer costs no call.)
+            if framer.buffered >= VFIOUserLimits.headerSize, let m = try framer.next() { partialSince = nil; return m }
+            if framer.buffered > 0 { if partialSince == nil { partialSince = coarseMonotonicMilliseconds() } } else { partialSince = nil }
             let bounded = partialSince != nil || deadline != nil
             var nonblocking = false
             if bounded {
                 var limit = Int64.max
                 if let p = partialSince { limit = p + Int64(config.messageTimeoutMilliseconds) }
                 if let deadline { limit = min(limit, deadline) }
-                let left = limit - monotonicMilliseconds()
+                let left = limit - coarseMonotonicMilliseconds()
                 if left <= 0 { throw .timeout(command: 0) }
                 if left >= Int64(receiveTick) {
                     // A blocking recvmsg that SO_RCVTIMEO ends after one tick: one system call where poll and a
@@ -737,8 +738,8 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
         outstanding.insert(id)
         defer { outstanding.remove(id) }
-        let start = monotonicNanoseconds()
-        let deadline = monotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
+        let start = logger.logLevel <= .debug ? monotonicNanoseconds() : 0
+        let deadline = coarseMonotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
         while true {
             guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "connection closed during \(command)") }
             let header: VFIOUserHeader

@@ -43,11 +43,7 @@ final class BenchDMAEngine: VFIORegionAccessHandler, @unchecked Sendable {
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] { [UInt8](repeating: 0, count: count) }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
-        var failure: VFIOError?
-        data.withUnsafeBytes { b in
-            do throws(VFIOError) { try write(offset: offset, from: b) } catch { failure = error }
-        }
-        if let failure { throw failure }
+        try InPlaceBytes.write(data) { (b) throws(VFIOError) in try write(offset: offset, from: b) }
     }
 
     /// The doorbell: DMA between guest memory and the device's buffer through `VFIOPCIDevice.dma`, in place

@@ -29,12 +29,13 @@ func runReportingErrors(_ body: () throws -> String) throws {
     }
 }
 
-func writeStdout(_ s: String) {
+func writeStdout(_ s: String) { writeStdout(bytes: Array(s.utf8)) }
+
+func writeStdout(bytes: [UInt8]) {
     CommandProgress.clear()
-    var bytes = Array(s.utf8)
     var off = 0
     while off < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
+        let n = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
         if n <= 0 { if errno == EINTR { continue }; return }
         off += n
     }
@@ -122,6 +123,20 @@ struct OutputOptionGroup: OutputScope {
     func scope<T>(_ body: () throws -> T) rethrows -> T {
         try JSONOutput.$human.withValue(human) {
             try CommandProgress.$quiet.withValue(quiet) { try CommandProgress.around(body) }
+        }
+    }
+}
+
+/// A command with `--json` and the output options: `-u/--human` only means something for its JSON, so alone it
+/// is a usage error rather than silently ignored.
+protocol JSONOutputCommand: ScopedCommand where Output == OutputOptionGroup {
+    var json: Bool { get }
+}
+
+extension JSONOutputCommand {
+    func validate() throws {
+        if outputOptions.human && !json {
+            throw ValidationError("-u/--human formats byte counts in --json output; add --json")
         }
     }
 }

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct CheckCommand: ScopedCommand {
+struct CheckCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Say whether CXL functions' state is what it should be: against a state file, and against the kernel's view.",

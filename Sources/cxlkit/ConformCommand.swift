@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct ConformCommand: ScopedCommand {
+struct ConformCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "conform",
         abstract: "Check a vfio-cxl device against the v4 contract: the 19 vfio_cxl_type2_test checks, by name.",

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DecodeCommand: ScopedCommand {
+struct DecodeCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "decode",
         abstract: "Decode config space, CXL DVSECs and component registers, lspci-style.",
@@ -12,7 +12,7 @@ struct DecodeCommand: ScopedCommand {
         """ + targetFormsHelp)
 
     @Argument(help: "What to decode. Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
-    @Flag(help: "Print JSON (schema in the README).") var json = false
+    @Flag(help: "Print JSON (schema in the README); registers decoded field by field with -vv, as cxl-cli's levels.") var json = false
     @Flag(name: .short, help: "Verbose, as lspci: -v capabilities, -vv details, -vvv everything.") var verbose: Int
     @Option(name: .customShort("s"), help: ArgumentHelp("Only the functions lspci -s would pick: [[[[domain]:]bus]:][slot][.[func]] (a multi-function dump decodes one function).", valueName: "SELECTOR"))
     var select: String?
@@ -26,7 +26,7 @@ struct DecodeCommand: ScopedCommand {
             let targets = try targetOptions.functions(target, select: select)
             problems = CXLKit.unreadableRegisters(targets)
             if json {
-                CXLKit.decodeJSON(targets, verbosity: max(verbose, 2), problems: problems, write: writeStdout)
+                CXLKit.decodeJSON(targets, verbosity: verbose, problems: problems, writeBytes: { writeStdout(bytes: $0) })
                 return ""
             }
             return CXLKit.decode(targets, json: false, verbosity: verbose)

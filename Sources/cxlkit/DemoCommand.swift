@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DemoCommand: ScopedCommand {
+struct DemoCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "demo",
         abstract: "Show firmware-programmed CXL state surviving every reset type on the emulated device.",

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DiffCommand: ScopedCommand {
+struct DiffCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "Compare two CXL states register by register; each side is a state file or a live target.",

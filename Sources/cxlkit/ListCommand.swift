@@ -2,7 +2,7 @@ import ArgumentParser
 import CXLKitCommands
 import PCI
 
-struct ListCommand: ScopedCommand {
+struct ListCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List PCI functions, marking CXL ones with their type, HDM count and ranges.")

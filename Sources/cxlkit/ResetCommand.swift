@@ -11,7 +11,7 @@ extension CXLResetKind: ExpressibleByArgument {
     }
 }
 
-struct ResetCommand: ScopedCommand {
+struct ResetCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "reset",
         abstract: "Reset a CXL function and report, register by register, what the reset changed.",

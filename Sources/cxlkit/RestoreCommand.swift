@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct RestoreCommand: ScopedCommand {
+struct RestoreCommand: JSONOutputCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a state file to a CXL function, in the order the hardware needs; exit 1 if any register did not come back.",

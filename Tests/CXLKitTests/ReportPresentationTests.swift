@@ -142,6 +142,22 @@ struct ReportPresentationTests {
         #expect(!shown.contains("\n"), "a progress line never scrolls")
     }
 
+    /// `-u/--human` shapes JSON only: without `--json` it is a usage error on every command that has it, not
+    /// silently ignored; with `--json` it runs.
+    @Test(arguments: [["decode", "emulated:type2"], ["list", "emulated:type2"], ["check", "emulated:type2"],
+                      ["diff", "emulated:type2", "emulated:type2"], ["demo"], ["conform", "emulated:type2"],
+                      ["reset", "emulated:type2", "--method", "cxl"], ["restore", "emulated:type2", "/nonexistent"]])
+    func humanWithoutJSONIsAUsageError(_ command: [String]) throws {
+        let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
+        let r = try runProcess("/bin/sh", ["-c", ([exe] + command + ["-u"]).joined(separator: " ") + " 2>&1; echo \"exit=$?\""])
+        #expect(r.output.contains("-u/--human formats byte counts in --json output; add --json"), "\(command): \(r.output)")
+        #expect(r.output.hasSuffix("exit=64\n"), "\(command): \(r.output)")
+        if command[0] == "decode" {
+            let ok = try runProcess(exe, command + ["-u", "--json"])
+            #expect(ok.status == 0)
+        }
+    }
+
     /// The kernel gives an unprivileged reader the first 64 bytes of `config`: decode says root is needed.
     @Test func unprivilegedConfigReadSaysRootIsNeeded() throws {
         let a = try #require(PCIAddress("0000:00:03.0"))

@@ -99,6 +99,15 @@ struct ServeDeviceControlTests {
         #expect(try client.text("check").contains(dev))
         #expect(!(try client.request("save")).isEmpty)
         #expect(samples(try client.text("metrics"))["cxl_hdm_decoder_committed{device=\"\(dev)\",decoder=\"0\"}"] == "1.0")
+        // A real device's BARs are read only inside the CXL component register block: its other MMIO can have read
+        // side effects (a status cleared, a FIFO popped) under the VM's driver.
+        let l = try #require(serve.session.device?.layout)
+        #expect(try client.text("bar-read \(l.componentBAR) \(l.componentOffset + 0x1000) 4").hasPrefix("0x"))
+        for (bar, offset) in [(l.componentBAR, l.componentOffset + 0x10000), (2, 0)] {
+            #expect { try client.text("bar-read \(bar) \(offset) 4") } throws: { e in
+                (e as? CommandError)?.message.contains("outside the CXL component register block(s)") == true
+            }
+        }
         #expect(serve.kernel.configWrites.count == kernelWrites && serve.kernel.calls.count == kernelCalls,
                 "\(serve.kernel.calls.dropFirst(kernelCalls))")
 
@@ -195,7 +204,13 @@ struct ServeDeviceControlTests {
         let ctl = v4.layout.componentOffset + UInt64(v4.layout.hdmOffset) + UInt64(HDMDecoderRegisters(0).control.offset)
         let c = try serve.emulated.barRead(v4.layout.componentBAR, offset: ctl, width: 4)
         #expect(c & HDMDecoderCapability.Control.committed.mask != 0 && c & HDMDecoderCapability.Control.lockOnCommit.mask != 0)
-        let control = try ControlPCIFunction(path: try #require(serve.control))
+        let ctlPath = try #require(serve.control)
+        let control = try ControlPCIFunction(path: ctlPath)
+        // v4's component BAR reads the HDM block as all-ones; the control view reads it as a v4 client does, through
+        // CXL_COMP_REGS (the region its capability places there): decoder 0 committed and locked.
+        let m = samples(try ControlClient(path: ctlPath).text("metrics"))
+        #expect(m["cxl_hdm_decoder_committed{device=\"control:\(ctlPath)\",decoder=\"0\"}"] == "1.0", "\(m)")
+        #expect(m["cxl_hdm_decoder_locked{device=\"control:\(ctlPath)\",decoder=\"0\"}"] == "1.0")
         var status = try control.status()
         // The last check's connection ends as conform returns; the server notes it on its own thread.
         let checks = VFIOCXLConformance.names.count

@@ -7,6 +7,9 @@ BDF=0000:01:00.0
 D=/sys/bus/pci/devices/$BDF
 T=vfio:$BDF
 GS=/tmp/guest.sock
+GC=/tmp/guest.ctl
+GS4=/tmp/guest-v4.sock
+GC4=/tmp/guest-v4.ctl
 export PATH=/extra:$PATH
 
 sec() { echo "@@@ $1"; }
@@ -63,7 +66,7 @@ cxlkit reset $T --method cxl --preserve; res reset-cxl $?
 sec decode-before-serve
 cxlkit decode -vvv $T; res decode-before-serve $?
 sec serve-start
-cxlkit serve --device $T --socket $GS --verbose > /tmp/guest-serve.log 2>&1 &
+cxlkit serve --device $T --socket $GS --control $GC --verbose > /tmp/guest-serve.log 2>&1 &
 SRV=$!
 i=0; while [ ! -S $GS ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done
 ls -l $GS; res serve-start $?
@@ -75,7 +78,32 @@ sec serve-reset
 cxlkit reset vfio-user:$GS --method flr --preserve; res serve-reset $?
 sec serve-conform
 cxlkit conform vfio-user:$GS; res serve-conform $?
+# The control socket of the guest server (read-only): its client's view and what it counted.
+sec serve-control-decode
+cxlkit decode -vvv control:$GC; res serve-control-decode $?
+sec serve-control-metrics
+cxlkit metrics control:$GC; res serve-control-metrics $?
 sec serve-stop
 kill -TERM $SRV; wait $SRV; res serve-stop $?
 sec serve-log
 cat /tmp/guest-serve.log
+
+# v4 over the guest kernel's device: a CXL Reset (no --preserve) drops the decoder the guest committed, then decoder 0
+# committed and locked (what v4 binds), served with --uapi v4 and checked with conform; the control socket counts
+# the CXL Resets conform's device_reset ran.
+sec v4-prepare
+cxlkit reset $T --method cxl; echo "reset rc $?"
+cxlkit hdm commit $T --decoder 0 --base 0x4000000000 --size 256M --lock --enable-hdm; res v4-prepare $?
+sec v4-serve-start
+cxlkit serve --device $T --uapi v4 --socket $GS4 --control $GC4 --verbose > /tmp/guest-serve-v4.log 2>&1 &
+SRV4=$!
+i=0; while [ ! -S $GS4 ] && [ $i -lt 200 ] && kill -0 $SRV4 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+ls -l $GS4; res v4-serve-start $?
+sec v4-conform
+cxlkit conform vfio-user:$GS4; res v4-conform $?
+sec v4-control
+cxlkit metrics control:$GC4; res v4-control $?
+sec v4-stop
+kill -TERM $SRV4; wait $SRV4; res v4-stop $?
+sec v4-serve-log
+cat /tmp/guest-serve-v4.log

@@ -174,12 +174,14 @@ public struct CXLDVSECFormatter: DVSECDecoder {
             return obj.value
         }
         obj.set("name", id.name)
-        let layout = id.layout(revision: h.revision, length: h.length)
         // The body only (the headers are in the capability's "registers"); registers
         // past the DVSEC's stated length are not part of it.
-        obj.set("registers", layout.json(base: o) { r in
-            r.offset >= 0x0A && r.offset + r.width <= h.length ? c.read(r, base: o) : nil
-        })
+        if context.verbosity >= 2 {
+            let layout = id.layout(revision: h.revision, length: h.length)
+            obj.set("registers", layout.json(base: o) { r in
+                r.offset >= 0x0A && r.offset + r.width <= h.length ? c.read(r, base: o) : nil
+            })
+        }
         switch id {
         case .device:
             obj.set("ranges", .array((1...2).map { DeviceDVSECRange(n: $0, config: c, dvsecOffset: o).json }))

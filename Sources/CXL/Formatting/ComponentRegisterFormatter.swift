@@ -124,28 +124,32 @@ public struct ComponentRegisterFormatter: FunctionDecodeExtension {
             o.set("offset", .hexString(l.entry.offset, digits: 16))
             o.set("read", l.decode != nil)
             if let p = l.problem { o.set("problem", p) }
-            if let d = l.decode { for (k, v) in Self.json(d).pairsOrEmpty { o.set(k, v) } }
+            if let d = l.decode { for (k, v) in Self.json(d, registers: context.verbosity >= 2).pairsOrEmpty { o.set(k, v) } }
             return o.value
         }))
     }
 
-    public static func json(_ d: ComponentRegisterDecode) -> JSONValue {
+    /// The decoded block; `registers` adds every register decoded field by field (`-vv`), else the capabilities
+    /// and the HDM decoders' summary only.
+    public static func json(_ d: ComponentRegisterDecode, registers: Bool = true) -> JSONValue {
         var o = JSONObject()
-        if let h = d.header { o.set("CXL Capability Header", CacheMemCapabilityArray.header.json(raw: UInt64(h), at: ComponentRegisterBlock.cacheMemOffset)) }
+        if registers, let h = d.header { o.set("CXL Capability Header", CacheMemCapabilityArray.header.json(raw: UInt64(h), at: ComponentRegisterBlock.cacheMemOffset)) }
         o.set("capabilities", .array(d.capabilities.map { cap in
             var c = JSONObject()
             c.set("id", .hexString(cap.id, digits: 4))
             c.set("version", Int(cap.version))
             c.set("name", cap.name)
             c.set("offset", cap.blockOffset)
-            if let regs = d.registers[cap.pointer] {
+            if registers, let regs = d.registers[cap.pointer] {
                 var r = JSONObject()
                 for (l, raw) in regs { r.set(l.name, l.json(raw: UInt64(raw), at: cap.blockOffset + l.offset)) }
                 c.set("registers", r.value)
             }
             if cap.id == CacheMemCapabilityID.hdmDecoder.rawValue, let h = d.hdm {
-                c.set("HDM Decoder Capability", HDMDecoderCapability.capability.json(raw: UInt64(h.capability), at: cap.blockOffset))
-                c.set("HDM Decoder Global Control", HDMDecoderCapability.globalControl.json(raw: UInt64(h.globalControl), at: cap.blockOffset + 4))
+                if registers {
+                    c.set("HDM Decoder Capability", HDMDecoderCapability.capability.json(raw: UInt64(h.capability), at: cap.blockOffset))
+                    c.set("HDM Decoder Global Control", HDMDecoderCapability.globalControl.json(raw: UInt64(h.globalControl), at: cap.blockOffset + 4))
+                }
                 c.set("decoder_count", h.decoderCount.map { JSONValue.number($0) } ?? .null)
                 c.set("decoders", .array(h.decoders.map { dec in
                     var x = JSONObject()

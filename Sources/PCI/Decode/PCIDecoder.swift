@@ -506,7 +506,9 @@ public struct PCIDecoder: Sendable {
 
     // MARK: JSON
 
-    /// The function as a JSON object (schema in the README).
+    /// The function as a JSON object (schema in the README). Levels as cxl-cli's `list` and lspci have them:
+    /// below 2 (`--json`, `--json -v`) identity, capabilities, CXL summaries and findings; from 2 (`-vv`) also
+    /// every register of the header and of each capability, decoded field by field.
     public func json(_ subject: DecodeSubject, verbosity: Int = 2) -> JSONValue {
         let ctx = context(for: subject, verbosity: verbosity)
         let c = subject.config
@@ -519,7 +521,7 @@ public struct PCIDecoder: Sendable {
         o.set("header_type", Int(c.headerType ?? 0))
         o.set("multi_function", c.isMultiFunction)
         o.set("config_size", c.count)
-        if let layout = PCIHeader.layout(forHeaderType: c.headerType ?? 0) {
+        if verbosity >= 2, let layout = PCIHeader.layout(forHeaderType: c.headerType ?? 0) {
             o.set("header", layout.json(base: 0) { c.read($0) })
         }
         var caps: [JSONValue] = []
@@ -533,7 +535,7 @@ public struct PCIDecoder: Sendable {
             co.set("name", cap.name)
             co.set("title", cap.space == .standard ? standardTitle(cap, ctx) : extendedTitle(cap, ctx))
             if cap.space == .extended && !showExtended { co.set("shown_by_lspci", false) }
-            if let layout = CapabilityCatalog.layout(for: cap, config: c) {
+            if verbosity >= 2, let layout = CapabilityCatalog.layout(for: cap, config: c) {
                 co.set("registers", layout.json(base: cap.offset) { c.read($0, base: cap.offset) })
             }
             if cap.id == 0x23, cap.space == .extended, let h = DVSECInstance(config: c, offset: cap.offset) {
