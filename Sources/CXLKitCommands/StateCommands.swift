@@ -108,7 +108,8 @@ extension CXLKit {
     public static func isStateFile(_ path: String) -> Bool {
         guard let h = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? h.close() }
-        let head = h.readData(ofLength: 64)
+        // read(upToCount:) throws where readData(ofLength:) traps (a directory opens for reading and fails to read).
+        guard let head = try? h.read(upToCount: 64) else { return false }
         return head.first(where: { ![0x20, 0x09, 0x0A, 0x0D].contains($0) }) == UInt8(ascii: "{")
     }
 

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import CXL
 import Foundation
+import Synchronization
 import VFIO
 
 /// The device-memory region (subtype 1): DPA 0 ... size, read and written through
@@ -17,13 +18,31 @@ import VFIO
 /// client does) — the kernel's PTE zap has no equivalent over a socket.
 final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
     let memory: any CXLDeviceMemory
-    private let lock = NSLock()
-    private var active = true
+    /// Read on every access: an atomic, not a lock.
+    private let active = Atomic<Bool>(true)
+    /// `memoryFD` mapped once when it is a regular file (the emulated device's memfd): the server's REGION_READ and
+    /// REGION_WRITE then copy without a system call. nil for other backings (a BAR of a kernel device: pread/pwrite,
+    /// which keep its access semantics).
+    private let mapping: UnsafeMutableRawPointer?
 
-    init(memory: any CXLDeviceMemory) { self.memory = memory }
+    init(memory: any CXLDeviceMemory) {
+        self.memory = memory
+        var st = stat()
+        let size = memory.memorySize, at = memory.memoryFileOffset
+        let (end, o) = at.addingReportingOverflow(size)
+        if size > 0, size <= UInt64(Int.max), !o, fstat(memory.memoryFD, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
+           end <= UInt64(max(0, st.st_size)), at % UInt64(sysconf(Int32(_SC_PAGESIZE))) == 0,
+           let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, memory.memoryFD, off_t(at)), p != MAP_FAILED {
+            mapping = p
+        } else {
+            mapping = nil
+        }
+    }
 
-    var isActive: Bool { lock.lock(); defer { lock.unlock() }; return active }
-    func setActive(_ on: Bool) { lock.lock(); active = on; lock.unlock() }
+    deinit { if let mapping { munmap(mapping, Int(memory.memorySize)) } }
+
+    var isActive: Bool { active.load(ordering: .acquiring) }
+    func setActive(_ on: Bool) { active.store(on, ordering: .releasing) }
 
     func info() -> VFIORegionInfo {
         var info = VFIORegionInfo(index: VFIOCXLUAPI.memoryRegionIndex, flags: [.read, .write, .caps], size: memory.memorySize,
@@ -41,24 +60,35 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
         guard !o, end <= memory.memorySize else { throw .invalidArgument("device memory access 0x\(String(offset, radix: 16))+\(count) past 0x\(String(memory.memorySize, radix: 16))") }
     }
 
+    /// Where DPA `offset` is in `memoryFD` (DPA 0 is at `memoryFileOffset`).
+    private func fileOffset(_ offset: UInt64) throws(VFIOError) -> off_t {
+        let (at, o) = memory.memoryFileOffset.addingReportingOverflow(offset)
+        guard !o, at <= UInt64(Int64.max) else { throw .invalidArgument("device memory offset 0x\(String(offset, radix: 16))") }
+        return off_t(at)
+    }
+
     func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
         try check(offset, count)
         do { return try memory.readMemory(at: offset, count: count) } catch { throw .system(errno: VFIOErrno.EIO, "device memory read: \(error)") }
     }
 
-    /// Straight into the caller's buffer (vfio-user's server: its send buffer), no array.
+    /// Straight into the caller's buffer (vfio-user's server: its send buffer), no array: a copy from the mapping,
+    /// else one pread.
     func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
         try check(offset, buffer.count)
-        guard buffer.count > 0 else { return }
-        let n = pread(memory.memoryFD, buffer.baseAddress, buffer.count, off_t(offset))
+        guard buffer.count > 0, let dst = buffer.baseAddress else { return }
+        if let mapping { dst.copyMemory(from: mapping + Int(offset), byteCount: buffer.count); return }
+        let n = pread(memory.memoryFD, dst, buffer.count, try fileOffset(offset))
         guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
     }
 
-    /// Straight from the caller's buffer (vfio-user's server: its receive buffer), no array.
+    /// Straight from the caller's buffer (vfio-user's server: its receive buffer), no array: a copy into the
+    /// mapping, else one pwrite.
     func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
         try check(offset, buffer.count)
-        guard buffer.count > 0 else { return }
-        let n = pwrite(memory.memoryFD, buffer.baseAddress, buffer.count, off_t(offset))
+        guard buffer.count > 0, let src = buffer.baseAddress else { return }
+        if let mapping { (mapping + Int(offset)).copyMemory(from: src, byteCount: buffer.count); return }
+        let n = pwrite(memory.memoryFD, src, buffer.count, try fileOffset(offset))
         guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
     }
 

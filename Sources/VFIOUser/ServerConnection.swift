@@ -96,9 +96,16 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// (set once, kept until the next idle wait), so the stop flag and the limit are looked at every tick; within a
     /// tick of the limit it polls for exactly the time left, then takes what is queued without blocking.
     func receiveFramed(deadline: Int64? = nil, idle: Bool = false) throws(VFIOUserError) -> VFIOUserFramedMessage? {
+        var m = VFIOUserFramedMessage(header: VFIOUserHeader(messageID: 0, command: 0, messageSize: 0, flags: 0),
+                                      payload: UnsafeRawBufferPointer(start: nil, count: 0), fds: [])
+        return try receive(into: &m, deadline: deadline, idle: idle) ? m : nil
+    }
+
+    /// `receiveFramed` into `m` (false: end of stream or stop): the serve loop's form, no optional per message.
+    func receive(into m: inout VFIOUserFramedMessage, deadline: Int64? = nil, idle: Bool = false) throws(VFIOUserError) -> Bool {
         while true {
             // (A header's worth buffered first: the common empty buffer costs no call.)
-            if framer.buffered >= VFIOUserLimits.headerSize, let m = try framer.next() { partialSince = nil; return m }
+            if framer.buffered >= VFIOUserLimits.headerSize, try framer.next(into: &m) { partialSince = nil; return true }
             if framer.buffered > 0 { if partialSince == nil { partialSince = coarseMonotonicMilliseconds() } } else { partialSince = nil }
             let bounded = partialSince != nil || deadline != nil
             var nonblocking = false
@@ -118,7 +125,7 @@ final class VFIOUserConnection: @unchecked Sendable {
                     let r = poll(&p, 1, Int32(clamping: left))
                     if r <= 0 {
                         if r < 0 && errno != EINTR { throw .system(errno: errno, "poll") }
-                        if server.stopRequested { return nil }
+                        if server.stopRequested { return false }
                         continue
                     }
                     nonblocking = true
@@ -139,9 +146,9 @@ final class VFIOUserConnection: @unchecked Sendable {
             case .bytes: break
             case .endOfStream:
                 if framer.buffered > 0 { throw .fatal("connection closed mid-message") }
-                return nil
+                return false
             case .wouldBlock:
-                if server.stopRequested { return nil }
+                if server.stopRequested { return false }
             }
         }
     }
@@ -190,9 +197,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// The client's next message into `m`; false when the connection ends (end of stream, stop, or an error, logged).
     private func nextMessage(_ m: inout VFIOUserFramedMessage) -> Bool {
         do throws(VFIOUserError) {
-            guard let next = try receiveFramed(idle: true) else { return false }
-            m = next
-            return true
+            return try receive(into: &m, idle: true)
         } catch {
             dropped(error)
             return false

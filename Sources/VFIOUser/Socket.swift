@@ -286,14 +286,22 @@ public final class VFIOUserFramer {
     /// The next complete message, or nil when more bytes are needed. `maxMessageSize` is checked as soon as the
     /// header is there, before any room is made for the body.
     public func next(maxMessageSize: Int = VFIOUserLimits.maxMessageSize) throws(VFIOUserError) -> VFIOUserFramedMessage? {
+        var m = VFIOUserFramedMessage(header: VFIOUserHeader(messageID: 0, command: 0, messageSize: 0, flags: 0),
+                                      payload: UnsafeRawBufferPointer(start: nil, count: 0), fds: [])
+        return try next(into: &m, maxMessageSize: maxMessageSize) ? m : nil
+    }
+
+    /// `next(maxMessageSize:)` into `message` (true: a message was framed): a server's per-message loop overwrites
+    /// one variable, where an optional per message is destroyed through the runtime's generic value witness.
+    public func next(into message: inout VFIOUserFramedMessage, maxMessageSize: Int = VFIOUserLimits.maxMessageSize) throws(VFIOUserError) -> Bool {
         let avail = writeIndex - readIndex
-        guard avail >= VFIOUserLimits.headerSize else { return nil }
+        guard avail >= VFIOUserLimits.headerSize else { return false }
         let base = storage + readIndex
         let header: VFIOUserHeader
         do { header = try VFIOUserHeader.decode(UnsafeRawBufferPointer(start: base, count: avail), maxMessageSize: maxMessageSize) }
         catch { discardFDs(); throw error }
         let size = Int(header.messageSize)
-        guard avail >= size else { return nil }
+        guard avail >= size else { return false }
         var fds: [Int32] = []
         if !fdChunks.isEmpty {
             let s = readIndex, e = readIndex + size
@@ -307,9 +315,10 @@ public final class VFIOUserFramer {
             }
         }
         readIndex += size
-        return VFIOUserFramedMessage(header: header, payload: UnsafeRawBufferPointer(start: base + VFIOUserLimits.headerSize,
-                                                                                     count: size - VFIOUserLimits.headerSize),
-                                     fds: fds)
+        message.header = header
+        message.payload = UnsafeRawBufferPointer(start: base + VFIOUserLimits.headerSize, count: size - VFIOUserLimits.headerSize)
+        if !fds.isEmpty || !message.fds.isEmpty { message.fds = fds }   // (no release of an empty array per message)
+        return true
     }
 
     /// The header of the next message once its 16 bytes are buffered (valid or not: nil when it fails to decode).
@@ -329,9 +338,16 @@ public final class VFIOUserFramer {
     }
 
     /// Room for at least `bytes` more after what is buffered: compacts, or grows (a new buffer when pinned).
+    @inline(__always)
     private func reserve(_ bytes: Int) {
         if pins == 0 && readIndex == writeIndex { readIndex = 0; writeIndex = 0 }
         if capacity - writeIndex >= bytes { return }
+        makeRoom(bytes)
+    }
+
+    /// `reserve`'s slow part: compact or grow.
+    @inline(never)
+    private func makeRoom(_ bytes: Int) {
         let used = writeIndex - readIndex
         let shift = readIndex
         if pins == 0 && capacity - used >= bytes {

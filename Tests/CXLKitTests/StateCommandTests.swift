@@ -86,6 +86,9 @@ struct StateCommandTests {
         #expect(CXLKit.isStateFile(p))
         #expect(!CXLKit.isStateFile(fixtureURL("qemu-cxl/region/endpoint/config.bin").path))
         #expect(!CXLKit.isStateFile(dir.appendingPathComponent("missing").path))
+        // A directory opens for reading but does not read: not a state file, and no trap (OptionFuzzTests found it).
+        #expect(!CXLKit.isStateFile(dir.path))
+        #expect(!CXLKit.isStateFile("/"))
     }
 
     /// A failed save never replaces the file already there.

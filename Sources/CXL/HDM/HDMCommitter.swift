@@ -128,8 +128,11 @@ public struct HDMCommitter: Sendable {
         try poll(read) { v in v & Self.committed == 0 ? .done(control: v, polls: 0) : nil }
     }
 
+    /// The budget runs from the first read that finds the decoder not yet settled: a
+    /// decoder that reports at once (the common case) costs no clock read, and Linux's
+    /// wait (`cxld_await_commit`) likewise counts its sleeps only after a first read.
     private func poll<E: Error>(_ read: () throws(E) -> UInt64, _ end: (UInt64) -> HDMCommitWait?) throws(E) -> HDMCommitWait {
-        let start = clock.now()
+        var started: Duration?
         var polls = 0
         while true {
             let v = try read()
@@ -141,7 +144,10 @@ public struct HDMCommitter: Sendable {
                 case .timeout: return .timeout(control: v, polls: polls)
                 }
             }
-            let elapsed = clock.now() - start
+            let now = clock.now()
+            let start = started ?? now
+            started = start
+            let elapsed = now - start
             if elapsed >= timeout { return .timeout(control: v, polls: polls) }
             progress?.waiting("HDM decoder: waiting for Committed", elapsed: elapsed, budget: timeout)
             clock.sleep(for: min(interval, timeout - elapsed))

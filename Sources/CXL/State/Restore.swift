@@ -294,7 +294,7 @@ final class RestoreRun {
             write(c2, regs[c2].value & StateCatalog.control2PersistentMask)
             step("DVSEC CXL Control2 persistent bits written (doorbells never)")
         }
-        for (i, layout) in at.rangeBases { restoreLockable(i, layout) }
+        for (i, k) in at.rangeBases { restoreLockable(i, StateRegisterTable.rangeBaseLayouts[k]) }
         if !at.rangeBases.isEmpty {
             step(locked ? "DVSEC Range 1/2 Base merged with the locked hardware values" : "DVSEC Range 1/2 Base written")
         }
@@ -506,7 +506,8 @@ struct SnapshotIndex {
     var lock: Int?
     var control: Int?
     var control2: Int?
-    var rangeBases: [(Int, RegisterLayout)] = []
+    /// (snapshot index, position in `StateRegisterTable.rangeBaseLayouts`).
+    var rangeBases: [(Int, Int)] = []
     var globalControl: Int?
     var decoders: [Decoder] = []
     var mmio: [Int] = []
@@ -569,7 +570,7 @@ struct SnapshotIndex {
             for n in decoders.indices { decoders[n].others = flat[start[n] ..< start[n + 1]] }
         }
         if let msiControl { msi.append(msiControl) }
-        rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, StateRegisterTable.rangeBaseLayouts[k]) } }
+        rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, k) } }
     }
 
     /// An HDM register by location (decoder n, register slot) inside the structure.

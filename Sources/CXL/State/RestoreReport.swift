@@ -22,14 +22,8 @@ public struct RegisterOutcome: Sendable, Hashable, Codable {
 
     /// Which register (names rendered when read or encoded).
     var name: StateRegisterName
-    public var block: String {
-        get { name.block }
-        set { name = StateRegisterName(block: newValue, register: name.register) }
-    }
-    public var register: String {
-        get { name.register }
-        set { name = StateRegisterName(block: name.block, register: newValue) }
-    }
+    public var block: String { get { name.block } set { name.block = newValue } }
+    public var register: String { get { name.register } set { name.register = newValue } }
     public var width: Int
     public var saved: UInt64
     /// The live value read before restoring, where the algorithm needed it.
@@ -46,41 +40,26 @@ public struct RegisterOutcome: Sendable, Hashable, Codable {
     public var displayName: String { StateCatalog.displayName(block: block, register: register) }
 
     init(name: StateRegisterName, width: Int, saved: UInt64, action: Action, ok: Bool) {
-        self.name = name
-        self.width = width
-        self.saved = saved
-        self.action = action
-        self.ok = ok
+        (self.name, self.width, self.saved, self.action, self.ok) = (name, width, saved, action, ok)
     }
 
-    enum CodingKeys: String, CodingKey { case block, register, width, saved, live, written, after, action, ok, detail }
+    /// The JSON form: the names and every stored field, as the synthesized coding of a
+    /// struct holding them (absent optionals left out).
+    private struct Coded: Codable {
+        var block: String, register: String, width: Int, saved: UInt64
+        var live: UInt64?, written: UInt64?, after: UInt64?
+        var action: Action, ok: Bool, detail: String?
+    }
 
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = StateRegisterName(block: try c.decode(String.self, forKey: .block), register: try c.decode(String.self, forKey: .register))
-        width = try c.decode(Int.self, forKey: .width)
-        saved = try c.decode(UInt64.self, forKey: .saved)
-        live = try c.decodeIfPresent(UInt64.self, forKey: .live)
-        written = try c.decodeIfPresent(UInt64.self, forKey: .written)
-        after = try c.decodeIfPresent(UInt64.self, forKey: .after)
-        action = try c.decode(Action.self, forKey: .action)
-        ok = try c.decode(Bool.self, forKey: .ok)
-        detail = try c.decodeIfPresent(String.self, forKey: .detail)
+        let c = try Coded(from: decoder)
+        self.init(name: StateRegisterName(block: c.block, register: c.register), width: c.width, saved: c.saved, action: c.action, ok: c.ok)
+        (live, written, after, detail) = (c.live, c.written, c.after, c.detail)
     }
 
-    /// As the synthesized encoding: absent optionals are left out.
     public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(block, forKey: .block)
-        try c.encode(register, forKey: .register)
-        try c.encode(width, forKey: .width)
-        try c.encode(saved, forKey: .saved)
-        try c.encodeIfPresent(live, forKey: .live)
-        try c.encodeIfPresent(written, forKey: .written)
-        try c.encodeIfPresent(after, forKey: .after)
-        try c.encode(action, forKey: .action)
-        try c.encode(ok, forKey: .ok)
-        try c.encodeIfPresent(detail, forKey: .detail)
+        try Coded(block: block, register: register, width: width, saved: saved, live: live, written: written, after: after,
+                  action: action, ok: ok, detail: detail).encode(to: encoder)
     }
 }
 
@@ -144,26 +123,21 @@ public struct DecoderOutcome: Sendable, Hashable, Codable {
     }
 
     init(index: Int, result: Result, note: Note, polls: Int) {
-        self.index = index
-        self.result = result
-        self.note = note
-        self.polls = polls
+        (self.index, self.result, self.note, self.polls) = (index, result, note, polls)
     }
 
-    enum CodingKeys: String, CodingKey { case index, result, detail, polls }
+    /// The JSON form, as the synthesized coding of the public fields.
+    private struct Coded: Codable {
+        var index: Int, result: Result, detail: String?, polls: Int
+    }
 
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(index: try c.decode(Int.self, forKey: .index), result: try c.decode(Result.self, forKey: .result),
-                  detail: try c.decodeIfPresent(String.self, forKey: .detail), polls: try c.decode(Int.self, forKey: .polls))
+        let c = try Coded(from: decoder)
+        self.init(index: c.index, result: c.result, detail: c.detail, polls: c.polls)
     }
 
     public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(index, forKey: .index)
-        try c.encode(result, forKey: .result)
-        try c.encodeIfPresent(detail, forKey: .detail)
-        try c.encode(polls, forKey: .polls)
+        try Coded(index: index, result: result, detail: detail, polls: polls).encode(to: encoder)
     }
 
     public static func == (a: DecoderOutcome, b: DecoderOutcome) -> Bool {

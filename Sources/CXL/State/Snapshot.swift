@@ -102,15 +102,9 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
     /// Which register: a catalog number (names rendered on demand), or names.
     var name: StateRegisterName
     /// The catalog structure (`RegisterBlockLayout.name`), e.g. "PCIe DVSEC for CXL Devices".
-    public var block: String {
-        get { name.block }
-        set { name = StateRegisterName(block: newValue, register: name.register) }
-    }
+    public var block: String { get { name.block } set { name.block = newValue } }
     /// The catalog register name, e.g. "DVSEC CXL Control" or "Decoder 1 Control".
-    public var register: String {
-        get { name.register }
-        set { name = StateRegisterName(block: name.block, register: newValue) }
-    }
+    public var register: String { get { name.register } set { name.register = newValue } }
     public var space: RegisterSpace
     /// Config-space offset, or offset inside the BAR.
     public var offset: UInt64
@@ -175,14 +169,8 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
 /// Structure + register name: the identity of a register across snapshots.
 public struct RegisterKey: Sendable, Hashable, Codable, CustomStringConvertible {
     var name: StateRegisterName
-    public var block: String {
-        get { name.block }
-        set { name = StateRegisterName(block: newValue, register: name.register) }
-    }
-    public var register: String {
-        get { name.register }
-        set { name = StateRegisterName(block: name.block, register: newValue) }
-    }
+    public var block: String { get { name.block } set { name.block = newValue } }
+    public var register: String { get { name.register } set { name.register = newValue } }
     public init(block: String, register: String) { name = StateRegisterName(block: block, register: register) }
     init(name: StateRegisterName) { self.name = name }
     public var description: String { StateCatalog.displayName(block: block, register: register) }

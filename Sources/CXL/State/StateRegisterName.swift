@@ -55,14 +55,22 @@ struct StateRegisterName: Sendable, Hashable {
     /// The catalog number, nil for a foreign name.
     var catalogID: Int? { id < UInt32(StateRegisterTable.count) ? Int(id) : nil }
 
+    /// The structure's name; setting it renames (and renumbers) the register.
     var block: String {
-        if let c = catalogID { return StateRegisterTable.entries[c].block }
-        return ForeignRegisterNames.shared.names(id).block
+        get {
+            if let c = catalogID { return StateRegisterTable.entries[c].block }
+            return ForeignRegisterNames.shared.names(id).block
+        }
+        set { self = StateRegisterName(block: newValue, register: register) }
     }
 
+    /// The register's name; setting it renames (and renumbers) the register.
     var register: String {
-        if let c = catalogID { return StateRegisterTable.entries[c].register }
-        return ForeignRegisterNames.shared.names(id).register
+        get {
+            if let c = catalogID { return StateRegisterTable.entries[c].register }
+            return ForeignRegisterNames.shared.names(id).register
+        }
+        set { self = StateRegisterName(block: block, register: newValue) }
     }
 
     var kind: StateRegisterKind? { catalogID.map { StateRegisterTable.kinds[$0] } }
