@@ -53,6 +53,20 @@ import Glibc
         #expect(!device.irqs.isEnabled(Self.msix))
     }
 
+    /// The device signals vector 1 (its Pending Bit and eventfd are vector 1's), the command waits on vector 0, whose
+    /// eventfd is the only one handed over: nothing arrives, exit 1; waiting on vector 1 receives them.
+    @Test func signalsOfAnotherVectorDoNotCount() throws {
+        let serve = try InProcessServe(profile: "type2", tag: "irq-v1", irqInterval: 5, irqVector: 1)
+        defer { _ = serve.stop() }
+        let t = try TargetResolver().resolve(serve.target)[0]
+        var lines: [String] = []
+        var r = try CXLKit.waitForInterrupts(t, options: IRQWaitOptions(vector: 0, count: 1, timeoutMilliseconds: 100)) { lines.append($0) }
+        #expect(r.exitCode == 1 && r.received == 0 && lines.count == 1 && lines[0].contains("MSI-X vector 0: timeout: 0 of 1"))
+        lines = []
+        r = try CXLKit.waitForInterrupts(t, options: IRQWaitOptions(vector: 1, count: 2, timeoutMilliseconds: 120_000)) { lines.append($0) }
+        #expect(r.exitCode == 0 && r.received == 2 && lines.first?.hasPrefix("interrupt 1/2: MSI-X vector 1 at +") == true)
+    }
+
     @Test func badRequestsAreErrors() throws {
         let serve = try InProcessServe(profile: "type2", tag: "irq-bad")
         defer { _ = serve.stop() }
@@ -100,7 +114,7 @@ import Glibc
         stop.set()
         #expect(r.exitCode == 0 && r.received == 3)
         #expect(lines.filter { $0.hasPrefix("interrupt ") }.count == 3)
-        #expect(lines.first?.contains("(eventfd counter 2)") == true)
+        #expect(lines.first?.contains("(eventfd counter ") == true)  // 2, or 3 when the last signal came before the read
         let sets = k.ioctlCalls(VFIOKernelUAPI.deviceSetIRQs)
         #expect(sets.count == 2)
         func u32(_ b: [UInt8], _ o: Int) -> UInt32 { b[o..<(o + 4)].enumerated().reduce(0) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) } }
