@@ -15,7 +15,7 @@ struct CXLKitCommand: ParsableCommand {
         version: CXLKit.version,
         subcommands: [ListCommand.self, DecodeCommand.self, DumpCommand.self,
                       SaveCommand.self, RestoreCommand.self, DiffCommand.self, ResetCommand.self, DemoCommand.self, ServeCommand.self, HDMCommand.self, ConformCommand.self, CheckCommand.self,
-                      MetricsCommand.self, ExporterCommand.self])
+                      MetricsCommand.self, ExporterCommand.self, IRQCommand.self])
 }
 
 /// Runs a command body: a CommandError becomes one line on stderr and exit 1.

@@ -129,6 +129,77 @@ struct ServeControlTests {
         #expect(try vm.configRead(PCIHeader.command.offset, width: 2) & UInt32(StateCatalog.memorySpaceEnableBit) != 0)
     }
 
+    /// A VM that is busy the whole time: its client reads config space and decoder 0's Base High through the
+    /// component BAR, and writes Command back unchanged, in a loop, while control clients ask for status,
+    /// decode, save, check and metrics. Every control answer is whole and right, every client access succeeds
+    /// and reads what the device holds, and the client's accesses went on during the control requests.
+    @Test func controlRequestsWhileTheClientIsBusy() throws {
+        let serve = try ControlledServe(profile: "type2", tag: "busy")
+        defer { #expect(serve.stop()) }
+        let vm = try VFIOUserPCIFunction(socketPath: serve.session.options.socketPath)
+        let cmd = try vm.configRead(PCIHeader.command.offset, width: 2) | UInt32(StateCatalog.memorySpaceEnableBit)
+        try vm.configWrite(PCIHeader.command.offset, width: 2, value: cmd)
+        var req = HDMCommitRequest(decoder: 0, base: 0x40_0000_0000, size: 256 << 20)
+        req.enableDecoding = true
+        #expect(try CXLKit.hdmCommit(vm, req).committed)
+        let map = try CXLDeviceMap.discover(vm)
+        let block = try #require(map.componentBlock), hdm = try #require(map.hdm)
+        let baseHigh = block.offset + UInt64(hdm.offset + HDMDecoderRegisters(0).baseHigh.offset)
+        #expect(try vm.barRead(Int(block.bir), offset: baseHigh, width: 4) == 0x40)
+
+        final class Busy: @unchecked Sendable {
+            let lock = NSLock()
+            var ops = 0, stop = false, errors: [String] = []
+            let done = DispatchSemaphore(value: 0)
+        }
+        let busy = Busy()
+        let bir = Int(block.bir)
+        let t = Thread {
+            while !busy.lock.withLock({ busy.stop }) {
+                do {
+                    let c = try vm.configRead(PCIHeader.command.offset, width: 2)
+                    try vm.configWrite(PCIHeader.command.offset, width: 2, value: c)
+                    let b = try vm.barRead(bir, offset: baseHigh, width: 4)
+                    busy.lock.withLock {
+                        busy.ops += 1
+                        if c != cmd || b != 0x40 { busy.errors.append("Command 0x\(String(c, radix: 16)), Base High 0x\(String(b, radix: 16))") }
+                    }
+                } catch {
+                    busy.lock.withLock { busy.errors.append("\(error)") }
+                    break
+                }
+            }
+            busy.done.signal()
+        }
+        t.start()
+        while busy.lock.withLock({ busy.ops == 0 && busy.errors.isEmpty }) { usleep(1000) }
+
+        let control = try ControlClient(path: serve.control)
+        let dev = "control:" + serve.control
+        var overlapped = 0
+        for i in 0..<20 {
+            let before = busy.lock.withLock { busy.ops }
+            switch i % 5 {
+            case 0: #expect(try control.text("status").contains("\"client_attached\":true"))
+            case 1: #expect(try control.text("decode").contains("HDM Decoder"))
+            case 2:
+                let saved = try CXLStateFile.decode(Data(try control.text("save").utf8))
+                #expect(saved.registers.contains { $0.register == "Decoder 0 Base High" && $0.value == 0x40 }, "decoder 0's base in the saved state")
+            case 3: #expect(try control.text("check").contains("result: healthy"))
+            default:
+                #expect(samples(try control.text("metrics"))["cxl_hdm_decoder_committed{device=\"\(dev)\",decoder=\"0\"}"] == "1.0")
+            }
+            if busy.lock.withLock({ busy.ops }) > before { overlapped += 1 }
+        }
+        busy.lock.withLock { busy.stop = true }
+        busy.done.wait()
+        let (ops, errors) = busy.lock.withLock { (busy.ops, busy.errors) }
+        #expect(errors.isEmpty, "\(errors.prefix(3))")
+        #expect(overlapped > 0, "the client's accesses went on during the control requests (\(ops) accesses)")
+        // The control requests wrote nothing: the client's Command is its own.
+        #expect(try vm.configRead(PCIHeader.command.offset, width: 2) == cmd)
+    }
+
     /// At most N control clients at once; the next one gets one clear error line; a
     /// slot frees when a client leaves. Bad requests are errors, not crashes.
     @Test func controlClientsAreBoundedWithAClearError() throws {

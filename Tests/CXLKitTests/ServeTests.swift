@@ -21,9 +21,10 @@ final class InProcessServe: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private(set) var error: CommandError?
 
-    init(profile: String, tag: String, irqInterval: Int = 0) throws {
+    init(profile: String, tag: String, irqInterval: Int = 0, irqVector: Int = 0) throws {
         var o = ServeOptions(profile: profile, socketPath: serveSocketPath(tag))
         o.irqIntervalMilliseconds = irqInterval
+        o.irqVector = irqVector
         session = try ServeSession(options: o)
         let t = Thread { [self] in
             do throws(CommandError) { try session.run() } catch { self.error = error }

@@ -63,6 +63,11 @@ cxlkit diff /tmp/before.json $T; res diff-restored $?
 sec reset-cxl
 cxlkit reset $T --method cxl --preserve; res reset-cxl $?
 
+# MSI-X end to end (the host server signals vector 0 every 200 ms): the host emulator -> QEMU's vfio-user-pci ->
+# the guest's MSI-X -> the guest kernel's vfio-pci -> cxlkit's eventfd.
+sec irq-vfio
+cxlkit irq $T --count 3 --timeout-ms 20000; res irq-vfio $?
+
 sec decode-before-serve
 cxlkit decode -vvv $T; res decode-before-serve $?
 sec serve-start
@@ -78,6 +83,9 @@ sec serve-reset
 cxlkit reset vfio-user:$GS --method flr --preserve; res serve-reset $?
 sec serve-conform
 cxlkit conform vfio-user:$GS; res serve-conform $?
+# The same through the guest server: the client's eventfd goes to the guest kernel (SET_IRQS forwarded).
+sec irq-serve
+cxlkit irq vfio-user:$GS --count 3 --timeout-ms 20000; res irq-serve $?
 # The control socket of the guest server (read-only): its client's view and what it counted.
 sec serve-control-decode
 cxlkit decode -vvv control:$GC; res serve-control-decode $?
