@@ -78,7 +78,7 @@ let package = Package(
             swiftSettings: swiftSettings),
         // Test-only helpers every suite shares (scratch directory removed at exit, running a process).
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "PCITests", dependencies: ["PCI"], swiftSettings: swiftSettings),
+        .testTarget(name: "PCITests", dependencies: ["PCI", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
         // A test-only PCIe endpoint shared by the VFIO and vfio-user suites (not a product).
@@ -92,7 +92,7 @@ let package = Package(
                     exclude: ["python"], resources: [], swiftSettings: swiftSettings),
         .testTarget(name: "VFIOCXLTests", dependencies: ["VFIOCXL", "VFIOUser", "VFIO", "CXL", "CXLEmulator", "PCI", "CMallocCounter"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "CXLMetricsTests", dependencies: ["CXLMetrics", "CXLKitCommands", "CXLEmulator", "CXL", "PCI",
+        .testTarget(name: "CXLMetricsTests", dependencies: ["CXLMetrics", "CXLKitCommands", "CXLEmulator", "CXL", "PCI", "TestSupport",
                                                             .product(name: "NIOCore", package: "swift-nio"),
                                                             .product(name: "NIOPosix", package: "swift-nio")],
                     swiftSettings: swiftSettings),

@@ -29,11 +29,6 @@ public enum CXLKit {
 
     /// `cxlkit decode --json`, written as it is built (one function at a time): the same bytes as
     /// `decode(targets, json: true, ...)`.
-    public static func decodeJSON(_ targets: [ResolvedTarget], verbosity: Int, problems: [String], write: (String) -> Void) {
-        decodeJSON(targets, verbosity: verbosity, problems: problems, writeBytes: { write(String(decoding: $0, as: UTF8.self)) })
-    }
-
-    /// `decodeJSON`, handing out UTF-8 bytes.
     public static func decodeJSON(_ targets: [ResolvedTarget], verbosity: Int, problems: [String], writeBytes: ([UInt8]) -> Void) {
         let d = decoder()
         JSONOutput.streamDocument(command: "decode", succeeded: problems.isEmpty, problems: problems, arrayKey: "functions",

@@ -55,13 +55,6 @@ public enum JSONOutput {
     /// written in pieces: the envelope, then each element of the one array field as it is built, so a decode
     /// of a thousand functions never holds every function's tree or the whole text at once.
     public static func streamDocument(command: String, succeeded: Bool, problems: [String], arrayKey: String, count: Int,
-                                      element: (Int) -> JSONValue, write: (String) -> Void) {
-        streamDocument(command: command, succeeded: succeeded, problems: problems, arrayKey: arrayKey, count: count,
-                       element: element, writeBytes: { write(String(decoding: $0, as: UTF8.self)) })
-    }
-
-    /// `streamDocument`, handing out UTF-8 bytes (one reused buffer: no String is built for a piece).
-    public static func streamDocument(command: String, succeeded: Bool, problems: [String], arrayKey: String, count: Int,
                                       element: (Int) -> JSONValue, writeBytes: ([UInt8]) -> Void) {
         var keys = KeyRewriter.snakeCase
         let head = JSONValue.object(envelope(command: command, succeeded: succeeded, problems: problems))

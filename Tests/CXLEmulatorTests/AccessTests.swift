@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import PCI
 import CXL
 @testable import CXLEmulator
@@ -115,7 +116,7 @@ struct RegisterFileTests {
 struct RegisterFileDWORDTests {
     @Test(arguments: [UInt64(1), 2, 3, 4, 5, 6, 7, 8])
     func dwordWriteEqualsFourByteWrites(seed: UInt64) {
-        var rng = RobustnessTests.SplitMix(state: seed)
+        var rng = SplitMix64(state: seed)
         let accesses: [RegisterAccess] = [.ro, .hwInit, .rw, .rws, .rwl, .rwo, .rw1c, .rw1cs, .rsvdP, .rsvdZ]
         // 16 bytes: four DWORD registers, each four 8-bit fields of random access types and resets.
         var file = RegisterFile(size: 16)

@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import Dispatch
 import PCI
 import CXL
@@ -8,20 +9,9 @@ import CXL
 /// makes hardware keep must hold after every access.
 @Suite("Robustness")
 struct RobustnessTests {
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test(arguments: [UInt64(1), 2, 3, 4])
     func randomAccessesKeepInvariants(seed: UInt64) throws {
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix64(state: seed)
         let (dev, d, clock) = try makeDevice {
             $0.decoderCount = 4
             $0.memorySize = 512 * MiB

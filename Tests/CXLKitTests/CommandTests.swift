@@ -18,17 +18,6 @@ func fakeSysfs(_ functions: [(String, ConfigSpace)]) throws -> URL {
     return root
 }
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A scheme a later layer might add, proving registration works for any PCIFunction.
 struct ImageScheme: TargetScheme {
     let function: ImagePCIFunction
@@ -160,7 +149,7 @@ struct CommandTests {
     /// Hostile config spaces with CXL DVSECs (lengths past the end, locator entries
     /// everywhere) through the whole CXL-aware decoder, with and without BAR access.
     @Test func hostileCXLConfigSpacesNeverTrap() {
-        var rng = SplitMix(state: 7)
+        var rng = SplitMix64(state: 7)
         let decoder = CXLKit.decoder()
         for i in 0..<1500 {
             var b = ConfigBuilder()

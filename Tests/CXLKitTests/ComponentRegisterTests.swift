@@ -1,4 +1,5 @@
 import Testing
+import TestSupport
 import PCI
 import CXL
 @testable import CXLKitCommands
@@ -143,7 +144,7 @@ struct ComponentRegisterTests {
             _ = ComponentRegisterFormatter.lines(d)
             _ = ComponentRegisterFormatter.json(d).serialized()
         }
-        var rng = SplitMix(state: 42)
+        var rng = SplitMix64(state: 42)
         for _ in 0..<300 {
             var b = [UInt8](repeating: 0, count: 0x2000)
             for i in 0x1000..<0x1400 { b[i] = UInt8(truncatingIfNeeded: rng.next()) }

@@ -273,7 +273,7 @@ struct LspciDifferentialTests {
     /// prints for the function must equal ours (besides our additions).
     @Test(.enabled(if: Lspci.live, Lspci.skipReason), arguments: [1, 2, 3, 4, 5, 6])
     func randomExpressCapabilities(seed: UInt64) throws {
-        var rng = SplitMix(state: seed &* 0x1234_5678_9ABC)
+        var rng = SplitMix64(state: seed &* 0x1234_5678_9ABC)
         var functions: [ConfigSpace] = []
         for _ in 0..<64 {
             let type = [0, 1, 4, 5, 6, 7, 8, 9, 10, 0, 4, 6][Int(rng.next() % 12)]
@@ -322,7 +322,7 @@ struct LspciCapabilityDifferentialTests {
     /// TPH, DOE, Resizable BAR): lspci's and cxlkit's lines must be equal.
     @Test(.enabled(if: Lspci.live, Lspci.skipReason), arguments: [11, 12, 13, 14, 15, 16, 17, 18])
     func randomCapabilities(seed: UInt64) throws {
-        var rng = SplitMix(state: seed &* 0x9E37_79B9)
+        var rng = SplitMix64(state: seed &* 0x9E37_79B9)
         let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03, 0x15, 0x24, 0x15, 0x02, 0x09, 0x05, 0x12, 0x07]
         var functions: [ConfigSpace] = []
         for n in 0..<48 {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import PCI
 import VFIOUser
 @testable import CXLKitCommands
@@ -18,7 +19,7 @@ import VFIOUser
         String(repeating: "9", count: 400), "0x" + String(repeating: "f", count: 17), "\u{0}", "1\u{0}", "ffff",
     ]
 
-    static func randomText(_ rng: inout SplitMix) -> String {
+    static func randomText(_ rng: inout SplitMix64) -> String {
         if rng.next() % 3 == 0 { return edgeCases[Int(rng.next() % UInt64(edgeCases.count))] }
         let alphabet = Array("0123456789abcdefxXkKmMgGtTiIbB _-+.:@=/\u{e9}")
         let n = Int(rng.next() % 24)
@@ -27,7 +28,7 @@ import VFIOUser
 
     @Test func everyOptionParserAnswersRandomTextWithAValueOrAnError() throws {
         print("OptionFuzzTests seed \(Self.seed) (replay: CXLKIT_FUZZ_SEED=\(Self.seed))")
-        var rng = SplitMix(state: Self.seed)
+        var rng = SplitMix64(state: Self.seed)
         var accepted = 0
         for _ in 0..<20_000 {
             let a = Self.randomText(&rng), b = Self.randomText(&rng), c = Self.randomText(&rng)
@@ -60,7 +61,7 @@ import VFIOUser
     @Test func theCxlkitExecutableNeverCrashesOnRandomOptions() throws {
         let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
         print("OptionFuzzTests seed \(Self.seed) (replay: CXLKIT_FUZZ_SEED=\(Self.seed))")
-        var rng = SplitMix(state: Self.seed ^ 0x5EED)
+        var rng = SplitMix64(state: Self.seed ^ 0x5EED)
         let noDir = NSTemporaryDirectory() + "cxlkit-fuzz-no-such-dir-\(getpid())/x"
         let templates: [([String]) -> [String]] = [
             { ["hdm", "commit", "emulated:type2", "--base", $0[0], "--size", $0[1], "--dpa-skip", $0[2]] },

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import CXLKitCommands
 @testable import PCI
 
@@ -106,19 +107,6 @@ struct DecodeJSONLevelTests {
         #expect(registerCount(full) > 100)
         #expect(full["header"]?["Command"] != nil)
         #expect(full["cxl_component_registers"]?[0]?["capabilities"]?.arrayValue?.contains { $0["HDM Decoder Capability"] != nil } == true)
-    }
-}
-
-/// A small seeded generator (SplitMix64), so a failure names the values that caused it.
-private struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

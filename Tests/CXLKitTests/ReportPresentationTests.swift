@@ -114,7 +114,7 @@ struct ReportPresentationTests {
                 for subset in [targets, [], Array(targets.prefix(1))] {
                     let whole = CXLKit.decode(subset, json: true, verbosity: 2)
                     var streamed = ""
-                    CXLKit.decodeJSON(subset, verbosity: 2, problems: CXLKit.unreadableRegisters(subset)) { streamed += $0 }
+                    CXLKit.decodeJSON(subset, verbosity: 2, problems: CXLKit.unreadableRegisters(subset)) { streamed += String(decoding: $0, as: UTF8.self) }
                     #expect(streamed == whole, "human \(human), \(subset.count) functions")
                     _ = try JSONSerialization.jsonObject(with: Data(streamed.utf8))
                 }

@@ -1,5 +1,6 @@
 import PCI
 import Testing
+import TestSupport
 @testable import CXL
 
 @Suite("Decoder programming read from the catalog's registers")
@@ -28,24 +29,12 @@ struct DecoderProgrammingTests {
 
 @Suite("Commit check: DPA allocation without building a decoder map")
 struct CommitDPAEndTests {
-    /// A small seeded generator (SplitMix64) so a failure reproduces from the printed seed.
-    struct Rng: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// `HDMCommitRules.dpaEnd` equals `EndpointDecoderMap.dpaEnd` (the definition) for random decoder sets:
     /// reserved IW encodings (counted as 1 way), skips and sizes near 2^64 (saturation), 3/6/12 ways.
     @Test func dpaEndMatchesTheDecoderMap() {
         let seed: UInt64 = 0x13_5EED
         print("CommitDPAEndTests seed \(String(seed, radix: 16))")
-        var rng = Rng(state: seed)
+        var rng = SplitMix64(state: seed)
         let big: [UInt64] = [0, 1 << 28, 3 << 28, 1 << 40, UInt64.max - (1 << 28) + 1, UInt64.max / 3, 1 << 63]
         for _ in 0..<2000 {
             let count = Int.random(in: 1...8, using: &rng)
@@ -74,7 +63,7 @@ struct DeviceCommitCheckTests {
     @Test(arguments: [UInt64(0x13C0_0001), 0x13C0_0002, 0x13C0_0003])
     func matchesTheRulesOverEveryDecoder(seed: UInt64) {
         print("DeviceCommitCheckTests seed \(String(seed, radix: 16))")
-        var rng = CommitDPAEndTests.Rng(state: seed)
+        var rng = SplitMix64(state: seed)
         let decoders = 8, origin = 0x40
         let granules: [UInt64] = [0, 1, 2, 3, 6, 12, 0xF_FFFF_FFFF, 0x8_0000_0000]
         for round in 0..<300 {

@@ -1,17 +1,6 @@
 import Testing
+import TestSupport
 @testable import PCI
-
-/// A deterministic generator (SplitMix64) so failures reproduce.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func header(status capList: Bool = true, pointer: UInt8 = 0x40, size: Int = 4096, headerType: UInt8 = 0) -> ConfigSpace {
     var c = ConfigSpace(bytes: [UInt8](repeating: 0, count: size))
@@ -77,7 +66,7 @@ struct WalkerAdversarialTests {
     /// Random config spaces of random sizes, biased towards valid-looking pointers:
     /// walking and decoding (text and JSON, every verbosity) must terminate without trapping.
     @Test func randomConfigSpacesNeverTrap() {
-        var rng = SplitMix(state: 0xC0FFEE)
+        var rng = SplitMix64(state: 0xC0FFEE)
         let decoder = PCIDecoder()
         for i in 0..<3000 {
             let size = [0, 1, 3, 63, 64, 65, 255, 256, 257, 1024, 4095, 4096][Int(rng.next() % 12)]

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import VFIO
 @testable import VFIOUser
 #if canImport(Glibc)
@@ -140,7 +141,7 @@ private let versionPayload = VFIOUserVersion(major: 0, minor: 0, capabilities: V
     @Test func randomStreamsNeverCrashTheDecoder() {
         let seed = fuzzSeed()
         print("randomStreamsNeverCrashTheDecoder seed \(seed) (VFU_FUZZ_SEED=\(seed) replays it)")
-        var rng = FuzzRandom(state: seed)
+        var rng = SplitMix64(state: seed)
         let seeds = [Vectors.versionRequest, Vectors.regionInfoRequest, Vectors.setIRQsBool, Vectors.regionWriteMulti, Vectors.dmaMap]
         let decoded = seeds.map { v in
             Array(v.utf8).withUnsafeBufferPointer { u in stride(from: 0, to: u.count - 1, by: 2).map { UInt8(String(decoding: u[$0...$0 + 1], as: UTF8.self), radix: 16)! } }
@@ -292,7 +293,7 @@ final class FakeServer: @unchecked Sendable {
     @Test func randomRepliesNeverCrashTheDecoder() {
         let seed = fuzzSeed()
         print("randomRepliesNeverCrashTheDecoder seed \(seed) (VFU_FUZZ_SEED=\(seed) replays it)")
-        var rng = FuzzRandom(state: seed)
+        var rng = SplitMix64(state: seed)
         let base = VFIOUserRegionInfo(argsz: 80, flags: 0xF, index: 1, capOffset: 32, regionSize: 0x1000,
                                       capabilities: [VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x100), VFIOSparseArea(offset: 0x800, size: 0x800)]).capability]).encode()
         if case .regionInfo(let info)? = try? VFIOUserDecoder.decodeReply(command: .deviceGetRegionInfo, payload: base, fdCount: 0),
@@ -332,14 +333,3 @@ private func fuzzSeed() -> UInt64 {
     return UInt64.random(in: 0...UInt64.max)
 }
 
-/// SplitMix64: a deterministic generator, so a printed seed reproduces a run.
-private struct FuzzRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
