@@ -39,6 +39,14 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     private var resetImage: [UInt8]
     private let barList: [BARDescription?]
 
+    /// Per config byte, 0xFF when it is virtual and read-only (`virtualiseReadOnly`) and no override covers it;
+    /// `readOnlyImage` holds those bytes' values. Both are fixed at init (an override only clears bytes of the
+    /// mask), so an aligned read of such bytes takes neither the lock nor the function: a guest's probe of the IDs
+    /// and capability walk, and the benchmark's config read.
+    private let readOnlyMask: UnsafeMutableRawPointer
+    private let readOnlyImage: UnsafeMutableRawPointer
+    /// Offset and width of every capability header (ID and next pointer; the whole header of an extended one).
+    private var capabilityHeaders: [(offset: Int, width: Int)] = []
     private var msiOffset: Int?
     private var msiLayout: RegisterBlockLayout?
     private var msixOffset: Int?
@@ -77,6 +85,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
         for b in function.bars where b.index >= 0 && b.index < 6 { bl[b.index] = b }
         barList = bl
         let caps = CapabilityList(walking: snapshot)
+        capabilityHeaders = caps.all.map { ($0.offset, $0.space == .standard ? 2 : 4) }
         msiOffset = caps.standard(.msi)?.offset
         msixOffset = caps.standard(.msix)?.offset
         expressOffset = caps.standard(.pciExpress)?.offset
@@ -107,10 +116,19 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
             VFIOIRQInfo(index: VFIOPCIIRQ.req.rawValue, flags: [.eventfd], count: 0),
         ])
         resetImage = []
+        readOnlyMask = UnsafeMutableRawPointer.allocate(byteCount: configSize + 8, alignment: 8)
+        readOnlyMask.initializeMemory(as: UInt8.self, repeating: 0, count: configSize + 8)
+        readOnlyImage = UnsafeMutableRawPointer.allocate(byteCount: configSize + 8, alignment: 8)
+        readOnlyImage.initializeMemory(as: UInt8.self, repeating: 0, count: configSize + 8)
         setUpVirtualisation()
         resetImage = vconfig
         resetMSIXTable()
         function.setInterruptSink { [weak self] vector in self?.raise(vector: vector) }
+    }
+
+    deinit {
+        readOnlyMask.deallocate()
+        readOnlyImage.deallocate()
     }
 
     // MARK: Virtualisation set-up (masks from the catalog)
@@ -118,6 +136,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     private func virtualise(_ offset: Int, _ layout: RegisterLayout, writable: UInt64? = nil, initial: UInt64? = nil, forwardWrites: Bool) {
         let wm = writable ?? layout.writableMask
         for i in 0..<layout.width where offset + i < configSize {
+            readOnlyMask.storeBytes(of: 0, toByteOffset: offset + i, as: UInt8.self)
             virtualMask[offset + i] = 0xFF
             writeMask[offset + i] = UInt8(truncatingIfNeeded: wm >> UInt64(8 * i))
             forward[offset + i] = forwardWrites
@@ -125,7 +144,28 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
         }
     }
 
+    /// Bytes read from the snapshot taken at init, never from the function, with guest writes dropped: the
+    /// identity and structure of the function, which no write and no event changes.
+    private func virtualiseReadOnly(_ offset: Int, width: Int) {
+        for i in 0..<width where offset + i >= 0 && offset + i < configSize {
+            virtualMask[offset + i] = 0xFF
+            writeMask[offset + i] = 0
+            forward[offset + i] = false
+            readOnlyMask.storeBytes(of: 0xFF, toByteOffset: offset + i, as: UInt8.self)
+            readOnlyImage.storeBytes(of: vconfig[offset + i], toByteOffset: offset + i, as: UInt8.self)
+        }
+    }
+
     private func setUpVirtualisation() {
+        // As vfio-pci (`init_pci_cap_basic_perm`, `vfio_cap_init`, `vfio_ecap_init`): Vendor ID, Device ID, the
+        // Capabilities Pointer, Interrupt Pin and every capability header (ID and next pointer; an extended
+        // capability's whole header) are virtual and read-only: a config read of them (a guest's probe, a
+        // capability walk) is answered from the image without a call into the function (PCI 6.0 §7.5.1.1,
+        // §7.5.1.1.11, §7.5.1.3.8, §7.6.3).
+        for r in [PCIHeader.vendorID, PCIHeader.deviceID, PCIHeader.capabilitiesPointer, PCIHeader.interruptPin] {
+            virtualiseReadOnly(r.offset, width: r.width)
+        }
+        for (offset, width) in capabilityHeaders { virtualiseReadOnly(offset, width: width) }
         // Command: emulated and forwarded; starts at its reset value.
         virtualise(PCIHeader.command.offset, PCIHeader.command, initial: PCIHeader.command.resetValue, forwardWrites: true)
         // BARs: fully virtual; writable bits are the implemented address bits.
@@ -194,6 +234,8 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     /// Routes config accesses in `range` to `handler` (e.g. a composing device's DVSEC shadow).
     public func overrideConfig(range: Range<Int>, handler: any VFIOConfigAccessHandler) {
         lock.lock(); defer { lock.unlock() }
+        // The override wins over the read-only image too.
+        for i in range where i >= 0 && i < configSize { readOnlyMask.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
         configOverrides.append((range, handler))
         overrideSpan = overrideSpan.isEmpty ? range
             : min(overrideSpan.lowerBound, range.lowerBound)..<max(overrideSpan.upperBound, range.upperBound)
@@ -415,6 +457,25 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
         // One naturally aligned access of 1, 2 or 4 bytes (a guest's config read): no loop, one bounds check.
         if count == 4 || count == 2 || count == 1, offset & UInt64(count - 1) == 0, offset <= UInt64(configSize - count),
            let p = buffer.baseAddress {
+            // Read-only virtual bytes only (IDs, capability headers): from the image, no lock, no call.
+            let o = Int(offset)
+            switch count {
+            case 4:
+                if readOnlyMask.load(fromByteOffset: o, as: UInt32.self) == ~0 {
+                    p.storeBytes(of: readOnlyImage.load(fromByteOffset: o, as: UInt32.self), as: UInt32.self)
+                    return
+                }
+            case 2:
+                if readOnlyMask.load(fromByteOffset: o, as: UInt16.self) == ~0 {
+                    p.storeBytes(of: readOnlyImage.load(fromByteOffset: o, as: UInt16.self), as: UInt16.self)
+                    return
+                }
+            default:
+                if readOnlyMask.load(fromByteOffset: o, as: UInt8.self) == ~0 {
+                    p.storeBytes(of: readOnlyImage.load(fromByteOffset: o, as: UInt8.self), as: UInt8.self)
+                    return
+                }
+            }
             lock.lock(); defer { lock.unlock() }
             let v = try configReadLocked(Int(offset), width: count)
             switch count {
