@@ -83,7 +83,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         // Test-only helpers every suite shares (scratch directory removed at exit, running a process).
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "PCITests", dependencies: ["PCI", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PCITests", dependencies: ["PCI", "TestSupport", .product(name: "SystemPackage", package: "swift-system")],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
         // A test-only PCIe endpoint shared by the VFIO and vfio-user suites (not a product).
