@@ -35,6 +35,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // File descriptors and EINTR-retrying system calls (`FileDescriptor`, `retryOnInterrupt`); swift-nio
+        // depends on it too, so it adds nothing to a build.
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         // Fleet health (issue 18): the Prometheus exposition and the exporter's HTTP listener, used only by the
         // CXLMetrics module (the low layers never see them).
         .package(url: "https://github.com/swift-server/swift-prometheus", exact: "2.4.1"),
@@ -42,10 +45,11 @@ let package = Package(
     ],
     targets: [
         .target(name: "CSwiftCXLSystem"),
-        .target(name: "PCI", swiftSettings: swiftSettings),
-        .target(name: "CXL", dependencies: ["PCI"], swiftSettings: swiftSettings),
+        .target(name: "PCI", dependencies: [.product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
+        .target(name: "CXL", dependencies: ["PCI", .product(name: "SystemPackage", package: "swift-system")], swiftSettings: swiftSettings),
         .target(name: "CXLEmulator", dependencies: ["PCI", "CXL", "CSwiftCXLSystem"], swiftSettings: swiftSettings),
-        .target(name: "VFIO", dependencies: ["PCI", "CSwiftCXLSystem"], swiftSettings: swiftSettings),
+        .target(name: "VFIO", dependencies: ["PCI", "CSwiftCXLSystem", .product(name: "SystemPackage", package: "swift-system")],
+                swiftSettings: swiftSettings),
         .target(
             name: "VFIOUser",
             dependencies: ["VFIO", "PCI", "CSwiftCXLSystem", .product(name: "Logging", package: "swift-log")],
@@ -64,11 +68,12 @@ let package = Package(
         .target(
             name: "CXLKitCommands",
             dependencies: ["PCI", "CXL", "CXLEmulator", "VFIO", "VFIOUser", "VFIOCXL",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "cxlkit",
-            dependencies: ["CXLKitCommands", "CXLMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CXLKitCommands", "CXLMetrics", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log"),
+                           .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "cxlbench",
@@ -78,7 +83,8 @@ let package = Package(
             swiftSettings: swiftSettings),
         // Test-only helpers every suite shares (scratch directory removed at exit, running a process).
         .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "PCITests", dependencies: ["PCI", "TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "PCITests", dependencies: ["PCI", "TestSupport", .product(name: "SystemPackage", package: "swift-system")],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "CXLTests", dependencies: ["CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "CXLEmulatorTests", dependencies: ["CXLEmulator", "CXL", "PCI", "TestSupport"], swiftSettings: swiftSettings),
         // A test-only PCIe endpoint shared by the VFIO and vfio-user suites (not a product).

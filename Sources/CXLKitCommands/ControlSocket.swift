@@ -2,6 +2,7 @@ import Foundation
 import PCI
 import CXL
 import VFIOUser
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -208,9 +209,9 @@ public final class ControlServer: @unchecked Sendable {
                 _ = Self.send(fd, Array("error request longer than \(ControlProtocol.maxRequestBytes) bytes\n".utf8))
                 return
             }
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return }     // EOF, error or idle timeout
+            // EINTR is retried by swift-system; EOF, an error or the idle timeout (SO_RCVTIMEO) ends the session.
+            let n = (try? chunk.withUnsafeMutableBytes { try FileDescriptor(rawValue: fd).read(into: $0) }) ?? 0
+            guard n > 0 else { return }
             pending += chunk[0..<n]
         }
     }
@@ -310,14 +311,11 @@ public final class ControlClient: @unchecked Sendable {
 
     private func fill() throws(CommandError) {
         var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw CommandError("\(path): read: \(systemErrorText(errno))") }
-            if n == 0 { throw CommandError("\(path): the server closed the connection") }
-            buffer += chunk[0..<n]
-            return
-        }
+        let n: Int
+        do { n = try chunk.withUnsafeMutableBytes { try FileDescriptor(rawValue: fd).read(into: $0) } }
+        catch { throw CommandError("\(path): read: \(error)") }
+        if n == 0 { throw CommandError("\(path): the server closed the connection") }
+        buffer += chunk[0..<n]
     }
 }
 

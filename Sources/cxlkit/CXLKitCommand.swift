@@ -1,6 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 import PCI
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -33,18 +34,13 @@ func writeStdout(_ s: String) { writeStdout(bytes: Array(s.utf8)) }
 
 func writeStdout(bytes: [UInt8]) {
     CommandProgress.clear()
-    var off = 0
-    while off < bytes.count {
-        let n = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress! + off, $0.count - off) }
-        if n <= 0 { if errno == EINTR { continue }; return }
-        off += n
-    }
+    // A closed pipe (`cxlkit decode | head`) ends the output; nothing more to say about it.
+    _ = bytes.withUnsafeBytes { FileDescriptor.standardOutput.writeFully($0) }
 }
 
 func writeStderr(_ s: String) {
     CommandProgress.clear()
-    let bytes = Array(s.utf8)
-    _ = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+    _ = Array(s.utf8).withUnsafeBytes { FileDescriptor.standardError.writeFully($0) }
 }
 
 /// `--sysfs ROOT` and `--bar N=FILE[@OFFSET]`, shared by commands that take targets.

@@ -1,4 +1,5 @@
 import Testing
+import Foundation
 import PCI
 import CXL
 @testable import CXLEmulator
@@ -25,113 +26,75 @@ struct ProfileTests {
         #expect(tf == t, "flr-loses-state is type2 plus the fault")
     }
 
+    /// The JSON a user would write for `type2`, as it was first shipped: the base the other shipped profiles'
+    /// rows below change.
+    static let type2JSON = """
+        {
+          "name": "type2",
+          "description": "compliant CXL Type-2 accelerator: 2 HDM decoders, 1 GiB device memory, CXL Reset with Mem Clr",
+          "vendorID": "0x1e98",
+          "deviceID": "0x7202",
+          "classCode": "0x120000",
+          "memorySize": "1GiB",
+          "decoderCount": 2,
+          "msixVectors": 4,
+          "capabilities": {
+            "cache": true,
+            "cacheWritebackInvalidate": true,
+            "cxlReset": true,
+            "cxlResetTimeoutMilliseconds": 100,
+            "memClear": true
+          }
+        }
+        """
+
+    /// Each shipped profile as JSON: the keys it sets over `type2JSON` (objects merge key by key, so a row states
+    /// only what differs), as first shipped.
+    static let shippedProfileRows: [(name: String, overType2: String)] = [
+        ("type2", "{}"),
+        ("gpu-fw-committed", """
+            {"name": "gpu-fw-committed",
+             "description": "GPU-like Type-2 device: firmware committed and locked decoder 0 over all 1 GiB at HPA 0x4000000000, cache capable, CXL Reset capable",
+             "deviceID": "0x7203", "classCode": "0x030200", "msixVectors": 8,
+             "capabilities": {"cxlResetTimeoutMilliseconds": 1000, "memClear": false, "cacheSizeUnit": 2, "cacheSize": 4},
+             "firmware": {"memHwInitMode": true, "base": "0x4000000000", "lockDecoder": true, "hdmDecoderEnable": true, "memEnable": true, "cacheEnable": true}}
+            """),
+        ("flr-loses-state", """
+            {"name": "flr-loses-state",
+             "description": "like type2, but non-compliant: an FLR resets the CXL DVSEC (CONFIG_LOCK included) and the HDM decoders",
+             "deviceID": "0x7204", "faults": {"flrLosesCXLState": true}}
+            """),
+        ("cxl-accel", """
+            {"name": "cxl-accel",
+             "description": "v4-ready accelerator (like QEMU's cxl-accel): 1 HDM decoder committed and locked by firmware over 256 MiB at HPA 0x4000000000, CXL Reset with Mem Clr, device SRAM in BAR0",
+             "deviceID": "0x7205", "memorySize": "256MiB", "decoderCount": 1, "msixVectors": 6, "deviceSRAM": true,
+             "firmware": {"memHwInitMode": true, "base": "0x4000000000", "lockDecoder": true, "hdmDecoderEnable": true, "memEnable": true, "cacheEnable": false}}
+            """),
+    ]
+
+    /// `overlay`'s keys over `base`'s, objects merged key by key.
+    static func merged(_ base: [String: Any], _ overlay: [String: Any]) -> [String: Any] {
+        base.merging(overlay) { b, o in
+            if let bo = b as? [String: Any], let oo = o as? [String: Any] { return merged(bo, oo) }
+            return o
+        }
+    }
+
+    @Test func everyShippedProfileHasARow() {
+        #expect(Set(Self.shippedProfileRows.map(\.name)) == Set(DeviceProfile.namedProfiles))
+    }
+
     /// The shipped profiles are declared in Swift as changes to the defaults; each must stay the profile its JSON
     /// form (as a user would write it, and as it was first shipped) describes, and pass validation.
-    @Test func shippedProfilesMatchTheirJSON() throws {
-        let expected: [String: String] = [
-            "type2": """
-            {
-              "name": "type2",
-              "description": "compliant CXL Type-2 accelerator: 2 HDM decoders, 1 GiB device memory, CXL Reset with Mem Clr",
-              "vendorID": "0x1e98",
-              "deviceID": "0x7202",
-              "classCode": "0x120000",
-              "memorySize": "1GiB",
-              "decoderCount": 2,
-              "msixVectors": 4,
-              "capabilities": {
-                "cache": true,
-                "cacheWritebackInvalidate": true,
-                "cxlReset": true,
-                "cxlResetTimeoutMilliseconds": 100,
-                "memClear": true
-              }
-            }
-            """,
-            "gpu-fw-committed": """
-            {
-              "name": "gpu-fw-committed",
-              "description": "GPU-like Type-2 device: firmware committed and locked decoder 0 over all 1 GiB at HPA 0x4000000000, cache capable, CXL Reset capable",
-              "vendorID": "0x1e98",
-              "deviceID": "0x7203",
-              "classCode": "0x030200",
-              "memorySize": "1GiB",
-              "decoderCount": 2,
-              "msixVectors": 8,
-              "capabilities": {
-                "cache": true,
-                "cacheWritebackInvalidate": true,
-                "cxlReset": true,
-                "cxlResetTimeoutMilliseconds": 1000,
-                "memClear": false,
-                "cacheSizeUnit": 2,
-                "cacheSize": 4
-              },
-              "firmware": {
-                "memHwInitMode": true,
-                "base": "0x4000000000",
-                "lockDecoder": true,
-                "hdmDecoderEnable": true,
-                "memEnable": true,
-                "cacheEnable": true
-              }
-            }
-            """,
-            "flr-loses-state": """
-            {
-              "name": "flr-loses-state",
-              "description": "like type2, but non-compliant: an FLR resets the CXL DVSEC (CONFIG_LOCK included) and the HDM decoders",
-              "vendorID": "0x1e98",
-              "deviceID": "0x7204",
-              "classCode": "0x120000",
-              "memorySize": "1GiB",
-              "decoderCount": 2,
-              "msixVectors": 4,
-              "capabilities": {
-                "cache": true,
-                "cacheWritebackInvalidate": true,
-                "cxlReset": true,
-                "cxlResetTimeoutMilliseconds": 100,
-                "memClear": true
-              },
-              "faults": { "flrLosesCXLState": true }
-            }
-            """,
-            "cxl-accel": """
-            {
-              "name": "cxl-accel",
-              "description": "v4-ready accelerator (like QEMU's cxl-accel): 1 HDM decoder committed and locked by firmware over 256 MiB at HPA 0x4000000000, CXL Reset with Mem Clr, device SRAM in BAR0",
-              "vendorID": "0x1e98",
-              "deviceID": "0x7205",
-              "classCode": "0x120000",
-              "memorySize": "256MiB",
-              "decoderCount": 1,
-              "msixVectors": 6,
-              "deviceSRAM": true,
-              "capabilities": {
-                "cache": true,
-                "cacheWritebackInvalidate": true,
-                "cxlReset": true,
-                "cxlResetTimeoutMilliseconds": 100,
-                "memClear": true
-              },
-              "firmware": {
-                "memHwInitMode": true,
-                "base": "0x4000000000",
-                "lockDecoder": true,
-                "hdmDecoderEnable": true,
-                "memEnable": true,
-                "cacheEnable": false
-              }
-            }
-            """,
-        ]
-        #expect(Set(expected.keys) == Set(DeviceProfile.namedProfiles))
-        for (name, json) in expected {
-            let shipped = try DeviceProfile.named(name)
-            #expect(shipped == (try DeviceProfile.decode(Array(json.utf8))), "\(name)")
-            #expect(throws: Never.self) { try shipped.validate() }
+    @Test(arguments: shippedProfileRows)
+    func shippedProfileMatchesItsJSON(name: String, overType2: String) throws {
+        func object(_ text: String) throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any], "\(name): \(text)")
         }
+        let json = try JSONSerialization.data(withJSONObject: Self.merged(try object(Self.type2JSON), try object(overType2)))
+        let shipped = try DeviceProfile.named(name)
+        #expect(shipped == (try DeviceProfile.decode(Array(json))), "\(name)")
+        #expect(throws: Never.self) { try shipped.validate() }
     }
 
     @Test func firmwareCommittedPowerOnState() throws {

@@ -1,5 +1,6 @@
 import PCI
 import Foundation
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -65,10 +66,10 @@ public enum OutputFile {
     }
 
     private static func writeThrough(_ data: Data, to path: String) throws(CXLStateError) -> Disposition {
-        let fd = open(path, O_WRONLY | O_CLOEXEC | O_NOCTTY)
-        guard fd >= 0 else { throw .fileIO("\(path): \(systemErrorText(errno))") }
-        defer { close(fd) }
-        try writeAll(fd, data, name: path)
+        try FileDescriptor.withOpened(path, .writeOnly, options: FileDescriptor.OpenOptions(rawValue: O_NOCTTY),
+                                      onOpenFailure: { CXLStateError.fileIO("\(path): \($0)") }) { (fd) throws(CXLStateError) in
+            try writeAll(fd, data, name: path)
+        }
         return .wroteThrough
     }
 
@@ -79,22 +80,18 @@ public enum OutputFile {
         let dir = url.deletingLastPathComponent().path
         let tmp = (dir.isEmpty ? "." : dir) + "/." + url.lastPathComponent + ".tmp-\(getpid())"
         let mode: mode_t = existing.map { $0.st_mode & 0o7777 } ?? 0o644
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw .fileIO("cannot create \(tmp): \(systemErrorText(errno))") }
         var placed = false
         defer { if !placed { unlink(tmp) } }
-        do throws(CXLStateError) {
+        try FileDescriptor.withOpened(tmp, .writeOnly, options: [.create, .exclusiveCreate, .noFollow],
+                                      permissions: FilePermissions(rawValue: mode),
+                                      onOpenFailure: { CXLStateError.fileIO("cannot create \(tmp): \($0)") }) { (fd) throws(CXLStateError) in
             if let existing {
-                _ = fchmod(fd, existing.st_mode & 0o7777)   // open's mode is masked by the umask
-                if geteuid() == 0 { _ = fchown(fd, existing.st_uid, existing.st_gid) }
+                _ = fchmod(fd.rawValue, existing.st_mode & 0o7777)   // open's mode is masked by the umask
+                if geteuid() == 0 { _ = fchown(fd.rawValue, existing.st_uid, existing.st_gid) }
             }
             try writeAll(fd, data, name: tmp)
-            guard fsync(fd) == 0 else { throw .fileIO("fsync \(tmp): \(systemErrorText(errno))") }
-        } catch {
-            close(fd)
-            throw error
+            guard fsync(fd.rawValue) == 0 else { throw .fileIO("fsync \(tmp): \(systemErrorText(errno))") }
         }
-        close(fd)
         if existing != nil {
             guard rename(tmp, path) == 0 else { throw .fileIO("rename to \(path): \(systemErrorText(errno))") }
         } else {
@@ -111,23 +108,12 @@ public enum OutputFile {
             }
         }
         placed = true
-        let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            _ = fsync(dfd)
-            close(dfd)
-        }
+        // The rename is durable once the directory is: fsync it, best effort (some file systems refuse).
+        try? FileDescriptor.withOpened(dir.isEmpty ? "." : dir, .readOnly, options: .directory,
+                                       onOpenFailure: { $0 }) { (dfd) throws(Errno) in _ = fsync(dfd.rawValue) }
     }
 
-    private static func writeAll(_ fd: Int32, _ data: Data, name: String) throws(CXLStateError) {
-        let failure: Int32? = data.withUnsafeBytes { buf -> Int32? in
-            var done = 0
-            while done < buf.count {
-                let n = Glibc.write(fd, buf.baseAddress! + done, buf.count - done)
-                if n < 0 { if errno == EINTR { continue }; return errno }
-                done += n
-            }
-            return nil
-        }
-        if let e = failure { throw .fileIO("cannot write \(name): \(systemErrorText(e))") }
+    private static func writeAll(_ fd: FileDescriptor, _ data: Data, name: String) throws(CXLStateError) {
+        if case .failure(let e) = data.withUnsafeBytes({ fd.writeFully($0) }) { throw .fileIO("cannot write \(name): \(e)") }
     }
 }

@@ -1,6 +1,6 @@
 // Real PCI functions through Linux sysfs (/sys/bus/pci/devices/DDDD:BB:DD.F).
+import SystemPackage
 #if canImport(Glibc)
-import PCI
 import Glibc
 #elseif canImport(Musl)
 import Musl
@@ -43,19 +43,16 @@ public struct SysfsTree: Sendable {
 }
 
 /// Reads a whole small file (sysfs attributes, fixture files). Nil if it cannot be read.
+/// `errno` is left set to why when the answer is nil.
 public func readWholeFile(_ path: String, limit: Int = 1 << 26) -> [UInt8]? {
-    let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return nil }
-    defer { close(fd) }
-    var out: [UInt8] = []
-    var buf = [UInt8](repeating: 0, count: 65536)
-    while out.count < limit {
-        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
-        if n == 0 { break }
-        out.append(contentsOf: buf[0..<n])
+    do throws(Errno) {
+        return try FileDescriptor.withOpened(path, .readOnly, onOpenFailure: { $0 }) { (fd) throws(Errno) in
+            try fd.readToEnd(limit: limit).get()
+        }
+    } catch {
+        errno = error.rawValue
+        return nil
     }
-    return out
 }
 
 /// A function's config space through `config` and its memory BARs through `resourceN`
@@ -141,20 +138,16 @@ public final class SysfsPCIFunction: PCIFunction {
     /// `count` bytes of the `config` file from `offset` (EINTR retried). Unprivileged readers get only the first
     /// 64 bytes; a short read is not an error lspci makes visible either, but we say so.
     private func preadConfig(_ offset: Int, count: Int) throws(PCIError) -> [UInt8] {
-        let fd = Glibc.open(directory + "/config", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open config: \(systemErrorText(errno))") }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = buf.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, count - done, off_t(offset + done)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                throw .io("\(address): config read at 0x\(hex(offset + done, digits: 3)) returned \(done) of \(count) bytes (are you root?)")
+        try FileDescriptor.withOpened(directory + "/config", .readOnly,
+                                      onOpenFailure: { PCIError.io("\(address): cannot open config: \($0)") }) { (fd) throws(PCIError) in
+            var buf = [UInt8](repeating: 0, count: count)
+            let done = buf.withUnsafeMutableBytes { fd.read(fromAbsoluteOffset: Int64(offset), filling: $0) }
+            guard case .success(let n) = done, n == count else {
+                let got = (try? done.get()) ?? 0
+                throw .io("\(address): config read at 0x\(hex(offset + got, digits: 3)) returned \(got) of \(count) bytes (are you root?)")
             }
-            done += n
+            return buf
         }
-        return buf
     }
 
     /// The whole config file in one read (what `configSnapshot` would do in 1024 reads).
@@ -185,13 +178,14 @@ public final class SysfsPCIFunction: PCIFunction {
     public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
         guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config write of \(width) bytes at 0x\(hex(offset, digits: 3))") }
         guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
-        let fd = Glibc.open(directory + "/config", O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open config for writing: \(systemErrorText(errno))") }
-        defer { close(fd) }
-        var buf = [UInt8](repeating: 0, count: width)
-        for i in 0..<width { buf[i] = UInt8(truncatingIfNeeded: value >> UInt32(8 * i)) }
-        let n = buf.withUnsafeBytes { pwrite(fd, $0.baseAddress, width, off_t(offset)) }
-        guard n == width else { throw .io("\(address): config write at 0x\(hex(offset, digits: 3)) failed: \(systemErrorText(errno))") }
+        try FileDescriptor.withOpened(directory + "/config", .writeOnly,
+                                      onOpenFailure: { PCIError.io("\(address): cannot open config for writing: \($0)") }) { (fd) throws(PCIError) in
+            var buf = [UInt8](repeating: 0, count: width)
+            for i in 0..<width { buf[i] = UInt8(truncatingIfNeeded: value >> UInt32(8 * i)) }
+            if case .failure(let e) = buf.withUnsafeBytes({ fd.writeFully($0, at: Int64(offset)) }) {
+                throw .io("\(address): config write at 0x\(hex(offset, digits: 3)) failed: \(e)")
+            }
+        }
     }
 
     private func withMappedBAR<T>(_ bar: Int, offset: UInt64, width: Int, writable: Bool,
@@ -203,23 +197,24 @@ public final class SysfsPCIFunction: PCIFunction {
             throw .outOfRange("BAR\(bar) offset 0x\(hex(offset, digits: 1)) past its \(desc.size) bytes")
         }
         let path = directory + "/resource\(bar)"
-        let fd = Glibc.open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_SYNC)
-        guard fd >= 0 else { throw .io("\(address): cannot open \(path): \(systemErrorText(errno))") }
-        defer { close(fd) }
-        // sysfs sizes resourceN as the BAR; a shorter regular file (a copied or fake
-        // tree) would SIGBUS when touched past its end, so refuse instead.
-        var st = stat()
-        if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, UInt64(max(st.st_size, 0)) < offset + UInt64(width) {
-            throw .outOfRange("\(path) holds \(st.st_size) bytes, BAR\(bar) offset 0x\(hex(offset, digits: 1)) is past its end")
+        return try FileDescriptor.withOpened(path, writable ? .readWrite : .readOnly, options: FileDescriptor.OpenOptions(rawValue: O_SYNC),
+                                             onOpenFailure: { PCIError.io("\(address): cannot open \(path): \($0)") }) { (descriptor) throws(PCIError) in
+            let fd = descriptor.rawValue
+            // sysfs sizes resourceN as the BAR; a shorter regular file (a copied or fake
+            // tree) would SIGBUS when touched past its end, so refuse instead.
+            var st = stat()
+            if fstat(fd, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, UInt64(max(st.st_size, 0)) < offset + UInt64(width) {
+                throw .outOfRange("\(path) holds \(st.st_size) bytes, BAR\(bar) offset 0x\(hex(offset, digits: 1)) is past its end")
+            }
+            let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
+            let base = offset & ~(page - 1)
+            let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
+            guard let p = mmap(nil, Int(page), prot, MAP_SHARED, fd, off_t(base)), p != MAP_FAILED else {
+                throw .io("\(address): cannot map \(path): \(systemErrorText(errno))")
+            }
+            defer { munmap(p, Int(page)) }
+            return body(p + Int(offset - base))
         }
-        let page = UInt64(sysconf(Int32(_SC_PAGESIZE)))
-        let base = offset & ~(page - 1)
-        let prot = writable ? (PROT_READ | PROT_WRITE) : PROT_READ
-        guard let p = mmap(nil, Int(page), prot, MAP_SHARED, fd, off_t(base)), p != MAP_FAILED else {
-            throw .io("\(address): cannot map \(path): \(systemErrorText(errno))")
-        }
-        defer { munmap(p, Int(page)) }
-        return body(p + Int(offset - base))
     }
 
     public func barRead(_ bar: Int, offset: UInt64, width: Int) throws(PCIError) -> UInt64 {
@@ -256,12 +251,13 @@ public final class SysfsPCIFunction: PCIFunction {
     }
 
     private func writeAttribute(_ name: String, _ value: String) throws(PCIError) {
-        let fd = Glibc.open(directory + "/" + name, O_WRONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io("\(address): cannot open \(name): \(systemErrorText(errno))") }
-        defer { close(fd) }
-        let bytes = Array(value.utf8)
-        let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard n == bytes.count else { throw .io("\(address): write to \(name) failed: \(systemErrorText(errno))") }
+        try FileDescriptor.withOpened(directory + "/" + name, .writeOnly,
+                                      onOpenFailure: { PCIError.io("\(address): cannot open \(name): \($0)") }) { (fd) throws(PCIError) in
+            // sysfs takes an attribute in one write(2); writeFully retries only EINTR and the tail of a short write.
+            if case .failure(let e) = Array(value.utf8).withUnsafeBytes({ fd.writeFully($0) }) {
+                throw .io("\(address): write to \(name) failed: \(e)")
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 import PCI
 import CSwiftCXLSystem
+import SystemPackage
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,8 +42,8 @@ public protocol VFIOKernelSystem: AnyObject, Sendable {
 public final class LinuxVFIOSystem: VFIOKernelSystem, @unchecked Sendable {
     public init() {}
     public func open(_ path: String) -> Result<Int32, VFIOSystemErrno> {
-        let fd = Glibc.open(path, O_RDWR | O_CLOEXEC)
-        return fd >= 0 ? .success(fd) : .failure(VFIOSystemErrno(errno))
+        do { return .success(try FileDescriptor.open(FilePath(path), .readWrite, options: .closeOnExec).rawValue) }
+        catch { return .failure(VFIOSystemErrno((error as? Errno ?? .ioError).rawValue)) }
     }
     public func close(_ fd: Int32) { _ = Glibc.close(fd) }
     public func ioctl(_ fd: Int32, _ request: UInt, _ buffer: inout [UInt8]) -> Int32 {
@@ -52,24 +53,17 @@ public final class LinuxVFIOSystem: VFIOKernelSystem, @unchecked Sendable {
     public func pread(_ fd: Int32, count: Int, offset: UInt64) -> Result<[UInt8], VFIOSystemErrno> {
         guard count > 0 else { return .success([]) }
         var out = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let n = out.withUnsafeMutableBytes { Glibc.pread(fd, $0.baseAddress! + done, count - done, off_t(bitPattern: UInt(offset) + UInt(done))) }
-            if n < 0 { if errno == EINTR { continue }; return .failure(VFIOSystemErrno(errno)) }
-            if n == 0 { return .failure(VFIOSystemErrno(EIO)) }
-            done += n
+        // A region ends where the kernel says; a short read inside it (end of "file") is an I/O error.
+        switch out.withUnsafeMutableBytes({ FileDescriptor(rawValue: fd).read(fromAbsoluteOffset: Int64(bitPattern: offset), filling: $0) }) {
+        case .success(let n): return n == count ? .success(out) : .failure(VFIOSystemErrno(EIO))
+        case .failure(let e): return .failure(VFIOSystemErrno(e.rawValue))
         }
-        return .success(out)
     }
     public func pwrite(_ fd: Int32, _ data: [UInt8], offset: UInt64) -> Result<Int, VFIOSystemErrno> {
-        var done = 0
-        while done < data.count {
-            let n = data.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress! + done, data.count - done, off_t(bitPattern: UInt(offset) + UInt(done))) }
-            if n < 0 { if errno == EINTR { continue }; return .failure(VFIOSystemErrno(errno)) }
-            if n == 0 { return .failure(VFIOSystemErrno(EIO)) }
-            done += n
+        switch data.withUnsafeBytes({ FileDescriptor(rawValue: fd).writeFully($0, at: Int64(bitPattern: offset)) }) {
+        case .success: return .success(data.count)
+        case .failure(let e): return .failure(VFIOSystemErrno(e.rawValue))
         }
-        return .success(done)
     }
     public func mmap(_ fd: Int32, size: Int, offset: UInt64) -> Result<UnsafeMutableRawPointer, VFIOSystemErrno> {
         let p = Glibc.mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(bitPattern: UInt(offset)))
