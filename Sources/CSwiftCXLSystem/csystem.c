@@ -74,6 +74,25 @@ ssize_t csystem_send3(int sock, const void *a, size_t na, const void *b, size_t 
     return r;
 }
 
+ssize_t csystem_sendv(int sock, const void *const *bases, const size_t *lens, int n) {
+    if (n < 0 || n > 1024) { errno = EINVAL; return -1; }
+    struct iovec iov[n > 0 ? n : 1];
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (lens[i] == 0) continue;
+        iov[k].iov_base = (void *)bases[i];
+        iov[k].iov_len = lens[i];
+        k++;
+    }
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)k;
+    ssize_t r;
+    do { r = (ssize_t)syscall(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
+    return r;
+}
+
 ssize_t csystem_recvmsg_fds(int sock, void *buf, size_t len, int *fds, int maxfds, int *nfds, int *truncated) {
     return csystem_recvmsg_fds_nb(sock, buf, len, fds, maxfds, nfds, truncated, 0);
 }

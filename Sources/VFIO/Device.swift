@@ -95,9 +95,32 @@ public protocol VFIODMAMemory: AnyObject, Sendable {
     func read(address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError)
     /// Writes `buffer` at `address` from caller memory; the default goes through `write(address:data:)`.
     func write(address: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError)
+    /// Scatter-gather read: each segment's bytes at its guest address into its buffer, as a device with several
+    /// reads outstanding does. A transport may have all of them in flight at once (vfio-user sends every DMA_READ
+    /// before awaiting the first reply); the default reads them one after the other.
+    func read(segments: [VFIODMASegment]) throws(VFIOError)
+    /// Scatter-gather write: each segment's buffer to its guest address (in order; the default one by one).
+    func write(segments: [VFIODMASegment]) throws(VFIOError)
+}
+
+/// One piece of a scatter-gather DMA: `buffer.count` bytes at guest (IO virtual) address `address`, to or from
+/// `buffer` (device memory the caller owns for the duration of the call).
+public struct VFIODMASegment: @unchecked Sendable {
+    public var address: UInt64
+    public var buffer: UnsafeMutableRawBufferPointer
+    public init(address: UInt64, buffer: UnsafeMutableRawBufferPointer) {
+        self.address = address
+        self.buffer = buffer
+    }
 }
 
 extension VFIODMAMemory {
+    public func read(segments: [VFIODMASegment]) throws(VFIOError) {
+        for s in segments { try read(address: s.address, into: s.buffer) }
+    }
+    public func write(segments: [VFIODMASegment]) throws(VFIOError) {
+        for s in segments { try write(address: s.address, from: UnsafeRawBufferPointer(s.buffer)) }
+    }
     public func read(address: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
         try InPlaceBytes.copy(read(address: address, count: buffer.count), into: buffer, what: "DMA read")
     }

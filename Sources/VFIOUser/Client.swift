@@ -74,7 +74,7 @@ public final class VFIOUserClient: @unchecked Sendable {
     /// Counts of DMA requests served for the server.
     public private(set) var dmaRequestsServed = 0
     /// Receive side: one buffer, one recvmsg for whatever is queued (a reply and any server requests behind it).
-    private let framer = VFIOUserFramer(capacity: 16 << 10)
+    private let framer = VFIOUserFramer()
     /// REGION_READ/WRITE requests and DMA replies are built here and sent with one sendmsg.
     private let out = VFIOUserSendBuffer(capacity: 8 << 10)
 
@@ -198,7 +198,16 @@ public final class VFIOUserClient: @unchecked Sendable {
                 throw fail(error)
             }
             if msg.header.isCommand {
-                do { try serveServerRequest(msg) } catch { throw fail(error) }
+                // Server requests that came together (a pipelined DMA window) are answered together: the replies
+                // are collected while more requests are buffered and leave in one sendmsg.
+                deferReplies = true
+                do { try serveServerRequest(msg) } catch { deferReplies = false; deferred.removeAll(); throw fail(error) }
+                if let next = framer.peekComplete(maxMessageSize: limit), next.isCommand { continue }
+                deferReplies = false
+                if deferred.count > 0 {
+                    defer { deferred.removeAll() }
+                    do { try socket.send(deferred.pointer, count: deferred.count) } catch { throw fail(error) }
+                }
                 continue
             }
             do throws(VFIOUserError) {

@@ -701,6 +701,218 @@ final class VFIOUserConnection: @unchecked Sendable {
         }
     }
 
+    // MARK: Scatter-gather DMA by message, pipelined
+
+    /// At most this many DMA messages in flight at once (one window), and about this many data bytes.
+    static let dmaWindowMessages = 64
+    static let dmaWindowBytes = 128 << 10
+
+    /// A piece of a scatter-gather DMA that goes as one DMA_READ/DMA_WRITE message.
+    struct DMAPiece {
+        var address: UInt64
+        var pointer: UnsafeMutableRawPointer
+        var count: Int
+    }
+    /// Reused per transfer (no array per doorbell once warm).
+    @exclusivity(unchecked) private var dmaPieces: [DMAPiece] = []
+    private let iovBases = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: 1024)
+    private let iovLens = UnsafeMutablePointer<Int>.allocate(capacity: 1024)
+    deinit {
+        iovBases.deallocate()
+        iovLens.deallocate()
+    }
+
+    /// Scatter-gather DMA (`VFIODMAMemory.read(segments:)` / `write(segments:)`): when every segment lies in
+    /// guest memory registered without an fd, the DMA_READ/DMA_WRITE messages of a window (up to
+    /// `dmaWindowMessages` messages and about `dmaWindowBytes` of data) leave in one `sendmsg` before any reply
+    /// is awaited, so a window costs one round trip where one message each cost one; the client answers them in
+    /// order (ours with one `sendmsg` for all that one `recvmsg` brought). The vfio-user protocol allows a
+    /// server's requests to be outstanding together: each reply carries its request's message ID. Anything else
+    /// (a shared-fd segment, a single message) goes one segment at a time as `dmaRead`/`dmaWrite` do.
+    func dmaTransfer(_ segments: [VFIODMASegment], toGuest: Bool) throws(VFIOError) {
+        dmaPieces.removeAll(keepingCapacity: true)
+        var viaMessages = true
+        for s in segments where s.buffer.count > 0 {
+            let count = s.buffer.count
+            guard let r = dma.lookup(address: s.address, count: count) else { throw .badAddress(s.address, count) }
+            guard r.flags.contains(toGuest ? .write : .read) else {
+                throw .system(errno: VFIOErrno.EPERM, toGuest ? "DMA region not writable" : "DMA region not readable")
+            }
+            if r.memory != nil { viaMessages = false; break }
+            var done = 0
+            while done < count {
+                let n = min(dmaChunk, count - done)
+                dmaPieces.append(DMAPiece(address: s.address + UInt64(done), pointer: s.buffer.baseAddress! + done, count: n))
+                done += n
+            }
+        }
+        guard viaMessages, dmaPieces.count > 1 else {
+            for s in segments {
+                if toGuest { try dmaWrite(address: s.address, from: UnsafeRawBufferPointer(s.buffer)) }
+                else { try dmaRead(address: s.address, into: s.buffer) }
+            }
+            return
+        }
+        try checkThread()
+        // A copy: a client command handled while a window waits may start a transfer of its own (nested).
+        let pieces = dmaPieces
+        var i = 0
+        while i < pieces.count {
+            var j = i
+            var bytes = 0
+            while j < pieces.count, j - i < Self.dmaWindowMessages, j == i || bytes + pieces[j].count <= Self.dmaWindowBytes {
+                bytes += pieces[j].count
+                j += 1
+            }
+            try exchangeWindow(pieces[i..<j], toGuest: toGuest)
+            i = j
+        }
+    }
+
+    /// Sends the DMA messages of `pieces` (after any pending early acknowledgement) with one `sendmsg`, then takes
+    /// their replies as they come (any order; client commands arriving meanwhile are handled nested or queued, as
+    /// in `exchange`). A refusal of one message is reported after the replies of all of them are in, so none is
+    /// left to arrive later.
+    private func exchangeWindow(_ pieces: ArraySlice<DMAPiece>, toGuest: Bool) throws(VFIOError) {
+        let layout = dmaLayout
+        let command: VFIOUserCommand = toGuest ? .dmaWrite : .dmaRead
+        let k = pieces.count
+        let firstID = nextMessageID
+        nextMessageID &+= UInt16(k)
+        let fields = layout.requestFieldsSize, trailer = layout.requestTrailerSize
+        let block = VFIOUserLimits.headerSize + fields + trailer
+        do {
+            var ack: (VFIOUserHeader, VFIOUserAccessAck)?
+            if let (h, a) = earlyAck, !earlyAckSent {
+                earlyAckSent = true
+                if !h.noReply { ack = (h, a) }
+            }
+            let ackBytes = ack == nil ? 0 : 32
+            let head = ackBytes + k * block
+            let buf = out.busy ? VFIOUserSendBuffer(capacity: head) : out
+            buf.reserve(head)
+            buf.busy = true
+            defer { buf.busy = false }
+            let p = buf.pointer
+            if let (h, a) = ack {
+                VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).store(to: p)
+                a.store(to: p + 16)
+            }
+            var n = 0
+            if ackBytes > 0 { iovBases[0] = UnsafeRawPointer(p); iovLens[0] = ackBytes; n = 1 }
+            for (idx, piece) in pieces.enumerated() {
+                let b = p + ackBytes + idx * block
+                let payload = fields + (toGuest ? piece.count : 0) + trailer
+                VFIOUserHeader(messageID: firstID &+ UInt16(idx), command: command.rawValue,
+                               messageSize: UInt32(VFIOUserLimits.headerSize + payload), flags: VFIOUserFlags.typeCommand).store(to: b)
+                layout.storeRequestFields(to: b + VFIOUserLimits.headerSize, address: piece.address, count: UInt64(piece.count))
+                if trailer > 0 { (b + VFIOUserLimits.headerSize + fields).initializeMemory(as: UInt8.self, repeating: 0, count: trailer) }
+                if toGuest {
+                    // Header and fields, the data where it lies, the trailer.
+                    iovBases[n] = UnsafeRawPointer(b); iovLens[n] = VFIOUserLimits.headerSize + fields
+                    iovBases[n + 1] = UnsafeRawPointer(piece.pointer); iovLens[n + 1] = piece.count
+                    iovBases[n + 2] = UnsafeRawPointer(b + VFIOUserLimits.headerSize + fields); iovLens[n + 2] = trailer
+                    n += 3
+                } else {
+                    iovBases[n] = UnsafeRawPointer(b); iovLens[n] = block
+                    n += 1
+                }
+            }
+            do { try socket.send(ranges: iovBases, iovLens, count: n) }
+            catch { alive = false; throw VFIOError.system(errno: error.errno, "send \(command)") }
+        }
+        let base = outstanding.count
+        for idx in 0..<k { outstanding.append(firstID &+ UInt16(idx)) }
+        defer { outstanding.removeSubrange(base..<min(base + k, outstanding.count)) }
+        // Which replies are in (k <= 64): local, as a client command handled while we wait may start DMA of its
+        // own (nested), with a window of its own.
+        var answeredMask: UInt64 = 0
+        var answered = 0
+        var refusal: VFIOError?
+        let deadline = coarseMonotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
+        let start = pieces.startIndex
+
+        /// One reply: checked against its request, DMA_READ data copied to the piece.
+        func take(_ header: VFIOUserHeader, _ payload: UnsafeRawBufferPointer, fdCount: Int, _ idx: Int) throws(VFIOError) {
+            answeredMask |= 1 << UInt64(idx)
+            answered += 1
+            let piece = pieces[start + idx]
+            let request = VFIOUserHeader(messageID: firstID &+ UInt16(idx), command: command.rawValue, messageSize: 0,
+                                         flags: VFIOUserFlags.typeCommand)
+            do throws(VFIOUserError) {
+                try VFIOUserDecoder.checkReply(header, for: request)
+                guard fdCount == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
+                if !toGuest {
+                    let at = try layout.checkReadReply(payload, address: piece.address, count: UInt64(piece.count))
+                    piece.pointer.copyMemory(from: payload.baseAddress! + at, byteCount: piece.count)
+                }
+            } catch {
+                if case .peer(let e, _) = error {
+                    if refusal == nil { refusal = .system(errno: e, "client refused \(command)") }
+                    return
+                }
+                alive = false
+                throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: \(error)")
+            }
+        }
+
+        while answered < k {
+            guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "connection closed during \(command)") }
+            if !stashedReplies.isEmpty {
+                var found = false
+                for idx in 0..<k where answeredMask & (1 << UInt64(idx)) == 0 {
+                    if let st = stashedReplies.removeValue(forKey: firstID &+ UInt16(idx)) {
+                        heldReply = st.payload
+                        let raw = heldReply.withUnsafeBytes { $0 }   // valid while heldReply is not changed
+                        try take(st.header, raw, fdCount: st.fds.count, idx)
+                        found = true
+                    }
+                }
+                if found { continue }
+            }
+            let m: VFIOUserFramedMessage
+            do throws(VFIOUserError) {
+                guard let mm = try receiveFramed(deadline: deadline) else { throw VFIOUserError.disconnected }
+                m = mm
+            } catch {
+                alive = false
+                let e: VFIOUserError = error == .timeout(command: 0) ? .timeout(command: command.rawValue) : error
+                throw .system(errno: e.errno, "\(command): \(e)")
+            }
+            if m.header.isCommand {
+                if nesting < Self.maxNesting {
+                    nesting += 1
+                    handleFramed(m)
+                    nesting -= 1
+                } else {
+                    let queued = pending.reduce(m.payload.count) { $0 + $1.payload.count }
+                    guard pending.count < Self.maxPending, queued <= Self.maxPendingBytes else {
+                        for fd in m.fds { Glibc.close(fd) }
+                        alive = false
+                        throw .system(errno: VFIOErrno.ENOMEM, "\(pending.count) commands queued during \(command)")
+                    }
+                    pending.append(VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
+                }
+                continue
+            }
+            let idx = Int(m.header.messageID &- firstID)
+            if idx < k && answeredMask & (1 << UInt64(idx)) == 0 {
+                for fd in m.fds { Glibc.close(fd) }
+                try take(m.header, m.payload, fdCount: m.fds.count, idx)
+                continue
+            }
+            if outstanding.contains(m.header.messageID) && !(idx < k) {
+                stashedReplies[m.header.messageID] = VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds))
+                continue
+            }
+            // A reply to nothing outstanding (or a second reply to one of ours).
+            for fd in m.fds { Glibc.close(fd) }
+            alive = false
+            throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: unexpected reply id \(m.header.messageID)")
+        }
+        if let refusal { throw refusal }
+    }
+
     /// A reply to a request this server sent, kept when it arrived while an outer request was being waited for.
     private var heldReply: [UInt8] = []
 

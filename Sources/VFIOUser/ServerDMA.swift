@@ -42,4 +42,14 @@ final class VFIOUserServerDMA: VFIODMAMemory, @unchecked Sendable {
         guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
         try c.dmaWrite(address: address, from: buffer)
     }
+    /// Every segment's DMA_READ in flight at once (`VFIOUserConnection.dmaTransfer`).
+    func read(segments: [VFIODMASegment]) throws(VFIOError) {
+        guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
+        try c.dmaTransfer(segments, toGuest: false)
+    }
+    /// Every segment's DMA_WRITE in flight at once.
+    func write(segments: [VFIODMASegment]) throws(VFIOError) {
+        guard let c = connection else { throw .system(errno: VFIOErrno.ENOTCONN, "client gone") }
+        try c.dmaTransfer(segments, toGuest: true)
+    }
 }

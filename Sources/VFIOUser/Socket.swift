@@ -464,6 +464,31 @@ extension VFIOUserSocket {
         }
     }
 
+    /// Sends the `count` ranges `bases[i]`, `lens[i]` in order with one `sendmsg` (more only when the kernel takes
+    /// part of them; the ranges are advanced in place). At most 1024 ranges.
+    func send(ranges bases: UnsafeMutablePointer<UnsafeRawPointer?>, _ lens: UnsafeMutablePointer<Int>, count: Int) throws(VFIOUserError) {
+        var total = 0
+        for i in 0..<count { total += lens[i] }
+        var sent = 0
+        var first = 0
+        var started: Int64 = 0
+        while sent < total {
+            let n = csystem_sendv(fd, bases + first, lens + first, Int32(count - first))
+            if n < 0 {
+                let e = errno
+                if e == EPIPE || e == ECONNRESET { throw .disconnected }
+                throw .system(errno: e, "sendmsg")
+            }
+            sent += n
+            if sent >= total { return }
+            if started == 0 { started = coarseMonotonicMilliseconds() }
+            var k = n
+            while first < count && k >= lens[first] { k -= lens[first]; lens[first] = 0; first += 1 }
+            if first < count && k > 0 { bases[first] = bases[first].map { $0 + k }; lens[first] -= k }
+            try checkSendDeadline(sent: sent, total: total, started: started, now: coarseMonotonicMilliseconds)
+        }
+    }
+
     /// A message the kernel took only part of: SO_SNDTIMEO bounds each sendmsg, and a peer that stopped reading
     /// makes every call take part of the message and wait out the timeout again. The message as a whole gets one
     /// timeout, after which the send fails as a timed-out sendmsg does (EAGAIN).

@@ -24,6 +24,9 @@ let dmaEngineRegion = VFIOCXLUAPI.componentRegionIndex + 1
 /// the device DMA `count` bytes from (direction 0) or to (direction 1) guest memory at
 /// `address`, through whatever the transport attached (`VFIOPCIDevice.dma`): DMA_READ /
 /// DMA_WRITE messages for a mapping without fd, a direct copy for a shared-fd mapping.
+/// A 32-byte write adds `segment u64`: the same bytes as a scatter list of `segment`-byte
+/// pieces (`VFIODMAMemory.read(segments:)` / `write(segments:)`), as a device with several
+/// DMA reads or writes outstanding moves them.
 final class BenchDMAEngine: VFIORegionAccessHandler, @unchecked Sendable {
     weak var device: VFIOPCIDevice?
     /// The device's own buffer DMA moves data to and from (as a device's SRAM would be).
@@ -34,13 +37,19 @@ final class BenchDMAEngine: VFIORegionAccessHandler, @unchecked Sendable {
     }
     deinit { buffer.deallocate() }
 
-    static func doorbell(address: UInt64, count: Int, toGuest: Bool) -> [UInt8] {
+    static func doorbell(address: UInt64, count: Int, toGuest: Bool, segment: Int? = nil) -> [UInt8] {
         var out: [UInt8] = []
-        for v in [address, UInt64(count), toGuest ? 1 : 0] { for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
+        var fields: [UInt64] = [address, UInt64(count), toGuest ? 1 : 0]
+        if let segment { fields.append(UInt64(segment)) }
+        for v in fields { for i in 0..<8 { out.append(UInt8(truncatingIfNeeded: v >> (8 * UInt64(i)))) } }
         return out
     }
 
-    func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] { [UInt8](repeating: 0, count: count) }
+    /// Doorbells whose DMA has completed (a u64 at offset 0, read back by a driver waiting for completion).
+    private var completed: UInt64 = 0
+    func read(offset: UInt64, count: Int) throws(VFIOError) -> [UInt8] {
+        (0..<count).map { i in offset + UInt64(i) < 8 ? UInt8(truncatingIfNeeded: completed >> (8 * (offset + UInt64(i)))) : 0 }
+    }
 
     func write(offset: UInt64, data: [UInt8]) throws(VFIOError) {
         try InPlaceBytes.write(data) { (b) throws(VFIOError) in try write(offset: offset, from: b) }
@@ -49,12 +58,22 @@ final class BenchDMAEngine: VFIORegionAccessHandler, @unchecked Sendable {
     /// The doorbell: DMA between guest memory and the device's buffer through `VFIOPCIDevice.dma`, in place
     /// (`VFIODMAMemory.read(address:into:)` / `write(address:from:)`).
     func write(offset: UInt64, from data: UnsafeRawBufferPointer) throws(VFIOError) {
-        guard data.count == 24, offset == 0 else { throw .invalidArgument("doorbell is 24 bytes at 0") }
+        guard data.count == 24 || data.count == 32, offset == 0 else { throw .invalidArgument("doorbell is 24 or 32 bytes at 0") }
         let address = UInt64(littleEndian: data.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
         let count = Int(truncatingIfNeeded: UInt64(littleEndian: data.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
         let toGuest = data.loadUnaligned(fromByteOffset: 16, as: UInt64.self) != 0
         guard count >= 0, count <= buffer.count else { throw .invalidArgument("DMA of \(count) bytes") }
         guard let dma = device?.dma else { throw .system(errno: VFIOErrno.EIO, "no DMA attached") }
+        if data.count == 32 {
+            let segment = Int(truncatingIfNeeded: UInt64(littleEndian: data.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
+            guard segment > 0, segment <= count else { throw .invalidArgument("segment of \(segment) bytes") }
+            let segments = stride(from: 0, to: count, by: segment).map { at in
+                VFIODMASegment(address: address + UInt64(at), buffer: UnsafeMutableRawBufferPointer(rebasing: buffer[at..<min(count, at + segment)]))
+            }
+            if toGuest { try dma.write(segments: segments) } else { try dma.read(segments: segments) }
+            completed += 1
+            return
+        }
         let range = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<count])
         if toGuest { try dma.write(address: address, from: UnsafeRawBufferPointer(range)) }
         else { try dma.read(address: address, into: range) }

@@ -9,6 +9,8 @@ import VFIO
 ///   0x10 src (u64)  0x18 dst (u64)  0x20 len (u32)  0x24 status (u32: 1 = done, 2 = DMA error)
 ///   0x28 raise: write n = raise interrupt vector n
 ///   doorbell value 2 = DMA-read len bytes at src and store their byte sum in 0x30 (no DMA write)
+///   doorbell value 3 = scatter-gather copy: len bytes at src read as pieces of 0x38 (u32) bytes
+///   (`read(segments:)`), written to dst with the pieces in reverse order (`write(segments:)`)
 package final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendable {
     package static let vendor: UInt16 = 0x1234
     package static let device: UInt16 = 0x5678
@@ -16,7 +18,7 @@ package final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendabl
     package static let bar2Size: UInt64 = 0x1000
     package static let msixTableOffset: UInt32 = 0x2000
     package static let msixPBAOffset: UInt32 = 0x3000
-    package enum Reg { package static let scratch: UInt64 = 0, doorbell: UInt64 = 8, src: UInt64 = 0x10, dst: UInt64 = 0x18, len: UInt64 = 0x20, status: UInt64 = 0x24, raise: UInt64 = 0x28, checksum: UInt64 = 0x30 }
+    package enum Reg { package static let scratch: UInt64 = 0, doorbell: UInt64 = 8, src: UInt64 = 0x10, dst: UInt64 = 0x18, len: UInt64 = 0x20, status: UInt64 = 0x24, raise: UInt64 = 0x28, checksum: UInt64 = 0x30, segment: UInt64 = 0x38 }
 
     package let lock = NSRecursiveLock()
     package var config: [UInt8]
@@ -115,11 +117,36 @@ package final class TestPCIFunction: VFIOMappablePCIFunction, @unchecked Sendabl
             let sink = self.sink
             lock.unlock()
             if offset == Reg.doorbell && (value == 1 || value == 2) { doorbell(copy: value == 1) }
+            if offset == Reg.doorbell && value == 3 { scatterDoorbell() }
             if offset == Reg.raise { sink?(Int(value)) }
         default:
             lock.unlock()
             throw .noSuchBAR(bar)
         }
+    }
+
+    private func scatterDoorbell() {
+        lock.lock()
+        let src = reg64(Reg.src), dst = reg64(Reg.dst), len = Int(reg64(Reg.len) & 0xffff_ffff)
+        let seg = Int(reg64(Reg.segment) & 0xffff_ffff)
+        let sink = self.sink
+        lock.unlock()
+        var status: UInt64 = 2
+        if let dma = dma(), seg > 0, len % seg == 0 {
+            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, len), alignment: 8)
+            defer { buf.deallocate() }
+            let n = len / seg
+            func piece(_ i: Int) -> UnsafeMutableRawBufferPointer { UnsafeMutableRawBufferPointer(rebasing: buf[(i * seg)..<((i + 1) * seg)]) }
+            do {
+                try dma.read(segments: (0..<n).map { VFIODMASegment(address: src + UInt64($0 * seg), buffer: piece($0)) })
+                try dma.write(segments: (0..<n).map { VFIODMASegment(address: dst + UInt64((n - 1 - $0) * seg), buffer: piece($0)) })
+                status = 1
+            } catch {
+                if ProcessInfo.processInfo.environment["VFU_DEBUG"] != nil { print("TestPCIFunction DMA error: \(error)") }
+            }
+        }
+        lock.lock(); setReg(Reg.status, width: 4, status); lock.unlock()
+        sink?(0)
     }
 
     private func doorbell(copy: Bool) {

@@ -23,6 +23,9 @@ ssize_t csystem_send(int sock, const void *buf, size_t len);
 /* One sendmsg(2) (MSG_NOSIGNAL, retried on EINTR) of up to three byte ranges in order, empty ones skipped: a message
  * whose header is in one buffer and whose data is in another leaves without copying the data next to the header. */
 ssize_t csystem_send3(int sock, const void *a, size_t na, const void *b, size_t nb, const void *c, size_t nc);
+/* One sendmsg (MSG_NOSIGNAL, EINTR retried) of the `n` ranges bases[i], lens[i] gathered in order (n <= 1024,
+ * else EINVAL): a batch of messages whose headers are built in a buffer and whose data stay where they are. */
+ssize_t csystem_sendv(int sock, const void *const *bases, const size_t *lens, int n);
 
 /* recvmsg() into `buf`; received descriptors (opened O_CLOEXEC) are stored in `fds` (up to `maxfds`), their count in
  * *nfds. *truncated is set to 1 when the kernel reported MSG_CTRUNC (descriptors were dropped) or when more than
