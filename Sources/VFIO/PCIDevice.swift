@@ -45,6 +45,14 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
     var resetImage: [UInt8]
     let barList: [BARDescription?]
 
+    /// Per config byte, 0xFF when it is virtual and read-only (`virtualiseReadOnly`) and no override covers it;
+    /// `readOnlyImage` holds those bytes' values. Both are fixed at init (an override only clears bytes of the
+    /// mask), so an aligned read of such bytes takes neither the lock nor the function: a guest's probe of the IDs
+    /// and capability walk, and the benchmark's config read.
+    let readOnlyMask: UnsafeMutableRawPointer
+    let readOnlyImage: UnsafeMutableRawPointer
+    /// Offset and width of every capability header (ID and next pointer; the whole header of an extended one).
+    var capabilityHeaders: [(offset: Int, width: Int)] = []
     var msiOffset: Int?
     var msiLayout: RegisterBlockLayout?
     var msixOffset: Int?
@@ -83,6 +91,7 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
         for b in function.bars where b.index >= 0 && b.index < 6 { bl[b.index] = b }
         barList = bl
         let caps = CapabilityList(walking: snapshot)
+        capabilityHeaders = caps.all.map { ($0.offset, $0.space == .standard ? 2 : 4) }
         msiOffset = caps.standard(.msi)?.offset
         msixOffset = caps.standard(.msix)?.offset
         expressOffset = caps.standard(.pciExpress)?.offset
@@ -113,10 +122,19 @@ open class VFIOPCIDevice: VFIODirectAccessDevice, @unchecked Sendable {
             VFIOIRQInfo(index: VFIOPCIIRQ.req.rawValue, flags: [.eventfd], count: 0),
         ])
         resetImage = []
+        readOnlyMask = UnsafeMutableRawPointer.allocate(byteCount: configSize + 8, alignment: 8)
+        readOnlyMask.initializeMemory(as: UInt8.self, repeating: 0, count: configSize + 8)
+        readOnlyImage = UnsafeMutableRawPointer.allocate(byteCount: configSize + 8, alignment: 8)
+        readOnlyImage.initializeMemory(as: UInt8.self, repeating: 0, count: configSize + 8)
         setUpVirtualisation()
         resetImage = vconfig
         resetMSIXTable()
         function.setInterruptSink { [weak self] vector in self?.raise(vector: vector) }
+    }
+
+    deinit {
+        readOnlyMask.deallocate()
+        readOnlyImage.deallocate()
     }
 
     // MARK: VFIODevice

@@ -9,6 +9,7 @@ extension VFIOPCIDevice {
     func virtualise(_ offset: Int, _ layout: RegisterLayout, writable: UInt64? = nil, initial: UInt64? = nil, forwardWrites: Bool) {
         let wm = writable ?? layout.writableMask
         for i in 0..<layout.width where offset + i < configSize {
+            readOnlyMask.storeBytes(of: 0, toByteOffset: offset + i, as: UInt8.self)
             virtualMask[offset + i] = 0xFF
             writeMask[offset + i] = UInt8(truncatingIfNeeded: wm >> UInt64(8 * i))
             forward[offset + i] = forwardWrites
@@ -16,7 +17,28 @@ extension VFIOPCIDevice {
         }
     }
 
+    /// Bytes read from the snapshot taken at init, never from the function, with guest writes dropped: the
+    /// identity and structure of the function, which no write and no event changes.
+    func virtualiseReadOnly(_ offset: Int, width: Int) {
+        for i in 0..<width where offset + i >= 0 && offset + i < configSize {
+            virtualMask[offset + i] = 0xFF
+            writeMask[offset + i] = 0
+            forward[offset + i] = false
+            readOnlyMask.storeBytes(of: 0xFF, toByteOffset: offset + i, as: UInt8.self)
+            readOnlyImage.storeBytes(of: vconfig[offset + i], toByteOffset: offset + i, as: UInt8.self)
+        }
+    }
+
     func setUpVirtualisation() {
+        // As vfio-pci (`init_pci_cap_basic_perm`, `vfio_cap_init`, `vfio_ecap_init`): Vendor ID, Device ID, the
+        // Capabilities Pointer, Interrupt Pin and every capability header (ID and next pointer; an extended
+        // capability's whole header) are virtual and read-only: a config read of them (a guest's probe, a
+        // capability walk) is answered from the image without a call into the function (PCI 6.0 §7.5.1.1,
+        // §7.5.1.1.11, §7.5.1.3.8, §7.6.3).
+        for r in [PCIHeader.vendorID, PCIHeader.deviceID, PCIHeader.capabilitiesPointer, PCIHeader.interruptPin] {
+            virtualiseReadOnly(r.offset, width: r.width)
+        }
+        for (offset, width) in capabilityHeaders { virtualiseReadOnly(offset, width: width) }
         // Command: emulated and forwarded; starts at its reset value.
         virtualise(PCIHeader.command.offset, PCIHeader.command, initial: PCIHeader.command.resetValue, forwardWrites: true)
         // BARs: fully virtual; writable bits are the implemented address bits.
@@ -111,6 +133,25 @@ extension VFIOPCIDevice {
         // One naturally aligned access of 1, 2 or 4 bytes (a guest's config read): no loop, one bounds check.
         if count == 4 || count == 2 || count == 1, offset & UInt64(count - 1) == 0, offset <= UInt64(configSize - count),
            let p = buffer.baseAddress {
+            // Read-only virtual bytes only (IDs, capability headers): from the image, no lock, no call.
+            let o = Int(offset)
+            switch count {
+            case 4:
+                if readOnlyMask.load(fromByteOffset: o, as: UInt32.self) == ~0 {
+                    p.storeBytes(of: readOnlyImage.load(fromByteOffset: o, as: UInt32.self), as: UInt32.self)
+                    return
+                }
+            case 2:
+                if readOnlyMask.load(fromByteOffset: o, as: UInt16.self) == ~0 {
+                    p.storeBytes(of: readOnlyImage.load(fromByteOffset: o, as: UInt16.self), as: UInt16.self)
+                    return
+                }
+            default:
+                if readOnlyMask.load(fromByteOffset: o, as: UInt8.self) == ~0 {
+                    p.storeBytes(of: readOnlyImage.load(fromByteOffset: o, as: UInt8.self), as: UInt8.self)
+                    return
+                }
+            }
             lock.lock(); defer { lock.unlock() }
             let v = try configReadLocked(Int(offset), width: count)
             switch count {

@@ -14,6 +14,8 @@ extension VFIOPCIDevice {
     /// Routes config accesses in `range` to `handler` (e.g. a composing device's DVSEC shadow).
     public func overrideConfig(range: Range<Int>, handler: any VFIOConfigAccessHandler) {
         lock.lock(); defer { lock.unlock() }
+        // The override wins over the read-only image too.
+        for i in range where i >= 0 && i < configSize { readOnlyMask.storeBytes(of: 0, toByteOffset: i, as: UInt8.self) }
         configOverrides.append((range, handler))
         overrideSpan = overrideSpan.isEmpty ? range
             : min(overrideSpan.lowerBound, range.lowerBound)..<max(overrideSpan.upperBound, range.upperBound)

@@ -154,24 +154,30 @@ public final class VFIOUserClient: @unchecked Sendable {
 
     /// While set, replies to server requests are collected in `deferred` and leave with our next request.
     @exclusivity(unchecked) private var deferReplies = false
-    private var deferred: [UInt8] = []
+    private let deferred = VFIOUserByteAccumulator()
 
-    private func sendServerReply(_ p: UnsafeRawPointer, count: Int) throws(VFIOUserError) {
-        if deferReplies { deferred.append(contentsOf: UnsafeRawBufferPointer(start: p, count: count)); return }
-        try socket.send(p, count: count)
+    /// A reply to a server request of `count` bytes, written by `fill` where it will be sent from: at the end of
+    /// `deferred` while replies are deferred (a DMA_READ reply's data goes from guest memory straight there: one
+    /// copy), else in the send buffer, sent at once.
+    private func sendServerReply(count: Int, _ fill: (UnsafeMutableRawPointer) -> Void) throws(VFIOUserError) {
+        if deferReplies { fill(deferred.extend(by: count)); return }
+        out.reserve(count)
+        fill(out.pointer)
+        try socket.send(out.pointer, count: count)
     }
 
-    /// Sends a request, with any deferred replies to server requests in front of it (one sendmsg).
+    /// Sends a request, with any deferred replies to server requests in front of it (one sendmsg, the two
+    /// gathered where they lie).
     private func sendRequest(_ p: UnsafeRawPointer, count: Int, fds: [Int32] = []) throws(VFIOUserError) {
-        if deferred.isEmpty && fds.isEmpty { return try socket.send(p, count: count) }
-        if !deferred.isEmpty {
+        if deferred.count == 0 && fds.isEmpty { return try socket.send(p, count: count) }
+        if deferred.count > 0 {
+            defer { deferred.removeAll() }
             // The replies carry no fds; they go first, alone when the request has fds of its own.
-            if !fds.isEmpty { try socket.send(deferred); deferred.removeAll(keepingCapacity: true) }
-            else {
-                deferred.append(contentsOf: UnsafeRawBufferPointer(start: p, count: count))
-                defer { deferred.removeAll(keepingCapacity: true) }
-                return try socket.send(deferred)
+            if fds.isEmpty {
+                return try socket.send(UnsafeRawBufferPointer(start: deferred.pointer, count: deferred.count),
+                                       UnsafeRawBufferPointer(start: p, count: count), UnsafeRawBufferPointer(start: nil, count: 0))
             }
+            try socket.send(deferred.pointer, count: deferred.count)
         }
         let bytes = [UInt8](UnsafeRawBufferPointer(start: p, count: count))
         try socket.send(bytes, fds: fds)
@@ -305,7 +311,9 @@ public final class VFIOUserClient: @unchecked Sendable {
         func refuse(_ e: Int32) throws(VFIOUserError) {
             if !h.noReply {
                 let bytes = VFIOUserFrame.errorReply(to: h, errno: e).encode()
-                try bytes.withUnsafeBytes { raw in Result { () throws(VFIOUserError) in try sendServerReply(raw.baseAddress!, count: raw.count) } }.get()
+                try sendServerReply(count: bytes.count) { o in
+                    bytes.withUnsafeBytes { o.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                }
             }
         }
         guard h.isCommand, msg.fds.count == 0, let cmd = h.typedCommand, cmd == .dmaRead || cmd == .dmaWrite,
@@ -338,26 +346,28 @@ public final class VFIOUserClient: @unchecked Sendable {
             // The reply: spec `addr, count u64, data`; QEMU `offset, count u32, data` and the struct's 4 padding bytes.
             let total = VFIOUserLimits.headerSize + 16 + count
             guard !h.noReply else { return }
-            out.reserve(total)
-            let o = out.pointer
-            VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
-            o.storeBytes(of: a.address.littleEndian, toByteOffset: 16, as: UInt64.self)
-            if layout == .spec { o.storeBytes(of: a.count.littleEndian, toByteOffset: 24, as: UInt64.self) }
-            else {
-                o.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 24, as: UInt32.self)
-                (o + 16 + 12 + count).storeBytes(of: UInt32(0), as: UInt32.self)
+            try sendServerReply(count: total) { o in
+                VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
+                o.storeBytes(of: a.address.littleEndian, toByteOffset: 16, as: UInt64.self)
+                if layout == .spec { o.storeBytes(of: a.count.littleEndian, toByteOffset: 24, as: UInt64.self) }
+                else {
+                    o.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 24, as: UInt32.self)
+                    (o + 16 + 12 + count).storeBytes(of: UInt32(0), as: UInt32.self)
+                }
+                if count > 0 { (o + 16 + dataAt).copyMemory(from: mem.base + at, byteCount: count) }
             }
-            if count > 0 { (o + 16 + dataAt).copyMemory(from: mem.base + at, byteCount: count) }
-            try sendServerReply(o, count: total)
         } else {
             if count > 0 { (mem.base + at).copyMemory(from: p.baseAddress! + dataAt, byteCount: count) }
             guard !h.noReply else { return }
-            let reply = layout.encodeReply(VFIOUserDMAAccess(address: address, count: count64), write: true)
-            let total = VFIOUserLimits.headerSize + reply.count
-            out.reserve(total)
-            VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: out.pointer)
-            reply.withUnsafeBytes { if $0.count > 0 { (out.pointer + 16).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
-            try sendServerReply(out.pointer, count: total)
+            // The reply (as `VFIOUserDMALayout.encodeReply`): spec `addr, count u64`; QEMU nothing.
+            let total = VFIOUserLimits.headerSize + (layout == .spec ? 16 : 0)
+            try sendServerReply(count: total) { o in
+                VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
+                if layout == .spec {
+                    o.storeBytes(of: address.littleEndian, toByteOffset: 16, as: UInt64.self)
+                    o.storeBytes(of: count64.littleEndian, toByteOffset: 24, as: UInt64.self)
+                }
+            }
         }
     }
 

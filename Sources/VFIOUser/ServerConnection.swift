@@ -22,7 +22,9 @@ final class VFIOUserConnection: @unchecked Sendable {
     var dmaLayout: VFIOUserDMALayout = .spec
     @exclusivity(unchecked) var pending: [VFIOUserReceived] = []
     var nextMessageID: UInt16 = 0
-    var outstanding: Set<UInt16> = []
+    /// IDs of this server's requests still waiting for their replies, innermost last (nested exchanges): a short
+    /// list, searched without hashing on the per-DMA path.
+    var outstanding: [UInt16] = []
     var stashedReplies: [UInt16: VFIOUserReceived] = [:]
     @exclusivity(unchecked) var nesting = 0
     static let maxNesting = 8
@@ -741,8 +743,8 @@ final class VFIOUserConnection: @unchecked Sendable {
             do { try socket.send(UnsafeRawBufferPointer(start: p, count: head), data, UnsafeRawBufferPointer(start: p + head, count: trailerSize)) }
             catch { alive = false; throw VFIOError.system(errno: error.errno, "send \(command)") }
         }
-        outstanding.insert(id)
-        defer { outstanding.remove(id) }
+        outstanding.append(id)
+        defer { if let i = outstanding.lastIndex(of: id) { outstanding.remove(at: i) } }
         let start = logger.logLevel <= .debug ? monotonicNanoseconds() : 0
         let deadline = coarseMonotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
         while true {
@@ -750,7 +752,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             let header: VFIOUserHeader
             let payload: UnsafeRawBufferPointer
             let fdCount: Int
-            if let stashed = stashedReplies.removeValue(forKey: id) {
+            if !stashedReplies.isEmpty, let stashed = stashedReplies.removeValue(forKey: id) {
                 heldReply = stashed.payload
                 header = stashed.header
                 fdCount = stashed.fds.count

@@ -302,23 +302,34 @@ public final class VFIOUserFramer {
         catch { discardFDs(); throw error }
         let size = Int(header.messageSize)
         guard avail >= size else { return false }
-        var fds: [Int32] = []
         if !fdChunks.isEmpty {
-            let s = readIndex, e = readIndex + size
-            let c = fdChunks[0]
-            if s >= c.start && s < c.end {
-                if e >= c.end { fds = c.fds; fdChunks.removeFirst() }    // the last message starting in that read
-            } else if s < c.start {
-                if e >= c.end { discardFDs(); throw .fatal("fds arrived without the first bytes of a message") }
-            } else {
-                discardFDs(); throw .fatal("fds arrived without a message")
-            }
+            try claimFDs(size, into: &message)
+        } else if !message.fds.isEmpty {
+            message.fds = []
         }
+        // (Without descriptors no array is made or released: the per-message path.)
         readIndex += size
         message.header = header
         message.payload = UnsafeRawBufferPointer(start: base + VFIOUserLimits.headerSize, count: size - VFIOUserLimits.headerSize)
-        if !fds.isEmpty || !message.fds.isEmpty { message.fds = fds }   // (no release of an empty array per message)
         return true
+    }
+
+    /// The descriptors of the message of `size` bytes at `readIndex` into `message.fds`: those of the read that
+    /// brought its first bytes when it is the last message starting in that read; an error when descriptors came
+    /// with the continuation of a message.
+    @inline(never)
+    private func claimFDs(_ size: Int, into message: inout VFIOUserFramedMessage) throws(VFIOUserError) {
+        var fds: [Int32] = []
+        let s = readIndex, e = readIndex + size
+        let c = fdChunks[0]
+        if s >= c.start && s < c.end {
+            if e >= c.end { fds = c.fds; fdChunks.removeFirst() }    // the last message starting in that read
+        } else if s < c.start {
+            if e >= c.end { discardFDs(); throw .fatal("fds arrived without the first bytes of a message") }
+        } else {
+            discardFDs(); throw .fatal("fds arrived without a message")
+        }
+        message.fds = fds
     }
 
     /// The header of the next message once its 16 bytes are buffered (valid or not: nil when it fails to decode).
@@ -404,18 +415,29 @@ public final class VFIOUserFramer {
 extension VFIOUserSocket {
     /// Sends `count` bytes at `bytes` with one `sendmsg` (more only when the kernel takes part of it).
     public func send(_ bytes: UnsafeRawPointer, count: Int) throws(VFIOUserError) {
+        // The common case, all of it taken by the first call, reads no clock.
+        let n = csystem_send(fd, bytes, count)
+        if n == count { return }
+        try sendRest(bytes, count: count, first: n)
+    }
+
+    /// `send(_:count:)` after a first call that failed or took part of the message: the message as a whole gets
+    /// one send timeout, counted from here (the coarse clock, tick resolution, is enough for it).
+    @inline(never)
+    private func sendRest(_ bytes: UnsafeRawPointer, count: Int, first: Int) throws(VFIOUserError) {
+        var n = first
         var sent = 0
-        // The coarse clock (a few ns, tick resolution) is enough for a timeout of the whole message.
         let started = coarseMonotonicMilliseconds()
-        while sent < count {
-            let n = csystem_send(fd, bytes + sent, count - sent)
+        while true {
             if n < 0 {
                 let e = errno
                 if e == EPIPE || e == ECONNRESET { throw .disconnected }
                 throw .system(errno: e, "sendmsg")
             }
             sent += n
+            if sent >= count { return }
             try checkSendDeadline(sent: sent, total: count, started: started, now: coarseMonotonicMilliseconds)
+            n = csystem_send(fd, bytes + sent, count - sent)
         }
     }
 
@@ -457,6 +479,33 @@ extension VFIOUserSocket {
     public func setReceiveTimeout(milliseconds: Int) {
         _ = csystem_set_recv_timeout(fd, Int32(clamping: max(0, milliseconds)))
     }
+}
+
+/// Bytes collected to be sent together (a client's deferred replies to server requests): grows, keeps its
+/// contents, reused after `removeAll()`.
+final class VFIOUserByteAccumulator {
+    @exclusivity(unchecked) private(set) var pointer: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private var capacity: Int
+    @exclusivity(unchecked) private(set) var count = 0
+    init(capacity: Int = 4096) {
+        self.capacity = capacity
+        pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
+    }
+    deinit { pointer.deallocate() }
+    /// `bytes` more at the end, returned to be written (what was there is kept).
+    func extend(by bytes: Int) -> UnsafeMutableRawPointer {
+        if capacity - count < bytes {
+            let newCapacity = max(count + bytes, capacity * 2)
+            let fresh = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+            fresh.copyMemory(from: pointer, byteCount: count)
+            pointer.deallocate()
+            pointer = fresh
+            capacity = newCapacity
+        }
+        defer { count += bytes }
+        return pointer + count
+    }
+    func removeAll() { count = 0 }
 }
 
 /// A reusable send buffer: replies are encoded into it and sent with one `sendmsg`.

@@ -172,6 +172,59 @@ private func le(_ v: UInt32, _ n: Int = 4) -> [UInt8] { (0..<n).map { UInt8(trun
         #expect(try d.read(region: 9, offset: 0, count: 2) == [0xEE, 0xEE])
     }
 
+    /// As vfio-pci: Vendor ID, Device ID, the Capabilities Pointer, Interrupt Pin and the capability headers are
+    /// answered from the snapshot taken at init (the function is not asked, so a change behind the device's back
+    /// does not show), guest writes to them are dropped, not forwarded; other bytes still reach the function, and
+    /// an override registered later wins over the read-only image. Both read paths (in place, lock-free for these
+    /// bytes; `configRead`, under the lock) and every width agree.
+    @Test func identityAndCapabilityHeadersAreReadOnlyVirtual() throws {
+        let (f, d) = try makeDevice()
+        func direct(_ o: UInt64, _ n: Int) throws -> UInt32 {
+            let raw = UnsafeMutableRawBufferPointer.allocate(byteCount: n, alignment: 8)
+            defer { raw.deallocate() }
+            try d.read(region: VFIOPCIRegion.config.rawValue, offset: o, into: raw)
+            return raw.enumerated().reduce(0) { $0 | UInt32($1.element) << UInt32(8 * $1.offset) }
+        }
+        // The function changes them behind the device's back (no real function does; it shows who answers).
+        f.lock.lock()
+        for o in [0, 1, 2, 3, 0x34, 0x3d, 0x40, 0x41, 0x60, 0x61, 0x78, 0x79] { f.config[o] ^= 0xFF }
+        f.config[8] = 0x42                       // Revision ID: not virtual
+        f.writable[0] = 0xFF; f.writable[1] = 0xFF   // a write forwarded to the function would now change it
+        f.lock.unlock()
+        let ids = UInt32(TestPCIFunction.device) << 16 | UInt32(TestPCIFunction.vendor)
+        #expect(try direct(0, 4) == ids)
+        #expect(try direct(0, 2) == UInt32(TestPCIFunction.vendor))
+        #expect(try direct(2, 2) == UInt32(TestPCIFunction.device))
+        #expect(try direct(1, 1) == UInt32(TestPCIFunction.vendor >> 8))
+        #expect(try d.configRead(0, width: 4) == ids)
+        #expect(try direct(0x34, 1) == 0x40)
+        #expect(try direct(0x3d, 1) == 1)
+        #expect(try direct(0x40, 2) == 0x6010)   // PCI Express: ID 0x10, next 0x60
+        #expect(try direct(0x60, 2) == 0x7805)   // MSI
+        #expect(try direct(0x78, 2) == 0x0011)   // MSI-X, last
+        #expect(try direct(8, 1) == 0x42)         // reaches the function
+        #expect(try direct(8, 4) & 0xFF == 0x42)
+        // A dword mixing read-only virtual bytes with function bytes: one access, merged.
+        #expect(try direct(0x34, 4) & 0xFF == 0x40)
+        // Writes to them are dropped and not forwarded.
+        try d.write(region: VFIOPCIRegion.config.rawValue, offset: 0, data: [0xAA, 0xBB])
+        #expect(try direct(0, 2) == UInt32(TestPCIFunction.vendor))
+        f.lock.lock(); #expect(f.config[0] == UInt8(TestPCIFunction.vendor & 0xFF) ^ 0xFF); f.lock.unlock()
+        // A reset keeps them.
+        try d.functionLevelReset()
+        #expect(try direct(0, 4) == ids)
+        // An override covering them wins.
+        final class Shadow: VFIOConfigAccessHandler, @unchecked Sendable {
+            func configRead(_ offset: Int, width: Int) throws(VFIOError) -> UInt32 { width == 4 ? 0xC0DE_CAFE : 0x5A }
+            func configWrite(_ offset: Int, width: Int, value: UInt32) throws(VFIOError) {}
+        }
+        d.overrideConfig(range: 0x40..<0x44, handler: Shadow())
+        #expect(try direct(0x40, 4) == 0xC0DE_CAFE)
+        #expect(try direct(0x40, 1) == 0x5A)
+        #expect(try d.configRead(0x40, width: 4) == 0xC0DE_CAFE)
+        #expect(try direct(0x60, 2) == 0x7805)
+    }
+
     @Test func capabilityChainRoundTripAndHostileInput() throws {
         let caps = [VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x1000)]).capability,
                     VFIORegionTypeCapability(type: 1, subtype: 2).capability]
