@@ -328,7 +328,7 @@ struct State {
     mutating func bar0Write(_ offset: UInt64, width: Int, value: UInt64, now: () -> UInt64, memory: DeviceMemory) {
         if let o = componentOffset(offset) {
             // Only a decoder whose Control the write covers can commit or de-commit.
-            for edge in hdm.write(&component, offset: o, width: width, value: value).1 {
+            for edge in hdm.write(&component, offset: o, width: width, value: value) {
                 switch edge {
                 case .commit(let n): startCommit(n, now: now)
                 case .decommit(let n): decommit(n)

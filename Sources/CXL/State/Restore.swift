@@ -60,30 +60,11 @@ final class RestoreRun {
     let snapshot: CXLStateSnapshot
     private let regs: [SavedRegister]
 
-    /// What the restore knows of one register: the fields of its `RegisterOutcome`
-    /// but the names and the detail text, plus the value read after its last write.
-    /// Plain data, so updating it costs a store (the outcomes, with their names and
-    /// text, are built once, when the report is read).
-    struct Slot {
-        var action: RegisterOutcome.Action
-        var ok = true
-        /// The live value read before restoring (`RegisterOutcome.live`).
-        var live: UInt64?
-        /// The last value written.
-        var written: UInt64?
-        /// The value read back (`RegisterOutcome.after`).
-        var after: UInt64?
-        /// A value read after the register's last write: verification does not read again.
-        var fresh: UInt64?
-        /// Decoder n Control as the batched read before the decoder loop found it.
-        var prefetched: UInt64?
-    }
-    /// One slot per register of the snapshot, owned by the run (allocated in `init`,
-    /// freed in `deinit`; `Slot` is trivial). One restore runs on one thread from start
-    /// to end (`execute`), so nothing else touches them.
+    typealias Slot = RestoreRecord.Slot
+    /// What the restore did to each register; the report keeps it.
+    private let record: RestoreRecord
+    /// `record.slots`, held here: one load per access.
     private let slots: UnsafeMutableBufferPointer<Slot>
-    /// Outcome details by register index (only failures and deliberate skips have one).
-    @exclusivity(unchecked) private var details: [Int: String] = [:]
     @exclusivity(unchecked) private var steps: [RestoreStep] = []
     @exclusivity(unchecked) private var decoders: [DecoderOutcome] = []
     @exclusivity(unchecked) private var locked = false
@@ -96,34 +77,18 @@ final class RestoreRun {
         self.snapshot = snapshot
         committer = HDMCommitter(engine.options)
         regs = snapshot.registers
-        slots = .allocate(capacity: regs.count)
-        for (i, r) in regs.enumerated() {
+        record = RestoreRecord(registers: regs) { r in
             // Read-only registers the capability check already read equal: no second read.
             let verify = r.role == .verify
-            slots.initializeElement(at: i, to: Slot(action: verify ? .compared : .notAttempted,
-                                                    fresh: verify && !confirmed.isEmpty ? confirmed[r.key] : nil))
+            return Slot(action: verify ? .compared : .notAttempted, fresh: verify && !confirmed.isEmpty ? confirmed[r.key] : nil)
         }
+        slots = record.slots
         at = SnapshotIndex(snapshot)
     }
 
-    deinit {
-        slots.deinitialize()
-        slots.deallocate()
-    }
-
+    /// The report; its register outcomes are built from the record when read.
     var report: RestoreReport {
-        var outcomes: [RegisterOutcome] = []
-        outcomes.reserveCapacity(regs.count)
-        for (i, r) in regs.enumerated() {
-            let s = slots[i]
-            var o = RegisterOutcome(name: r.name, width: r.width, saved: r.value, action: s.action, ok: s.ok)
-            o.live = s.live
-            o.written = s.written
-            o.after = s.after
-            outcomes.append(o)
-        }
-        for (i, d) in details { outcomes[i].detail = d }
-        return RestoreReport(device: snapshot.identity, dvsecLocked: locked, stepLog: steps, registers: outcomes, decoders: decoders)
+        RestoreReport(device: snapshot.identity, dvsecLocked: locked, stepLog: steps, outcomes: .recorded(record), decoders: decoders)
     }
 
     // MARK: Register operations
@@ -132,7 +97,7 @@ final class RestoreRun {
 
     private func fail(_ i: Int, _ detail: String) {
         slots[i].ok = false
-        details[i] = details[i].map { "\($0); \(detail)" } ?? detail
+        record.details[i] = record.details[i].map { "\($0); \(detail)" } ?? detail
     }
 
     /// Write register `i`; `posted` lets a BAR write complete later (the next read of
@@ -356,7 +321,7 @@ final class RestoreRun {
                 step("DVSEC CXL Lock written last: CONFIG_LOCK re-armed")
             } else {
                 slots[lock].action = .skipped
-                details[lock] = "saved clear; Lock is write-once, not written"
+                record.details[lock] = "saved clear; Lock is write-once, not written"
             }
         }
 
@@ -406,16 +371,16 @@ final class RestoreRun {
             func mark(_ action: RegisterOutcome.Action, ok: Bool, _ detail: String) {
                 func one(_ i: Int) {
                     slots[i].action = action
-                    details[i] = detail
+                    record.details[i] = detail
                     if !ok { slots[i].ok = false }
                 }
                 for k in d.others { one(at.decoderOthers[k]) }
                 one(control)
             }
             func outcome(_ result: DecoderOutcome.Result, _ detail: String? = nil, polls: Int = 0) {
-                record(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))
+                log(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))
             }
-            func record(_ d: DecoderOutcome) {
+            func log(_ d: DecoderOutcome) {
                 decoders.append(d)
                 steps.append(.decoder(d))
             }
@@ -479,7 +444,7 @@ final class RestoreRun {
             }
             switch wait(control, decommit: false) {
             case .done(_, let polls)?:
-                record(DecoderOutcome(index: n, result: .committed, note: .committedAfter(polls: polls), polls: polls))
+                log(DecoderOutcome(index: n, result: .committed, note: .committedAfter(polls: polls), polls: polls))
             case .errorNotCommitted(_, let polls)?:
                 fail(control, "Error Not Committed")
                 // Spec recovery: clear Commit so the decoder is not left armed.
@@ -559,6 +524,10 @@ struct SnapshotIndex {
         let regs = snapshot.registers
         let hdm = snapshot.layout.hdm
         let decoderCount = hdm?.decoderCount ?? 0
+        // Built in locals and stored once at the end (a nested function writing through
+        // `self` would keep every field in memory).
+        var command: Int?, lock: Int?, control: Int?, control2: Int?, globalControl: Int?
+        var pciExpress: [Int] = [], msi: [Int] = [], msix: [Int] = []
         var controls = [Int?](repeating: nil, count: decoderCount)
         var barSlots: [Int?] = Array(repeating: nil, count: 6)
         var msiControl: Int?
@@ -629,6 +598,7 @@ struct SnapshotIndex {
             case .hdmGlobalControl, .decoder: placeHDM(i, reg)
             }
         }
+        (self.command, self.lock, self.control, self.control2, self.globalControl) = (command, lock, control, control2, globalControl)
         config = Array(scratch[0 ..< configCount])
         mmio = Array(scratch[r ..< r + mmioCount])
         bars = barSlots.compactMap { $0 }
@@ -649,6 +619,7 @@ struct SnapshotIndex {
             decoderOthers = flat
         }
         if let msiControl { msi.append(msiControl) }
+        (self.pciExpress, self.msi, self.msix) = (pciExpress, msi, msix)
         rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, k) } }
     }
 }
