@@ -162,6 +162,7 @@ struct DPACursor {
     private var dpaSize: UInt64 = 0
 
     /// Allocate the next decoder's range.
+    @inline(__always)
     mutating func allocate(size: UInt64, iw: UInt8, dpaSkip: UInt64) {
         // Size / ways without a division instruction: ways is 2^k or 3 * 2^k, and
         // floor(floor(size / 2^k) / 3) == floor(size / (3 * 2^k)).
@@ -218,6 +219,7 @@ extension DecoderProgramming {
     /// through `read(offset, width)` with offsets relative to the HDM Decoder
     /// Capability structure. Base, Size and DPA Skip keep only the bits their Low
     /// registers hold (63:28), as the catalog declares them.
+    @inline(__always)
     public init(decoder n: Int, read: (_ offset: Int, _ width: Int) -> UInt64) {
         let r = Self.places
         let shift = HDMDecoderCapability.decoderStride * n

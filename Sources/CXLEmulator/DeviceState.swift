@@ -328,7 +328,7 @@ struct State {
     mutating func bar0Write(_ offset: UInt64, width: Int, value: UInt64, now: () -> UInt64, memory: DeviceMemory) {
         if let o = componentOffset(offset) {
             // Only a decoder whose Control the write covers can commit or de-commit.
-            for edge in hdm.write(&component, offset: o, width: width, value: value).1 {
+            for edge in hdm.write(&component, offset: o, width: width, value: value) {
                 switch edge {
                 case .commit(let n): startCommit(n, now: now)
                 case .decommit(let n): decommit(n)
@@ -363,7 +363,7 @@ struct State {
     /// programming as written; the result appears after the commit latency.
     mutating func startCommit(_ n: Int, now: () -> UInt64) {
         hdm.beginCommit(n, in: &component)
-        pendingCommits[n] = nil
+        if !pendingCommits.isEmpty { pendingCommits[n] = nil }
         if profile.faults.commitNeverCompletes {
             hungCommits.insert(n)
             return
@@ -384,8 +384,9 @@ struct State {
 
     /// Commit 1 -> 0 on an unlocked decoder: de-commit at once.
     mutating func decommit(_ n: Int) {
-        pendingCommits[n] = nil
-        hungCommits.remove(n)
+        // Empty in the common case: no hashing per de-commit.
+        if !pendingCommits.isEmpty { pendingCommits[n] = nil }
+        if !hungCommits.isEmpty { hungCommits.remove(n) }
         hdm.decommit(n, in: &component)
     }
 

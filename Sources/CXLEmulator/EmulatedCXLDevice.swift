@@ -265,7 +265,17 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
 
     /// Component registers take aligned 32- and 64-bit accesses only (CXL 3.1 §8.2.2);
     /// the device register block and MSI-X table the same (§8.2.8, PCI 3.0 §6.8.2).
+    /// Every BAR0 register access asks: the valid case is one inlined test, the errors
+    /// are built out of line.
+    @inline(__always)
     static func checkBAR0Access(_ offset: UInt64, _ width: Int) throws(PCIError) {
+        if width == 4 || width == 8, offset < Layout.bar0Size, UInt64(width) <= Layout.bar0Size - offset,
+           offset & UInt64(width - 1) == 0 { return }
+        try bar0AccessError(offset, width)
+    }
+
+    @inline(never)
+    static func bar0AccessError(_ offset: UInt64, _ width: Int) throws(PCIError) {
         guard width == 4 || width == 8 else { throw .badAccess("BAR0 access width \(width): only aligned 32/64-bit") }
         guard offset < Layout.bar0Size, UInt64(width) <= Layout.bar0Size - offset else {
             throw .outOfRange("BAR0 offset \(hex64(offset)) width \(width)")

@@ -140,6 +140,13 @@ public enum LittleEndian {
     @inlinable
     public static func load(_ bytes: [UInt8], at offset: Int, width: Int) -> UInt64? {
         guard offset >= 0, width >= 0, width <= 8, offset <= bytes.count - width else { return nil }
+        // Register widths: one unaligned load (a snapshot of N decoders loads 7N of them).
+        switch width {
+        case 4: return bytes.withUnsafeBytes { UInt64(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
+        case 2: return bytes.withUnsafeBytes { UInt64(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt16.self))) }
+        case 8: return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+        default: break
+        }
         var v: UInt64 = 0
         for i in 0..<width { v |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
         return v

@@ -217,6 +217,11 @@ public struct RegisterFile: Sendable {
 
     /// Store a value as hardware would (status bits, doorbells reading 0, ...).
     public mutating func store(_ offset: Int, width: Int, value: UInt64) {
+        if width == 4 && offset >= 0 && offset <= min(size, bytes.count) - 4 {
+            // An in-range DWORD (status bits, Committed): one store.
+            bytes.withUnsafeMutableBytes { $0.storeBytes(of: UInt32(truncatingIfNeeded: value).littleEndian, toByteOffset: offset, as: UInt32.self) }
+            return
+        }
         for i in 0..<min(width, 8) where offset + i >= 0 && offset + i < size {
             bytes[offset + i] = UInt8(truncatingIfNeeded: value >> UInt64(8 * i))
         }

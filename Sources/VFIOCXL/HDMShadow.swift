@@ -118,7 +118,7 @@ final class ComponentShadow: @unchecked Sendable {
             catch { throw .system(errno: VFIOErrno.EIO, "component register write: \(error)") }
             return
         }
-        for edge in hdm.write(&file, offset: offset - layout.hdmOffset, width: 4, value: UInt64(value)).1 {
+        for edge in hdm.write(&file, offset: offset - layout.hdmOffset, width: 4, value: UInt64(value)) {
             switch edge {
             // §8.2.4.20.12: the checks run on the 0 -> 1 transition of Commit; the shadow shows the result at once.
             case .commit(let n): hdm.commit(n, in: &file)

@@ -5,22 +5,20 @@ import VFIO
 import Glibc
 #endif
 
-/// Client settings (what we advertise in VERSION and how long we wait).
+/// Client settings (what we advertise in VERSION and how long we wait). The fields of `peer` read as its own.
+@dynamicMemberLookup
 public struct VFIOUserClientConfiguration: Sendable {
     /// Per-request reply timeout (QEMU's `x-msg-timeout` default is 5000 ms).
     public var timeoutMilliseconds: Int = 5000
     public var major: UInt16 = VFIOUserLimits.protocolMajor
     public var minor: UInt16 = VFIOUserLimits.protocolMinor
-    /// Fds we accept per message.
-    public var maxMsgFDs: UInt64 = 16
-    public var maxDataXferSize: UInt64 = VFIOUserLimits.defaultMaxDataXferSize
-    public var maxDMAMaps: UInt64 = UInt64(VFIOUserLimits.defaultMaxDMAMaps)
-    public var pageSizes: UInt64 = VFIOUserLimits.defaultPageSizes
-    public var writeMultiple: Bool = true
-    /// Layout of the server's DMA_READ/DMA_WRITE. nil = automatic: QEMU's layout when version 0.0 was negotiated
-    /// (what a swift-cxl server sends such a client), the spec/libvfio-user layout otherwise.
-    public var dmaLayout: VFIOUserDMALayout? = nil
+    /// What we advertise (we accept 16 fds per message) and the layout of the server's DMA_READ/DMA_WRITE.
+    public var peer = VFIOUserPeerSettings(maxMsgFDs: 16)
     public init() {}
+    public subscript<T>(dynamicMember field: WritableKeyPath<VFIOUserPeerSettings, T>) -> T {
+        get { peer[keyPath: field] }
+        set { peer[keyPath: field] = newValue }
+    }
 }
 
 /// A region as described by the server: the decoded `vfio_region_info`, the mmap fd (owned by this object) and
@@ -307,7 +305,7 @@ public final class VFIOUserClient: @unchecked Sendable {
     /// Answers a DMA_READ/DMA_WRITE from the server out of the registered DMA memory.
     /// The DMA message layout this client expects from the server (see `VFIOUserDMALayout`).
     public var dmaLayout: VFIOUserDMALayout {
-        configuration.dmaLayout ?? (serverVersion.minor == 0 ? .qemu : .spec)
+        configuration.peer.dmaLayout(negotiatedMinor: serverVersion.minor)
     }
 
     /// Answers a DMA_READ/DMA_WRITE from the server out of the registered DMA memory, in place: the request is
@@ -387,18 +385,14 @@ public final class VFIOUserClient: @unchecked Sendable {
     // MARK: Commands
 
     private func negotiate() throws(VFIOUserError) {
-        let caps = VFIOUserCapabilities(maxMsgFDs: configuration.maxMsgFDs, maxDataXferSize: configuration.maxDataXferSize,
-                                        pgsizes: configuration.pageSizes, maxDMAMaps: configuration.maxDMAMaps,
-                                        writeMultiple: configuration.writeMultiple)
-        let (r, _) = try call(.version(VFIOUserVersion(major: configuration.major, minor: configuration.minor, capabilities: caps)),
+        let (r, _) = try call(.version(VFIOUserVersion(major: configuration.major, minor: configuration.minor,
+                                                       capabilities: configuration.peer.advertised)),
                               maxReplyPayload: 4 + VFIOUserLimits.maxVersionJSON)
         guard case .version(let v) = r else { throw unexpected(r, .version) }
         guard v.major == configuration.major else { throw fail(.fatal("server major \(v.major)")) }
         guard v.minor <= configuration.minor else { throw fail(.fatal("server minor \(v.minor) above ours \(configuration.minor)")) }
         let sc = v.capabilities ?? VFIOUserCapabilities()
-        guard sc.effectiveMaxMsgFDs >= 1, sc.effectiveMaxMsgFDs <= VFIOUserLimits.maxMsgFDsLimit else { throw fail(.fatal("server max_msg_fds \(sc.effectiveMaxMsgFDs)")) }
-        guard sc.effectivePageSizes & configuration.pageSizes != 0 else { throw fail(.fatal("server pgsizes")) }
-        guard sc.effectiveMaxDataXferSize >= 1 else { throw fail(.fatal("server max_data_xfer_size 0")) }
+        if let problem = configuration.peer.problem(withPeer: sc, minimumMsgFDs: 1) { throw fail(.fatal("server \(problem)")) }
         if sc.writeMultiple == true && !configuration.writeMultiple { throw fail(.fatal("server capabilities not a subset of ours")) }
         serverVersion = v
     }

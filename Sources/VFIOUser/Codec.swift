@@ -121,11 +121,11 @@ public enum VFIOUserDecoder {
         case .dmaMap:
             guard fdCount <= 1 else { throw .malformed("DMA_MAP with \(fdCount) fds") }
             return .dmaMap(try VFIOUserDMAMap.decode(payload))
-        case .dmaUnmap: return .dmaUnmap(try VFIOUserDMAUnmap.decode(payload))
+        case .dmaUnmap: return .dmaUnmap(try VFIOUserDMAUnmap.decode(payload, "DMA_UNMAP"))
         case .deviceGetInfo: return .deviceGetInfo(try VFIOUserDeviceInfo.decodeRequest(payload))
         case .deviceGetRegionInfo: return .regionInfo(try VFIOUserRegionInfo.decodeRequest(payload))
         case .deviceGetRegionIOFDs: return .regionIOFDs(try VFIOUserRegionIOFDs.decodeRequest(payload))
-        case .deviceGetIRQInfo: return .irqInfo(try VFIOUserIRQInfo.decode(payload))
+        case .deviceGetIRQInfo: return .irqInfo(try VFIOUserIRQInfo.decode(payload, "DEVICE_GET_IRQ_INFO"))
         case .deviceSetIRQs:
             let s = try VFIOUserSetIRQs.decode(payload)
             if fdCount > 0 {
@@ -197,11 +197,11 @@ public enum VFIOUserDecoder {
             return .writeCount(n)
         case .dmaMap, .deviceSetIRQs, .deviceReset:
             return .empty   // header-only replies; any payload is ignored (bounded by the message size limit)
-        case .dmaUnmap: return .dmaUnmap(try VFIOUserDMAUnmap.decode(payload))
+        case .dmaUnmap: return .dmaUnmap(try VFIOUserDMAUnmap.decode(payload, "DMA_UNMAP"))
         case .deviceGetInfo: return .deviceInfo(try VFIOUserDeviceInfo.decodeReply(payload))
         case .deviceGetRegionInfo: return .regionInfo(try VFIOUserRegionInfo.decodeReply(payload))
         case .deviceGetRegionIOFDs: return .regionIOFDs(try VFIOUserRegionIOFDs.decodeReply(payload, fdCount: fdCount))
-        case .deviceGetIRQInfo: return .irqInfo(try VFIOUserIRQInfo.decode(payload))
+        case .deviceGetIRQInfo: return .irqInfo(try VFIOUserIRQInfo.decode(payload, "DEVICE_GET_IRQ_INFO"))
         case .regionRead:
             let a = try VFIOUserRegionAccess.decode(payload, withData: true, what: "REGION_READ reply")
             if let want = requestedCount, UInt64(a.count) != want { throw .malformed("REGION_READ reply count \(a.count), asked \(want)") }

@@ -81,91 +81,41 @@ public struct VFIOUserDMAMap: Sendable, Equatable {
     }
 }
 
-/// DMA_UNMAP request and reply: `argsz, flags, addr u64, size u64` (24 bytes). Flag `all` (2) with addr=size=0
-/// unmaps everything (libvfio-user's `VFIO_DMA_UNMAP_FLAG_ALL`).
-public struct VFIOUserDMAUnmap: Sendable, Equatable {
-    public static let size = 24
-    public static let flagGetDirtyBitmap: UInt32 = 1 << 0
-    public static let flagAll: UInt32 = 1 << 1
-    public var argsz: UInt32
-    public var flags: UInt32
-    public var address: UInt64
-    public var size: UInt64
-    public init(flags: UInt32 = 0, address: UInt64, size: UInt64, argsz: UInt32 = UInt32(Self.size)) {
-        self.argsz = argsz; self.flags = flags; self.address = address; self.size = size
-    }
-    public func encode() -> [UInt8] {
-        var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u64(address); w.u64(size); return w.bytes
-    }
-    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDMAUnmap {
-        VFIOUserDMAUnmap(flags: u32(p, 4), address: u64(p, 8), size: u64(p, 16), argsz: try checkedArgsz(p, size, "DMA_UNMAP"))
+/// DMA_UNMAP request and reply: `struct vfio_iommu_type1_dma_unmap` (24 bytes; `VFIODMAUnmapStruct`, shared with the
+/// kernel backend). Flag `all` (2) with addr=size=0 unmaps everything (libvfio-user's `VFIO_DMA_UNMAP_FLAG_ALL`).
+public typealias VFIOUserDMAUnmap = VFIODMAUnmapStruct
+
+/// A payload that is one of the fixed-size VFIO structs (DMA_UNMAP, DEVICE_GET_IRQ_INFO): it holds the fixed part,
+/// and `argsz` covers it.
+extension VFIOFixedSizeStruct {
+    static func decode(_ p: [UInt8], _ what: String) throws(VFIOUserError) -> Self {
+        _ = try checkedArgsz(p, size, what)
+        return Self(decoding: p)
     }
 }
 
-/// DEVICE_GET_INFO request/reply: `argsz, flags, num_regions, num_irqs` (16 bytes). When the device has a
-/// capability chain and the client's argsz allows, the reply adds `cap_offset u32, pad u32` and the chain, as in
-/// `struct vfio_device_info`.
-public struct VFIOUserDeviceInfo: Sendable, Equatable {
-    public static let size = 16
-    public static let sizeWithCaps = 24
-    public var argsz: UInt32
-    public var flags: UInt32
-    public var numRegions: UInt32
-    public var numIRQs: UInt32
-    public var capOffset: UInt32
-    public var capabilities: [VFIOCapability]
-    public init(argsz: UInt32, flags: UInt32 = 0, numRegions: UInt32 = 0, numIRQs: UInt32 = 0, capOffset: UInt32 = 0,
-                capabilities: [VFIOCapability] = []) {
-        self.argsz = argsz; self.flags = flags; self.numRegions = numRegions; self.numIRQs = numIRQs
-        self.capOffset = capOffset; self.capabilities = capabilities
-    }
-    public func encode() -> [UInt8] {
-        var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(numRegions); w.u32(numIRQs)
-        if capOffset != 0 || !capabilities.isEmpty {
-            w.u32(capOffset); w.u32(0)
-            w.append(VFIOCapabilityChain.encode(capabilities, baseOffset: Self.sizeWithCaps))
-        }
-        return w.bytes
-    }
+/// DEVICE_GET_INFO request/reply: `struct vfio_device_info` (`VFIODeviceInfoStruct`, shared with the kernel
+/// backend): `argsz, flags, num_regions, num_irqs` (16 bytes); when the device has a capability chain and the
+/// client's argsz allows, the reply adds `cap_offset u32, pad u32` and the chain.
+public typealias VFIOUserDeviceInfo = VFIODeviceInfoStruct
+
+extension VFIODeviceInfoStruct {
     public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
         VFIOUserDeviceInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_INFO"))
     }
     /// Decodes a reply, validating the capability chain when `VFIO_DEVICE_FLAGS_CAPS` is set.
     public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
         try need(p, size, "DEVICE_GET_INFO reply")
-        var info = VFIOUserDeviceInfo(argsz: u32(p, 0), flags: u32(p, 4), numRegions: u32(p, 8), numIRQs: u32(p, 12))
-        if info.flags & VFIODeviceFlags.caps.rawValue != 0, p.count >= sizeWithCaps {
-            info.capOffset = u32(p, 16)
-            if info.capOffset != 0 {
-                do { info.capabilities = try VFIOCapabilityChain.decode(p, firstOffset: info.capOffset, minOffset: sizeWithCaps) }
-                catch { throw .malformed("device info capabilities: \(error)") }
-            }
-        }
-        return info
+        do { return try VFIOUserDeviceInfo(decoding: p) } catch { throw .malformed("device info capabilities: \(error)") }
     }
 }
 
-/// DEVICE_GET_REGION_INFO request/reply: `struct vfio_region_info` = `argsz, flags, index, cap_offset, size u64,
-/// offset u64` (32 bytes), then the capability chain in the reply (spec "VFIO_USER_DEVICE_GET_REGION_INFO").
-public struct VFIOUserRegionInfo: Sendable, Equatable {
-    public static let size = 32
-    public var argsz: UInt32
-    public var flags: UInt32
-    public var index: UInt32
-    public var capOffset: UInt32
-    public var regionSize: UInt64
-    public var offset: UInt64
-    public var capabilities: [VFIOCapability]
-    public init(argsz: UInt32, flags: UInt32 = 0, index: UInt32, capOffset: UInt32 = 0, regionSize: UInt64 = 0, offset: UInt64 = 0,
-                capabilities: [VFIOCapability] = []) {
-        self.argsz = argsz; self.flags = flags; self.index = index; self.capOffset = capOffset
-        self.regionSize = regionSize; self.offset = offset; self.capabilities = capabilities
-    }
-    public func encode() -> [UInt8] {
-        var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(index); w.u32(capOffset); w.u64(regionSize); w.u64(offset)
-        if !capabilities.isEmpty { w.append(VFIOCapabilityChain.encode(capabilities, baseOffset: Int(capOffset))) }
-        return w.bytes
-    }
+/// DEVICE_GET_REGION_INFO request/reply: `struct vfio_region_info` (`VFIORegionInfoStruct`, shared with the kernel
+/// backend) = `argsz, flags, index, cap_offset, size u64, offset u64` (32 bytes), then the capability chain in the
+/// reply (spec "VFIO_USER_DEVICE_GET_REGION_INFO").
+public typealias VFIOUserRegionInfo = VFIORegionInfoStruct
+
+extension VFIORegionInfoStruct {
     public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
         VFIOUserRegionInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_REGION_INFO"), index: u32(p, 8))
     }
@@ -173,13 +123,7 @@ public struct VFIOUserRegionInfo: Sendable, Equatable {
     /// advancing and inside the payload, at most `VFIOCapabilityChain.maxCapabilities`.
     public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
         try need(p, size, "DEVICE_GET_REGION_INFO reply")
-        var r = VFIOUserRegionInfo(argsz: u32(p, 0), flags: u32(p, 4), index: u32(p, 8), capOffset: u32(p, 12),
-                                   regionSize: u64(p, 16), offset: u64(p, 24))
-        if r.flags & VFIORegionFlags.caps.rawValue != 0 && r.capOffset != 0 {
-            do { r.capabilities = try VFIOCapabilityChain.decode(p, firstOffset: r.capOffset, minOffset: size) }
-            catch { throw .malformed("region info capabilities: \(error)") }
-        }
-        return r
+        do { return try VFIOUserRegionInfo(decoding: p) } catch { throw .malformed("region info capabilities: \(error)") }
     }
 }
 
@@ -239,21 +183,9 @@ public struct VFIOUserRegionIOFDs: Sendable, Equatable {
     }
 }
 
-/// DEVICE_GET_IRQ_INFO request/reply: `argsz, flags, index, count` (16 bytes).
-public struct VFIOUserIRQInfo: Sendable, Equatable {
-    public static let size = 16
-    public var argsz: UInt32
-    public var flags: UInt32
-    public var index: UInt32
-    public var count: UInt32
-    public init(argsz: UInt32 = UInt32(Self.size), flags: UInt32 = 0, index: UInt32, count: UInt32 = 0) {
-        self.argsz = argsz; self.flags = flags; self.index = index; self.count = count
-    }
-    public func encode() -> [UInt8] { var w = ByteWriter(); w.u32(argsz); w.u32(flags); w.u32(index); w.u32(count); return w.bytes }
-    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserIRQInfo {
-        VFIOUserIRQInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_IRQ_INFO"), flags: u32(p, 4), index: u32(p, 8), count: u32(p, 12))
-    }
-}
+/// DEVICE_GET_IRQ_INFO request/reply: `struct vfio_irq_info` (`VFIOIRQInfoStruct`, shared with the kernel backend):
+/// `argsz, flags, index, count` (16 bytes).
+public typealias VFIOUserIRQInfo = VFIOIRQInfoStruct
 
 /// DEVICE_SET_IRQS request: `argsz, flags, index, start, count` (20 bytes), then `count` bool bytes for DATA_BOOL;
 /// eventfds travel as SCM_RIGHTS (spec "VFIO_USER_DEVICE_SET_IRQS").

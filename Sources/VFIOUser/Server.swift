@@ -7,24 +7,21 @@ import VFIO
 import Glibc
 #endif
 
-/// Server settings; the defaults are what libvfio-user advertises (vfio-user spec "Version" capabilities).
+/// Server settings; the defaults are what libvfio-user advertises (vfio-user spec "Version" capabilities). The fields
+/// of `peer` read as its own.
+@dynamicMemberLookup
 public struct VFIOUserServerConfiguration: Sendable {
-    /// Fds we accept per message (advertised as `max_msg_fds`; QEMU rejects > 16).
-    public var maxMsgFDs: UInt64 = 8
-    /// Largest REGION_READ/WRITE `count` we accept (advertised `max_data_xfer_size`).
-    public var maxDataXferSize: UInt64 = VFIOUserLimits.defaultMaxDataXferSize
-    public var maxDMAMaps: UInt64 = UInt64(VFIOUserLimits.defaultMaxDMAMaps)
-    public var pageSizes: UInt64 = VFIOUserLimits.defaultPageSizes
-    /// Implement and advertise REGION_WRITE_MULTI when the client offers it.
-    public var writeMultiple: Bool = true
-    /// Layout of the DMA_READ/DMA_WRITE messages we send. nil = automatic: QEMU's layout when the client
-    /// negotiated version 0.0 (QEMU 10.x does), the spec/libvfio-user layout otherwise.
-    public var dmaLayout: VFIOUserDMALayout? = nil
+    /// What we advertise (8 fds per message) and the layout of the DMA_READ/DMA_WRITE messages we send.
+    public var peer = VFIOUserPeerSettings(maxMsgFDs: 8)
     /// How long the server waits for the client's reply to a DMA_READ/DMA_WRITE it sent.
     public var dmaReplyTimeoutMilliseconds: Int = 5000
     /// How long a started message may take to arrive completely.
     public var messageTimeoutMilliseconds: Int = 10000
     public init() {}
+    public subscript<T>(dynamicMember field: WritableKeyPath<VFIOUserPeerSettings, T>) -> T {
+        get { peer[keyPath: field] }
+        set { peer[keyPath: field] = newValue }
+    }
 }
 
 /// A vfio-user server: serves one `VFIODevice` on a UNIX socket, one client at a time (vfio-user spec; interop

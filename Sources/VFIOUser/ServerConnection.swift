@@ -484,9 +484,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             throw .fatal("major version \(v.major)")
         }
         let c = v.capabilities ?? VFIOUserCapabilities()
-        guard c.effectiveMaxMsgFDs <= VFIOUserLimits.maxMsgFDsLimit else { throw .malformed("max_msg_fds \(c.effectiveMaxMsgFDs)") }
-        guard c.effectivePageSizes & config.pageSizes != 0 else { throw .malformed("pgsizes 0x\(String(c.effectivePageSizes, radix: 16))") }
-        guard c.effectiveMaxDataXferSize > 0 else { throw .malformed("max_data_xfer_size 0") }
+        if let problem = config.peer.problem(withPeer: c, minimumMsgFDs: 0) { throw .malformed(problem) }
         if let t = c.twinSocket, t.fdIndex != nil { throw .malformed("twin_socket fd_index in a request") }
         // Our reply: a subset of the client's keys (spec "Version": the reply's capabilities must be a subset).
         var ours = VFIOUserCapabilities()
@@ -498,7 +496,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         if writeMultiple { ours.writeMultiple = true }
         clientCaps = c
         negotiated = true
-        dmaLayout = config.dmaLayout ?? (v.minor == 0 ? .qemu : .spec)
+        dmaLayout = config.peer.dmaLayout(negotiatedMinor: v.minor)
         let minor = min(v.minor, VFIOUserLimits.protocolMinor)
         let hasKeys = ours != VFIOUserCapabilities()
         let out = VFIOUserVersion(major: VFIOUserLimits.protocolMajor, minor: minor, capabilities: hasKeys || v.capabilities != nil ? ours : nil)

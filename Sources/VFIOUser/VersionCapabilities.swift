@@ -86,3 +86,43 @@ public struct VFIOUserCapabilities: Sendable, Equatable {
         return "{\"capabilities\":{\(parts.joined(separator: ","))}}"
     }
 }
+
+/// What each end of a vfio-user connection sets alike (`VFIOUserClientConfiguration`, `VFIOUserServerConfiguration`
+/// reach these fields as their own): the limits it advertises in VERSION (spec "Version" capabilities), whether it
+/// does REGION_WRITE_MULTI, and the DMA_READ/DMA_WRITE layout; and the checks each end makes of the other's offer.
+public struct VFIOUserPeerSettings: Sendable, Equatable {
+    /// Fds we accept per message (advertised as `max_msg_fds`; QEMU rejects > 16).
+    public var maxMsgFDs: UInt64
+    /// Largest REGION_READ/WRITE or DMA_READ/WRITE `count` we accept (advertised `max_data_xfer_size`).
+    public var maxDataXferSize: UInt64 = VFIOUserLimits.defaultMaxDataXferSize
+    public var maxDMAMaps: UInt64 = UInt64(VFIOUserLimits.defaultMaxDMAMaps)
+    public var pageSizes: UInt64 = VFIOUserLimits.defaultPageSizes
+    /// Do and advertise REGION_WRITE_MULTI (a server: when the client offers it).
+    public var writeMultiple: Bool = true
+    /// Layout of the DMA_READ/DMA_WRITE messages. nil = automatic (`dmaLayout(negotiatedMinor:)`).
+    public var dmaLayout: VFIOUserDMALayout? = nil
+
+    public init(maxMsgFDs: UInt64) { self.maxMsgFDs = maxMsgFDs }
+
+    /// The DMA message layout of a connection that negotiated `minor`: the configured one, else QEMU's layout for
+    /// version 0.0 (QEMU 10.x negotiates it, and a swift-cxl server sends such a client that layout), the
+    /// spec/libvfio-user layout otherwise.
+    public func dmaLayout(negotiatedMinor minor: UInt16) -> VFIOUserDMALayout { dmaLayout ?? (minor == 0 ? .qemu : .spec) }
+
+    /// These settings as VERSION capabilities, every key stated.
+    public var advertised: VFIOUserCapabilities {
+        VFIOUserCapabilities(maxMsgFDs: maxMsgFDs, maxDataXferSize: maxDataXferSize, pgsizes: pageSizes, maxDMAMaps: maxDMAMaps,
+                             writeMultiple: writeMultiple)
+    }
+
+    /// What is wrong with the other end's offer `peer`, or nil: `max_msg_fds` from `minimumMsgFDs` to
+    /// `VFIOUserLimits.maxMsgFDsLimit`, a page size in common with ours, a non-zero `max_data_xfer_size`.
+    public func problem(withPeer peer: VFIOUserCapabilities, minimumMsgFDs: UInt64) -> String? {
+        if peer.effectiveMaxMsgFDs < minimumMsgFDs || peer.effectiveMaxMsgFDs > VFIOUserLimits.maxMsgFDsLimit {
+            return "max_msg_fds \(peer.effectiveMaxMsgFDs)"
+        }
+        if peer.effectivePageSizes & pageSizes == 0 { return "pgsizes 0x\(String(peer.effectivePageSizes, radix: 16))" }
+        if peer.effectiveMaxDataXferSize == 0 { return "max_data_xfer_size 0" }
+        return nil
+    }
+}

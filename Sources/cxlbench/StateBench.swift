@@ -205,7 +205,10 @@ func saveRestoreFigure(_ fn: any PCIFunction, decoders n: Int, placement: String
 
 func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
     var figures: [Figure] = []
-    for n in [1, 8, 32] {
+    // CXLBENCH_STATE_DECODERS=32 measures only those decoder counts (for profiling one size).
+    let sizes = ProcessInfo.processInfo.environment["CXLBENCH_STATE_DECODERS"]
+        .map { $0.split(separator: ",").compactMap { Int($0) }.filter { (1...32).contains($0) } } ?? [1, 8, 32]
+    for n in sizes {
         // In-process: the emulated device itself.
         ctx.log("save/restore in-process \(n) decoders")
         var profile = try DeviceProfile.named("type2")
@@ -220,7 +223,7 @@ func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
     // (CXLBENCH_STATE_LOCAL=1 skips this part, for profiling the in-process one.)
     if ProcessInfo.processInfo.environment["CXLBENCH_STATE_LOCAL"] == "1" { return figures }
     try withPlacement(pinned: true) {
-        for n in [1, 8, 32] {
+        for n in sizes {
             ctx.log("save/restore over vfio-user \(n) decoders")
             let child = try VFIOUserChild(decoders: n)
             defer { child.stop() }

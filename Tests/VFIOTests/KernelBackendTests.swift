@@ -71,6 +71,43 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         #expect(VFIOKernelUAPI.ioasUnmapArgs(ioas: 0, iova: 0, length: 0).count == size(CSYSTEM_IOMMU_IOAS_UNMAP_S))
     }
 
+    /// The argument structs the kernel backend and vfio-user share (`VFIO/InfoStructs.swift`) read each field at the
+    /// C struct's offsetof, capability chain included, and encode the same bytes back.
+    @Test func sharedInfoStructsDecodeAtTheKernelOffsets() throws {
+        func off(_ s: csystem_vfio_struct, _ f: Int32) -> Int { Int(csystem_vfio_field_offset(Int32(s.rawValue), f)) }
+        func put(_ b: inout [UInt8], _ at: Int, _ v: [UInt8]) { b.replaceSubrange(at..<(at + v.count), with: v) }
+        let cap = VFIORegionTypeCapability(type: 7, subtype: 9).capability
+        let chain = VFIOCapabilityChain.encode([cap], baseOffset: 32)
+        var r = [UInt8](repeating: 0, count: 32) + chain
+        let flags: VFIORegionFlags = [.read, .mmap, .caps]
+        put(&r, off(CSYSTEM_VFIO_REGION_INFO, 0), le32(UInt32(r.count)))
+        put(&r, off(CSYSTEM_VFIO_REGION_INFO, 1), le32(flags.rawValue))
+        put(&r, off(CSYSTEM_VFIO_REGION_INFO, 2), le32(3))
+        put(&r, off(CSYSTEM_VFIO_REGION_INFO, 3), le32(32))
+        put(&r, off(CSYSTEM_VFIO_REGION_INFO, 4), le64(0x1000))
+        put(&r, off(CSYSTEM_VFIO_REGION_INFO, 5), le64(0x7_0000_0000))
+        let region = try VFIORegionInfoStruct(decoding: r)
+        #expect(region == VFIORegionInfoStruct(argsz: UInt32(r.count), flags: flags.rawValue, index: 3, capOffset: 32,
+                                               regionSize: 0x1000, offset: 0x7_0000_0000, capabilities: [cap]))
+        #expect(region.encode() == r)
+        let fixed = VFIOKernelUAPI.size(CSYSTEM_VFIO_DEVICE_INFO)
+        var d = [UInt8](repeating: 0, count: 24) + VFIOCapabilityChain.encode([cap], baseOffset: 24)
+        put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 0), le32(UInt32(d.count)))
+        put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 1), le32(VFIODeviceFlags([.pci, .caps]).rawValue))
+        put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 2), le32(9))
+        put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 3), le32(5))
+        put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 4), le32(24))
+        let device = try VFIODeviceInfoStruct(decoding: d, fixedSize: fixed)
+        #expect(device.numRegions == 9 && device.numIRQs == 5 && device.capOffset == 24 && device.capabilities == [cap])
+        // A chain that starts inside the fixed part is refused, as vfio-user refuses it.
+        put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 4), le32(8))
+        #expect(throws: VFIOError.self) { try VFIODeviceInfoStruct(decoding: d, fixedSize: fixed) }
+        let irq = VFIOIRQInfoStruct(decoding: VFIOIRQInfoStruct(flags: 0x7, index: 2, count: 4).encode())
+        #expect(irq == VFIOIRQInfoStruct(argsz: UInt32(VFIOKernelUAPI.size(CSYSTEM_VFIO_IRQ_INFO)), flags: 0x7, index: 2, count: 4))
+        let unmap = VFIOKernelUAPI.type1DMAUnmap(iova: 0x10_0000, size: 0x2000)
+        #expect(VFIODMAUnmapStruct(decoding: unmap) == VFIODMAUnmapStruct(address: 0x10_0000, size: 0x2000))
+    }
+
     /// Each field lands at the C struct's offsetof.
     @Test func fieldsAtTheKernelOffsets() {
         func off(_ s: csystem_vfio_struct, _ f: Int32) -> Int { Int(csystem_vfio_field_offset(Int32(s.rawValue), f)) }

@@ -29,6 +29,8 @@ public struct HDMDecoderDevice: Sendable {
     /// lazy-initialisation check per access): Decoder 0 Control's offset and the Commit bit.
     private let control0 = Self.decoder0Control
     private let commit = Self.commitMask
+    /// Committed | Error Not Committed: what a commit or de-commit clears first.
+    private let status = Self.committedMask | Self.errorNotCommittedMask
 
     public init(rules: HDMCommitRules, decoderCount: Int, origin: Int = 0) {
         self.rules = rules
@@ -114,7 +116,7 @@ public struct HDMDecoderDevice: Sendable {
             let words = HDMRegisterWords(raw, origin: origin)
             var cursor = DPACursor()
             let low = words.lowAddressMask
-            if origin >= 0, origin + first + stride * (n + 1) <= raw.count {
+            if origin >= 0, origin + first + stride * (n + 1) <= words.count {
                 // Decoders 0...n all inside the file: plain loads, no per-load range check.
                 func load(_ at: Int) -> UInt64 { UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self))) }
                 var at = origin + first
@@ -156,6 +158,8 @@ public struct HDMDecoderDevice: Sendable {
     }()
     static let committedMask = HDMDecoderCapability.Control.committed.mask
     static let commitMask = HDMDecoderCapability.Control.commit.mask
+    static let errorNotCommittedMask = HDMDecoderCapability.Control.errorNotCommitted.mask
+    static let lockOnCommitMask = HDMDecoderCapability.Control.lockOnCommit.mask
     static let iwMask = HDMDecoderCapability.Control.iw.mask
     static let iwShift = UInt64(HDMDecoderCapability.Control.iw.lsb)
 
@@ -169,63 +173,90 @@ public struct HDMDecoderDevice: Sendable {
         case decommit(Int)
     }
 
+    /// The Commit edges one write made: at most two (an access is at most 8 bytes and
+    /// Controls are `decoderStride` bytes apart), held inline: every BAR write returns
+    /// one, and most return none.
+    public struct CommitEdges: Sequence, Sendable {
+        private var first: CommitEdge?
+        private var second: CommitEdge?
+        public init() {}
+        mutating func append(_ e: CommitEdge) {
+            if first == nil { first = e } else { second = e }
+        }
+        public var isEmpty: Bool { first == nil }
+        public struct Iterator: IteratorProtocol {
+            var edges: CommitEdges
+            public mutating func next() -> CommitEdge? {
+                guard let e = edges.first else { return nil }
+                edges.first = edges.second
+                edges.second = nil
+                return e
+            }
+        }
+        public func makeIterator() -> Iterator { Iterator(edges: self) }
+    }
+
     /// Apply a software write at `offset` (file-relative) and report the Commit edges
     /// it made. Only a decoder whose whole Control the write covers, and which was not
     /// locked before the write, can commit or de-commit. The caller acts on each edge
     /// (`commit` / `beginCommit`, `decommit`).
-    public func write(_ file: inout RegisterFile, offset: Int, width: Int, value: UInt64) -> (RegisterWrite, [CommitEdge]) {
-        // Only the decoders whose Control the access's bytes can reach: an access is at
-        // most 8 bytes and Controls are `decoderStride` (32) bytes apart, so at most two,
-        // kept in two slots rather than an array (this runs on every BAR write).
+    public func write(_ file: inout RegisterFile, offset: Int, width: Int, value: UInt64) -> CommitEdges {
+        // Only the decoders whose Control the access's bytes can reach: Control n is the
+        // 4 bytes at `rel` 32n ..< 32n + 4, so n runs from ceil((rel - 3) / 32) to
+        // floor((rel + width - 1) / 32), clamped to the decoders there are (wrapping
+        // arithmetic: an offset far outside only fails the range test). At most two
+        // (an access is at most 8 bytes), each with its Control as it was before the write.
         var first = -1, second = -1
-        if offset < range.upperBound && range.lowerBound < offset + width {
-            let stride = HDMDecoderCapability.decoderStride
-            let lo = max(0, (offset - origin - control0 - 3) / stride)
-            let hi = min(decoderCount - 1, (offset + width - 1 - origin - control0) / stride + 1)
+        var firstBefore: UInt64 = 0, secondBefore: UInt64 = 0
+        let stride = HDMDecoderCapability.decoderStride
+        let rel = offset &- origin &- control0
+        if width > 0, width <= 8, rel > -width, rel < stride &* decoderCount {
+            let lo = (rel &+ stride &- 4) / stride
+            let hi = min(decoderCount - 1, (rel &+ width &- 1) / stride)
             if lo <= hi {
-                for n in lo...hi {
-                    let c = controlOffset(n)
-                    if c < offset + width && offset < c + 4 && !file.isLocked(c) {
-                        if first < 0 { first = n } else { second = n }
-                    }
+                for n in lo...hi where !file.isLocked(controlOffset(n)) {
+                    let before = file.read(controlOffset(n), width: 4)
+                    if first < 0 { (first, firstBefore) = (n, before) } else { (second, secondBefore) = (n, before) }
                 }
             }
         }
-        let w = file.write(offset, width: width, value: value)
-        guard first >= 0 else { return (w, []) }
-        var edges: [CommitEdge] = []
-        func edge(_ n: Int) {
+        // The write's own result is not needed (the Controls were read above): it stays
+        // in memory the caller never reads back.
+        file.write(offset, width: width, value: value)
+        var edges = CommitEdges()
+        for k in 0..<2 {
+            let n = k == 0 ? first : second
+            guard n >= 0 else { continue }
             let c = controlOffset(n)
-            guard w.covers(c, width: 4) else { return }
-            let before = (c == w.offset && w.width == 4 ? w.before : w.beforeBits(ofRegisterAt: c, width: 4)) & commit != 0
+            // Commit as it was in the bytes the access covered (bytes it did not cover count as 0).
+            var covered: UInt64 = 0
+            for b in 0..<4 where c + b >= offset && c + b < offset + width { covered |= 0xFF << UInt64(8 * b) }
+            guard covered != 0 else { continue }
+            let before = (k == 0 ? firstBefore : secondBefore) & covered & commit != 0
             let after = file.read(c, width: 4) & commit != 0
             if !before && after { edges.append(.commit(n)) }
             if before && !after { edges.append(.decommit(n)) }
         }
-        edge(first)
-        if second >= 0 { edge(second) }
-        return (w, edges)
+        return edges
     }
 
     /// Commit 0 -> 1: Committed and Error Not Committed clear; the last failure is
     /// forgotten. The result follows with `finishCommit`.
     public mutating func beginCommit(_ n: Int, in file: inout RegisterFile) {
-        let c = HDMDecoderCapability.Control.self
-        file.setBits(controlOffset(n), width: 4, mask: c.committed.mask | c.errorNotCommitted.mask, to: false)
+        file.setBits(controlOffset(n), width: 4, mask: status, to: false)
         if !failures.isEmpty { failures[n] = nil }
     }
 
     /// The commit's result: Error Not Committed (recording why), or Committed and,
     /// with Lock On Commit set, the decoder's registers frozen.
     public mutating func finishCommit(_ n: Int, failure: CommitFailure?, in file: inout RegisterFile) {
-        let c = HDMDecoderCapability.Control.self
         if let failure {
             failures[n] = failure
-            file.setBits(controlOffset(n), width: 4, mask: c.errorNotCommitted.mask, to: true)
+            file.setBits(controlOffset(n), width: 4, mask: Self.errorNotCommittedMask, to: true)
             return
         }
-        file.setBits(controlOffset(n), width: 4, mask: c.committed.mask, to: true)
-        if c.lockOnCommit.extract(file.read(controlOffset(n), width: 4)) != 0 {
+        file.setBits(controlOffset(n), width: 4, mask: Self.committedMask, to: true)
+        if file.read(controlOffset(n), width: 4) & Self.lockOnCommitMask != 0 {
             file.setLock(lockedRange(n), true)
         }
     }
@@ -241,9 +272,8 @@ public struct HDMDecoderDevice: Sendable {
 
     /// Commit 1 -> 0 on an unlocked decoder: Committed and Error Not Committed clear at once.
     public mutating func decommit(_ n: Int, in file: inout RegisterFile) {
-        let c = HDMDecoderCapability.Control.self
         if !failures.isEmpty { failures[n] = nil }
-        file.setBits(controlOffset(n), width: 4, mask: c.committed.mask | c.errorNotCommitted.mask, to: false)
+        file.setBits(controlOffset(n), width: 4, mask: status, to: false)
     }
 
     /// After a reset of the structure's registers: no failures remembered.
@@ -258,19 +288,22 @@ struct HDMRegisterWords {
     let origin: Int
     /// The bits a Low register implements, read once per pass.
     let lowAddressMask = HDMDecoderRegisters.lowAddressMask
+    /// `raw.count`, read once (it is a call, not a load, on every access otherwise).
+    let count: Int
     init(_ raw: UnsafeRawBufferPointer, origin: Int) {
         self.raw = raw
         self.origin = origin
+        count = raw.count
     }
 
     @inline(__always)
     func load(_ offset: Int) -> UInt64 {
         let at = origin + offset
-        if at >= 0 && at <= raw.count - 4 {
+        if at >= 0 && at <= count - 4 {
             return UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
         }
         var v: UInt64 = 0
-        for i in 0..<4 where at + i >= 0 && at + i < raw.count { v |= UInt64(raw[at + i]) << UInt64(8 * i) }
+        for i in 0..<4 where at + i >= 0 && at + i < count { v |= UInt64(raw[at + i]) << UInt64(8 * i) }
         return v
     }
 

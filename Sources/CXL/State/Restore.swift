@@ -59,12 +59,12 @@ final class RestoreRun {
     let engine: CXLStateEngine
     let snapshot: CXLStateSnapshot
     private let regs: [SavedRegister]
-    // One restore runs on one thread from start to end (`execute`), so these need no
-    // dynamic exclusivity checks (they cost more than the register accesses around them).
-    @exclusivity(unchecked) private var outcomes: [RegisterOutcome]
-    /// Values read after the register's last write: verification does not read again.
-    @exclusivity(unchecked) private var fresh: [UInt64?]
-    @exclusivity(unchecked) private var failed: [Bool]
+
+    typealias Slot = RestoreRecord.Slot
+    /// What the restore did to each register; the report keeps it.
+    private let record: RestoreRecord
+    /// `record.slots`, held here: one load per access.
+    private let slots: UnsafeMutableBufferPointer<Slot>
     @exclusivity(unchecked) private var steps: [RestoreStep] = []
     @exclusivity(unchecked) private var decoders: [DecoderOutcome] = []
     @exclusivity(unchecked) private var locked = false
@@ -77,20 +77,18 @@ final class RestoreRun {
         self.snapshot = snapshot
         committer = HDMCommitter(engine.options)
         regs = snapshot.registers
-        outcomes = regs.map {
-            RegisterOutcome(name: $0.name, width: $0.width, saved: $0.value, action: $0.role == .verify ? .compared : .notAttempted, ok: true)
+        record = RestoreRecord(registers: regs) { r in
+            // Read-only registers the capability check already read equal: no second read.
+            let verify = r.role == .verify
+            return Slot(action: verify ? .compared : .notAttempted, fresh: verify && !confirmed.isEmpty ? confirmed[r.key] : nil)
         }
-        fresh = Array(repeating: nil, count: regs.count)
-        // Read-only registers the capability check already read equal: no second read.
-        if !confirmed.isEmpty {
-            for i in regs.indices where regs[i].role == .verify { fresh[i] = confirmed[regs[i].key] }
-        }
-        failed = Array(repeating: false, count: regs.count)
+        slots = record.slots
         at = SnapshotIndex(snapshot)
     }
 
+    /// The report; its register outcomes are built from the record when read.
     var report: RestoreReport {
-        RestoreReport(device: snapshot.identity, dvsecLocked: locked, stepLog: steps, registers: outcomes, decoders: decoders)
+        RestoreReport(device: snapshot.identity, dvsecLocked: locked, stepLog: steps, outcomes: .recorded(record), decoders: decoders)
     }
 
     // MARK: Register operations
@@ -98,20 +96,19 @@ final class RestoreRun {
     private func step(_ s: String) { steps.append(.text(s)) }
 
     private func fail(_ i: Int, _ detail: String) {
-        failed[i] = true
-        outcomes[i].ok = false
-        outcomes[i].detail = outcomes[i].detail.map { "\($0); \(detail)" } ?? detail
+        slots[i].ok = false
+        record.details[i] = record.details[i].map { "\($0); \(detail)" } ?? detail
     }
 
     /// Write register `i`; `posted` lets a BAR write complete later (the next read of
     /// the function orders after it; the read-back catches a lost write).
     @discardableResult
     private func write(_ i: Int, _ value: UInt64, action: RegisterOutcome.Action = .written, posted: Bool = false) -> Bool {
-        fresh[i] = nil
-        outcomes[i].action = action
+        slots[i].fresh = nil
+        slots[i].action = action
         do {
             try engine.write(regs[i], value, posted: posted)
-            outcomes[i].written = value
+            slots[i].written = value
             return true
         } catch {
             fail(i, "write of \(HexCoding.format(value, width: regs[i].width)) failed: \(error)")
@@ -130,12 +127,12 @@ final class RestoreRun {
             return ok
         }
         for (i, _) in batch {
-            fresh[i] = nil
-            outcomes[i].action = .written
+            slots[i].fresh = nil
+            slots[i].action = .written
         }
         do {
             try engine.function.barWritePosted(bar, batch.map { PostedBARWrite(offset: regs[$0.0].offset, width: regs[$0.0].width, value: $0.1) })
-            for (i, v) in batch { outcomes[i].written = v }
+            for (i, v) in batch { slots[i].written = v }
             return true
         } catch {
             for (i, v) in batch { fail(i, "write of \(HexCoding.format(v, width: regs[i].width)) failed: \(error)") }
@@ -143,30 +140,32 @@ final class RestoreRun {
         }
     }
 
-    /// Decoder n's programming registers (`others`, their saved values) and then its
-    /// Control (`value`), as one batch of posted writes (`writePosted`), built without
-    /// intermediate arrays.
-    private func writeDecoder(_ others: ArraySlice<Int>, control: Int, _ value: UInt64) -> Bool {
-        guard case .bar(let bar) = regs[control].space, others.allSatisfy({ regs[$0].space == .bar(bar) }) else {
-            return writePosted(others.map { ($0, regs[$0].value) } + [(control, value)])
+    /// Decoder n's programming registers (`others`: positions in `at.decoderOthers`,
+    /// their saved values) and then its Control (`value`), as one batch of posted
+    /// writes (`writePosted`), built without intermediate arrays.
+    private func writeDecoder(_ others: Range<Int>, control: Int, _ value: UInt64) -> Bool {
+        let flat = at.decoderOthers
+        guard case .bar(let bar) = regs[control].space, flat[others].allSatisfy({ regs[$0].space == .bar(bar) }) else {
+            return writePosted(flat[others].map { ($0, regs[$0].value) } + [(control, value)])
         }
         var writes: [PostedBARWrite] = []
         writes.reserveCapacity(others.count + 1)
-        for i in others {
-            fresh[i] = nil
-            outcomes[i].action = .written
+        for k in others {
+            let i = flat[k]
+            slots[i].fresh = nil
+            slots[i].action = .written
             writes.append(PostedBARWrite(offset: regs[i].offset, width: regs[i].width, value: regs[i].value))
         }
-        fresh[control] = nil
-        outcomes[control].action = .written
+        slots[control].fresh = nil
+        slots[control].action = .written
         writes.append(PostedBARWrite(offset: regs[control].offset, width: regs[control].width, value: value))
         do {
             try engine.function.barWritePosted(bar, writes)
-            for i in others { outcomes[i].written = regs[i].value }
-            outcomes[control].written = value
+            for k in others { slots[flat[k]].written = regs[flat[k]].value }
+            slots[control].written = value
             return true
         } catch {
-            for i in others { fail(i, "write of \(HexCoding.format(regs[i].value, width: regs[i].width)) failed: \(error)") }
+            for k in others { fail(flat[k], "write of \(HexCoding.format(regs[flat[k]].value, width: regs[flat[k]].width)) failed: \(error)") }
             fail(control, "write of \(HexCoding.format(value, width: regs[control].width)) failed: \(error)")
             return false
         }
@@ -186,8 +185,8 @@ final class RestoreRun {
     }
 
     private func noteLive(_ i: Int, _ v: UInt64) {
-        fresh[i] = v
-        if outcomes[i].live == nil { outcomes[i].live = v }
+        slots[i].fresh = v
+        if slots[i].live == nil { slots[i].live = v }
     }
 
     /// Wait on Decoder n Control (register `i`) through the host-side committer;
@@ -195,7 +194,7 @@ final class RestoreRun {
     private func wait(_ i: Int, decommit: Bool) -> HDMCommitWait? {
         func read() throws(CXLStateError) -> UInt64 {
             let v = try engine.read(regs[i])
-            fresh[i] = v
+            slots[i].fresh = v
             return v
         }
         do throws(CXLStateError) {
@@ -217,48 +216,53 @@ final class RestoreRun {
         if (merged ^ live) & layout.writableMask != 0 {
             write(i, merged, action: .merged)
         } else {
-            outcomes[i].action = .lockedKept
+            slots[i].action = .lockedKept
         }
     }
 
     /// Read the live values of registers `indices` in as few accesses as the function
     /// allows: one bulk read per space over the span they cover (a span of at most
-    /// 4 KiB of DWORD-aligned registers), else one read each. Failures are recorded
-    /// per register.
-    private func readMany(_ indices: [Int], live: Bool) -> [UInt64?] {
-        var out = [UInt64?](repeating: nil, count: regs.count)
-        // Spaces in first-seen order (a snapshot has config and one BAR).
-        var bySpace: [(space: RegisterSpace, list: [Int])] = []
+    /// 4 KiB of DWORD-aligned registers), else one read each; `found(i, value)` for
+    /// each register read. Failures are recorded per register.
+    private func readMany(_ indices: [Int], live: Bool, _ found: (Int, UInt64) -> Void) {
+        // Spaces in first-seen order with the span their registers cover (a snapshot
+        // has config and one BAR).
+        var spans: [(space: RegisterSpace, lo: UInt64, hi: UInt64, count: Int)] = []
         for i in indices {
-            if let k = bySpace.firstIndex(where: { $0.space == regs[i].space }) { bySpace[k].list.append(i) } else { bySpace.append((regs[i].space, [i])) }
+            let r = regs[i]
+            var k = 0
+            while k < spans.count && spans[k].space != r.space { k += 1 }
+            if k == spans.count {
+                spans.append((r.space, r.offset, r.offset + UInt64(r.width), 1))
+            } else {
+                spans[k].lo = min(spans[k].lo, r.offset)
+                spans[k].hi = max(spans[k].hi, r.offset + UInt64(r.width))
+                spans[k].count += 1
+            }
         }
-        for (space, list) in bySpace {
-            var lo = UInt64.max, hi: UInt64 = 0
-            for i in list { lo = min(lo, regs[i].offset); hi = max(hi, regs[i].offset + UInt64(regs[i].width)) }
-            lo &= ~3
-            hi = (hi + 3) & ~3
-            if list.count > 1, hi - lo <= 4096 {
+        for span in spans {
+            let lo = span.lo & ~3, hi = (span.hi + 3) & ~3
+            if span.count > 1, hi - lo <= 4096 {
                 let bytes: [UInt8]?
                 do throws(PCIError) {
-                    switch space {
+                    switch span.space {
                     case .config: bytes = try engine.function.configReadBytes(Int(lo), count: Int(hi - lo))
                     case .bar(let b): bytes = try engine.function.barReadBytes(b, offset: lo, count: Int(hi - lo))
                     }
                 } catch { bytes = nil }
                 if let bytes {
-                    for i in list {
-                        if let v = LittleEndian.load(bytes, at: Int(regs[i].offset - lo), width: regs[i].width) { out[i] = v }
+                    for i in indices where regs[i].space == span.space {
+                        if let v = LittleEndian.load(bytes, at: Int(regs[i].offset - lo), width: regs[i].width) { found(i, v) }
                     }
                     continue
                 }
             }
-            for i in list {
-                do { out[i] = try engine.read(regs[i]) } catch {
+            for i in indices where regs[i].space == span.space {
+                do { found(i, try engine.read(regs[i])) } catch {
                     fail(i, live ? "read failed: \(error)" : "read-back failed: \(error)")
                 }
             }
         }
-        return out
     }
 
     // MARK: The restore
@@ -311,13 +315,13 @@ final class RestoreRun {
         // 7. Lock last, only to re-arm it.
         if let lock = at.lock {
             if locked {
-                outcomes[lock].action = .lockedKept
+                slots[lock].action = .lockedKept
             } else if regs[lock].value & StateCatalog.configLockBit != 0 {
                 write(lock, regs[lock].value)
                 step("DVSEC CXL Lock written last: CONFIG_LOCK re-armed")
             } else {
-                outcomes[lock].action = .skipped
-                outcomes[lock].detail = "saved clear; Lock is write-once, not written"
+                slots[lock].action = .skipped
+                record.details[lock] = "saved clear; Lock is write-once, not written"
             }
         }
 
@@ -338,7 +342,7 @@ final class RestoreRun {
         // 11. Read back config space.
         verify(at.config)
         // A register the steps above never reached is a failure, not a silent pass.
-        for i in regs.indices where outcomes[i].action == .notAttempted && outcomes[i].ok {
+        for i in regs.indices where slots[i].action == .notAttempted && slots[i].ok {
             fail(i, "not attempted")
         }
     }
@@ -356,25 +360,27 @@ final class RestoreRun {
         // The live Control of every decoder saved committed, in one batched read: the
         // restore decides from them, decoder by decoder (a commit of decoder m does not
         // change decoder n's Control).
-        let wanted = at.decoders.compactMap { d in d.control.flatMap { regs[$0].value & committed != 0 ? $0 : nil } }
+        var wanted: [Int] = []
+        wanted.reserveCapacity(at.decoders.count)
+        for d in at.decoders { if let c = d.control, regs[c].value & committed != 0 { wanted.append(c) } }
         let batched = wanted.count > 1
-        let prefetched = batched ? readMany(wanted, live: true) : []
+        if batched { readMany(wanted, live: true) { i, v in slots[i].prefetched = v } }
 
         for (n, d) in at.decoders.enumerated() {
             guard let control = d.control else { continue }
             func mark(_ action: RegisterOutcome.Action, ok: Bool, _ detail: String) {
                 func one(_ i: Int) {
-                    outcomes[i].action = action
-                    outcomes[i].detail = detail
-                    if !ok { outcomes[i].ok = false; failed[i] = true }
+                    slots[i].action = action
+                    record.details[i] = detail
+                    if !ok { slots[i].ok = false }
                 }
-                for i in d.others { one(i) }
+                for k in d.others { one(at.decoderOthers[k]) }
                 one(control)
             }
             func outcome(_ result: DecoderOutcome.Result, _ detail: String? = nil, polls: Int = 0) {
-                record(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))
+                log(DecoderOutcome(index: n, result: result, detail: detail, polls: polls))
             }
-            func record(_ d: DecoderOutcome) {
+            func log(_ d: DecoderOutcome) {
                 decoders.append(d)
                 steps.append(.decoder(d))
             }
@@ -399,7 +405,7 @@ final class RestoreRun {
             }
             let liveValue: UInt64?
             if batched {
-                liveValue = prefetched[control]
+                liveValue = slots[control].prefetched
                 if let v = liveValue { noteLive(control, v) }
             } else {
                 liveValue = readLive(control)
@@ -438,7 +444,7 @@ final class RestoreRun {
             }
             switch wait(control, decommit: false) {
             case .done(_, let polls)?:
-                record(DecoderOutcome(index: n, result: .committed, note: .committedAfter(polls: polls), polls: polls))
+                log(DecoderOutcome(index: n, result: .committed, note: .committedAfter(polls: polls), polls: polls))
             case .errorNotCommitted(_, let polls)?:
                 fail(control, "Error Not Committed")
                 // Spec recovery: clear Commit so the decoder is not left armed.
@@ -460,20 +466,19 @@ final class RestoreRun {
     /// after their last write (in one batched read per space). Registers not restored
     /// by design are not read.
     private func verify(_ indices: [Int]) {
-        let checked = indices.filter {
-            (outcomes[$0].action != .skipped || !StateCatalog.isHDM(regs[$0].name)) && outcomes[$0].action != .notAttempted
+        func checked(_ i: Int) -> Bool {
+            let action = slots[i].action
+            return action != .notAttempted && (action != .skipped || !StateCatalog.isHDM(regs[i].name))
         }
-        let unread = checked.filter { fresh[$0] == nil }
-        if !unread.isEmpty {
-            let values = readMany(unread, live: false)
-            for i in unread where values[i] != nil { fresh[i] = values[i] }
-        }
-        for i in checked {
-            guard let after = fresh[i] else { continue }
+        var unread: [Int] = []
+        for i in indices where checked(i) && slots[i].fresh == nil { unread.append(i) }
+        if !unread.isEmpty { readMany(unread, live: false) { i, v in slots[i].fresh = v } }
+        for i in indices where checked(i) {
+            guard let after = slots[i].fresh else { continue }
             let r = regs[i]
-            outcomes[i].after = after
+            slots[i].after = after
             guard r.value != after, !StateCatalog.equivalent(r.key, r.value, after) else { continue }
-            switch outcomes[i].action {
+            switch slots[i].action {
             case .lockedKept, .merged:
                 fail(i, "CONFIG_LOCK is set and the hardware holds a different value; locked fields cannot be restored")
             case .leftAlone:
@@ -481,7 +486,7 @@ final class RestoreRun {
             case .compared:
                 fail(i, "read-only register differs from the snapshot")
             default:
-                if !failed[i] { fail(i, "reads back \(HexCoding.format(after, width: r.width))") }
+                if slots[i].ok { fail(i, "reads back \(HexCoding.format(after, width: r.width))") }
             }
         }
     }
@@ -494,8 +499,8 @@ struct SnapshotIndex {
     struct Decoder {
         var control: Int?
         /// Base Low/High, Size Low/High, DPA Skip (or Target List) Low/High, in snapshot
-        /// order: a slice of one array shared by all decoders.
-        var others: ArraySlice<Int> = []
+        /// order: positions in `decoderOthers`, which all decoders share.
+        var others: Range<Int> = 0..<0
     }
     var command: Int?
     var bars: [Int] = []
@@ -510,37 +515,75 @@ struct SnapshotIndex {
     var rangeBases: [(Int, Int)] = []
     var globalControl: Int?
     var decoders: [Decoder] = []
+    /// Every decoder's registers other than Control, grouped by decoder (snapshot order kept).
+    var decoderOthers: [Int] = []
     var mmio: [Int] = []
     var config: [Int] = []
 
     init(_ snapshot: CXLStateSnapshot) {
         let regs = snapshot.registers
         let hdm = snapshot.layout.hdm
-        decoders = Array(repeating: Decoder(), count: hdm?.decoderCount ?? 0)
+        let decoderCount = hdm?.decoderCount ?? 0
+        // Built in locals and stored once at the end (a nested function writing through
+        // `self` would keep every field in memory).
+        var command: Int?, lock: Int?, control: Int?, control2: Int?, globalControl: Int?
+        var pciExpress: [Int] = [], msi: [Int] = [], msix: [Int] = []
+        var controls = [Int?](repeating: nil, count: decoderCount)
         var barSlots: [Int?] = Array(repeating: nil, count: 6)
         var msiControl: Int?
         var ranges: [Int?] = [nil, nil, nil, nil]
+        // Hoisted: the table's size and kinds (statics), and where the decoders are.
+        let tableCount = UInt32(StateRegisterTable.count)
         let kinds = StateRegisterTable.kinds
-        // HDM registers other than Control: (snapshot index, decoder).
-        var placed: [(Int, Int)] = []
-        placed.reserveCapacity(StateRegisterTable.endpointSlots * decoders.count)
-        mmio.reserveCapacity(regs.count)
-        config.reserveCapacity(32)
-        for (i, r) in regs.enumerated() {
-            if r.space == .config { config.append(i) } else { mmio.append(i) }
+        let hdmSpace = hdm.map { RegisterSpace.bar($0.bar) }, hdmOffset = hdm?.hdmOffset ?? 0
+        let first = UInt64(HDMDecoderCapability.firstDecoderOffset), stride = UInt64(HDMDecoderCapability.decoderStride)
+        let decodersEnd = first + stride * UInt64(decoderCount)
+        let controlSlot = UInt64(HDMDecoderCapability.controlSlot), globalOffset = UInt64(HDMDecoderCapability.globalControl.offset)
+        // Config and MMIO lists, and the HDM registers other than Control with their
+        // decoder, filled into one scratch buffer (no growing arrays per register):
+        // [0, r) config, [r, 2r) MMIO, [2r, 3r) HDM register index, [3r, 4r) its decoder.
+        let r = regs.count
+        let scratch = UnsafeMutableBufferPointer<Int>.allocate(capacity: 4 * r)
+        defer { scratch.deallocate() }
+        var configCount = 0, mmioCount = 0, placedCount = 0
+        /// An HDM register by location (decoder n, register slot) inside the structure.
+        func placeHDM(_ i: Int, _ reg: SavedRegister) {
+            guard reg.space == hdmSpace, reg.offset >= hdmOffset else { return }
+            let rel = reg.offset - hdmOffset
+            if rel >= first, rel < decodersEnd {
+                let n = Int((rel - first) / stride)
+                if (rel - first) % stride == controlSlot {
+                    controls[n] = i
+                } else {
+                    scratch[2 * r + placedCount] = i
+                    scratch[3 * r + placedCount] = n
+                    placedCount += 1
+                }
+            } else if rel == globalOffset, reg.role == .restore {
+                globalControl = i
+            }
+        }
+        for (i, reg) in regs.enumerated() {
+            if case .config = reg.space {
+                scratch[configCount] = i
+                configCount += 1
+            } else {
+                scratch[r + mmioCount] = i
+                mmioCount += 1
+            }
             // By catalog number: no names compared. A register the state table lacks
             // (only a crafted file has one) goes by its structure's name.
-            guard let id = r.name.catalogID else {
-                switch r.block {
+            guard reg.name.id < tableCount else {
+                switch reg.block {
                 case StateCatalog.pciExpressBlock: pciExpress.append(i)
                 case StateCatalog.msiBlock: msi.append(i)
                 case StateCatalog.msixBlock: msix.append(i)
-                case StateCatalog.hdmBlock: placeHDM(i, r, hdm, &placed)
+                case StateCatalog.hdmBlock: placeHDM(i, reg)
                 default: break
                 }
                 continue
             }
-            switch kinds[id] {
+            switch kinds[Int(reg.name.id)] {
             case .command: command = i
             case .bar(let b): barSlots[b] = i
             case .pciExpress: pciExpress.append(i)
@@ -552,41 +595,31 @@ struct SnapshotIndex {
             case .dvsecControl2: control2 = i
             case .rangeBase(let k): ranges[k] = i
             case .dvsecOther, .hdmCapability: break
-            case .hdmGlobalControl, .decoder: placeHDM(i, r, hdm, &placed)
+            case .hdmGlobalControl, .decoder: placeHDM(i, reg)
             }
         }
+        (self.command, self.lock, self.control, self.control2, self.globalControl) = (command, lock, control, control2, globalControl)
+        config = Array(scratch[0 ..< configCount])
+        mmio = Array(scratch[r ..< r + mmioCount])
         bars = barSlots.compactMap { $0 }
+        decoders = controls.map { Decoder(control: $0) }
         // Every decoder's other registers in one array, grouped by decoder (snapshot order kept).
-        if !placed.isEmpty {
-            var start = [Int](repeating: 0, count: decoders.count + 1)
-            for (_, n) in placed { start[n + 1] += 1 }
-            for n in 0..<decoders.count { start[n + 1] += start[n] }
+        if placedCount > 0 {
+            var start = [Int](repeating: 0, count: decoderCount + 1)
+            for k in 0..<placedCount { start[scratch[3 * r + k] + 1] += 1 }
+            for n in 0..<decoderCount { start[n + 1] += start[n] }
             var next = start
-            var flat = [Int](repeating: 0, count: placed.count)
-            for (i, n) in placed {
-                flat[next[n]] = i
+            var flat = [Int](repeating: 0, count: placedCount)
+            for k in 0..<placedCount {
+                let n = scratch[3 * r + k]
+                flat[next[n]] = scratch[2 * r + k]
                 next[n] += 1
             }
-            for n in decoders.indices { decoders[n].others = flat[start[n] ..< start[n + 1]] }
+            for n in 0..<decoderCount { decoders[n].others = start[n] ..< start[n + 1] }
+            decoderOthers = flat
         }
         if let msiControl { msi.append(msiControl) }
+        (self.pciExpress, self.msi, self.msix) = (pciExpress, msi, msix)
         rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, k) } }
-    }
-
-    /// An HDM register by location (decoder n, register slot) inside the structure.
-    private mutating func placeHDM(_ i: Int, _ r: SavedRegister, _ hdm: HDMLocation?, _ placed: inout [(Int, Int)]) {
-        guard let hdm, r.space == .bar(hdm.bar), r.offset >= hdm.hdmOffset else { return }
-        let rel = r.offset - hdm.hdmOffset
-        let first = UInt64(HDMDecoderCapability.firstDecoderOffset), stride = UInt64(HDMDecoderCapability.decoderStride)
-        if rel >= first, rel < first + stride * UInt64(decoders.count) {
-            let n = Int((rel - first) / stride)
-            if (rel - first) % stride == UInt64(HDMDecoderCapability.controlSlot) {
-                decoders[n].control = i
-            } else {
-                placed.append((i, n))
-            }
-        } else if rel == UInt64(HDMDecoderCapability.globalControl.offset), r.role == .restore {
-            globalControl = i
-        }
     }
 }

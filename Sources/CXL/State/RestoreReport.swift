@@ -43,6 +43,13 @@ public struct RegisterOutcome: Sendable, Hashable, Codable {
         (self.name, self.width, self.saved, self.action, self.ok) = (name, width, saved, action, ok)
     }
 
+    @inline(__always)
+    init(name: StateRegisterName, width: Int, saved: UInt64, live: UInt64?, written: UInt64?, after: UInt64?,
+         action: Action, ok: Bool, detail: String?) {
+        (self.name, self.width, self.saved, self.action, self.ok) = (name, width, saved, action, ok)
+        (self.live, self.written, self.after, self.detail) = (live, written, after, detail)
+    }
+
     /// The JSON form: the names and every stored field, as the synthesized coding of a
     /// struct holding them (absent optionals left out).
     private struct Coded: Codable {
@@ -175,8 +182,26 @@ public struct RestoreReport: Sendable, Hashable, Codable {
         set { stepLog = newValue.map(RestoreStep.text) }
     }
     var stepLog: [RestoreStep]
-    public var registers: [RegisterOutcome]
+    /// Every register's outcome, in snapshot order. A report from `restore` keeps them as
+    /// the restore recorded them (`RestoreRecord`) and builds this array each time it is
+    /// read; setting it stores the array.
+    public var registers: [RegisterOutcome] {
+        get {
+            switch outcomes {
+            case .built(let list): return list
+            case .recorded(let record): return record.outcomes
+            }
+        }
+        set { outcomes = .built(newValue) }
+    }
+    var outcomes: Outcomes
     public var decoders: [DecoderOutcome]
+
+    /// Where the register outcomes are.
+    enum Outcomes: Sendable {
+        case built([RegisterOutcome])
+        case recorded(RestoreRecord)
+    }
 
     public var failures: [String] {
         registers.filter { !$0.ok }.map { "\($0.displayName): \($0.detail ?? "differs")" }
@@ -191,6 +216,7 @@ public struct RestoreReport: Sendable, Hashable, Codable {
 
     /// The addresses and sizes restored, as the spec means them: saved (A) against read back (B).
     public var quantities: [CXLStateQuantity] {
+        let registers = registers
         let saved = Dictionary(registers.map { ($0.key, $0.saved) }, uniquingKeysWith: { x, _ in x })
         let after = Dictionary(registers.compactMap { o in o.after.map { (o.key, $0) } }, uniquingKeysWith: { x, _ in x })
         return StateQuantities.compare({ saved[$0] }, { after[$0] }, decoderCount: decoders.count)
@@ -203,10 +229,14 @@ public struct RestoreReport: Sendable, Hashable, Codable {
     }
 
     init(device: CXLDeviceIdentity, dvsecLocked: Bool, stepLog: [RestoreStep], registers: [RegisterOutcome], decoders: [DecoderOutcome]) {
+        self.init(device: device, dvsecLocked: dvsecLocked, stepLog: stepLog, outcomes: .built(registers), decoders: decoders)
+    }
+
+    init(device: CXLDeviceIdentity, dvsecLocked: Bool, stepLog: [RestoreStep], outcomes: Outcomes, decoders: [DecoderOutcome]) {
         self.device = device
         self.dvsecLocked = dvsecLocked
         self.stepLog = stepLog
-        self.registers = registers
+        self.outcomes = outcomes
         self.decoders = decoders
     }
 
@@ -237,5 +267,57 @@ public struct RestoreReport: Sendable, Hashable, Codable {
         try c.encode(registers, forKey: .registers)
         try c.encode(decoders, forKey: .decoders)
         try c.encode(quantities, forKey: .quantities)
+    }
+}
+
+/// The per-register record of one restore: for each register of the snapshot, the
+/// fields of its `RegisterOutcome` but the names and the detail text, as plain data in
+/// one buffer (updating a field costs a store), and the details apart. Only the
+/// `RestoreRun` that made it writes it, on one thread from start to end; once `restore`
+/// returns it is read-only, which is what makes sharing it between copies of a report
+/// (`RestoreReport.Outcomes.recorded`) safe.
+final class RestoreRecord: @unchecked Sendable {
+    /// One register's outcome fields, and the two values only the run uses.
+    struct Slot {
+        var action: RegisterOutcome.Action
+        var ok = true
+        /// The live value read before restoring (`RegisterOutcome.live`).
+        var live: UInt64?
+        /// The last value written.
+        var written: UInt64?
+        /// The value read back (`RegisterOutcome.after`).
+        var after: UInt64?
+        /// A value read after the register's last write: verification does not read again.
+        var fresh: UInt64?
+        /// Decoder n Control as the batched read before the decoder loop found it.
+        var prefetched: UInt64?
+    }
+
+    let registers: [SavedRegister]
+    /// One slot per register, allocated here and freed in `deinit` (`Slot` is trivial).
+    let slots: UnsafeMutableBufferPointer<Slot>
+    /// Outcome details by register index (only failures and deliberate skips have one).
+    @exclusivity(unchecked) var details: [Int: String] = [:]
+
+    init(registers: [SavedRegister], _ initial: (SavedRegister) -> Slot) {
+        self.registers = registers
+        slots = .allocate(capacity: registers.count)
+        for (i, r) in registers.enumerated() { slots.initializeElement(at: i, to: initial(r)) }
+    }
+
+    deinit {
+        slots.deinitialize()
+        slots.deallocate()
+    }
+
+    /// The outcomes, in snapshot order.
+    var outcomes: [RegisterOutcome] {
+        var out = registers.indices.map { i in
+            let r = registers[i], s = slots[i]
+            return RegisterOutcome(name: r.name, width: r.width, saved: r.value, live: s.live, written: s.written, after: s.after,
+                                   action: s.action, ok: s.ok, detail: nil)
+        }
+        for (i, d) in details { out[i].detail = d }
+        return out
     }
 }

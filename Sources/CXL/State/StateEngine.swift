@@ -33,15 +33,11 @@ public struct CXLStateEngine: Sendable {
         if found.map.componentBlock != nil {
             var map = found.map
             let command = registers.first { $0.key == StateCatalog.commandKey }?.value ?? 0
-            let hdm: (HDMLocation, [SavedRegister])? = try withMemorySpace(command: command) { () throws(CXLStateError) in
-                try Discovery.hdm(&map, read: { (bar, offset) throws(CXLStateError) in try barRead(bar, offset) },
+            layout.hdm = try withMemorySpace(command: command) { () throws(CXLStateError) in
+                try Discovery.hdm(&map, into: &registers, read: { (bar, offset) throws(CXLStateError) in try barRead(bar, offset) },
                                   readBytes: { (bar, offset, count) throws(CXLStateError) in
                                       do throws(PCIError) { return try function.barReadBytes(bar, offset: offset, count: count) } catch { throw .access(error) }
                                   })
-            }
-            if let hdm {
-                layout.hdm = hdm.0
-                registers += hdm.1
             }
         }
         return CXLStateSnapshot(identity: found.identity, layout: layout, registers: registers)
@@ -254,11 +250,11 @@ enum Discovery {
     }
 
     /// Complete `map` from the component block (capability array, HDM Decoder
-    /// Capability) and read the HDM registers. Returns nil when the block has no HDM
-    /// decoders.
-    static func hdm(_ map: inout CXLDeviceMap, read: (Int, UInt64) throws(CXLStateError) -> UInt64,
+    /// Capability) and read the HDM registers, appending them to `regs`. Returns nil
+    /// (and appends nothing) when the block has no HDM decoders.
+    static func hdm(_ map: inout CXLDeviceMap, into regs: inout [SavedRegister], read: (Int, UInt64) throws(CXLStateError) -> UInt64,
                     readBytes: (Int, UInt64, Int) throws(CXLStateError) -> [UInt8])
-        throws(CXLStateError) -> (HDMLocation, [SavedRegister])? {
+        throws(CXLStateError) -> HDMLocation? {
         guard let block = map.componentBlock else { return nil }
         var failure: CXLStateError?
         let e = map.readComponentRegisters { (offset) throws(PCIError) -> UInt32 in
@@ -278,31 +274,33 @@ enum Discovery {
                                    decoderCount: decoders, endpoint: endpoint)
         let capReg = HDMDecoderCapability.capability
         let space = RegisterSpace.bar(block.bir)
-        var regs: [SavedRegister] = []
-        regs.reserveCapacity(2 + StateRegisterTable.endpointSlots * decoders)
-        regs.append(SavedRegister(name: .catalog(StateRegisterTable.hdmCapability), space: space,
-                                  offset: hdmOffset + UInt64(capReg.offset), width: 4, value: UInt64(found.capability), role: .verify))
         // Global Control and every decoder register in one batched read of the block
         // (the Capability register was read by the map); registers by number, offsets
         // from decoder 0's layout plus the stride.
         let global = HDMDecoderCapability.globalControl
         let first = global.offset
         let bytes = try readBytes(block.bir, hdmOffset + UInt64(first), HDMDecoderCapability.length(decoders: decoders) - first)
-        func add(_ id: UInt16, _ offset: Int, _ width: Int) throws(CXLStateError) {
-            guard let v = LittleEndian.load(bytes, at: offset - first, width: width) else {
-                throw .access(.io("HDM Decoder Capability read returned \(bytes.count) bytes"))
-            }
-            regs.append(SavedRegister(name: .catalog(id), space: space, offset: hdmOffset + UInt64(offset), width: width, value: v, role: .restore))
-        }
-        try add(StateRegisterTable.hdmGlobalControl, global.offset, global.width)
         let slots = endpoint ? ConfigNames.endpointDecoder0 : ConfigNames.portDecoder0
         let stride = HDMDecoderCapability.decoderStride
+        // Every register's bytes are there before any is appended: a short read appends nothing.
+        let needed = slots.map { $0.offset + $0.width }.max().map { $0 + stride * (decoders - 1) } ?? 0
+        guard bytes.count >= max(global.offset + global.width, decoders > 0 ? needed : 0) - first else {
+            throw .access(.io("HDM Decoder Capability read returned \(bytes.count) bytes"))
+        }
+        regs.reserveCapacity(regs.count + 2 + slots.count * decoders)
+        regs.append(SavedRegister(name: .catalog(StateRegisterTable.hdmCapability), space: space,
+                                  offset: hdmOffset + UInt64(capReg.offset), width: 4, value: UInt64(found.capability), role: .verify))
+        func add(_ id: UInt16, _ offset: Int, _ width: Int) {
+            let v = LittleEndian.load(bytes, at: offset - first, width: width) ?? 0  // in range: checked above
+            regs.append(SavedRegister(name: .catalog(id), space: space, offset: hdmOffset + UInt64(offset), width: width, value: v, role: .restore))
+        }
+        add(StateRegisterTable.hdmGlobalControl, global.offset, global.width)
         for n in 0..<decoders {
             for (slot, r) in slots.enumerated() {
-                try add(StateRegisterTable.decoder(n, slot: slot, endpoint: endpoint), r.offset + stride * n, r.width)
+                add(StateRegisterTable.decoder(n, slot: slot, endpoint: endpoint), r.offset + stride * n, r.width)
             }
         }
-        return (location, regs)
+        return location
     }
 }
 

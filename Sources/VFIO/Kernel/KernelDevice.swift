@@ -230,16 +230,10 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             r = system.ioctl(fd, VFIOKernelUAPI.deviceGetInfo, &buf)
             guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_INFO", errno: -r) }
         }
-        let flags = VFIODeviceFlags(rawValue: UInt32(ByteReader.le(buf, at: 4, size: 4) ?? 0))
-        let nr = UInt32(ByteReader.le(buf, at: 8, size: 4) ?? 0)
-        let ni = UInt32(ByteReader.le(buf, at: 12, size: 4) ?? 0)
-        var caps: [VFIOCapability] = []
-        if flags.contains(.caps), let off = ByteReader.le(buf, at: 16, size: 4), off != 0 {
-            do { caps = try VFIOCapabilityChain.decode(buf, firstOffset: UInt32(off), minOffset: fixed) } catch {
-                throw .invalid("VFIO_DEVICE_GET_INFO: \(error)")
-            }
-        }
-        return VFIODeviceInfo(flags: flags, numRegions: nr, numIRQs: ni, capabilities: caps)
+        let info: VFIODeviceInfoStruct
+        do { info = try VFIODeviceInfoStruct(decoding: buf, fixedSize: fixed) } catch { throw .invalid("VFIO_DEVICE_GET_INFO: \(error)") }
+        return VFIODeviceInfo(flags: VFIODeviceFlags(rawValue: info.flags), numRegions: info.numRegions, numIRQs: info.numIRQs,
+                              capabilities: info.capabilities)
     }
 
     /// VFIO_DEVICE_GET_REGION_INFO, re-queried with the argsz the kernel asks for when it has capabilities.
@@ -256,21 +250,16 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             r = system.ioctl(deviceFD, VFIOKernelUAPI.deviceGetRegionInfo, &buf)
             guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_REGION_INFO \(index)", errno: -r) }
         }
-        let flags = VFIORegionFlags(rawValue: UInt32(ByteReader.le(buf, at: 4, size: 4) ?? 0))
-        let capOffset = UInt32(ByteReader.le(buf, at: 12, size: 4) ?? 0)
-        let size = ByteReader.le(buf, at: 16, size: 8) ?? 0
-        let offset = ByteReader.le(buf, at: 24, size: 8) ?? 0
-        var caps: [VFIOCapability] = []
-        if flags.contains(.caps) && capOffset != 0 {
-            do { caps = try VFIOCapabilityChain.decode(buf, firstOffset: capOffset, minOffset: fixed) } catch {
-                throw .invalid("VFIO_DEVICE_GET_REGION_INFO \(index): \(error)")
+        let region: VFIORegionInfoStruct
+        do {
+            region = try VFIORegionInfoStruct(decoding: buf)
+            for c in region.capabilities where c.id == VFIORegionCapabilityID.sparseMMap {
+                _ = try VFIOSparseMMapCapability(parsing: c, regionSize: region.regionSize)
             }
-            for c in caps where c.id == VFIORegionCapabilityID.sparseMMap {
-                do { _ = try VFIOSparseMMapCapability(parsing: c, regionSize: size) } catch {
-                    throw .invalid("VFIO_DEVICE_GET_REGION_INFO \(index): \(error)")
-                }
-            }
+        } catch {
+            throw .invalid("VFIO_DEVICE_GET_REGION_INFO \(index): \(error)")
         }
+        let flags = VFIORegionFlags(rawValue: region.flags), size = region.regionSize, offset = region.offset, caps = region.capabilities
         let mapping = flags.contains(.mmap) ? VFIORegionMapping(fd: deviceFD, fileOffset: offset) : nil
         return VFIOKernelRegion(info: VFIORegionInfo(index: index, flags: flags, size: size, mapping: mapping, capabilities: caps),
                                 offset: offset)
@@ -282,8 +271,8 @@ public final class VFIOKernelDevice: @unchecked Sendable {
         var buf = VFIOKernelUAPI.irqInfo(index: index)
         let r = system.ioctl(deviceFD, VFIOKernelUAPI.deviceGetIRQInfo, &buf)
         guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_IRQ_INFO \(index)", errno: -r) }
-        return VFIOIRQInfo(index: index, flags: VFIOIRQInfoFlags(rawValue: UInt32(ByteReader.le(buf, at: 4, size: 4) ?? 0)),
-                           count: UInt32(ByteReader.le(buf, at: 12, size: 4) ?? 0))
+        let irq = VFIOIRQInfoStruct(decoding: buf)
+        return VFIOIRQInfo(index: index, flags: VFIOIRQInfoFlags(rawValue: irq.flags), count: irq.count)
     }
 
     // MARK: IRQs
@@ -432,7 +421,7 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             var buf = VFIOKernelUAPI.type1DMAUnmap(iova: iova, size: size)
             let r = system.ioctl(c, VFIOKernelUAPI.iommuUnmapDMA, &buf)
             guard r >= 0 else { throw .ioctl(name: "VFIO_IOMMU_UNMAP_DMA iova 0x\(String(iova, radix: 16))+0x\(String(size, radix: 16))", errno: -r) }
-            return ByteReader.le(buf, at: 16, size: 8) ?? 0
+            return VFIODMAUnmapStruct(decoding: buf).size
         case .iommufd(let fd, let ioas, _):
             var buf = VFIOKernelUAPI.ioasUnmapArgs(ioas: ioas, iova: iova, length: size)
             let r = system.ioctl(fd, VFIOKernelUAPI.ioasUnmap, &buf)

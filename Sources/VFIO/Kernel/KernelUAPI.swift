@@ -54,21 +54,21 @@ public enum VFIOKernelUAPI {
     /// `struct vfio_group_status { argsz, flags }`.
     public static func groupStatus() -> [UInt8] { var w = ByteWriter(); w.u32(8); w.u32(0); return w.bytes }
 
-    /// `struct vfio_device_info { argsz, flags, num_regions, num_irqs, cap_offset, pad }` with `argsz`.
-    public static func deviceInfo(argsz: Int) -> [UInt8] {
-        var w = ByteWriter(); w.u32(UInt32(argsz)); w.zeros(max(0, argsz - 4)); return w.bytes
-    }
+    /// `struct vfio_device_info` (`VFIODeviceInfoStruct`) with `argsz`, zero-filled to it: room for what the kernel
+    /// writes back.
+    public static func deviceInfo(argsz: Int) -> [UInt8] { zeroFilled(VFIODeviceInfoStruct(argsz: UInt32(argsz)).encode(), to: argsz) }
 
-    /// `struct vfio_region_info { argsz, flags, index, cap_offset, size u64, offset u64 }` with `argsz` (the tail
-    /// beyond the 32-byte fixed part receives the capability chain).
+    /// `struct vfio_region_info` (`VFIORegionInfoStruct`) with `argsz` (the tail beyond the 32-byte fixed part
+    /// receives the capability chain).
     public static func regionInfo(index: UInt32, argsz: Int) -> [UInt8] {
-        var w = ByteWriter(); w.u32(UInt32(argsz)); w.u32(0); w.u32(index); w.zeros(max(0, argsz - 12)); return w.bytes
+        zeroFilled(VFIORegionInfoStruct(argsz: UInt32(argsz), index: index).encode(), to: argsz)
     }
 
-    /// `struct vfio_irq_info { argsz, flags, index, count }`.
-    public static func irqInfo(index: UInt32) -> [UInt8] {
-        var w = ByteWriter(); w.u32(16); w.u32(0); w.u32(index); w.u32(0); return w.bytes
-    }
+    /// `struct vfio_irq_info` (`VFIOIRQInfoStruct`).
+    public static func irqInfo(index: UInt32) -> [UInt8] { VFIOIRQInfoStruct(index: index).encode() }
+
+    /// `bytes` followed by zeros up to `count` bytes.
+    static func zeroFilled(_ bytes: [UInt8], to count: Int) -> [UInt8] { bytes + [UInt8](repeating: 0, count: max(0, count - bytes.count)) }
 
     /// `struct vfio_irq_set { argsz, flags, index, start, count, data[] }`: DATA_NONE, DATA_BOOL (one byte per
     /// vector) or DATA_EVENTFD (one s32 per vector, -1 de-assigns).
@@ -109,10 +109,8 @@ public enum VFIOKernelUAPI {
         w.u64(vaddr); w.u64(iova); w.u64(size); return w.bytes
     }
 
-    /// `struct vfio_iommu_type1_dma_unmap { argsz, flags, iova, size }`; the kernel writes back the size unmapped.
-    public static func type1DMAUnmap(iova: UInt64, size: UInt64) -> [UInt8] {
-        var w = ByteWriter(); w.u32(24); w.u32(0); w.u64(iova); w.u64(size); return w.bytes
-    }
+    /// `struct vfio_iommu_type1_dma_unmap` (`VFIODMAUnmapStruct`); the kernel writes back the size unmapped.
+    public static func type1DMAUnmap(iova: UInt64, size: UInt64) -> [UInt8] { VFIODMAUnmapStruct(address: iova, size: size).encode() }
 
     /// `struct vfio_device_bind_iommufd { argsz, flags, iommufd, out_devid }`.
     public static func bindIOMMUFD(_ iommufd: Int32) -> [UInt8] {
