@@ -45,12 +45,20 @@ static void resolve(void) {
     resolving = 0;
 }
 
+/* Per tag (1-15): two counting tests running at once (in different suites) each read only their own threads'. */
+static _Atomic uint64_t tagged[16];
+
 static inline void count(void) {
-    if (tracked) { atomic_fetch_add_explicit(&total, 1, memory_order_relaxed); atomic_store_explicit(&seen, 1, memory_order_relaxed); }
+    if (tracked) {
+        atomic_fetch_add_explicit(&total, 1, memory_order_relaxed);
+        if (tracked > 0 && tracked < 16) atomic_fetch_add_explicit(&tagged[tracked], 1, memory_order_relaxed);
+        atomic_store_explicit(&seen, 1, memory_order_relaxed);
+    }
 }
 
 void cmalloc_counter_track_this_thread(int on) { tracked = on; }
 uint64_t cmalloc_counter_total(void) { return atomic_load(&total); }
+uint64_t cmalloc_counter_total_for(int tag) { return tag > 0 && tag < 16 ? atomic_load(&tagged[tag]) : 0; }
 int cmalloc_counter_active(void) { return next_malloc != NULL && atomic_load(&seen); }
 
 void *malloc(size_t n) {

@@ -28,7 +28,7 @@ private final class CountingDevice: VFIODirectAccessDevice, @unchecked Sendable 
     func reset() throws(VFIOError) { try inner.reset() }
     func attachDMA(_ memory: (any VFIODMAMemory)?) {
         inner.attachDMA(memory)
-        cmalloc_counter_track_this_thread(memory == nil ? 0 : 1)
+        cmalloc_counter_track_this_thread(memory == nil ? 0 : deviceAllocationTag)
     }
     func clientDisconnected() { cmalloc_counter_track_this_thread(0); inner.clientDisconnected() }
 }
@@ -63,6 +63,9 @@ private struct ServedDevice {
 
 /// The per-message path through the real device stack (vfio-cxl over the emulated Type-2 device, as
 /// `cxlkit serve --profile type2` serves it), counted with the test-only malloc interposer on the server's thread.
+/// This suite's tag with the malloc counter (VFIOUserTests' `AllocationTests` uses 1 and may run at the same time).
+private let deviceAllocationTag: Int32 = 2
+
 @Suite(.serialized) struct DeviceAllocationTests {
     @Test func configAndDeviceMemoryAccessesAllocateNothingOnTheServer() throws {
         let served = try ServedDevice()
@@ -84,18 +87,18 @@ private struct ServedDevice {
         let vendor = UInt16(four[0]) | UInt16(four[1]) << 8
         #expect(vendor == profile.vendorID)
 
-        let before = cmalloc_counter_total()
+        let before = cmalloc_counter_total_for(deviceAllocationTag)
         for _ in 0..<2500 { try round() }
         // One more request answered after the measured ones: the server has finished with them.
         try c.read(region: cfg, offset: 0, into: four)
-        let after = cmalloc_counter_total()
+        let after = cmalloc_counter_total_for(deviceAllocationTag)
         #expect(after - before == 0, "10,000 config and device-memory accesses allocated \(after - before) times on the server thread")
         #expect(page.load(fromByteOffset: 17, as: UInt8.self) == 0xA5)
 
         // The counter is live on the server thread: REGION_INFO takes the general path and allocates.
         _ = try c.regionInfo(cfg)
         try c.read(region: cfg, offset: 0, into: four)
-        #expect(cmalloc_counter_total() - after >= 1)
+        #expect(cmalloc_counter_total_for(deviceAllocationTag) - after >= 1)
     }
 
     /// Config writes (virtual, forwarded to the emulated device, and overridden by the DVSEC shadow) and BAR
@@ -153,18 +156,18 @@ private struct ServedDevice {
         // Each kind of access 700 times; the count read after one more request (the server is done with them).
         var allocating: [String] = []
         for (name, access) in accesses {
-            let before = cmalloc_counter_total()
+            let before = cmalloc_counter_total_for(deviceAllocationTag)
             for _ in 0..<700 { i &+= 1; try access() }
             _ = try read(cfg, 0, 4)
-            let n = cmalloc_counter_total() - before
+            let n = cmalloc_counter_total_for(deviceAllocationTag) - before
             if n != 0 { allocating.append("\(name): \(n)") }
         }
         #expect(allocating.isEmpty, "allocations on the server thread per 700 accesses: \(allocating)")
-        let after = cmalloc_counter_total()
+        let after = cmalloc_counter_total_for(deviceAllocationTag)
 
         // The counter is live: an array-returning read through the general path allocates.
         _ = try c.regionInfo(bar0)
         _ = try read(cfg, 0, 4)
-        #expect(cmalloc_counter_total() - after >= 1)
+        #expect(cmalloc_counter_total_for(deviceAllocationTag) - after >= 1)
     }
 }

@@ -97,25 +97,25 @@ private final class DirectMemoryDevice: VFIOUserDirectAccessDevice, @unchecked S
         for _ in 0..<200 { try round() }                    // warm-up: buffers reach their sizes
         #expect(four.load(as: UInt32.self) == UInt32(0x1234_1AF4).littleEndian)
 
-        let before = cmalloc_counter_total()
+        let before = cmalloc_counter_total_for(1)
         cmalloc_counter_track_this_thread(1)
         for _ in 0..<2000 { try round() }
         cmalloc_counter_track_this_thread(0)
         // One more request answered after the measured ones: the server has finished with them.
         try c.read(region: 7, offset: 0, into: four)
-        let after = cmalloc_counter_total()
+        let after = cmalloc_counter_total_for(1)
         #expect(after - before == 0, "10,000 REGION_READ/WRITEs allocated \(after - before) times (server thread and client)")
         #expect(device.bar0.load(fromByteOffset: 0x1000, as: UInt8.self) == 0x5A)
 
         // The counter is live: a command on the general path (values, arrays) allocates on the server thread,
         // and an array-returning read allocates on the client.
-        let generalBefore = cmalloc_counter_total()
+        let generalBefore = cmalloc_counter_total_for(1)
         _ = try c.regionInfo(7)
         cmalloc_counter_track_this_thread(1)
         let bytes = try c.read(region: 7, offset: 0, count: 4)
         cmalloc_counter_track_this_thread(0)
         #expect(bytes == [0xF4, 0x1A, 0x34, 0x12])
         #expect(cmalloc_counter_active() == 1)
-        #expect(cmalloc_counter_total() - generalBefore >= 2)
+        #expect(cmalloc_counter_total_for(1) - generalBefore >= 2)
     }
 }
