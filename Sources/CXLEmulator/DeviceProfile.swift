@@ -206,7 +206,11 @@ extension DeviceProfile {
     public static func decode(_ json: [UInt8], source: String = "<json>") throws(ProfileError) -> DeviceProfile {
         let p: DeviceProfile
         do {
-            p = try JSONDecoder().decode(DeviceProfile.self, from: Data(json))
+            let given = try JSONDecoder().decode(ProfileJSON.self, from: Data(json))
+            let completed = try DeviceProfile.completed(given, path: [])
+            p = try JSONDecoder().decode(DeviceProfile.self, from: JSONEncoder().encode(completed))
+        } catch let e as ProfileJSON.Problem {
+            throw .malformed(source: source, reason: e.reason)
         } catch let e as DecodingError {
             throw .malformed(source: source, reason: describe(e))
         } catch {
@@ -276,155 +280,129 @@ extension DeviceProfile {
 
 // MARK: - Lenient, strict decoding
 
-/// Any JSON object key.
-struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(_ s: String) { stringValue = s }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
+/// A part of a profile that JSON states key by key: the profile itself and each nested object. Every key is optional
+/// (left out: the default `init()` has), numbers may be strings (`"0x1e98"`, `"1GiB"`: `ByteCount`), and a key that is
+/// not a stored property is an error, so a typo never silently becomes a default. Done once for every part
+/// (`completed(_:path:)`): the given object is laid over the encoding of the defaults, and the result decodes through
+/// the synthesized `Decodable`, which `Codable`'s own rules (every key present, numbers as numbers) then fit.
+protocol ProfileSection: Codable {
+    init()
+    /// The keys whose values are parts of their own (those whose default is nil included).
+    static var sections: [String: any ProfileSection.Type] { get }
 }
 
-/// Reads an object whose keys are all optional, rejecting keys it was not asked for.
-struct ObjectReader {
-    let c: KeyedDecodingContainer<AnyKey>
-    var known: [String] = []
+extension ProfileSection {
+    static var sections: [String: any ProfileSection.Type] { [:] }
 
-    init(_ decoder: Decoder) throws { c = try decoder.container(keyedBy: AnyKey.self) }
-
-    mutating func value<T: Decodable>(_ key: String, _ fallback: T) throws -> T {
-        known.append(key)
-        return try c.decodeIfPresent(T.self, forKey: AnyKey(key)) ?? fallback
+    /// The keys a JSON object of this part may hold, each with its default: the stored properties, as the synthesized
+    /// coding names them.
+    static var fields: [(key: String, default: Any)] {
+        Mirror(reflecting: Self()).children.compactMap { c in c.label.map { ($0, c.value) } }
     }
 
-    mutating func optional<T: Decodable>(_ key: String, _ fallback: T?) throws -> T? {
-        known.append(key)
-        if try !c.contains(AnyKey(key)) || c.decodeNil(forKey: AnyKey(key)) { return fallback }
-        return try c.decode(T.self, forKey: AnyKey(key))
-    }
-
-    mutating func number<T: FixedWidthInteger & Decodable>(_ key: String, _ fallback: T) throws -> T {
-        known.append(key)
-        let k = AnyKey(key)
-        guard c.contains(k) else { return fallback }
-        if let v = try? c.decode(T.self, forKey: k) { return v }
-        let s = try c.decode(String.self, forKey: k)
-        guard let v = parseNumber(s), let t = T(exactly: v) else {
-            throw DecodingError.dataCorruptedError(forKey: k, in: c, debugDescription: "'\(s)' is not a number that fits \(T.self) (use 4096, \"0x1000\", \"256MiB\", \"1GiB\")")
+    /// `given` laid over the defaults' encoding: each given key replaces the default's (a part is laid over its own
+    /// defaults); a string where the default is not a string becomes the number it spells; an integer must fit the
+    /// field's type. What is not an object is left to the decoder to refuse.
+    static func completed(_ given: ProfileJSON, path: [String]) throws(ProfileJSON.Problem) -> ProfileJSON {
+        guard case .object(let object) = given else { return given }
+        var out: [String: ProfileJSON] = [:]
+        if let d = try? JSONEncoder().encode(Self()), case .object(let defaults)? = try? JSONDecoder().decode(ProfileJSON.self, from: d) {
+            out = defaults
         }
-        return t
+        let fields = self.fields
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+            let at = (path + [key]).joined(separator: ".")
+            guard let field = fields.first(where: { $0.key == key }) else {
+                throw ProfileJSON.Problem("\(at): unknown key '\(key)' in \(path.last ?? "the profile") (known: \(fields.map(\.key).joined(separator: ", ")))")
+            }
+            if let section = sections[key] {
+                out[key] = try section.completed(value, path: path + [key])
+                continue
+            }
+            var v = value
+            if case .string(let text) = value, out[key]?.isString != true {
+                guard let n = try? ByteCount.parse(text) else {
+                    throw ProfileJSON.Problem("\(at): '\(text)' is not a number (use 4096, \"0x1000\", \"256MiB\", \"1GiB\")")
+                }
+                v = .uint(n)
+            }
+            if let type = Swift.type(of: field.default) as? any FixedWidthInteger.Type, !v.fits(type) {
+                throw ProfileJSON.Problem("\(at): \(value.text) is not a number that fits \(type) (use 4096, \"0x1000\", \"256MiB\", \"1GiB\")")
+            }
+            out[key] = v
+        }
+        return .object(out)
     }
+}
 
-    mutating func optionalNumber(_ key: String, _ fallback: UInt64?) throws -> UInt64? {
-        guard try c.contains(AnyKey(key)) && !c.decodeNil(forKey: AnyKey(key)) else { known.append(key); return fallback }
-        return try number(key, UInt64(0))
+extension DeviceProfile: ProfileSection {
+    static var sections: [String: any ProfileSection.Type] {
+        ["capabilities": Capabilities.self, "firmware": FirmwareState.self, "timing": Timing.self, "faults": Faults.self]
     }
+}
+extension DeviceProfile.Capabilities: ProfileSection {}
+extension DeviceProfile.FirmwareState: ProfileSection {}
+extension DeviceProfile.Timing: ProfileSection {}
+extension DeviceProfile.Faults: ProfileSection {}
 
-    func finish(_ what: String) throws {
-        for k in c.allKeys where !known.contains(k.stringValue) {
-            throw DecodingError.dataCorruptedError(forKey: k, in: c,
-                debugDescription: "unknown key '\(k.stringValue)' in \(what) (known: \(known.joined(separator: ", ")))")
+/// Any JSON value, as a profile's text holds it (integers kept exact to 64 bits).
+indirect enum ProfileJSON: Codable, Equatable {
+    case null
+    case bool(Bool)
+    case uint(UInt64)
+    case int(Int64)
+    case double(Double)
+    case string(String)
+    case array([ProfileJSON])
+    case object([String: ProfileJSON])
+
+    /// What is wrong with a profile's JSON, said with the key's path.
+    struct Problem: Error { let reason: String; init(_ reason: String) { self.reason = reason } }
+
+    var isString: Bool { if case .string = self { return true }; return false }
+
+    /// A JSON integer that `T` holds exactly, or anything that is not an integer (the decoder judges those).
+    func fits<T: FixedWidthInteger>(_: T.Type) -> Bool {
+        switch self {
+        case .uint(let u): return T(exactly: u) != nil
+        case .int(let i): return T(exactly: i) != nil
+        default: return true
         }
     }
-}
 
-/// "4096", "0x1000", "256MiB", "256M", "1 GiB", "2KiB": the same numbers every cxlkit option takes (`ByteCount`).
-func parseNumber(_ s: String) -> UInt64? { try? ByteCount.parse(s) }
-
-extension DeviceProfile {
-    public init(from decoder: Decoder) throws {
-        self.init()
-        var r = try ObjectReader(decoder)
-        name = try r.value("name", name)
-        description = try r.value("description", description)
-        vendorID = try r.number("vendorID", vendorID)
-        deviceID = try r.number("deviceID", deviceID)
-        subsystemVendorID = try r.number("subsystemVendorID", subsystemVendorID)
-        subsystemID = try r.number("subsystemID", subsystemID)
-        revisionID = try r.number("revisionID", revisionID)
-        classCode = try r.number("classCode", classCode)
-        serialNumber = try r.number("serialNumber", serialNumber)
-        memorySize = try r.number("memorySize", memorySize)
-        decoderCount = try r.number("decoderCount", decoderCount)
-        msixVectors = try r.number("msixVectors", msixVectors)
-        prefetchableMemoryBAR = try r.value("prefetchableMemoryBAR", prefetchableMemoryBAR)
-        memorySpaceEnableGatesBARs = try r.value("memorySpaceEnableGatesBARs", memorySpaceEnableGatesBARs)
-        deviceSRAM = try r.value("deviceSRAM", deviceSRAM)
-        capabilities = try r.value("capabilities", capabilities)
-        firmware = try r.optional("firmware", firmware)
-        timing = try r.value("timing", timing)
-        faults = try r.value("faults", faults)
-        try r.finish("the profile")
+    /// The value as the profile spelt it, for messages.
+    var text: String {
+        switch self {
+        case .string(let s): return "'\(s)'"
+        case .uint(let u): return "\(u)"
+        case .int(let i): return "\(i)"
+        default: return "the value"
+        }
     }
-}
 
-extension DeviceProfile.Capabilities {
-    public init(from decoder: Decoder) throws {
-        self.init()
-        var r = try ObjectReader(decoder)
-        cache = try r.value("cache", cache)
-        cacheWritebackInvalidate = try r.value("cacheWritebackInvalidate", cacheWritebackInvalidate)
-        cxlReset = try r.value("cxlReset", cxlReset)
-        cxlResetTimeoutMilliseconds = try r.number("cxlResetTimeoutMilliseconds", cxlResetTimeoutMilliseconds)
-        memClear = try r.value("memClear", memClear)
-        viral = try r.value("viral", viral)
-        pmInitCompletionReporting = try r.value("pmInitCompletionReporting", pmInitCompletionReporting)
-        cacheSizeUnit = try r.number("cacheSizeUnit", cacheSizeUnit)
-        cacheSize = try r.number("cacheSize", cacheSize)
-        memoryActiveTimeout = try r.number("memoryActiveTimeout", memoryActiveTimeout)
-        volatileHDMPreservedAfterColdReset = try r.value("volatileHDMPreservedAfterColdReset", volatileHDMPreservedAfterColdReset)
-        volatileHDMPreservedAfterWarmReset = try r.value("volatileHDMPreservedAfterWarmReset", volatileHDMPreservedAfterWarmReset)
-        volatileHDMPreservedAfterHotReset = try r.value("volatileHDMPreservedAfterHotReset", volatileHDMPreservedAfterHotReset)
-        volatileHDMStateAfterHotResetConfigurable = try r.value("volatileHDMStateAfterHotResetConfigurable", volatileHDMStateAfterHotResetConfigurable)
-        directP2PMem = try r.value("directP2PMem", directP2PMem)
-        interleave3_6_12Way = try r.value("interleave3_6_12Way", interleave3_6_12Way)
-        interleave16Way = try r.value("interleave16Way", interleave16Way)
-        interleaveA11to8 = try r.value("interleaveA11to8", interleaveA11to8)
-        interleaveA14to12 = try r.value("interleaveA14to12", interleaveA14to12)
-        try r.finish("capabilities")
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() { self = .null }
+        else if let v = try? c.decode(Bool.self) { self = .bool(v) }
+        else if let v = try? c.decode(UInt64.self) { self = .uint(v) }
+        else if let v = try? c.decode(Int64.self) { self = .int(v) }
+        else if let v = try? c.decode(Double.self) { self = .double(v) }
+        else if let v = try? c.decode(String.self) { self = .string(v) }
+        else if let v = try? c.decode([ProfileJSON].self) { self = .array(v) }
+        else { self = .object(try c.decode([String: ProfileJSON].self)) }
     }
-}
 
-extension DeviceProfile.FirmwareState {
-    public init(from decoder: Decoder) throws {
-        self.init()
-        var r = try ObjectReader(decoder)
-        memHwInitMode = try r.value("memHwInitMode", memHwInitMode)
-        base = try r.number("base", base)
-        size = try r.optionalNumber("size", size)
-        lockDecoder = try r.value("lockDecoder", lockDecoder)
-        hdmDecoderEnable = try r.value("hdmDecoderEnable", hdmDecoderEnable)
-        memEnable = try r.value("memEnable", memEnable)
-        cacheEnable = try r.value("cacheEnable", cacheEnable)
-        configLock = try r.value("configLock", configLock)
-        try r.finish("firmware")
-    }
-}
-
-extension DeviceProfile.Timing {
-    public init(from decoder: Decoder) throws {
-        self.init()
-        var r = try ObjectReader(decoder)
-        commitLatencyMicroseconds = try r.number("commitLatencyMicroseconds", commitLatencyMicroseconds)
-        cxlResetMilliseconds = try r.optional("cxlResetMilliseconds", cxlResetMilliseconds)
-        cacheWritebackInvalidateMicroseconds = try r.number("cacheWritebackInvalidateMicroseconds", cacheWritebackInvalidateMicroseconds)
-        memoryInfoValidMilliseconds = try r.value("memoryInfoValidMilliseconds", memoryInfoValidMilliseconds)
-        memoryActiveMilliseconds = try r.value("memoryActiveMilliseconds", memoryActiveMilliseconds)
-        timeFactor = try r.value("timeFactor", timeFactor)
-        try r.finish("timing")
-    }
-}
-
-extension DeviceProfile.Faults {
-    public init(from decoder: Decoder) throws {
-        self.init()
-        var r = try ObjectReader(decoder)
-        flrLosesCXLState = try r.value("flrLosesCXLState", flrLosesCXLState)
-        commitNeverCompletes = try r.value("commitNeverCompletes", commitNeverCompletes)
-        commitReportsError = try r.value("commitReportsError", commitReportsError)
-        cxlResetNeverCompletes = try r.value("cxlResetNeverCompletes", cxlResetNeverCompletes)
-        cxlResetReportsError = try r.value("cxlResetReportsError", cxlResetReportsError)
-        memoryNeverActive = try r.value("memoryNeverActive", memoryNeverActive)
-        try r.finish("faults")
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        switch self {
+        case .null: try c.encodeNil()
+        case .bool(let v): try c.encode(v)
+        case .uint(let v): try c.encode(v)
+        case .int(let v): try c.encode(v)
+        case .double(let v): try c.encode(v)
+        case .string(let v): try c.encode(v)
+        case .array(let v): try c.encode(v)
+        case .object(let v): try c.encode(v)
+        }
     }
 }

@@ -23,8 +23,7 @@ struct CheckCommand: JSONOutputCommand {
     @OptionGroup var outputOptions: OutputOptionGroup
 
     func runCommand() throws {
-        try runStateCommand(errorExit: 2) {
-            let resolver = try stateOptions.resolver()
+        try stateOptions.runComparing { resolver in
             var names = targets
             if names.isEmpty {
                 let (found, note) = CXLKit.discoverHealthTargets(resolver: resolver)

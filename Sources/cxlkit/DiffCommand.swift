@@ -15,8 +15,7 @@ struct DiffCommand: JSONOutputCommand {
     @OptionGroup var outputOptions: OutputOptionGroup
 
     func runCommand() throws {
-        try runStateCommand(errorExit: 2) {
-            let resolver = try stateOptions.resolver()
+        try stateOptions.runComparing { resolver in
             func source(_ s: String) throws -> StateSource {
                 CXLKit.isStateFile(s) ? .file(s) : .live(try stateOptions.function(s, resolver: resolver).function)
             }

@@ -31,6 +31,12 @@ struct StateTargetOptionGroup: ParsableArguments {
             return try body(fn).prefixed(json ? nil : note)
         }
     }
+
+    /// Runs a state command over several targets (`diff`, `check`), found with one resolver; a CommandError becomes
+    /// exit 2, where 1 means "differs" or "problems found".
+    func runComparing(_ body: (TargetResolver) throws -> StateCommandResult) throws {
+        try runStateCommand(errorExit: 2) { try body(resolver()) }
+    }
 }
 
 extension StateCommandResult {

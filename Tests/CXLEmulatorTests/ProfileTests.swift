@@ -130,6 +130,20 @@ struct ProfileTests {
         #expect(try DeviceProfile.decode(Array(p.jsonString().utf8)) == p)
     }
 
+    /// A key left out, or `null` where the default is nil, takes the default; nested objects merge key by key.
+    @Test func leftOutKeysTakeTheDefaults() throws {
+        #expect(try DeviceProfile.decode(Array("{}".utf8)) == DeviceProfile())
+        let p = try DeviceProfile.decode(Array(#"{"firmware": null, "capabilities": {"viral": true}, "timing": {"timeFactor": 0.5}}"#.utf8))
+        var expected = DeviceProfile()
+        expected.capabilities.viral = true
+        expected.timing.timeFactor = 0.5
+        #expect(p == expected)
+        let f = try DeviceProfile.decode(Array(#"{"firmware": {"lockDecoder": false}, "serialNumber": "0xFFFFFFFFFFFFFFFF"}"#.utf8))
+        var fw = DeviceProfile.FirmwareState()
+        fw.lockDecoder = false
+        #expect(f.firmware == fw && f.serialNumber == .max)
+    }
+
     @Test func numbersAsStrings() throws {
         let p = try DeviceProfile.decode(Array(#"{"memorySize": "0x20000000", "vendorID": "0x10de", "serialNumber": 7, "firmware": {"base": "16GiB", "size": "256MiB"}}"#.utf8))
         #expect(p.memorySize == 512 * MiB && p.vendorID == 0x10DE && p.serialNumber == 7)
@@ -147,7 +161,11 @@ struct ProfileTests {
         (#"{"capabilities": {"cachesize": 1}}"#, "unknown key 'cachesize' in capabilities"),
         (#"{"faults": {"flrLosesState": true}}"#, "unknown key 'flrLosesState' in faults"),
         (#"{"timing": {"timeFactor": -1}}"#, "timeFactor"),
-        (#"{"vendorID": "0x10000"}"#, "vendorID"),
+        (#"{"vendorID": "0x10000"}"#, "vendorID: '0x10000' is not a number that fits UInt16"),
+        (#"{"vendorID": 70000}"#, "vendorID: 70000 is not a number that fits UInt16"),
+        (#"{"firmware": {"size": "lots"}}"#, "firmware.size: 'lots' is not a number"),
+        (#"{"capabilities": {"cache": "yes"}}"#, "capabilities.cache"),
+        (#"{"timing": 3}"#, "timing"),
         (#"{"firmware": {"base": "0x1000"}}"#, "not 256 MiB aligned"),
         (#"{"firmware": {"size": "2GiB"}}"#, "exceeds memorySize"),
         (#"{"memorySize": true}"#, "memorySize"),

@@ -223,16 +223,24 @@ public struct HDMDecoderDevice: Sendable {
         // The write's own result is not needed (the Controls were read above): it stays
         // in memory the caller never reads back.
         file.write(offset, width: width, value: value)
+        // Most writes reach no Control: return before anything reads the file again.
+        guard first >= 0 else { return CommitEdges() }
+        return edges(in: file, offset: offset, width: width, (first, firstBefore), (second, secondBefore))
+    }
+
+    /// The Commit edges of a write at `offset`/`width` on the candidate decoders (index,
+    /// Control before the write; index -1 for none), from their Controls in `file` after it.
+    private func edges(in file: RegisterFile, offset: Int, width: Int, _ first: (Int, UInt64), _ second: (Int, UInt64)) -> CommitEdges {
         var edges = CommitEdges()
         for k in 0..<2 {
-            let n = k == 0 ? first : second
+            let (n, controlBefore) = k == 0 ? first : second
             guard n >= 0 else { continue }
             let c = controlOffset(n)
             // Commit as it was in the bytes the access covered (bytes it did not cover count as 0).
             var covered: UInt64 = 0
             for b in 0..<4 where c + b >= offset && c + b < offset + width { covered |= 0xFF << UInt64(8 * b) }
             guard covered != 0 else { continue }
-            let before = (k == 0 ? firstBefore : secondBefore) & covered & commit != 0
+            let before = controlBefore & covered & commit != 0
             let after = file.read(c, width: 4) & commit != 0
             if !before && after { edges.append(.commit(n)) }
             if before && !after { edges.append(.decommit(n)) }
