@@ -122,3 +122,62 @@ public struct VFIODMAUnmapStruct: VFIOFixedSizeStruct, Sendable, Equatable {
         self.init(flags: u32(bytes, 4), address: u64(bytes, 8), size: u64(bytes, 16), argsz: u32(bytes, 0))
     }
 }
+
+/// `struct vfio_irq_set`: `argsz, flags, index, start, count` (20 bytes), then the data: DATA_BOOL one byte per
+/// vector, DATA_EVENTFD one s32 per vector (the kernel's ioctl; vfio-user passes eventfds as SCM_RIGHTS), DATA_NONE
+/// nothing.
+public struct VFIOIRQSetStruct: Sendable, Equatable {
+    public static let size = 20
+    public var argsz: UInt32
+    public var flags: VFIOIRQSetFlags
+    public var index: UInt32
+    public var start: UInt32
+    public var count: UInt32
+    /// The bytes after the fixed part.
+    public var data: [UInt8]
+    /// `argsz` nil: the fixed part and the data.
+    public init(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, data: [UInt8] = [], argsz: UInt32? = nil) {
+        self.flags = flags; self.index = index; self.start = start; self.count = count; self.data = data
+        self.argsz = argsz ?? UInt32(Self.size + data.count)
+    }
+    /// DATA_BOOL's data: one byte per flag.
+    public init(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, bools: [Bool], argsz: UInt32? = nil) {
+        self.init(flags: flags, index: index, start: start, count: count, data: bools.map { $0 ? 1 : 0 }, argsz: argsz)
+    }
+    /// DATA_EVENTFD's data as the kernel takes it: one s32 per vector (-1 de-assigns).
+    public init(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, eventfds: [Int32]) {
+        var w = ByteWriter()
+        for fd in eventfds { w.u32(UInt32(bitPattern: fd)) }
+        self.init(flags: flags, index: index, start: start, count: count, data: w.bytes)
+    }
+    /// The data read as DATA_BOOL flags (any non-zero byte is true).
+    public var bools: [Bool] {
+        get { data.map { $0 != 0 } }
+        set { data = newValue.map { $0 ? 1 : 0 } }
+    }
+    public func encode() -> [UInt8] {
+        var w = ByteWriter(capacity: Self.size + data.count)
+        w.u32(argsz); w.u32(flags.rawValue); w.u32(index); w.u32(start); w.u32(count); w.append(data)
+        return w.bytes
+    }
+    /// The fixed part of `bytes` and everything after it as the data (a missing field reads 0).
+    public init(decoding bytes: [UInt8]) {
+        self.init(flags: VFIOIRQSetFlags(rawValue: u32(bytes, 4)), index: u32(bytes, 8), start: u32(bytes, 12), count: u32(bytes, 16),
+                  data: Array(bytes.dropFirst(Self.size)), argsz: u32(bytes, 0))
+    }
+}
+
+extension VFIOIRQAction {
+    /// The `VFIO_IRQ_SET_ACTION_*` flag of this action.
+    public var setFlag: VFIOIRQSetFlags {
+        switch self {
+        case .mask: return .actionMask
+        case .unmask: return .actionUnmask
+        case .trigger: return .actionTrigger
+        }
+    }
+    /// The action a SET_IRQS `flags` word names: MASK, UNMASK, else TRIGGER.
+    public init(setFlags flags: VFIOIRQSetFlags) {
+        self = flags.contains(.actionMask) ? .mask : flags.contains(.actionUnmask) ? .unmask : .trigger
+    }
+}

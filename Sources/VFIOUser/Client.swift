@@ -507,8 +507,7 @@ public final class VFIOUserClient: @unchecked Sendable {
 
     /// A SET_IRQS with DATA_NONE or DATA_BOOL (mask, unmask, trigger).
     public func setIRQs(index: UInt32, start: UInt32, count: UInt32, action: VFIOIRQAction, bools: [Bool]? = nil) throws(VFIOUserError) {
-        var flags: VFIOIRQSetFlags = bools == nil ? .dataNone : .dataBool
-        switch action { case .mask: flags.insert(.actionMask); case .unmask: flags.insert(.actionUnmask); case .trigger: flags.insert(.actionTrigger) }
+        let flags: VFIOIRQSetFlags = [bools == nil ? .dataNone : .dataBool, action.setFlag]
         _ = try call(.setIRQs(VFIOUserSetIRQs(flags: flags, index: index, start: start, count: count, bools: bools ?? [])), maxReplyPayload: 64)
     }
 

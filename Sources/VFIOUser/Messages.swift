@@ -187,34 +187,22 @@ public struct VFIOUserRegionIOFDs: Sendable, Equatable {
 /// `argsz, flags, index, count` (16 bytes).
 public typealias VFIOUserIRQInfo = VFIOIRQInfoStruct
 
-/// DEVICE_SET_IRQS request: `argsz, flags, index, start, count` (20 bytes), then `count` bool bytes for DATA_BOOL;
-/// eventfds travel as SCM_RIGHTS (spec "VFIO_USER_DEVICE_SET_IRQS").
-public struct VFIOUserSetIRQs: Sendable, Equatable {
-    public static let size = 20
-    public var argsz: UInt32
-    public var flags: VFIOIRQSetFlags
-    public var index: UInt32
-    public var start: UInt32
-    public var count: UInt32
-    public var bools: [Bool]
-    public init(flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, count: UInt32, bools: [Bool] = [], argsz: UInt32? = nil) {
-        self.flags = flags; self.index = index; self.start = start; self.count = count; self.bools = bools
-        self.argsz = argsz ?? UInt32(Self.size + bools.count)
-    }
-    public func encode() -> [UInt8] {
-        var w = ByteWriter(); w.u32(argsz); w.u32(flags.rawValue); w.u32(index); w.u32(start); w.u32(count)
-        for b in bools { w.u8(b ? 1 : 0) }
-        return w.bytes
-    }
+/// DEVICE_SET_IRQS request: `struct vfio_irq_set` (`VFIOIRQSetStruct`, shared with the kernel backend): `argsz, flags,
+/// index, start, count` (20 bytes), then `count` bool bytes for DATA_BOOL; eventfds travel as SCM_RIGHTS (spec
+/// "VFIO_USER_DEVICE_SET_IRQS").
+public typealias VFIOUserSetIRQs = VFIOIRQSetStruct
+
+extension VFIOIRQSetStruct {
+    /// A request: known flags, exactly one data type and one action, and for DATA_BOOL the `count` flags.
     public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserSetIRQs {
+        _ = try checkedArgsz(p, size, "DEVICE_SET_IRQS")
         let flags = VFIOIRQSetFlags(rawValue: u32(p, 4))
-        var r = VFIOUserSetIRQs(flags: flags, index: u32(p, 8), start: u32(p, 12), count: u32(p, 16),
-                                argsz: try checkedArgsz(p, size, "DEVICE_SET_IRQS"))
         let known = VFIOIRQSetFlags.dataTypeMask.rawValue | VFIOIRQSetFlags.actionTypeMask.rawValue
         guard flags.rawValue & ~known == 0 else { throw .malformed("DEVICE_SET_IRQS flags 0x\(String(flags.rawValue, radix: 16))") }
         guard flags.intersection(.dataTypeMask).rawValue.nonzeroBitCount == 1,
               flags.intersection(.actionTypeMask).rawValue.nonzeroBitCount == 1
         else { throw .malformed("DEVICE_SET_IRQS needs exactly one data type and one action") }
+        var r = VFIOUserSetIRQs(decoding: Array(p.prefix(size)))
         if flags.contains(.dataBool) {
             guard p.count - size >= Int(r.count) else { throw .malformed("DEVICE_SET_IRQS bool data truncated") }
             r.bools = p[size..<(size + Int(r.count))].map { $0 != 0 }

@@ -613,8 +613,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     }
 
     private func handleSetIRQs(_ h: VFIOUserHeader, _ s: VFIOUserSetIRQs, _ fds: VFIOUserFDs) throws(VFIOUserError) {
-        let action: VFIOIRQAction
-        if s.flags.contains(.actionMask) { action = .mask } else if s.flags.contains(.actionUnmask) { action = .unmask } else { action = .trigger }
+        let action = VFIOIRQAction(setFlags: s.flags)
         let data: VFIOIRQSetData
         if s.flags.contains(.dataEventFD) {
             data = .eventfds(fds.takeAll().map { VFIOEventFD(owning: $0) })

@@ -106,6 +106,11 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         #expect(irq == VFIOIRQInfoStruct(argsz: UInt32(VFIOKernelUAPI.size(CSYSTEM_VFIO_IRQ_INFO)), flags: 0x7, index: 2, count: 4))
         let unmap = VFIOKernelUAPI.type1DMAUnmap(iova: 0x10_0000, size: 0x2000)
         #expect(VFIODMAUnmapStruct(decoding: unmap) == VFIODMAUnmapStruct(address: 0x10_0000, size: 0x2000))
+        for action in [VFIOIRQAction.mask, .unmask, .trigger] {
+            let set = VFIOIRQSetStruct(decoding: VFIOKernelUAPI.irqSet(index: 1, start: 2, count: 2, action: action, data: .bool([true, false])))
+            #expect(VFIOIRQAction(setFlags: set.flags) == action && set.flags.contains(.dataBool) && set.bools == [true, false])
+            #expect(set.index == 1 && set.start == 2 && set.count == 2 && set.argsz == UInt32(VFIOKernelUAPI.size(CSYSTEM_VFIO_IRQ_SET) + 2))
+        }
     }
 
     /// Each field lands at the C struct's offsetof.

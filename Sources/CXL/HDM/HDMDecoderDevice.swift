@@ -117,14 +117,16 @@ public struct HDMDecoderDevice: Sendable {
             var cursor = DPACursor()
             let low = words.lowAddressMask
             if origin >= 0, origin + first + stride * (n + 1) <= words.count {
-                // Decoders 0...n all inside the file: plain loads, no per-load range check.
+                // Decoders 0...n all inside the file: plain loads, no per-load range check,
+                // and offsets that cannot overflow (checked just above), so wrapping adds.
                 func load(_ at: Int) -> UInt64 { UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self))) }
-                var at = origin + first
+                let sizeLow = p.sizeLow, sizeHigh = p.sizeHigh, control = p.control, skipLow = p.skipLow, skipHigh = p.skipHigh
+                var at = origin &+ first
                 for _ in 0...n {
-                    cursor.allocate(size: load(at + p.sizeHigh) << 32 | (load(at + p.sizeLow) & low),
-                                    iw: UInt8(truncatingIfNeeded: (load(at + p.control) & iwMask) >> iwShift),
-                                    dpaSkip: load(at + p.skipHigh) << 32 | (load(at + p.skipLow) & low))
-                    at += stride
+                    cursor.allocate(size: load(at &+ sizeHigh) << 32 | (load(at &+ sizeLow) & low),
+                                    iw: UInt8(truncatingIfNeeded: (load(at &+ control) & iwMask) &>> iwShift),
+                                    dpaSkip: load(at &+ skipHigh) << 32 | (load(at &+ skipLow) & low))
+                    at &+= stride
                 }
             } else {
                 for m in 0...n {

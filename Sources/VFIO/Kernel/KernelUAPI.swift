@@ -70,25 +70,16 @@ public enum VFIOKernelUAPI {
     /// `bytes` followed by zeros up to `count` bytes.
     static func zeroFilled(_ bytes: [UInt8], to count: Int) -> [UInt8] { bytes + [UInt8](repeating: 0, count: max(0, count - bytes.count)) }
 
-    /// `struct vfio_irq_set { argsz, flags, index, start, count, data[] }`: DATA_NONE, DATA_BOOL (one byte per
-    /// vector) or DATA_EVENTFD (one s32 per vector, -1 de-assigns).
+    /// `struct vfio_irq_set` (`VFIOIRQSetStruct`): DATA_NONE, DATA_BOOL (one byte per vector) or DATA_EVENTFD (one s32
+    /// per vector, -1 de-assigns).
     public static func irqSet(index: UInt32, start: UInt32, count: UInt32, action: VFIOIRQAction, data: VFIOKernelIRQData) -> [UInt8] {
-        var flags: VFIOIRQSetFlags
-        switch action {
-        case .mask: flags = .actionMask
-        case .unmask: flags = .actionUnmask
-        case .trigger: flags = .actionTrigger
-        }
-        var payload = ByteWriter()
+        let set: VFIOIRQSetStruct
         switch data {
-        case .none: flags.insert(.dataNone)
-        case .bool(let b): flags.insert(.dataBool); for v in b { payload.u8(v ? 1 : 0) }
-        case .eventfds(let fds): flags.insert(.dataEventFD); for fd in fds { payload.u32(UInt32(bitPattern: fd)) }
+        case .none: set = VFIOIRQSetStruct(flags: [.dataNone, action.setFlag], index: index, start: start, count: count)
+        case .bool(let b): set = VFIOIRQSetStruct(flags: [.dataBool, action.setFlag], index: index, start: start, count: count, bools: b)
+        case .eventfds(let fds): set = VFIOIRQSetStruct(flags: [.dataEventFD, action.setFlag], index: index, start: start, count: count, eventfds: fds)
         }
-        var w = ByteWriter()
-        w.u32(UInt32(20 + payload.bytes.count)); w.u32(flags.rawValue); w.u32(index); w.u32(start); w.u32(count)
-        w.append(payload.bytes)
-        return w.bytes
+        return set.encode()
     }
 
     /// `struct vfio_pci_hot_reset_info { argsz, flags, count, devices[] }` with room for `room` devices.
