@@ -154,14 +154,23 @@ public final class VFIOUserClient: @unchecked Sendable {
     @exclusivity(unchecked) private var deferReplies = false
     private let deferred = VFIOUserByteAccumulator()
 
-    /// A reply to a server request of `count` bytes, written by `fill` where it will be sent from: at the end of
-    /// `deferred` while replies are deferred (a DMA_READ reply's data goes from guest memory straight there: one
-    /// copy), else in the send buffer, sent at once.
-    private func sendServerReply(count: Int, _ fill: (UnsafeMutableRawPointer) -> Void) throws(VFIOUserError) {
-        if deferReplies { fill(deferred.extend(by: count)); return }
-        out.reserve(count)
+    /// A reply to a server request: `count` bytes written by `fill` where they will be sent from, then `data`
+    /// (sent from where it lies: a DMA_READ reply's data, from guest memory, no copy in user space), then
+    /// `trailer` zero bytes. Collected in `deferred` while replies are deferred, else sent at once.
+    private func sendServerReply(count: Int, data: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                                 trailer: Int = 0, _ fill: (UnsafeMutableRawPointer) -> Void) throws(VFIOUserError) {
+        if deferReplies {
+            fill(deferred.extend(by: count))
+            if let d = data.baseAddress { deferred.append(external: d, length: data.count) }
+            if trailer > 0 { deferred.extend(by: trailer).initializeMemory(as: UInt8.self, repeating: 0, count: trailer) }
+            return
+        }
+        out.reserve(count + trailer)
         fill(out.pointer)
-        try socket.send(out.pointer, count: count)
+        if trailer > 0 { (out.pointer + count).initializeMemory(as: UInt8.self, repeating: 0, count: trailer) }
+        if data.count == 0 && trailer == 0 { return try socket.send(out.pointer, count: count) }
+        try socket.send(UnsafeRawBufferPointer(start: out.pointer, count: count), data,
+                        UnsafeRawBufferPointer(start: out.pointer + count, count: trailer))
     }
 
     /// Sends a request, with any deferred replies to server requests in front of it (one sendmsg, the two
@@ -171,11 +180,8 @@ public final class VFIOUserClient: @unchecked Sendable {
         if deferred.count > 0 {
             defer { deferred.removeAll() }
             // The replies carry no fds; they go first, alone when the request has fds of its own.
-            if fds.isEmpty {
-                return try socket.send(UnsafeRawBufferPointer(start: deferred.pointer, count: deferred.count),
-                                       UnsafeRawBufferPointer(start: p, count: count), UnsafeRawBufferPointer(start: nil, count: 0))
-            }
-            try socket.send(deferred.pointer, count: deferred.count)
+            if fds.isEmpty { return try deferred.send(on: socket, then: UnsafeRawBufferPointer(start: p, count: count)) }
+            try deferred.send(on: socket)
         }
         let bytes = [UInt8](UnsafeRawBufferPointer(start: p, count: count))
         try socket.send(bytes, fds: fds)
@@ -204,7 +210,7 @@ public final class VFIOUserClient: @unchecked Sendable {
                 deferReplies = false
                 if deferred.count > 0 {
                     defer { deferred.removeAll() }
-                    do { try socket.send(deferred.pointer, count: deferred.count) } catch { throw fail(error) }
+                    do { try deferred.send(on: socket) } catch { throw fail(error) }
                 }
                 continue
             }
@@ -353,15 +359,14 @@ public final class VFIOUserClient: @unchecked Sendable {
             // The reply: spec `addr, count u64, data`; QEMU `offset, count u32, data` and the struct's 4 padding bytes.
             let total = VFIOUserLimits.headerSize + 16 + count
             guard !h.noReply else { return }
-            try sendServerReply(count: total) { o in
+            // Header and fields built here, the data sent from guest memory, QEMU's 4 trailing bytes after it.
+            let trailer = total - VFIOUserLimits.headerSize - dataAt - count
+            try sendServerReply(count: VFIOUserLimits.headerSize + dataAt, data: UnsafeRawBufferPointer(start: mem.base + at, count: count),
+                                trailer: trailer) { o in
                 VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
                 o.storeBytes(of: a.address.littleEndian, toByteOffset: 16, as: UInt64.self)
                 if layout == .spec { o.storeBytes(of: a.count.littleEndian, toByteOffset: 24, as: UInt64.self) }
-                else {
-                    o.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 24, as: UInt32.self)
-                    (o + 16 + 12 + count).storeBytes(of: UInt32(0), as: UInt32.self)
-                }
-                if count > 0 { (o + 16 + dataAt).copyMemory(from: mem.base + at, byteCount: count) }
+                else { o.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 24, as: UInt32.self) }
             }
         } else {
             if count > 0 { (mem.base + at).copyMemory(from: p.baseAddress! + dataAt, byteCount: count) }

@@ -506,31 +506,75 @@ extension VFIOUserSocket {
     }
 }
 
-/// Bytes collected to be sent together (a client's deferred replies to server requests): grows, keeps its
-/// contents, reused after `removeAll()`.
+/// Bytes collected to be sent together (a client's deferred replies to server requests): its own bytes (grown,
+/// kept, reused after `removeAll()`) and ranges of other memory (a DMA_READ reply's data, sent from guest memory
+/// where it lies), in order, sent gathered with one `sendmsg`.
 final class VFIOUserByteAccumulator {
-    @exclusivity(unchecked) private(set) var pointer: UnsafeMutableRawPointer
+    @exclusivity(unchecked) private var pointer: UnsafeMutableRawPointer
     @exclusivity(unchecked) private var capacity: Int
+    /// Own bytes used.
+    @exclusivity(unchecked) private var used = 0
+    /// All bytes to send (own and external).
     @exclusivity(unchecked) private(set) var count = 0
+    /// In order: external memory (`external` set) or own bytes at `offset`.
+    @exclusivity(unchecked) private var ranges: [(external: UnsafeRawPointer?, offset: Int, length: Int)] = []
+    private let bases = UnsafeMutablePointer<UnsafeRawPointer?>.allocate(capacity: 1024)
+    private let lens = UnsafeMutablePointer<Int>.allocate(capacity: 1024)
     init(capacity: Int = 4096) {
         self.capacity = capacity
         pointer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
     }
-    deinit { pointer.deallocate() }
-    /// `bytes` more at the end, returned to be written (what was there is kept).
+    deinit {
+        pointer.deallocate()
+        bases.deallocate()
+        lens.deallocate()
+    }
+    /// `bytes` more own bytes at the end, returned to be written (what was there is kept).
     func extend(by bytes: Int) -> UnsafeMutableRawPointer {
-        if capacity - count < bytes {
-            let newCapacity = max(count + bytes, capacity * 2)
+        if capacity - used < bytes {
+            let newCapacity = max(used + bytes, capacity * 2)
             let fresh = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
-            fresh.copyMemory(from: pointer, byteCount: count)
+            fresh.copyMemory(from: pointer, byteCount: used)
             pointer.deallocate()
             pointer = fresh
             capacity = newCapacity
         }
-        defer { count += bytes }
-        return pointer + count
+        if let last = ranges.last, last.external == nil, last.offset + last.length == used {
+            ranges[ranges.count - 1].length += bytes
+        } else {
+            ranges.append((external: nil, offset: used, length: bytes))
+        }
+        defer { used += bytes; count += bytes }
+        return pointer + used
     }
-    func removeAll() { count = 0 }
+    /// `length` bytes at `p` next, sent from there (`p` must stay valid until the send).
+    func append(external p: UnsafeRawPointer, length: Int) {
+        guard length > 0 else { return }
+        ranges.append((external: p, offset: 0, length: length))
+        count += length
+    }
+    /// Sends everything collected, then `extra` (may be empty), gathered: one `sendmsg` per 1023 ranges.
+    func send(on socket: VFIOUserSocket, then extra: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) throws(VFIOUserError) {
+        var n = 0
+        for r in ranges {
+            if n == 1023 { try socket.send(ranges: bases, lens, count: n); n = 0 }
+            bases[n] = r.external ?? UnsafeRawPointer(pointer + r.offset)
+            lens[n] = r.length
+            n += 1
+        }
+        if extra.count > 0, let e = extra.baseAddress {
+            if n == 1024 { try socket.send(ranges: bases, lens, count: n); n = 0 }
+            bases[n] = e
+            lens[n] = extra.count
+            n += 1
+        }
+        if n > 0 { try socket.send(ranges: bases, lens, count: n) }
+    }
+    func removeAll() {
+        used = 0
+        count = 0
+        ranges.removeAll(keepingCapacity: true)
+    }
 }
 
 /// A reusable send buffer: replies are encoded into it and sent with one `sendmsg`.
