@@ -11,8 +11,8 @@
  *
  * Targets (any number, measured interleaved in blocks of -b calls after -w warm-up calls each, so all of them see
  * the same machine conditions):
- *   vfu:PATH   a vfio-user server: VERSION (0.2, max_msg_fds 8), then REGION_READ region 7 (config), offset 0,
- *              count 4. Every reply's header (id, command, REPLY flag, no ERROR, size 36) and access fields are
+ *   vfu:PATH   a vfio-user server: VERSION (0.2, max_msg_fds 8), then REGION_READ region 7 (config), offset 0
+ *              (the Vendor ID; -o sets another 4-byte aligned offset, e.g. 8, Revision ID and Class Code), count 4. Every reply's header (id, command, REPLY flag, no ERROR, size 36) and access fields are
  *              checked; any mismatch aborts with exit status 1.
  *   raw:PATH   cxlbench's echo server (`cxlbench --echo-server PATH`): sends the sizes (32, 36) as two u32, then
  *              each call writes 32 bytes and reads 36.
@@ -32,6 +32,8 @@
 #include <unistd.h>
 
 #define MAX_TARGETS 8
+
+static uint64_t config_offset;   /* -o */
 
 struct target {
     const char *name;
@@ -127,13 +129,13 @@ static void vfu_negotiate(struct target *t) {
 static inline void vfu_call(struct target *t) {
     uint8_t req[32], rep[36];
     header(req, t->next_id, 9, 32);
-    put64(req + 16, 0);
+    put64(req + 16, config_offset);
     put32(req + 24, 7);
     put32(req + 28, 4);
     write_all(t->fd, req, 32);
     read_all(t->fd, rep, 36);
     if (get16(rep) != t->next_id || get16(rep + 2) != 9 || get32(rep + 4) != 36 || get32(rep + 8) != 1 ||
-        get32(rep + 24) != 7 || get32(rep + 28) != 4) {
+        get32(rep + 16) != (uint32_t)config_offset || get32(rep + 24) != 7 || get32(rep + 28) != 4) {
         errno = 0;
         die("REGION_READ reply");
     }
@@ -162,18 +164,19 @@ static uint64_t percentile(const uint64_t *sorted, size_t n, double p) {
 int main(int argc, char **argv) {
     long n = 50000, block = 500, warmup = -1;
     int opt;
-    while ((opt = getopt(argc, argv, "n:b:w:")) != -1) {
+    while ((opt = getopt(argc, argv, "n:b:w:o:")) != -1) {
         switch (opt) {
         case 'n': n = atol(optarg); break;
         case 'b': block = atol(optarg); break;
         case 'w': warmup = atol(optarg); break;
+        case 'o': config_offset = strtoull(optarg, NULL, 0) & ~3ull; break;
         default:
-            fprintf(stderr, "usage: %s [-n calls] [-b block] [-w warmup] vfu:PATH|raw:PATH ...\n", argv[0]);
+            fprintf(stderr, "usage: %s [-n calls] [-b block] [-w warmup] [-o config offset] vfu:PATH|raw:PATH ...\n", argv[0]);
             return 2;
         }
     }
     if (n < 1 || block < 1 || optind >= argc || argc - optind > MAX_TARGETS) {
-        fprintf(stderr, "usage: %s [-n calls] [-b block] [-w warmup] vfu:PATH|raw:PATH ...\n", argv[0]);
+        fprintf(stderr, "usage: %s [-n calls] [-b block] [-w warmup] [-o config offset] vfu:PATH|raw:PATH ...\n", argv[0]);
         return 2;
     }
     if (warmup < 0) warmup = n / 10;
