@@ -169,6 +169,42 @@ struct StateEngineTests {
         #expect(!dev.log.contains { $0.write && $0.space == .bar(2) && $0.offset != UInt64(StateTestDevice.hdm + 4) })
     }
 
+    /// A restore's report keeps its register outcomes as the restore recorded them and builds
+    /// `registers` when read (issue 13): it must behave as a report holding the array, a value
+    /// whose edits stay in the copy that made them.
+    @Test func restoreReportOutcomesBehaveAsAStoredArray() throws {
+        let dev = StateTestDevice()
+        dev.programLikeFirmware()
+        let e = engine(dev)
+        var saved = try e.save()
+        // Decoder 0 saved not committed: its registers are skipped (a detail each), decoder 1's
+        // fail as out of order (another detail), everything else is restored.
+        let key = RegisterKey(block: StateCatalog.hdmBlock, register: "Decoder 0 Control")
+        let i = try #require(saved.registers.firstIndex { $0.key == key })
+        saved.registers[i].value &= ~(StateCatalog.committedBit | StateCatalog.commitBit)
+        try dev.reset(.bus)
+        let report = try e.restore(saved)
+        #expect(report.decoders.map(\.result) == [.skippedNotCommitted, .outOfOrder])
+        let outcomes = report.registers
+        #expect(outcomes.count == saved.registers.count)
+        #expect(outcomes.map(\.key) == saved.registers.map(\.key))
+        #expect(report.registers == outcomes)  // built again, the same
+        #expect(outcomes[i].action == .skipped && outcomes[i].detail == "not committed when saved: not restored")
+        #expect(outcomes.contains { !$0.ok && $0.detail?.contains("decoders commit in ascending order") == true })
+        #expect(outcomes.contains { $0.action == .written && $0.ok && $0.after != nil })
+        let stored = RestoreReport(device: report.device, dvsecLocked: report.dvsecLocked, steps: report.steps,
+                                   registers: outcomes, decoders: report.decoders)
+        #expect(stored == report && stored.hashValue == report.hashValue)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        #expect(try encoder.encode(stored) == encoder.encode(report))
+        var edited = report
+        edited.registers[0].detail = "edited"
+        #expect(edited.registers[0].detail == "edited")
+        #expect(report.registers[0].detail == outcomes[0].detail)
+        #expect(edited != report)
+    }
+
     @Test func liveCommittedDecoderIsDecommittedFirst() throws {
         let dev = StateTestDevice()
         dev.programLikeFirmware()
