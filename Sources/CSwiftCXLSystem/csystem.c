@@ -60,18 +60,9 @@ ssize_t csystem_send(int sock, const void *buf, size_t len) {
 }
 
 ssize_t csystem_send3(int sock, const void *a, size_t na, const void *b, size_t nb, const void *c, size_t nc) {
-    struct iovec iov[3];
-    int n = 0;
-    if (na > 0) { iov[n].iov_base = (void *)a; iov[n].iov_len = na; n++; }
-    if (nb > 0) { iov[n].iov_base = (void *)b; iov[n].iov_len = nb; n++; }
-    if (nc > 0) { iov[n].iov_base = (void *)c; iov[n].iov_len = nc; n++; }
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = iov;
-    msg.msg_iovlen = (size_t)n;
-    ssize_t r;
-    do { r = (ssize_t)syscall(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL); } while (r < 0 && errno == EINTR);
-    return r;
+    const void *bases[3] = { a, b, c };
+    size_t lens[3] = { na, nb, nc };
+    return csystem_sendv(sock, bases, lens, 3);
 }
 
 ssize_t csystem_sendv(int sock, const void *const *bases, const size_t *lens, int n) {

@@ -779,22 +779,10 @@ final class VFIOUserConnection: @unchecked Sendable {
         let fields = layout.requestFieldsSize, trailer = layout.requestTrailerSize
         let block = VFIOUserLimits.headerSize + fields + trailer
         do {
-            var ack: (VFIOUserHeader, VFIOUserAccessAck)?
-            if let (h, a) = earlyAck, !earlyAckSent {
-                earlyAckSent = true
-                if !h.noReply { ack = (h, a) }
-            }
-            let ackBytes = ack == nil ? 0 : 32
-            let head = ackBytes + k * block
-            let buf = out.busy ? VFIOUserSendBuffer(capacity: head) : out
-            buf.reserve(head)
-            buf.busy = true
+            let buf = requestBuffer(k * block)
             defer { buf.busy = false }
             let p = buf.pointer
-            if let (h, a) = ack {
-                VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).store(to: p)
-                a.store(to: p + 16)
-            }
+            let ackBytes = storeEarlyAck(in: buf)
             var n = 0
             if ackBytes > 0 { iovBases[0] = UnsafeRawPointer(p); iovLens[0] = ackBytes; n = 1 }
             for (idx, piece) in pieces.enumerated() {
@@ -867,29 +855,9 @@ final class VFIOUserConnection: @unchecked Sendable {
                 }
                 if found { continue }
             }
-            let m: VFIOUserFramedMessage
-            do throws(VFIOUserError) {
-                guard let mm = try receiveFramed(deadline: deadline) else { throw VFIOUserError.disconnected }
-                m = mm
-            } catch {
-                alive = false
-                let e: VFIOUserError = error == .timeout(command: 0) ? .timeout(command: command.rawValue) : error
-                throw .system(errno: e.errno, "\(command): \(e)")
-            }
+            let m = try receiveDuringWait(deadline: deadline, waitingFor: command, id: firstID)
             if m.header.isCommand {
-                if nesting < Self.maxNesting {
-                    nesting += 1
-                    handleFramed(m)
-                    nesting -= 1
-                } else {
-                    let queued = pending.reduce(m.payload.count) { $0 + $1.payload.count }
-                    guard pending.count < Self.maxPending, queued <= Self.maxPendingBytes else {
-                        for fd in m.fds { Glibc.close(fd) }
-                        alive = false
-                        throw .system(errno: VFIOErrno.ENOMEM, "\(pending.count) commands queued during \(command)")
-                    }
-                    pending.append(VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
-                }
+                try commandDuringWait(m, waitingFor: command)
                 continue
             }
             let idx = Int(m.header.messageID &- firstID)
@@ -910,6 +878,60 @@ final class VFIOUserConnection: @unchecked Sendable {
         if let refusal { throw refusal }
     }
 
+    /// A send buffer for server requests of `bytes` (after room for a pending early acknowledgement), marked busy
+    /// (the caller clears it): `out`, or a buffer of its own when a nested reply is being built in `out`.
+    private func requestBuffer(_ bytes: Int) -> VFIOUserSendBuffer {
+        let buf = out.busy ? VFIOUserSendBuffer(capacity: 32 + bytes) : out
+        buf.reserve(32 + bytes)
+        buf.busy = true
+        return buf
+    }
+
+    /// A pending early acknowledgement, stored at the start of `buf` to leave in the same sendmsg as the request
+    /// behind it (the client reads both with one recvmsg, returns from its write, and finds the request already
+    /// buffered when it next calls). Returns its size (0: none, or the write was posted).
+    private func storeEarlyAck(in buf: VFIOUserSendBuffer) -> Int {
+        guard let (h, a) = earlyAck, !earlyAckSent else { return 0 }
+        earlyAckSent = true
+        guard !h.noReply else { return 0 }
+        VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).store(to: buf.pointer)
+        a.store(to: buf.pointer + 16)
+        return 32
+    }
+
+    /// The next message while this server waits for replies to its own requests (by `deadline`); a timeout, the end
+    /// of the stream or a receive error ends the connection.
+    private func receiveDuringWait(deadline: Int64, waitingFor command: VFIOUserCommand, id: UInt16) throws(VFIOError) -> VFIOUserFramedMessage {
+        do throws(VFIOUserError) {
+            guard let m = try receiveFramed(deadline: deadline) else { throw VFIOUserError.disconnected }
+            return m
+        } catch {
+            alive = false
+            let e: VFIOUserError = error == .timeout(command: 0) ? .timeout(command: command.rawValue) : error
+            logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(e)"])
+            throw .system(errno: e.errno, "\(command): \(e)")
+        }
+    }
+
+    /// A client command that arrived while this server waits for replies to its own requests: handled right away,
+    /// nested (QEMU may be blocked waiting for its reply before it serves our request), or beyond `maxNesting`
+    /// queued, boundedly: a client that never answers must not make us buffer all it sends (issue 9).
+    private func commandDuringWait(_ m: VFIOUserFramedMessage, waitingFor command: VFIOUserCommand) throws(VFIOError) {
+        if nesting < Self.maxNesting {
+            nesting += 1
+            handleFramed(m)
+            nesting -= 1
+            return
+        }
+        let queued = pending.reduce(m.payload.count) { $0 + $1.payload.count }
+        guard pending.count < Self.maxPending, queued <= Self.maxPendingBytes else {
+            for fd in m.fds { Glibc.close(fd) }
+            alive = false
+            throw .system(errno: VFIOErrno.ENOMEM, "\(pending.count) commands queued during \(command)")
+        }
+        pending.append(VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
+    }
+
     /// A reply to a request this server sent, kept when it arrived while an outer request was being waited for.
     private var heldReply: [UInt8] = []
 
@@ -927,24 +949,11 @@ final class VFIOUserConnection: @unchecked Sendable {
         let requestHeader = VFIOUserHeader(messageID: id, command: command.rawValue,
                                            messageSize: UInt32(VFIOUserLimits.headerSize + payloadSize), flags: VFIOUserFlags.typeCommand)
         do {
-            // A pending early acknowledgement and the request leave in one sendmsg: the client reads both with one
-            // recvmsg, returns from its write, and finds the request already buffered when it next calls.
-            var ackBytes = 0
-            var ack: (VFIOUserHeader, VFIOUserAccessAck)?
-            if let (h, a) = earlyAck, !earlyAckSent {
-                earlyAckSent = true
-                if !h.noReply { ack = (h, a); ackBytes = 32 }
-            }
-            let head = ackBytes + VFIOUserLimits.headerSize + fieldsSize
-            let buf = out.busy ? VFIOUserSendBuffer(capacity: head + trailerSize) : out
-            buf.reserve(head + trailerSize)
-            buf.busy = true
+            let buf = requestBuffer(VFIOUserLimits.headerSize + fieldsSize + trailerSize)
             defer { buf.busy = false }
             let p = buf.pointer
-            if let (h, a) = ack {
-                VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: 32, flags: VFIOUserFlags.typeReply).store(to: p)
-                a.store(to: p + 16)
-            }
+            let ackBytes = storeEarlyAck(in: buf)
+            let head = ackBytes + VFIOUserLimits.headerSize + fieldsSize
             requestHeader.store(to: p + ackBytes)
             fill(p + ackBytes + VFIOUserLimits.headerSize)
             // The trailer (QEMU's struct padding) is zeros, kept after the head in the same buffer.
@@ -967,31 +976,9 @@ final class VFIOUserConnection: @unchecked Sendable {
                 fdCount = stashed.fds.count
                 payload = heldReply.withUnsafeBytes { $0 }   // valid while heldReply is not changed: until the next exchange
             } else {
-                let m: VFIOUserFramedMessage
-                do throws(VFIOUserError) {
-                    guard let mm = try receiveFramed(deadline: deadline) else { throw VFIOUserError.disconnected }
-                    m = mm
-                } catch {
-                    alive = false
-                    let e: VFIOUserError = error == .timeout(command: 0) ? .timeout(command: command.rawValue) : error
-                    logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(e)"])
-                    throw .system(errno: e.errno, "\(command): \(e)")
-                }
+                let m = try receiveDuringWait(deadline: deadline, waitingFor: command, id: id)
                 if m.header.isCommand {
-                    if nesting < Self.maxNesting {
-                        nesting += 1
-                        handleFramed(m)
-                        nesting -= 1
-                    } else {
-                        // Bounded: a client that never answers must not make us buffer all it sends (issue 9).
-                        let queued = pending.reduce(m.payload.count) { $0 + $1.payload.count }
-                        guard pending.count < Self.maxPending, queued <= Self.maxPendingBytes else {
-                            for fd in m.fds { Glibc.close(fd) }
-                            alive = false
-                            throw .system(errno: VFIOErrno.ENOMEM, "\(pending.count) commands queued during \(command)")
-                        }
-                        pending.append(VFIOUserReceived(header: m.header, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
-                    }
+                    try commandDuringWait(m, waitingFor: command)
                     continue
                 }
                 if m.header.messageID != id && outstanding.contains(m.header.messageID) {

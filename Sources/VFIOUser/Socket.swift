@@ -418,15 +418,51 @@ extension VFIOUserSocket {
         // The common case, all of it taken by the first call, reads no clock.
         let n = csystem_send(fd, bytes, count)
         if n == count { return }
-        try sendRest(bytes, count: count, first: n)
+        try send(UnsafeRawBufferPointer(start: bytes, count: count), UnsafeRawBufferPointer(start: nil, count: 0),
+                 UnsafeRawBufferPointer(start: nil, count: 0), first: n)
     }
 
-    /// `send(_:count:)` after a first call that failed or took part of the message: the message as a whole gets
-    /// one send timeout, counted from here (the coarse clock, tick resolution, is enough for it).
+    /// Sends `a`, then `b`, then `c` (any may be empty) as one message with one `sendmsg` (more only when the kernel
+    /// takes part of it): a header built in a buffer goes out with data that stays where it is.
+    public func send(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) throws(VFIOUserError) {
+        let n = csystem_send3(fd, a.baseAddress, a.count, b.baseAddress, b.count, c.baseAddress, c.count)
+        if n == a.count + b.count + c.count { return }
+        try send(a, b, c, first: n)
+    }
+
+    /// The rest of `a`, `b`, `c` after a first `sendmsg` that returned `first` (the rare path).
     @inline(never)
-    private func sendRest(_ bytes: UnsafeRawPointer, count: Int, first: Int) throws(VFIOUserError) {
+    private func send(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer, first n: Int) throws(VFIOUserError) {
+        let total = a.count + b.count + c.count
+        var failure: VFIOUserError?
+        withUnsafeTemporaryAllocation(of: UnsafeRawPointer?.self, capacity: 3) { bases in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 3) { lens in
+                for (i, r) in [a, b, c].enumerated() { bases[i] = r.baseAddress; lens[i] = r.count }
+                do throws(VFIOUserError) { try sendRest(ranges: bases.baseAddress!, lens.baseAddress!, count: 3, total: total, first: n) }
+                catch { failure = error }
+            }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Sends the `count` ranges `bases[i]`, `lens[i]` in order with one `sendmsg` (more only when the kernel takes
+    /// part of them; the ranges are advanced in place). At most 1024 ranges.
+    func send(ranges bases: UnsafeMutablePointer<UnsafeRawPointer?>, _ lens: UnsafeMutablePointer<Int>, count: Int) throws(VFIOUserError) {
+        var total = 0
+        for i in 0..<count { total += lens[i] }
+        let n = csystem_sendv(fd, bases, lens, Int32(count))
+        if n == total { return }
+        try sendRest(ranges: bases, lens, count: count, total: total, first: n)
+    }
+
+    /// The rest of a gathered send whose first `sendmsg` returned `first` (an error, or part of `total`): the message
+    /// as a whole gets one send timeout, counted from here.
+    @inline(never)
+    private func sendRest(ranges bases: UnsafeMutablePointer<UnsafeRawPointer?>, _ lens: UnsafeMutablePointer<Int>, count: Int,
+                          total: Int, first: Int) throws(VFIOUserError) {
         var n = first
         var sent = 0
+        var at = 0
         let started = coarseMonotonicMilliseconds()
         while true {
             if n < 0 {
@@ -435,57 +471,12 @@ extension VFIOUserSocket {
                 throw .system(errno: e, "sendmsg")
             }
             sent += n
-            if sent >= count { return }
-            try checkSendDeadline(sent: sent, total: count, started: started, now: coarseMonotonicMilliseconds)
-            n = csystem_send(fd, bytes + sent, count - sent)
-        }
-    }
-
-    /// Sends `a`, then `b`, then `c` (any may be empty) as one message with one `sendmsg` (more only when the kernel
-    /// takes part of it): a header built in a buffer goes out with data that stays where it is.
-    public func send(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, _ c: UnsafeRawBufferPointer) throws(VFIOUserError) {
-        var (pa, na) = (a.baseAddress, a.count), (pb, nb) = (b.baseAddress, b.count), (pc, nc) = (c.baseAddress, c.count)
-        let total = na + nb + nc
-        var sent = 0
-        let started = coarseMonotonicMilliseconds()
-        while sent < total {
-            let n = csystem_send3(fd, pa, na, pb, nb, pc, nc)
-            if n < 0 {
-                let e = errno
-                if e == EPIPE || e == ECONNRESET { throw .disconnected }
-                throw .system(errno: e, "sendmsg")
-            }
-            sent += n
-            var k = n
-            let ta = min(k, na); pa = pa.map { $0 + ta }; na -= ta; k -= ta
-            let tb = min(k, nb); pb = pb.map { $0 + tb }; nb -= tb; k -= tb
-            let tc = min(k, nc); pc = pc.map { $0 + tc }; nc -= tc
-            try checkSendDeadline(sent: sent, total: total, started: started, now: coarseMonotonicMilliseconds)
-        }
-    }
-
-    /// Sends the `count` ranges `bases[i]`, `lens[i]` in order with one `sendmsg` (more only when the kernel takes
-    /// part of them; the ranges are advanced in place). At most 1024 ranges.
-    func send(ranges bases: UnsafeMutablePointer<UnsafeRawPointer?>, _ lens: UnsafeMutablePointer<Int>, count: Int) throws(VFIOUserError) {
-        var total = 0
-        for i in 0..<count { total += lens[i] }
-        var sent = 0
-        var first = 0
-        var started: Int64 = 0
-        while sent < total {
-            let n = csystem_sendv(fd, bases + first, lens + first, Int32(count - first))
-            if n < 0 {
-                let e = errno
-                if e == EPIPE || e == ECONNRESET { throw .disconnected }
-                throw .system(errno: e, "sendmsg")
-            }
-            sent += n
             if sent >= total { return }
-            if started == 0 { started = coarseMonotonicMilliseconds() }
             var k = n
-            while first < count && k >= lens[first] { k -= lens[first]; lens[first] = 0; first += 1 }
-            if first < count && k > 0 { bases[first] = bases[first].map { $0 + k }; lens[first] -= k }
+            while at < count && k >= lens[at] { k -= lens[at]; lens[at] = 0; at += 1 }
+            if at < count && k > 0 { bases[at] = bases[at].map { $0 + k }; lens[at] -= k }
             try checkSendDeadline(sent: sent, total: total, started: started, now: coarseMonotonicMilliseconds)
+            n = csystem_sendv(fd, bases + at, lens + at, Int32(count - at))
         }
     }
 
