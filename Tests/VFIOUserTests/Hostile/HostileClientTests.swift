@@ -360,6 +360,63 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
     }
 
     /// A client that never answers the server's DMA_READ: the server times out, drops it, keeps the device.
+    /// A pipelined scatter-gather window (four DMA_READs sent before any reply) answered out of order, one of them
+    /// refused: the server takes every reply of the window (none is left to arrive later and be mistaken for
+    /// another's), reports the refusal to the device (which records a DMA error and sends no DMA_WRITE), and the
+    /// connection goes on serving.
+    @Test func scatterGatherWindowAnsweredOutOfOrderWithARefusal() throws {
+        let h = try ServerHarness(configuration: hostileServerConfiguration())
+        defer { _ = h.stop() }
+        let p = try RawPeer(path: h.path)
+        guard case .reply = p.negotiate() else { Issue.record("VERSION failed"); return }
+        guard case .reply = p.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0x4000)) else { Issue.record("DMA_MAP failed"); return }
+        typealias Reg = TestPCIFunction.Reg
+        for (reg, v) in [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x12000)), (Reg.len, le32(2048) + le32(0)),
+                         (Reg.segment, le32(512) + le32(0)), (Reg.status, le32(0))] {
+            _ = p.exchange(C.regionWrite.rawValue, regionAccess(reg, 2, UInt32(v.count), data: v))
+        }
+        try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(3)))
+        var requests: [VFIOUserHeader] = []
+        var addresses: [UInt64] = []
+        while requests.count < 4 {
+            let o = p.receive()
+            guard case .reply(let m, let payload) = o else { Issue.record("expected the window, got \(o)"); return }
+            if m.isReply && m.command == C.regionWrite.rawValue { continue }   // the early acknowledgement
+            guard m.command == C.dmaRead.rawValue, payload.count == 16 else { Issue.record("expected DMA_READ, got \(m.command)"); return }
+            requests.append(m)
+            addresses.append(payload.prefix(8).enumerated().reduce(0) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+        }
+        // All four were sent before we answered any; answer 3, 2 (refused), 0, 1.
+        #expect(addresses == [0x10000, 0x10200, 0x10400, 0x10600])
+        for i in [3, 2, 0, 1] {
+            let r = requests[i]
+            if i == 2 {
+                try p.sendRaw(RawPeer.frame(id: r.messageID, command: r.command, payload: [],
+                                            flags: VFIOUserFlags.typeReply | VFIOUserFlags.error, error: UInt32(VFIOErrno.EFAULT)))
+            } else {
+                try p.sendRaw(RawPeer.frame(id: r.messageID, command: r.command,
+                                            payload: le64(addresses[i]) + le64(512) + [UInt8](repeating: UInt8(i), count: 512),
+                                            flags: VFIOUserFlags.typeReply))
+            }
+        }
+        // The device saw the DMA fail: status 2, and no DMA_WRITE came.
+        var status: [UInt8] = []
+        for _ in 0..<100 {
+            guard case .reply(let m, let payload) = p.exchange(C.regionRead.rawValue, regionAccess(Reg.status, 2, 4)) else {
+                Issue.record("status read failed"); return
+            }
+            #expect(m.command == C.regionRead.rawValue, "no DMA_WRITE after a refused read")
+            status = Array(payload.suffix(4))
+            if status != [0, 0, 0, 0] { break }
+            usleep(1000)
+        }
+        #expect(status == le32(2))
+        guard case .reply(_, let id) = p.exchange(C.regionRead.rawValue, regionAccess(0, VFIOPCIRegion.config.rawValue, 4)) else {
+            Issue.record("config read after the window failed"); return
+        }
+        #expect(Array(id.suffix(4)) == le32(0x5678_1234))
+    }
+
     @Test func clientThatNeverAnswersDMA() throws {
         let h = try ServerHarness(configuration: hostileServerConfiguration())
         defer { _ = h.stop() }
