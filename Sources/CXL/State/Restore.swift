@@ -65,6 +65,9 @@ final class RestoreRun {
     private let record: RestoreRecord
     /// `record.slots`, held here: one load per access.
     private let slots: UnsafeMutableBufferPointer<Slot>
+    /// The batch of posted writes being built, kept from decoder to decoder so its
+    /// storage is allocated once per restore.
+    @exclusivity(unchecked) private var batch: [PostedBARWrite] = []
     @exclusivity(unchecked) private var steps: [RestoreStep] = []
     @exclusivity(unchecked) private var decoders: [DecoderOutcome] = []
     @exclusivity(unchecked) private var locked = false
@@ -148,19 +151,19 @@ final class RestoreRun {
         guard case .bar(let bar) = regs[control].space, flat[others].allSatisfy({ regs[$0].space == .bar(bar) }) else {
             return writePosted(flat[others].map { ($0, regs[$0].value) } + [(control, value)])
         }
-        var writes: [PostedBARWrite] = []
-        writes.reserveCapacity(others.count + 1)
+        batch.removeAll(keepingCapacity: true)
+        batch.reserveCapacity(others.count + 1)
         for k in others {
             let i = flat[k]
             slots[i].fresh = nil
             slots[i].action = .written
-            writes.append(PostedBARWrite(offset: regs[i].offset, width: regs[i].width, value: regs[i].value))
+            batch.append(PostedBARWrite(offset: regs[i].offset, width: regs[i].width, value: regs[i].value))
         }
         slots[control].fresh = nil
         slots[control].action = .written
-        writes.append(PostedBARWrite(offset: regs[control].offset, width: regs[control].width, value: value))
+        batch.append(PostedBARWrite(offset: regs[control].offset, width: regs[control].width, value: value))
         do {
-            try engine.function.barWritePosted(bar, writes)
+            try engine.function.barWritePosted(bar, batch)
             for k in others { slots[flat[k]].written = regs[flat[k]].value }
             slots[control].written = value
             return true
