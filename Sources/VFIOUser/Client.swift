@@ -337,11 +337,8 @@ public final class VFIOUserClient: @unchecked Sendable {
         let p = msg.payload
         // Spec: `addr u64, count u64`, data at 16, exactly `count` data bytes. QEMU: `offset u64, count u32`, data
         // at 12, followed by the padded struct's 4 bytes (as `VFIOUserDMALayout.decodeRequest`).
-        guard p.count >= 16 else { return try refuse(VFIOErrno.EINVAL) }
+        guard p.count >= 16, let (address, count64) = layout.loadRequestFields(from: p) else { return try refuse(VFIOErrno.EINVAL) }
         let dataAt = layout.requestFieldsSize
-        let address = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let count64 = layout == .spec ? UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-                                      : UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
         if cmd == .dmaWrite {
             let avail = UInt64(p.count - dataAt)
             guard layout == .spec ? avail == count64 : avail >= count64 else { return try refuse(VFIOErrno.EINVAL) }
