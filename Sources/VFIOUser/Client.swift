@@ -337,11 +337,8 @@ public final class VFIOUserClient: @unchecked Sendable {
         let p = msg.payload
         // Spec: `addr u64, count u64`, data at 16, exactly `count` data bytes. QEMU: `offset u64, count u32`, data
         // at 12, followed by the padded struct's 4 bytes (as `VFIOUserDMALayout.decodeRequest`).
-        guard p.count >= 16 else { return try refuse(VFIOErrno.EINVAL) }
-        let dataAt = layout == .spec ? 16 : 12
-        let address = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let count64 = layout == .spec ? UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-                                      : UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        guard p.count >= 16, let (address, count64) = layout.loadRequestFields(from: p) else { return try refuse(VFIOErrno.EINVAL) }
+        let dataAt = layout.requestFieldsSize
         if cmd == .dmaWrite {
             let avail = UInt64(p.count - dataAt)
             guard layout == .spec ? avail == count64 : avail >= count64 else { return try refuse(VFIOErrno.EINVAL) }
@@ -355,30 +352,25 @@ public final class VFIOUserClient: @unchecked Sendable {
         let at = r.memoryOffset + Int(address - r.address)
         guard at >= 0, at <= mem.size, count <= mem.size - at else { return try refuse(VFIOErrno.EFAULT) }
         if cmd == .dmaRead {
-            let a = VFIOUserDMAAccess(address: address, count: count64)
-            // The reply: spec `addr, count u64, data`; QEMU `offset, count u32, data` and the struct's 4 padding bytes.
-            let total = VFIOUserLimits.headerSize + 16 + count
             guard !h.noReply else { return }
-            // Header and fields built here, the data sent from guest memory, QEMU's 4 trailing bytes after it.
-            let trailer = total - VFIOUserLimits.headerSize - dataAt - count
+            // The reply echoes the request's fields, then the data (sent from guest memory), then the trailer (QEMU's
+            // 4 padding bytes): spec `addr, count u64, data`; QEMU `offset, count u32, data, pad`.
+            let trailer = layout.requestTrailerSize
+            let total = VFIOUserLimits.headerSize + dataAt + count + trailer
             try sendServerReply(count: VFIOUserLimits.headerSize + dataAt, data: UnsafeRawBufferPointer(start: mem.base + at, count: count),
                                 trailer: trailer) { o in
                 VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
-                o.storeBytes(of: a.address.littleEndian, toByteOffset: 16, as: UInt64.self)
-                if layout == .spec { o.storeBytes(of: a.count.littleEndian, toByteOffset: 24, as: UInt64.self) }
-                else { o.storeBytes(of: UInt32(count).littleEndian, toByteOffset: 24, as: UInt32.self) }
+                layout.storeRequestFields(to: o + VFIOUserLimits.headerSize, address: address, count: count64)
             }
         } else {
             if count > 0 { (mem.base + at).copyMemory(from: p.baseAddress! + dataAt, byteCount: count) }
             guard !h.noReply else { return }
-            // The reply (as `VFIOUserDMALayout.encodeReply`): spec `addr, count u64`; QEMU nothing.
-            let total = VFIOUserLimits.headerSize + (layout == .spec ? 16 : 0)
+            // The reply (as `VFIOUserDMALayout.encodeReply`): spec the request's `addr, count u64`; QEMU nothing.
+            let fields = layout == .spec ? dataAt : 0
+            let total = VFIOUserLimits.headerSize + fields
             try sendServerReply(count: total) { o in
                 VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
-                if layout == .spec {
-                    o.storeBytes(of: address.littleEndian, toByteOffset: 16, as: UInt64.self)
-                    o.storeBytes(of: count64.littleEndian, toByteOffset: 24, as: UInt64.self)
-                }
+                if fields > 0 { layout.storeRequestFields(to: o + VFIOUserLimits.headerSize, address: address, count: count64) }
             }
         }
     }

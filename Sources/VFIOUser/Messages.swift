@@ -316,14 +316,21 @@ public enum VFIOUserDMALayout: Sendable, Equatable {
         else { p.storeBytes(of: UInt32(truncatingIfNeeded: count).littleEndian, toByteOffset: 8, as: UInt32.self) }
     }
 
+    /// The fixed fields at the start of `p` as `storeRequestFields` stores them (a DMA request, or a DMA_READ
+    /// reply, which echoes them); nil when `p` is shorter than `requestFieldsSize`.
+    public func loadRequestFields(from p: UnsafeRawBufferPointer) -> (address: UInt64, count: UInt64)? {
+        guard p.count >= requestFieldsSize else { return nil }
+        let address = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+        let count = self == .spec ? UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+                                  : UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        return (address, count)
+    }
+
     /// Checks the reply to a DMA_READ of `count` bytes at `address` in place (as `decodeReadReply`) and returns
     /// where its data starts.
     public func checkReadReply(_ p: UnsafeRawBufferPointer, address: UInt64, count: UInt64) throws(VFIOUserError) -> Int {
         let headerSize = requestFieldsSize
-        guard p.count >= headerSize else { throw .malformed("DMA_READ reply truncated") }
-        let addr = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let n = self == .spec ? UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
-                              : UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
+        guard let (addr, n) = loadRequestFields(from: p) else { throw .malformed("DMA_READ reply truncated") }
         guard addr == address, n == count else { throw .malformed("DMA_READ reply for 0x\(String(addr, radix: 16))+\(n), asked 0x\(String(address, radix: 16))+\(count)") }
         let avail = UInt64(p.count - headerSize)
         // spec: exactly count bytes; QEMU: count bytes plus the struct's 4 padding bytes.

@@ -809,10 +809,9 @@ final class VFIOUserConnection: @unchecked Sendable {
         let base = outstanding.count
         for idx in 0..<k { outstanding.append(firstID &+ UInt16(idx)) }
         defer { outstanding.removeSubrange(base..<min(base + k, outstanding.count)) }
-        // Which replies are in (k <= 64): local, as a client command handled while we wait may start DMA of its
-        // own (nested), with a window of its own.
+        // Which replies are in, one bit each (k <= dmaWindowMessages = 64; their count is the bits set): local, as a
+        // client command handled while we wait may start DMA of its own (nested), with a window of its own.
         var answeredMask: UInt64 = 0
-        var answered = 0
         var refusal: VFIOError?
         let deadline = coarseMonotonicMilliseconds() + Int64(config.dmaReplyTimeoutMilliseconds)
         let start = pieces.startIndex
@@ -820,7 +819,6 @@ final class VFIOUserConnection: @unchecked Sendable {
         /// One reply: checked against its request, DMA_READ data copied to the piece.
         func take(_ header: VFIOUserHeader, _ payload: UnsafeRawBufferPointer, fdCount: Int, _ idx: Int) throws(VFIOError) {
             answeredMask |= 1 << UInt64(idx)
-            answered += 1
             let piece = pieces[start + idx]
             let request = VFIOUserHeader(messageID: firstID &+ UInt16(idx), command: command.rawValue, messageSize: 0,
                                          flags: VFIOUserFlags.typeCommand)
@@ -841,7 +839,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             }
         }
 
-        while answered < k {
+        while answeredMask.nonzeroBitCount < k {
             guard alive else { throw .system(errno: VFIOErrno.ENOTCONN, "connection closed during \(command)") }
             if !stashedReplies.isEmpty {
                 var found = false

@@ -544,11 +544,11 @@ final class VFIOUserByteAccumulator {
         ranges.append((external: p, offset: 0, length: length))
         count += length
     }
-    /// Sends everything collected, then `extra` (may be empty), gathered: one `sendmsg` per 1023 ranges.
+    /// Sends everything collected, then `extra` (may be empty), gathered: one `sendmsg` per 1024 ranges.
     func send(on socket: VFIOUserSocket, then extra: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) throws(VFIOUserError) {
         var n = 0
         for r in ranges {
-            if n == 1023 { try socket.send(ranges: bases, lens, count: n); n = 0 }
+            if n == 1024 { try socket.send(ranges: bases, lens, count: n); n = 0 }
             bases[n] = r.external ?? UnsafeRawPointer(pointer + r.offset)
             lens[n] = r.length
             n += 1

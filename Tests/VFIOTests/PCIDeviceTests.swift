@@ -146,6 +146,21 @@ private func le(_ v: UInt32, _ n: Int = 4) -> [UInt8] { (0..<n).map { UInt8(trun
         #expect(throws: VFIOError.self) { try d.read(region: 7, offset: 4096, count: 1) }
     }
 
+    /// A negative count is refused as an invalid argument (EINVAL), on every region and in `InPlaceBytes.read`
+    /// itself; an in-place read that fails gives its error, not bytes.
+    @Test func negativeCountsAndFailedInPlaceReadsAreErrors() throws {
+        let (_, d) = try makeDevice()
+        for region in [VFIOPCIRegion.config.rawValue, 2] {
+            #expect { try d.read(region: region, offset: 0, count: -1) } throws: { ($0 as? VFIOError)?.errno == VFIOErrno.EINVAL }
+        }
+        #expect { try InPlaceBytes.read(count: -4) { _ in } } throws: { ($0 as? VFIOError)?.errno == VFIOErrno.EINVAL }
+        #expect(throws: VFIOError.notSupported("x")) {
+            try InPlaceBytes.read(count: 4) { (_) throws(VFIOError) in throw .notSupported("x") }
+        }
+        #expect(try InPlaceBytes.read(count: 3) { $0.copyBytes(from: [7, 8, 9]) } == [7, 8, 9])
+        #expect(try d.read(region: VFIOPCIRegion.config.rawValue, offset: 0, count: 0) == [])
+    }
+
     @Test func trapsAndOverridesForComposingDevices() throws {
         final class Trap: VFIORegionAccessHandler, VFIOConfigAccessHandler, @unchecked Sendable {
             var writes: [(UInt64, [UInt8])] = []

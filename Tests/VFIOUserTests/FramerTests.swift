@@ -135,3 +135,43 @@ import Glibc
         f.unpin()
     }
 }
+
+/// `VFIOUserByteAccumulator` (a client's deferred replies): own bytes and external ranges leave in the order they
+/// were collected, then the extra bytes, whatever the number of ranges (one `sendmsg` per 1024 of them, the most
+/// `csystem_sendv` takes).
+@Suite struct ByteAccumulatorTests {
+    @Test(arguments: [1, 1023, 1024, 2049])
+    func everyRangeLeavesInOrderAcrossTheGatherLimit(externalRanges: Int) throws {
+        var fds: [Int32] = [-1, -1]
+        try #require(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        let a = VFIOUserSocket(owning: fds[0]), b = VFIOUserSocket(owning: fds[1])
+        // Each external range is 2 bytes of `guest`; own bytes (one per 100 ranges) come in between.
+        let guest = (0..<(2 * externalRanges)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) }
+        var expected: [UInt8] = []
+        let acc = VFIOUserByteAccumulator(capacity: 8)
+        try guest.withUnsafeBytes { g in
+            for i in 0..<externalRanges {
+                if i % 100 == 0 {
+                    acc.extend(by: 1).storeBytes(of: 0xEE, as: UInt8.self)
+                    expected.append(0xEE)
+                }
+                acc.append(external: g.baseAddress! + 2 * i, length: 2)
+                expected += guest[(2 * i)..<(2 * i + 2)]
+            }
+            let extra: [UInt8] = [0xA1, 0xA2, 0xA3]
+            expected += extra
+            #expect(acc.count == expected.count - extra.count)
+            try extra.withUnsafeBytes { e in try acc.send(on: a, then: e) }
+        }
+        var got = [UInt8](repeating: 0, count: expected.count)
+        var done = 0
+        while done < got.count {
+            let n = got.withUnsafeMutableBytes { Glibc.recv(b.fd, $0.baseAddress! + done, $0.count - done, 0) }
+            try #require(n > 0)
+            done += n
+        }
+        #expect(got == expected)
+        acc.removeAll()
+        #expect(acc.count == 0)
+    }
+}

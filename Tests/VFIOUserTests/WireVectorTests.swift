@@ -186,6 +186,12 @@ private func reply(_ hex: String, id: UInt16, _ cmd: VFIOUserCommand, payload: [
                 for i in 0..<layout.requestTrailerSize { p[layout.requestFieldsSize + 2 + i] = 0 }
             }
             #expect(built == layout.encodeRequest(a), "\(layout)")
+            // `loadRequestFields` reads back what was stored; fewer bytes than the fields give nil, not a trap.
+            built.withUnsafeBytes { p in
+                let f = layout.loadRequestFields(from: p)
+                #expect(f?.address == a.address && f?.count == a.count, "\(layout)")
+                #expect(layout.loadRequestFields(from: UnsafeRawBufferPointer(rebasing: p[0..<(layout.requestFieldsSize - 1)])) == nil)
+            }
         }
         let (_, rp) = try split(Vectors.qemuDMAReadReply)
         try rp.withUnsafeBytes { p in

@@ -23,6 +23,20 @@ private func setIRQs(_ flags: VFIOIRQSetFlags, index: UInt32, start: UInt32, cou
     p32([argsz, flags.rawValue, index, start, count]) + data
 }
 
+/// A raw peer on `h` that negotiated, mapped `mapSize` bytes of guest memory at 0x10000 without an fd (so the
+/// server's DMA goes by DMA_READ/DMA_WRITE messages) and wrote `registers` (offset, bytes) of BAR 2 of the test
+/// function, ready for a doorbell; nil, with the failure recorded, when VERSION or DMA_MAP failed.
+private func peerReadyForDMA(_ h: ServerHarness, mapSize: UInt64, registers: [(UInt64, [UInt8])],
+                             sourceLocation: SourceLocation = #_sourceLocation) throws -> RawPeer? {
+    let p = try RawPeer(path: h.path)
+    guard case .reply = p.negotiate() else { Issue.record("VERSION failed", sourceLocation: sourceLocation); return nil }
+    guard case .reply = p.exchange(C.dmaMap.rawValue, dmaMap(0x10000, mapSize)) else {
+        Issue.record("DMA_MAP failed", sourceLocation: sourceLocation); return nil
+    }
+    for (reg, v) in registers { _ = p.exchange(C.regionWrite.rawValue, regionAccess(reg, 2, UInt32(v.count), data: v)) }
+    return p
+}
+
 /// A hostile case: what the client does, and which outcomes are acceptable.
 struct HostileCase: Sendable, CustomStringConvertible {
     let name: String
@@ -333,13 +347,10 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
     @Test func commandFloodDuringServerDMAIsBounded() throws {
         let h = try ServerHarness()   // default 5 s DMA reply timeout: the flood has time to land
         defer { _ = h.stop() }
-        let p = try RawPeer(path: h.path)
-        guard case .reply = p.negotiate() else { Issue.record("VERSION failed"); return }
-        guard case .reply = p.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0x2000)) else { Issue.record("DMA_MAP failed"); return }
         typealias Reg = TestPCIFunction.Reg
-        for (reg, v) in [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))] {
-            _ = p.exchange(C.regionWrite.rawValue, regionAccess(reg, 2, UInt32(v.count), data: v))
-        }
+        guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
+                                          registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
+        else { return }
         // Each doorbell starts a DMA the server waits on; we never answer, so they nest up to the limit.
         for _ in 0..<12 { try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)), flags: VFIOUserFlags.noReply) }
         let rss0 = residentBytes()
@@ -359,7 +370,6 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         expectServerStillServes(h, after: "a command flood during server DMA")
     }
 
-    /// A client that never answers the server's DMA_READ: the server times out, drops it, keeps the device.
     /// A pipelined scatter-gather window (four DMA_READs sent before any reply) answered out of order, one of them
     /// refused: the server takes every reply of the window (none is left to arrive later and be mistaken for
     /// another's), reports the refusal to the device (which records a DMA error and sends no DMA_WRITE), and the
@@ -367,14 +377,11 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
     @Test func scatterGatherWindowAnsweredOutOfOrderWithARefusal() throws {
         let h = try ServerHarness(configuration: hostileServerConfiguration())
         defer { _ = h.stop() }
-        let p = try RawPeer(path: h.path)
-        guard case .reply = p.negotiate() else { Issue.record("VERSION failed"); return }
-        guard case .reply = p.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0x4000)) else { Issue.record("DMA_MAP failed"); return }
         typealias Reg = TestPCIFunction.Reg
-        for (reg, v) in [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x12000)), (Reg.len, le32(2048) + le32(0)),
-                         (Reg.segment, le32(512) + le32(0)), (Reg.status, le32(0))] {
-            _ = p.exchange(C.regionWrite.rawValue, regionAccess(reg, 2, UInt32(v.count), data: v))
-        }
+        guard let p = try peerReadyForDMA(h, mapSize: 0x4000,
+                                          registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x12000)), (Reg.len, le32(2048) + le32(0)),
+                                                      (Reg.segment, le32(512) + le32(0)), (Reg.status, le32(0))])
+        else { return }
         try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(3)))
         var requests: [VFIOUserHeader] = []
         var addresses: [UInt64] = []
@@ -417,16 +424,14 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         #expect(Array(id.suffix(4)) == le32(0x5678_1234))
     }
 
+    /// A client that never answers the server's DMA_READ: the server times out, drops it, keeps the device.
     @Test func clientThatNeverAnswersDMA() throws {
         let h = try ServerHarness(configuration: hostileServerConfiguration())
         defer { _ = h.stop() }
-        let p = try RawPeer(path: h.path)
-        guard case .reply = p.negotiate() else { Issue.record("VERSION failed"); return }
-        guard case .reply = p.exchange(C.dmaMap.rawValue, dmaMap(0x10000, 0x2000)) else { Issue.record("DMA_MAP failed"); return }
         typealias Reg = TestPCIFunction.Reg
-        for (reg, v) in [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))] {
-            _ = p.exchange(C.regionWrite.rawValue, regionAccess(reg, 2, UInt32(v.count), data: v))
-        }
+        guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
+                                          registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
+        else { return }
         try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)))
         // The server acknowledges the doorbell write first (early ack, so a QEMU blocked on the write can serve
         // DMA), then asks us for the data; we ignore it; it gives up and closes.
