@@ -182,18 +182,15 @@ extension DeviceProfile {
         return profile
     }
 
-    /// A profile from a JSON file.
+    /// The largest profile file `load(path:)` reads.
+    static let maximumFileSize = 4 << 20
+
+    /// A profile from a JSON file (through PCI's `readWholeFile`: O_CLOEXEC, EINTR retried, closed on every path).
     public static func load(path: String) throws(ProfileError) -> DeviceProfile {
-        guard let f = fopen(path, "rb") else { throw .unreadable(path: path, reason: systemErrorText(errno)) }
-        defer { fclose(f) }
-        var data: [UInt8] = []
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n > 0 { data += buf[0..<n] }
-            if n < buf.count { break }
-            if data.count > 1 << 22 { throw .unreadable(path: path, reason: "larger than 4 MiB") }
+        guard let data = readWholeFile(path, limit: maximumFileSize + 1) else {
+            throw .unreadable(path: path, reason: systemErrorText(errno))
         }
+        if data.count > maximumFileSize { throw .unreadable(path: path, reason: "larger than 4 MiB") }
         return try decode(data, source: path)
     }
 

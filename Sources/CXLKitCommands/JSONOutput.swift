@@ -10,11 +10,6 @@ import PCI
 /// - every document has `command`, `metadata` (`tool`, `version`), a top-level `succeeded` and a `problems`
 ///   list (empty when there are none), then the command's own fields.
 public enum JSONOutput {
-    /// `"Memory Space Enable"` -> `memory_space_enable`, `savedAt` -> `saved_at`, `Cache_Capable` ->
-    /// `cache_capable`, `SERR# Enable` -> `serr_enable`: lowercase, a word boundary at every run of other
-    /// characters and at each lower-to-upper case change.
-    public static func snakeCase(_ key: String) -> String { JSONKey.snakeCase(key) }
-
     /// Keys of the state reports whose integer values are register values or addresses: printed `"0x..."`.
     static let registerValueKeys: Set<String> = ["a", "b", "saved", "live", "written", "after", "before", "value",
                                                   "base", "address", "expected", "found", "offset"]
@@ -112,7 +107,7 @@ extension JSONValue {
     /// snake_case keys, and register values/addresses (by key) as `"0x..."`.
     func conventional(parentKey: String?) -> JSONValue {
         switch self {
-        case .object(let kv): return .object(kv.map { let k = JSONOutput.snakeCase($0.0); return (k, $0.1.conventional(parentKey: k)) })
+        case .object(let kv): return .object(kv.map { let k = JSONKey.snakeCase($0.0); return (k, $0.1.conventional(parentKey: k)) })
         case .array(let a): return .array(a.map { $0.conventional(parentKey: parentKey) })
         case .int(let i) where parentKey.map(JSONOutput.registerValueKeys.contains) == true && i >= 0: return .hexString(UInt64(i))
         case .uint(let u) where parentKey.map(JSONOutput.registerValueKeys.contains) == true: return .hexString(u)

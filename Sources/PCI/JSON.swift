@@ -167,7 +167,6 @@ public struct KeyRewriter {
         cache[key] = k
         return k
     }
-
 }
 
 /// JSON key spelling.

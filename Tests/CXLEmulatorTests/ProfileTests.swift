@@ -212,6 +212,23 @@ struct ProfileTests {
         #expect(p.name == "file" && p.memorySize == 512 * MiB && p.decoderCount == 4 && p.faults.commitReportsError)
         #expect(try DeviceProfile.resolve(path) == p)
         #expect(throws: ProfileError.self) { try DeviceProfile.load(path: path + ".missing") }
+        #expect(throws: ProfileError.unreadable(path: path + ".missing", reason: systemErrorText(ENOENT))) {
+            try DeviceProfile.load(path: path + ".missing")
+        }
+        // A directory opens but does not read: a clear error, as a missing file.
+        #expect(throws: ProfileError.unreadable(path: "/tmp/", reason: systemErrorText(EISDIR))) { try DeviceProfile.resolve("/tmp/") }
+        // Past 4 MiB the file is refused, even when it is a valid profile ("{}" and blanks).
+        let big = path + ".big"
+        defer { unlink(big) }
+        let g = try #require(fopen(big, "w"))
+        fputs("{}", g)
+        fputs(String(repeating: " ", count: DeviceProfile.maximumFileSize - 2), g)
+        fclose(g)
+        #expect(try DeviceProfile.load(path: big) == DeviceProfile())  // exactly 4 MiB: read
+        let h = try #require(fopen(big, "a"))
+        fputs(" ", h)
+        fclose(h)
+        #expect(throws: ProfileError.unreadable(path: big, reason: "larger than 4 MiB")) { try DeviceProfile.load(path: big) }
         let dev = try EmulatedCXLDevice(path, clock: ManualClock())
         #expect(dev.address == "emulated:\(path)")
         #expect(dev.memorySize == 512 * MiB)

@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 @testable import CXLKitCommands
+import PCI
 
 /// Every `--json` output and the state file, produced by the real `cxlkit` executable, validated against its
 /// JSON Schema (schemas/, draft 2020-12) with python3-jsonschema (scripts/validate-json). Skipped with one line
@@ -91,13 +92,13 @@ import Testing
     }
 
     @Test func snakeCaseNamesEveryKeyStyleTheCommandsUsedToMix() {
-        #expect(JSONOutput.snakeCase("Memory Space Enable") == "memory_space_enable")
-        #expect(JSONOutput.snakeCase("Lock On Commit") == "lock_on_commit")
-        #expect(JSONOutput.snakeCase("Cache_Capable") == "cache_capable")
-        #expect(JSONOutput.snakeCase("savedAt") == "saved_at")
-        #expect(JSONOutput.snakeCase("vendor_id") == "vendor_id")
-        #expect(JSONOutput.snakeCase("SERR# Enable") == "serr_enable")
-        #expect(JSONOutput.snakeCase("3, 6, 12 Way Interleave Capable") == "3_6_12_way_interleave_capable")
-        #expect(JSONOutput.snakeCase("DVSEC CXL Capability2") == "dvsec_cxl_capability2")
+        #expect(JSONKey.snakeCase("Memory Space Enable") == "memory_space_enable")
+        #expect(JSONKey.snakeCase("Lock On Commit") == "lock_on_commit")
+        #expect(JSONKey.snakeCase("Cache_Capable") == "cache_capable")
+        #expect(JSONKey.snakeCase("savedAt") == "saved_at")
+        #expect(JSONKey.snakeCase("vendor_id") == "vendor_id")
+        #expect(JSONKey.snakeCase("SERR# Enable") == "serr_enable")
+        #expect(JSONKey.snakeCase("3, 6, 12 Way Interleave Capable") == "3_6_12_way_interleave_capable")
+        #expect(JSONKey.snakeCase("DVSEC CXL Capability2") == "dvsec_cxl_capability2")
     }
 }

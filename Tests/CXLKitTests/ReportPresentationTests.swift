@@ -100,7 +100,7 @@ struct ReportPresentationTests {
         ("  Mem_Clr  ", "mem_clr"), ("DVSEC CXL Range 1 Size", "dvsec_cxl_range_1_size"), ("µ-Ünits", "nits"), ("", ""),
     ])
     func snakeCase(_ input: String, _ expected: String) {
-        #expect(JSONOutput.snakeCase(input) == expected)
+        #expect(JSONKey.snakeCase(input) == expected)
     }
 
     /// `decode --json` is written one function at a time; the bytes are those of the one-piece document,

@@ -10,6 +10,21 @@ struct StateEngineTests {
         CXLStateEngine(function: dev, options: CXLStateOptions(clock: clock))
     }
 
+    /// A device programmed like firmware, saved, the save edited so decoder 0 was not committed while decoder 1
+    /// was (Commit and Committed cleared in its Control), then the device bus-reset: what a restore must skip
+    /// (decoder 0) and report, not force (decoder 1, out of order). `control0` is Decoder 0 Control's index in the save.
+    func savedWithDecoder0NotCommitted() throws -> (dev: StateTestDevice, engine: CXLStateEngine, saved: CXLStateSnapshot, control0: Int) {
+        let dev = StateTestDevice()
+        dev.programLikeFirmware()
+        let e = engine(dev)
+        var saved = try e.save()
+        let key = RegisterKey(block: StateCatalog.hdmBlock, register: "Decoder 0 Control")
+        let i = try #require(saved.registers.firstIndex { $0.key == key })
+        saved.registers[i].value &= ~(StateCatalog.committedBit | StateCatalog.commitBit)
+        try dev.reset(.bus)
+        return (dev, e, saved, i)
+    }
+
     @Test func saveNamesRegistersFromTheCatalog() throws {
         let dev = StateTestDevice()
         dev.programLikeFirmware()
@@ -173,16 +188,9 @@ struct StateEngineTests {
     /// `registers` when read (issue 13): it must behave as a report holding the array, a value
     /// whose edits stay in the copy that made them.
     @Test func restoreReportOutcomesBehaveAsAStoredArray() throws {
-        let dev = StateTestDevice()
-        dev.programLikeFirmware()
-        let e = engine(dev)
-        var saved = try e.save()
         // Decoder 0 saved not committed: its registers are skipped (a detail each), decoder 1's
         // fail as out of order (another detail), everything else is restored.
-        let key = RegisterKey(block: StateCatalog.hdmBlock, register: "Decoder 0 Control")
-        let i = try #require(saved.registers.firstIndex { $0.key == key })
-        saved.registers[i].value &= ~(StateCatalog.committedBit | StateCatalog.commitBit)
-        try dev.reset(.bus)
+        let (_, e, saved, i) = try savedWithDecoder0NotCommitted()
         let report = try e.restore(saved)
         #expect(report.decoders.map(\.result) == [.skippedNotCommitted, .outOfOrder])
         let outcomes = report.registers
@@ -205,6 +213,44 @@ struct StateEngineTests {
         #expect(edited != report)
     }
 
+    /// A report read back from its JSON (as `CXLResetOrchestrator` reads a recorded run) says what the restore's own
+    /// report says; JSON that is not a report (a register or decoder without its fields, an action or result the
+    /// report does not know, a key missing) is a `DecodingError`, never a crash.
+    @Test func restoreReportReadsBackFromItsJSONAndRefusesOtherJSON() throws {
+        let (_, e, saved, _) = try savedWithDecoder0NotCommitted()
+        let report = try e.restore(saved)
+        let json = try JSONEncoder().encode(report)
+        let back = try JSONDecoder().decode(RestoreReport.self, from: json)
+        #expect(back == report && back.hashValue == report.hashValue)
+        #expect(back.failures == report.failures && back.quantities == report.quantities && !back.succeeded)
+        let object = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        let registers = try #require(object["registers"] as? [[String: Any]])
+        let decoders = try #require(object["decoders"] as? [[String: Any]])
+        func edited(_ key: String, _ value: Any?) throws -> Data {
+            var o = object
+            o[key] = value
+            return try JSONSerialization.data(withJSONObject: o)
+        }
+        func replacingFirst(_ list: [[String: Any]], _ key: String, _ value: Any?) -> [[String: Any]] {
+            var l = list
+            l[0][key] = value
+            return l
+        }
+        let bad: [(String, Data)] = [
+            ("register without saved", try edited("registers", replacingFirst(registers, "saved", nil))),
+            ("unknown action", try edited("registers", replacingFirst(registers, "action", "exploded"))),
+            ("negative saved value", try edited("registers", replacingFirst(registers, "saved", -1))),
+            ("unknown decoder result", try edited("decoders", replacingFirst(decoders, "result", "maybe"))),
+            ("no decoders", try edited("decoders", nil)),
+            ("steps not text", try edited("steps", [1, 2])),
+            ("not an object", Data("[]".utf8)),
+            ("truncated", json.prefix(json.count / 2)),
+        ]
+        for (what, data) in bad {
+            #expect(throws: DecodingError.self, "\(what)") { try JSONDecoder().decode(RestoreReport.self, from: data) }
+        }
+    }
+
     @Test func liveCommittedDecoderIsDecommittedFirst() throws {
         let dev = StateTestDevice()
         dev.programLikeFirmware()
@@ -223,15 +269,8 @@ struct StateEngineTests {
     }
 
     @Test func decoderCommittedOutOfOrderInTheFileIsReportedNotForced() throws {
-        let dev = StateTestDevice()
-        dev.programLikeFirmware()
-        let e = engine(dev)
-        var saved = try e.save()
         // Decoder 0 not committed, decoder 1 committed.
-        let key = RegisterKey(block: StateCatalog.hdmBlock, register: "Decoder 0 Control")
-        let i = try #require(saved.registers.firstIndex { $0.key == key })
-        saved.registers[i].value &= ~(StateCatalog.committedBit | StateCatalog.commitBit)
-        try dev.reset(.bus)
+        let (dev, e, saved, _) = try savedWithDecoder0NotCommitted()
         dev.log = []
         let report = try e.restore(saved)
         #expect(report.decoders.map(\.result) == [.skippedNotCommitted, .outOfOrder])

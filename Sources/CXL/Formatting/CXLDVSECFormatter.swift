@@ -179,7 +179,7 @@ public struct CXLDVSECFormatter: DVSECDecoder {
         if context.verbosity >= 2 {
             let layout = id.layout(revision: h.revision, length: h.length)
             obj.set("registers", layout.json(base: o) { r in
-                r.offset >= 0x0A && r.offset + r.width <= h.length ? c.read(r, base: o) : nil
+                r.offset >= DVSECHeader.minimumLength && r.offset + r.width <= h.length ? c.read(r, base: o) : nil
             })
         }
         switch id {
