@@ -92,11 +92,11 @@ extension CXLKit {
         let bir = Int(MSIXCapability.tableBIR.extract(UInt64(tableReg)))
         guard bir < 6 else { throw CommandError("\(name): MSI-X Table BIR \(bir) is reserved") }
         let vectorControl = UInt64(tableReg & ~7) + UInt64(options.vector * MSIXCapability.tableEntrySize + MSIXCapability.vectorControl.offset)
-        let busMaster = UInt32(1) << UInt32(PCIHeader.Command.busMasterEnable.lsb)
-        let memorySpace = UInt32(1) << UInt32(PCIHeader.Command.memorySpaceEnable.lsb)
-        let enable = UInt32(1) << UInt32(MSIXCapability.Control.enable.lsb)
-        let functionMask = UInt32(1) << UInt32(MSIXCapability.Control.functionMask.lsb)
-        let maskBit = UInt64(1) << UInt64(MSIXCapability.maskBit.lsb)
+        let busMaster = UInt32(PCIHeader.Command.busMasterEnable.mask)
+        let memorySpace = UInt32(PCIHeader.Command.memorySpaceEnable.mask)
+        let enable = UInt32(MSIXCapability.Control.enable.mask)
+        let functionMask = UInt32(MSIXCapability.Control.functionMask.mask)
+        let maskBit = MSIXCapability.maskBit.mask
 
         // What is set is undone in reverse order on every way out; a failing undo is one more line.
         var undo: [(String, () throws(PCIError) -> Void)] = []

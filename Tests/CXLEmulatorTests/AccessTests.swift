@@ -232,6 +232,34 @@ struct DeviceAccessTests {
         #expect(try dev.bar32(d.decoder(0)) == 0x3000_0000)
     }
 
+    /// A batch of posted BAR0 writes (one lock, one device time) applies in order as the same writes one by one;
+    /// a write that fails its access check throws that write's error after the writes before it were performed,
+    /// and none after it is; a batch for a BAR the device does not have is `noSuchBAR`.
+    @Test func postedBatchAppliesInOrderAndStopsAtTheFirstBadWrite() throws {
+        let (dev, d, _) = try makeDevice()
+        let (one, _, _) = try makeDevice()
+        let good = [PostedBARWrite(offset: d.decoder(0), width: 4, value: 0x1000_0000),
+                    PostedBARWrite(offset: d.decoder(0), width: 8, value: 0x0000_0012_3000_0000),
+                    PostedBARWrite(offset: d.decoder(1), width: 4, value: 0x5000_0000)]
+        try dev.barWritePosted(0, good)
+        for w in good { try one.barWrite(0, offset: w.offset, width: w.width, value: w.value) }
+        for n in 0..<2 { #expect(try dev.barRead(0, offset: d.decoder(n), width: 8) == one.barRead(0, offset: d.decoder(n), width: 8)) }
+        #expect(try dev.barRead(0, offset: d.decoder(0), width: 8) == 0x0000_0012_3000_0000)
+
+        let (bad, _, _) = try makeDevice()
+        let expected: PCIError
+        do { try bad.barWrite(0, offset: d.decoder(0) + 2, width: 4, value: 0); Issue.record("unaligned write accepted"); return }
+        catch { expected = error }
+        #expect(throws: expected) {
+            try bad.barWritePosted(0, [PostedBARWrite(offset: d.decoder(0), width: 4, value: 0x1000_0000),
+                                       PostedBARWrite(offset: d.decoder(0) + 2, width: 4, value: 0),
+                                       PostedBARWrite(offset: d.decoder(1), width: 4, value: 0x5000_0000)])
+        }
+        #expect(try bad.bar32(d.decoder(0)) == 0x1000_0000)
+        #expect(try bad.bar32(d.decoder(1)) == 0)
+        #expect(throws: PCIError.noSuchBAR(3)) { try bad.barWritePosted(3, [PostedBARWrite(offset: 0, width: 4, value: 0)]) }
+    }
+
     @Test(arguments: [(0, 3), (1, 2), (2, 4), (4094, 4), (4096, 1), (-1, 1)])
     func configAccessErrors(offset: Int, width: Int) throws {
         let (dev, _, _) = try makeDevice()

@@ -46,3 +46,24 @@ private final class OffsetMemory: CXLDeviceMemory, @unchecked Sendable {
         #expect(throws: VFIOError.self) { try handler.read(offset: 0, into: buffer) }
     }
 }
+
+@Suite struct MemoryRegionBadInputTests {
+    /// Hostile offsets are clear errors on the in-place paths, never a trap or a stray copy: an access past the
+    /// region's end, one whose end wraps past 2^64, and a read beyond a backing file shorter than the memory it
+    /// claims (no mapping then; pread comes back short).
+    @Test func hostileOffsetsAreErrors() throws {
+        let memory = try OffsetMemory(fileSize: 4096, at: 0, size: 8192)
+        let handler = MemoryRegionHandler(memory: memory)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+        defer { buffer.deallocate() }
+        try handler.read(offset: 4096 - 64, into: buffer)  // inside the file: read
+        #expect(throws: VFIOError.self) { try handler.read(offset: 4096, into: buffer) }
+        #expect(throws: VFIOError.self) { try handler.read(offset: 8192 - 32, into: buffer) }
+        #expect(throws: VFIOError.self) { try handler.read(offset: .max - 8, into: buffer) }
+        let data = [UInt8](repeating: 0xA5, count: 64)
+        #expect(throws: VFIOError.self) { try data.withUnsafeBytes { try handler.write(offset: 8192 - 32, from: $0) } }
+        #expect(throws: VFIOError.self) { try data.withUnsafeBytes { try handler.write(offset: .max - 8, from: $0) } }
+        #expect(throws: VFIOError.self) { try handler.read(offset: .max - 8, count: 64) }
+        #expect(!Array(UnsafeRawBufferPointer(start: memory.file.base, count: 4096)).contains(0xA5))
+    }
+}

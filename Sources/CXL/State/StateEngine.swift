@@ -306,18 +306,9 @@ enum Discovery {
 
 /// The numbers of the registers `configRegisters` saves, found once.
 enum ConfigNames {
-    private static let fixed: [String: [String: StateRegisterName]] = {
-        var out: [String: [String: StateRegisterName]] = [:]
-        for e in StateRegisterTable.entries.indices {
-            let n = StateRegisterName.catalog(UInt16(e))
-            out[n.block, default: [:]][n.register] = n
-        }
-        return out
-    }()
-
-    /// The name of catalog register `r` of structure `block`.
+    /// The name of catalog register `r` of structure `block` (the state table's own index by name).
     static func name(_ block: String, _ r: RegisterLayout) -> StateRegisterName {
-        fixed[block]?[r.name] ?? StateRegisterName(block: block, register: r.name)
+        StateRegisterName(block: block, register: r.name)
     }
 
     typealias Named = (StateRegisterName, RegisterLayout)

@@ -152,7 +152,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         do { return UInt32(truncatingIfNeeded: Self.value(try device.read(config, offset: UInt64(offset), count: width))) } catch { throw pcieError(error) }
     }
 
-    private static let memorySpaceEnable = UInt64(1) << UInt64(PCIHeader.Command.memorySpaceEnable.lsb)
+    private static let memorySpaceEnable = PCIHeader.Command.memorySpaceEnable.mask
 
     /// Re-reads Memory Space Enable from the kernel's Command.
     private func refreshMemoryEnabled() {
