@@ -146,6 +146,27 @@ struct StateFileTests {
         #expect(!dev.log.contains { $0.write })
     }
 
+    /// A snapshot made in code (a file's reader refuses these earlier, with its own message) with a width the
+    /// register cannot have, or a value wider than it, is refused by `validate` and by restore, before any write.
+    @Test(arguments: ["width", "wide-value"])
+    func impossibleWidthsAndValuesAreRefused(edit: String) throws {
+        var s = try snapshot()
+        let name = s.registers[0].displayName
+        let expected: CXLStateError
+        switch edit {
+        case "width":
+            s.registers[0].width = 8
+            expected = .invalidSnapshot("\(name): misaligned")
+        default:
+            s.registers[0].value = UInt64(1) << UInt64(8 * s.registers[0].width)
+            expected = .invalidSnapshot("\(name): value wider than the register")
+        }
+        #expect(throws: expected) { try s.validate() }
+        let dev = StateTestDevice()
+        #expect(throws: expected) { try CXLStateEngine(function: dev, options: CXLStateOptions(clock: VirtualCXLClock())).restore(s) }
+        #expect(!dev.log.contains { $0.write })
+    }
+
     @Test func futureVersionIsRefused() throws {
         let text = String(decoding: try CXLStateFile.encode(try snapshot()), as: UTF8.self)
             .replacingOccurrences(of: "\"version\" : 2", with: "\"version\" : 3")
