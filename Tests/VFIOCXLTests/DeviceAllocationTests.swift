@@ -1,8 +1,9 @@
 import CMallocCounter
 import CXL
-import CXLEmulator
+@testable import CXLEmulator  // its BAR0 layout (`Layout`), so the offsets below are the device's own
 import Foundation
 import Logging
+import PCI
 import Testing
 import VFIO
 import VFIOUser
@@ -126,27 +127,27 @@ private let deviceAllocationTag: Int32 = 2
             return UInt64(littleEndian: buf.load(as: UInt64.self))
         }
         let dvsecControl = UInt64(layout.dvsecOffset + CXLDeviceDVSEC.control.offset)
-        let deviceControl: UInt64 = 0x60 + 8     // the emulated device's PCI Express capability + Device Control
-        let flr: UInt64 = 1 << 15
+        let deviceControl = UInt64(Layout.pciExpress + PCIExpressCapability.deviceControl.offset)
+        let flr = PCIExpressCapability.initiateFLR.mask
         let control = try read(cfg, dvsecControl, 2)
         let devctl = try read(cfg, deviceControl, 4) & 0xFFFF & ~flr
         let cachemem = layout.componentOffset + UInt64(ComponentRegisterBlock.cacheMemOffset)
         let hdmBaseLow = cachemem + UInt64(layout.hdmOffset - ComponentRegisterBlock.cacheMemOffset) + UInt64(HDMDecoderRegisters(0).baseLow.offset)
         var i: UInt64 = 0
         let accesses: [(String, () throws -> Void)] = [
-            ("Command write (virtual, forwarded)", { try write(cfg, 0x04, 0x0006, 2) }),
-            ("Interrupt Line write (virtual)", { try write(cfg, 0x3C, i & 0xFF, 1) }),
+            ("Command write (virtual, forwarded)", { try write(cfg, UInt64(PCIHeader.command.offset), 0x0006, 2) }),
+            ("Interrupt Line write (virtual)", { try write(cfg, UInt64(PCIHeader.interruptLine.offset), i & 0xFF, 1) }),
             ("Device Control write (the emulated device)", { try write(cfg, deviceControl, devctl, 4) }),
             ("DVSEC Control write (the DVSEC shadow)", { try write(cfg, dvsecControl, control, 2) }),
             ("component register read (trapped, the function)", { _ = try read(bar0, cachemem, 4) }),
             ("HDM decoder write (trapped, the shadow)", { try write(bar0, hdmBaseLow, (i << 28) & 0xF000_0000, 4) }),
-            ("device register read (the function)", { _ = try read(bar0, 0x1_0000, 8) }),
+            ("device register read (the function)", { _ = try read(bar0, Layout.deviceRegisterBlock, 8) }),
             ("MSI-X table write and read", {
-                try write(bar0, 0x1_8000 + 8, i & 0xFFFF_FFFF, 4)
-                let v = try read(bar0, 0x1_8000 + 8, 4); #expect(v == i & 0xFFFF_FFFF)
+                try write(bar0, Layout.msixTable + 8, i & 0xFFFF_FFFF, 4)
+                let v = try read(bar0, Layout.msixTable + 8, 4); #expect(v == i & 0xFFFF_FFFF)
             }),
-            ("PBA read", { _ = try read(bar0, 0x1_9000, 8) }),
-            ("SRAM write and read", { try write(bar0, 0x1_A000, i, 8); let v = try read(bar0, 0x1_A000, 8); #expect(v == i) }),
+            ("PBA read", { _ = try read(bar0, Layout.msixPBA, 8) }),
+            ("SRAM write and read", { try write(bar0, Layout.sram.lowerBound, i, 8); let v = try read(bar0, Layout.sram.lowerBound, 8); #expect(v == i) }),
             ("memory BAR write and read", { try write(bar2, 0x4000, ~i, 8); let v = try read(bar2, 0x4000, 8); #expect(v == ~i) }),
             ("component-register region read", { _ = try read(comp, 0, 4) }),
         ]
