@@ -132,10 +132,13 @@ public struct HDMCommitRules: Sendable, Hashable {
             if gran.bytes >= 4096 && !a14to12 { return .interleaveGranularityNotCapable(bytes: gran.bytes) }
         }
         if d.position >= ways.ways { return .positionOutOfRange(position: d.position, ways: ways.ways) }
-        if m > 0, let p {
+        if m > 0 {
+            // Decoder m-1 not committed (or not given) fails whether or not its programming is known.
             guard previousCommitted else { return .previousDecoderNotCommitted(m - 1) }
-            let (end, o) = p.base.addingReportingOverflow(p.size)
-            if o || d.base < end { return .notAscending(base: d.base, previousEnd: o ? .max : end) }
+            if let p {
+                let (end, o) = p.base.addingReportingOverflow(p.size)
+                if o || d.base < end { return .notAscending(base: d.base, previousEnd: o ? .max : end) }
+            }
         }
         if d.base.addingReportingOverflow(d.size).overflow { return .wrapsAddressSpace }
         if ways.isMultipleOfThree && d.size % (3 * hdmGranule) != 0 { return .sizeNotMultipleOfThreeGranules(d.size) }

@@ -232,6 +232,31 @@ struct DeviceAccessTests {
         #expect(try dev.bar32(d.decoder(0)) == 0x3000_0000)
     }
 
+    /// A bulk BAR0 read inside the CXL.cachemem registers (copied from the register file at once) gives the
+    /// bytes DWORD reads give, as does one straddling the block's end (the per-DWORD path); reads that are not
+    /// DWORD-aligned, not whole DWORDs, or past BAR0 are errors.
+    @Test func bulkComponentReadsEqualDWORDReads() throws {
+        let (dev, d, _) = try makeDevice { $0.decoderCount = 4 }
+        try dev.barWrite(0, offset: d.decoder(0), width: 8, value: 0x0000_0012_3000_0000)
+        try dev.barWrite(0, offset: d.decoder(1) + 8, width: 4, value: 0x1000_0000)
+        func dwords(_ offset: UInt64, _ count: Int) throws -> [UInt8] {
+            try stride(from: 0, to: count, by: 4).flatMap { i in
+                let v = try dev.barRead(0, offset: offset + UInt64(i), width: 4)
+                return (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt64(8 * $0)) }
+            }
+        }
+        let blockEnd = d.cacheMem + UInt64(ComponentRegisterBlock.cacheMemSize)
+        for (offset, count) in [(d.hdm, HDMDecoderCapability.length(decoders: 4)), (d.cacheMem, ComponentRegisterBlock.cacheMemSize),
+                                (blockEnd - 16, 32)] {
+            #expect(try dev.barReadBytes(0, offset: offset, count: count) == dwords(offset, count), "\(hex64(offset))+\(count)")
+        }
+        #expect(try dev.barReadBytes(0, offset: d.decoder(0), count: 8) == [0, 0, 0, 0x30, 0x12, 0, 0, 0])
+        #expect(throws: PCIError.self) { try dev.barReadBytes(0, offset: d.hdm + 2, count: 8) }
+        #expect(throws: PCIError.self) { try dev.barReadBytes(0, offset: d.hdm, count: 6) }
+        #expect(throws: PCIError.self) { try dev.barReadBytes(0, offset: Layout.bar0Size - 4, count: 8) }
+        #expect(throws: PCIError.self) { try dev.barReadBytes(0, offset: .max - 3, count: 8) }
+    }
+
     /// A batch of posted BAR0 writes (one lock, one device time) applies in order as the same writes one by one;
     /// a write that fails its access check throws that write's error after the writes before it were performed,
     /// and none after it is; a batch for a BAR the device does not have is `noSuchBAR`.

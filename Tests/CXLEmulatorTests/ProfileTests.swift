@@ -171,6 +171,11 @@ struct ProfileTests {
         (#"{"memorySize": true}"#, "memorySize"),
         (#"[1]"#, "not a valid device profile"),
         (#"{"#, "not a valid device profile"),
+        // Nesting no profile has: past the parser's depth limit, and deep under a key (every level read by the
+        // lenient reader first): an error either way, never a stack overflow.
+        (String(repeating: "[", count: 100_000), "not a valid device profile"),
+        (#"{"name": "# + String(repeating: "[", count: 300) + String(repeating: "]", count: 300) + "}", "name"),
+        (#"{"capabilities": {"cache": "# + String(repeating: #"{"a": "#, count: 300) + "1" + String(repeating: "}", count: 301) + "}", "capabilities.cache"),
     ])
     func invalidProfiles(json: String, message: String) {
         do {

@@ -54,6 +54,23 @@ struct CommitDPAEndTests {
     }
 }
 
+@Suite("Commit check: one decoder, given what it needs of the others")
+struct SingleDecoderCommitCheckTests {
+    /// The one-decoder form of the check refuses decoder m > 0 when decoder m-1 is not committed, even when the
+    /// caller has not given m-1's programming; given it, the answer is the array form's.
+    @Test func previousNotCommittedFailsWithOrWithoutItsProgramming() {
+        let rules = HDMCommitRules(threeSixTwelveWay: true, sixteenWay: true, a11to8: true, a14to12: true, capacity: 1 << 30)
+        let zero = (0..<2).map { n in DecoderProgramming(decoder: n) { _, _ in 0 } }
+        for previous in [nil, zero[0]] {
+            #expect(rules.check(zero[1], index: 1, previous: previous, previousCommitted: false, dpaEnd: 0) == .previousDecoderNotCommitted(0))
+        }
+        #expect(rules.check(zero[1], index: 1, previous: zero[0], previousCommitted: false, dpaEnd: 0)
+                == rules.check(decoder: 1, decoders: zero, committed: [false, false]))
+        #expect(rules.check(zero[1], index: 1, previous: zero[0], previousCommitted: true, dpaEnd: 0)
+                == rules.check(decoder: 1, decoders: zero, committed: [true, false]))
+    }
+}
+
 @Suite("Commit check: the device model's one pass over the registers")
 struct DeviceCommitCheckTests {
     /// `HDMDecoderDevice.check` (one pass over the register bytes, no arrays) gives the same answer as

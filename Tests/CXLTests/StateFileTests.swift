@@ -105,11 +105,17 @@ struct StateFileTests {
         moved.offset += 0x200
         s.registers.append(moved)
         #expect(throws: CXLStateError.self) { try s.validate() }
+        // A pair the catalog lacks (kept by name, not by catalog number) is a duplicate the same way.
+        s.registers.removeLast()
+        try s.validate()
+        other.offset += 0x100
+        s.registers.append(other)
+        #expect(throws: CXLStateError.invalidSnapshot("\(other.displayName) appears twice")) { try s.validate() }
     }
 
     /// The checksum is no defence against a deliberate edit: a crafted snapshot with
     /// a correct checksum is still refused when a location is impossible.
-    @Test(arguments: ["config-offset", "misaligned", "dvsec-offset", "dvsec-misaligned", "decoders", "bar", "duplicate", "serial"])
+    @Test(arguments: ["config-offset", "misaligned", "dvsec-offset", "dvsec-misaligned", "decoders", "decoders-negative", "bar", "duplicate", "serial"])
     func craftedSnapshotsAreRefused(edit: String) throws {
         var s = try snapshot()
         switch edit {
@@ -118,6 +124,7 @@ struct StateFileTests {
         case "dvsec-offset": s.layout.dvsecOffset = Int.max - 2
         case "dvsec-misaligned": s.layout.dvsecOffset += 1
         case "decoders": s.layout.hdm?.decoderCount = 1000
+        case "decoders-negative": s.layout.hdm?.decoderCount = -1
         case "bar": s.layout.hdm?.bar = 9
         case "duplicate": s.registers.append(s.registers[0])
         default: s.layout.serialNumberOffset = -4
@@ -136,6 +143,27 @@ struct StateFileTests {
             if case .invalidSnapshot = e as? CXLStateError { return true }
             return false
         }
+        #expect(!dev.log.contains { $0.write })
+    }
+
+    /// A snapshot made in code (a file's reader refuses these earlier, with its own message) with a width the
+    /// register cannot have, or a value wider than it, is refused by `validate` and by restore, before any write.
+    @Test(arguments: ["width", "wide-value"])
+    func impossibleWidthsAndValuesAreRefused(edit: String) throws {
+        var s = try snapshot()
+        let name = s.registers[0].displayName
+        let expected: CXLStateError
+        switch edit {
+        case "width":
+            s.registers[0].width = 8
+            expected = .invalidSnapshot("\(name): misaligned")
+        default:
+            s.registers[0].value = UInt64(1) << UInt64(8 * s.registers[0].width)
+            expected = .invalidSnapshot("\(name): value wider than the register")
+        }
+        #expect(throws: expected) { try s.validate() }
+        let dev = StateTestDevice()
+        #expect(throws: expected) { try CXLStateEngine(function: dev, options: CXLStateOptions(clock: VirtualCXLClock())).restore(s) }
         #expect(!dev.log.contains { $0.write })
     }
 
