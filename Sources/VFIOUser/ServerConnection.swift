@@ -820,23 +820,13 @@ final class VFIOUserConnection: @unchecked Sendable {
         func take(_ header: VFIOUserHeader, _ payload: UnsafeRawBufferPointer, fdCount: Int, _ idx: Int) throws(VFIOError) {
             answeredMask |= 1 << UInt64(idx)
             let piece = pieces[start + idx]
-            let request = VFIOUserHeader(messageID: firstID &+ UInt16(idx), command: command.rawValue, messageSize: 0,
-                                         flags: VFIOUserFlags.typeCommand)
-            do throws(VFIOUserError) {
-                try VFIOUserDecoder.checkReply(header, for: request)
-                guard fdCount == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
+            let refused = try checkDMAReply(header, id: firstID &+ UInt16(idx), command, fdCount: fdCount) { () throws(VFIOUserError) in
                 if !toGuest {
                     let at = try layout.checkReadReply(payload, address: piece.address, count: UInt64(piece.count))
                     piece.pointer.copyMemory(from: payload.baseAddress! + at, byteCount: piece.count)
                 }
-            } catch {
-                if case .peer(let e, _) = error {
-                    if refusal == nil { refusal = .system(errno: e, "client refused \(command)") }
-                    return
-                }
-                alive = false
-                throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: \(error)")
             }
+            if let e = refused, refusal == nil { refusal = .system(errno: e, "client refused \(command)") }
         }
 
         while answeredMask.nonzeroBitCount < k {
@@ -988,18 +978,31 @@ final class VFIOUserConnection: @unchecked Sendable {
                 payload = m.payload
                 fdCount = m.fds.count
             }
-            do throws(VFIOUserError) {
-                try VFIOUserDecoder.checkReply(header, for: requestHeader)
-                guard fdCount == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
-                logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "ok",
-                                                                   "nesting": "\(nesting)", "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
-                return payload
-            } catch {
-                logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(error)"])
-                if case .peer(let e, _) = error { throw .system(errno: e, "client refused \(command)") }
-                alive = false
-                throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: \(error)")
-            }
+            let refused = try checkDMAReply(header, id: id, command, fdCount: fdCount)
+            logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)",
+                                                               "result": "\(refused.map { "refused, errno \($0)" } ?? "ok")",
+                                                               "nesting": "\(nesting)", "duration_us": "\((monotonicNanoseconds() - start) / 1000)"])
+            if let e = refused { throw .system(errno: e, "client refused \(command)") }
+            return payload
+        }
+    }
+
+    /// Checks the reply `header` to this server's request `id` (`command`): a reply to it, without fds, then what
+    /// `body` checks of the payload. Returns nil when it is good and the client's errno when it refused the request
+    /// (an error reply: the connection goes on); anything else is a protocol error that ends the connection.
+    private func checkDMAReply(_ header: VFIOUserHeader, id: UInt16, _ command: VFIOUserCommand, fdCount: Int,
+                               _ body: () throws(VFIOUserError) -> Void = {}) throws(VFIOError) -> Int32? {
+        let request = VFIOUserHeader(messageID: id, command: command.rawValue, messageSize: 0, flags: VFIOUserFlags.typeCommand)
+        do throws(VFIOUserError) {
+            try VFIOUserDecoder.checkReply(header, for: request)
+            guard fdCount == 0 else { throw VFIOUserError.fatal("fds in a DMA reply") }
+            try body()
+            return nil
+        } catch {
+            if case .peer(let e, _) = error { return e }
+            logger.debug("vfio-user server request", metadata: ["msg_id": "\(id)", "command": "\(command)", "result": "\(error)"])
+            alive = false
+            throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: \(error)")
         }
     }
 }

@@ -424,6 +424,31 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         #expect(Array(id.suffix(4)) == le32(0x5678_1234))
     }
 
+    /// A reply to the server's DMA_READ with the right message ID but another command is a protocol error, not a
+    /// refusal: the server drops the client (no DMA_WRITE follows) and goes on serving the next one.
+    @Test func dmaReplyNamingAnotherCommandEndsTheConnection() throws {
+        let h = try ServerHarness(configuration: hostileServerConfiguration())
+        defer { _ = h.stop() }
+        typealias Reg = TestPCIFunction.Reg
+        guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
+                                          registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
+        else { return }
+        try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)))
+        var first = p.receive()
+        if case .reply(let ack, _) = first, ack.command == C.regionWrite.rawValue, ack.isReply { first = p.receive() }
+        guard case .reply(let dmaReq, _) = first, dmaReq.command == C.dmaRead.rawValue else { Issue.record("no DMA_READ"); return }
+        try p.sendRaw(RawPeer.frame(id: dmaReq.messageID, command: C.dmaWrite.rawValue,
+                                    payload: le64(0x10000) + le64(64) + [UInt8](repeating: 1, count: 64), flags: VFIOUserFlags.typeReply))
+        var last = p.receive(timeoutMilliseconds: 5000)
+        while case .reply(let m, _) = last {
+            #expect(m.command != C.dmaWrite.rawValue, "no DMA_WRITE after a bad DMA_READ reply")
+            last = p.receive(timeoutMilliseconds: 5000)
+        }
+        #expect(last == .closed)
+        #expect(h.waitClientsServed(1))
+        expectServerStillServes(h, after: "a DMA_READ reply naming another command")
+    }
+
     /// A client that never answers the server's DMA_READ: the server times out, drops it, keeps the device.
     @Test func clientThatNeverAnswersDMA() throws {
         let h = try ServerHarness(configuration: hostileServerConfiguration())
