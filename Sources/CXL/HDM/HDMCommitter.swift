@@ -21,12 +21,13 @@ public struct HDMDecoderRegisters: Sendable, Hashable {
     public init(_ n: Int, endpoint: Bool = true) {
         let r = HDMDecoderCapability.decoderRegisters(n, endpoint: endpoint)
         index = n
-        baseLow = r[0]; baseHigh = r[1]; sizeLow = r[2]; sizeHigh = r[3]; control = r[4]
+        baseLow = r[0]; baseHigh = r[1]; sizeLow = r[2]; sizeHigh = r[3]; control = r[Self.controlIndex]
         skipOrTargetLow = r[5]; skipOrTargetHigh = r[6]
     }
 
-    /// Control's position in `HDMDecoderCapability.decoderRegisters(_:endpoint:)` (save order).
-    static let controlSlot = 4
+    /// Control's index in `HDMDecoderCapability.decoderRegisters(_:endpoint:)` (save order), as `init` takes it;
+    /// not `HDMDecoderCapability.controlSlot`, Control's byte offset inside a decoder.
+    static let controlIndex = 4
 
     /// The registers programmed before Commit, in the order Linux writes them
     /// (`cxl_decoder_commit`): Base Low/High, Size Low/High, DPA Skip Low/High.

@@ -96,7 +96,7 @@ public enum StateCatalog {
     /// Whether a register is a Decoder n Control (by number; by name for a register the state table lacks).
     static func isDecoderControl(_ name: StateRegisterName) -> Bool {
         guard name.catalogID != nil else { return name.block == hdmBlock && decoderControlNames.contains(name.register) }
-        if case .decoder(_, let slot)? = name.kind { return slot == HDMDecoderRegisters.controlSlot }
+        if case .decoder(_, let slot)? = name.kind { return slot == HDMDecoderRegisters.controlIndex }
         return false
     }
 
