@@ -37,6 +37,19 @@ private func peerReadyForDMA(_ h: ServerHarness, mapSize: UInt64, registers: [(U
     return p
 }
 
+/// Rings the test device's DMA doorbell (`Reg.doorbell`) and returns the server's DMA_READ request for the data.
+/// The server acknowledges the doorbell write first (early ack, so a QEMU blocked on the write can serve DMA);
+/// anything else is recorded at the caller's line, and nil returned.
+private func ringDoorbellForDMARead(_ p: RawPeer, sourceLocation: SourceLocation = #_sourceLocation) throws -> VFIOUserHeader? {
+    try p.send(C.regionWrite.rawValue, regionAccess(TestPCIFunction.Reg.doorbell, 2, 4, data: le32(1)))
+    var first = p.receive()
+    if case .reply(let ack, _) = first, ack.command == C.regionWrite.rawValue, ack.isReply { first = p.receive() }
+    guard case .reply(let request, _) = first, request.command == C.dmaRead.rawValue else {
+        Issue.record("no DMA_READ", sourceLocation: sourceLocation); return nil
+    }
+    return request
+}
+
 /// A hostile case: what the client does, and which outcomes are acceptable.
 struct HostileCase: Sendable, CustomStringConvertible {
     let name: String
@@ -433,10 +446,7 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
                                           registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
         else { return }
-        try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)))
-        var first = p.receive()
-        if case .reply(let ack, _) = first, ack.command == C.regionWrite.rawValue, ack.isReply { first = p.receive() }
-        guard case .reply(let dmaReq, _) = first, dmaReq.command == C.dmaRead.rawValue else { Issue.record("no DMA_READ"); return }
+        guard let dmaReq = try ringDoorbellForDMARead(p) else { return }
         try p.sendRaw(RawPeer.frame(id: dmaReq.messageID, command: C.dmaWrite.rawValue,
                                     payload: le64(0x10000) + le64(64) + [UInt8](repeating: 1, count: 64), flags: VFIOUserFlags.typeReply))
         var last = p.receive(timeoutMilliseconds: 5000)
@@ -457,12 +467,8 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
                                           registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
         else { return }
-        try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)))
-        // The server acknowledges the doorbell write first (early ack, so a QEMU blocked on the write can serve
-        // DMA), then asks us for the data; we ignore it; it gives up and closes.
-        var first = p.receive()
-        if case .reply(let ack, _) = first, ack.command == C.regionWrite.rawValue, ack.isReply { first = p.receive() }
-        guard case .reply(let dmaReq, _) = first, dmaReq.command == C.dmaRead.rawValue else { Issue.record("no DMA_READ"); return }
+        // We ignore the server's DMA_READ; it gives up and closes.
+        guard try ringDoorbellForDMARead(p) != nil else { return }
         var last = p.receive(timeoutMilliseconds: 5000)
         while case .reply = last { last = p.receive(timeoutMilliseconds: 5000) }
         #expect(last == .closed)
