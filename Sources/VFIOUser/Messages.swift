@@ -81,9 +81,8 @@ public struct VFIOUserDMAMap: Sendable, Equatable {
     }
 }
 
-/// DMA_UNMAP request and reply: `struct vfio_iommu_type1_dma_unmap` (24 bytes; `VFIODMAUnmapStruct`, shared with the
-/// kernel backend). Flag `all` (2) with addr=size=0 unmaps everything (libvfio-user's `VFIO_DMA_UNMAP_FLAG_ALL`).
-public typealias VFIOUserDMAUnmap = VFIODMAUnmapStruct
+// DMA_UNMAP request and reply: `struct vfio_iommu_type1_dma_unmap` (`VFIODMAUnmap`, 24 bytes). Flag `all` with
+// addr=size=0 unmaps everything (libvfio-user's `VFIO_DMA_UNMAP_FLAG_ALL`).
 
 /// A payload that is one of the fixed-size VFIO structs (DMA_UNMAP, DEVICE_GET_IRQ_INFO): it holds the fixed part,
 /// and `argsz` covers it.
@@ -94,36 +93,32 @@ extension VFIOFixedSizeStruct {
     }
 }
 
-/// DEVICE_GET_INFO request/reply: `struct vfio_device_info` (`VFIODeviceInfoStruct`, shared with the kernel
-/// backend): `argsz, flags, num_regions, num_irqs` (16 bytes); when the device has a capability chain and the
-/// client's argsz allows, the reply adds `cap_offset u32, pad u32` and the chain.
-public typealias VFIOUserDeviceInfo = VFIODeviceInfoStruct
-
-extension VFIODeviceInfoStruct {
-    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
-        VFIOUserDeviceInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_INFO"))
+/// DEVICE_GET_INFO request/reply: `struct vfio_device_info` (`VFIODeviceInfo`): `argsz, flags, num_regions,
+/// num_irqs` (16 bytes); when the device has a capability chain and the client's argsz allows, the reply adds
+/// `cap_offset u32, pad u32` and the chain.
+extension VFIODeviceInfo {
+    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIODeviceInfo {
+        VFIODeviceInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_INFO"))
     }
     /// Decodes a reply, validating the capability chain when `VFIO_DEVICE_FLAGS_CAPS` is set.
-    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
+    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIODeviceInfo {
         try need(p, size, "DEVICE_GET_INFO reply")
-        do { return try VFIOUserDeviceInfo(decoding: p) } catch { throw .malformed("device info capabilities: \(error)") }
+        do { return try VFIODeviceInfo(decoding: p) } catch { throw .malformed("device info capabilities: \(error)") }
     }
 }
 
-/// DEVICE_GET_REGION_INFO request/reply: `struct vfio_region_info` (`VFIORegionInfoStruct`, shared with the kernel
-/// backend) = `argsz, flags, index, cap_offset, size u64, offset u64` (32 bytes), then the capability chain in the
-/// reply (spec "VFIO_USER_DEVICE_GET_REGION_INFO").
-public typealias VFIOUserRegionInfo = VFIORegionInfoStruct
-
-extension VFIORegionInfoStruct {
-    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
-        VFIOUserRegionInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_REGION_INFO"), index: u32(p, 8))
+/// DEVICE_GET_REGION_INFO request/reply: `struct vfio_region_info` (`VFIORegionInfo`) = `argsz, flags, index,
+/// cap_offset, size u64, offset u64` (32 bytes), then the capability chain in the reply (spec
+/// "VFIO_USER_DEVICE_GET_REGION_INFO").
+extension VFIORegionInfo {
+    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIORegionInfo {
+        VFIORegionInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_REGION_INFO"), index: u32(p, 8))
     }
     /// Decodes a reply. Validates the chain when FLAG_CAPS is set: `cap_offset` in [32, payload), every `next`
     /// advancing and inside the payload, at most `VFIOCapabilityChain.maxCapabilities`.
-    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
+    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIORegionInfo {
         try need(p, size, "DEVICE_GET_REGION_INFO reply")
-        do { return try VFIOUserRegionInfo(decoding: p) } catch { throw .malformed("region info capabilities: \(error)") }
+        do { return try VFIORegionInfo(decoding: p) } catch { throw .malformed("region info capabilities: \(error)") }
     }
 }
 
@@ -183,18 +178,13 @@ public struct VFIOUserRegionIOFDs: Sendable, Equatable {
     }
 }
 
-/// DEVICE_GET_IRQ_INFO request/reply: `struct vfio_irq_info` (`VFIOIRQInfoStruct`, shared with the kernel backend):
-/// `argsz, flags, index, count` (16 bytes).
-public typealias VFIOUserIRQInfo = VFIOIRQInfoStruct
+// DEVICE_GET_IRQ_INFO request/reply: `struct vfio_irq_info` (`VFIOIRQInfo`): `argsz, flags, index, count` (16 bytes).
 
-/// DEVICE_SET_IRQS request: `struct vfio_irq_set` (`VFIOIRQSetStruct`, shared with the kernel backend): `argsz, flags,
-/// index, start, count` (20 bytes), then `count` bool bytes for DATA_BOOL; eventfds travel as SCM_RIGHTS (spec
-/// "VFIO_USER_DEVICE_SET_IRQS").
-public typealias VFIOUserSetIRQs = VFIOIRQSetStruct
-
-extension VFIOIRQSetStruct {
+/// DEVICE_SET_IRQS request: `struct vfio_irq_set` (`VFIOIRQSet`): `argsz, flags, index, start, count` (20 bytes), then
+/// `count` bool bytes for DATA_BOOL; eventfds travel as SCM_RIGHTS (spec "VFIO_USER_DEVICE_SET_IRQS").
+extension VFIOIRQSet {
     /// A request: known flags, exactly one data type and one action, and for DATA_BOOL the `count` flags.
-    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserSetIRQs {
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOIRQSet {
         _ = try checkedArgsz(p, size, "DEVICE_SET_IRQS")
         let flags = VFIOIRQSetFlags(rawValue: u32(p, 4))
         let known = VFIOIRQSetFlags.dataTypeMask.rawValue | VFIOIRQSetFlags.actionTypeMask.rawValue
@@ -202,17 +192,17 @@ extension VFIOIRQSetStruct {
         guard flags.intersection(.dataTypeMask).rawValue.nonzeroBitCount == 1,
               flags.intersection(.actionTypeMask).rawValue.nonzeroBitCount == 1
         else { throw .malformed("DEVICE_SET_IRQS needs exactly one data type and one action") }
-        var r = VFIOUserSetIRQs(decoding: Array(p.prefix(size)))
         if flags.contains(.dataBool) {
-            guard p.count - size >= Int(r.count) else { throw .malformed("DEVICE_SET_IRQS bool data truncated") }
-            r.bools = p[size..<(size + Int(r.count))].map { $0 != 0 }
+            guard p.count - size >= Int(u32(p, 16)) else { throw .malformed("DEVICE_SET_IRQS bool data truncated") }
         }
-        return r
+        return VFIOIRQSet(decoding: p)
     }
 }
 
 /// REGION_READ / REGION_WRITE request and reply: `offset u64, region u32, count u32` (16 bytes) + data
-/// (spec "VFIO_USER_REGION_READ", "VFIO_USER_REGION_WRITE").
+/// (spec "VFIO_USER_REGION_READ", "VFIO_USER_REGION_WRITE"). `Fields` is the fixed part in place, for the paths that
+/// build and check these messages in their buffers without allocating (the server's fast path, the client's
+/// chunked access); `decode` makes the same checks through it.
 public struct VFIOUserRegionAccess: Sendable, Equatable {
     public static let size = 16
     public var offset: UInt64
@@ -225,17 +215,46 @@ public struct VFIOUserRegionAccess: Sendable, Equatable {
     public func encode() -> [UInt8] {
         var w = ByteWriter(capacity: Self.size + data.count); w.u64(offset); w.u32(region); w.u32(count); w.append(data); return w.bytes
     }
-    /// Decodes; when `withData`, exactly `count` data bytes must follow.
+    /// Decodes; when `withData`, exactly `count` data bytes must follow, else none (`Fields.checked`).
     public static func decode(_ p: [UInt8], withData: Bool, what: String = "REGION_READ/WRITE") throws(VFIOUserError) -> VFIOUserRegionAccess {
-        try need(p, size, what)
-        var r = VFIOUserRegionAccess(offset: u64(p, 0), region: u32(p, 8), count: u32(p, 12))
-        if withData {
-            guard p.count - size == Int(r.count) else { throw .malformed("\(what): count \(r.count) but \(p.count - size) data bytes") }
-            r.data = Array(p[size...])
-        } else if p.count != size {
-            throw .malformed("\(what): unexpected \(p.count - size) trailing bytes")
+        let f = try p.withUnsafeBytes { raw in
+            Result { () throws(VFIOUserError) in try Fields.checked(raw, withData: withData, what) }
+        }.get()
+        return VFIOUserRegionAccess(offset: f.offset, region: f.region, count: f.count, data: withData ? Array(p[size...]) : [])
+    }
+
+    /// The fixed part, `offset u64, region u32, count u32`, stored to and loaded from memory in place.
+    struct Fields {
+        var offset: UInt64
+        var region: UInt32
+        var count: UInt32
+        init(offset: UInt64, region: UInt32, count: UInt32) { self.offset = offset; self.region = region; self.count = count }
+        /// The fields at the start of `p`, which holds at least `VFIOUserRegionAccess.size` bytes.
+        @inline(__always)
+        init(loading p: UnsafeRawBufferPointer) {
+            offset = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            region = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            count = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         }
-        return r
+        /// Writes the 16 bytes at `p` (little-endian), without allocating.
+        @inline(__always)
+        func store(to p: UnsafeMutableRawPointer) {
+            p.storeBytes(of: offset.littleEndian, toByteOffset: 0, as: UInt64.self)
+            p.storeBytes(of: region.littleEndian, toByteOffset: 8, as: UInt32.self)
+            p.storeBytes(of: count.littleEndian, toByteOffset: 12, as: UInt32.self)
+        }
+        /// The fields of payload `p`, checked: it holds them and, when `withData`, exactly `count` data bytes after
+        /// them, else nothing more.
+        static func checked(_ p: UnsafeRawBufferPointer, withData: Bool, _ what: String) throws(VFIOUserError) -> Fields {
+            guard p.count >= size else { throw .malformed("\(what): payload \(p.count) bytes, need \(size)") }
+            let f = Fields(loading: p)
+            if withData {
+                guard p.count - size == Int(f.count) else { throw .malformed("\(what): count \(f.count) but \(p.count - size) data bytes") }
+            } else if p.count != size {
+                throw .malformed("\(what): unexpected \(p.count - size) trailing bytes")
+            }
+            return f
+        }
     }
 }
 

@@ -31,7 +31,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// Commands queued beyond `maxNesting` while waiting for a DMA reply: at most this many, and this many bytes.
     static let maxPending = 64
     static let maxPendingBytes = 8 << 20
-    @exclusivity(unchecked) var earlyAck: (VFIOUserHeader, VFIOUserAccessAck)?
+    @exclusivity(unchecked) var earlyAck: (VFIOUserHeader, VFIOUserRegionAccess.Fields)?
     @exclusivity(unchecked) var earlyAckSent = false
     @exclusivity(unchecked) var alive = true
     /// Receive side: one buffer, one recvmsg for whatever is queued, messages decoded in place.
@@ -230,13 +230,6 @@ final class VFIOUserConnection: @unchecked Sendable {
         handle(VFIOUserReceived(header: h, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
     }
 
-    @inline(__always)
-    private func accessFields(_ p: UnsafeRawBufferPointer) -> (offset: UInt64, region: UInt32, count: UInt32) {
-        (UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-         UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
-         UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-    }
-
     /// The one bounds check of the fast path, against the precomputed region table.
     @inline(__always)
     private func fastCheck(_ region: UInt32, _ offset: UInt64, _ count: UInt32, write: Bool) -> Bool {
@@ -249,7 +242,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// straight into it when it can, one sendmsg. Returns false to leave the message to the general path.
     private func fastRead(_ h: VFIOUserHeader, _ p: UnsafeRawBufferPointer) -> Bool {
         guard p.count == VFIOUserRegionAccess.size else { return false }
-        let (offset, region, count) = accessFields(p)
+        let f = VFIOUserRegionAccess.Fields(loading: p), offset = f.offset, region = f.region, count = f.count
         guard fastCheck(region, offset, count, write: false) else { return false }
         // A read nested in a DMA wait while an outer reply is being built gets a buffer of its own.
         if out.busy { readReply(h, offset, region, count, in: VFIOUserSendBuffer(capacity: 256)) }
@@ -279,7 +272,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             return
         }
         VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: dst)
-        VFIOUserAccessAck(offset: offset, region: region, count: count).store(to: dst + 16)
+        VFIOUserRegionAccess.Fields(offset: offset, region: region, count: count).store(to: dst + 16)
         do { try socket.send(dst, count: total) } catch { alive = false }
     }
 
@@ -287,13 +280,13 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// by message makes the connection read on), the 32-byte acknowledgement is one sendmsg.
     private func fastWrite(_ h: VFIOUserHeader, _ p: UnsafeRawBufferPointer) -> Bool {
         guard p.count >= VFIOUserRegionAccess.size else { return false }
-        let (offset, region, count) = accessFields(p)
+        let f = VFIOUserRegionAccess.Fields(loading: p), offset = f.offset, region = f.region, count = f.count
         guard Int(count) == p.count - VFIOUserRegionAccess.size, fastCheck(region, offset, count, write: true) else { return false }
         let data = UnsafeRawBufferPointer(rebasing: p[VFIOUserRegionAccess.size...])
         framer.pin()
         defer { framer.unpin() }
         do throws(VFIOUserError) {
-            try withEarlyAck(h, VFIOUserAccessAck(offset: offset, region: region, count: count)) { () throws(VFIOUserError) in
+            try withEarlyAck(h, f) { () throws(VFIOUserError) in
                 try device { () throws(VFIOError) in
                     if hasDirect { try direct.write(region, offset, data) }
                     else { try device.write(region: region, offset: offset, data: Array(data)) }
@@ -374,15 +367,15 @@ final class VFIOUserConnection: @unchecked Sendable {
         case .dmaUnmap(let u): try handleDMAUnmap(h, u)
         case .deviceGetInfo(let req):
             let info = device.deviceInfo()
-            var out = VFIOUserDeviceInfo(argsz: UInt32(VFIOUserDeviceInfo.size), flags: info.flags.rawValue,
-                                         numRegions: info.numRegions, numIRQs: info.numIRQs)
+            var out = VFIODeviceInfo(argsz: UInt32(VFIODeviceInfo.size), flags: info.flags, numRegions: info.numRegions,
+                                     numIRQs: info.numIRQs)
             if !info.capabilities.isEmpty {
-                let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIOUserDeviceInfo.sizeWithCaps)
-                let needed = UInt32(VFIOUserDeviceInfo.sizeWithCaps + chain.count)
-                out.flags |= VFIODeviceFlags.caps.rawValue
+                let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIODeviceInfo.sizeWithCaps)
+                let needed = UInt32(VFIODeviceInfo.sizeWithCaps + chain.count)
+                out.flags.insert(.caps)
                 out.argsz = needed
                 if req.argsz >= needed {
-                    out.capOffset = UInt32(VFIOUserDeviceInfo.sizeWithCaps)
+                    out.capOffset = UInt32(VFIODeviceInfo.sizeWithCaps)
                     out.capabilities = info.capabilities
                 }
             }
@@ -391,7 +384,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         case .regionIOFDs(let req): try handleRegionIOFDs(h, req)
         case .irqInfo(let req):
             let info = try device { () throws(VFIOError) in try device.irqInfo(req.index) }
-            reply(h, VFIOUserIRQInfo(argsz: UInt32(VFIOUserIRQInfo.size), flags: info.flags.rawValue, index: info.index, count: info.count).encode())
+            reply(h, VFIOIRQInfo(flags: info.flags, index: info.index, count: info.count).encode())
         case .setIRQs(let s): try handleSetIRQs(h, s, fds)
         case .regionRead(let a):
             try checkAccess(a.region, a.offset, Int(a.count), write: false)
@@ -400,7 +393,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             reply(h, VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count, data: data).encode())
         case .regionWrite(let a):
             try checkAccess(a.region, a.offset, a.data.count, write: true)
-            try withEarlyAck(h, VFIOUserAccessAck(offset: a.offset, region: a.region, count: a.count)) { () throws(VFIOUserError) in
+            try withEarlyAck(h, VFIOUserRegionAccess.Fields(offset: a.offset, region: a.region, count: a.count)) { () throws(VFIOUserError) in
                 try device { () throws(VFIOError) in try device.write(region: a.region, offset: a.offset, data: a.data) }
             }
         case .regionWriteMulti(let m):
@@ -432,7 +425,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// QEMU holds its big lock while waiting for the write's reply and only serves DMA_READ/WRITE under that lock,
     /// so waiting for the DMA reply first would deadlock until both sides time out. Errors after the early
     /// acknowledgement are logged, not reported.
-    private func withEarlyAck(_ h: VFIOUserHeader, _ ack: VFIOUserAccessAck, _ body: () throws(VFIOUserError) -> Void) throws(VFIOUserError) {
+    private func withEarlyAck(_ h: VFIOUserHeader, _ ack: VFIOUserRegionAccess.Fields, _ body: () throws(VFIOUserError) -> Void) throws(VFIOUserError) {
         // Saved and restored: commands handled while this one waits for DMA replies nest.
         let saved = (earlyAck, earlyAckSent)
         earlyAck = h.noReply ? nil : (h, ack)
@@ -457,7 +450,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     }
 
     /// The REGION_WRITE reply (header + offset, region, count: 32 bytes), built on the stack, one sendmsg.
-    private func sendAck(_ h: VFIOUserHeader, _ ack: VFIOUserAccessAck) {
+    private func sendAck(_ h: VFIOUserHeader, _ ack: VFIOUserRegionAccess.Fields) {
         guard !h.noReply else { return }
         withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { buf in
             let p = buf.baseAddress!
@@ -561,31 +554,31 @@ final class VFIOUserConnection: @unchecked Sendable {
         for r in regions { device.dmaUnmapped(iova: r.address, size: r.size) }
     }
 
-    private func handleDMAUnmap(_ h: VFIOUserHeader, _ u: VFIOUserDMAUnmap) throws(VFIOUserError) {
-        if u.flags == VFIOUserDMAUnmap.flagAll {
+    private func handleDMAUnmap(_ h: VFIOUserHeader, _ u: VFIODMAUnmap) throws(VFIOUserError) {
+        if u.flags == .all {
             guard u.address == 0 && u.size == 0 else { throw .malformed("DMA_UNMAP all with a range") }
             releaseDMA(dma.takeAll())
         } else {
-            guard u.flags == 0 else { throw .malformed("DMA_UNMAP flags 0x\(String(u.flags, radix: 16))") }
+            guard u.flags.isEmpty else { throw .malformed("DMA_UNMAP flags 0x\(String(u.flags.rawValue, radix: 16))") }
             let gone = try device { () throws(VFIOError) in try dma.removeInside(address: u.address, size: u.size) }
             if gone.isEmpty { logger.debug("DMA unmap of an unmapped range: nothing unmapped (as the kernel's type1 IOMMU)") }
             releaseDMA(gone)
         }
-        reply(h, VFIOUserDMAUnmap(flags: u.flags, address: u.address, size: u.size).encode())
+        reply(h, VFIODMAUnmap(flags: u.flags, address: u.address, size: u.size).encode())
     }
 
-    private func handleRegionInfo(_ h: VFIOUserHeader, _ req: VFIOUserRegionInfo) throws(VFIOUserError) {
+    private func handleRegionInfo(_ h: VFIOUserHeader, _ req: VFIORegionInfo) throws(VFIOUserError) {
         let info = try device { () throws(VFIOError) in try device.regionInfo(req.index) }
-        var out = VFIOUserRegionInfo(argsz: UInt32(VFIOUserRegionInfo.size), flags: info.flags.subtracting(.caps).rawValue,
-                                     index: req.index, regionSize: info.size, offset: info.mapping?.fileOffset ?? 0)
+        var out = VFIORegionInfo(argsz: UInt32(VFIORegionInfo.size), flags: info.flags.subtracting(.caps), index: req.index,
+                                 size: info.size, offset: info.mapping?.fileOffset ?? 0)
         if !info.capabilities.isEmpty {
-            let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIOUserRegionInfo.size)
-            let needed = UInt32(VFIOUserRegionInfo.size + chain.count)
+            let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIORegionInfo.size)
+            let needed = UInt32(VFIORegionInfo.size + chain.count)
             out.argsz = needed
             // The argsz two-step: only include the chain when the client's buffer holds it (libvfio-user #185).
             if req.argsz >= needed {
-                out.flags |= VFIORegionFlags.caps.rawValue
-                out.capOffset = UInt32(VFIOUserRegionInfo.size)
+                out.flags.insert(.caps)
+                out.capOffset = UInt32(VFIORegionInfo.size)
                 out.capabilities = info.capabilities
             }
         }
@@ -612,19 +605,11 @@ final class VFIOUserConnection: @unchecked Sendable {
         reply(h, out.encode(), fds: fds)
     }
 
-    private func handleSetIRQs(_ h: VFIOUserHeader, _ s: VFIOUserSetIRQs, _ fds: VFIOUserFDs) throws(VFIOUserError) {
-        let action = VFIOIRQAction(setFlags: s.flags)
-        let data: VFIOIRQSetData
-        if s.flags.contains(.dataEventFD) {
-            data = .eventfds(fds.takeAll().map { VFIOEventFD(owning: $0) })
-        } else if s.flags.contains(.dataBool) {
-            data = .bool(s.bools)
-        } else {
-            data = .none
-        }
-        try device { () throws(VFIOError) in
-            try device.setIRQs(VFIOIRQSet(index: s.index, start: s.start, count: s.count, action: action, data: data))
-        }
+    private func handleSetIRQs(_ h: VFIOUserHeader, _ request: VFIOIRQSet, _ fds: VFIOUserFDs) throws(VFIOUserError) {
+        var s = request
+        // DATA_EVENTFD's eventfds came with the message (SCM_RIGHTS); the device owns them from here.
+        if s.flags.contains(.dataEventFD) { s.eventfds = fds.takeAll().map { VFIOEventFD(owning: $0) } }
+        try device { () throws(VFIOError) in try device.setIRQs(s) }
         reply(h, [])
     }
 
@@ -1004,19 +989,6 @@ final class VFIOUserConnection: @unchecked Sendable {
             alive = false
             throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: \(error)")
         }
-    }
-}
-
-/// The fixed part of a REGION_READ/WRITE reply (`offset u64, region u32, count u32`).
-struct VFIOUserAccessAck {
-    var offset: UInt64
-    var region: UInt32
-    var count: UInt32
-    @inline(__always)
-    func store(to p: UnsafeMutableRawPointer) {
-        p.storeBytes(of: offset.littleEndian, toByteOffset: 0, as: UInt64.self)
-        p.storeBytes(of: region.littleEndian, toByteOffset: 8, as: UInt32.self)
-        p.storeBytes(of: count.littleEndian, toByteOffset: 12, as: UInt32.self)
     }
 }
 

@@ -107,8 +107,12 @@ extension ScopedCommand {
     func run() throws { try outputOptions.scope { try runCommand() } }
 }
 
-/// `-u/--human` and `-q/--quiet`, shared by the commands that print reports.
+/// `--json`, `-u/--human` and `-q/--quiet`: the output options of every command that prints a report as text or
+/// JSON (list, decode, diff, restore, reset, demo, check, conform), declared once.
 struct OutputOptionGroup: OutputScope {
+    @Flag(help: "Print JSON instead of text (cxl-cli's conventions; one schema per command in schemas/, see README, JSON output).")
+    var json = false
+
     @Flag(name: [.customShort("u"), .long],
           help: "With --json, byte counts (keys ending in _bytes) as strings such as \"256.00 MiB\", as cxl-cli -u.")
     var human = false
@@ -123,13 +127,14 @@ struct OutputOptionGroup: OutputScope {
     }
 }
 
-/// A command with `--json` and the output options: `-u/--human` only means something for its JSON, so alone it
-/// is a usage error rather than silently ignored.
-protocol JSONOutputCommand: ScopedCommand where Output == OutputOptionGroup {
-    var json: Bool { get }
-}
+/// A command with the output options (`--json`, `-u`, `-q`): `-u/--human` only means something for its JSON, so
+/// alone it is a usage error rather than silently ignored.
+protocol JSONOutputCommand: ScopedCommand where Output == OutputOptionGroup {}
 
 extension JSONOutputCommand {
+    /// `--json` was given.
+    var json: Bool { outputOptions.json }
+
     func validate() throws {
         if outputOptions.human && !json {
             throw ValidationError("-u/--human formats byte counts in --json output; add --json")

@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct CheckCommand: JSONOutputCommand {
+struct CheckCommand: StateReportCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Say whether CXL functions' state is what it should be: against a state file, and against the kernel's view.",
@@ -17,13 +17,10 @@ struct CheckCommand: JSONOutputCommand {
     @Argument(help: "Targets (sysfs address, emulated:NAME, vfio-user:PATH, control:PATH, a file with --bar images). Default: every CXL device under sysfs, else the embedded emulated:type2.")
     var targets: [String] = []
     @Option(help: ArgumentHelp("Compare with this state file (cxlkit save); one target.", valueName: "FILE")) var against: String?
-    @Flag(help: "Print the result as JSON.") var json = false
-    @OptionGroup var stateOptions: StateTargetOptionGroup
-
-    @OptionGroup var outputOptions: OutputOptionGroup
+    @OptionGroup var options: StateReportOptionGroup
 
     func runCommand() throws {
-        try stateOptions.runComparing { resolver in
+        try options.runComparing { resolver in
             var names = targets
             if names.isEmpty {
                 let (found, note) = CXLKit.discoverHealthTargets(resolver: resolver)

@@ -9,12 +9,11 @@ struct ConformCommand: JSONOutputCommand {
         TARGET is vfio-user:SOCKET (any vfio-user server, e.g. cxlkit serve --uapi v4) or vfio:BDF (a function bound \
         to a kernel vfio-cxl driver, through /dev/vfio). Prints one line per check \
         (PASS, FAIL or SKIP with the reason) and "N passed, N failed, N skipped"; exits 1 when a check fails. \
-        The checks write to the device (decoder and DVSEC registers, device memory) and run DEVICE_RESET.
+        The checks write to the device (decoder and DVSEC registers, device memory) and run DEVICE_RESET. \
+        --json prints {target, checks: [{name, status, detail}], passed, failed, skipped}.
         """)
 
     @Argument(help: ArgumentHelp("The device: vfio-user:SOCKET or vfio:BDF.", valueName: "TARGET")) var target: String
-    @Flag(help: "Print JSON: {target, checks: [{name, status, detail}], passed, failed, skipped}.") var json = false
-
     @OptionGroup var outputOptions: OutputOptionGroup
 
     func runCommand() throws {

@@ -12,8 +12,7 @@ struct DecodeCommand: JSONOutputCommand {
         """ + targetFormsHelp)
 
     @Argument(help: "What to decode. Default: the first CXL function under sysfs, else the embedded emulated:type2.") var target: String?
-    @Flag(help: "Print JSON (schema in the README); registers decoded field by field with -vv, as cxl-cli's levels.") var json = false
-    @Flag(name: .short, help: "Verbose, as lspci: -v capabilities, -vv details, -vvv everything.") var verbose: Int
+    @Flag(name: .short, help: "Verbose, as lspci: -v capabilities, -vv details, -vvv everything (with --json, registers field by field from -vv, as cxl-cli's levels).") var verbose: Int
     @Option(name: .customShort("s"), help: ArgumentHelp("Only the functions lspci -s would pick: [[[[domain]:]bus]:][slot][.[func]] (a multi-function dump decodes one function).", valueName: "SELECTOR"))
     var select: String?
     @OptionGroup var targetOptions: TargetOptionGroup

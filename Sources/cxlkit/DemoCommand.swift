@@ -7,8 +7,6 @@ struct DemoCommand: JSONOutputCommand {
         abstract: "Show firmware-programmed CXL state surviving every reset type on the emulated device.",
         discussion: "Programs the DVSEC and two HDM decoders the way firmware would, then for FLR, CXL Reset, secondary bus reset and link down shows what the reset wiped and that restore brought it back. Exit 1 if anything behaves unexpectedly.")
 
-    @Flag(help: "Print every reset report as JSON.") var json = false
-
     @OptionGroup var outputOptions: OutputOptionGroup
 
     func runCommand() throws {

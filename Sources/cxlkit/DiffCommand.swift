@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct DiffCommand: JSONOutputCommand {
+struct DiffCommand: StateReportCommand {
     static let configuration = CommandConfiguration(
         commandName: "diff",
         abstract: "Compare two CXL states register by register; each side is a state file or a live target.",
@@ -9,13 +9,10 @@ struct DiffCommand: JSONOutputCommand {
 
     @Argument(help: "State file or target.") var a: String
     @Argument(help: "State file or target.") var b: String
-    @Flag(help: "Print the comparison as JSON.") var json = false
-    @OptionGroup var stateOptions: StateTargetOptionGroup
-
-    @OptionGroup var outputOptions: OutputOptionGroup
+    @OptionGroup var options: StateReportOptionGroup
 
     func runCommand() throws {
-        try stateOptions.runComparing { resolver in
+        try options.runComparing { resolver in
             func source(_ s: String) throws -> StateSource {
                 CXLKit.isStateFile(s) ? .file(s) : .live(try stateOptions.function(s, resolver: resolver).function)
             }

@@ -7,7 +7,6 @@ struct ListCommand: JSONOutputCommand {
         commandName: "list",
         abstract: "List PCI functions, marking CXL ones with their type, HDM count and ranges.")
 
-    @Flag(help: "Print JSON.") var json = false
     @Option(name: .long, help: "Where sysfs is mounted (default /sys).") var sysfs: String = "/sys"
     @Option(name: .customShort("s"), help: ArgumentHelp("Only the functions lspci -s would pick: [[[[domain]:]bus]:][slot][.[func]].", valueName: "SELECTOR"))
     var select: String?

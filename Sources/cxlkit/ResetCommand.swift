@@ -11,7 +11,7 @@ extension CXLResetKind: ExpressibleByArgument {
     }
 }
 
-struct ResetCommand: JSONOutputCommand {
+struct ResetCommand: StateReportCommand {
     static let configuration = CommandConfiguration(
         commandName: "reset",
         abstract: "Reset a CXL function and report, register by register, what the reset changed.",
@@ -28,13 +28,10 @@ struct ResetCommand: JSONOutputCommand {
     @Flag(help: "Save the CXL state before the reset and restore it after.") var preserve = false
     @Option(name: .customLong("state-file"), help: "Also write the state before the reset to this file (atomically, before resetting).")
     var stateFile: String?
-    @Flag(help: "Print the report as JSON.") var json = false
-    @OptionGroup var stateOptions: StateTargetOptionGroup
-
-    @OptionGroup var outputOptions: OutputOptionGroup
+    @OptionGroup var options: StateReportOptionGroup
 
     func runCommand() throws {
-        try stateOptions.run(on: target, json: json) {
+        try options.run(on: target) {
             try CXLKit.resetState($0, method: method, preserve: preserve, memClear: memClear, stateFile: stateFile, json: json)
         }
     }

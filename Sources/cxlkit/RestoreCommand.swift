@@ -1,7 +1,7 @@
 import ArgumentParser
 import CXLKitCommands
 
-struct RestoreCommand: JSONOutputCommand {
+struct RestoreCommand: StateReportCommand {
     static let configuration = CommandConfiguration(
         commandName: "restore",
         abstract: "Restore a state file to a CXL function, in the order the hardware needs; exit 1 if any register did not come back.",
@@ -9,12 +9,9 @@ struct RestoreCommand: JSONOutputCommand {
 
     @Argument(help: "The function (same forms as save).") var target: String
     @Argument(help: "State file written by cxlkit save.") var file: String
-    @Flag(help: "Print the report as JSON.") var json = false
-    @OptionGroup var stateOptions: StateTargetOptionGroup
-
-    @OptionGroup var outputOptions: OutputOptionGroup
+    @OptionGroup var options: StateReportOptionGroup
 
     func runCommand() throws {
-        try stateOptions.run(on: target, json: json) { try CXLKit.restoreState($0, from: file, json: json) }
+        try options.run(on: target) { try CXLKit.restoreState($0, from: file, json: json) }
     }
 }

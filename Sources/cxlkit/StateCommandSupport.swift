@@ -23,20 +23,37 @@ struct StateTargetOptionGroup: ParsableArguments {
     func function(_ target: String?, resolver: TargetResolver? = nil) throws -> (function: any PCIFunction, note: String?) {
         try CXLKit.stateFunction(targets.target(target), resolver: resolver ?? targets.resolver(), blank: setup.blank)
     }
+}
 
-    /// Runs a state command on the function `target` names: its result, after the setup note unless `json`.
-    func run(on target: String?, json: Bool, _ body: (any PCIFunction) throws -> StateCommandResult) throws {
+/// The options of the state commands that print a report (restore, diff, reset, check): the state options and the
+/// output options (`--json`, `-u`, `-q`), which always travel together there.
+struct StateReportOptionGroup: ParsableArguments {
+    @OptionGroup var state: StateTargetOptionGroup
+    @OptionGroup var output: OutputOptionGroup
+
+    /// Runs a state command on the function `target` names: its result, after the setup note unless `--json`.
+    func run(on target: String?, _ body: (any PCIFunction) throws -> StateCommandResult) throws {
         try runStateCommand {
-            let (fn, note) = try function(target)
-            return try body(fn).prefixed(json ? nil : note)
+            let (fn, note) = try state.function(target)
+            return try body(fn).prefixed(output.json ? nil : note)
         }
     }
 
     /// Runs a state command over several targets (`diff`, `check`), found with one resolver; a CommandError becomes
     /// exit 2, where 1 means "differs" or "problems found".
     func runComparing(_ body: (TargetResolver) throws -> StateCommandResult) throws {
-        try runStateCommand(errorExit: 2) { try body(resolver()) }
+        try runStateCommand(errorExit: 2) { try body(state.resolver()) }
     }
+}
+
+/// A state command that prints a report: it declares its own arguments and `options`, nothing else.
+protocol StateReportCommand: JSONOutputCommand {
+    var options: StateReportOptionGroup { get }
+}
+
+extension StateReportCommand {
+    var outputOptions: OutputOptionGroup { options.output }
+    var stateOptions: StateTargetOptionGroup { options.state }
 }
 
 extension StateCommandResult {

@@ -158,6 +158,19 @@ struct ReportPresentationTests {
         }
     }
 
+    /// `--json`, `-u` and `-q` have one home (`OutputOptionGroup`): every report command's --help lists each
+    /// once, with the same words.
+    @Test(arguments: ["decode", "list", "check", "diff", "demo", "conform", "reset", "restore"])
+    func everyReportCommandListsTheOutputOptionsOnce(_ command: String) throws {
+        let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
+        let help = try runProcess(exe, [command, "--help"]).output
+        let usage = try #require(help.split(separator: "\n").first { $0.hasPrefix("USAGE:") })
+        #expect(usage.hasSuffix("[--json] [--human] [--quiet]"), "\(command): \(usage)")
+        for option in ["  --json                  Print JSON instead of text", "  -u, --human ", "  -q, --quiet "] {
+            #expect(help.components(separatedBy: option).count == 2, "\(command) --help: \(option) not listed once\n\(help)")
+        }
+    }
+
     /// The kernel gives an unprivileged reader the first 64 bytes of `config`: decode says root is needed.
     @Test func unprivilegedConfigReadSaysRootIsNeeded() throws {
         let a = try #require(PCIAddress("0000:00:03.0"))
