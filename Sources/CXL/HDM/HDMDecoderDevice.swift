@@ -117,7 +117,6 @@ public struct HDMDecoderDevice: Sendable {
     /// leave a stale running total behind.
     public func check(_ n: Int, in file: RegisterFile) -> CommitFailure? {
         // Straight from the file's bytes: a closure over the file itself would copy it.
-        // The catalog's numbers, hoisted out of the loop.
         // The catalog's numbers in one load (one lazy-initialisation check, not one per
         // static; the model itself stays small, as every BAR write passes it by value).
         let k = Self.checkConstants
@@ -126,14 +125,34 @@ public struct HDMDecoderDevice: Sendable {
         return file.bytes.withUnsafeBytes { raw in
             let words = HDMRegisterWords(raw, origin: origin)
             var cursor = DPACursor()
+            var oneWayEnd: UInt64?
             let low = words.lowAddressMask
             if k.pairedLoads, origin >= 0, origin + first + stride * (n + 1) <= words.count {
-                // The same, each Low/High pair (adjacent, inside the decoder's stride: checked
-                // once in `CheckConstants`) in one 8-byte load: three loads per decoder.
+                // Decoders 0...n all inside the file (checked just above: plain loads, and
+                // offsets that cannot overflow, so wrapping adds), each Low/High pair (adjacent,
+                // inside the decoder's stride: checked once in `CheckConstants`) in one 8-byte
+                // load: three loads per decoder.
                 let sizeAt = p.sizeLow, control = p.control, skipAt = p.skipLow
                 let pairMask = 0xFFFF_FFFF_0000_0000 | low
+                // First as if every decoder were 1-way (IW 0, the usual case): then Size / ways
+                // is Size and the DPA cursor is the saturating sum of skips and sizes, which
+                // is where the last range ends (`DPACursor.end` equals its cursor after the
+                // last allocation). A decoder with IW != 0 sends it to the general loop below.
+                var sum: UInt64 = 0
                 var at = origin &+ first
-                for _ in 0...n {
+                for m in 0...n {
+                    let ctl = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ control, as: UInt32.self)))
+                    guard ctl & iwMask == 0 else { break }
+                    let size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ sizeAt, as: UInt64.self)) & pairMask
+                    let skip = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ skipAt, as: UInt64.self)) & pairMask
+                    let (afterSkip, o1) = sum.addingReportingOverflow(skip)
+                    let (next, o2) = afterSkip.addingReportingOverflow(size)
+                    sum = o1 || o2 ? .max : next
+                    at &+= stride
+                    if m == n { oneWayEnd = sum }
+                }
+                at = origin &+ first
+                for _ in 0...n where oneWayEnd == nil {
                     let size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ sizeAt, as: UInt64.self)) & pairMask
                     let skip = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ skipAt, as: UInt64.self)) & pairMask
                     let ctl = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ control, as: UInt32.self)))
@@ -163,7 +182,7 @@ public struct HDMDecoderDevice: Sendable {
             let d = words.programming(n)
             let previous = n > 0 ? words.programming(n - 1) : nil
             let previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & committed != 0
-            return rules.check(d, index: n, previous: previous, previousCommitted: previousCommitted, dpaEnd: cursor.end)
+            return rules.check(d, index: n, previous: previous, previousCommitted: previousCommitted, dpaEnd: oneWayEnd ?? cursor.end)
         }
     }
 

@@ -146,11 +146,11 @@ final class RestoreRun {
     /// Decoder n's programming registers (`others`: positions in `at.decoderOthers`,
     /// their saved values) and then its Control (`value`), as one batch of posted
     /// writes (`writePosted`), built without intermediate arrays.
-    /// `function` and `batch` come from the decoder loop, which holds them for the whole
-    /// loop (read from `self` here, each call would retain and release them).
+    /// `function`, `flat` (`at.decoderOthers`) and `batch` come from the decoder loop,
+    /// which holds them for the whole loop (read from `self` here, each call would retain
+    /// and release them).
     private func writeDecoder(_ others: Range<Int>, control: Int, _ value: UInt64, function: any PCIFunction,
-                              batch: inout [PostedBARWrite]) -> Bool {
-        let flat = at.decoderOthers
+                              flat: [Int], batch: inout [PostedBARWrite]) -> Bool {
         guard case .bar(let bar) = regs[control].space, flat[others].allSatisfy({ regs[$0].space == .bar(bar) }) else {
             return writePosted(flat[others].map { ($0, regs[$0].value) } + [(control, value)])
         }
@@ -269,8 +269,10 @@ final class RestoreRun {
                     }
                 } catch { bytes = nil }
                 if let bytes {
-                    for i in indices where regs[i].space == span.space {
-                        if let v = LittleEndian.load(bytes, at: Int(regs[i].offset - lo), width: regs[i].width) { found(i, v) }
+                    bytes.withUnsafeBytes { raw in
+                        for i in indices where regs[i].space == span.space {
+                            if let v = Self.load(raw, at: Int(regs[i].offset - lo), width: regs[i].width) { found(i, v) }
+                        }
                     }
                     continue
                 }
@@ -280,6 +282,21 @@ final class RestoreRun {
                     fail(i, live ? "read failed: \(error)" : "read-back failed: \(error)")
                 }
             }
+        }
+    }
+
+    /// `LittleEndian.load` on bytes already in hand (inlined: the read-back loads every register).
+    @inline(__always)
+    private static func load(_ raw: UnsafeRawBufferPointer, at offset: Int, width: Int) -> UInt64? {
+        guard offset >= 0, width >= 0, width <= 8, offset <= raw.count - width else { return nil }
+        switch width {
+        case 4: return UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        case 2: return UInt64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+        case 8: return UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        default:
+            var v: UInt64 = 0
+            for b in 0..<width { v |= UInt64(raw[offset + b]) << UInt64(8 * b) }
+            return v
         }
     }
 
@@ -385,7 +402,7 @@ final class RestoreRun {
         if batched { readMany(wanted, live: true) { i, v in slots[i].prefetched = v } }
         // Held for the whole loop: the function, and the batch of posted writes being
         // built, kept from decoder to decoder so its storage is allocated once.
-        let function = engine.function
+        let function = engine.function, flat = at.decoderOthers
         var batch: [PostedBARWrite] = []
         batch.reserveCapacity(HDMDecoderRegisters.registerCount)
 
@@ -397,7 +414,7 @@ final class RestoreRun {
                     record.details[i] = detail
                     if !ok { slots[i].ok = false }
                 }
-                for k in d.others { one(at.decoderOthers[k]) }
+                for k in d.others { one(flat[k]) }
                 one(control)
             }
             func outcome(_ result: DecoderOutcome.Result, _ detail: String? = nil, polls: Int = 0) {
@@ -462,7 +479,7 @@ final class RestoreRun {
             // read orders after all of them.
             // One batch (vfio-user: one REGION_WRITE_MULTI message), Control last.
             let value = (saved & ~(committed | error)) | commit
-            guard writeDecoder(d.others, control: control, value, function: function, batch: &batch) else {
+            guard writeDecoder(d.others, control: control, value, function: function, flat: flat, batch: &batch) else {
                 outcome(.accessError, "programming failed; not committed"); blockedBy = n; continue
             }
             switch wait(control, decommit: false) {
@@ -563,7 +580,7 @@ struct SnapshotIndex {
         // Hoisted: the table's size and kinds (statics), and where the decoders are.
         let tableCount = UInt32(StateRegisterTable.count)
         let kinds = StateRegisterTable.kinds
-        let hdmSpace = hdm.map { RegisterSpace.bar($0.bar) }, hdmOffset = hdm?.hdmOffset ?? 0
+        let hdmBar = hdm?.bar, hdmOffset = hdm?.hdmOffset ?? 0
         let first = UInt64(HDMDecoderCapability.firstDecoderOffset), stride = UInt64(HDMDecoderCapability.decoderStride)
         let decodersEnd = first + stride * UInt64(decoderCount)
         let controlSlot = UInt64(HDMDecoderCapability.controlSlot), globalOffset = UInt64(HDMDecoderCapability.globalControl.offset)
@@ -575,9 +592,9 @@ struct SnapshotIndex {
         defer { scratch.deallocate() }
         var configCount = 0, mmioCount = 0, placedCount = 0
         /// An HDM register by location (decoder n, register slot) inside the structure.
-        func placeHDM(_ i: Int, _ reg: SavedRegister) {
-            guard reg.space == hdmSpace, reg.offset >= hdmOffset else { return }
-            let rel = reg.offset - hdmOffset
+        func placeHDM(_ i: Int, _ reg: UnsafePointer<SavedRegister>) {
+            guard let hdmBar, case .bar(let b) = reg.pointee.space, b == hdmBar, reg.pointee.offset >= hdmOffset else { return }
+            let rel = reg.pointee.offset - hdmOffset
             if rel >= first, rel < decodersEnd {
                 let n = Int((rel - first) / stride)
                 if (rel - first) % stride == controlSlot {
@@ -587,43 +604,49 @@ struct SnapshotIndex {
                     scratch[3 * r + placedCount] = n
                     placedCount += 1
                 }
-            } else if rel == globalOffset, reg.role == .restore {
+            } else if rel == globalOffset, reg.pointee.role == .restore {
                 globalControl = i
             }
         }
-        for (i, reg) in regs.enumerated() {
-            if case .config = reg.space {
-                scratch[configCount] = i
-                configCount += 1
-            } else {
-                scratch[r + mmioCount] = i
-                mmioCount += 1
-            }
-            // By catalog number: no names compared. A register the state table lacks
-            // (only a crafted file has one) goes by its structure's name.
-            guard reg.name.id < tableCount else {
-                switch reg.block {
-                case StateCatalog.pciExpressBlock: pciExpress.append(i)
-                case StateCatalog.msiBlock: msi.append(i)
-                case StateCatalog.msixBlock: msix.append(i)
-                case StateCatalog.hdmBlock: placeHDM(i, reg)
-                default: break
+        // Through the array's buffer: each register is looked at in place, not copied.
+        regs.withUnsafeBufferPointer { all in
+            guard let base = all.baseAddress else { return }
+            for i in 0..<r {
+                let reg = base + i
+                if case .config = reg.pointee.space {
+                    scratch[configCount] = i
+                    configCount += 1
+                } else {
+                    scratch[r + mmioCount] = i
+                    mmioCount += 1
                 }
-                continue
-            }
-            switch kinds[Int(reg.name.id)] {
-            case .command: command = i
-            case .bar(let b): barSlots[b] = i
-            case .pciExpress: pciExpress.append(i)
-            case .msiControl: msiControl = i
-            case .msi: msi.append(i)
-            case .msixControl: msix.append(i)
-            case .dvsecLock: lock = i
-            case .dvsecControl: control = i
-            case .dvsecControl2: control2 = i
-            case .rangeBase(let k): ranges[k] = i
-            case .dvsecOther, .hdmCapability: break
-            case .hdmGlobalControl, .decoder: placeHDM(i, reg)
+                // By catalog number: no names compared. A register the state table lacks
+                // (only a crafted file has one) goes by its structure's name.
+                let id = reg.pointee.name.id
+                guard id < tableCount else {
+                    switch reg.pointee.block {
+                    case StateCatalog.pciExpressBlock: pciExpress.append(i)
+                    case StateCatalog.msiBlock: msi.append(i)
+                    case StateCatalog.msixBlock: msix.append(i)
+                    case StateCatalog.hdmBlock: placeHDM(i, reg)
+                    default: break
+                    }
+                    continue
+                }
+                switch kinds[Int(id)] {
+                case .command: command = i
+                case .bar(let b): barSlots[b] = i
+                case .pciExpress: pciExpress.append(i)
+                case .msiControl: msiControl = i
+                case .msi: msi.append(i)
+                case .msixControl: msix.append(i)
+                case .dvsecLock: lock = i
+                case .dvsecControl: control = i
+                case .dvsecControl2: control2 = i
+                case .rangeBase(let k): ranges[k] = i
+                case .dvsecOther, .hdmCapability: break
+                case .hdmGlobalControl, .decoder: placeHDM(i, reg)
+                }
             }
         }
         (self.command, self.lock, self.control, self.control2, self.globalControl) = (command, lock, control, control2, globalControl)
@@ -632,7 +655,23 @@ struct SnapshotIndex {
         bars = barSlots.compactMap { $0 }
         decoders = controls.map { Decoder(control: $0) }
         // Every decoder's other registers in one array, grouped by decoder (snapshot order kept).
-        if placedCount > 0 {
+        // A snapshot from `save()` lists them decoder by decoder already: then the placed
+        // order is the grouped order, and one pass finds where each decoder starts.
+        var grouped = placedCount > 0
+        for k in 1 ..< max(placedCount, 1) where scratch[3 * r + k] < scratch[3 * r + k - 1] { grouped = false; break }
+        if grouped {
+            var flat = [Int](repeating: 0, count: placedCount)
+            var start = 0
+            for k in 0..<placedCount {
+                flat[k] = scratch[2 * r + k]
+                let n = scratch[3 * r + k]
+                if k + 1 == placedCount || scratch[3 * r + k + 1] != n {
+                    decoders[n].others = start ..< k + 1
+                    start = k + 1
+                }
+            }
+            decoderOthers = flat
+        } else if placedCount > 0 {
             var start = [Int](repeating: 0, count: decoderCount + 1)
             for k in 0..<placedCount { start[scratch[3 * r + k] + 1] += 1 }
             for n in 0..<decoderCount { start[n + 1] += start[n] }

@@ -298,12 +298,16 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
             guard h.blockOffset <= limit, h.hdmOffset <= limit else { throw bad("component register offset out of range") }
         }
         // Catalog registers by number in a bit set; names the catalog lacks by name.
-        var seenIDs = [UInt64](repeating: 0, count: (StateRegisterTable.count + 63) / 64)
+        // The bit set in one buffer, set through its pointer (no uniqueness check per register).
+        let words = (StateRegisterTable.count + 63) / 64
+        let seenIDs = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: words)
+        seenIDs.initialize(repeating: 0)
+        defer { seenIDs.deallocate() }
         var seenOther = Set<StateRegisterName>()
         for r in registers {
             let inserted: Bool
             if let id = r.name.catalogID {
-                let (word, bit) = (id / 64, UInt64(1) << UInt64(id % 64))
+                let (word, bit) = (id &>> 6, UInt64(1) &<< UInt64(id & 63))
                 inserted = seenIDs[word] & bit == 0
                 seenIDs[word] |= bit
             } else {
