@@ -20,9 +20,9 @@ extension CXLStateEngine {
 
     /// The differences, and the registers read that equal the snapshot exactly: those are read-only, so the
     /// verification after the restore needs no second read of them.
-    func capabilityCheck(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> (differences: [String], confirmed: [RegisterKey: UInt64]) {
+    func capabilityCheck(_ snapshot: CXLStateSnapshot) throws(CXLStateError) -> (differences: [String], confirmed: ConfirmedRegisters) {
         var differences: [String] = []
-        var confirmed: [RegisterKey: UInt64] = [:]
+        var confirmed: ConfirmedRegisters = []
         let statusBits = Self.rangeSizeStatusBits
         // The config-space ones (all inside the DVSEC) in one bulk read.
         // The span they cover, in one pass (no filtered copy of the snapshot).
@@ -43,7 +43,7 @@ extension CXLStateEngine {
             let end = (Int(high) + 3) & ~3
             if end - start <= pcieConfigSpaceSize, let b = try? function.configReadBytes(start, count: end - start) { image = (start, b) }
         }
-        for saved in snapshot.registers where saved.role == .verify {
+        for (index, saved) in snapshot.registers.enumerated() where saved.role == .verify {
             let live: UInt64
             switch saved.space {
             case .config:
@@ -56,7 +56,7 @@ extension CXLStateEngine {
                 guard let v = try? barRead(bar, saved.offset), v != 0xFFFF_FFFF else { continue }
                 live = v
             }
-            if live == saved.value { confirmed[saved.key] = live; continue }
+            if live == saved.value { confirmed.append((index, live)); continue }
             let isRangeSizeLow = saved.register.hasSuffix("Size Low") && saved.block == StateCatalog.dvsecBlock
             let mask: UInt64 = isRangeSizeLow ? ~statusBits : ~0
             guard live & mask != saved.value & mask else { continue }
@@ -66,3 +66,7 @@ extension CXLStateEngine {
         return (differences, confirmed)
     }
 }
+
+/// Read-only registers a capability check read equal to the snapshot: (index in the
+/// snapshot, value), in snapshot order, so a restore takes them in one walk (no hashing).
+typealias ConfirmedRegisters = [(index: Int, value: UInt64)]

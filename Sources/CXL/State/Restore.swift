@@ -72,17 +72,15 @@ final class RestoreRun {
     /// Waits on Decoder n Control through the options' clock (one for the whole restore).
     private let committer: HDMCommitter
 
-    init(engine: CXLStateEngine, snapshot: CXLStateSnapshot, confirmed: [RegisterKey: UInt64] = [:]) {
+    init(engine: CXLStateEngine, snapshot: CXLStateSnapshot, confirmed: ConfirmedRegisters = []) {
         self.engine = engine
         self.snapshot = snapshot
         committer = HDMCommitter(engine.options)
         regs = snapshot.registers
-        record = RestoreRecord(registers: regs) { r in
-            // Read-only registers the capability check already read equal: no second read.
-            let verify = r.role == .verify
-            return Slot(action: verify ? .compared : .notAttempted, fresh: verify && !confirmed.isEmpty ? confirmed[r.key] : nil)
-        }
+        record = RestoreRecord(registers: regs) { r in Slot(action: r.role == .verify ? .compared : .notAttempted) }
         slots = record.slots
+        // Read-only registers the capability check already read equal: no second read.
+        for c in confirmed where c.index < regs.count && regs[c.index].role == .verify { slots[c.index].fresh = c.value }
         at = SnapshotIndex(snapshot)
         // One step and one outcome per decoder, a dozen steps besides: allocated once.
         decoders.reserveCapacity(at.decoders.count)

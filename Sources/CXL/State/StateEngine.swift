@@ -116,7 +116,7 @@ public struct CXLStateEngine: Sendable {
     /// Refuse state that belongs to another device, another layout or other capabilities, before any write.
     /// Returns the read-only registers confirmed equal on the way.
     @discardableResult
-    func check(_ snapshot: CXLStateSnapshot, live known: CXLDeviceIdentity? = nil) throws(CXLStateError) -> [RegisterKey: UInt64] {
+    func check(_ snapshot: CXLStateSnapshot, live known: CXLDeviceIdentity? = nil) throws(CXLStateError) -> ConfirmedRegisters {
         let live: CXLDeviceIdentity
         if let known { live = known } else { live = try liveIdentity(snapshot.layout) }
         guard live.matches(snapshot.identity) else { throw .deviceMismatch(expected: snapshot.identity, found: live) }
