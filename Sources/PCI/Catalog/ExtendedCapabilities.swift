@@ -22,7 +22,7 @@ extension DVSECInstance {
 public enum DeviceSerialNumberCapability {
     public static let lower = RegisterLayout("Serial Number Register (Lower DW)", offset: 0x04, width: 4, [.init("Serial Number Lower", 31, 0, .ro)])
     public static let upper = RegisterLayout("Serial Number Register (Upper DW)", offset: 0x08, width: 4, [.init("Serial Number Upper", 31, 0, .ro)])
-    public static let layout = RegisterBlockLayout("Device Serial Number", [ExtendedCapabilityHeader.header, lower, upper])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.deviceSerialNumber.name, [ExtendedCapabilityHeader.header, lower, upper])
 }
 
 /// Advanced Error Reporting (PCIe 6.0 §7.8.4).
@@ -60,7 +60,7 @@ public enum AERCapability {
         .init("Completion Timeout Prefix/Header Log Capable", bit: 12, .ro),
     ])
     public static let headerLog = (0..<4).map { RegisterLayout("Header Log \($0)", offset: 0x1C + 4 * $0, width: 4, [.init("Header Log", 31, 0, .ro)]) }
-    public static let layout = RegisterBlockLayout("Advanced Error Reporting", [ExtendedCapabilityHeader.header, uncorrectableStatus,
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.advancedErrorReporting.name, [ExtendedCapabilityHeader.header, uncorrectableStatus,
         uncorrectableMask, uncorrectableSeverity, correctableStatus, correctableMask, capabilitiesAndControl] + headerLog)
 }
 
@@ -72,7 +72,7 @@ public enum ACSCapability {
         bits.enumerated().map { RegisterField($0.element, bit: $0.offset, .ro) } + [.init("Egress Control Vector Size", 15, 8, .hwInit)])
     public static let control = RegisterLayout("ACS Control", offset: 0x06, width: 2,
         bits.enumerated().map { RegisterField($0.element + " Enable", bit: $0.offset, .rw) })
-    public static let layout = RegisterBlockLayout("Access Control Services", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.accessControlServices.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Alternative Routing-ID Interpretation (PCIe 6.0 §7.8.7).
@@ -85,7 +85,7 @@ public enum ARICapability {
         .init("MFVC Function Groups Enable", bit: 0, .rw), .init("ACS Function Groups Enable", bit: 1, .rw),
         .init("Function Group", 6, 4, .rw),
     ])
-    public static let layout = RegisterBlockLayout("Alternative Routing-ID Interpretation", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.alternativeRoutingIDInterpretation.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Latency Tolerance Reporting (PCIe 6.0 §7.8.2).
@@ -96,7 +96,7 @@ public enum LTRCapability {
     public static let maxNoSnoop = RegisterLayout("Max No-Snoop Latency", offset: 0x06, width: 2, [
         .init("Max No-Snoop LatencyValue", 9, 0, .rw), .init("Max No-Snoop LatencyScale", 12, 10, .rw),
     ])
-    public static let layout = RegisterBlockLayout("Latency Tolerance Reporting", [ExtendedCapabilityHeader.header, maxSnoop, maxNoSnoop])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.latencyToleranceReporting.name, [ExtendedCapabilityHeader.header, maxSnoop, maxNoSnoop])
 }
 
 /// The catalog layout for a capability, where one is declared.
@@ -122,7 +122,7 @@ public enum CapabilityCatalog {
             case .accessControlServices: return ACSCapability.layout
             case .alternativeRoutingIDInterpretation: return ARICapability.layout
             case .latencyToleranceReporting: return LTRCapability.layout
-            case .designatedVendorSpecific: return RegisterBlockLayout("Designated Vendor-Specific", DVSECHeader.registers)
+            case .designatedVendorSpecific: return RegisterBlockLayout(ExtendedCapabilityID.designatedVendorSpecific.name, DVSECHeader.registers)
             default: return RegisterBlockLayout("Extended Capability", [ExtendedCapabilityHeader.header])
             }
         }
