@@ -37,10 +37,10 @@ public func fuzzTest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case .regionInfo(let info):
         for cap in info.capabilities {
             if cap.id == VFIORegionCapabilityID.sparseMMap {
-                if let s = try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize) {
+                if let s = try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.size) {
                     for a in s.areas {
                         let (end, o) = a.offset.addingReportingOverflow(a.size)
-                        if o || end > info.regionSize { fatalError("sparse area outside the region accepted") }
+                        if o || end > info.size { fatalError("sparse area outside the region accepted") }
                     }
                     sink(s.capability)
                 }
@@ -48,12 +48,12 @@ public func fuzzTest(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 sink(try? VFIORegionTypeCapability(parsing: cap))
             }
         }
-        if info.capOffset != 0 && info.flags & VFIORegionFlags.caps.rawValue != 0 {
+        if info.capOffset != 0 && info.flags.contains(.caps) {
             // The chain the client accepted re-encodes and decodes to the same capabilities.
-            let again = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIOUserRegionInfo.size)
-            let whole = [UInt8](repeating: 0, count: VFIOUserRegionInfo.size) + again
+            let again = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIORegionInfo.size)
+            let whole = [UInt8](repeating: 0, count: VFIORegionInfo.size) + again
             if !info.capabilities.isEmpty,
-               let back = try? VFIOCapabilityChain.decode(whole, firstOffset: UInt32(VFIOUserRegionInfo.size), minOffset: VFIOUserRegionInfo.size) {
+               let back = try? VFIOCapabilityChain.decode(whole, firstOffset: UInt32(VFIORegionInfo.size), minOffset: VFIORegionInfo.size) {
                 if back.map(\.id) != info.capabilities.map(\.id) { fatalError("capability chain round trip changed ids") }
             }
         }

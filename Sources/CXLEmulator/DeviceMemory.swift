@@ -39,20 +39,18 @@ public enum DeviceMemoryError: Error, Sendable, Equatable, CustomStringConvertib
 }
 
 /// Device memory: a memfd mapped shared, so later layers can hand the same pages to
-/// a VM (vfio-user region with an fd) with no copy.
+/// a VM (vfio-user region with an fd) with no copy. Its size is sealed
+/// (`csystem_memfd_create_fixed`): whoever holds the fd can write the memory but never
+/// shrink it under this mapping.
 final class DeviceMemory: @unchecked Sendable {
     let fd: Int32
     let size: UInt64
     private(set) var base: UnsafeMutableRawPointer
 
     init(size: UInt64, name: String) throws(DeviceMemoryError) {
-        let fd = csystem_memfd_create(name, CSYSTEM_MFD_CLOEXEC)
-        guard fd >= 0 else { throw .system("memfd_create: \(systemErrorText(errno))") }
-        guard ftruncate(fd, off_t(size)) == 0 else {
-            let e = systemErrorText(errno)
-            close(fd)
-            throw .system("ftruncate(\(size)): \(e)")
-        }
+        // Sealed to its size: the fd goes to vfio-user clients, and a shrink would SIGBUS this mapping.
+        let fd = csystem_memfd_create_fixed(name, size)
+        guard fd >= 0 else { throw .system("memfd_create(\(size) bytes, size sealed): \(systemErrorText(errno))") }
         guard let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED else {
             let e = systemErrorText(errno)
             close(fd)

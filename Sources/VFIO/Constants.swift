@@ -49,6 +49,16 @@ public struct VFIOIRQSetFlags: OptionSet, Sendable, Hashable {
     public static let actionTypeMask: VFIOIRQSetFlags = [.actionMask, .actionUnmask, .actionTrigger]
 }
 
+/// `vfio_iommu_type1_dma_unmap.flags` (`VFIO_DMA_UNMAP_FLAG_*`; vfio-user DMA_UNMAP uses the same bits).
+public struct VFIODMAUnmapFlags: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// `VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP`.
+    public static let getDirtyBitmap = VFIODMAUnmapFlags(rawValue: 1 << 0)
+    /// `VFIO_DMA_UNMAP_FLAG_ALL`: with iova = size = 0, unmap everything.
+    public static let all = VFIODMAUnmapFlags(rawValue: 1 << 1)
+}
+
 /// VFIO-PCI region indices (`VFIO_PCI_*_REGION_INDEX`).
 public enum VFIOPCIRegion: UInt32, Sendable, CaseIterable {
     case bar0 = 0, bar1, bar2, bar3, bar4, bar5

@@ -7,41 +7,6 @@ public struct VFIORegionMapping: Sendable, Equatable {
     public init(fd: Int32, fileOffset: UInt64) { self.fd = fd; self.fileOffset = fileOffset }
 }
 
-/// `struct vfio_region_info` plus the transport-independent parts: an optional mmap backing and an arbitrary
-/// capability chain (sparse mmap, type, or anything a composing device adds).
-public struct VFIORegionInfo: Sendable, Equatable {
-    public var index: UInt32
-    public var flags: VFIORegionFlags
-    public var size: UInt64
-    public var mapping: VFIORegionMapping?
-    public var capabilities: [VFIOCapability]
-    public init(index: UInt32, flags: VFIORegionFlags, size: UInt64, mapping: VFIORegionMapping? = nil,
-                capabilities: [VFIOCapability] = []) {
-        self.index = index; self.flags = flags; self.size = size; self.mapping = mapping; self.capabilities = capabilities
-    }
-    /// An absent region: size 0, no flags (vfio-pci reports unimplemented BARs this way).
-    public static func empty(_ index: UInt32) -> VFIORegionInfo { VFIORegionInfo(index: index, flags: [], size: 0) }
-}
-
-/// `struct vfio_device_info`, with an optional device-info capability chain (reported with `VFIO_DEVICE_FLAGS_CAPS`).
-public struct VFIODeviceInfo: Sendable, Equatable {
-    public var flags: VFIODeviceFlags
-    public var numRegions: UInt32
-    public var numIRQs: UInt32
-    public var capabilities: [VFIOCapability]
-    public init(flags: VFIODeviceFlags, numRegions: UInt32, numIRQs: UInt32, capabilities: [VFIOCapability] = []) {
-        self.flags = flags; self.numRegions = numRegions; self.numIRQs = numIRQs; self.capabilities = capabilities
-    }
-}
-
-/// `struct vfio_irq_info`.
-public struct VFIOIRQInfo: Sendable, Equatable {
-    public var index: UInt32
-    public var flags: VFIOIRQInfoFlags
-    public var count: UInt32
-    public init(index: UInt32, flags: VFIOIRQInfoFlags, count: UInt32) { self.index = index; self.flags = flags; self.count = count }
-}
-
 /// One sub-region served by an ioeventfd/ioregionfd (vfio-user DEVICE_GET_REGION_IO_FDS).
 public struct VFIORegionIOFD: Sendable, Equatable {
     public var offset: UInt64
@@ -52,34 +17,6 @@ public struct VFIORegionIOFD: Sendable, Equatable {
     public var datamatch: UInt64
     public init(offset: UInt64, size: UInt64, fd: Int32, type: VFIORegionIOFDType = .ioeventfd, flags: UInt32 = 0, datamatch: UInt64 = 0) {
         self.offset = offset; self.size = size; self.fd = fd; self.type = type; self.flags = flags; self.datamatch = datamatch
-    }
-}
-
-/// The data of a SET_IRQS request (`VFIO_IRQ_SET_DATA_*`).
-public enum VFIOIRQSetData: Sendable {
-    /// `DATA_NONE`.
-    case none
-    /// `DATA_BOOL`: one flag per vector.
-    case bool([Bool])
-    /// `DATA_EVENTFD`: one eventfd per vector; `nil` de-assigns. An empty array with `count > 0` de-assigns `count`
-    /// vectors (vfio-user sends no fds to de-assign).
-    case eventfds([VFIOEventFD?])
-}
-
-/// The action of a SET_IRQS request (`VFIO_IRQ_SET_ACTION_*`).
-public enum VFIOIRQAction: Sendable, Equatable {
-    case mask, unmask, trigger
-}
-
-/// A decoded `struct vfio_irq_set`.
-public struct VFIOIRQSet: Sendable {
-    public var index: UInt32
-    public var start: UInt32
-    public var count: UInt32
-    public var action: VFIOIRQAction
-    public var data: VFIOIRQSetData
-    public init(index: UInt32, start: UInt32, count: UInt32, action: VFIOIRQAction, data: VFIOIRQSetData) {
-        self.index = index; self.start = start; self.count = count; self.action = action; self.data = data
     }
 }
 

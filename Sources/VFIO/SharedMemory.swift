@@ -12,12 +12,12 @@ public final class VFIOSharedMemory: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     private let ownsFD: Bool
 
-    /// Creates a memfd of `size` bytes and maps it read/write, shared.
+    /// Creates a memfd of `size` bytes, its size sealed (a peer given the fd cannot shrink it under our mapping), and
+    /// maps it read/write, shared.
     public init(name: String, size: Int) throws(VFIOError) {
         guard size > 0 else { throw .invalidArgument("shared memory size 0") }
-        let fd = csystem_memfd_create(name, CSYSTEM_MFD_CLOEXEC)
+        let fd = csystem_memfd_create_fixed(name, UInt64(size))
         guard fd >= 0 else { throw .system(errno: errno, "memfd_create") }
-        guard ftruncate(fd, off_t(size)) == 0 else { let e = errno; close(fd); throw .system(errno: e, "ftruncate") }
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let p, p != MAP_FAILED else { let e = errno; close(fd); throw .system(errno: e, "mmap") }
         self.fd = fd; self.size = size; self.base = p; self.ownsFD = true
@@ -37,6 +37,10 @@ public final class VFIOSharedMemory: @unchecked Sendable {
     public init(adopting base: UnsafeMutableRawPointer, size: Int, fd: Int32) {
         self.fd = fd; self.size = size; self.base = base; self.ownsFD = false
     }
+
+    /// Whether `fd`'s size is sealed against shrinking (F_SEAL_SHRINK), as ours are: only then can its pages be mapped
+    /// and touched without a peer holding the same fd being able to make the touch SIGBUS.
+    public static func sizeIsSealed(fd: Int32) -> Bool { csystem_fd_size_is_sealed(fd) != 0 }
 
     deinit {
         munmap(base, size)

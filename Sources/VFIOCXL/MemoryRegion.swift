@@ -20,9 +20,10 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
     let memory: any CXLDeviceMemory
     /// Read on every access: an atomic, not a lock.
     private let active = Atomic<Bool>(true)
-    /// `memoryFD` mapped once when it is a regular file (the emulated device's memfd): the server's REGION_READ and
-    /// REGION_WRITE then copy without a system call. nil for other backings (a BAR of a kernel device: pread/pwrite,
-    /// which keep its access semantics).
+    /// `memoryFD` mapped once when it is a regular file whose size is sealed against shrinking (the emulated device's
+    /// memfd): the server's REGION_READ and REGION_WRITE then copy without a system call. nil for other backings: a
+    /// BAR of a kernel device (pread/pwrite keep its access semantics), or a file someone could truncate, which would
+    /// turn a copy from the mapping into SIGBUS where pread gives a short read and the client EIO.
     private let mapping: UnsafeMutableRawPointer?
 
     init(memory: any CXLDeviceMemory) {
@@ -32,6 +33,7 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
         let (end, o) = at.addingReportingOverflow(size)
         if size > 0, size <= UInt64(Int.max), !o, fstat(memory.memoryFD, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
            end <= UInt64(max(0, st.st_size)), at % UInt64(sysconf(Int32(_SC_PAGESIZE))) == 0,
+           VFIOSharedMemory.sizeIsSealed(fd: memory.memoryFD),
            let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, memory.memoryFD, off_t(at)), p != MAP_FAILED {
             mapping = p
         } else {

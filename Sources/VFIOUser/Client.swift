@@ -24,14 +24,14 @@ public struct VFIOUserClientConfiguration: Sendable {
 /// A region as described by the server: the decoded `vfio_region_info`, the mmap fd (owned by this object) and
 /// the validated sparse-mmap areas.
 public final class VFIOUserClientRegion: @unchecked Sendable {
-    public let info: VFIOUserRegionInfo
+    public let info: VFIORegionInfo
     /// The fd sent with the reply (when FLAG_MMAP), owned; closed on deinit.
     public let fd: Int32?
     /// Sparse areas from a SPARSE_MMAP capability (validated against the region size), or nil if none.
     public let sparseAreas: [VFIOSparseArea]?
-    public var flags: VFIORegionFlags { VFIORegionFlags(rawValue: info.flags) }
-    public var size: UInt64 { info.regionSize }
-    init(info: VFIOUserRegionInfo, fd: Int32?, sparseAreas: [VFIOSparseArea]?) { self.info = info; self.fd = fd; self.sparseAreas = sparseAreas }
+    public var flags: VFIORegionFlags { info.flags }
+    public var size: UInt64 { info.size }
+    init(info: VFIORegionInfo, fd: Int32?, sparseAreas: [VFIOSparseArea]?) { self.info = info; self.fd = fd; self.sparseAreas = sparseAreas }
     deinit { if let fd { close(fd) } }
 
     /// The region type capability, if any.
@@ -400,30 +400,29 @@ public final class VFIOUserClient: @unchecked Sendable {
 
     /// DEVICE_GET_INFO, following the argsz re-query when the device reports capabilities.
     public func deviceInfo() throws(VFIOUserError) -> VFIODeviceInfo {
-        var argsz = UInt32(VFIOUserDeviceInfo.size)
+        var argsz = UInt32(VFIODeviceInfo.size)
         for _ in 0..<3 {
-            let (r, _) = try call(.deviceGetInfo(VFIOUserDeviceInfo(argsz: argsz)), maxReplyPayload: Int(argsz))
+            let (r, _) = try call(.deviceGetInfo(VFIODeviceInfo(argsz: argsz)), maxReplyPayload: Int(argsz))
             guard case .deviceInfo(let i) = r else { throw unexpected(r, .deviceGetInfo) }
-            if i.flags & VFIODeviceFlags.caps.rawValue != 0 && i.argsz > argsz && i.capOffset == 0 {
+            if i.flags.contains(.caps) && i.argsz > argsz && i.capOffset == 0 {
                 guard i.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("device info argsz \(i.argsz)")) }
                 argsz = i.argsz
                 continue
             }
-            return VFIODeviceInfo(flags: VFIODeviceFlags(rawValue: i.flags), numRegions: i.numRegions, numIRQs: i.numIRQs,
-                                  capabilities: i.capabilities)
+            return i
         }
         throw fail(.fatal("device info argsz keeps growing"))
     }
 
     /// DEVICE_GET_REGION_INFO with the argsz two-step; validates the capability chain and sparse areas.
     public func regionInfo(_ index: UInt32) throws(VFIOUserError) -> VFIOUserClientRegion {
-        var argsz = UInt32(VFIOUserRegionInfo.size)
+        var argsz = UInt32(VFIORegionInfo.size)
         for _ in 0..<3 {
-            let (r, fds) = try call(.regionInfo(VFIOUserRegionInfo(argsz: argsz, index: index)), maxReplyPayload: Int(argsz), maxFDs: 1)
+            let (r, fds) = try call(.regionInfo(VFIORegionInfo(argsz: argsz, index: index)), maxReplyPayload: Int(argsz), maxFDs: 1)
             guard case .regionInfo(let info) = r else { throw unexpected(r, .deviceGetRegionInfo) }
             guard info.index == index else { throw fail(.fatal("region info for \(info.index), asked \(index)")) }
             // The two-step: libvfio-user leaves FLAG_CAPS clear, the kernel sets it with cap_offset 0 (issue 9).
-            let hasCaps = info.flags & VFIORegionFlags.caps.rawValue != 0
+            let hasCaps = info.flags.contains(.caps)
             if info.argsz > argsz && (!hasCaps || info.capOffset == 0) {
                 guard info.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("region info argsz \(info.argsz)")) }
                 argsz = info.argsz
@@ -433,7 +432,7 @@ public final class VFIOUserClient: @unchecked Sendable {
             if hasCaps && info.capOffset == 0 { throw .malformed("region \(index): FLAG_CAPS without a capability chain") }
             var sparse: [VFIOSparseArea]? = nil
             for cap in info.capabilities where cap.id == VFIORegionCapabilityID.sparseMMap {
-                do { sparse = try VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize).areas } catch {
+                do { sparse = try VFIOSparseMMapCapability(parsing: cap, regionSize: info.size).areas } catch {
                     throw .malformed("sparse mmap capability: \(error)")
                 }
             }
@@ -477,9 +476,9 @@ public final class VFIOUserClient: @unchecked Sendable {
     }
 
     public func irqInfo(_ index: UInt32) throws(VFIOUserError) -> VFIOIRQInfo {
-        let (r, _) = try call(.irqInfo(VFIOUserIRQInfo(index: index)), maxReplyPayload: VFIOUserIRQInfo.size)
+        let (r, _) = try call(.irqInfo(VFIOIRQInfo(index: index)), maxReplyPayload: VFIOIRQInfo.size)
         guard case .irqInfo(let i) = r, i.index == index else { throw unexpected(r, .deviceGetIRQInfo) }
-        return VFIOIRQInfo(index: i.index, flags: VFIOIRQInfoFlags(rawValue: i.flags), count: i.count)
+        return i
     }
 
     /// Wires eventfds to vectors `start...`; nil entries de-assign. Sent in batches of at most the server's
@@ -491,7 +490,7 @@ public final class VFIOUserClient: @unchecked Sendable {
             var n = 0
             while i + n < fds.count && n < fdsPerMessage && (fds[i + n] != nil) == assign { n += 1 }
             let batch = assign ? fds[i..<(i + n)].map { $0!.fd } : []
-            let s = VFIOUserSetIRQs(flags: [.dataEventFD, .actionTrigger], index: index, start: start + UInt32(i), count: UInt32(n))
+            let s = VFIOIRQSet(flags: [.dataEventFD, .actionTrigger], index: index, start: start + UInt32(i), count: UInt32(n))
             _ = try call(.setIRQs(s), fds: batch, maxReplyPayload: 64)
             i += n
         }
@@ -499,13 +498,13 @@ public final class VFIOUserClient: @unchecked Sendable {
 
     /// DATA_NONE with count 0: disables every vector of `index`.
     public func disableIRQs(index: UInt32) throws(VFIOUserError) {
-        _ = try call(.setIRQs(VFIOUserSetIRQs(flags: [.dataNone, .actionTrigger], index: index, start: 0, count: 0)), maxReplyPayload: 64)
+        _ = try call(.setIRQs(VFIOIRQSet(flags: [.dataNone, .actionTrigger], index: index, start: 0, count: 0)), maxReplyPayload: 64)
     }
 
     /// A SET_IRQS with DATA_NONE or DATA_BOOL (mask, unmask, trigger).
     public func setIRQs(index: UInt32, start: UInt32, count: UInt32, action: VFIOIRQAction, bools: [Bool]? = nil) throws(VFIOUserError) {
         let flags: VFIOIRQSetFlags = [bools == nil ? .dataNone : .dataBool, action.setFlag]
-        _ = try call(.setIRQs(VFIOUserSetIRQs(flags: flags, index: index, start: start, count: count, bools: bools ?? [])), maxReplyPayload: 64)
+        _ = try call(.setIRQs(VFIOIRQSet(flags: flags, index: index, start: start, count: count, bools: bools ?? [])), maxReplyPayload: 64)
     }
 
     /// REGION_READ, split into chunks of the server's max_data_xfer_size.
@@ -589,14 +588,14 @@ public final class VFIOUserClient: @unchecked Sendable {
     }
 
     public func dmaUnmap(address: UInt64, size: UInt64) throws(VFIOUserError) {
-        let (r, _) = try call(.dmaUnmap(VFIOUserDMAUnmap(address: address, size: size)), maxReplyPayload: VFIOUserDMAUnmap.size)
+        let (r, _) = try call(.dmaUnmap(VFIODMAUnmap(address: address, size: size)), maxReplyPayload: VFIODMAUnmap.size)
         guard case .dmaUnmap = r else { throw unexpected(r, .dmaUnmap) }
         try? dma.remove(address: address, size: size)
     }
 
     /// DMA_UNMAP with the ALL flag.
     public func dmaUnmapAll() throws(VFIOUserError) {
-        let (r, _) = try call(.dmaUnmap(VFIOUserDMAUnmap(flags: VFIOUserDMAUnmap.flagAll, address: 0, size: 0)), maxReplyPayload: VFIOUserDMAUnmap.size)
+        let (r, _) = try call(.dmaUnmap(VFIODMAUnmap(flags: .all, address: 0, size: 0)), maxReplyPayload: VFIODMAUnmap.size)
         guard case .dmaUnmap = r else { throw unexpected(r, .dmaUnmap) }
         dma.removeAll()
     }

@@ -4,12 +4,12 @@ import VFIO
 public enum VFIOUserRequest: Sendable, Equatable {
     case version(VFIOUserVersion)
     case dmaMap(VFIOUserDMAMap)
-    case dmaUnmap(VFIOUserDMAUnmap)
-    case deviceGetInfo(VFIOUserDeviceInfo)
-    case regionInfo(VFIOUserRegionInfo)
+    case dmaUnmap(VFIODMAUnmap)
+    case deviceGetInfo(VFIODeviceInfo)
+    case regionInfo(VFIORegionInfo)
     case regionIOFDs(VFIOUserRegionIOFDs)
-    case irqInfo(VFIOUserIRQInfo)
-    case setIRQs(VFIOUserSetIRQs)
+    case irqInfo(VFIOIRQInfo)
+    case setIRQs(VFIOIRQSet)
     case regionRead(VFIOUserRegionAccess)
     case regionWrite(VFIOUserRegionAccess)
     case dmaRead(VFIOUserDMAAccess)
@@ -121,13 +121,13 @@ public enum VFIOUserDecoder {
         case .dmaMap:
             guard fdCount <= 1 else { throw .malformed("DMA_MAP with \(fdCount) fds") }
             return .dmaMap(try VFIOUserDMAMap.decode(payload))
-        case .dmaUnmap: return .dmaUnmap(try VFIOUserDMAUnmap.decode(payload, "DMA_UNMAP"))
-        case .deviceGetInfo: return .deviceGetInfo(try VFIOUserDeviceInfo.decodeRequest(payload))
-        case .deviceGetRegionInfo: return .regionInfo(try VFIOUserRegionInfo.decodeRequest(payload))
+        case .dmaUnmap: return .dmaUnmap(try VFIODMAUnmap.decode(payload, "DMA_UNMAP"))
+        case .deviceGetInfo: return .deviceGetInfo(try VFIODeviceInfo.decodeRequest(payload))
+        case .deviceGetRegionInfo: return .regionInfo(try VFIORegionInfo.decodeRequest(payload))
         case .deviceGetRegionIOFDs: return .regionIOFDs(try VFIOUserRegionIOFDs.decodeRequest(payload))
-        case .deviceGetIRQInfo: return .irqInfo(try VFIOUserIRQInfo.decode(payload, "DEVICE_GET_IRQ_INFO"))
+        case .deviceGetIRQInfo: return .irqInfo(try VFIOIRQInfo.decode(payload, "DEVICE_GET_IRQ_INFO"))
         case .deviceSetIRQs:
-            let s = try VFIOUserSetIRQs.decode(payload)
+            let s = try VFIOIRQSet.decode(payload)
             if fdCount > 0 {
                 guard s.flags.contains(.dataEventFD), fdCount == Int(s.count) else {
                     throw .malformed("DEVICE_SET_IRQS: \(fdCount) fds for count \(s.count)")
@@ -197,11 +197,11 @@ public enum VFIOUserDecoder {
             return .writeCount(n)
         case .dmaMap, .deviceSetIRQs, .deviceReset:
             return .empty   // header-only replies; any payload is ignored (bounded by the message size limit)
-        case .dmaUnmap: return .dmaUnmap(try VFIOUserDMAUnmap.decode(payload, "DMA_UNMAP"))
-        case .deviceGetInfo: return .deviceInfo(try VFIOUserDeviceInfo.decodeReply(payload))
-        case .deviceGetRegionInfo: return .regionInfo(try VFIOUserRegionInfo.decodeReply(payload))
+        case .dmaUnmap: return .dmaUnmap(try VFIODMAUnmap.decode(payload, "DMA_UNMAP"))
+        case .deviceGetInfo: return .deviceInfo(try VFIODeviceInfo.decodeReply(payload))
+        case .deviceGetRegionInfo: return .regionInfo(try VFIORegionInfo.decodeReply(payload))
         case .deviceGetRegionIOFDs: return .regionIOFDs(try VFIOUserRegionIOFDs.decodeReply(payload, fdCount: fdCount))
-        case .deviceGetIRQInfo: return .irqInfo(try VFIOUserIRQInfo.decode(payload, "DEVICE_GET_IRQ_INFO"))
+        case .deviceGetIRQInfo: return .irqInfo(try VFIOIRQInfo.decode(payload, "DEVICE_GET_IRQ_INFO"))
         case .regionRead:
             let a = try VFIOUserRegionAccess.decode(payload, withData: true, what: "REGION_READ reply")
             if let want = requestedCount, UInt64(a.count) != want { throw .malformed("REGION_READ reply count \(a.count), asked \(want)") }
@@ -227,11 +227,11 @@ public enum VFIOUserDecoder {
 public enum VFIOUserReply: Sendable, Equatable {
     case empty
     case version(VFIOUserVersion)
-    case dmaUnmap(VFIOUserDMAUnmap)
-    case deviceInfo(VFIOUserDeviceInfo)
-    case regionInfo(VFIOUserRegionInfo)
+    case dmaUnmap(VFIODMAUnmap)
+    case deviceInfo(VFIODeviceInfo)
+    case regionInfo(VFIORegionInfo)
     case regionIOFDs(VFIOUserRegionIOFDs)
-    case irqInfo(VFIOUserIRQInfo)
+    case irqInfo(VFIOIRQInfo)
     case regionRead(VFIOUserRegionAccess)
     case regionWrite(VFIOUserRegionAccess)
     case dmaRead(VFIOUserDMAAccess)

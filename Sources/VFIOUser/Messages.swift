@@ -81,9 +81,8 @@ public struct VFIOUserDMAMap: Sendable, Equatable {
     }
 }
 
-/// DMA_UNMAP request and reply: `struct vfio_iommu_type1_dma_unmap` (24 bytes; `VFIODMAUnmapStruct`, shared with the
-/// kernel backend). Flag `all` (2) with addr=size=0 unmaps everything (libvfio-user's `VFIO_DMA_UNMAP_FLAG_ALL`).
-public typealias VFIOUserDMAUnmap = VFIODMAUnmapStruct
+// DMA_UNMAP request and reply: `struct vfio_iommu_type1_dma_unmap` (`VFIODMAUnmap`, 24 bytes). Flag `all` with
+// addr=size=0 unmaps everything (libvfio-user's `VFIO_DMA_UNMAP_FLAG_ALL`).
 
 /// A payload that is one of the fixed-size VFIO structs (DMA_UNMAP, DEVICE_GET_IRQ_INFO): it holds the fixed part,
 /// and `argsz` covers it.
@@ -94,36 +93,32 @@ extension VFIOFixedSizeStruct {
     }
 }
 
-/// DEVICE_GET_INFO request/reply: `struct vfio_device_info` (`VFIODeviceInfoStruct`, shared with the kernel
-/// backend): `argsz, flags, num_regions, num_irqs` (16 bytes); when the device has a capability chain and the
-/// client's argsz allows, the reply adds `cap_offset u32, pad u32` and the chain.
-public typealias VFIOUserDeviceInfo = VFIODeviceInfoStruct
-
-extension VFIODeviceInfoStruct {
-    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
-        VFIOUserDeviceInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_INFO"))
+/// DEVICE_GET_INFO request/reply: `struct vfio_device_info` (`VFIODeviceInfo`): `argsz, flags, num_regions,
+/// num_irqs` (16 bytes); when the device has a capability chain and the client's argsz allows, the reply adds
+/// `cap_offset u32, pad u32` and the chain.
+extension VFIODeviceInfo {
+    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIODeviceInfo {
+        VFIODeviceInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_INFO"))
     }
     /// Decodes a reply, validating the capability chain when `VFIO_DEVICE_FLAGS_CAPS` is set.
-    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserDeviceInfo {
+    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIODeviceInfo {
         try need(p, size, "DEVICE_GET_INFO reply")
-        do { return try VFIOUserDeviceInfo(decoding: p) } catch { throw .malformed("device info capabilities: \(error)") }
+        do { return try VFIODeviceInfo(decoding: p) } catch { throw .malformed("device info capabilities: \(error)") }
     }
 }
 
-/// DEVICE_GET_REGION_INFO request/reply: `struct vfio_region_info` (`VFIORegionInfoStruct`, shared with the kernel
-/// backend) = `argsz, flags, index, cap_offset, size u64, offset u64` (32 bytes), then the capability chain in the
-/// reply (spec "VFIO_USER_DEVICE_GET_REGION_INFO").
-public typealias VFIOUserRegionInfo = VFIORegionInfoStruct
-
-extension VFIORegionInfoStruct {
-    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
-        VFIOUserRegionInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_REGION_INFO"), index: u32(p, 8))
+/// DEVICE_GET_REGION_INFO request/reply: `struct vfio_region_info` (`VFIORegionInfo`) = `argsz, flags, index,
+/// cap_offset, size u64, offset u64` (32 bytes), then the capability chain in the reply (spec
+/// "VFIO_USER_DEVICE_GET_REGION_INFO").
+extension VFIORegionInfo {
+    public static func decodeRequest(_ p: [UInt8]) throws(VFIOUserError) -> VFIORegionInfo {
+        VFIORegionInfo(argsz: try checkedArgsz(p, size, "DEVICE_GET_REGION_INFO"), index: u32(p, 8))
     }
     /// Decodes a reply. Validates the chain when FLAG_CAPS is set: `cap_offset` in [32, payload), every `next`
     /// advancing and inside the payload, at most `VFIOCapabilityChain.maxCapabilities`.
-    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserRegionInfo {
+    public static func decodeReply(_ p: [UInt8]) throws(VFIOUserError) -> VFIORegionInfo {
         try need(p, size, "DEVICE_GET_REGION_INFO reply")
-        do { return try VFIOUserRegionInfo(decoding: p) } catch { throw .malformed("region info capabilities: \(error)") }
+        do { return try VFIORegionInfo(decoding: p) } catch { throw .malformed("region info capabilities: \(error)") }
     }
 }
 
@@ -183,18 +178,13 @@ public struct VFIOUserRegionIOFDs: Sendable, Equatable {
     }
 }
 
-/// DEVICE_GET_IRQ_INFO request/reply: `struct vfio_irq_info` (`VFIOIRQInfoStruct`, shared with the kernel backend):
-/// `argsz, flags, index, count` (16 bytes).
-public typealias VFIOUserIRQInfo = VFIOIRQInfoStruct
+// DEVICE_GET_IRQ_INFO request/reply: `struct vfio_irq_info` (`VFIOIRQInfo`): `argsz, flags, index, count` (16 bytes).
 
-/// DEVICE_SET_IRQS request: `struct vfio_irq_set` (`VFIOIRQSetStruct`, shared with the kernel backend): `argsz, flags,
-/// index, start, count` (20 bytes), then `count` bool bytes for DATA_BOOL; eventfds travel as SCM_RIGHTS (spec
-/// "VFIO_USER_DEVICE_SET_IRQS").
-public typealias VFIOUserSetIRQs = VFIOIRQSetStruct
-
-extension VFIOIRQSetStruct {
+/// DEVICE_SET_IRQS request: `struct vfio_irq_set` (`VFIOIRQSet`): `argsz, flags, index, start, count` (20 bytes), then
+/// `count` bool bytes for DATA_BOOL; eventfds travel as SCM_RIGHTS (spec "VFIO_USER_DEVICE_SET_IRQS").
+extension VFIOIRQSet {
     /// A request: known flags, exactly one data type and one action, and for DATA_BOOL the `count` flags.
-    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOUserSetIRQs {
+    public static func decode(_ p: [UInt8]) throws(VFIOUserError) -> VFIOIRQSet {
         _ = try checkedArgsz(p, size, "DEVICE_SET_IRQS")
         let flags = VFIOIRQSetFlags(rawValue: u32(p, 4))
         let known = VFIOIRQSetFlags.dataTypeMask.rawValue | VFIOIRQSetFlags.actionTypeMask.rawValue
@@ -202,12 +192,10 @@ extension VFIOIRQSetStruct {
         guard flags.intersection(.dataTypeMask).rawValue.nonzeroBitCount == 1,
               flags.intersection(.actionTypeMask).rawValue.nonzeroBitCount == 1
         else { throw .malformed("DEVICE_SET_IRQS needs exactly one data type and one action") }
-        var r = VFIOUserSetIRQs(decoding: Array(p.prefix(size)))
         if flags.contains(.dataBool) {
-            guard p.count - size >= Int(r.count) else { throw .malformed("DEVICE_SET_IRQS bool data truncated") }
-            r.bools = p[size..<(size + Int(r.count))].map { $0 != 0 }
+            guard p.count - size >= Int(u32(p, 16)) else { throw .malformed("DEVICE_SET_IRQS bool data truncated") }
         }
-        return r
+        return VFIOIRQSet(decoding: p)
     }
 }
 

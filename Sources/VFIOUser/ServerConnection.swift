@@ -374,15 +374,15 @@ final class VFIOUserConnection: @unchecked Sendable {
         case .dmaUnmap(let u): try handleDMAUnmap(h, u)
         case .deviceGetInfo(let req):
             let info = device.deviceInfo()
-            var out = VFIOUserDeviceInfo(argsz: UInt32(VFIOUserDeviceInfo.size), flags: info.flags.rawValue,
-                                         numRegions: info.numRegions, numIRQs: info.numIRQs)
+            var out = VFIODeviceInfo(argsz: UInt32(VFIODeviceInfo.size), flags: info.flags, numRegions: info.numRegions,
+                                     numIRQs: info.numIRQs)
             if !info.capabilities.isEmpty {
-                let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIOUserDeviceInfo.sizeWithCaps)
-                let needed = UInt32(VFIOUserDeviceInfo.sizeWithCaps + chain.count)
-                out.flags |= VFIODeviceFlags.caps.rawValue
+                let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIODeviceInfo.sizeWithCaps)
+                let needed = UInt32(VFIODeviceInfo.sizeWithCaps + chain.count)
+                out.flags.insert(.caps)
                 out.argsz = needed
                 if req.argsz >= needed {
-                    out.capOffset = UInt32(VFIOUserDeviceInfo.sizeWithCaps)
+                    out.capOffset = UInt32(VFIODeviceInfo.sizeWithCaps)
                     out.capabilities = info.capabilities
                 }
             }
@@ -391,7 +391,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         case .regionIOFDs(let req): try handleRegionIOFDs(h, req)
         case .irqInfo(let req):
             let info = try device { () throws(VFIOError) in try device.irqInfo(req.index) }
-            reply(h, VFIOUserIRQInfo(argsz: UInt32(VFIOUserIRQInfo.size), flags: info.flags.rawValue, index: info.index, count: info.count).encode())
+            reply(h, VFIOIRQInfo(flags: info.flags, index: info.index, count: info.count).encode())
         case .setIRQs(let s): try handleSetIRQs(h, s, fds)
         case .regionRead(let a):
             try checkAccess(a.region, a.offset, Int(a.count), write: false)
@@ -561,31 +561,31 @@ final class VFIOUserConnection: @unchecked Sendable {
         for r in regions { device.dmaUnmapped(iova: r.address, size: r.size) }
     }
 
-    private func handleDMAUnmap(_ h: VFIOUserHeader, _ u: VFIOUserDMAUnmap) throws(VFIOUserError) {
-        if u.flags == VFIOUserDMAUnmap.flagAll {
+    private func handleDMAUnmap(_ h: VFIOUserHeader, _ u: VFIODMAUnmap) throws(VFIOUserError) {
+        if u.flags == .all {
             guard u.address == 0 && u.size == 0 else { throw .malformed("DMA_UNMAP all with a range") }
             releaseDMA(dma.takeAll())
         } else {
-            guard u.flags == 0 else { throw .malformed("DMA_UNMAP flags 0x\(String(u.flags, radix: 16))") }
+            guard u.flags.isEmpty else { throw .malformed("DMA_UNMAP flags 0x\(String(u.flags.rawValue, radix: 16))") }
             let gone = try device { () throws(VFIOError) in try dma.removeInside(address: u.address, size: u.size) }
             if gone.isEmpty { logger.debug("DMA unmap of an unmapped range: nothing unmapped (as the kernel's type1 IOMMU)") }
             releaseDMA(gone)
         }
-        reply(h, VFIOUserDMAUnmap(flags: u.flags, address: u.address, size: u.size).encode())
+        reply(h, VFIODMAUnmap(flags: u.flags, address: u.address, size: u.size).encode())
     }
 
-    private func handleRegionInfo(_ h: VFIOUserHeader, _ req: VFIOUserRegionInfo) throws(VFIOUserError) {
+    private func handleRegionInfo(_ h: VFIOUserHeader, _ req: VFIORegionInfo) throws(VFIOUserError) {
         let info = try device { () throws(VFIOError) in try device.regionInfo(req.index) }
-        var out = VFIOUserRegionInfo(argsz: UInt32(VFIOUserRegionInfo.size), flags: info.flags.subtracting(.caps).rawValue,
-                                     index: req.index, regionSize: info.size, offset: info.mapping?.fileOffset ?? 0)
+        var out = VFIORegionInfo(argsz: UInt32(VFIORegionInfo.size), flags: info.flags.subtracting(.caps), index: req.index,
+                                 size: info.size, offset: info.mapping?.fileOffset ?? 0)
         if !info.capabilities.isEmpty {
-            let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIOUserRegionInfo.size)
-            let needed = UInt32(VFIOUserRegionInfo.size + chain.count)
+            let chain = VFIOCapabilityChain.encode(info.capabilities, baseOffset: VFIORegionInfo.size)
+            let needed = UInt32(VFIORegionInfo.size + chain.count)
             out.argsz = needed
             // The argsz two-step: only include the chain when the client's buffer holds it (libvfio-user #185).
             if req.argsz >= needed {
-                out.flags |= VFIORegionFlags.caps.rawValue
-                out.capOffset = UInt32(VFIOUserRegionInfo.size)
+                out.flags.insert(.caps)
+                out.capOffset = UInt32(VFIORegionInfo.size)
                 out.capabilities = info.capabilities
             }
         }
@@ -612,19 +612,11 @@ final class VFIOUserConnection: @unchecked Sendable {
         reply(h, out.encode(), fds: fds)
     }
 
-    private func handleSetIRQs(_ h: VFIOUserHeader, _ s: VFIOUserSetIRQs, _ fds: VFIOUserFDs) throws(VFIOUserError) {
-        let action = VFIOIRQAction(setFlags: s.flags)
-        let data: VFIOIRQSetData
-        if s.flags.contains(.dataEventFD) {
-            data = .eventfds(fds.takeAll().map { VFIOEventFD(owning: $0) })
-        } else if s.flags.contains(.dataBool) {
-            data = .bool(s.bools)
-        } else {
-            data = .none
-        }
-        try device { () throws(VFIOError) in
-            try device.setIRQs(VFIOIRQSet(index: s.index, start: s.start, count: s.count, action: action, data: data))
-        }
+    private func handleSetIRQs(_ h: VFIOUserHeader, _ request: VFIOIRQSet, _ fds: VFIOUserFDs) throws(VFIOUserError) {
+        var s = request
+        // DATA_EVENTFD's eventfds came with the message (SCM_RIGHTS); the device owns them from here.
+        if s.flags.contains(.dataEventFD) { s.eventfds = fds.takeAll().map { VFIOEventFD(owning: $0) } }
+        try device { () throws(VFIOError) in try device.setIRQs(s) }
         reply(h, [])
     }
 

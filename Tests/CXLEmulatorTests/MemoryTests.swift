@@ -133,6 +133,16 @@ struct MemoryTests {
         #expect(pread(dev.memoryFD, &b, 1, 0x1234) == 1)
         #expect(b == 0x5A)
     }
+
+    /// The memfd goes to every vfio-user client that maps device memory; none of them can shrink (or grow) it under
+    /// the emulator's own mapping, which would SIGBUS the server on its next access.
+    @Test func memfdSizeIsSealedAgainstPeers() throws {
+        let (dev, _, _) = try makeDevice { $0.memorySize = 256 * MiB }
+        try dev.writeDPA(256 * MiB - 1, bytes: [0x77])
+        #expect(ftruncate(dev.memoryFD, 0) == -1 && errno == EPERM)
+        #expect(ftruncate(dev.memoryFD, off_t(512 * MiB)) == -1 && errno == EPERM)
+        #expect(try dev.readDPA(256 * MiB - 1, count: 1) == [0x77])
+    }
 }
 
 #if canImport(Glibc)

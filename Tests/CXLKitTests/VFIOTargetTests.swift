@@ -143,7 +143,7 @@ import Glibc
         #expect(try c.deviceInfo().flags.contains(VFIOCXLUAPI.deviceFlag))
         let mem = VFIOCXLUAPI.memoryRegionIndex
         let region = try c.regionInfo(mem)
-        #expect(region.flags.contains(.mmap) && region.info.regionSize == 256 << 20)
+        #expect(region.flags.contains(.mmap) && region.info.size == 256 << 20)
         let t = try VFIORegionTypeCapability(parsing: #require(region.info.capabilities.first { $0.id == VFIORegionCapabilityID.type }))
         #expect(t.type == VFIOCXLUAPI.regionType && t.subtype == VFIOCXLUAPI.memorySubtype)
         // Region writes reach the device's memory through its BAR, unaligned ones too.

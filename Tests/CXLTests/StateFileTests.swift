@@ -113,6 +113,22 @@ struct StateFileTests {
         #expect(throws: CXLStateError.invalidSnapshot("\(other.displayName) appears twice")) { try s.validate() }
     }
 
+    /// Names the catalog lacks are interned for the life of the process, so decoding stops
+    /// interning new ones at the table's limit (a clear DecodingError), while catalog names and
+    /// foreign names already held still decode. A private table stands in for the shared one.
+    @Test func foreignNamesStopAtTheTableLimit() throws {
+        let table = ForeignRegisterNames(limit: 2)
+        func decode(_ block: String, _ register: String) throws -> StateRegisterName {
+            try StateRegisterName.decoded(block: block, register: register, codingPath: [], table: table)
+        }
+        _ = try decode("Hand Made", "A")
+        _ = try decode("Hand Made", "B")
+        #expect(throws: DecodingError.self) { try decode("Hand Made", "C") }
+        _ = try decode("Hand Made", "A")
+        let control = try decode(StateCatalog.dvsecBlock, CXLDeviceDVSEC.control.name)
+        #expect(control.catalogID != nil && control.register == CXLDeviceDVSEC.control.name)
+    }
+
     /// The checksum is no defence against a deliberate edit: a crafted snapshot with
     /// a correct checksum is still refused when a location is impossible.
     @Test(arguments: ["config-offset", "misaligned", "dvsec-offset", "dvsec-misaligned", "decoders", "decoders-negative", "bar", "duplicate", "serial"])

@@ -67,3 +67,48 @@ private final class OffsetMemory: CXLDeviceMemory, @unchecked Sendable {
         #expect(!Array(UnsafeRawBufferPointer(start: memory.file.base, count: 4096)).contains(0xA5))
     }
 }
+
+/// Device memory in a plain temporary file, which anyone holding the fd may truncate.
+private final class UnsealedFileMemory: CXLDeviceMemory, @unchecked Sendable {
+    let memoryFD: Int32
+    let memorySize: UInt64
+    init(size: UInt64) throws {
+        var template = Array((NSTemporaryDirectory() + "/cxl-unsealed-XXXXXX").utf8CString)
+        memoryFD = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard memoryFD >= 0 else { throw VFIOError.system(errno: errno, "mkstemp") }
+        template.withUnsafeBufferPointer { _ = unlink($0.baseAddress!) }
+        memorySize = size
+        guard ftruncate(memoryFD, off_t(size)) == 0 else { throw VFIOError.system(errno: errno, "ftruncate") }
+    }
+    deinit { close(memoryFD) }
+}
+
+@Suite struct MemoryRegionShrinkTests {
+    /// A backing whose size is not sealed is never mapped: when its holder truncates it, a region read is a clear
+    /// error (pread comes back short). Mapped, the same read would kill the process with SIGBUS.
+    @Test func truncatedUnsealedBackingIsAnErrorNotSIGBUS() throws {
+        let memory = try UnsealedFileMemory(size: 2 * 4096)
+        let handler = MemoryRegionHandler(memory: memory)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 8)
+        defer { buffer.deallocate() }
+        try handler.read(offset: 4096, into: buffer)
+        #expect(ftruncate(memory.memoryFD, 0) == 0)
+        #expect(throws: VFIOError.self) { try handler.read(offset: 4096, into: buffer) }
+        #expect(throws: VFIOError.self) { try handler.read(offset: 0, into: buffer) }
+    }
+
+    /// Our shared memory cannot be shrunk, grown or further sealed by a peer holding its fd, so the region maps it
+    /// and a peer's ftruncate fails instead of pulling the pages out from under the mapping.
+    @Test func sealedSharedMemoryRefusesTruncation() throws {
+        let memory = try OffsetMemory(fileSize: 2 * 4096, at: 0, size: 8192)
+        #expect(VFIOSharedMemory.sizeIsSealed(fd: memory.memoryFD))
+        let handler = MemoryRegionHandler(memory: memory)
+        memory.file.base.storeBytes(of: 0x5A, toByteOffset: 4096, as: UInt8.self)
+        #expect(ftruncate(memory.memoryFD, 0) == -1 && errno == EPERM)
+        #expect(ftruncate(memory.memoryFD, 4 * 4096) == -1 && errno == EPERM)
+        #expect(try handler.read(offset: 4096, count: 1) == [0x5A])
+        var st = stat()
+        #expect(fstat(memory.memoryFD, &st) == 0 && st.st_size == 2 * 4096)
+        #expect(!VFIOSharedMemory.sizeIsSealed(fd: STDIN_FILENO))
+    }
+}

@@ -112,7 +112,7 @@ struct VFIOCXLEndToEndTests {
             let t = try VFIORegionTypeCapability(parsing: #require(r.info.capabilities.first { $0.id == VFIORegionCapabilityID.type }))
             #expect(t.type == VFIOCXLUAPI.regionType && t.subtype == subtype)
         }
-        #expect(try c.regionInfo(mem).info.regionSize == s.emulated.memorySize)
+        #expect(try c.regionInfo(mem).info.size == s.emulated.memorySize)
     }
 
     @Test func deviceMemoryIsReadWriteAndMappedWithZeroCopy() throws {

@@ -86,9 +86,9 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         put(&r, off(CSYSTEM_VFIO_REGION_INFO, 3), le32(32))
         put(&r, off(CSYSTEM_VFIO_REGION_INFO, 4), le64(0x1000))
         put(&r, off(CSYSTEM_VFIO_REGION_INFO, 5), le64(0x7_0000_0000))
-        let region = try VFIORegionInfoStruct(decoding: r)
-        #expect(region == VFIORegionInfoStruct(argsz: UInt32(r.count), flags: flags.rawValue, index: 3, capOffset: 32,
-                                               regionSize: 0x1000, offset: 0x7_0000_0000, capabilities: [cap]))
+        let region = try VFIORegionInfo(decoding: r)
+        #expect(region == VFIORegionInfo(argsz: UInt32(r.count), flags: flags, index: 3, capOffset: 32,
+                                         size: 0x1000, offset: 0x7_0000_0000, capabilities: [cap]))
         #expect(region.encode() == r)
         let fixed = VFIOKernelUAPI.size(CSYSTEM_VFIO_DEVICE_INFO)
         var d = [UInt8](repeating: 0, count: 24) + VFIOCapabilityChain.encode([cap], baseOffset: 24)
@@ -97,17 +97,17 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 2), le32(9))
         put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 3), le32(5))
         put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 4), le32(24))
-        let device = try VFIODeviceInfoStruct(decoding: d, fixedSize: fixed)
+        let device = try VFIODeviceInfo(decoding: d, fixedSize: fixed)
         #expect(device.numRegions == 9 && device.numIRQs == 5 && device.capOffset == 24 && device.capabilities == [cap])
         // A chain that starts inside the fixed part is refused, as vfio-user refuses it.
         put(&d, off(CSYSTEM_VFIO_DEVICE_INFO, 4), le32(8))
-        #expect(throws: VFIOError.self) { try VFIODeviceInfoStruct(decoding: d, fixedSize: fixed) }
-        let irq = VFIOIRQInfoStruct(decoding: VFIOIRQInfoStruct(flags: 0x7, index: 2, count: 4).encode())
-        #expect(irq == VFIOIRQInfoStruct(argsz: UInt32(VFIOKernelUAPI.size(CSYSTEM_VFIO_IRQ_INFO)), flags: 0x7, index: 2, count: 4))
+        #expect(throws: VFIOError.self) { try VFIODeviceInfo(decoding: d, fixedSize: fixed) }
+        let irq = VFIOIRQInfo(decoding: VFIOIRQInfo(flags: VFIOIRQInfoFlags(rawValue: 0x7), index: 2, count: 4).encode())
+        #expect(irq == VFIOIRQInfo(argsz: UInt32(VFIOKernelUAPI.size(CSYSTEM_VFIO_IRQ_INFO)), flags: VFIOIRQInfoFlags(rawValue: 0x7), index: 2, count: 4))
         let unmap = VFIOKernelUAPI.type1DMAUnmap(iova: 0x10_0000, size: 0x2000)
-        #expect(VFIODMAUnmapStruct(decoding: unmap) == VFIODMAUnmapStruct(address: 0x10_0000, size: 0x2000))
+        #expect(VFIODMAUnmap(decoding: unmap) == VFIODMAUnmap(address: 0x10_0000, size: 0x2000))
         for action in [VFIOIRQAction.mask, .unmask, .trigger] {
-            let set = VFIOIRQSetStruct(decoding: VFIOKernelUAPI.irqSet(index: 1, start: 2, count: 2, action: action, data: .bool([true, false])))
+            let set = VFIOIRQSet(decoding: VFIOKernelUAPI.irqSet(index: 1, start: 2, count: 2, action: action, data: .bool([true, false])))
             #expect(VFIOIRQAction(setFlags: set.flags) == action && set.flags.contains(.dataBool) && set.bools == [true, false])
             #expect(set.index == 1 && set.start == 2 && set.count == 2 && set.argsz == UInt32(VFIOKernelUAPI.size(CSYSTEM_VFIO_IRQ_SET) + 2))
         }

@@ -27,7 +27,7 @@ import VFIOTestSupport
         let c = try VFIOUserClient(socketPath: path, configuration: cfg)
         // BAR0's mmap is the kernel device fd at the region offset, in the kernel's sparse areas.
         let bar0 = try c.regionInfo(0)
-        #expect(bar0.info.flags & VFIORegionFlags.mmap.rawValue != 0 && bar0.sparseAreas?.count == 2)
+        #expect(bar0.info.flags.rawValue & VFIORegionFlags.mmap.rawValue != 0 && bar0.sparseAreas?.count == 2)
         let mem = try VFIOSharedMemory(name: "guest", size: 0x8000)
         try c.dmaMap(address: 0x1_0000_0000, size: 0x8000, memory: mem)
         let m = k.dmaMaps[0x1_0000_0000]

@@ -52,12 +52,12 @@ private let versionPayload = VFIOUserVersion(major: 0, minor: 0, capabilities: V
             ("REGION_WRITE count mismatch", frame(6, 10, VFIOUserRegionAccess(offset: 0, region: 2, count: 8, data: [1]).encode())),
             ("reply-typed message", frame(7, 9, VFIOUserRegionAccess(offset: 0, region: 2, count: 4).encode(), flags: VFIOUserFlags.typeReply)),
             ("DMA_READ from the client", frame(8, 11, VFIOUserDMAAccess(address: 0, count: 4).encode())),
-            ("SET_IRQS two actions", frame(9, 8, VFIOUserSetIRQs(flags: [.dataNone, .actionMask, .actionUnmask], index: 0, start: 0, count: 1).encode())),
-            ("bad IRQ index", frame(10, 7, VFIOUserIRQInfo(index: 77).encode())),
+            ("SET_IRQS two actions", frame(9, 8, VFIOIRQSet(flags: [.dataNone, .actionMask, .actionUnmask], index: 0, start: 0, count: 1).encode())),
+            ("bad IRQ index", frame(10, 7, VFIOIRQInfo(index: 77).encode())),
             ("huge REGION_READ", frame(11, 9, VFIOUserRegionAccess(offset: 0, region: 0, count: 0x7FFF_FFFF).encode())),
             ("offset overflow", frame(12, 9, VFIOUserRegionAccess(offset: UInt64.max - 1, region: 2, count: 4).encode())),
             ("DMA_MAP size 0", frame(13, 2, VFIOUserDMAMap(flags: [.read], offset: 0, address: 0x1000, size: 0).encode())),
-            ("unmap with bad flags", frame(14, 3, VFIOUserDMAUnmap(flags: 1, address: 0, size: 0).encode())),
+            ("unmap with bad flags", frame(14, 3, VFIODMAUnmap(flags: VFIODMAUnmapFlags(rawValue: 1), address: 0, size: 0).encode())),
         ]
         for (what, bytes) in cases {
             try s.send(bytes)
@@ -224,35 +224,35 @@ final class FakeServer: @unchecked Sendable {
     }
 
     @Test func loopingCapabilityChain() throws {
-        var p = VFIOUserRegionInfo(argsz: 48, flags: 0xF, index: 0, capOffset: 32, regionSize: 0x1000).encode()
+        var p = VFIORegionInfo(argsz: 48, flags: VFIORegionFlags(rawValue: 0xF), index: 0, capOffset: 32, size: 0x1000).encode()
         p += [1, 0, 1, 0] + le32(32) + [UInt8](repeating: 0, count: 8)     // next points at itself
         let c = try client(try regionInfoServer(p))
         #expect(throws: VFIOUserError.self) { _ = try c.regionInfo(0) }
     }
 
     @Test func capabilityOffsetOutOfBoundsAndAreaOverflow() throws {
-        let bad1 = VFIOUserRegionInfo(argsz: 32, flags: 0xF, index: 0, capOffset: 4000, regionSize: 0x1000).encode()
+        let bad1 = VFIORegionInfo(argsz: 32, flags: VFIORegionFlags(rawValue: 0xF), index: 0, capOffset: 4000, size: 0x1000).encode()
         #expect(throws: VFIOUserError.self) { _ = try client(try regionInfoServer(bad1)).regionInfo(0) }
-        var bad2 = VFIOUserRegionInfo(argsz: 48, flags: 0xF, index: 0, capOffset: 32, regionSize: 0x1000).encode()
+        var bad2 = VFIORegionInfo(argsz: 48, flags: VFIORegionFlags(rawValue: 0xF), index: 0, capOffset: 32, size: 0x1000).encode()
         bad2 += [1, 0, 1, 0] + le32(0) + le32(0x1000_0000) + le32(0)      // 2^28 areas in 8 bytes
         #expect(throws: VFIOUserError.self) { _ = try client(try regionInfoServer(bad2)).regionInfo(0) }
-        var bad3 = VFIOUserRegionInfo(argsz: 64, flags: 0xF, index: 0, capOffset: 32, regionSize: 0x1000).encode()
+        var bad3 = VFIORegionInfo(argsz: 64, flags: VFIORegionFlags(rawValue: 0xF), index: 0, capOffset: 32, size: 0x1000).encode()
         bad3 += [1, 0, 1, 0] + le32(0) + le32(1) + le32(0) + le64(0xFFFF_FFFF_FFFF_F000) + le64(0x2000)   // area wraps
         #expect(throws: VFIOUserError.self) { _ = try client(try regionInfoServer(bad3)).regionInfo(0) }
     }
 
     @Test func replyLargerThanArgszOrHugeArgsz() throws {
         // The server claims it needs 1 GiB.
-        let huge = VFIOUserRegionInfo(argsz: 1 << 30, flags: 7, index: 0, regionSize: 0x1000).encode()
+        let huge = VFIORegionInfo(argsz: 1 << 30, flags: VFIORegionFlags(rawValue: 7), index: 0, size: 0x1000).encode()
         #expect(throws: VFIOUserError.self) { _ = try client(try regionInfoServer(huge)).regionInfo(0) }
         // The server sends more than our argsz allows.
-        let tooBig = VFIOUserRegionInfo(argsz: 32, flags: 7, index: 0, regionSize: 0x1000).encode() + [UInt8](repeating: 0, count: 64)
+        let tooBig = VFIORegionInfo(argsz: 32, flags: VFIORegionFlags(rawValue: 7), index: 0, size: 0x1000).encode() + [UInt8](repeating: 0, count: 64)
         #expect(throws: VFIOUserError.self) { _ = try client(try regionInfoServer(tooBig)).regionInfo(0) }
     }
 
     @Test func unexpectedFDsAndWrongIDs() throws {
         let efd = try VFIOEventFD.create()
-        let p = VFIOUserRegionInfo(argsz: 32, flags: 3, index: 0, regionSize: 0x1000).encode()
+        let p = VFIORegionInfo(argsz: 32, flags: VFIORegionFlags(rawValue: 3), index: 0, size: 0x1000).encode()
         #expect(throws: VFIOUserError.self) { _ = try client(try regionInfoServer(p, fds: [efd.fd, efd.fd])).regionInfo(0) }
         let f = try FakeServer { m in
             if m.header.command == 1 { return [(FakeServer.versionReply(m), [])] }
@@ -294,11 +294,11 @@ final class FakeServer: @unchecked Sendable {
         let seed = fuzzSeed()
         print("randomRepliesNeverCrashTheDecoder seed \(seed) (VFU_FUZZ_SEED=\(seed) replays it)")
         var rng = SplitMix64(state: seed)
-        let base = VFIOUserRegionInfo(argsz: 80, flags: 0xF, index: 1, capOffset: 32, regionSize: 0x1000,
+        let base = VFIORegionInfo(argsz: 80, flags: VFIORegionFlags(rawValue: 0xF), index: 1, capOffset: 32, size: 0x1000,
                                       capabilities: [VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x100), VFIOSparseArea(offset: 0x800, size: 0x800)]).capability]).encode()
         if case .regionInfo(let info)? = try? VFIOUserDecoder.decodeReply(command: .deviceGetRegionInfo, payload: base, fdCount: 0),
            let cap = info.capabilities.first(where: { $0.id == 1 }) {
-            #expect((try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize))?.areas.count == 2)
+            #expect((try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.size))?.areas.count == 2)
         } else {
             Issue.record("the unmutated REGION_INFO reply must decode")
         }
@@ -315,10 +315,10 @@ final class FakeServer: @unchecked Sendable {
                 guard case .regionInfo(let info) = r else { continue }
                 accepted += 1
                 for cap in info.capabilities where cap.id == 1 {
-                    guard let sparse = try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.regionSize) else { continue }
+                    guard let sparse = try? VFIOSparseMMapCapability(parsing: cap, regionSize: info.size) else { continue }
                     for a in sparse.areas {
                         let (end, o) = a.offset.addingReportingOverflow(a.size)
-                        #expect(!o && end <= info.regionSize, "seed \(seed) case \(i): sparse area \(a) outside the region")
+                        #expect(!o && end <= info.size, "seed \(seed) case \(i): sparse area \(a) outside the region")
                     }
                 }
             }

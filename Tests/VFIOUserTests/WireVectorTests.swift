@@ -88,9 +88,9 @@ private func reply(_ hex: String, id: UInt16, _ cmd: VFIOUserCommand, payload: [
 
     @Test func dma() throws {
         try command(Vectors.dmaMap, id: 2, .dmaMap(VFIOUserDMAMap(flags: [.read, .write], offset: 0x1000, address: 0x4000_0000, size: 0x20_0000)), fds: 1)
-        let u = VFIOUserDMAUnmap(address: 0x4000_0000, size: 0x20_0000)
+        let u = VFIODMAUnmap(address: 0x4000_0000, size: 0x20_0000)
         try command(Vectors.dmaUnmap, id: 3, .dmaUnmap(u))
-        try command(Vectors.dmaUnmapAll, id: 4, .dmaUnmap(VFIOUserDMAUnmap(flags: VFIOUserDMAUnmap.flagAll, address: 0, size: 0)))
+        try command(Vectors.dmaUnmapAll, id: 4, .dmaUnmap(VFIODMAUnmap(flags: .all, address: 0, size: 0)))
         try command(Vectors.dmaReadRequest, id: 14, .dmaRead(VFIOUserDMAAccess(address: 0x4000_1000, count: 3)))
         try reply(Vectors.dmaReadReply, id: 14, .dmaRead, payload: VFIOUserDMAAccess(address: 0x4000_1000, count: 3, data: [1, 2, 3]).encode(),
                   .dmaRead(VFIOUserDMAAccess(address: 0x4000_1000, count: 3, data: [1, 2, 3])))
@@ -100,17 +100,17 @@ private func reply(_ hex: String, id: UInt16, _ cmd: VFIOUserCommand, payload: [
     }
 
     @Test func deviceInfo() throws {
-        try command(Vectors.deviceGetInfoRequest, id: 5, .deviceGetInfo(VFIOUserDeviceInfo(argsz: 16)))
-        let r = VFIOUserDeviceInfo(argsz: 16, flags: 3, numRegions: 9, numIRQs: 5)
+        try command(Vectors.deviceGetInfoRequest, id: 5, .deviceGetInfo(VFIODeviceInfo(argsz: 16)))
+        let r = VFIODeviceInfo(argsz: 16, flags: VFIODeviceFlags(rawValue: 3), numRegions: 9, numIRQs: 5)
         try reply(Vectors.deviceGetInfoReply, id: 5, .deviceGetInfo, payload: r.encode(), .deviceInfo(r))
     }
 
     @Test func regionInfoTwoStep() throws {
-        try command(Vectors.regionInfoRequest, id: 6, .regionInfo(VFIOUserRegionInfo(argsz: 32, index: 1)))
-        let short = VFIOUserRegionInfo(argsz: 80, flags: 7, index: 1, regionSize: 0x1000)
+        try command(Vectors.regionInfoRequest, id: 6, .regionInfo(VFIORegionInfo(argsz: 32, index: 1)))
+        let short = VFIORegionInfo(argsz: 80, flags: VFIORegionFlags(rawValue: 7), index: 1, size: 0x1000)
         try reply(Vectors.regionInfoReplyShort, id: 6, .deviceGetRegionInfo, payload: short.encode(), .regionInfo(short))
         let cap = VFIOSparseMMapCapability(areas: [VFIOSparseArea(offset: 0, size: 0x100), VFIOSparseArea(offset: 0x800, size: 0x800)]).capability
-        let full = VFIOUserRegionInfo(argsz: 80, flags: 0xF, index: 1, capOffset: 32, regionSize: 0x1000, capabilities: [cap])
+        let full = VFIORegionInfo(argsz: 80, flags: VFIORegionFlags(rawValue: 0xF), index: 1, capOffset: 32, size: 0x1000, capabilities: [cap])
         try reply(Vectors.regionInfoReplyCaps, id: 7, .deviceGetRegionInfo, payload: full.encode(), .regionInfo(full))
     }
 
@@ -121,11 +121,11 @@ private func reply(_ hex: String, id: UInt16, _ cmd: VFIOUserCommand, payload: [
     }
 
     @Test func irqs() throws {
-        try command(Vectors.irqInfoRequest, id: 9, .irqInfo(VFIOUserIRQInfo(index: 2)))
-        let r = VFIOUserIRQInfo(flags: 9, index: 2, count: 4)
+        try command(Vectors.irqInfoRequest, id: 9, .irqInfo(VFIOIRQInfo(index: 2)))
+        let r = VFIOIRQInfo(flags: VFIOIRQInfoFlags(rawValue: 9), index: 2, count: 4)
         try reply(Vectors.irqInfoReply, id: 9, .deviceGetIRQInfo, payload: r.encode(), .irqInfo(r))
-        try command(Vectors.setIRQsEventfd, id: 10, .setIRQs(VFIOUserSetIRQs(flags: [.dataEventFD, .actionTrigger], index: 2, start: 0, count: 4)), fds: 4)
-        try command(Vectors.setIRQsBool, id: 11, .setIRQs(VFIOUserSetIRQs(flags: [.dataBool, .actionTrigger], index: 1, start: 1, count: 2, bools: [true, false])))
+        try command(Vectors.setIRQsEventfd, id: 10, .setIRQs(VFIOIRQSet(flags: [.dataEventFD, .actionTrigger], index: 2, start: 0, count: 4)), fds: 4)
+        try command(Vectors.setIRQsBool, id: 11, .setIRQs(VFIOIRQSet(flags: [.dataBool, .actionTrigger], index: 1, start: 1, count: 2, bools: [true, false])))
     }
 
     @Test func regionAccess() throws {

@@ -60,7 +60,7 @@ public struct RegisterOutcome: Sendable, Hashable, Codable {
 
     public init(from decoder: any Decoder) throws {
         let c = try Coded(from: decoder)
-        self.init(name: StateRegisterName(block: c.block, register: c.register), width: c.width, saved: c.saved, action: c.action, ok: c.ok)
+        self.init(name: try StateRegisterName.decoded(block: c.block, register: c.register, codingPath: decoder.codingPath), width: c.width, saved: c.saved, action: c.action, ok: c.ok)
         (live, written, after, detail) = (c.live, c.written, c.after, c.detail)
     }
 

@@ -139,11 +139,12 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
         "\(displayName) [\(space)+\(hex(offset, digits: 3))] = \(HexCoding.format(value, width: width))"
     }
 
-    enum CodingKeys: String, CodingKey { case block, register, space, offset, width, value, role }
+    /// The name's keys (`block`, `register`) come from `StateRegisterName`'s coding.
+    enum CodingKeys: String, CodingKey { case space, offset, width, value, role }
 
     public init(from decoder: Decoder) throws {
+        name = try StateRegisterName(from: decoder)
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        name = StateRegisterName(block: try c.decode(String.self, forKey: .block), register: try c.decode(String.self, forKey: .register))
         space = try c.decode(RegisterSpace.self, forKey: .space)
         offset = try HexCoding.decode(c, .offset, bits: 64)
         width = try c.decode(Int.self, forKey: .width)
@@ -155,9 +156,8 @@ public struct SavedRegister: Sendable, Hashable, Codable, CustomStringConvertibl
     }
 
     public func encode(to encoder: Encoder) throws {
+        try name.encode(to: encoder)
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(block, forKey: .block)
-        try c.encode(register, forKey: .register)
         try c.encode(space, forKey: .space)
         try c.encode("0x" + String(offset, radix: 16), forKey: .offset)
         try c.encode(width, forKey: .width)
@@ -175,18 +175,9 @@ public struct RegisterKey: Sendable, Hashable, Codable, CustomStringConvertible 
     init(name: StateRegisterName) { self.name = name }
     public var description: String { StateCatalog.displayName(block: block, register: register) }
 
-    enum CodingKeys: String, CodingKey { case block, register }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(block: try c.decode(String.self, forKey: .block), register: try c.decode(String.self, forKey: .register))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(block, forKey: .block)
-        try c.encode(register, forKey: .register)
-    }
+    /// `{"block": ..., "register": ...}`, as `StateRegisterName` codes it.
+    public init(from decoder: any Decoder) throws { name = try StateRegisterName(from: decoder) }
+    public func encode(to encoder: any Encoder) throws { try name.encode(to: encoder) }
 }
 
 /// Where the HDM decoders are: the component register block found through the

@@ -48,8 +48,22 @@ struct StateRegisterName: Sendable, Hashable {
         if let id = StateRegisterTable.id(block: block, register: register) {
             self.id = UInt32(id)
         } else {
-            self.id = ForeignRegisterNames.shared.intern(block: block, register: register)
+            // Build-time names (code, tests): not input, so not limited.
+            self.id = ForeignRegisterNames.shared.intern(block: block, register: register, limit: .max)!
         }
+    }
+
+    /// A name read from outside (a state file, a report): as `init(block:register:)`, but a pair the catalog lacks is
+    /// interned only while the process holds fewer than `ForeignRegisterNames.limit` of them, so no input, however
+    /// many files a long-running process reads, grows the table without bound.
+    static func decoded(block: String, register: String, codingPath: [any CodingKey],
+                        table: ForeignRegisterNames = .shared) throws -> StateRegisterName {
+        if let id = StateRegisterTable.id(block: block, register: register) { return StateRegisterName(id: UInt32(id)) }
+        guard let id = table.intern(block: block, register: register, limit: table.limit) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription:
+                "register \"\(register)\" of \"\(block)\": more than \(table.limit) distinct register names outside the catalog"))
+        }
+        return StateRegisterName(id: id)
     }
 
     /// The catalog number, nil for a foreign name.
@@ -76,12 +90,36 @@ struct StateRegisterName: Sendable, Hashable {
     var kind: StateRegisterKind? { catalogID.map { StateRegisterTable.kinds[$0] } }
 }
 
+/// The JSON form of a register's identity, `{"block": ..., "register": ...}`: in a state
+/// file's registers, a restore report's registers and a register key. Decoding goes
+/// through `decoded`, which bounds the names the catalog lacks.
+extension StateRegisterName: Codable {
+    enum CodingKeys: String, CodingKey { case block, register }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self = try .decoded(block: try c.decode(String.self, forKey: .block), register: try c.decode(String.self, forKey: .register),
+                            codingPath: c.codingPath)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(block, forKey: .block)
+        try c.encode(register, forKey: .register)
+    }
+}
+
 /// Names of registers the state table does not have, numbered from
 /// `StateRegisterTable.count` up in the order first seen. Only decoding a state file
 /// (or a test) adds to it, one entry per distinct pair of names, which the process
-/// keeps.
+/// keeps; decoding stops adding at `limit`.
 final class ForeignRegisterNames: Sendable {
     static let shared = ForeignRegisterNames()
+    /// Most distinct foreign names decoding will intern: for `shared`, 4096, far beyond any
+    /// real file (the catalog has a few hundred registers; a hand-made file adds a handful).
+    let limit: Int
+
+    init(limit: Int = 4096) { self.limit = limit }
 
     private struct Table {
         var names: [(block: String, register: String)] = []
@@ -89,9 +127,11 @@ final class ForeignRegisterNames: Sendable {
     }
     private let table = Mutex(Table())
 
-    func intern(block: String, register: String) -> UInt32 {
+    /// The number of the pair, interned if new and fewer than `limit` are; nil when the table is full.
+    func intern(block: String, register: String, limit: Int) -> UInt32? {
         table.withLock { t in
             if let id = t.index[block]?[register] { return id }
+            guard t.names.count < limit else { return nil }
             let id = UInt32(StateRegisterTable.count + t.names.count)
             t.names.append((block, register))
             t.index[block, default: [:]][register] = id

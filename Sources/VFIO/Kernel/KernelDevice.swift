@@ -230,10 +230,7 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             r = system.ioctl(fd, VFIOKernelUAPI.deviceGetInfo, &buf)
             guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_INFO", errno: -r) }
         }
-        let info: VFIODeviceInfoStruct
-        do { info = try VFIODeviceInfoStruct(decoding: buf, fixedSize: fixed) } catch { throw .invalid("VFIO_DEVICE_GET_INFO: \(error)") }
-        return VFIODeviceInfo(flags: VFIODeviceFlags(rawValue: info.flags), numRegions: info.numRegions, numIRQs: info.numIRQs,
-                              capabilities: info.capabilities)
+        do { return try VFIODeviceInfo(decoding: buf, fixedSize: fixed) } catch { throw .invalid("VFIO_DEVICE_GET_INFO: \(error)") }
     }
 
     /// VFIO_DEVICE_GET_REGION_INFO, re-queried with the argsz the kernel asks for when it has capabilities.
@@ -250,19 +247,18 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             r = system.ioctl(deviceFD, VFIOKernelUAPI.deviceGetRegionInfo, &buf)
             guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_REGION_INFO \(index)", errno: -r) }
         }
-        let region: VFIORegionInfoStruct
+        var region: VFIORegionInfo
         do {
-            region = try VFIORegionInfoStruct(decoding: buf)
+            region = try VFIORegionInfo(decoding: buf)
             for c in region.capabilities where c.id == VFIORegionCapabilityID.sparseMMap {
-                _ = try VFIOSparseMMapCapability(parsing: c, regionSize: region.regionSize)
+                _ = try VFIOSparseMMapCapability(parsing: c, regionSize: region.size)
             }
         } catch {
             throw .invalid("VFIO_DEVICE_GET_REGION_INFO \(index): \(error)")
         }
-        let flags = VFIORegionFlags(rawValue: region.flags), size = region.regionSize, offset = region.offset, caps = region.capabilities
-        let mapping = flags.contains(.mmap) ? VFIORegionMapping(fd: deviceFD, fileOffset: offset) : nil
-        return VFIOKernelRegion(info: VFIORegionInfo(index: index, flags: flags, size: size, mapping: mapping, capabilities: caps),
-                                offset: offset)
+        region.index = index
+        if region.flags.contains(.mmap) { region.mapping = VFIORegionMapping(fd: deviceFD, fileOffset: region.offset) }
+        return VFIOKernelRegion(info: region, offset: region.offset)
     }
 
     /// VFIO_DEVICE_GET_IRQ_INFO.
@@ -271,8 +267,9 @@ public final class VFIOKernelDevice: @unchecked Sendable {
         var buf = VFIOKernelUAPI.irqInfo(index: index)
         let r = system.ioctl(deviceFD, VFIOKernelUAPI.deviceGetIRQInfo, &buf)
         guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_IRQ_INFO \(index)", errno: -r) }
-        let irq = VFIOIRQInfoStruct(decoding: buf)
-        return VFIOIRQInfo(index: index, flags: VFIOIRQInfoFlags(rawValue: irq.flags), count: irq.count)
+        var irq = VFIOIRQInfo(decoding: buf)
+        irq.index = index
+        return irq
     }
 
     // MARK: IRQs
@@ -421,7 +418,7 @@ public final class VFIOKernelDevice: @unchecked Sendable {
             var buf = VFIOKernelUAPI.type1DMAUnmap(iova: iova, size: size)
             let r = system.ioctl(c, VFIOKernelUAPI.iommuUnmapDMA, &buf)
             guard r >= 0 else { throw .ioctl(name: "VFIO_IOMMU_UNMAP_DMA iova 0x\(String(iova, radix: 16))+0x\(String(size, radix: 16))", errno: -r) }
-            return VFIODMAUnmapStruct(decoding: buf).size
+            return VFIODMAUnmap(decoding: buf).size
         case .iommufd(let fd, let ioas, _):
             var buf = VFIOKernelUAPI.ioasUnmapArgs(ioas: ioas, iova: iova, length: size)
             let r = system.ioctl(fd, VFIOKernelUAPI.ioasUnmap, &buf)

@@ -54,32 +54,35 @@ public enum VFIOKernelUAPI {
     /// `struct vfio_group_status { argsz, flags }`.
     public static func groupStatus() -> [UInt8] { var w = ByteWriter(); w.u32(8); w.u32(0); return w.bytes }
 
-    /// `struct vfio_device_info` (`VFIODeviceInfoStruct`) with `argsz`, zero-filled to it: room for what the kernel
+    /// `struct vfio_device_info` (`VFIODeviceInfo`) with `argsz`, zero-filled to it: room for what the kernel
     /// writes back.
-    public static func deviceInfo(argsz: Int) -> [UInt8] { zeroFilled(VFIODeviceInfoStruct(argsz: UInt32(argsz)).encode(), to: argsz) }
+    public static func deviceInfo(argsz: Int) -> [UInt8] { zeroFilled(VFIODeviceInfo(argsz: UInt32(argsz)).encode(), to: argsz) }
 
-    /// `struct vfio_region_info` (`VFIORegionInfoStruct`) with `argsz` (the tail beyond the 32-byte fixed part
+    /// `struct vfio_region_info` (`VFIORegionInfo`) with `argsz` (the tail beyond the 32-byte fixed part
     /// receives the capability chain).
     public static func regionInfo(index: UInt32, argsz: Int) -> [UInt8] {
-        zeroFilled(VFIORegionInfoStruct(argsz: UInt32(argsz), index: index).encode(), to: argsz)
+        zeroFilled(VFIORegionInfo(argsz: UInt32(argsz), index: index).encode(), to: argsz)
     }
 
-    /// `struct vfio_irq_info` (`VFIOIRQInfoStruct`).
-    public static func irqInfo(index: UInt32) -> [UInt8] { VFIOIRQInfoStruct(index: index).encode() }
+    /// `struct vfio_irq_info` (`VFIOIRQInfo`).
+    public static func irqInfo(index: UInt32) -> [UInt8] { VFIOIRQInfo(index: index).encode() }
 
     /// `bytes` followed by zeros up to `count` bytes.
     static func zeroFilled(_ bytes: [UInt8], to count: Int) -> [UInt8] { bytes + [UInt8](repeating: 0, count: max(0, count - bytes.count)) }
 
-    /// `struct vfio_irq_set` (`VFIOIRQSetStruct`): DATA_NONE, DATA_BOOL (one byte per vector) or DATA_EVENTFD (one s32
+    /// `struct vfio_irq_set` (`VFIOIRQSet`): DATA_NONE, DATA_BOOL (one byte per vector) or DATA_EVENTFD (one s32
     /// per vector, -1 de-assigns).
     public static func irqSet(index: UInt32, start: UInt32, count: UInt32, action: VFIOIRQAction, data: VFIOKernelIRQData) -> [UInt8] {
-        let set: VFIOIRQSetStruct
         switch data {
-        case .none: set = VFIOIRQSetStruct(flags: [.dataNone, action.setFlag], index: index, start: start, count: count)
-        case .bool(let b): set = VFIOIRQSetStruct(flags: [.dataBool, action.setFlag], index: index, start: start, count: count, bools: b)
-        case .eventfds(let fds): set = VFIOIRQSetStruct(flags: [.dataEventFD, action.setFlag], index: index, start: start, count: count, eventfds: fds)
+        case .none:
+            return VFIOIRQSet(flags: [.dataNone, action.setFlag], index: index, start: start, count: count).encode()
+        case .bool(let b):
+            return VFIOIRQSet(flags: [.dataBool, action.setFlag], index: index, start: start, count: count, bools: b).encode()
+        case .eventfds(let fds):
+            let set = VFIOIRQSet(flags: [.dataEventFD, action.setFlag], index: index, start: start, count: count,
+                                 argsz: UInt32(VFIOIRQSet.size + 4 * fds.count))
+            return set.encode(eventfdNumbers: fds)
         }
-        return set.encode()
     }
 
     /// `struct vfio_pci_hot_reset_info { argsz, flags, count, devices[] }` with room for `room` devices.
@@ -100,8 +103,8 @@ public enum VFIOKernelUAPI {
         w.u64(vaddr); w.u64(iova); w.u64(size); return w.bytes
     }
 
-    /// `struct vfio_iommu_type1_dma_unmap` (`VFIODMAUnmapStruct`); the kernel writes back the size unmapped.
-    public static func type1DMAUnmap(iova: UInt64, size: UInt64) -> [UInt8] { VFIODMAUnmapStruct(address: iova, size: size).encode() }
+    /// `struct vfio_iommu_type1_dma_unmap` (`VFIODMAUnmap`); the kernel writes back the size unmapped.
+    public static func type1DMAUnmap(iova: UInt64, size: UInt64) -> [UInt8] { VFIODMAUnmap(address: iova, size: size).encode() }
 
     /// `struct vfio_device_bind_iommufd { argsz, flags, iommufd, out_devid }`.
     public static func bindIOMMUFD(_ iommufd: Int32) -> [UInt8] {
