@@ -267,14 +267,15 @@ public final class VFIOUserClient: @unchecked Sendable {
                                     flags: VFIOUserFlags.typeCommand | (posted ? VFIOUserFlags.noReply : 0))
         out.reserve(size)
         header.store(to: out.pointer)
-        VFIOUserAccessAck(offset: offset, region: region, count: UInt32(count)).store(to: out.pointer + 16)
+        let fields = VFIOUserRegionAccess.Fields(offset: offset, region: region, count: UInt32(count))
+        fields.store(to: out.pointer + 16)
         if write, count > 0, let data { (out.pointer + 32).copyMemory(from: data, byteCount: count) }
         if framer.buffered > 0 {
             // Server requests to answer first; their replies use the send buffer, so build the request again after.
             try serveBufferedServerRequests()
             out.reserve(size)
             header.store(to: out.pointer)
-            VFIOUserAccessAck(offset: offset, region: region, count: UInt32(count)).store(to: out.pointer + 16)
+            fields.store(to: out.pointer + 16)
             if write, count > 0, let data { (out.pointer + 32).copyMemory(from: data, byteCount: count) }
         }
         do { try sendRequest(out.pointer, count: size) } catch { throw fail(error) }
@@ -282,17 +283,10 @@ public final class VFIOUserClient: @unchecked Sendable {
         let replyData = write ? 0 : count
         let msg = try awaitReply(to: header, maxReplyPayload: VFIOUserRegionAccess.size + replyData, maxFDs: 0)
         let p = msg.payload
-        guard p.count >= VFIOUserRegionAccess.size else { throw fail(.malformed("\(command) reply: \(p.count) bytes")) }
-        let rOffset = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
-        let rRegion = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
-        let rCount = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-        if write {
-            guard p.count == VFIOUserRegionAccess.size else { throw fail(.malformed("REGION_WRITE reply: unexpected \(p.count - 16) trailing bytes")) }
-            return
-        }
-        guard p.count - VFIOUserRegionAccess.size == Int(rCount) else {
-            throw fail(.malformed("REGION_READ reply: count \(rCount) but \(p.count - 16) data bytes"))
-        }
+        let r: VFIOUserRegionAccess.Fields
+        do { r = try .checked(p, withData: !write, write ? "REGION_WRITE reply" : "REGION_READ reply") } catch { throw fail(error) }
+        if write { return }
+        let rOffset = r.offset, rRegion = r.region, rCount = r.count
         guard Int(rCount) == count else { throw fail(.malformed("REGION_READ reply count \(rCount), asked \(count)")) }
         guard rRegion == region, rOffset == offset else {
             throw fail(.fatal("unexpected REGION_READ reply for region \(rRegion) offset 0x\(String(rOffset, radix: 16))"))

@@ -149,7 +149,7 @@ struct DeviceAccessTests {
     /// A 1-byte write to DVSEC Control must not clobber bits 15:8 (CXL 3.1 §8.1.3.2).
     @Test func oneByteWriteToDVSECControl() throws {
         let (dev, d, _) = try makeDevice { $0.capabilities.cache = true }
-        let ctl = d.cxlDevice + 0x0C
+        let ctl = d.dvsec(CXLDeviceDVSEC.control)
         try dev.configWrite(ctl, width: 2, value: 0x0300)   // Cache_SF_Granularity = 3
         try dev.configWrite(ctl, width: 1, value: 0x05)     // Cache_Enable + Mem_Enable
         #expect(try dev.cfg16(ctl) == 0x0307)               // IO_Enable reads 1, 15:8 kept
@@ -160,17 +160,17 @@ struct DeviceAccessTests {
     /// A 4-byte read at Control2 returns Status2 in the upper half.
     @Test func dwordReadAtControl2() throws {
         let (dev, d, _) = try makeDevice { $0.capabilities.cache = true }
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x0009)   // Disable Caching, Mem Clr Enable
-        let v = try dev.cfg32(d.cxlDevice + 0x10)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x0009)   // Disable Caching, Mem Clr Enable
+        let v = try dev.cfg32(d.dvsec(CXLDeviceDVSEC.control2))
         #expect(v & 0xFFFF == 0x0009)
-        #expect(v >> 16 == UInt32(try dev.cfg16(d.cxlDevice + 0x12)))
+        #expect(v >> 16 == UInt32(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.status2))))
         #expect(v >> 16 & 0x8000 != 0)   // PM Init Complete
     }
 
     @Test func ioEnableReadsOneAndIsReadOnly() throws {
         let (dev, d, _) = try makeDevice()
-        try dev.configWrite(d.cxlDevice + 0x0C, width: 2, value: 0)
-        #expect(try dev.cfg16(d.cxlDevice + 0x0C) & 0x2 == 0x2)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control), width: 2, value: 0)
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.control)) & 0x2 == 0x2)
     }
 
     @Test func configLockFreezesRWLUntilConventionalReset() throws {

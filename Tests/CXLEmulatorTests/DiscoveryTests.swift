@@ -85,7 +85,7 @@ struct DiscoveryTests {
             $0.capabilities.memClear = false
             $0.firmware = DeviceProfile.FirmwareState()
         }
-        let cap = try dev.cfg16(d.cxlDevice + 0x0A)
+        let cap = try dev.cfg16(d.dvsec(CXLDeviceDVSEC.capability))
         #expect(cap & 0x1 != 0)              // Cache_Capable
         #expect(cap & 0x2 != 0)              // IO_Capable
         #expect(cap & 0x4 != 0)              // Mem_Capable
@@ -94,8 +94,8 @@ struct DiscoveryTests {
         #expect((cap >> 8) & 7 == 3)         // 10 s
         #expect(cap & (1 << 11) == 0)        // no Mem Clr
         // Range 1 size = memory size, valid and active at once.
-        let sizeLow = try dev.cfg32(d.cxlDevice + 0x1C)
+        let sizeLow = try dev.cfg32(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).sizeLow))
         #expect(sizeLow & 0xF000_0000 == 0x4000_0000 && sizeLow & 3 == 3)
-        #expect(try dev.cfg32(d.cxlDevice + 0x18) == 0)
+        #expect(try dev.cfg32(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).sizeHigh)) == 0)
     }
 }

@@ -49,7 +49,9 @@ struct Discovered {
     }
 
     func decoder(_ n: Int) -> UInt64 { hdm + UInt64(HDMDecoderCapability.firstDecoderOffset + HDMDecoderCapability.decoderStride * n) }
-    func control(_ n: Int) -> UInt64 { decoder(n) + 0x10 }
+    func control(_ n: Int) -> UInt64 { hdm + UInt64(HDMDecoderRegisters(n).control.offset) }
+    /// Config offset of a register of the PCIe DVSEC for CXL Devices.
+    func dvsec(_ r: RegisterLayout) -> Int { cxlDevice + r.offset }
 }
 
 let GiB: UInt64 = 1 << 30
@@ -73,28 +75,37 @@ extension EmulatedCXLDevice {
     /// Program decoder n (Linux order: base, size, skip, then control with Commit).
     func program(_ d: Discovered, decoder n: Int, base: UInt64, size: UInt64, skip: UInt64 = 0,
                  iw: UInt8 = 0, ig: UInt8 = 0, position: Int = 0, lock: Bool = false, commit: Bool = true) throws {
-        let b = d.decoder(n)
-        try setBar32(b + 0x4, UInt32(base >> 32))
-        try setBar32(b + 0x0, UInt32(base & 0xFFFF_FFFF))
-        try setBar32(b + 0xC, UInt32(size >> 32))
-        try setBar32(b + 0x8, UInt32(size & 0xFFFF_FFFF))
-        try setBar32(b + 0x18, UInt32(skip >> 32))
-        try setBar32(b + 0x14, UInt32(skip & 0xFFFF_FFFF))
-        let ctl = UInt32(ig) | UInt32(iw) << 4 | (lock ? 1 << 8 : 0) | (commit ? 1 << 9 : 0) | UInt32(position) << 24
-        try setBar32(b + 0x10, ctl)
+        let r = HDMDecoderRegisters(n)
+        func set(_ l: RegisterLayout, _ v: UInt64) throws { try setBar32(d.hdm + UInt64(l.offset), UInt32(truncatingIfNeeded: v)) }
+        try set(r.baseHigh, base >> 32)
+        try set(r.baseLow, base)
+        try set(r.sizeHigh, size >> 32)
+        try set(r.sizeLow, size)
+        try set(r.skipOrTargetHigh, skip >> 32)
+        try set(r.skipOrTargetLow, skip)
+        typealias C = HDMDecoderCapability.Control
+        var ctl = C.ig.insert(UInt64(ig), into: 0)
+        ctl = C.iw.insert(UInt64(iw), into: ctl)
+        ctl = C.interleaveSetPosition.insert(UInt64(position), into: ctl)
+        if lock { ctl |= C.lockOnCommit.mask }
+        if commit { ctl |= C.commit.mask }
+        try set(r.control, ctl)
     }
 
     func decoderControl(_ d: Discovered, _ n: Int) throws -> UInt32 { try bar32(d.control(n)) }
-    func committed(_ d: Discovered, _ n: Int) throws -> Bool { try decoderControl(d, n) & (1 << 10) != 0 }
-    func commitError(_ d: Discovered, _ n: Int) throws -> Bool { try decoderControl(d, n) & (1 << 11) != 0 }
+    func committed(_ d: Discovered, _ n: Int) throws -> Bool { UInt64(try decoderControl(d, n)) & HDMDecoderCapability.Control.committed.mask != 0 }
+    func commitError(_ d: Discovered, _ n: Int) throws -> Bool {
+        UInt64(try decoderControl(d, n)) & HDMDecoderCapability.Control.errorNotCommitted.mask != 0
+    }
 
     func enableHDM(_ d: Discovered) throws {
-        try setBar32(d.hdm + 4, 0x2)
+        try setBar32(d.hdm + UInt64(HDMDecoderCapability.globalControl.offset), UInt32(HDMDecoderCapability.hdmDecoderEnable.mask))
     }
 
     /// DVSEC Control Mem_Enable (keeping the other bits).
     func enableMem(_ d: Discovered, cache: Bool = false) throws {
-        let c = try cfg16(d.cxlDevice + 0x0C)
-        try configWrite(d.cxlDevice + 0x0C, width: 2, value: UInt32(c | 0x4 | (cache ? 1 : 0)))
+        let c = try cfg16(d.dvsec(CXLDeviceDVSEC.control))
+        let enable = CXLDeviceDVSEC.memEnable.mask | (cache ? CXLDeviceDVSEC.Control.cacheEnable.mask : 0)
+        try configWrite(d.dvsec(CXLDeviceDVSEC.control), width: 2, value: UInt32(UInt64(c) | enable))
     }
 }

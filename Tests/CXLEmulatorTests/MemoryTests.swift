@@ -88,8 +88,8 @@ struct MemoryTests {
     /// §8.1.3.8: DVSEC ranges decode only while HDM Decoder Enable is 0.
     @Test func dvsecRangeDecodesOnlyWithoutHDMDecoderEnable() throws {
         let (dev, d, _) = try makeDevice()
-        try dev.configWrite(d.cxlDevice + 0x20, width: 4, value: 0x20)
-        try dev.configWrite(d.cxlDevice + 0x24, width: 4, value: 0x1000_0000)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).baseHigh), width: 4, value: 0x20)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).baseLow), width: 4, value: 0x1000_0000)
         try dev.enableMem(d)
         let rbase: UInt64 = 0x20_1000_0000
         try dev.writeMemory(hpa: rbase + GiB - 2, bytes: [7, 8])
@@ -114,9 +114,9 @@ struct MemoryTests {
         let (dev, d, clock) = try makeDevice { $0.memorySize = 512 * MiB }
         try dev.writeDPA(0x10, bytes: [1, 2, 3])
         try dev.writeDPA(512 * MiB - 1, bytes: [4])
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0xC)   // Mem Clr Enable + Initiate CXL Reset
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0xC)   // Mem Clr Enable + Initiate CXL Reset
         dev.advanceTime(milliseconds: 100)
-        #expect(try dev.cfg16(d.cxlDevice + 0x12) & 0x2 == 0x2)
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.status2)) & 0x2 == 0x2)
         var st = stat()
         #expect(fstat(dev.memoryFD, &st) == 0 && UInt64(st.st_size) == 512 * MiB)
         var b = [UInt8](repeating: 9, count: 3)

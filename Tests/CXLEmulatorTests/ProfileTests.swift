@@ -100,9 +100,9 @@ struct ProfileTests {
     @Test func firmwareCommittedPowerOnState() throws {
         let dev = try EmulatedCXLDevice(profile: DeviceProfile.named("gpu-fw-committed"), clock: ManualClock())
         let d = try Discovered(dev)
-        #expect(try dev.cfg16(d.cxlDevice + 0x0A) & 0x8 != 0)            // Mem_HwInit_Mode
-        #expect(try dev.cfg16(d.cxlDevice + 0x0C) & 0x5 == 0x5)          // Cache_Enable, Mem_Enable
-        #expect(try dev.cfg32(d.cxlDevice + 0x20) == 0x40)               // Range 1 Base
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.capability)) & 0x8 != 0)            // Mem_HwInit_Mode
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.control)) & 0x5 == 0x5)          // Cache_Enable, Mem_Enable
+        #expect(try dev.cfg32(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).baseHigh)) == 0x40)               // Range 1 Base
         #expect(try dev.bar32(d.hdm + 4) & 2 == 2)                       // HDM Decoder Enable
         let ctl = try dev.decoderControl(d, 0)
         #expect(ctl & 0x700 == 0x700)                                    // Lock On Commit, Commit, Committed

@@ -99,9 +99,9 @@ struct ResetScopeTests {
             }
         }
         // Range 1 Base, then CONFIG_LOCK.
-        try dev.configWrite(d.cxlDevice + 0x20, width: 4, value: 0x40)
-        try dev.configWrite(d.cxlDevice + 0x24, width: 4, value: 0)
-        if c.configLock { try dev.configWrite(d.cxlDevice + 0x14, width: 2, value: 1) }
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).baseHigh), width: 4, value: 0x40)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).baseLow), width: 4, value: 0)
+        if c.configLock { try dev.configWrite(d.dvsec(CXLDeviceDVSEC.lock), width: 2, value: 1) }
         // Component registers: decoder 0 committed and locked, decoder 1 programmed
         // but not committed, HDM enabled, every RAS and Link writable bit flipped.
         try dev.program(d, decoder: 0, base: 0x40_0000_0000, size: granule, lock: true)
@@ -174,11 +174,11 @@ struct ResetScopeTests {
                 try dev.reset(.flr)
             }
         case .cxlReset:
-            let c2 = try dev.cfg16(d.cxlDevice + 0x10)
-            try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: UInt32(c2 | 0x4))
+            let c2 = try dev.cfg16(d.dvsec(CXLDeviceDVSEC.control2))
+            try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: UInt32(c2 | 0x4))
             #expect(dev.isCXLResetInProgress)
             clock.advance(milliseconds: 99.999)
-            #expect(try dev.cfg16(d.cxlDevice + 0x12) & 0x6 == 0)
+            #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.status2)) & 0x6 == 0)
             clock.advance(milliseconds: 0.001)
         case .conventional:
             try dev.reset(c.method)

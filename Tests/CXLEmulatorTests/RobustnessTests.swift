@@ -67,7 +67,7 @@ struct RobustnessTests {
                 let bytes = (0..<64).map { UInt8(truncatingIfNeeded: $0 &+ t &+ i) }
                 try? dev.writeMemory(hpa: hpa, bytes: bytes)
                 #expect((try? dev.readMemory(hpa: hpa, count: 64)) == bytes)
-                _ = try? dev.configRead(d.cxlDevice + 0x10, width: 4)
+                _ = try? dev.configRead(d.dvsec(CXLDeviceDVSEC.control2), width: 4)
                 _ = try? dev.barRead(0, offset: d.control(0), width: 4)
             }
         }

@@ -41,9 +41,9 @@ struct SaveRestoreIntegrationTests {
         dev.advanceTime(milliseconds: 10)
         #expect(try dev.committed(d, 0) && dev.committed(d, 1))
         try dev.enableHDM(d)
-        try dev.configWrite(d.cxlDevice + 0x20, width: 4, value: 0x40)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).baseHigh), width: 4, value: 0x40)
         try dev.enableMem(d, cache: true)
-        try dev.configWrite(d.cxlDevice + 0x14, width: 2, value: 1)     // CONFIG_LOCK
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.lock), width: 2, value: 1)     // CONFIG_LOCK
         try dev.configWrite(0x04, width: 2, value: 0x6)                  // Memory Space + Bus Master
 
         let clock = VirtualCXLClock(onSleep: { manual.advance(nanoseconds: UInt64($0 / .nanoseconds(1))) })
@@ -56,7 +56,7 @@ struct SaveRestoreIntegrationTests {
         let left = report.diff?.entries.filter { $0.a != $0.b }.map { "\($0.register): \($0.fields)" } ?? ["no read-back"]
         #expect(report.succeeded, "\(c): \(report.steps) left \(left)")
         #expect(try dev.committed(d, 0) && dev.committed(d, 1))
-        #expect(try dev.cfg16(d.cxlDevice + 0x14) == 1)
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.lock)) == 1)
         // The restored decoders decode again.
         try dev.writeMemory(hpa: Self.base + 4 * granule, bytes: [0x42])
         #expect(try dev.readDPA(3 * granule, count: 1) == [0x42])

@@ -7,7 +7,7 @@ import CXL
 struct TimingAndFaultTests {
     static let base: UInt64 = 0x40_0000_0000
 
-    func status2(_ dev: EmulatedCXLDevice, _ d: Discovered) throws -> UInt16 { try dev.cfg16(d.cxlDevice + 0x12) }
+    func status2(_ dev: EmulatedCXLDevice, _ d: Discovered) throws -> UInt16 { try dev.cfg16(d.dvsec(CXLDeviceDVSEC.status2)) }
 
     /// §8.1.3.4: completion after the Capability timeout times the time factor.
     @Test(arguments: [(UInt64(10), 1.0), (10_000, 0.001), (100_000, 0.0001), (1000, 0.5)])
@@ -17,8 +17,8 @@ struct TimingAndFaultTests {
             $0.timing.timeFactor = factor
         }
         let ns = UInt64((Double(timeoutMs) * 1_000_000 * factor).rounded())
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x4)
-        #expect(try dev.cfg16(d.cxlDevice + 0x10) & 0x4 == 0)     // doorbell reads 0
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x4)
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.control2)) & 0x4 == 0)     // doorbell reads 0
         #expect(dev.nextEventDeadline == ns)
         clock.advance(nanoseconds: ns - 1)
         #expect(try status2(dev, d) & 0x6 == 0)
@@ -27,13 +27,13 @@ struct TimingAndFaultTests {
         #expect(try status2(dev, d) & 0x6 == 0x2)
         #expect(!dev.isCXLResetInProgress)
         // A second reset clears Complete at initiation.
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x4)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x4)
         #expect(try status2(dev, d) & 0x6 == 0)
     }
 
     @Test func cxlResetDurationOverride() throws {
         let (dev, d, clock) = try makeDevice { $0.timing.cxlResetMilliseconds = 3; $0.timing.timeFactor = 2 }
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x4)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x4)
         clock.advance(milliseconds: 5.999)
         #expect(try status2(dev, d) & 0x2 == 0)
         clock.advance(milliseconds: 0.001)
@@ -42,11 +42,11 @@ struct TimingAndFaultTests {
 
     @Test func cxlResetNotCapableIgnoresDoorbell() throws {
         let (dev, d, clock) = try makeDevice { $0.capabilities.cxlReset = false; $0.capabilities.memClear = false }
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0xC)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0xC)
         clock.advance(milliseconds: 1000)
         #expect(!dev.isCXLResetInProgress)
         #expect(try status2(dev, d) & 0x6 == 0)
-        #expect(try dev.cfg16(d.cxlDevice + 0x10) & 0xC == 0)
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.control2)) & 0xC == 0)
     }
 
     @Test func memoryIsUnreachableDuringCXLReset() throws {
@@ -55,7 +55,7 @@ struct TimingAndFaultTests {
         try dev.enableHDM(d)
         try dev.enableMem(d)
         try dev.writeMemory(hpa: Self.base, bytes: [1])
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x4)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x4)
         #expect(throws: DeviceMemoryError.resetInProgress) { try dev.readMemory(hpa: Self.base, count: 1) }
         clock.advance(milliseconds: 100)
         // CXL Reset uncommitted the decoder and cleared Mem_Enable; memory (no Mem Clr) kept.
@@ -66,7 +66,7 @@ struct TimingAndFaultTests {
     @Test func faultCXLResetNeverCompletes() throws {
         let (dev, d, clock) = try makeDevice { $0.faults.cxlResetNeverCompletes = true }
         try dev.program(d, decoder: 0, base: Self.base, size: granule)
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x4)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x4)
         clock.advance(milliseconds: 1_000_000)
         #expect(try status2(dev, d) & 0x6 == 0)
         #expect(dev.isCXLResetInProgress)
@@ -79,7 +79,7 @@ struct TimingAndFaultTests {
     @Test func faultCXLResetReportsError() throws {
         let (dev, d, clock) = try makeDevice { $0.faults.cxlResetReportsError = true }
         try dev.program(d, decoder: 0, base: Self.base, size: granule)
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x4)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x4)
         clock.advance(milliseconds: 100)
         #expect(try status2(dev, d) & 0x6 == 0x4)
         #expect(!dev.isCXLResetInProgress)
@@ -94,7 +94,7 @@ struct TimingAndFaultTests {
             $0.timing.memoryActiveMilliseconds = 2000
             $0.timing.timeFactor = 0.5
         }
-        let sizeLow = d.cxlDevice + 0x1C
+        let sizeLow = d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).sizeLow)
         func mds() throws -> UInt64 { try dev.barRead(0, offset: d.deviceRegsOffset + UInt64(Layout.memoryDeviceStatusRegisters), width: 8) }
         for _ in 0..<2 {
             #expect(try dev.cfg32(sizeLow) & 3 == 0)
@@ -113,8 +113,8 @@ struct TimingAndFaultTests {
     @Test func faultMemoryNeverActive() throws {
         let (dev, d, clock) = try makeDevice { $0.faults.memoryNeverActive = true }
         clock.advance(milliseconds: 1_000_000)
-        #expect(try dev.cfg32(d.cxlDevice + 0x1C) & 3 == 1)
-        try dev.configWrite(d.cxlDevice + 0x20, width: 4, value: 0x40)
+        #expect(try dev.cfg32(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).sizeLow)) & 3 == 1)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.rangeRegisters(1).baseHigh), width: 4, value: 0x40)
         try dev.enableMem(d)
         #expect(throws: DeviceMemoryError.memoryNotActive) { try dev.readMemory(hpa: Self.base, count: 1) }
     }
@@ -126,8 +126,8 @@ struct TimingAndFaultTests {
             $0.capabilities.cacheWritebackInvalidate = true
             $0.timing.cacheWritebackInvalidateMicroseconds = 50
         }
-        try dev.configWrite(d.cxlDevice + 0x10, width: 2, value: 0x3)   // Disable Caching + Initiate WB&I
-        #expect(try dev.cfg16(d.cxlDevice + 0x10) == 0x1)
+        try dev.configWrite(d.dvsec(CXLDeviceDVSEC.control2), width: 2, value: 0x3)   // Disable Caching + Initiate WB&I
+        #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.control2)) == 0x1)
         #expect(try status2(dev, d) & 0x1 == 0)
         clock.advance(nanoseconds: 49_999)
         #expect(try status2(dev, d) & 0x1 == 0)
@@ -143,13 +143,13 @@ struct TimingAndFaultTests {
             try dev.program(d, decoder: 0, base: Self.base, size: granule, lock: true)
             try dev.enableHDM(d)
             try dev.enableMem(d)
-            try dev.configWrite(d.cxlDevice + 0x14, width: 2, value: 1)
+            try dev.configWrite(d.dvsec(CXLDeviceDVSEC.lock), width: 2, value: 1)
             try dev.writeMemory(hpa: Self.base, bytes: [9])
             try dev.reset(.flr)
             let loses = name == "flr-loses-state"
             #expect(try dev.committed(d, 0) == !loses, "\(name)")
-            #expect(try dev.cfg16(d.cxlDevice + 0x14) == (loses ? 0 : 1), "\(name)")
-            #expect(try dev.cfg16(d.cxlDevice + 0x0C) & 0x4 == (loses ? 0 : 4), "\(name)")
+            #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.lock)) == (loses ? 0 : 1), "\(name)")
+            #expect(try dev.cfg16(d.dvsec(CXLDeviceDVSEC.control)) & 0x4 == (loses ? 0 : 4), "\(name)")
             #expect(try dev.readDPA(0, count: 1) == [9], "\(name): memory contents survive FLR")
             if !loses { #expect(try dev.readMemory(hpa: Self.base, count: 1) == [9]) }
         }

@@ -22,7 +22,7 @@ extension DVSECInstance {
 public enum DeviceSerialNumberCapability {
     public static let lower = RegisterLayout("Serial Number Register (Lower DW)", offset: 0x04, width: 4, [.init("Serial Number Lower", 31, 0, .ro)])
     public static let upper = RegisterLayout("Serial Number Register (Upper DW)", offset: 0x08, width: 4, [.init("Serial Number Upper", 31, 0, .ro)])
-    public static let layout = RegisterBlockLayout("Device Serial Number", [ExtendedCapabilityHeader.header, lower, upper])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.deviceSerialNumber.name, [ExtendedCapabilityHeader.header, lower, upper])
 }
 
 /// Advanced Error Reporting (PCIe 6.0 §7.8.4).
@@ -60,7 +60,7 @@ public enum AERCapability {
         .init("Completion Timeout Prefix/Header Log Capable", bit: 12, .ro),
     ])
     public static let headerLog = (0..<4).map { RegisterLayout("Header Log \($0)", offset: 0x1C + 4 * $0, width: 4, [.init("Header Log", 31, 0, .ro)]) }
-    public static let layout = RegisterBlockLayout("Advanced Error Reporting", [ExtendedCapabilityHeader.header, uncorrectableStatus,
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.advancedErrorReporting.name, [ExtendedCapabilityHeader.header, uncorrectableStatus,
         uncorrectableMask, uncorrectableSeverity, correctableStatus, correctableMask, capabilitiesAndControl] + headerLog)
 }
 
@@ -72,7 +72,7 @@ public enum ACSCapability {
         bits.enumerated().map { RegisterField($0.element, bit: $0.offset, .ro) } + [.init("Egress Control Vector Size", 15, 8, .hwInit)])
     public static let control = RegisterLayout("ACS Control", offset: 0x06, width: 2,
         bits.enumerated().map { RegisterField($0.element + " Enable", bit: $0.offset, .rw) })
-    public static let layout = RegisterBlockLayout("Access Control Services", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.accessControlServices.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Alternative Routing-ID Interpretation (PCIe 6.0 §7.8.7).
@@ -85,7 +85,7 @@ public enum ARICapability {
         .init("MFVC Function Groups Enable", bit: 0, .rw), .init("ACS Function Groups Enable", bit: 1, .rw),
         .init("Function Group", 6, 4, .rw),
     ])
-    public static let layout = RegisterBlockLayout("Alternative Routing-ID Interpretation", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.alternativeRoutingIDInterpretation.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Latency Tolerance Reporting (PCIe 6.0 §7.8.2).
@@ -102,7 +102,7 @@ public enum LTRCapability {
     }
     public static let maxSnoop = latency("Max Snoop", offset: 0x04)
     public static let maxNoSnoop = latency("Max No-Snoop", offset: 0x06)
-    public static let layout = RegisterBlockLayout("Latency Tolerance Reporting", [ExtendedCapabilityHeader.header, maxSnoop, maxNoSnoop])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.latencyToleranceReporting.name, [ExtendedCapabilityHeader.header, maxSnoop, maxNoSnoop])
 }
 
 /// Secondary PCI Express (PCIe 6.0 §7.7.3).
@@ -117,7 +117,7 @@ public enum SecondaryPCIeCapability {
     ])
     /// One bit per lane: an error was detected on that lane.
     public static let laneErrorStatus = RegisterLayout("Lane Error Status", offset: 0x08, width: 4, [.init("Lane Error Status", 31, 0, .rw1cs)])
-    public static let layout = RegisterBlockLayout("Secondary PCI Express", [ExtendedCapabilityHeader.header, linkControl3, laneErrorStatus])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.secondaryPCIExpress.name, [ExtendedCapabilityHeader.header, linkControl3, laneErrorStatus])
 }
 
 /// Address Translation Services (PCIe 6.0 §10.5.1).
@@ -132,7 +132,7 @@ public enum ATSCapability {
         public static let enable = RegisterField("Enable", bit: 15, .rw)
     }
     public static let control = RegisterLayout("ATS Control", offset: 0x06, width: 2, [Control.smallestTranslationUnit, Control.enable])
-    public static let layout = RegisterBlockLayout("Address Translation Services", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.addressTranslationServices.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Page Request Interface (PCIe 6.0 §10.5.2).
@@ -154,7 +154,7 @@ public enum PRICapability {
                                                 [.init("Outstanding Page Request Capacity", 31, 0, .ro)])
     public static let allocation = RegisterLayout("Outstanding Page Request Allocation", offset: 0x0C, width: 4,
                                                   [.init("Outstanding Page Request Allocation", 31, 0, .rw)])
-    public static let layout = RegisterBlockLayout("Page Request Interface", [ExtendedCapabilityHeader.header, control, status, capacity, allocation])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.pageRequestInterface.name, [ExtendedCapabilityHeader.header, control, status, capacity, allocation])
 }
 
 /// Process Address Space ID (PCIe 6.0 §7.8.8).
@@ -173,7 +173,7 @@ public enum PASIDCapability {
     }
     public static let control = RegisterLayout("PASID Control", offset: 0x06, width: 2,
                                                [Control.enable, Control.executePermission, Control.privilegedMode])
-    public static let layout = RegisterBlockLayout("Process Address Space ID", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.processAddressSpaceID.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// L1 PM Substates (PCIe 6.0 §7.8.3). Control 1's four enables sit at the bits of Capability's four "Supported" bits.
@@ -213,7 +213,7 @@ public enum L1PMSubstatesCapability {
     }
     public static let control2 = RegisterLayout("L1 PM Substates Control 2", offset: 0x0C, width: 4, [Control2.powerOnScale, Control2.powerOnValue])
     public static let status = RegisterLayout("L1 PM Substates Status", offset: 0x10, width: 4, [.init("Link Activation Status", bit: 0, .rw1c)])
-    public static let layout = RegisterBlockLayout("L1 PM Substates", [ExtendedCapabilityHeader.header, capability, control1, control2, status])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.l1PMSubstates.name, [ExtendedCapabilityHeader.header, capability, control1, control2, status])
 }
 
 /// Precision Time Measurement (PCIe 6.0 §7.9.15).
@@ -236,7 +236,7 @@ public enum PTMCapability {
         public static let effectiveGranularity = RegisterField("Effective Granularity", 15, 8, .rw)
     }
     public static let control = RegisterLayout("PTM Control", offset: 0x08, width: 4, [Control.enable, Control.rootSelect, Control.effectiveGranularity])
-    public static let layout = RegisterBlockLayout("Precision Time Measurement", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.precisionTimeMeasurement.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Downstream Port Containment (PCIe 6.0 §7.9.14).
@@ -279,7 +279,7 @@ public enum DPCCapability {
         Status.triggerReasonExtension, Status.rpPIOFirstErrorPointer,
     ])
     public static let errorSourceID = RegisterLayout("DPC Error Source ID", offset: 0x0A, width: 2, [.init("DPC Error Source ID", 15, 0, .ro)])
-    public static let layout = RegisterBlockLayout("Downstream Port Containment", [ExtendedCapabilityHeader.header, capability, control, status, errorSourceID])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.downstreamPortContainment.name, [ExtendedCapabilityHeader.header, capability, control, status, errorSourceID])
 }
 
 /// TPH Requester (PCIe 6.0 §7.9.13).
@@ -298,7 +298,7 @@ public enum TPHRequesterCapability {
     public static let control = RegisterLayout("TPH Requester Control", offset: 0x08, width: 4, [
         .init("ST Mode Select", 2, 0, .rw), .init("TPH Requester Enable", 9, 8, .rw),
     ])
-    public static let layout = RegisterBlockLayout("TPH Requester", [ExtendedCapabilityHeader.header, capability, control])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.tphRequester.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Resizable BAR and VF Resizable BAR (PCIe 6.0 §7.8.6, §9.3.7.5): a Capability and a Control register per
@@ -379,7 +379,7 @@ public enum SRIOVCapability {
     }
     public static let vfMigrationStateArrayOffset = RegisterLayout("VF Migration State Array Offset", offset: 0x3C, width: 4,
                                                                    [MigrationState.bir, MigrationState.offset])
-    public static let layout = RegisterBlockLayout("Single Root I/O Virtualization", [ExtendedCapabilityHeader.header, capabilities, control,
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.singleRootIOV.name, [ExtendedCapabilityHeader.header, capabilities, control,
         status, initialVFs, totalVFs, numVFs, functionDependencyLink, firstVFOffset, vfStride, vfDeviceID, supportedPageSizes,
         systemPageSize] + (0..<6).map(vfBAR) + [vfMigrationStateArrayOffset])
 }
@@ -419,7 +419,7 @@ public enum CapabilityCatalog {
             case .resizableBAR, .vfResizableBAR:
                 let first = config.read(ResizableBARCapability.control(0), base: header.offset) ?? 0
                 return ResizableBARCapability.layout(name: header.name, count: Int(ResizableBARCapability.Control.numberOfBARs.extract(first)))
-            case .designatedVendorSpecific: return RegisterBlockLayout("Designated Vendor-Specific", DVSECHeader.registers)
+            case .designatedVendorSpecific: return RegisterBlockLayout(ExtendedCapabilityID.designatedVendorSpecific.name, DVSECHeader.registers)
             default: return RegisterBlockLayout("Extended Capability", [ExtendedCapabilityHeader.header])
             }
         }

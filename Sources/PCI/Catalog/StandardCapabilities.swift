@@ -29,7 +29,7 @@ public enum PowerManagementCapability {
     ])
     public static let bridgeExtensions = RegisterLayout("PMCSR_BSE", offset: 0x06, width: 1, [.init("PMCSR_BSE", 7, 0, .ro)])
     public static let data = RegisterLayout("Data", offset: 0x07, width: 1, [.init("Data", 7, 0, .ro)])
-    public static let layout = RegisterBlockLayout("Power Management", capabilityHeaderRegisters + [capabilities, controlStatus, bridgeExtensions, data])
+    public static let layout = RegisterBlockLayout(CapabilityID.powerManagement.name, capabilityHeaderRegisters + [capabilities, controlStatus, bridgeExtensions, data])
 }
 
 /// MSI capability (PCI 3.0 §6.8.1). Its layout depends on 64-bit addressing and
@@ -74,7 +74,7 @@ public enum MSICapability {
     }
 
     public static func layout(is64Bit: Bool, perVectorMasking: Bool) -> RegisterBlockLayout {
-        RegisterBlockLayout("MSI", capabilityHeaderRegisters + [messageControl, messageAddress]
+        RegisterBlockLayout(CapabilityID.msi.name, capabilityHeaderRegisters + [messageControl, messageAddress]
             + (is64Bit ? [messageUpperAddress] : [])
             + [messageData(is64Bit: is64Bit), extendedMessageData(is64Bit: is64Bit)]
             + (perVectorMasking ? [maskBits(is64Bit: is64Bit), pendingBits(is64Bit: is64Bit)] : []))
@@ -101,7 +101,7 @@ public enum MSIXCapability {
     public static let pbaOffset = RegisterLayout("PBA Offset/PBA BIR", offset: 0x08, width: 4, [
         pbaBIR, .init("PBA Offset", 31, 3, .ro),
     ])
-    public static let layout = RegisterBlockLayout("MSI-X", capabilityHeaderRegisters + [messageControl, tableOffset, pbaOffset])
+    public static let layout = RegisterBlockLayout(CapabilityID.msix.name, capabilityHeaderRegisters + [messageControl, tableOffset, pbaOffset])
 
     /// One 16-byte MSI-X table entry; Vector Control's Mask Bit resets to 1.
     public static let tableEntry = RegisterBlockLayout("MSI-X Table Entry", [
@@ -119,7 +119,7 @@ public enum MSIXCapability {
 /// Vendor-Specific capability (PCI 3.0 §6.8.4): a length byte, then vendor data.
 public enum VendorSpecificCapability {
     public static let length = RegisterLayout("Capability Length", offset: 0x02, width: 1, [.init("Capability Length", 7, 0, .ro)])
-    public static let layout = RegisterBlockLayout("Vendor Specific", capabilityHeaderRegisters + [length])
+    public static let layout = RegisterBlockLayout(CapabilityID.vendorSpecific.name, capabilityHeaderRegisters + [length])
 }
 
 /// PCI Express Capability structure (PCIe 6.0 §7.5.3).
@@ -329,7 +329,7 @@ public enum PCIExpressCapability {
     public static let slotStatus2 = RegisterLayout("Slot Status 2", offset: 0x3A, width: 2, [])
 
     /// The full structure (version 2, 0x3C bytes).
-    public static let layout = RegisterBlockLayout("PCI Express", capabilityHeaderRegisters + [
+    public static let layout = RegisterBlockLayout(CapabilityID.pciExpress.name, capabilityHeaderRegisters + [
         capabilities, deviceCapabilities, deviceControl, deviceStatus, linkCapabilities, linkControl, linkStatus,
         slotCapabilities, slotControl, slotStatus, rootControl, rootCapabilities, rootStatus,
         deviceCapabilities2, deviceControl2, deviceStatus2, linkCapabilities2, linkControl2, linkStatus2,
