@@ -113,10 +113,12 @@ public struct VFIOUserHeader: Sendable, Equatable {
         p.storeBytes(of: errorNumber.littleEndian, toByteOffset: 12, as: UInt32.self)
     }
 
+    /// The 16 header bytes, as `store(to:)` writes them.
     public func encode() -> [UInt8] {
-        var w = ByteWriter(capacity: VFIOUserLimits.headerSize)
-        w.u16(messageID); w.u16(command); w.u32(messageSize); w.u32(flags); w.u32(errorNumber)
-        return w.bytes
+        [UInt8](unsafeUninitializedCapacity: VFIOUserLimits.headerSize) { bytes, n in
+            store(to: bytes.baseAddress!)
+            n = VFIOUserLimits.headerSize
+        }
     }
 
     /// Decodes and validates a header: at least 16 bytes, `messageSize` in [16, maxMessageSize], a defined type

@@ -200,7 +200,9 @@ extension VFIOIRQSet {
 }
 
 /// REGION_READ / REGION_WRITE request and reply: `offset u64, region u32, count u32` (16 bytes) + data
-/// (spec "VFIO_USER_REGION_READ", "VFIO_USER_REGION_WRITE").
+/// (spec "VFIO_USER_REGION_READ", "VFIO_USER_REGION_WRITE"). `Fields` is the fixed part in place, for the paths that
+/// build and check these messages in their buffers without allocating (the server's fast path, the client's
+/// chunked access); `decode` makes the same checks through it.
 public struct VFIOUserRegionAccess: Sendable, Equatable {
     public static let size = 16
     public var offset: UInt64
@@ -213,17 +215,46 @@ public struct VFIOUserRegionAccess: Sendable, Equatable {
     public func encode() -> [UInt8] {
         var w = ByteWriter(capacity: Self.size + data.count); w.u64(offset); w.u32(region); w.u32(count); w.append(data); return w.bytes
     }
-    /// Decodes; when `withData`, exactly `count` data bytes must follow.
+    /// Decodes; when `withData`, exactly `count` data bytes must follow, else none (`Fields.checked`).
     public static func decode(_ p: [UInt8], withData: Bool, what: String = "REGION_READ/WRITE") throws(VFIOUserError) -> VFIOUserRegionAccess {
-        try need(p, size, what)
-        var r = VFIOUserRegionAccess(offset: u64(p, 0), region: u32(p, 8), count: u32(p, 12))
-        if withData {
-            guard p.count - size == Int(r.count) else { throw .malformed("\(what): count \(r.count) but \(p.count - size) data bytes") }
-            r.data = Array(p[size...])
-        } else if p.count != size {
-            throw .malformed("\(what): unexpected \(p.count - size) trailing bytes")
+        let f = try p.withUnsafeBytes { raw in
+            Result { () throws(VFIOUserError) in try Fields.checked(raw, withData: withData, what) }
+        }.get()
+        return VFIOUserRegionAccess(offset: f.offset, region: f.region, count: f.count, data: withData ? Array(p[size...]) : [])
+    }
+
+    /// The fixed part, `offset u64, region u32, count u32`, stored to and loaded from memory in place.
+    struct Fields {
+        var offset: UInt64
+        var region: UInt32
+        var count: UInt32
+        init(offset: UInt64, region: UInt32, count: UInt32) { self.offset = offset; self.region = region; self.count = count }
+        /// The fields at the start of `p`, which holds at least `VFIOUserRegionAccess.size` bytes.
+        @inline(__always)
+        init(loading p: UnsafeRawBufferPointer) {
+            offset = UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self))
+            region = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self))
+            count = UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
         }
-        return r
+        /// Writes the 16 bytes at `p` (little-endian), without allocating.
+        @inline(__always)
+        func store(to p: UnsafeMutableRawPointer) {
+            p.storeBytes(of: offset.littleEndian, toByteOffset: 0, as: UInt64.self)
+            p.storeBytes(of: region.littleEndian, toByteOffset: 8, as: UInt32.self)
+            p.storeBytes(of: count.littleEndian, toByteOffset: 12, as: UInt32.self)
+        }
+        /// The fields of payload `p`, checked: it holds them and, when `withData`, exactly `count` data bytes after
+        /// them, else nothing more.
+        static func checked(_ p: UnsafeRawBufferPointer, withData: Bool, _ what: String) throws(VFIOUserError) -> Fields {
+            guard p.count >= size else { throw .malformed("\(what): payload \(p.count) bytes, need \(size)") }
+            let f = Fields(loading: p)
+            if withData {
+                guard p.count - size == Int(f.count) else { throw .malformed("\(what): count \(f.count) but \(p.count - size) data bytes") }
+            } else if p.count != size {
+                throw .malformed("\(what): unexpected \(p.count - size) trailing bytes")
+            }
+            return f
+        }
     }
 }
 

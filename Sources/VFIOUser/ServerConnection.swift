@@ -31,7 +31,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// Commands queued beyond `maxNesting` while waiting for a DMA reply: at most this many, and this many bytes.
     static let maxPending = 64
     static let maxPendingBytes = 8 << 20
-    @exclusivity(unchecked) var earlyAck: (VFIOUserHeader, VFIOUserAccessAck)?
+    @exclusivity(unchecked) var earlyAck: (VFIOUserHeader, VFIOUserRegionAccess.Fields)?
     @exclusivity(unchecked) var earlyAckSent = false
     @exclusivity(unchecked) var alive = true
     /// Receive side: one buffer, one recvmsg for whatever is queued, messages decoded in place.
@@ -230,13 +230,6 @@ final class VFIOUserConnection: @unchecked Sendable {
         handle(VFIOUserReceived(header: h, payload: Array(m.payload), fds: VFIOUserFDs(m.fds)))
     }
 
-    @inline(__always)
-    private func accessFields(_ p: UnsafeRawBufferPointer) -> (offset: UInt64, region: UInt32, count: UInt32) {
-        (UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-         UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt32.self)),
-         UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-    }
-
     /// The one bounds check of the fast path, against the precomputed region table.
     @inline(__always)
     private func fastCheck(_ region: UInt32, _ offset: UInt64, _ count: UInt32, write: Bool) -> Bool {
@@ -249,7 +242,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// straight into it when it can, one sendmsg. Returns false to leave the message to the general path.
     private func fastRead(_ h: VFIOUserHeader, _ p: UnsafeRawBufferPointer) -> Bool {
         guard p.count == VFIOUserRegionAccess.size else { return false }
-        let (offset, region, count) = accessFields(p)
+        let f = VFIOUserRegionAccess.Fields(loading: p), offset = f.offset, region = f.region, count = f.count
         guard fastCheck(region, offset, count, write: false) else { return false }
         // A read nested in a DMA wait while an outer reply is being built gets a buffer of its own.
         if out.busy { readReply(h, offset, region, count, in: VFIOUserSendBuffer(capacity: 256)) }
@@ -279,7 +272,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             return
         }
         VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: dst)
-        VFIOUserAccessAck(offset: offset, region: region, count: count).store(to: dst + 16)
+        VFIOUserRegionAccess.Fields(offset: offset, region: region, count: count).store(to: dst + 16)
         do { try socket.send(dst, count: total) } catch { alive = false }
     }
 
@@ -287,13 +280,13 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// by message makes the connection read on), the 32-byte acknowledgement is one sendmsg.
     private func fastWrite(_ h: VFIOUserHeader, _ p: UnsafeRawBufferPointer) -> Bool {
         guard p.count >= VFIOUserRegionAccess.size else { return false }
-        let (offset, region, count) = accessFields(p)
+        let f = VFIOUserRegionAccess.Fields(loading: p), offset = f.offset, region = f.region, count = f.count
         guard Int(count) == p.count - VFIOUserRegionAccess.size, fastCheck(region, offset, count, write: true) else { return false }
         let data = UnsafeRawBufferPointer(rebasing: p[VFIOUserRegionAccess.size...])
         framer.pin()
         defer { framer.unpin() }
         do throws(VFIOUserError) {
-            try withEarlyAck(h, VFIOUserAccessAck(offset: offset, region: region, count: count)) { () throws(VFIOUserError) in
+            try withEarlyAck(h, f) { () throws(VFIOUserError) in
                 try device { () throws(VFIOError) in
                     if hasDirect { try direct.write(region, offset, data) }
                     else { try device.write(region: region, offset: offset, data: Array(data)) }
@@ -400,7 +393,7 @@ final class VFIOUserConnection: @unchecked Sendable {
             reply(h, VFIOUserRegionAccess(offset: a.offset, region: a.region, count: a.count, data: data).encode())
         case .regionWrite(let a):
             try checkAccess(a.region, a.offset, a.data.count, write: true)
-            try withEarlyAck(h, VFIOUserAccessAck(offset: a.offset, region: a.region, count: a.count)) { () throws(VFIOUserError) in
+            try withEarlyAck(h, VFIOUserRegionAccess.Fields(offset: a.offset, region: a.region, count: a.count)) { () throws(VFIOUserError) in
                 try device { () throws(VFIOError) in try device.write(region: a.region, offset: a.offset, data: a.data) }
             }
         case .regionWriteMulti(let m):
@@ -432,7 +425,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     /// QEMU holds its big lock while waiting for the write's reply and only serves DMA_READ/WRITE under that lock,
     /// so waiting for the DMA reply first would deadlock until both sides time out. Errors after the early
     /// acknowledgement are logged, not reported.
-    private func withEarlyAck(_ h: VFIOUserHeader, _ ack: VFIOUserAccessAck, _ body: () throws(VFIOUserError) -> Void) throws(VFIOUserError) {
+    private func withEarlyAck(_ h: VFIOUserHeader, _ ack: VFIOUserRegionAccess.Fields, _ body: () throws(VFIOUserError) -> Void) throws(VFIOUserError) {
         // Saved and restored: commands handled while this one waits for DMA replies nest.
         let saved = (earlyAck, earlyAckSent)
         earlyAck = h.noReply ? nil : (h, ack)
@@ -457,7 +450,7 @@ final class VFIOUserConnection: @unchecked Sendable {
     }
 
     /// The REGION_WRITE reply (header + offset, region, count: 32 bytes), built on the stack, one sendmsg.
-    private func sendAck(_ h: VFIOUserHeader, _ ack: VFIOUserAccessAck) {
+    private func sendAck(_ h: VFIOUserHeader, _ ack: VFIOUserRegionAccess.Fields) {
         guard !h.noReply else { return }
         withUnsafeTemporaryAllocation(byteCount: 32, alignment: 8) { buf in
             let p = buf.baseAddress!
@@ -996,19 +989,6 @@ final class VFIOUserConnection: @unchecked Sendable {
             alive = false
             throw .system(errno: VFIOErrno.EPROTO, "\(command) reply: \(error)")
         }
-    }
-}
-
-/// The fixed part of a REGION_READ/WRITE reply (`offset u64, region u32, count u32`).
-struct VFIOUserAccessAck {
-    var offset: UInt64
-    var region: UInt32
-    var count: UInt32
-    @inline(__always)
-    func store(to p: UnsafeMutableRawPointer) {
-        p.storeBytes(of: offset.littleEndian, toByteOffset: 0, as: UInt64.self)
-        p.storeBytes(of: region.littleEndian, toByteOffset: 8, as: UInt32.self)
-        p.storeBytes(of: count.littleEndian, toByteOffset: 12, as: UInt32.self)
     }
 }
 
