@@ -28,11 +28,12 @@ public struct VFIOKernelOpenOptions: Sendable {
     }
 }
 
-/// A region of a kernel VFIO device: its info (with `mapping` = the device fd at the region's file offset when
-/// the kernel allows mmap) and the offset of the region within the device fd.
+/// A region of a kernel VFIO device: its info as the kernel reported it (with `mapping` = the device fd at the
+/// region's file offset when the kernel allows mmap).
 public struct VFIOKernelRegion: Sendable, Equatable {
     public var info: VFIORegionInfo
-    public var offset: UInt64
+    /// The offset of the region within the device fd (`vfio_region_info.offset`).
+    public var offset: UInt64 { info.offset }
     /// The sparse-mmap areas, or the whole region when it is mmappable without a sparse capability.
     public var mmapAreas: [VFIOSparseArea] {
         guard info.flags.contains(.mmap) else { return [] }
@@ -262,7 +263,7 @@ public final class VFIOKernelDevice: @unchecked Sendable {
         }
         region.index = index
         if region.flags.contains(.mmap) { region.mapping = VFIORegionMapping(fd: deviceFD, fileOffset: region.offset) }
-        return VFIOKernelRegion(info: region, offset: region.offset)
+        return VFIOKernelRegion(info: region)
     }
 
     /// VFIO_DEVICE_GET_IRQ_INFO.
