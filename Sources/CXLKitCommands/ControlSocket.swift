@@ -372,14 +372,10 @@ public final class ControlPCIFunction: PCIFunction, @unchecked Sendable {
     public func reset(_ method: PCIResetMethod) throws(PCIError) { throw .resetUnsupported("\(address) is read-only: no resets") }
 }
 
-/// `control:PATH` as a target.
-public struct ControlScheme: TargetScheme {
-    public init() {}
-    public var scheme: String { "control" }
-    public var summary: String { "a device served by cxlkit serve --control PATH, read-only through its control socket" }
-    public func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget] {
-        guard !rest.isEmpty else { throw CommandError("control: needs a socket path (control:/run/cxl.ctl)") }
-        let fn = try ControlPCIFunction(path: rest)
-        return [try ResolvedTarget(function: fn, name: "control:" + rest)]
+extension OpeningScheme {
+    /// `control:PATH` as a target: the device `cxlkit serve --control PATH` serves, read-only.
+    public static let control = OpeningScheme("control", summary: "a device served by cxlkit serve --control PATH, read-only through its control socket",
+                                              restForm: "a socket path (control:/run/cxl.ctl)") { rest, _ throws(CommandError) in
+        try ControlPCIFunction(path: rest)
     }
 }

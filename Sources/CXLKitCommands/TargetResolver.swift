@@ -83,6 +83,30 @@ public protocol TargetScheme: Sendable {
     func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget]
 }
 
+/// A scheme whose REST names the one function it opens (`vfio-user:SOCKET`, `control:SOCKET`, `emulated:NAME`): an
+/// empty REST is refused with what it should name, and the target is the opened function, named by its address.
+/// Each such scheme is a value stating only its name, summary, REST form and how to open (`OpeningScheme.vfioUser`).
+public struct OpeningScheme: TargetScheme {
+    public let scheme: String
+    public let summary: String
+    /// What REST names, with an example, for the error an empty REST gets: `a socket path (vfio-user:/run/dev.sock)`.
+    public let restForm: String
+    let open: @Sendable (_ rest: String, _ options: TargetOptions) throws(CommandError) -> any PCIFunction
+
+    public init(_ scheme: String, summary: String, restForm: String,
+                open: @escaping @Sendable (_ rest: String, _ options: TargetOptions) throws(CommandError) -> any PCIFunction) {
+        self.scheme = scheme
+        self.summary = summary
+        self.restForm = restForm
+        self.open = open
+    }
+
+    public func resolve(_ rest: String, options: TargetOptions) throws(CommandError) -> [ResolvedTarget] {
+        guard !rest.isEmpty else { throw CommandError("\(scheme): needs \(restForm)") }
+        return [try ResolvedTarget(function: try open(rest, options))]
+    }
+}
+
 /// Turns a TARGET argument into functions. Built-in: `sysfs:ADDR` and `file:PATH`;
 /// without a scheme, an existing path is a file (lspci dump or binary config space)
 /// and a PCI address (`0000:3b:00.0` or `3b:00.0`) is a sysfs function. Later
@@ -95,10 +119,10 @@ public struct TargetResolver: Sendable {
         self.options = options
         register(SysfsScheme())
         register(FileScheme())
-        register(EmulatedScheme())
-        register(VFIOUserScheme())
+        register(OpeningScheme.emulated)
+        register(OpeningScheme.vfioUser)
         register(VFIOScheme())
-        register(ControlScheme())
+        register(OpeningScheme.control)
     }
 
     /// Adds or replaces a scheme.

@@ -19,22 +19,21 @@ public struct VFIOScheme: TargetScheme {
 
     /// Opens `rest` (a PCI address) as a `VFIOKernelPCIFunction`; failures are one line naming what to fix.
     public func open(_ rest: String, options: TargetOptions) throws(CommandError) -> VFIOKernelPCIFunction {
-        guard !rest.isEmpty else { throw CommandError("vfio: needs a PCI address bound to vfio-pci (vfio:0000:3b:00.0)") }
-        do {
-            return try VFIOKernelPCIFunction(address: rest, options: VFIOKernelOpenOptions(sysfsRoot: options.sysfsRoot, devRoot: devRoot, path: path),
-                                             system: system)
-        } catch {
-            let text = error.description
-            if let a = PCIAddress(rest), text.hasPrefix(a.description + ":") { throw CommandError("vfio:" + text) }
-            throw CommandError("vfio:\(rest): \(text)")
-        }
+        try opening(rest, options) { (o) throws(VFIOKernelError) in try VFIOKernelPCIFunction(address: rest, options: o, system: system) }
     }
 
     /// Opens `rest` as a bare `VFIOKernelDevice` (no PCI adapter: `conform` speaks to the device as a VMM does).
     public func openDevice(_ rest: String, options: TargetOptions) throws(CommandError) -> VFIOKernelDevice {
+        try opening(rest, options) { (o) throws(VFIOKernelError) in try VFIOKernelDevice.open(rest, options: o, system: system) }
+    }
+
+    /// Refuses an empty `rest`, opens it with this scheme's kernel options, and makes a failure one line naming the
+    /// function once (the kernel backend's messages may already start with its address).
+    private func opening<T>(_ rest: String, _ options: TargetOptions,
+                            _ open: (VFIOKernelOpenOptions) throws(VFIOKernelError) -> T) throws(CommandError) -> T {
         guard !rest.isEmpty else { throw CommandError("vfio: needs a PCI address bound to vfio-pci (vfio:0000:3b:00.0)") }
         do {
-            return try VFIOKernelDevice.open(rest, options: VFIOKernelOpenOptions(sysfsRoot: options.sysfsRoot, devRoot: devRoot, path: path), system: system)
+            return try open(VFIOKernelOpenOptions(sysfsRoot: options.sysfsRoot, devRoot: devRoot, path: path))
         } catch {
             let text = error.description
             if let a = PCIAddress(rest), text.hasPrefix(a.description + ":") { throw CommandError("vfio:" + text) }

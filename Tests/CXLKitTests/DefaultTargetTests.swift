@@ -1,3 +1,4 @@
+import CXLEmulator
 import CXLKitCommands
 import Foundation
 import Testing
@@ -49,5 +50,36 @@ struct DefaultTargetTests {
         }
         #expect(throws: CommandError("vfio: needs a PCI address bound to vfio-pci (vfio:0000:3b:00.0)")) { try TargetResolver().resolve("vfio:") }
         #expect(throws: CommandError("vfio:zz: zz: not a PCI address (expected DDDD:BB:DD.F or BB:DD.F)")) { try TargetResolver().resolve("vfio:zz") }
+    }
+}
+
+/// The schemes whose REST names one function to open (`OpeningScheme`): an empty REST is refused with what it should
+/// name, a REST that does not open is one line naming the target, and an opened one is the target, named by its address.
+@Suite struct OpeningSchemeTests {
+    @Test(arguments: [
+        ("vfio-user:", "vfio-user: needs a socket path (vfio-user:/run/dev.sock)"),
+        ("control:", "control: needs a socket path (control:/run/cxl.ctl)"),
+        ("emulated:", "emulated: needs a profile name (\(DeviceProfile.namedProfiles.joined(separator: ", "))) or a JSON profile path"),
+    ])
+    func anEmptyRestSaysWhatItShouldName(target: String, message: String) {
+        #expect(throws: CommandError(message)) { try TargetResolver().resolve(target) }
+    }
+
+    @Test func aRestThatDoesNotOpenIsOneLine() throws {
+        for target in ["vfio-user:/nonexistent/sock", "control:/nonexistent/sock", "emulated:no-such-profile"] {
+            do {
+                _ = try TargetResolver().resolve(target)
+                Issue.record("\(target) resolved")
+            } catch {
+                #expect(!error.message.isEmpty && !error.message.contains("\n"), "\(target): \(error.message)")
+            }
+        }
+        #expect(throws: CommandError.self) { try TargetResolver().resolve("emulated:no-such-profile") }
+    }
+
+    @Test func anOpenedFunctionIsTheTargetNamedByItsAddress() throws {
+        let t = try TargetResolver().resolve("emulated:type2")
+        #expect(t.count == 1 && t[0].name == "emulated:type2" && t[0].function != nil)
+        #expect(TargetResolver().schemes["emulated"]?.summary.hasPrefix("an emulated CXL Type-2 device: a profile name (") == true)
     }
 }

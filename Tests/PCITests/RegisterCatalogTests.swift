@@ -63,6 +63,40 @@ struct RegisterCatalogTests {
         #expect(PCIExpressCapability.layout.length == 0x3C)
         #expect(MSIXCapability.messageControl.writableMask == 0xC000)
         #expect(MSICapability.layout(is64Bit: true, perVectorMasking: true).length == 0x18)
+        #expect(MSICapability.layout(is64Bit: false, perVectorMasking: true).length == 0x14)
+        #expect(MSICapability.layout(is64Bit: false, perVectorMasking: false).registers.map(\.offset) == [0, 1, 2, 4, 8, 0x0A])
+    }
+
+    /// The extended capabilities lspci details (and decode --json -vv shows) are declared in the catalog at the
+    /// spec's offsets and widths, with the field masks the lspci lines are read with.
+    @Test func extendedCapabilityLayoutsHaveSpecOffsetsAndFields() {
+        let lengths: [(ExtendedCapabilityID, RegisterBlockLayout, Int)] = [
+            (.latencyToleranceReporting, LTRCapability.layout, 0x08), (.secondaryPCIExpress, SecondaryPCIeCapability.layout, 0x0C),
+            (.addressTranslationServices, ATSCapability.layout, 0x08), (.pageRequestInterface, PRICapability.layout, 0x10),
+            (.processAddressSpaceID, PASIDCapability.layout, 0x08), (.l1PMSubstates, L1PMSubstatesCapability.layout, 0x14),
+            (.precisionTimeMeasurement, PTMCapability.layout, 0x0C), (.downstreamPortContainment, DPCCapability.layout, 0x0C),
+            (.tphRequester, TPHRequesterCapability.layout, 0x0C), (.singleRootIOV, SRIOVCapability.layout, 0x40),
+        ]
+        var c = ConfigSpace(bytes: [UInt8](repeating: 0, count: 4096))
+        for (id, layout, length) in lengths {
+            #expect(layout.length == length, "\(layout.name)")
+            let header = CapabilityHeader(space: .extended, id: id.rawValue, version: 1, offset: 0x100, next: 0)
+            #expect(CapabilityCatalog.layout(for: header, config: c)?.name == layout.name)
+        }
+        #expect(LTRCapability.maxNoSnoop.field("Max No-Snoop LatencyScale")?.mask == LTRCapability.Latency.scale.mask)
+        #expect(DPCCapability.control.writableMask == 0xFF)
+        #expect(DPCCapability.status.writeOneToClearMask == 0x1F09)
+        #expect(SRIOVCapability.control.writableMask == 0x3F)
+        #expect(SRIOVCapability.vfBAR(5).offset == 0x38 && SRIOVCapability.vfMigrationStateArrayOffset.offset == 0x3C)
+        #expect(L1PMSubstatesCapability.control1.field("ASPM L1.2 Enable")?.mask == L1PMSubstatesCapability.Capability.aspmL12.mask)
+        #expect(L1PMSubstatesCapability.control1.writableMask == 0xE3FF_FF3F)
+        #expect(TPHRequesterCapability.Capability.stTableLocation.mask == 0x600)
+        // Resizable BAR: one Capability/Control pair per BAR, as many as the first Control register says.
+        c.write(0x108, width: 4, value: 3 << 5)
+        let rebar = CapabilityHeader(space: .extended, id: ExtendedCapabilityID.resizableBAR.rawValue, version: 1, offset: 0x100, next: 0)
+        #expect(CapabilityCatalog.layout(for: rebar, config: c)?.length == 0x1C)
+        #expect(ResizableBARCapability.control(0).field("Number of Resizable BARs")?.mask == 0xE0)
+        #expect(ResizableBARCapability.control(1).field("Number of Resizable BARs") == nil)
     }
 }
 

@@ -11,13 +11,13 @@ import PCI
 public enum CXLDeviceMapError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No PCIe DVSEC for CXL Devices (vendor 1E98h, DVSEC ID 0) inside config space.
     case noDeviceDVSEC
-    /// Config space too short to hold the PCI header's IDs.
-    case configTooShort
+    /// Reading the function's config space or component registers failed (`discover`).
+    case access(PCIError)
 
     public var description: String {
         switch self {
         case .noDeviceDVSEC: return "no PCIe DVSEC for CXL Devices (vendor 1e98, ID 0)"
-        case .configTooShort: return "config space too short"
+        case .access(let e): return "device access failed: \(e)"
         }
     }
 }
@@ -157,11 +157,10 @@ public struct CXLDeviceMap: Sendable, Equatable {
 
     /// The whole map of a function: config space in one snapshot, then the
     /// component block's capability array through the function's BAR.
-    public static func discover(_ function: any PCIFunction) throws(CXLDeviceMapDiscoveryError) -> CXLDeviceMap {
+    public static func discover(_ function: any PCIFunction) throws(CXLDeviceMapError) -> CXLDeviceMap {
         let config: ConfigSpace
         do { config = try function.configSnapshot() } catch { throw .access(error) }
-        var map: CXLDeviceMap
-        do { map = try CXLDeviceMap(config: config) } catch { throw .map(error) }
+        var map = try CXLDeviceMap(config: config)
         if let block = map.componentBlock {
             let e = map.readComponentRegisters { (offset) throws(PCIError) -> UInt32 in
                 UInt32(truncatingIfNeeded: try function.barRead(block.bir, offset: block.offset + UInt64(offset), width: 4))
@@ -169,17 +168,5 @@ public struct CXLDeviceMap: Sendable, Equatable {
             if let e { throw .access(e) }
         }
         return map
-    }
-}
-
-/// Why `CXLDeviceMap.discover` failed.
-public enum CXLDeviceMapDiscoveryError: Error, Sendable, Equatable, CustomStringConvertible {
-    case map(CXLDeviceMapError)
-    case access(PCIError)
-    public var description: String {
-        switch self {
-        case .map(let e): return e.description
-        case .access(let e): return "device access failed: \(e)"
-        }
     }
 }

@@ -90,13 +90,298 @@ public enum ARICapability {
 
 /// Latency Tolerance Reporting (PCIe 6.0 §7.8.2).
 public enum LTRCapability {
-    public static let maxSnoop = RegisterLayout("Max Snoop Latency", offset: 0x04, width: 2, [
-        .init("Max Snoop LatencyValue", 9, 0, .rw), .init("Max Snoop LatencyScale", 12, 10, .rw),
-    ])
-    public static let maxNoSnoop = RegisterLayout("Max No-Snoop Latency", offset: 0x06, width: 2, [
-        .init("Max No-Snoop LatencyValue", 9, 0, .rw), .init("Max No-Snoop LatencyScale", 12, 10, .rw),
-    ])
+    /// The two fields both latency registers have (§7.8.2.2, §7.8.2.3): the latency is Value × 32^Scale ns.
+    public enum Latency {
+        public static let value = RegisterField("LatencyValue", 9, 0, .rw)
+        public static let scale = RegisterField("LatencyScale", 12, 10, .rw)
+    }
+    /// A latency register, its fields named after it ("Max Snoop LatencyValue").
+    static func latency(_ kind: String, offset: Int) -> RegisterLayout {
+        RegisterLayout("\(kind) Latency", offset: offset, width: 2,
+                       [Latency.value, Latency.scale].map { RegisterField("\(kind) \($0.name)", $0.msb, $0.lsb, $0.access) })
+    }
+    public static let maxSnoop = latency("Max Snoop", offset: 0x04)
+    public static let maxNoSnoop = latency("Max No-Snoop", offset: 0x06)
     public static let layout = RegisterBlockLayout(ExtendedCapabilityID.latencyToleranceReporting.name, [ExtendedCapabilityHeader.header, maxSnoop, maxNoSnoop])
+}
+
+/// Secondary PCI Express (PCIe 6.0 §7.7.3).
+public enum SecondaryPCIeCapability {
+    public enum LinkControl3 {
+        public static let performEqualization = RegisterField("Perform Equalization", bit: 0, .rw)
+        public static let equalizationRequestInterruptEnable = RegisterField("Link Equalization Request Interrupt Enable", bit: 1, .rw)
+    }
+    public static let linkControl3 = RegisterLayout("Link Control 3", offset: 0x04, width: 4, [
+        LinkControl3.performEqualization, LinkControl3.equalizationRequestInterruptEnable,
+        .init("Enable Lower SKP OS Generation Vector", 15, 9, .rw),
+    ])
+    /// One bit per lane: an error was detected on that lane.
+    public static let laneErrorStatus = RegisterLayout("Lane Error Status", offset: 0x08, width: 4, [.init("Lane Error Status", 31, 0, .rw1cs)])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.secondaryPCIExpress.name, [ExtendedCapabilityHeader.header, linkControl3, laneErrorStatus])
+}
+
+/// Address Translation Services (PCIe 6.0 §10.5.1).
+public enum ATSCapability {
+    public static let invalidateQueueDepth = RegisterField("Invalidate Queue Depth", 4, 0, .ro)
+    public static let capability = RegisterLayout("ATS Capability", offset: 0x04, width: 2, [
+        invalidateQueueDepth, .init("Page Aligned Request", bit: 5, .ro), .init("Global Invalidate Supported", bit: 6, .ro),
+        .init("Relaxed Ordering Supported", bit: 7, .ro),
+    ])
+    public enum Control {
+        public static let smallestTranslationUnit = RegisterField("Smallest Translation Unit (STU)", 4, 0, .rw)
+        public static let enable = RegisterField("Enable", bit: 15, .rw)
+    }
+    public static let control = RegisterLayout("ATS Control", offset: 0x06, width: 2, [Control.smallestTranslationUnit, Control.enable])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.addressTranslationServices.name, [ExtendedCapabilityHeader.header, capability, control])
+}
+
+/// Page Request Interface (PCIe 6.0 §10.5.2).
+public enum PRICapability {
+    public enum Control {
+        public static let enable = RegisterField("Enable", bit: 0, .rw)
+        public static let reset = RegisterField("Reset", bit: 1, .rw)
+    }
+    public static let control = RegisterLayout("Page Request Control", offset: 0x04, width: 2, [Control.enable, Control.reset])
+    public enum Status {
+        public static let responseFailure = RegisterField("Response Failure", bit: 0, .rw1c)
+        public static let unexpectedGroupIndex = RegisterField("Unexpected Page Request Group Index", bit: 1, .rw1c)
+        public static let stopped = RegisterField("Stopped", bit: 8, .ro)
+    }
+    public static let status = RegisterLayout("Page Request Status", offset: 0x06, width: 2, [
+        Status.responseFailure, Status.unexpectedGroupIndex, Status.stopped, .init("PRG Response PASID Required", bit: 15, .ro),
+    ])
+    public static let capacity = RegisterLayout("Outstanding Page Request Capacity", offset: 0x08, width: 4,
+                                                [.init("Outstanding Page Request Capacity", 31, 0, .ro)])
+    public static let allocation = RegisterLayout("Outstanding Page Request Allocation", offset: 0x0C, width: 4,
+                                                  [.init("Outstanding Page Request Allocation", 31, 0, .rw)])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.pageRequestInterface.name, [ExtendedCapabilityHeader.header, control, status, capacity, allocation])
+}
+
+/// Process Address Space ID (PCIe 6.0 §7.8.8).
+public enum PASIDCapability {
+    public enum Capability {
+        public static let executePermission = RegisterField("Execute Permission Supported", bit: 1, .ro)
+        public static let privilegedMode = RegisterField("Privileged Mode Supported", bit: 2, .ro)
+        public static let maxPASIDWidth = RegisterField("Max PASID Width", 12, 8, .ro)
+    }
+    public static let capability = RegisterLayout("PASID Capability", offset: 0x04, width: 2,
+                                                  [Capability.executePermission, Capability.privilegedMode, Capability.maxPASIDWidth])
+    public enum Control {
+        public static let enable = RegisterField("PASID Enable", bit: 0, .rw)
+        public static let executePermission = RegisterField("Execute Permission Enable", bit: 1, .rw)
+        public static let privilegedMode = RegisterField("Privileged Mode Enable", bit: 2, .rw)
+    }
+    public static let control = RegisterLayout("PASID Control", offset: 0x06, width: 2,
+                                               [Control.enable, Control.executePermission, Control.privilegedMode])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.processAddressSpaceID.name, [ExtendedCapabilityHeader.header, capability, control])
+}
+
+/// L1 PM Substates (PCIe 6.0 §7.8.3). Control 1's four enables sit at the bits of Capability's four "Supported" bits.
+public enum L1PMSubstatesCapability {
+    public enum Capability {
+        public static let pciPML12 = RegisterField("PCI-PM L1.2 Supported", bit: 0, .hwInit)
+        public static let pciPML11 = RegisterField("PCI-PM L1.1 Supported", bit: 1, .hwInit)
+        public static let aspmL12 = RegisterField("ASPM L1.2 Supported", bit: 2, .hwInit)
+        public static let aspmL11 = RegisterField("ASPM L1.1 Supported", bit: 3, .hwInit)
+        /// PCI-PM L1.2, PCI-PM L1.1, ASPM L1.2, ASPM L1.1.
+        public static let substates = [pciPML12, pciPML11, aspmL12, aspmL11]
+        public static let l1PMSubstates = RegisterField("L1 PM Substates Supported", bit: 4, .hwInit)
+        public static let commonModeRestoreTime = RegisterField("Port Common_Mode_Restore_Time", 15, 8, .hwInit)
+        public static let powerOnScale = RegisterField("Port T_POWER_ON Scale", 17, 16, .hwInit)
+        public static let powerOnValue = RegisterField("Port T_POWER_ON Value", 23, 19, .hwInit)
+    }
+    public static let capability = RegisterLayout("L1 PM Substates Capability", offset: 0x04, width: 4, Capability.substates + [
+        Capability.l1PMSubstates, .init("Link Activation Supported", bit: 5, .hwInit),
+        Capability.commonModeRestoreTime, Capability.powerOnScale, Capability.powerOnValue,
+    ])
+    public enum Control1 {
+        /// PCI-PM L1.2, PCI-PM L1.1, ASPM L1.2, ASPM L1.1 Enable, at the bits of their "Supported" bits.
+        public static let substates = Capability.substates.map {
+            RegisterField($0.name.dropLast(" Supported".count) + " Enable", $0.msb, $0.lsb, .rw)
+        }
+        public static let commonModeRestoreTime = RegisterField("Common_Mode_Restore_Time", 15, 8, .rw)
+        public static let ltrThresholdValue = RegisterField("LTR_L1.2_THRESHOLD_Value", 25, 16, .rw)
+        public static let ltrThresholdScale = RegisterField("LTR_L1.2_THRESHOLD_Scale", 31, 29, .rw)
+    }
+    public static let control1 = RegisterLayout("L1 PM Substates Control 1", offset: 0x08, width: 4, Control1.substates + [
+        .init("Link Activation Interrupt Enable", bit: 4, .rw), .init("Link Activation Control", bit: 5, .rw),
+        Control1.commonModeRestoreTime, Control1.ltrThresholdValue, Control1.ltrThresholdScale,
+    ])
+    public enum Control2 {
+        public static let powerOnScale = RegisterField("T_POWER_ON Scale", 1, 0, .rw)
+        public static let powerOnValue = RegisterField("T_POWER_ON Value", 7, 3, .rw)
+    }
+    public static let control2 = RegisterLayout("L1 PM Substates Control 2", offset: 0x0C, width: 4, [Control2.powerOnScale, Control2.powerOnValue])
+    public static let status = RegisterLayout("L1 PM Substates Status", offset: 0x10, width: 4, [.init("Link Activation Status", bit: 0, .rw1c)])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.l1PMSubstates.name, [ExtendedCapabilityHeader.header, capability, control1, control2, status])
+}
+
+/// Precision Time Measurement (PCIe 6.0 §7.9.15).
+public enum PTMCapability {
+    public enum Capability {
+        public static let requester = RegisterField("PTM Requester Capable", bit: 0, .ro)
+        public static let responder = RegisterField("PTM Responder Capable", bit: 1, .ro)
+        public static let root = RegisterField("PTM Root Capable", bit: 2, .ro)
+        /// 0: not implemented; 0xFF: greater than 254 ns; else the period in ns.
+        public static let localClockGranularity = RegisterField("Local Clock Granularity", 15, 8, .ro)
+    }
+    public static let capability = RegisterLayout("PTM Capability", offset: 0x04, width: 4, [
+        Capability.requester, Capability.responder, Capability.root, .init("ePTM Capable", bit: 3, .ro),
+        Capability.localClockGranularity,
+    ])
+    public enum Control {
+        public static let enable = RegisterField("PTM Enable", bit: 0, .rw)
+        public static let rootSelect = RegisterField("Root Select", bit: 1, .rw)
+        /// 0: unknown; 0xFF: greater than 254 ns; else the period in ns.
+        public static let effectiveGranularity = RegisterField("Effective Granularity", 15, 8, .rw)
+    }
+    public static let control = RegisterLayout("PTM Control", offset: 0x08, width: 4, [Control.enable, Control.rootSelect, Control.effectiveGranularity])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.precisionTimeMeasurement.name, [ExtendedCapabilityHeader.header, capability, control])
+}
+
+/// Downstream Port Containment (PCIe 6.0 §7.9.14).
+public enum DPCCapability {
+    public enum Capability {
+        public static let interruptMessageNumber = RegisterField("DPC Interrupt Message Number", 4, 0, .ro)
+        public static let rpExtensions = RegisterField("RP Extensions for DPC", bit: 5, .ro)
+        public static let poisonedTLPEgressBlocking = RegisterField("Poisoned TLP Egress Blocking Supported", bit: 6, .ro)
+        public static let softwareTriggering = RegisterField("DPC Software Triggering Supported", bit: 7, .ro)
+        public static let rpPIOLogSize = RegisterField("RP PIO Log Size", 11, 8, .ro)
+        public static let dlActiveErrCor = RegisterField("DL_Active ERR_COR Signaling Supported", bit: 12, .ro)
+    }
+    public static let capability = RegisterLayout("DPC Capability", offset: 0x04, width: 2, [
+        Capability.interruptMessageNumber, Capability.rpExtensions, Capability.poisonedTLPEgressBlocking,
+        Capability.softwareTriggering, Capability.rpPIOLogSize, Capability.dlActiveErrCor,
+    ])
+    public enum Control {
+        public static let triggerEnable = RegisterField("DPC Trigger Enable", 1, 0, .rw)
+        public static let completionControl = RegisterField("DPC Completion Control", bit: 2, .rw)
+        public static let interruptEnable = RegisterField("DPC Interrupt Enable", bit: 3, .rw)
+        public static let errCorEnable = RegisterField("DPC ERR_COR Enable", bit: 4, .rw)
+        public static let poisonedTLPEgressBlocking = RegisterField("Poisoned TLP Egress Blocking Enable", bit: 5, .rw)
+        public static let softwareTrigger = RegisterField("DPC Software Trigger", bit: 6, .rw)
+        public static let dlActiveErrCor = RegisterField("DL_Active ERR_COR Enable", bit: 7, .rw)
+    }
+    public static let control = RegisterLayout("DPC Control", offset: 0x06, width: 2, [
+        Control.triggerEnable, Control.completionControl, Control.interruptEnable, Control.errCorEnable,
+        Control.poisonedTLPEgressBlocking, Control.softwareTrigger, Control.dlActiveErrCor,
+    ])
+    public enum Status {
+        public static let triggerStatus = RegisterField("DPC Trigger Status", bit: 0, .rw1cs)
+        public static let triggerReason = RegisterField("DPC Trigger Reason", 2, 1, .ro)
+        public static let interruptStatus = RegisterField("DPC Interrupt Status", bit: 3, .rw1cs)
+        public static let rpBusy = RegisterField("DPC RP Busy", bit: 4, .ro)
+        public static let triggerReasonExtension = RegisterField("DPC Trigger Reason Extension", 6, 5, .ro)
+        public static let rpPIOFirstErrorPointer = RegisterField("RP PIO First Error Pointer", 12, 8, .rw1cs)
+    }
+    public static let status = RegisterLayout("DPC Status", offset: 0x08, width: 2, [
+        Status.triggerStatus, Status.triggerReason, Status.interruptStatus, Status.rpBusy,
+        Status.triggerReasonExtension, Status.rpPIOFirstErrorPointer,
+    ])
+    public static let errorSourceID = RegisterLayout("DPC Error Source ID", offset: 0x0A, width: 2, [.init("DPC Error Source ID", 15, 0, .ro)])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.downstreamPortContainment.name, [ExtendedCapabilityHeader.header, capability, control, status, errorSourceID])
+}
+
+/// TPH Requester (PCIe 6.0 §7.9.13).
+public enum TPHRequesterCapability {
+    public enum Capability {
+        public static let interruptVectorMode = RegisterField("Interrupt Vector Mode Supported", bit: 1, .ro)
+        public static let deviceSpecificMode = RegisterField("Device Specific Mode Supported", bit: 2, .ro)
+        public static let extendedRequester = RegisterField("Extended TPH Requester Supported", bit: 8, .ro)
+        public static let stTableLocation = RegisterField("ST Table Location", 10, 9, .ro,
+            values: [0: "not present", 1: "in the TPH Requester Capability structure", 2: "in the MSI-X Table", 3: "reserved"])
+    }
+    public static let capability = RegisterLayout("TPH Requester Capability", offset: 0x04, width: 4, [
+        .init("No ST Mode Supported", bit: 0, .ro), Capability.interruptVectorMode, Capability.deviceSpecificMode,
+        Capability.extendedRequester, Capability.stTableLocation, .init("ST Table Size", 26, 16, .ro),
+    ])
+    public static let control = RegisterLayout("TPH Requester Control", offset: 0x08, width: 4, [
+        .init("ST Mode Select", 2, 0, .rw), .init("TPH Requester Enable", 9, 8, .rw),
+    ])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.tphRequester.name, [ExtendedCapabilityHeader.header, capability, control])
+}
+
+/// Resizable BAR and VF Resizable BAR (PCIe 6.0 §7.8.6, §9.3.7.5): a Capability and a Control register per
+/// resizable BAR. A size code k means 2^k MB (k = 0: 1 MB).
+public enum ResizableBARCapability {
+    /// Capability bit 4 + k: size code k (1 MB to 128 TB) supported.
+    public static let supportedSizes = RegisterField("Supported BAR Sizes", 31, 4, .ro)
+    public enum Control {
+        public static let barIndex = RegisterField("BAR Index", 2, 0, .ro)
+        /// In the first Control register only.
+        public static let numberOfBARs = RegisterField("Number of Resizable BARs", 7, 5, .ro)
+        public static let barSize = RegisterField("BAR Size", 13, 8, .rw)
+        /// Control bit 16 + j: size code 28 + j (256 TB and up) supported.
+        public static let supportedSizes = RegisterField("Supported BAR Sizes (256 TB and up)", 31, 16, .ro)
+    }
+    /// Resizable BAR `n`'s (0 to 5) Capability register.
+    public static func capability(_ n: Int) -> RegisterLayout {
+        RegisterLayout("Resizable BAR Capability \(n)", offset: 0x04 + 8 * n, width: 4, [supportedSizes])
+    }
+    /// Resizable BAR `n`'s (0 to 5) Control register.
+    public static func control(_ n: Int) -> RegisterLayout {
+        RegisterLayout("Resizable BAR Control \(n)", offset: 0x08 + 8 * n, width: 4,
+                       [Control.barIndex] + (n == 0 ? [Control.numberOfBARs] : []) + [Control.barSize, Control.supportedSizes])
+    }
+    /// The layout for the BAR count the first Control register gives (1 to 6; anything else is out of
+    /// specification and shows the first pair only).
+    public static func layout(name: String, count: Int) -> RegisterBlockLayout {
+        let n = (1...6).contains(count) ? count : 1
+        return RegisterBlockLayout(name, [ExtendedCapabilityHeader.header] + (0..<n).flatMap { [capability($0), control($0)] })
+    }
+}
+
+/// Single Root I/O Virtualization (PCIe 6.0 §9.3.3).
+public enum SRIOVCapability {
+    public enum Capabilities {
+        public static let vfMigrationCapable = RegisterField("VF Migration Capable", bit: 0, .ro)
+        public static let vf10BitTagRequester = RegisterField("VF 10-Bit Tag Requester Supported", bit: 2, .ro)
+        public static let vfMigrationInterruptMessageNumber = RegisterField("VF Migration Interrupt Message Number", 31, 21, .ro)
+    }
+    public static let capabilities = RegisterLayout("SR-IOV Capabilities", offset: 0x04, width: 4, [
+        Capabilities.vfMigrationCapable, .init("ARI Capable Hierarchy Preserved", bit: 1, .ro),
+        Capabilities.vf10BitTagRequester, Capabilities.vfMigrationInterruptMessageNumber,
+    ])
+    public enum Control {
+        public static let vfEnable = RegisterField("VF Enable", bit: 0, .rw)
+        public static let vfMigrationEnable = RegisterField("VF Migration Enable", bit: 1, .rw)
+        public static let vfMigrationInterruptEnable = RegisterField("VF Migration Interrupt Enable", bit: 2, .rw)
+        public static let vfMSE = RegisterField("VF MSE", bit: 3, .rw)
+        public static let ariCapableHierarchy = RegisterField("ARI Capable Hierarchy", bit: 4, .rw)
+        public static let vf10BitTagRequester = RegisterField("VF 10-Bit Tag Requester Enable", bit: 5, .rw)
+    }
+    public static let control = RegisterLayout("SR-IOV Control", offset: 0x08, width: 2, [
+        Control.vfEnable, Control.vfMigrationEnable, Control.vfMigrationInterruptEnable, Control.vfMSE,
+        Control.ariCapableHierarchy, Control.vf10BitTagRequester,
+    ])
+    public static let vfMigrationStatus = RegisterField("VF Migration Status", bit: 0, .rw1c)
+    public static let status = RegisterLayout("SR-IOV Status", offset: 0x0A, width: 2, [vfMigrationStatus])
+    /// The registers that are one whole-register count or ID each, in offset order.
+    static func whole(_ name: String, _ offset: Int, _ width: Int, _ access: RegisterAccess) -> RegisterLayout {
+        RegisterLayout(name, offset: offset, width: width, [.init(name, width * 8 - 1, 0, access)])
+    }
+    public static let initialVFs = whole("InitialVFs", 0x0C, 2, .hwInit)
+    public static let totalVFs = whole("TotalVFs", 0x0E, 2, .hwInit)
+    public static let numVFs = whole("NumVFs", 0x10, 2, .rw)
+    public static let functionDependencyLink = whole("Function Dependency Link", 0x12, 1, .ro)
+    public static let firstVFOffset = whole("First VF Offset", 0x14, 2, .ro)
+    public static let vfStride = whole("VF Stride", 0x16, 2, .ro)
+    public static let vfDeviceID = whole("VF Device ID", 0x1A, 2, .ro)
+    public static let supportedPageSizes = whole("Supported Page Sizes", 0x1C, 4, .ro)
+    public static let systemPageSize = whole("System Page Size", 0x20, 4, .rw)
+    /// VF BAR `n` (0 to 5): the format of a memory BAR (`PCIHeader.BAR`'s fields).
+    public static func vfBAR(_ n: Int) -> RegisterLayout {
+        RegisterLayout("VF BAR\(n)", offset: 0x24 + 4 * n, width: 4, PCIHeader.bar(0).fields)
+    }
+    public enum MigrationState {
+        public static let bir = RegisterField("VF Migration State BIR", 2, 0, .ro)
+        public static let offset = RegisterField("VF Migration State Offset", 31, 3, .ro)
+    }
+    public static let vfMigrationStateArrayOffset = RegisterLayout("VF Migration State Array Offset", offset: 0x3C, width: 4,
+                                                                   [MigrationState.bir, MigrationState.offset])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.singleRootIOV.name, [ExtendedCapabilityHeader.header, capabilities, control,
+        status, initialVFs, totalVFs, numVFs, functionDependencyLink, firstVFOffset, vfStride, vfDeviceID, supportedPageSizes,
+        systemPageSize] + (0..<6).map(vfBAR) + [vfMigrationStateArrayOffset])
 }
 
 /// The catalog layout for a capability, where one is declared.
@@ -122,6 +407,18 @@ public enum CapabilityCatalog {
             case .accessControlServices: return ACSCapability.layout
             case .alternativeRoutingIDInterpretation: return ARICapability.layout
             case .latencyToleranceReporting: return LTRCapability.layout
+            case .secondaryPCIExpress: return SecondaryPCIeCapability.layout
+            case .addressTranslationServices: return ATSCapability.layout
+            case .pageRequestInterface: return PRICapability.layout
+            case .processAddressSpaceID: return PASIDCapability.layout
+            case .l1PMSubstates: return L1PMSubstatesCapability.layout
+            case .precisionTimeMeasurement: return PTMCapability.layout
+            case .downstreamPortContainment: return DPCCapability.layout
+            case .tphRequester: return TPHRequesterCapability.layout
+            case .singleRootIOV: return SRIOVCapability.layout
+            case .resizableBAR, .vfResizableBAR:
+                let first = config.read(ResizableBARCapability.control(0), base: header.offset) ?? 0
+                return ResizableBARCapability.layout(name: header.name, count: Int(ResizableBARCapability.Control.numberOfBARs.extract(first)))
             case .designatedVendorSpecific: return RegisterBlockLayout(ExtendedCapabilityID.designatedVendorSpecific.name, DVSECHeader.registers)
             default: return RegisterBlockLayout("Extended Capability", [ExtendedCapabilityHeader.header])
             }

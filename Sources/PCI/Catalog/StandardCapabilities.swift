@@ -54,22 +54,30 @@ public enum MSICapability {
         public static let extendedMessageData = RegisterField("Extended Message Data Capable", bit: 9, .ro)
     }
 
+    public static let messageAddress = RegisterLayout("Message Address", offset: 0x04, width: 4, [.init("Message Address", 31, 2, .rw)])
+    /// 64-bit capable functions only.
+    public static let messageUpperAddress = RegisterLayout("Message Upper Address", offset: 0x08, width: 4, [.init("Message Upper Address", 31, 0, .rw)])
+    /// Message Data follows the address: at 0x08, or 0x0C with 64-bit addressing; the rest follow it.
+    public static func messageData(is64Bit: Bool) -> RegisterLayout {
+        RegisterLayout("Message Data", offset: is64Bit ? 0x0C : 0x08, width: 2, [.init("Message Data", 15, 0, .rw)])
+    }
+    public static func extendedMessageData(is64Bit: Bool) -> RegisterLayout {
+        RegisterLayout("Extended Message Data", offset: messageData(is64Bit: is64Bit).offset + 2, width: 2, [.init("Extended Message Data", 15, 0, .rw)])
+    }
+    /// With per-vector masking only.
+    public static func maskBits(is64Bit: Bool) -> RegisterLayout {
+        RegisterLayout("Mask Bits", offset: messageData(is64Bit: is64Bit).offset + 4, width: 4, [.init("Mask Bits", 31, 0, .rw)])
+    }
+    /// With per-vector masking only.
+    public static func pendingBits(is64Bit: Bool) -> RegisterLayout {
+        RegisterLayout("Pending Bits", offset: messageData(is64Bit: is64Bit).offset + 8, width: 4, [.init("Pending Bits", 31, 0, .ro)])
+    }
+
     public static func layout(is64Bit: Bool, perVectorMasking: Bool) -> RegisterBlockLayout {
-        var regs = capabilityHeaderRegisters + [
-            messageControl,
-            RegisterLayout("Message Address", offset: 0x04, width: 4, [.init("Message Address", 31, 2, .rw)]),
-        ]
-        let dataOffset = is64Bit ? 0x0C : 0x08
-        if is64Bit {
-            regs.append(RegisterLayout("Message Upper Address", offset: 0x08, width: 4, [.init("Message Upper Address", 31, 0, .rw)]))
-        }
-        regs.append(RegisterLayout("Message Data", offset: dataOffset, width: 2, [.init("Message Data", 15, 0, .rw)]))
-        regs.append(RegisterLayout("Extended Message Data", offset: dataOffset + 2, width: 2, [.init("Extended Message Data", 15, 0, .rw)]))
-        if perVectorMasking {
-            regs.append(RegisterLayout("Mask Bits", offset: dataOffset + 4, width: 4, [.init("Mask Bits", 31, 0, .rw)]))
-            regs.append(RegisterLayout("Pending Bits", offset: dataOffset + 8, width: 4, [.init("Pending Bits", 31, 0, .ro)]))
-        }
-        return RegisterBlockLayout(CapabilityID.msi.name, regs)
+        RegisterBlockLayout(CapabilityID.msi.name, capabilityHeaderRegisters + [messageControl, messageAddress]
+            + (is64Bit ? [messageUpperAddress] : [])
+            + [messageData(is64Bit: is64Bit), extendedMessageData(is64Bit: is64Bit)]
+            + (perVectorMasking ? [maskBits(is64Bit: is64Bit), pendingBits(is64Bit: is64Bit)] : []))
     }
 }
 
