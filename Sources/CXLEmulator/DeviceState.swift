@@ -309,8 +309,17 @@ struct State {
     // MARK: BAR0
 
     var memorySpaceEnabled: Bool {
-        config.read(PCIHeader.command.offset, width: 2) & PCIHeader.Command.memorySpaceEnable.mask != 0
+        config.read(Self.commandOffset, width: 2) & Self.memorySpaceEnableBit != 0
     }
+
+    /// `memorySpaceEnabled` for the device's accessors, which every BAR0 access of a
+    /// gating profile calls: as a mutating call it works on the device's `State` in
+    /// place, where reading the property from the device copied the whole `State`
+    /// (a retain and release per array in it) on every access.
+    @inline(__always)
+    mutating func isMemorySpaceEnabled() -> Bool { memorySpaceEnabled }
+    static let commandOffset = PCIHeader.command.offset
+    static let memorySpaceEnableBit = PCIHeader.Command.memorySpaceEnable.mask
 
     mutating func bar0Read(_ offset: UInt64, width: Int) -> UInt64 {
         if let o = componentOffset(offset) { return component.read(o, width: width) }
@@ -420,7 +429,10 @@ struct State {
         }
     }
 
-    mutating func takeInterrupts() -> [Int] {
+    /// The vectors to deliver, nil when there are none: every write asks, and almost
+    /// always there are none, so no array is handed out (and released) for them.
+    mutating func takeInterrupts() -> [Int]? {
+        if interrupts.isEmpty { return nil }
         defer { interrupts = [] }
         return interrupts
     }

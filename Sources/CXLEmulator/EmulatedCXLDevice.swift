@@ -126,7 +126,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         try Self.checkBAR0Access(offset, width)
         return lock.withLock {
             if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
-            if profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled { return width == 8 ? ~0 : 0xFFFF_FFFF }
+            if profile.memorySpaceEnableGatesBARs && !s.isMemorySpaceEnabled() { return width == 8 ? ~0 : 0xFFFF_FFFF }
             return s.bar0Read(offset, width: width)
         }
     }
@@ -181,7 +181,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
     /// unless Memory Space Enable gates it.
     private func registerWrite(_ offset: UInt64, width: Int, value: UInt64, now: inout LazyNow) {
         if s.hasPendingEvents { s.processEvents(now: now.value, memory: memory) }
-        if profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled { return }
+        if profile.memorySpaceEnableGatesBARs && !s.isMemorySpaceEnabled() { return }
         s.bar0Write(offset, width: width, value: value, now: { now.value }, memory: memory)
     }
 
@@ -239,7 +239,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         }
         return lock.withLock {
             if s.hasPendingEvents { s.processEvents(now: clock.now(), memory: memory) }
-            let gated = profile.memorySpaceEnableGatesBARs && !s.memorySpaceEnabled
+            let gated = profile.memorySpaceEnableGatesBARs && !s.isMemorySpaceEnabled()
             // Inside the CXL.cachemem registers (an HDM block read): their bytes, copied at once.
             if !gated, let range = s.componentRange(offset, count) { return Array(s.component.bytes[range]) }
             var out = [UInt8](repeating: 0, count: count)
@@ -253,7 +253,7 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
 
     /// False only when the profile gates BARs and Memory Space Enable is 0.
     private var memorySpaceEnabled: Bool {
-        !profile.memorySpaceEnableGatesBARs || lock.withLock { s.memorySpaceEnabled }
+        !profile.memorySpaceEnableGatesBARs || lock.withLock { s.isMemorySpaceEnabled() }
     }
 
     private func memoryBARAccess(offset: UInt64, width: Int) throws(PCIError) {
@@ -316,8 +316,8 @@ public final class EmulatedCXLDevice: PCIFunction, CXLDeviceMemory, @unchecked S
         deliver(fire)
     }
 
-    private func deliver(_ vectors: [Int]) {
-        guard !vectors.isEmpty, let sink = lock.withLock({ interruptSink }) else { return }
+    private func deliver(_ vectors: [Int]?) {
+        guard let vectors, !vectors.isEmpty, let sink = lock.withLock({ interruptSink }) else { return }
         for v in vectors { sink(v) }
     }
 

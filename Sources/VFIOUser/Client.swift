@@ -392,48 +392,48 @@ public final class VFIOUserClient: @unchecked Sendable {
     private var xferChunk: Int { Int(min(serverCapabilities.effectiveMaxDataXferSize, configuration.maxDataXferSize, 1 << 24)) }
     private var fdsPerMessage: Int { Int(min(serverCapabilities.effectiveMaxMsgFDs, UInt64(VFIOUserLimits.fdsPerMessageHardLimit))) }
 
+    /// The argsz two-step of the info commands: `ask(argsz)` with the fixed part's size, and again with the argsz a
+    /// reply asks for when the answer did not fit (`ask` returns it; nil: the answer is complete), up to
+    /// `VFIOUserLimits.maxInfoArgsz` and three requests.
+    private func argszTwoStep<T>(_ what: String, from size: Int,
+                                 _ ask: (UInt32) throws(VFIOUserError) -> (T, moreArgsz: UInt32?)) throws(VFIOUserError) -> T {
+        var argsz = UInt32(size)
+        for _ in 0..<3 {
+            let (answer, more) = try ask(argsz)
+            guard let more else { return answer }
+            guard more <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("\(what) argsz \(more)")) }
+            argsz = more
+        }
+        throw fail(.fatal("\(what) argsz keeps growing"))
+    }
+
     /// DEVICE_GET_INFO, following the argsz re-query when the device reports capabilities.
     public func deviceInfo() throws(VFIOUserError) -> VFIODeviceInfo {
-        var argsz = UInt32(VFIODeviceInfo.size)
-        for _ in 0..<3 {
+        try argszTwoStep("device info", from: VFIODeviceInfo.size) { argsz throws(VFIOUserError) in
             let (r, _) = try call(.deviceGetInfo(VFIODeviceInfo(argsz: argsz)), maxReplyPayload: Int(argsz))
             guard case .deviceInfo(let i) = r else { throw unexpected(r, .deviceGetInfo) }
-            if i.flags.contains(.caps) && i.argsz > argsz && i.capOffset == 0 {
-                guard i.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("device info argsz \(i.argsz)")) }
-                argsz = i.argsz
-                continue
-            }
-            return i
+            return (i, i.flags.contains(.caps) && i.argsz > argsz && i.capOffset == 0 ? i.argsz : nil)
         }
-        throw fail(.fatal("device info argsz keeps growing"))
     }
 
     /// DEVICE_GET_REGION_INFO with the argsz two-step; validates the capability chain and sparse areas.
     public func regionInfo(_ index: UInt32) throws(VFIOUserError) -> VFIOUserClientRegion {
-        var argsz = UInt32(VFIORegionInfo.size)
-        for _ in 0..<3 {
+        let (info, fds) = try argszTwoStep("region info", from: VFIORegionInfo.size) { argsz throws(VFIOUserError) in
             let (r, fds) = try call(.regionInfo(VFIORegionInfo(argsz: argsz, index: index)), maxReplyPayload: Int(argsz), maxFDs: 1)
             guard case .regionInfo(let info) = r else { throw unexpected(r, .deviceGetRegionInfo) }
             guard info.index == index else { throw fail(.fatal("region info for \(info.index), asked \(index)")) }
             // The two-step: libvfio-user leaves FLAG_CAPS clear, the kernel sets it with cap_offset 0 (issue 9).
-            let hasCaps = info.flags.contains(.caps)
-            if info.argsz > argsz && (!hasCaps || info.capOffset == 0) {
-                guard info.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("region info argsz \(info.argsz)")) }
-                argsz = info.argsz
-                continue
-            }
-            // FLAG_CAPS without a chain we could read must not make the region "all mappable" (rust-vmm #172).
-            if hasCaps && info.capOffset == 0 { throw .malformed("region \(index): FLAG_CAPS without a capability chain") }
-            var sparse: [VFIOSparseArea]? = nil
-            for cap in info.capabilities where cap.id == VFIORegionCapabilityID.sparseMMap {
-                do { sparse = try VFIOSparseMMapCapability(parsing: cap, regionSize: info.size).areas } catch {
-                    throw .malformed("sparse mmap capability: \(error)")
-                }
-            }
-            let fd = fds.take(0)
-            return VFIOUserClientRegion(info: info, fd: fd, sparseAreas: sparse)
+            return ((info, fds), info.argsz > argsz && (!info.flags.contains(.caps) || info.capOffset == 0) ? info.argsz : nil)
         }
-        throw fail(.fatal("region info argsz keeps growing"))
+        // FLAG_CAPS without a chain we could read must not make the region "all mappable" (rust-vmm #172).
+        if info.flags.contains(.caps) && info.capOffset == 0 { throw .malformed("region \(index): FLAG_CAPS without a capability chain") }
+        var sparse: [VFIOSparseArea]? = nil
+        for cap in info.capabilities where cap.id == VFIORegionCapabilityID.sparseMMap {
+            do { sparse = try VFIOSparseMMapCapability(parsing: cap, regionSize: info.size).areas } catch {
+                throw .malformed("sparse mmap capability: \(error)")
+            }
+        }
+        return VFIOUserClientRegion(info: info, fd: fds.take(0), sparseAreas: sparse)
     }
 
     /// Maps a region through its fd: each sparse area, or the whole region when there is no sparse capability.
@@ -454,19 +454,13 @@ public final class VFIOUserClient: @unchecked Sendable {
 
     /// DEVICE_GET_REGION_IO_FDS with the argsz two-step (may report none).
     public func regionIOFDs(_ index: UInt32) throws(VFIOUserError) -> VFIOUserClientIOFDs {
-        var argsz = UInt32(VFIOUserRegionIOFDs.size)
-        for _ in 0..<3 {
+        try argszTwoStep("io fds", from: VFIOUserRegionIOFDs.size) { argsz throws(VFIOUserError) in
             let (r, fds) = try call(.regionIOFDs(VFIOUserRegionIOFDs(argsz: argsz, index: index)), maxReplyPayload: Int(argsz),
                                     maxFDs: fdsPerMessage)
             guard case .regionIOFDs(let info) = r else { throw unexpected(r, .deviceGetRegionIOFDs) }
-            if info.count > 0 && info.entries.isEmpty && info.argsz > argsz {
-                guard info.argsz <= VFIOUserLimits.maxInfoArgsz else { throw fail(.fatal("io fds argsz \(info.argsz)")) }
-                argsz = info.argsz
-                continue
-            }
-            return VFIOUserClientIOFDs(entries: info.entries, fds: fds)
+            return (VFIOUserClientIOFDs(entries: info.entries, fds: fds),
+                    info.count > 0 && info.entries.isEmpty && info.argsz > argsz ? info.argsz : nil)
         }
-        throw fail(.fatal("io fds argsz keeps growing"))
     }
 
     public func irqInfo(_ index: UInt32) throws(VFIOUserError) -> VFIOIRQInfo {

@@ -215,6 +215,14 @@ func stateFigures(_ ctx: BenchContext) throws -> [Figure] {
         profile.decoderCount = n
         profile.memorySize = max(1 << 30, UInt64(n) * (256 << 20))
         let dev = try EmulatedCXLDevice(profile: profile)
+        // CXLBENCH_STATE_PASSES=K: only K bare save + restore passes, no figure (for
+        // instruction counts: callgrind of K passes minus callgrind of 0).
+        if let k = ProcessInfo.processInfo.environment["CXLBENCH_STATE_PASSES"].flatMap({ Int($0) }) {
+            try commitDecoders(dev, count: n)
+            let engine = CXLStateEngine(function: dev)
+            for _ in 0..<k { blackHole(try engine.restore(try engine.save())) }
+            continue
+        }
         var figure = try saveRestoreFigure(dev, decoders: n, placement: "in-process", iterations: ctx.iterations(2000))
         if n == 32 { (figure.goal, figure.met) = ("<= 50 us", figure.value <= 50_000) }
         figures.append(figure)

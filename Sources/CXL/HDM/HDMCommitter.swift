@@ -28,6 +28,8 @@ public struct HDMDecoderRegisters: Sendable, Hashable {
     /// Control's index in `HDMDecoderCapability.decoderRegisters(_:endpoint:)` (save order), as `init` takes it;
     /// not `HDMDecoderCapability.controlSlot`, Control's byte offset inside a decoder.
     static let controlIndex = 4
+    /// Registers per decoder (Base Low/High, Size Low/High, Control, DPA Skip or Target List Low/High).
+    static let registerCount = 7
 
     /// The registers programmed before Commit, in the order Linux writes them
     /// (`cxl_decoder_commit`): Base Low/High, Size Low/High, DPA Skip Low/High.
@@ -116,17 +118,24 @@ public struct HDMCommitter: Sendable {
 
     /// Read Decoder n Control through `read` until Committed (`.done`) or Error Not
     /// Committed, or the budget runs out. The first read is immediate.
+    /// The two status bits, held in the committer: the statics' lazy-initialisation
+    /// check would run on every poll.
+    private let committedMask = Self.committed
+    private let errorMask = Self.errorNotCommitted
+
     public func awaitCommit<E: Error>(_ read: () throws(E) -> UInt64) throws(E) -> HDMCommitWait {
-        try poll(read) { v in
-            if v & Self.committed != 0 { return .done(control: v, polls: 0) }
-            if v & Self.errorNotCommitted != 0 { return .errorNotCommitted(control: v, polls: 0) }
+        let committed = committedMask, error = errorMask
+        return try poll(read) { v in
+            if v & committed != 0 { return .done(control: v, polls: 0) }
+            if v & error != 0 { return .errorNotCommitted(control: v, polls: 0) }
             return nil
         }
     }
 
     /// Read Decoder n Control until Committed is clear (after Commit was cleared).
     public func awaitDecommit<E: Error>(_ read: () throws(E) -> UInt64) throws(E) -> HDMCommitWait {
-        try poll(read) { v in v & Self.committed == 0 ? .done(control: v, polls: 0) : nil }
+        let committed = committedMask
+        return try poll(read) { v in v & committed == 0 ? .done(control: v, polls: 0) : nil }
     }
 
     /// The budget runs from the first read that finds the decoder not yet settled: a

@@ -31,6 +31,14 @@ public struct HDMDecoderDevice: Sendable {
     private let commit = Self.commitMask
     /// Committed | Error Not Committed: what a commit or de-commit clears first.
     private let status = Self.committedMask | Self.errorNotCommittedMask
+    /// log2 of `decoderStride` (a power of two): a write finds the decoders it reaches
+    /// by shifting, not dividing (the stride is another module's constant, so a division
+    /// would be a divide instruction on every BAR write).
+    private let strideShift: Int = {
+        let stride = HDMDecoderCapability.decoderStride
+        precondition(stride > 0 && stride & (stride - 1) == 0, "decoder stride \(stride) is not a power of two")  // catalog constant
+        return stride.trailingZeroBitCount
+    }()
 
     public init(rules: HDMCommitRules, decoderCount: Int, origin: Int = 0) {
         self.rules = rules
@@ -110,13 +118,29 @@ public struct HDMDecoderDevice: Sendable {
     public func check(_ n: Int, in file: RegisterFile) -> CommitFailure? {
         // Straight from the file's bytes: a closure over the file itself would copy it.
         // The catalog's numbers, hoisted out of the loop.
-        let p = Self.places, iwMask = Self.iwMask, iwShift = Self.iwShift
+        // The catalog's numbers in one load (one lazy-initialisation check, not one per
+        // static; the model itself stays small, as every BAR write passes it by value).
+        let k = Self.checkConstants
+        let p = k.places, iwMask = k.iwMask, iwShift = k.iwShift, committed = k.committed
         let first = HDMDecoderCapability.firstDecoderOffset, stride = HDMDecoderCapability.decoderStride
         return file.bytes.withUnsafeBytes { raw in
             let words = HDMRegisterWords(raw, origin: origin)
             var cursor = DPACursor()
             let low = words.lowAddressMask
-            if origin >= 0, origin + first + stride * (n + 1) <= words.count {
+            if k.pairedLoads, origin >= 0, origin + first + stride * (n + 1) <= words.count {
+                // The same, each Low/High pair (adjacent, inside the decoder's stride: checked
+                // once in `CheckConstants`) in one 8-byte load: three loads per decoder.
+                let sizeAt = p.sizeLow, control = p.control, skipAt = p.skipLow
+                let pairMask = 0xFFFF_FFFF_0000_0000 | low
+                var at = origin &+ first
+                for _ in 0...n {
+                    let size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ sizeAt, as: UInt64.self)) & pairMask
+                    let skip = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ skipAt, as: UInt64.self)) & pairMask
+                    let ctl = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ control, as: UInt32.self)))
+                    cursor.allocate(size: size, iw: UInt8(truncatingIfNeeded: (ctl & iwMask) &>> iwShift), dpaSkip: skip)
+                    at &+= stride
+                }
+            } else if origin >= 0, origin + first + stride * (n + 1) <= words.count {
                 // Decoders 0...n all inside the file: plain loads, no per-load range check,
                 // and offsets that cannot overflow (checked just above), so wrapping adds.
                 func load(_ at: Int) -> UInt64 { UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self))) }
@@ -138,7 +162,7 @@ public struct HDMDecoderDevice: Sendable {
             }
             let d = words.programming(n)
             let previous = n > 0 ? words.programming(n - 1) : nil
-            let previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & Self.committedMask != 0
+            let previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & committed != 0
             return rules.check(d, index: n, previous: previous, previousCommitted: previousCommitted, dpaEnd: cursor.end)
         }
     }
@@ -158,6 +182,20 @@ public struct HDMDecoderDevice: Sendable {
                       sizeHigh: r.sizeHigh.offset - b, control: r.control.offset - b, skipLow: r.skipOrTargetLow.offset - b,
                       skipHigh: r.skipOrTargetHigh.offset - b)
     }()
+    /// What a commit check and a commit's result read, together.
+    struct CheckConstants: Sendable {
+        let places = HDMDecoderDevice.places
+        let iwMask = HDMDecoderDevice.iwMask, iwShift = HDMDecoderDevice.iwShift
+        let committed = HDMDecoderDevice.committedMask, lockOnCommit = HDMDecoderDevice.lockOnCommitMask
+        /// Size High follows Size Low and DPA Skip High follows DPA Skip Low (4 bytes on),
+        /// both pairs inside one decoder's stride: each pair is one 8-byte load.
+        let pairedLoads: Bool = {
+            let p = HDMDecoderDevice.places, stride = HDMDecoderCapability.decoderStride
+            return p.sizeHigh == p.sizeLow + 4 && p.skipHigh == p.skipLow + 4 && p.sizeLow >= 0 && p.skipLow >= 0
+                && p.sizeLow + 8 <= stride && p.skipLow + 8 <= stride
+        }()
+    }
+    static let checkConstants = CheckConstants()
     static let committedMask = HDMDecoderCapability.Control.committed.mask
     static let commitMask = HDMDecoderCapability.Control.commit.mask
     static let errorNotCommittedMask = HDMDecoderCapability.Control.errorNotCommitted.mask
@@ -213,8 +251,9 @@ public struct HDMDecoderDevice: Sendable {
         let stride = HDMDecoderCapability.decoderStride
         let rel = offset &- origin &- control0
         if width > 0, width <= 8, rel > -width, rel < stride &* decoderCount {
-            let lo = (rel &+ stride &- 4) / stride
-            let hi = min(decoderCount - 1, (rel &+ width &- 1) / stride)
+            // Both dividends are non-negative here (rel > -width), so a shift divides.
+            let lo = (rel &+ stride &- 4) &>> strideShift
+            let hi = min(decoderCount - 1, (rel &+ width &- 1) &>> strideShift)
             if lo <= hi {
                 for n in lo...hi where !file.isLocked(controlOffset(n)) {
                     let before = file.read(controlOffset(n), width: 4)
@@ -265,8 +304,9 @@ public struct HDMDecoderDevice: Sendable {
             file.setBits(controlOffset(n), width: 4, mask: Self.errorNotCommittedMask, to: true)
             return
         }
-        file.setBits(controlOffset(n), width: 4, mask: Self.committedMask, to: true)
-        if file.read(controlOffset(n), width: 4) & Self.lockOnCommitMask != 0 {
+        let k = Self.checkConstants
+        file.setBits(controlOffset(n), width: 4, mask: k.committed, to: true)
+        if file.read(controlOffset(n), width: 4) & k.lockOnCommit != 0 {
             file.setLock(lockedRange(n), true)
         }
     }

@@ -25,11 +25,22 @@ extension CXLStateEngine {
         var confirmed: [RegisterKey: UInt64] = [:]
         let statusBits = Self.rangeSizeStatusBits
         // The config-space ones (all inside the DVSEC) in one bulk read.
-        let configVerify = snapshot.registers.filter { $0.role == .verify && $0.space == .config }
+        // The span they cover, in one pass (no filtered copy of the snapshot).
+        var configVerifyCount = 0, low = UInt64.max, high: UInt64 = 0
+        var verifyCount = 0
+        for r in snapshot.registers where r.role == .verify {
+            verifyCount += 1
+            guard r.space == .config else { continue }
+            configVerifyCount += 1
+            low = min(low, r.offset)
+            high = max(high, r.offset + UInt64(r.width))
+        }
+        confirmed.reserveCapacity(verifyCount)
         var image: (start: Int, bytes: [UInt8])?
-        if configVerify.count > 1 {
-            let start = Int(configVerify.map(\.offset).min() ?? 0) & ~3
-            let end = (Int(configVerify.map { $0.offset + UInt64($0.width) }.max() ?? 0) + 3) & ~3
+        if configVerifyCount > 1 {
+            // Offsets are inside config space (validate() checked them).
+            let start = Int(low) & ~3
+            let end = (Int(high) + 3) & ~3
             if end - start <= pcieConfigSpaceSize, let b = try? function.configReadBytes(start, count: end - start) { image = (start, b) }
         }
         for saved in snapshot.registers where saved.role == .verify {

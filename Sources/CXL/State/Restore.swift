@@ -65,9 +65,6 @@ final class RestoreRun {
     private let record: RestoreRecord
     /// `record.slots`, held here: one load per access.
     private let slots: UnsafeMutableBufferPointer<Slot>
-    /// The batch of posted writes being built, kept from decoder to decoder so its
-    /// storage is allocated once per restore.
-    @exclusivity(unchecked) private var batch: [PostedBARWrite] = []
     @exclusivity(unchecked) private var steps: [RestoreStep] = []
     @exclusivity(unchecked) private var decoders: [DecoderOutcome] = []
     @exclusivity(unchecked) private var locked = false
@@ -87,6 +84,9 @@ final class RestoreRun {
         }
         slots = record.slots
         at = SnapshotIndex(snapshot)
+        // One step and one outcome per decoder, a dozen steps besides: allocated once.
+        decoders.reserveCapacity(at.decoders.count)
+        steps.reserveCapacity(at.decoders.count + 16)
     }
 
     /// The report; its register outcomes are built from the record when read.
@@ -146,7 +146,10 @@ final class RestoreRun {
     /// Decoder n's programming registers (`others`: positions in `at.decoderOthers`,
     /// their saved values) and then its Control (`value`), as one batch of posted
     /// writes (`writePosted`), built without intermediate arrays.
-    private func writeDecoder(_ others: Range<Int>, control: Int, _ value: UInt64) -> Bool {
+    /// `function` and `batch` come from the decoder loop, which holds them for the whole
+    /// loop (read from `self` here, each call would retain and release them).
+    private func writeDecoder(_ others: Range<Int>, control: Int, _ value: UInt64, function: any PCIFunction,
+                              batch: inout [PostedBARWrite]) -> Bool {
         let flat = at.decoderOthers
         guard case .bar(let bar) = regs[control].space, flat[others].allSatisfy({ regs[$0].space == .bar(bar) }) else {
             return writePosted(flat[others].map { ($0, regs[$0].value) } + [(control, value)])
@@ -163,7 +166,7 @@ final class RestoreRun {
         slots[control].action = .written
         batch.append(PostedBARWrite(offset: regs[control].offset, width: regs[control].width, value: value))
         do {
-            try engine.function.barWritePosted(bar, batch)
+            try function.barWritePosted(bar, batch)
             for k in others { slots[flat[k]].written = regs[flat[k]].value }
             slots[control].written = value
             return true
@@ -229,10 +232,20 @@ final class RestoreRun {
     /// each register read. Failures are recorded per register.
     private func readMany(_ indices: [Int], live: Bool, _ found: (Int, UInt64) -> Void) {
         // Spaces in first-seen order with the span their registers cover (a snapshot
-        // has config and one BAR).
+        // has config and one BAR). The first space's span is kept in locals: every call
+        // of a restore reads one space, so the array takes only the rare others.
+        guard let firstIndex = indices.first else { return }
+        let space0 = regs[firstIndex].space
+        var lo0 = UInt64.max, hi0: UInt64 = 0, count0 = 0
         var spans: [(space: RegisterSpace, lo: UInt64, hi: UInt64, count: Int)] = []
         for i in indices {
             let r = regs[i]
+            if r.space == space0 {
+                lo0 = min(lo0, r.offset)
+                hi0 = max(hi0, r.offset + UInt64(r.width))
+                count0 += 1
+                continue
+            }
             var k = 0
             while k < spans.count && spans[k].space != r.space { k += 1 }
             if k == spans.count {
@@ -243,7 +256,9 @@ final class RestoreRun {
                 spans[k].count += 1
             }
         }
-        for span in spans {
+        if !spans.isEmpty { spans.insert((space0, lo0, hi0, count0), at: 0) }
+        for k in 0 ..< max(spans.count, 1) {
+            let span = spans.isEmpty ? (space: space0, lo: lo0, hi: hi0, count: count0) : spans[k]
             let lo = span.lo & ~3, hi = (span.hi + 3) & ~3
             if span.count > 1, hi - lo <= 4096 {
                 let bytes: [UInt8]?
@@ -368,6 +383,11 @@ final class RestoreRun {
         for d in at.decoders { if let c = d.control, regs[c].value & committed != 0 { wanted.append(c) } }
         let batched = wanted.count > 1
         if batched { readMany(wanted, live: true) { i, v in slots[i].prefetched = v } }
+        // Held for the whole loop: the function, and the batch of posted writes being
+        // built, kept from decoder to decoder so its storage is allocated once.
+        let function = engine.function
+        var batch: [PostedBARWrite] = []
+        batch.reserveCapacity(HDMDecoderRegisters.registerCount)
 
         for (n, d) in at.decoders.enumerated() {
             guard let control = d.control else { continue }
@@ -442,7 +462,7 @@ final class RestoreRun {
             // read orders after all of them.
             // One batch (vfio-user: one REGION_WRITE_MULTI message), Control last.
             let value = (saved & ~(committed | error)) | commit
-            guard writeDecoder(d.others, control: control, value) else {
+            guard writeDecoder(d.others, control: control, value, function: function, batch: &batch) else {
                 outcome(.accessError, "programming failed; not committed"); blockedBy = n; continue
             }
             switch wait(control, decommit: false) {
@@ -474,6 +494,7 @@ final class RestoreRun {
             return action != .notAttempted && (action != .skipped || !StateCatalog.isHDM(regs[i].name))
         }
         var unread: [Int] = []
+        unread.reserveCapacity(indices.count)
         for i in indices where checked(i) && slots[i].fresh == nil { unread.append(i) }
         if !unread.isEmpty { readMany(unread, live: false) { i, v in slots[i].fresh = v } }
         for i in indices where checked(i) {
@@ -531,6 +552,10 @@ struct SnapshotIndex {
         // `self` would keep every field in memory).
         var command: Int?, lock: Int?, control: Int?, control2: Int?, globalControl: Int?
         var pciExpress: [Int] = [], msi: [Int] = [], msix: [Int] = []
+        // Room for every register of each kind there is (4 PCI Express control, at most 6 MSI, 1 MSI-X).
+        pciExpress.reserveCapacity(StateCatalog.pciExpressRegisters.count)
+        msi.reserveCapacity(8)
+        msix.reserveCapacity(1)
         var controls = [Int?](repeating: nil, count: decoderCount)
         var barSlots: [Int?] = Array(repeating: nil, count: 6)
         var msiControl: Int?

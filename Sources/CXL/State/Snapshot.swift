@@ -181,7 +181,9 @@ public struct RegisterKey: Sendable, Hashable, Codable, CustomStringConvertible 
 }
 
 /// Where the HDM decoders are: the component register block found through the
-/// Register Locator DVSEC, and the HDM Decoder Capability inside it.
+/// Register Locator DVSEC, and the HDM Decoder Capability inside it. Found by the
+/// state engine (`CXLDeviceMap`) or read from a state file, never built by hand:
+/// no public initialiser.
 public struct HDMLocation: Sendable, Hashable, Codable {
     /// BAR index (Register BIR) holding the component register block.
     public var bar: Int
@@ -193,17 +195,10 @@ public struct HDMLocation: Sendable, Hashable, Codable {
     public var decoderCount: Int
     /// Endpoints have DPA Skip at +0x24/+0x28; ports a Target List.
     public var endpoint: Bool
-
-    public init(bar: Int, blockOffset: UInt64, hdmOffset: UInt64, decoderCount: Int, endpoint: Bool) {
-        self.bar = bar
-        self.blockOffset = blockOffset
-        self.hdmOffset = hdmOffset
-        self.decoderCount = decoderCount
-        self.endpoint = endpoint
-    }
 }
 
-/// Where the saved structures are in config space.
+/// Where the saved structures are in config space. Found by the state engine or read
+/// from a state file, never built by hand: no public initialiser.
 public struct CXLStateLayout: Sendable, Hashable, Codable {
     /// Config offset of the PCIe DVSEC for CXL Devices (its extended capability header).
     public var dvsecOffset: Int
@@ -215,17 +210,6 @@ public struct CXLStateLayout: Sendable, Hashable, Codable {
     /// The HDM decoders, if the device has a component register block with an HDM
     /// Decoder Capability.
     public var hdm: HDMLocation?
-
-    public init(dvsecOffset: Int, dvsecRevision: UInt8, pciExpressOffset: Int? = nil, msiOffset: Int? = nil,
-                msixOffset: Int? = nil, serialNumberOffset: Int? = nil, hdm: HDMLocation? = nil) {
-        self.dvsecOffset = dvsecOffset
-        self.dvsecRevision = dvsecRevision
-        self.pciExpressOffset = pciExpressOffset
-        self.msiOffset = msiOffset
-        self.msixOffset = msixOffset
-        self.serialNumberOffset = serialNumberOffset
-        self.hdm = hdm
-    }
 }
 
 /// A register a read-back could not reach, and why.

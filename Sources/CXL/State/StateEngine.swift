@@ -230,22 +230,22 @@ enum Discovery {
     static func configRegisters(_ config: ConfigSpace, layout: CXLStateLayout) -> [SavedRegister] {
         var out: [SavedRegister] = []
         out.reserveCapacity(32)
-        func add(_ name: StateRegisterName, _ r: RegisterLayout, base: Int, _ role: SavedRegisterRole) {
+        func add(_ r: ConfigNames.Place, base: Int, _ role: SavedRegisterRole) {
             let off = base + r.offset
             guard r.width <= 4, let v = config.read(off, width: r.width) else { return }
-            out.append(SavedRegister(name: name, space: .config, offset: UInt64(off), width: r.width, value: v, role: role))
+            out.append(SavedRegister(name: r.name, space: .config, offset: UInt64(off), width: r.width, value: v, role: role))
         }
         let ids = ConfigNames.self
-        add(ids.command.0, ids.command.1, base: 0, .restore)
-        for (n, r) in ids.bars { add(n, r, base: 0, .restore) }
+        add(ids.command, base: 0, .restore)
+        for r in ids.bars { add(r, base: 0, .restore) }
         if let pcie = layout.pciExpressOffset {
-            for (n, r) in ids.pciExpress { add(n, r, base: pcie, .restore) }
+            for r in ids.pciExpress { add(r, base: pcie, .restore) }
         }
-        if let msi = layout.msiOffset, let control = config.read(MSICapability.messageControl, base: msi) {
-            for r in StateCatalog.msiRegisters(messageControl: control) { add(ids.name(StateCatalog.msiBlock, r), r, base: msi, .restore) }
+        if let msi = layout.msiOffset, let control = config.read(ids.msiControlOffset + msi, width: ids.msiControlWidth) {
+            for r in ids.msi(messageControl: control) { add(r, base: msi, .restore) }
         }
-        if let msix = layout.msixOffset { add(ids.msixControl.0, ids.msixControl.1, base: msix, .restore) }
-        for (n, r, role) in ids.dvsec { add(n, r, base: layout.dvsecOffset, role) }
+        if let msix = layout.msixOffset { add(ids.msixControl, base: msix, .restore) }
+        for (r, role) in ids.dvsec { add(r, base: layout.dvsecOffset, role) }
         return out
     }
 
@@ -290,14 +290,31 @@ enum Discovery {
         regs.reserveCapacity(regs.count + 2 + slots.count * decoders)
         regs.append(SavedRegister(name: .catalog(StateRegisterTable.hdmCapability), space: space,
                                   offset: hdmOffset + UInt64(capReg.offset), width: 4, value: UInt64(found.capability), role: .verify))
-        func add(_ id: UInt16, _ offset: Int, _ width: Int) {
-            let v = LittleEndian.load(bytes, at: offset - first, width: width) ?? 0  // in range: checked above
-            regs.append(SavedRegister(name: .catalog(id), space: space, offset: hdmOffset + UInt64(offset), width: width, value: v, role: .restore))
-        }
-        add(StateRegisterTable.hdmGlobalControl, global.offset, global.width)
-        for n in 0..<decoders {
-            for (slot, r) in slots.enumerated() {
-                add(StateRegisterTable.decoder(n, slot: slot, endpoint: endpoint), r.offset + stride * n, r.width)
+        // Decoder n's register in slot k is decoder 0's plus `decoderSlots * n` in the table.
+        let slotIDs = endpoint ? ConfigNames.endpointDecoder0IDs : ConfigNames.portDecoder0IDs
+        let idStride = StateRegisterTable.decoderSlots
+        bytes.withUnsafeBytes { raw in
+            // Every offset is inside `bytes` (checked above), so the loads need no range check.
+            func add(_ id: Int, _ offset: Int, _ width: Int) {
+                let at = offset - first
+                let v: UInt64
+                switch width {
+                case 4: v = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
+                case 8: v = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+                case 2: v = UInt64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
+                default:
+                    var x: UInt64 = 0
+                    for b in 0..<width { x |= UInt64(raw[at + b]) << UInt64(8 * b) }
+                    v = x
+                }
+                regs.append(SavedRegister(name: .catalog(UInt16(truncatingIfNeeded: id)), space: space, offset: hdmOffset + UInt64(offset),
+                                          width: width, value: v, role: .restore))
+            }
+            add(Int(StateRegisterTable.hdmGlobalControl), global.offset, global.width)
+            for n in 0..<decoders {
+                for k in slots.indices {
+                    add(slotIDs[k] + idStride * n, slots[k].offset + stride * n, slots[k].width)
+                }
             }
         }
         return location
@@ -311,27 +328,57 @@ enum ConfigNames {
         StateRegisterName(block: block, register: r.name)
     }
 
-    typealias Named = (StateRegisterName, RegisterLayout)
-    private static func named(_ block: String, _ r: RegisterLayout) -> Named { (name(block, r), r) }
-    static let command = named(StateCatalog.headerBlock, PCIHeader.command)
-    static let bars = (0..<6).map { named(StateCatalog.headerBlock, PCIHeader.bar($0)) }
-    static let pciExpress = StateCatalog.pciExpressRegisters.map { named(StateCatalog.pciExpressBlock, $0) }
-    static let msixControl = named(StateCatalog.msixBlock, MSIXCapability.messageControl)
+    /// A saved config register as numbers: its state-table name, offset in its structure
+    /// and width (no register layout, with its name and fields, copied per save).
+    struct Place: Sendable {
+        let name: StateRegisterName
+        let offset: Int
+        let width: Int
+    }
+    private static func place(_ block: String, _ r: RegisterLayout) -> Place { Place(name: name(block, r), offset: r.offset, width: r.width) }
+    static let command = place(StateCatalog.headerBlock, PCIHeader.command)
+    static let bars = (0..<6).map { place(StateCatalog.headerBlock, PCIHeader.bar($0)) }
+    static let pciExpress = StateCatalog.pciExpressRegisters.map { place(StateCatalog.pciExpressBlock, $0) }
+    static let msixControl = place(StateCatalog.msixBlock, MSIXCapability.messageControl)
+    static let msiControlOffset = MSICapability.messageControl.offset
+    static let msiControlWidth = MSICapability.messageControl.width
     /// The DVSEC registers saved, in save order, with their roles: Capability (verify),
     /// Control, Control2, Lock, then per range Size High/Low (verify) and Base High/Low.
-    static let dvsec: [(StateRegisterName, RegisterLayout, SavedRegisterRole)] = {
+    static let dvsec: [(Place, SavedRegisterRole)] = {
         var out: [(RegisterLayout, SavedRegisterRole)] = [(CXLDeviceDVSEC.capability, .verify), (CXLDeviceDVSEC.control, .restore),
                                                           (CXLDeviceDVSEC.control2, .restore), (CXLDeviceDVSEC.lock, .restore)]
         for range in [CXLDeviceDVSEC.range1, CXLDeviceDVSEC.range2] {
             out += [(range.sizeHigh, .verify), (range.sizeLow, .verify), (range.baseHigh, .restore), (range.baseLow, .restore)]
         }
-        return out.map { (name(StateCatalog.dvsecBlock, $0.0), $0.0, $0.1) }
+        return out.map { (place(StateCatalog.dvsecBlock, $0.0), $0.1) }
     }()
+
+    /// The MSI registers `StateCatalog.msiRegisters(messageControl:)` saves, for each of
+    /// the eight layouts Message Control can describe (64-bit, per-vector masking,
+    /// extended data), found once.
+    private static let msiPlaces: [[Place]] = (0..<8).map { k in
+        let c = MSICapability.Control.self
+        var control: UInt64 = 0
+        if k & 1 != 0 { control = c.is64Bit.insert(1, into: control) }
+        if k & 2 != 0 { control = c.perVectorMasking.insert(1, into: control) }
+        if k & 4 != 0 { control = c.extendedMessageData.insert(1, into: control) }
+        return StateCatalog.msiRegisters(messageControl: control).map { place(StateCatalog.msiBlock, $0) }
+    }
+
+    static func msi(messageControl: UInt64) -> [Place] {
+        let c = MSICapability.Control.self
+        let k = (c.is64Bit.extract(messageControl) == 1 ? 1 : 0) | (c.perVectorMasking.extract(messageControl) == 1 ? 2 : 0)
+            | (c.extendedMessageData.extract(messageControl) == 1 ? 4 : 0)
+        return msiPlaces[k]
+    }
 
     /// Decoder 0's registers in save order, as offsets (relative to the structure) and
     /// widths: no register layouts (names, fields) copied per saved register.
     static let endpointDecoder0 = StateCatalog.decoderRegisters(0, endpoint: true).map { (offset: $0.offset, width: $0.width) }
     static let portDecoder0 = StateCatalog.decoderRegisters(0, endpoint: false).map { (offset: $0.offset, width: $0.width) }
+    /// Their numbers in the state table (decoder n's are `StateRegisterTable.decoderSlots * n` further).
+    static let endpointDecoder0IDs = endpointDecoder0.indices.map { Int(StateRegisterTable.decoder(0, slot: $0, endpoint: true)) }
+    static let portDecoder0IDs = portDecoder0.indices.map { Int(StateRegisterTable.decoder(0, slot: $0, endpoint: false)) }
 }
 
 extension StateCatalog {

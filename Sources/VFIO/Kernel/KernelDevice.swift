@@ -28,11 +28,12 @@ public struct VFIOKernelOpenOptions: Sendable {
     }
 }
 
-/// A region of a kernel VFIO device: its info (with `mapping` = the device fd at the region's file offset when
-/// the kernel allows mmap) and the offset of the region within the device fd.
+/// A region of a kernel VFIO device: its info as the kernel reported it (with `mapping` = the device fd at the
+/// region's file offset when the kernel allows mmap).
 public struct VFIOKernelRegion: Sendable, Equatable {
     public var info: VFIORegionInfo
-    public var offset: UInt64
+    /// The offset of the region within the device fd (`vfio_region_info.offset`).
+    public var offset: UInt64 { info.offset }
     /// The sparse-mmap areas, or the whole region when it is mmappable without a sparse capability.
     public var mmapAreas: [VFIOSparseArea] {
         guard info.flags.contains(.mmap) else { return [] }
@@ -218,17 +219,28 @@ public final class VFIOKernelDevice: @unchecked Sendable {
 
     // MARK: Info
 
-    private static func queryDeviceInfo(_ system: any VFIOKernelSystem, _ fd: Int32) throws(VFIOKernelError) -> VFIODeviceInfo {
-        let fixed = VFIOKernelUAPI.size(CSYSTEM_VFIO_DEVICE_INFO)
-        var buf = VFIOKernelUAPI.deviceInfo(argsz: fixed)
-        var r = system.ioctl(fd, VFIOKernelUAPI.deviceGetInfo, &buf)
-        guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_INFO", errno: -r) }
+    /// An info ioctl with the argsz two-step: `arguments(argsz)` built for the `fixed`-byte structure, then once more
+    /// for the argsz the kernel asks for when its answer (a capability chain) did not fit, up to `maxArgsz`. Returns
+    /// the buffer as the kernel filled it.
+    private static func infoIoctl(_ system: any VFIOKernelSystem, _ fd: Int32, _ request: UInt, _ name: String, fixed: Int,
+                                  _ arguments: (Int) -> [UInt8]) throws(VFIOKernelError) -> [UInt8] {
+        var buf = arguments(fixed)
+        var r = system.ioctl(fd, request, &buf)
+        guard r >= 0 else { throw .ioctl(name: name, errno: -r) }
         let need = Int(ByteReader.le(buf, at: 0, size: 4) ?? 0)
         if need > fixed {
-            guard need <= maxArgsz else { throw .invalid("VFIO_DEVICE_GET_INFO: argsz \(need) exceeds \(maxArgsz)") }
-            buf = VFIOKernelUAPI.deviceInfo(argsz: need)
-            r = system.ioctl(fd, VFIOKernelUAPI.deviceGetInfo, &buf)
-            guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_INFO", errno: -r) }
+            guard need <= maxArgsz else { throw .invalid("\(name): argsz \(need) exceeds \(maxArgsz)") }
+            buf = arguments(need)
+            r = system.ioctl(fd, request, &buf)
+            guard r >= 0 else { throw .ioctl(name: name, errno: -r) }
+        }
+        return buf
+    }
+
+    private static func queryDeviceInfo(_ system: any VFIOKernelSystem, _ fd: Int32) throws(VFIOKernelError) -> VFIODeviceInfo {
+        let fixed = VFIOKernelUAPI.size(CSYSTEM_VFIO_DEVICE_INFO)
+        let buf = try infoIoctl(system, fd, VFIOKernelUAPI.deviceGetInfo, "VFIO_DEVICE_GET_INFO", fixed: fixed) {
+            VFIOKernelUAPI.deviceInfo(argsz: $0)
         }
         do { return try VFIODeviceInfo(decoding: buf, fixedSize: fixed) } catch { throw .invalid("VFIO_DEVICE_GET_INFO: \(error)") }
     }
@@ -236,16 +248,9 @@ public final class VFIOKernelDevice: @unchecked Sendable {
     /// VFIO_DEVICE_GET_REGION_INFO, re-queried with the argsz the kernel asks for when it has capabilities.
     public func regionInfo(_ index: UInt32) throws(VFIOKernelError) -> VFIOKernelRegion {
         guard index < info.numRegions else { throw .invalid("region \(index): the device has \(info.numRegions) regions") }
-        let fixed = VFIOKernelUAPI.size(CSYSTEM_VFIO_REGION_INFO)
-        var buf = VFIOKernelUAPI.regionInfo(index: index, argsz: fixed)
-        var r = system.ioctl(deviceFD, VFIOKernelUAPI.deviceGetRegionInfo, &buf)
-        guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_REGION_INFO \(index)", errno: -r) }
-        let need = Int(ByteReader.le(buf, at: 0, size: 4) ?? 0)
-        if need > fixed {
-            guard need <= Self.maxArgsz else { throw .invalid("VFIO_DEVICE_GET_REGION_INFO \(index): argsz \(need) exceeds \(Self.maxArgsz)") }
-            buf = VFIOKernelUAPI.regionInfo(index: index, argsz: need)
-            r = system.ioctl(deviceFD, VFIOKernelUAPI.deviceGetRegionInfo, &buf)
-            guard r >= 0 else { throw .ioctl(name: "VFIO_DEVICE_GET_REGION_INFO \(index)", errno: -r) }
+        let buf = try Self.infoIoctl(system, deviceFD, VFIOKernelUAPI.deviceGetRegionInfo, "VFIO_DEVICE_GET_REGION_INFO \(index)",
+                                     fixed: VFIOKernelUAPI.size(CSYSTEM_VFIO_REGION_INFO)) {
+            VFIOKernelUAPI.regionInfo(index: index, argsz: $0)
         }
         var region: VFIORegionInfo
         do {
@@ -258,7 +263,7 @@ public final class VFIOKernelDevice: @unchecked Sendable {
         }
         region.index = index
         if region.flags.contains(.mmap) { region.mapping = VFIORegionMapping(fd: deviceFD, fileOffset: region.offset) }
-        return VFIOKernelRegion(info: region, offset: region.offset)
+        return VFIOKernelRegion(info: region)
     }
 
     /// VFIO_DEVICE_GET_IRQ_INFO.
