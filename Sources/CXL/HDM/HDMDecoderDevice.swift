@@ -151,13 +151,15 @@ public struct HDMDecoderDevice: Sendable {
                     at &+= stride
                     if m == n { oneWayEnd = sum }
                 }
-                at = origin &+ first
-                for _ in 0...n where oneWayEnd == nil {
-                    let size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ sizeAt, as: UInt64.self)) & pairMask
-                    let skip = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ skipAt, as: UInt64.self)) & pairMask
-                    let ctl = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ control, as: UInt32.self)))
-                    cursor.allocate(size: size, iw: UInt8(truncatingIfNeeded: (ctl & iwMask) &>> iwShift), dpaSkip: skip)
-                    at &+= stride
+                if oneWayEnd == nil {
+                    at = origin &+ first
+                    for _ in 0...n {
+                        let size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ sizeAt, as: UInt64.self)) & pairMask
+                        let skip = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ skipAt, as: UInt64.self)) & pairMask
+                        let ctl = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ control, as: UInt32.self)))
+                        cursor.allocate(size: size, iw: UInt8(truncatingIfNeeded: (ctl & iwMask) &>> iwShift), dpaSkip: skip)
+                        at &+= stride
+                    }
                 }
             } else if origin >= 0, origin + first + stride * (n + 1) <= words.count {
                 // Decoders 0...n all inside the file: plain loads, no per-load range check,
