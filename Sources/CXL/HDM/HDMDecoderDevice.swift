@@ -181,9 +181,20 @@ public struct HDMDecoderDevice: Sendable {
                                     dpaSkip: words.address(at + p.skipLow, at + p.skipHigh))
                 }
             }
-            let d = words.programming(n)
-            let previous = n > 0 ? words.programming(n - 1) : nil
-            let previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & committed != 0
+            let d: DecoderProgramming, previous: DecoderProgramming?, previousCommitted: Bool
+            if origin >= 0, origin + first + stride * (n + 1) <= words.count {
+                // Decoders n-1 and n inside the file (checked): their registers without a range check per load.
+                func load(_ offset: Int, _: Int) -> UInt64 {
+                    UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: origin &+ offset, as: UInt32.self)))
+                }
+                d = DecoderProgramming(decoder: n, read: load)
+                previous = n > 0 ? DecoderProgramming(decoder: n - 1, read: load) : nil
+                previousCommitted = n > 0 && load(Self.decoderBase(n - 1) + p.control, 4) & committed != 0
+            } else {
+                d = words.programming(n)
+                previous = n > 0 ? words.programming(n - 1) : nil
+                previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & committed != 0
+            }
             return rules.check(d, index: n, previous: previous, previousCommitted: previousCommitted, dpaEnd: oneWayEnd ?? cursor.end)
         }
     }
