@@ -57,27 +57,32 @@ public enum MSICapability {
     public static let messageAddress = RegisterLayout("Message Address", offset: 0x04, width: 4, [.init("Message Address", 31, 2, .rw)])
     /// 64-bit capable functions only.
     public static let messageUpperAddress = RegisterLayout("Message Upper Address", offset: 0x08, width: 4, [.init("Message Upper Address", 31, 0, .rw)])
-    /// Message Data follows the address: at 0x08, or 0x0C with 64-bit addressing; the rest follow it.
-    public static func messageData(is64Bit: Bool) -> RegisterLayout {
-        RegisterLayout("Message Data", offset: is64Bit ? 0x0C : 0x08, width: 2, [.init("Message Data", 15, 0, .rw)])
+    /// Message Data and the registers after it: at 0x08, or 0x0C with 64-bit addressing.
+    public struct DataRegisters: Sendable {
+        public let messageData: RegisterLayout
+        public let extendedMessageData: RegisterLayout
+        /// With per-vector masking only.
+        public let maskBits: RegisterLayout
+        /// With per-vector masking only.
+        public let pendingBits: RegisterLayout
+
+        init(at offset: Int) {
+            messageData = RegisterLayout("Message Data", offset: offset, width: 2, [.init("Message Data", 15, 0, .rw)])
+            extendedMessageData = RegisterLayout("Extended Message Data", offset: offset + 2, width: 2, [.init("Extended Message Data", 15, 0, .rw)])
+            maskBits = RegisterLayout("Mask Bits", offset: offset + 4, width: 4, [.init("Mask Bits", 31, 0, .rw)])
+            pendingBits = RegisterLayout("Pending Bits", offset: offset + 8, width: 4, [.init("Pending Bits", 31, 0, .ro)])
+        }
     }
-    public static func extendedMessageData(is64Bit: Bool) -> RegisterLayout {
-        RegisterLayout("Extended Message Data", offset: messageData(is64Bit: is64Bit).offset + 2, width: 2, [.init("Extended Message Data", 15, 0, .rw)])
-    }
-    /// With per-vector masking only.
-    public static func maskBits(is64Bit: Bool) -> RegisterLayout {
-        RegisterLayout("Mask Bits", offset: messageData(is64Bit: is64Bit).offset + 4, width: 4, [.init("Mask Bits", 31, 0, .rw)])
-    }
-    /// With per-vector masking only.
-    public static func pendingBits(is64Bit: Bool) -> RegisterLayout {
-        RegisterLayout("Pending Bits", offset: messageData(is64Bit: is64Bit).offset + 8, width: 4, [.init("Pending Bits", 31, 0, .ro)])
-    }
+    static let dataRegisters32 = DataRegisters(at: 0x08)
+    static let dataRegisters64 = DataRegisters(at: 0x0C)
+    /// The data registers for 32-bit or 64-bit addressing (declared once each, not built per call).
+    public static func dataRegisters(is64Bit: Bool) -> DataRegisters { is64Bit ? dataRegisters64 : dataRegisters32 }
 
     public static func layout(is64Bit: Bool, perVectorMasking: Bool) -> RegisterBlockLayout {
-        RegisterBlockLayout(CapabilityID.msi.name, capabilityHeaderRegisters + [messageControl, messageAddress]
-            + (is64Bit ? [messageUpperAddress] : [])
-            + [messageData(is64Bit: is64Bit), extendedMessageData(is64Bit: is64Bit)]
-            + (perVectorMasking ? [maskBits(is64Bit: is64Bit), pendingBits(is64Bit: is64Bit)] : []))
+        let data = dataRegisters(is64Bit: is64Bit)
+        return RegisterBlockLayout(CapabilityID.msi.name, capabilityHeaderRegisters + [messageControl, messageAddress]
+            + (is64Bit ? [messageUpperAddress] : []) + [data.messageData, data.extendedMessageData]
+            + (perVectorMasking ? [data.maskBits, data.pendingBits] : []))
     }
 }
 

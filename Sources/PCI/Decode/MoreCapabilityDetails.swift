@@ -8,13 +8,12 @@ extension PCIDecoder {
     func msiDetails(_ o: Int, _ c: ConfigSpace) -> [String] {
         guard let control = c.read(MSICapability.messageControl, base: o) else { return [] }
         let is64 = MSICapability.Control.is64Bit.extract(control) == 1
-        guard let lo = c.read(MSICapability.messageAddress, base: o),
-              let data = c.read(MSICapability.messageData(is64Bit: is64), base: o) else { return [] }
+        let regs = MSICapability.dataRegisters(is64Bit: is64)
+        guard let lo = c.read(MSICapability.messageAddress, base: o), let data = c.read(regs.messageData, base: o) else { return [] }
         let hi = is64 ? hex(c.read(MSICapability.messageUpperAddress, base: o) ?? 0, digits: 8) : ""
         var out = ["\t\tAddress: \(hi)\(hex(lo, digits: 8))  Data: \(hex(data, digits: 4))"]
         if MSICapability.Control.perVectorMasking.extract(control) == 1 {
-            guard let mask = c.read(MSICapability.maskBits(is64Bit: is64), base: o),
-                  let pending = c.read(MSICapability.pendingBits(is64Bit: is64), base: o) else { return out }
+            guard let mask = c.read(regs.maskBits, base: o), let pending = c.read(regs.pendingBits, base: o) else { return out }
             out.append("\t\tMasking: \(hex(mask, digits: 8))  Pending: \(hex(pending, digits: 8))")
         }
         return out
