@@ -80,6 +80,20 @@ struct DeviceCommitCheckTests {
     @Test(arguments: [UInt64(0x13C0_0001), 0x13C0_0002, 0x13C0_0003])
     func matchesTheRulesOverEveryDecoder(seed: UInt64) {
         print("DeviceCommitCheckTests seed \(String(seed, radix: 16))")
+        Self.compare(seed: seed, oneWayChance: 0)
+    }
+
+    /// The same with most decoders 1-way (IW 0, as firmware and Linux program them), so the
+    /// check's 1-way pass (the DPA end as the saturating sum of skips and sizes) decides most
+    /// answers and the general pass takes over wherever some decoder below is interleaved.
+    @Test(arguments: [UInt64(0x13C0_1001), 0x13C0_1002, 0x13C0_1003])
+    func matchesTheRulesWhenMostDecodersAreOneWay(seed: UInt64) {
+        print("DeviceCommitCheckTests one-way seed \(String(seed, radix: 16))")
+        Self.compare(seed: seed, oneWayChance: 7)
+    }
+
+    /// Random images as described above; each decoder's IW is cleared with probability `oneWayChance` / 8.
+    static func compare(seed: UInt64, oneWayChance: UInt64) {
         var rng = SplitMix64(state: seed)
         let decoders = 8, origin = 0x40
         let granules: [UInt64] = [0, 1, 2, 3, 6, 12, 0xF_FFFF_FFFF, 0x8_0000_0000]
@@ -96,7 +110,9 @@ struct DeviceCommitCheckTests {
                 for (reg, v) in zip(r.programming, [base, base >> 32, size, size >> 32, skip, skip >> 32]) {
                     file.store(origin + reg.offset, width: 4, value: (v & 0xFFFF_FFFF) | (rng.next() & 0x0FFF_FFFF))
                 }
-                file.store(origin + r.control.offset, width: 4, value: rng.next() & 0xFFFF_FFFF)
+                var control = rng.next() & 0xFFFF_FFFF
+                if oneWayChance > 0, rng.next() % 8 < oneWayChance { control &= ~HDMDecoderCapability.Control.iw.mask }
+                file.store(origin + r.control.offset, width: 4, value: control)
             }
             let rules = HDMCommitRules(threeSixTwelveWay: Bool.random(using: &rng), sixteenWay: Bool.random(using: &rng),
                                        a11to8: Bool.random(using: &rng), a14to12: Bool.random(using: &rng),

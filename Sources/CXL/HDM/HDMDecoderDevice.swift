@@ -151,13 +151,15 @@ public struct HDMDecoderDevice: Sendable {
                     at &+= stride
                     if m == n { oneWayEnd = sum }
                 }
-                at = origin &+ first
-                for _ in 0...n where oneWayEnd == nil {
-                    let size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ sizeAt, as: UInt64.self)) & pairMask
-                    let skip = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ skipAt, as: UInt64.self)) & pairMask
-                    let ctl = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ control, as: UInt32.self)))
-                    cursor.allocate(size: size, iw: UInt8(truncatingIfNeeded: (ctl & iwMask) &>> iwShift), dpaSkip: skip)
-                    at &+= stride
+                if oneWayEnd == nil {
+                    at = origin &+ first
+                    for _ in 0...n {
+                        let size = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ sizeAt, as: UInt64.self)) & pairMask
+                        let skip = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ skipAt, as: UInt64.self)) & pairMask
+                        let ctl = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at &+ control, as: UInt32.self)))
+                        cursor.allocate(size: size, iw: UInt8(truncatingIfNeeded: (ctl & iwMask) &>> iwShift), dpaSkip: skip)
+                        at &+= stride
+                    }
                 }
             } else if origin >= 0, origin + first + stride * (n + 1) <= words.count {
                 // Decoders 0...n all inside the file: plain loads, no per-load range check,
@@ -179,9 +181,20 @@ public struct HDMDecoderDevice: Sendable {
                                     dpaSkip: words.address(at + p.skipLow, at + p.skipHigh))
                 }
             }
-            let d = words.programming(n)
-            let previous = n > 0 ? words.programming(n - 1) : nil
-            let previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & committed != 0
+            let d: DecoderProgramming, previous: DecoderProgramming?, previousCommitted: Bool
+            if origin >= 0, origin + first + stride * (n + 1) <= words.count {
+                // Decoders n-1 and n inside the file (checked): their registers without a range check per load.
+                func load(_ offset: Int, _: Int) -> UInt64 {
+                    UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: origin &+ offset, as: UInt32.self)))
+                }
+                d = DecoderProgramming(decoder: n, read: load)
+                previous = n > 0 ? DecoderProgramming(decoder: n - 1, read: load) : nil
+                previousCommitted = n > 0 && load(Self.decoderBase(n - 1) + p.control, 4) & committed != 0
+            } else {
+                d = words.programming(n)
+                previous = n > 0 ? words.programming(n - 1) : nil
+                previousCommitted = n > 0 && words.load(Self.decoderBase(n - 1) + p.control) & committed != 0
+            }
             return rules.check(d, index: n, previous: previous, previousCommitted: previousCommitted, dpaEnd: oneWayEnd ?? cursor.end)
         }
     }
