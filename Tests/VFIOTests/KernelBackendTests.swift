@@ -113,6 +113,22 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         }
     }
 
+    /// An info as a device describes it (capabilities, no `cap_offset`: that is the transport's) encodes to bytes that
+    /// decode to the same capabilities: `cap_offset` and every `next` name where the encoder put the chain.
+    @Test func deviceDescribedInfosEncodeAReadableChain() throws {
+        let caps = [VFIORegionTypeCapability(type: 7, subtype: 9).capability, VFIORegionTypeCapability(type: 3, subtype: 1).capability]
+        let region = VFIORegionInfo(index: 2, flags: [.read, .caps], size: 0x1000, capabilities: caps)
+        let r = region.encode()
+        #expect(Array(r[12..<16]) == le32(UInt32(VFIORegionInfo.size)))
+        #expect(try VFIORegionInfo(decoding: r).capabilities == caps)
+        let device = VFIODeviceInfo(flags: [.pci, .caps], numRegions: 9, numIRQs: 5, capabilities: caps)
+        let d = device.encode()
+        #expect(Array(d[16..<20]) == le32(UInt32(VFIODeviceInfo.sizeWithCaps)))
+        #expect(try VFIODeviceInfo(decoding: d).capabilities == caps)
+        // A reply that leaves the chain out (the caller's argsz was too small) keeps `cap_offset` as given: 0.
+        #expect(Array(VFIORegionInfo(argsz: 80, flags: [.read, .caps], index: 2, size: 0x1000).encode()[12..<16]) == le32(0))
+    }
+
     /// Each field lands at the C struct's offsetof.
     @Test func fieldsAtTheKernelOffsets() {
         func off(_ s: csystem_vfio_struct, _ f: Int32) -> Int { Int(csystem_vfio_field_offset(Int32(s.rawValue), f)) }
