@@ -35,11 +35,13 @@ public struct VFIODeviceInfo: Sendable, Equatable {
         self.argsz = argsz; self.flags = flags; self.numRegions = numRegions; self.numIRQs = numIRQs
         self.capOffset = capOffset; self.capabilities = capabilities
     }
-    /// The fixed part; `cap_offset`, pad and the chain (placed at `sizeWithCaps`) when there is one.
+    /// The fixed part; `cap_offset`, pad and the chain when there is one. The chain goes at `sizeWithCaps`, so that
+    /// is the `cap_offset` written with it (a device-described info has none of its own); without a chain,
+    /// `capOffset` as given.
     public func encode() -> [UInt8] {
         var w = ByteWriter(); w.u32(argsz); w.u32(flags.rawValue); w.u32(numRegions); w.u32(numIRQs)
         if capOffset != 0 || !capabilities.isEmpty {
-            w.u32(capOffset); w.u32(0)
+            w.u32(capabilities.isEmpty ? capOffset : UInt32(Self.sizeWithCaps)); w.u32(0)
             w.append(VFIOCapabilityChain.encode(capabilities, baseOffset: Self.sizeWithCaps))
         }
         return w.bytes
@@ -87,9 +89,13 @@ public struct VFIORegionInfo: Sendable, Equatable {
     /// An absent region: size 0, no flags (vfio-pci reports unimplemented BARs this way).
     public static func empty(_ index: UInt32) -> VFIORegionInfo { VFIORegionInfo(index: index, flags: [], size: 0) }
 
+    /// The fixed part, then the chain when there is one. The chain goes right after the fixed part, so `cap_offset`
+    /// and every `next` are written as that place (a device-described info has no `cap_offset` of its own); without
+    /// a chain, `capOffset` as given.
     public func encode() -> [UInt8] {
-        var w = ByteWriter(); w.u32(argsz); w.u32(flags.rawValue); w.u32(index); w.u32(capOffset); w.u64(size); w.u64(offset)
-        if !capabilities.isEmpty { w.append(VFIOCapabilityChain.encode(capabilities, baseOffset: Int(capOffset))) }
+        let chainAt = capabilities.isEmpty ? capOffset : UInt32(Self.size)
+        var w = ByteWriter(); w.u32(argsz); w.u32(flags.rawValue); w.u32(index); w.u32(chainAt); w.u64(size); w.u64(offset)
+        if !capabilities.isEmpty { w.append(VFIOCapabilityChain.encode(capabilities, baseOffset: Self.size)) }
         return w.bytes
     }
     /// The fields of `bytes` and, when `VFIO_REGION_INFO_FLAG_CAPS` is set and `cap_offset` is not 0, the capability

@@ -319,11 +319,11 @@ struct LspciDifferentialTests {
 struct LspciCapabilityDifferentialTests {
     /// Random contents for MSI and the extended capabilities cxlkit details (AER, ACS,
     /// ARI, ATS, PRI, PASID, SR-IOV, LTR, Secondary PCIe, L1 PM Substates, PTM, DPC,
-    /// TPH, DOE, Resizable BAR): lspci's and cxlkit's lines must be equal.
+    /// TPH, DOE, Resizable BAR, DSN and vendor-specific titles): lspci's and cxlkit's lines must be equal.
     @Test(.enabled(if: Lspci.live, Lspci.skipReason), arguments: [11, 12, 13, 14, 15, 16, 17, 18])
     func randomCapabilities(seed: UInt64) throws {
         var rng = SplitMix64(state: seed &* 0x9E37_79B9)
-        let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03, 0x15, 0x24, 0x15, 0x02, 0x09, 0x05, 0x12, 0x07]
+        let ids: [UInt16] = [0x01, 0x0D, 0x0E, 0x0F, 0x13, 0x1B, 0x10, 0x18, 0x19, 0x1E, 0x1F, 0x1D, 0x17, 0x2E, 0x03, 0x15, 0x24, 0x15, 0x02, 0x09, 0x05, 0x12, 0x07, 0x0B]
         var functions: [ConfigSpace] = []
         for n in 0..<48 {
             let type: UInt64 = [0, 4, 6, 9][n % 4]

@@ -113,20 +113,46 @@ struct StateFileTests {
         #expect(throws: CXLStateError.invalidSnapshot("\(other.displayName) appears twice")) { try s.validate() }
     }
 
-    /// Names the catalog lacks are interned for the life of the process, so decoding stops
-    /// interning new ones at the table's limit (a clear DecodingError), while catalog names and
-    /// foreign names already held still decode. A private table stands in for the shared one.
-    @Test func foreignNamesStopAtTheTableLimit() throws {
-        let table = ForeignRegisterNames(limit: 2)
-        func decode(_ block: String, _ register: String) throws -> StateRegisterName {
-            try StateRegisterName.decoded(block: block, register: register, codingPath: [], table: table)
+    /// Names the catalog lacks are interned for the life of the process, so decoding interns a new one only below
+    /// the decoding limit (task-local, lowered to 0 here for this test's decoding alone). Past it, every JSON form
+    /// that carries a register name fails with a DecodingError: saved register, register key, restore outcome,
+    /// unread register and diff entry. Catalog names and foreign names already held still decode, to their own names.
+    @Test func foreignNamesStopAtTheDecodingLimit() throws {
+        let held = "Hand Made \(UUID())", fresh = "Hand Made \(UUID())"
+        let saved = try #require(try snapshot().registers.first)
+        let heldKey = RegisterKey(block: held, register: saved.register)   // interned by code, not by input
+        let samples: [(String, any Codable)] = [
+            ("saved register", saved), ("register key", saved.key),
+            ("restore outcome", RegisterOutcome(name: saved.name, width: 4, saved: 1, action: .written, ok: true)),
+            ("unread register", UnreadRegister(block: saved.block, register: saved.register, reason: "reset")),
+            ("diff entry", CXLStateDiff.Entry(block: saved.block, register: saved.register, width: 4, a: 1, b: 2, note: nil, fields: [])),
+        ]
+        func renamed(_ value: any Codable, _ block: String) throws -> Data {
+            var object = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(value)) as? [String: Any])
+            object["block"] = block
+            return try JSONSerialization.data(withJSONObject: object)
         }
-        _ = try decode("Hand Made", "A")
-        _ = try decode("Hand Made", "B")
-        #expect(throws: DecodingError.self) { try decode("Hand Made", "C") }
-        _ = try decode("Hand Made", "A")
-        let control = try decode(StateCatalog.dvsecBlock, CXLDeviceDVSEC.control.name)
-        #expect(control.catalogID != nil && control.register == CXLDeviceDVSEC.control.name)
+        func decode(_ value: any Codable, _ data: Data) throws -> RegisterKey {
+            let d = JSONDecoder()
+            switch value {
+            case is SavedRegister: return try d.decode(SavedRegister.self, from: data).key
+            case is RegisterKey: return try d.decode(RegisterKey.self, from: data)
+            case is RegisterOutcome: return try d.decode(RegisterOutcome.self, from: data).key
+            case is UnreadRegister: return try d.decode(UnreadRegister.self, from: data).key
+            default: return try d.decode(CXLStateDiff.Entry.self, from: data).key
+            }
+        }
+        try ForeignRegisterNames.$decodingLimit.withValue(0) {
+            for (what, value) in samples {
+                #expect(try decode(value, renamed(value, saved.block)) == saved.key, "\(what)")
+                let key = try decode(value, renamed(value, held))
+                #expect(key == heldKey && key.block == held && key.register == saved.register, "\(what)")
+                #expect(throws: DecodingError.self, "\(what)") { try decode(value, renamed(value, fresh)) }
+            }
+        }
+        // Below the limit the same input decodes, to its own name.
+        let key = try decode(saved.key, renamed(saved.key, fresh))
+        #expect(key.block == fresh && key.register == saved.register && key.name.catalogID == nil)
     }
 
     /// The checksum is no defence against a deliberate edit: a crafted snapshot with

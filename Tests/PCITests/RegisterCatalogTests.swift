@@ -76,6 +76,9 @@ struct RegisterCatalogTests {
             (.processAddressSpaceID, PASIDCapability.layout, 0x08), (.l1PMSubstates, L1PMSubstatesCapability.layout, 0x14),
             (.precisionTimeMeasurement, PTMCapability.layout, 0x0C), (.downstreamPortContainment, DPCCapability.layout, 0x0C),
             (.tphRequester, TPHRequesterCapability.layout, 0x0C), (.singleRootIOV, SRIOVCapability.layout, 0x40),
+            (.dataObjectExchange, DOECapability.layout, 0x10), (.vendorSpecific, VendorSpecificExtendedCapability.layout, 0x08),
+            // AER without the root port registers (0x2C-0x37), which not every function has.
+            (.advancedErrorReporting, AERCapability.layout, 0x2C),
         ]
         var c = ConfigSpace(bytes: [UInt8](repeating: 0, count: 4096))
         for (id, layout, length) in lengths {
@@ -91,6 +94,9 @@ struct RegisterCatalogTests {
         #expect(L1PMSubstatesCapability.control1.field("ASPM L1.2 Enable")?.mask == L1PMSubstatesCapability.Capability.aspmL12.mask)
         #expect(L1PMSubstatesCapability.control1.writableMask == 0xE3FF_FF3F)
         #expect(TPHRequesterCapability.Capability.stTableLocation.mask == 0x600)
+        #expect(AERCapability.capabilityFlags.map(\.lsb) == Array(5...12) && AERCapability.rootStatusFlags.map(\.lsb) == Array(0...6))
+        #expect(AERCapability.errorSourceIdentification.offset == 0x34 && AERCapability.errFatalNonFatalSource.mask == 0xFFFF_0000)
+        #expect(ACSCapability.controlFlags.map(\.lsb) == Array(0...6) && ARICapability.functionGroup.mask == 0x70)
         // Resizable BAR: one Capability/Control pair per BAR, as many as the first Control register says.
         c.write(0x108, width: 4, value: 3 << 5)
         let rebar = CapabilityHeader(space: .extended, id: ExtendedCapabilityID.resizableBAR.rawValue, version: 1, offset: 0x100, next: 0)

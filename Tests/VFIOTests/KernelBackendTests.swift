@@ -113,6 +113,22 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         }
     }
 
+    /// An info as a device describes it (capabilities, no `cap_offset`: that is the transport's) encodes to bytes that
+    /// decode to the same capabilities: `cap_offset` and every `next` name where the encoder put the chain.
+    @Test func deviceDescribedInfosEncodeAReadableChain() throws {
+        let caps = [VFIORegionTypeCapability(type: 7, subtype: 9).capability, VFIORegionTypeCapability(type: 3, subtype: 1).capability]
+        let region = VFIORegionInfo(index: 2, flags: [.read, .caps], size: 0x1000, capabilities: caps)
+        let r = region.encode()
+        #expect(Array(r[12..<16]) == le32(UInt32(VFIORegionInfo.size)))
+        #expect(try VFIORegionInfo(decoding: r).capabilities == caps)
+        let device = VFIODeviceInfo(flags: [.pci, .caps], numRegions: 9, numIRQs: 5, capabilities: caps)
+        let d = device.encode()
+        #expect(Array(d[16..<20]) == le32(UInt32(VFIODeviceInfo.sizeWithCaps)))
+        #expect(try VFIODeviceInfo(decoding: d).capabilities == caps)
+        // A reply that leaves the chain out (the caller's argsz was too small) keeps `cap_offset` as given: 0.
+        #expect(Array(VFIORegionInfo(argsz: 80, flags: [.read, .caps], index: 2, size: 0x1000).encode()[12..<16]) == le32(0))
+    }
+
     /// Each field lands at the C struct's offsetof.
     @Test func fieldsAtTheKernelOffsets() {
         func off(_ s: csystem_vfio_struct, _ f: Int32) -> Int { Int(csystem_vfio_field_offset(Int32(s.rawValue), f)) }
@@ -385,6 +401,23 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         #expect(try k.test!.configRead(0x04, width: 2) == 0x0006)
         _ = try f.barRead(0, offset: 0x100, width: 4)
         #expect(k.regionIO[0] == 2)
+    }
+
+    /// DATA_EVENTFD without eventfds de-assigns `count` vectors, which the ioctl takes as one -1 each: a count past
+    /// the index's vectors (a vfio-user client's, up to 2^32-1: 16 GiB of -1s) is refused before anything is built
+    /// or sent, as the kernel refuses it (vfio_set_irqs_validate_and_prepare); one inside is de-assigned.
+    @Test func deassignPastTheIndexIsRefusedBeforeTheIoctl() throws {
+        let k = try FakeVFIOKernel()
+        let f = try VFIOKernelPCIFunction(device: try open(k))
+        for (start, count) in [(0, 5), (3, 2), (1, 1 << 16), (4, 1)] as [(UInt32, UInt32)] {
+            #expect(throws: VFIOError.self, "\(start)+\(count)") {
+                try f.forwardIRQs(VFIOIRQSet(index: 2, start: start, count: count, action: .trigger, data: .eventfds([])))
+            }
+        }
+        #expect(throws: VFIOError.self) { try f.forwardIRQs(VFIOIRQSet(index: 9, start: 0, count: 1, action: .trigger, data: .eventfds([]))) }
+        #expect(k.ioctlCalls(VFIOKernelUAPI.deviceSetIRQs).count == 0)
+        try f.forwardIRQs(VFIOIRQSet(index: 2, start: 1, count: 3, action: .trigger, data: .eventfds([])))
+        #expect(k.irqFDs[2] == [-1, -1, -1, -1])
     }
 
     @Test func busResetOfferedWhenTheKernelHasAHotReset() throws {

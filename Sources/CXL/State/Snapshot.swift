@@ -220,6 +220,17 @@ public struct UnreadRegister: Sendable, Hashable, Codable {
     public var key: RegisterKey { RegisterKey(block: block, register: register) }
 }
 
+extension UnreadRegister {
+    private enum ReasonKey: String, CodingKey { case reason }
+    /// `block` and `register` as `StateRegisterName` decodes them (a name the catalog lacks counts against
+    /// `ForeignRegisterNames.decodingLimit`, here and not at the first `key`), then `reason`.
+    public init(from decoder: any Decoder) throws {
+        let name = try StateRegisterName(from: decoder)
+        self.init(block: name.block, register: name.register,
+                  reason: try decoder.container(keyedBy: ReasonKey.self).decode(String.self, forKey: .reason))
+    }
+}
+
 /// The state of one CXL function at one moment: identity, layout and registers in
 /// save order.
 public struct CXLStateSnapshot: Sendable, Hashable, Codable {

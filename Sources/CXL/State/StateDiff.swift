@@ -78,3 +78,16 @@ public struct CXLStateDiff: Sendable, Hashable, Codable {
         try c.encode(quantities, forKey: .quantities)
     }
 }
+
+extension CXLStateDiff.Entry {
+    private enum Keys: String, CodingKey { case width, a, b, note, fields }
+    /// `block` and `register` as `StateRegisterName` decodes them (a name the catalog lacks counts against
+    /// `ForeignRegisterNames.decodingLimit`, here and not at the first `key`), then the other fields.
+    public init(from decoder: any Decoder) throws {
+        let name = try StateRegisterName(from: decoder)
+        let c = try decoder.container(keyedBy: Keys.self)
+        self.init(block: name.block, register: name.register, width: try c.decode(Int.self, forKey: .width),
+                  a: try c.decodeIfPresent(UInt64.self, forKey: .a), b: try c.decodeIfPresent(UInt64.self, forKey: .b),
+                  note: try c.decodeIfPresent(String.self, forKey: .note), fields: try c.decode([FieldChange].self, forKey: .fields))
+    }
+}

@@ -53,15 +53,15 @@ struct StateRegisterName: Sendable, Hashable {
         }
     }
 
-    /// A name read from outside (a state file, a report): as `init(block:register:)`, but a pair the catalog lacks is
-    /// interned only while the process holds fewer than `ForeignRegisterNames.limit` of them, so no input, however
-    /// many files a long-running process reads, grows the table without bound.
-    static func decoded(block: String, register: String, codingPath: [any CodingKey],
-                        table: ForeignRegisterNames = .shared) throws -> StateRegisterName {
+    /// A name read from outside (a state file, a report, a diff): as `init(block:register:)`, but a pair the catalog
+    /// lacks is interned only while the process holds fewer than `ForeignRegisterNames.decodingLimit` of them, so no
+    /// input, however many files a long-running process reads, grows the table without bound.
+    static func decoded(block: String, register: String, codingPath: [any CodingKey]) throws -> StateRegisterName {
         if let id = StateRegisterTable.id(block: block, register: register) { return StateRegisterName(id: UInt32(id)) }
-        guard let id = table.intern(block: block, register: register, limit: table.limit) else {
+        let limit = ForeignRegisterNames.decodingLimit
+        guard let id = ForeignRegisterNames.shared.intern(block: block, register: register, limit: limit) else {
             throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription:
-                "register \"\(register)\" of \"\(block)\": more than \(table.limit) distinct register names outside the catalog"))
+                "register \"\(register)\" of \"\(block)\": more than \(limit) distinct register names outside the catalog"))
         }
         return StateRegisterName(id: id)
     }
@@ -112,14 +112,16 @@ extension StateRegisterName: Codable {
 /// Names of registers the state table does not have, numbered from
 /// `StateRegisterTable.count` up in the order first seen. Only decoding a state file
 /// (or a test) adds to it, one entry per distinct pair of names, which the process
-/// keeps; decoding stops adding at `limit`.
+/// keeps; decoding stops adding at `decodingLimit`. One table: a name's number means
+/// something only in `shared`, which `block` and `register` read.
 final class ForeignRegisterNames: Sendable {
     static let shared = ForeignRegisterNames()
-    /// Most distinct foreign names decoding will intern: for `shared`, 4096, far beyond any
-    /// real file (the catalog has a few hundred registers; a hand-made file adds a handful).
-    let limit: Int
+    /// Most distinct foreign names decoding will intern: 4096, far beyond any real file
+    /// (the catalog has a few hundred registers; a hand-made file adds a handful). Task-local
+    /// so that a test can lower it for its own decoding only.
+    @TaskLocal static var decodingLimit = 4096
 
-    init(limit: Int = 4096) { self.limit = limit }
+    private init() {}
 
     private struct Table {
         var names: [(block: String, register: String)] = []

@@ -27,7 +27,8 @@ public enum DeviceSerialNumberCapability {
 
 /// Advanced Error Reporting (PCIe 6.0 §7.8.4).
 public enum AERCapability {
-    static let uncorrectableFields: [RegisterField] = [
+    /// The uncorrectable error bits, in bit order: Status, Mask and Severity have them at the same bits.
+    public static let uncorrectableFields: [RegisterField] = [
         .init("Data Link Protocol Error", bit: 4, .rw1cs), .init("Surprise Down Error", bit: 5, .rw1cs),
         .init("Poisoned TLP Received", bit: 12, .rw1cs), .init("Flow Control Protocol Error", bit: 13, .rw1cs),
         .init("Completion Timeout", bit: 14, .rw1cs), .init("Completer Abort", bit: 15, .rw1cs),
@@ -41,7 +42,8 @@ public enum AERCapability {
     static func retyped(_ fields: [RegisterField], _ access: RegisterAccess) -> [RegisterField] {
         fields.map { RegisterField($0.name, $0.msb, $0.lsb, access) }
     }
-    static let correctableFields: [RegisterField] = [
+    /// The correctable error bits, in bit order: Status and Mask have them at the same bits.
+    public static let correctableFields: [RegisterField] = [
         .init("Receiver Error", bit: 0, .rw1cs), .init("Bad TLP", bit: 6, .rw1cs), .init("Bad DLLP", bit: 7, .rw1cs),
         .init("REPLAY_NUM Rollover", bit: 8, .rw1cs), .init("Replay Timer Timeout", bit: 12, .rw1cs),
         .init("Advisory Non-Fatal Error", bit: 13, .rw1cs), .init("Corrected Internal Error", bit: 14, .rw1cs),
@@ -52,13 +54,34 @@ public enum AERCapability {
     public static let uncorrectableSeverity = RegisterLayout("Uncorrectable Error Severity", offset: 0x0C, width: 4, retyped(uncorrectableFields, .rws))
     public static let correctableStatus = RegisterLayout("Correctable Error Status", offset: 0x10, width: 4, correctableFields)
     public static let correctableMask = RegisterLayout("Correctable Error Mask", offset: 0x14, width: 4, retyped(correctableFields, .rws))
-    public static let capabilitiesAndControl = RegisterLayout("Advanced Error Capabilities and Control", offset: 0x18, width: 4, [
-        .init("First Error Pointer", 4, 0, .rws), .init("ECRC Generation Capable", bit: 5, .ro),
-        .init("ECRC Generation Enable", bit: 6, .rws), .init("ECRC Check Capable", bit: 7, .ro),
-        .init("ECRC Check Enable", bit: 8, .rws), .init("Multiple Header Recording Capable", bit: 9, .ro),
-        .init("Multiple Header Recording Enable", bit: 10, .rws), .init("TLP Prefix Log Present", bit: 11, .ro),
-        .init("Completion Timeout Prefix/Header Log Capable", bit: 12, .ro),
-    ])
+    public static let firstErrorPointer = RegisterField("First Error Pointer", 4, 0, .rws)
+    /// Capabilities and Control bits 5-12, in bit order.
+    public static let capabilityFlags: [RegisterField] = [
+        .init("ECRC Generation Capable", bit: 5, .ro), .init("ECRC Generation Enable", bit: 6, .rws),
+        .init("ECRC Check Capable", bit: 7, .ro), .init("ECRC Check Enable", bit: 8, .rws),
+        .init("Multiple Header Recording Capable", bit: 9, .ro), .init("Multiple Header Recording Enable", bit: 10, .rws),
+        .init("TLP Prefix Log Present", bit: 11, .ro), .init("Completion Timeout Prefix/Header Log Capable", bit: 12, .ro),
+    ]
+    public static let capabilitiesAndControl = RegisterLayout("Advanced Error Capabilities and Control", offset: 0x18, width: 4,
+                                                              [firstErrorPointer] + capabilityFlags)
+    /// Root Ports and Root Complex Event Collectors only (§7.8.4.9-11), so not in `layout`.
+    public static let rootCommandFlags: [RegisterField] = [
+        .init("Correctable Error Reporting Enable", bit: 0, .rw), .init("Non-Fatal Error Reporting Enable", bit: 1, .rw),
+        .init("Fatal Error Reporting Enable", bit: 2, .rw),
+    ]
+    public static let rootErrorCommand = RegisterLayout("Root Error Command", offset: 0x2C, width: 4, rootCommandFlags)
+    /// Root Error Status bits 0-6, in bit order.
+    public static let rootStatusFlags: [RegisterField] = [
+        .init("ERR_COR Received", bit: 0, .rw1cs), .init("Multiple ERR_COR Received", bit: 1, .rw1cs),
+        .init("ERR_FATAL/NONFATAL Received", bit: 2, .rw1cs), .init("Multiple ERR_FATAL/NONFATAL Received", bit: 3, .rw1cs),
+        .init("First Uncorrectable Fatal", bit: 4, .rw1cs), .init("Non-Fatal Error Messages Received", bit: 5, .rw1cs),
+        .init("Fatal Error Messages Received", bit: 6, .rw1cs),
+    ]
+    public static let advancedErrorInterruptMessageNumber = RegisterField("Advanced Error Interrupt Message Number", 31, 27, .ro)
+    public static let rootErrorStatus = RegisterLayout("Root Error Status", offset: 0x30, width: 4, rootStatusFlags + [advancedErrorInterruptMessageNumber])
+    public static let errCorSource = RegisterField("ERR_COR Source Identification", 15, 0, .ro)
+    public static let errFatalNonFatalSource = RegisterField("ERR_FATAL/NONFATAL Source Identification", 31, 16, .ro)
+    public static let errorSourceIdentification = RegisterLayout("Error Source Identification", offset: 0x34, width: 4, [errCorSource, errFatalNonFatalSource])
     public static let headerLog = (0..<4).map { RegisterLayout("Header Log \($0)", offset: 0x1C + 4 * $0, width: 4, [.init("Header Log", 31, 0, .ro)]) }
     public static let layout = RegisterBlockLayout(ExtendedCapabilityID.advancedErrorReporting.name, [ExtendedCapabilityHeader.header, uncorrectableStatus,
         uncorrectableMask, uncorrectableSeverity, correctableStatus, correctableMask, capabilitiesAndControl] + headerLog)
@@ -68,23 +91,24 @@ public enum AERCapability {
 public enum ACSCapability {
     static let bits = ["Source Validation", "Translation Blocking", "P2P Request Redirect", "P2P Completion Redirect",
                        "Upstream Forwarding", "P2P Egress Control", "Direct Translated P2P"]
+    /// The seven features' bits 0-6 in Capability, and their enables at the same bits in Control.
+    public static let capabilityFlags = bits.enumerated().map { RegisterField($0.element, bit: $0.offset, .ro) }
+    public static let controlFlags = bits.enumerated().map { RegisterField($0.element + " Enable", bit: $0.offset, .rw) }
     public static let capability = RegisterLayout("ACS Capability", offset: 0x04, width: 2,
-        bits.enumerated().map { RegisterField($0.element, bit: $0.offset, .ro) } + [.init("Egress Control Vector Size", 15, 8, .hwInit)])
-    public static let control = RegisterLayout("ACS Control", offset: 0x06, width: 2,
-        bits.enumerated().map { RegisterField($0.element + " Enable", bit: $0.offset, .rw) })
+                                                  capabilityFlags + [.init("Egress Control Vector Size", 15, 8, .hwInit)])
+    public static let control = RegisterLayout("ACS Control", offset: 0x06, width: 2, controlFlags)
     public static let layout = RegisterBlockLayout(ExtendedCapabilityID.accessControlServices.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
 /// Alternative Routing-ID Interpretation (PCIe 6.0 §7.8.7).
 public enum ARICapability {
-    public static let capability = RegisterLayout("ARI Capability", offset: 0x04, width: 2, [
-        .init("MFVC Function Groups Capability", bit: 0, .ro), .init("ACS Function Groups Capability", bit: 1, .ro),
-        .init("Next Function Number", 15, 8, .ro),
-    ])
-    public static let control = RegisterLayout("ARI Control", offset: 0x06, width: 2, [
-        .init("MFVC Function Groups Enable", bit: 0, .rw), .init("ACS Function Groups Enable", bit: 1, .rw),
-        .init("Function Group", 6, 4, .rw),
-    ])
+    /// MFVC and ACS Function Groups: Capability bits 0-1, and their enables at the same bits in Control.
+    public static let capabilityFlags: [RegisterField] = [.init("MFVC Function Groups Capability", bit: 0, .ro), .init("ACS Function Groups Capability", bit: 1, .ro)]
+    public static let controlFlags: [RegisterField] = [.init("MFVC Function Groups Enable", bit: 0, .rw), .init("ACS Function Groups Enable", bit: 1, .rw)]
+    public static let nextFunctionNumber = RegisterField("Next Function Number", 15, 8, .ro)
+    public static let functionGroup = RegisterField("Function Group", 6, 4, .rw)
+    public static let capability = RegisterLayout("ARI Capability", offset: 0x04, width: 2, capabilityFlags + [nextFunctionNumber])
+    public static let control = RegisterLayout("ARI Control", offset: 0x06, width: 2, controlFlags + [functionGroup])
     public static let layout = RegisterBlockLayout(ExtendedCapabilityID.alternativeRoutingIDInterpretation.name, [ExtendedCapabilityHeader.header, capability, control])
 }
 
@@ -384,6 +408,34 @@ public enum SRIOVCapability {
         systemPageSize] + (0..<6).map(vfBAR) + [vfMigrationStateArrayOffset])
 }
 
+/// Data Object Exchange (PCIe 6.0 §7.9.24); the mailboxes (Write/Read Data Mailbox) are not state and not decoded.
+public enum DOECapability {
+    public static let interruptSupport = RegisterField("DOE Interrupt Support", bit: 0, .ro)
+    public static let interruptMessageNumber = RegisterField("DOE Interrupt Message Number", 11, 1, .ro)
+    public static let capabilities = RegisterLayout("DOE Capabilities", offset: 0x04, width: 4, [interruptSupport, interruptMessageNumber])
+    public static let interruptEnable = RegisterField("DOE Interrupt Enable", bit: 1, .rw)
+    public static let control = RegisterLayout("DOE Control", offset: 0x08, width: 4, [
+        .init("DOE Abort", bit: 0, .rw), interruptEnable, .init("DOE Go", bit: 31, .rw),
+    ])
+    public enum Status {
+        public static let busy = RegisterField("DOE Busy", bit: 0, .ro)
+        public static let interruptStatus = RegisterField("DOE Interrupt Status", bit: 1, .rw1c)
+        public static let error = RegisterField("DOE Error", bit: 2, .ro)
+        public static let dataObjectReady = RegisterField("Data Object Ready", bit: 31, .ro)
+    }
+    public static let status = RegisterLayout("DOE Status", offset: 0x0C, width: 4, [Status.busy, Status.interruptStatus, Status.error, Status.dataObjectReady])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.dataObjectExchange.name, [ExtendedCapabilityHeader.header, capabilities, control, status])
+}
+
+/// Vendor-Specific Extended Capability (PCIe 6.0 §7.9.5): its header; the rest is the vendor's.
+public enum VendorSpecificExtendedCapability {
+    public static let vsecID = RegisterField("VSEC ID", 15, 0, .ro)
+    public static let vsecRev = RegisterField("VSEC Rev", 19, 16, .ro)
+    public static let vsecLength = RegisterField("VSEC Length", 31, 20, .ro)
+    public static let header = RegisterLayout("Vendor-Specific Header", offset: 0x04, width: 4, [vsecID, vsecRev, vsecLength])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.vendorSpecific.name, [ExtendedCapabilityHeader.header, header])
+}
+
 /// The catalog layout for a capability, where one is declared.
 public enum CapabilityCatalog {
     public static func layout(for header: CapabilityHeader, config: ConfigSpace) -> RegisterBlockLayout? {
@@ -416,6 +468,8 @@ public enum CapabilityCatalog {
             case .downstreamPortContainment: return DPCCapability.layout
             case .tphRequester: return TPHRequesterCapability.layout
             case .singleRootIOV: return SRIOVCapability.layout
+            case .dataObjectExchange: return DOECapability.layout
+            case .vendorSpecific: return VendorSpecificExtendedCapability.layout
             case .resizableBAR, .vfResizableBAR:
                 let first = config.read(ResizableBARCapability.control(0), base: header.offset) ?? 0
                 return ResizableBARCapability.layout(name: header.name, count: Int(ResizableBARCapability.Control.numberOfBARs.extract(first)))

@@ -431,15 +431,19 @@ public struct PCIDecoder: Sendable {
 
     public func extendedTitle(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> String {
         let c = ctx.config, o = cap.offset
-        switch cap.id {
-        case 0x03:
-            guard let lo = c.read32(o + 4), let hi = c.read32(o + 8) else { return "Device Serial Number <unreadable>" }
-            let b = [hi >> 24, (hi >> 16) & 0xFF, (hi >> 8) & 0xFF, hi & 0xFF, lo >> 24, (lo >> 16) & 0xFF, (lo >> 8) & 0xFF, lo & 0xFF]
-            return "Device Serial Number " + b.map { hex($0, digits: 2) }.joined(separator: "-")
-        case 0x0B:
-            guard let h = c.read32(o + 4) else { return "Vendor Specific Information: <unreadable>" }
-            return "Vendor Specific Information: ID=\(hex(h & 0xFFFF, digits: 4)) Rev=\((h >> 16) & 0xF) Len=\(hex(h >> 20, digits: 3)) <?>"
-        case 0x23:
+        switch ExtendedCapabilityID(rawValue: cap.id) {
+        case .deviceSerialNumber:
+            guard let lo = c.read(DeviceSerialNumberCapability.lower, base: o), let hi = c.read(DeviceSerialNumberCapability.upper, base: o) else {
+                return "Device Serial Number <unreadable>"
+            }
+            // The 64-bit serial number, most significant byte first.
+            let serial = hi << 32 | lo
+            return "Device Serial Number " + stride(from: 56, through: 0, by: -8).map { hex((serial >> UInt64($0)) & 0xFF, digits: 2) }.joined(separator: "-")
+        case .vendorSpecific:
+            typealias V = VendorSpecificExtendedCapability
+            guard let h = c.read(V.header, base: o) else { return "Vendor Specific Information: <unreadable>" }
+            return "Vendor Specific Information: ID=\(hex(V.vsecID.extract(h), digits: 4)) Rev=\(V.vsecRev.extract(h)) Len=\(hex(V.vsecLength.extract(h), digits: 3)) <?>"
+        case .designatedVendorSpecific:
             guard let h = DVSECInstance(config: c, offset: o) else { return "Designated Vendor-Specific: <unreadable>" }
             let base = "Designated Vendor-Specific: Vendor=\(hex(h.vendorID, digits: 4)) ID=\(hex(h.dvsecID, digits: 4)) Rev=\(h.revision) Len=\(h.length)"
             if let d = dvsecDecoders[h.vendorID] { return base + d.titleSuffix(h, context: ctx) }
@@ -452,41 +456,46 @@ public struct PCIDecoder: Sendable {
     func extendedDetails(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> [String] {
         let c = ctx.config, o = cap.offset
         if let more = moreExtendedDetails(cap, ctx) { return more }
-        switch cap.id {
-        case 0x01:
-            guard let ues = c.read32(o + 4), let uem = c.read32(o + 8), let uesv = c.read32(o + 12),
-                  let ces = c.read32(o + 16), let cem = c.read32(o + 20), let capc = c.read32(o + 24) else { return [] }
-            func ue(_ l: UInt32) -> String {
-                "DLP\(flag(l, 1 << 4)) SDES\(flag(l, 1 << 5)) TLP\(flag(l, 1 << 12)) FCP\(flag(l, 1 << 13)) CmpltTO\(flag(l, 1 << 14)) CmpltAbrt\(flag(l, 1 << 15)) UnxCmplt\(flag(l, 1 << 16)) RxOF\(flag(l, 1 << 17)) MalfTLP\(flag(l, 1 << 18)) ECRC\(flag(l, 1 << 19)) UnsupReq\(flag(l, 1 << 20)) ACSViol\(flag(l, 1 << 21))"
-            }
-            func ce(_ l: UInt32) -> String {
-                "RxErr\(flag(l, 1)) BadTLP\(flag(l, 1 << 6)) BadDLLP\(flag(l, 1 << 7)) Rollover\(flag(l, 1 << 8)) Timeout\(flag(l, 1 << 12)) AdvNonFatalErr\(flag(l, 1 << 13))"
-            }
-            let log = (0..<4).map { hex(c.read32(o + 0x1C + 4 * $0) ?? 0, digits: 8) }.joined(separator: " ")
+        switch ExtendedCapabilityID(rawValue: cap.id) {
+        case .advancedErrorReporting:
+            typealias A = AERCapability
+            guard let ues = c.read(A.uncorrectableStatus, base: o), let uem = c.read(A.uncorrectableMask, base: o),
+                  let uesv = c.read(A.uncorrectableSeverity, base: o), let ces = c.read(A.correctableStatus, base: o),
+                  let cem = c.read(A.correctableMask, base: o), let capc = c.read(A.capabilitiesAndControl, base: o) else { return [] }
+            // lspci names the first twelve uncorrectable and six correctable errors, in bit order.
+            let ueLabels = ["DLP", "SDES", "TLP", "FCP", "CmpltTO", "CmpltAbrt", "UnxCmplt", "RxOF", "MalfTLP", "ECRC", "UnsupReq", "ACSViol"]
+            func ue(_ l: UInt64) -> String { Self.flags(l, Array(zip(ueLabels, A.uncorrectableFields))) }
+            func ce(_ l: UInt64) -> String { Self.flags(l, Array(zip(["RxErr", "BadTLP", "BadDLLP", "Rollover", "Timeout", "AdvNonFatalErr"], A.correctableFields))) }
+            let capabilityFlags = Array(zip(["ECRCGenCap", "ECRCGenEn", "ECRCChkCap", "ECRCChkEn", "MultHdrRecCap", "MultHdrRecEn", "TLPPfxPres", "HdrLogCap"],
+                                            A.capabilityFlags))
+            let log = A.headerLog.map { hex(c.read($0, base: o) ?? 0, digits: 8) }.joined(separator: " ")
             return ["\t\tUESta:\t" + ue(ues), "\t\tUEMsk:\t" + ue(uem), "\t\tUESvrt:\t" + ue(uesv),
                     "\t\tCESta:\t" + ce(ces), "\t\tCEMsk:\t" + ce(cem),
-                    "\t\tAERCap:\tFirst Error Pointer: \(hex(capc & 0x1F, digits: 2)), ECRCGenCap\(flag(capc, 1 << 5)) ECRCGenEn\(flag(capc, 1 << 6)) ECRCChkCap\(flag(capc, 1 << 7)) ECRCChkEn\(flag(capc, 1 << 8))",
-                    "\t\t\tMultHdrRecCap\(flag(capc, 1 << 9)) MultHdrRecEn\(flag(capc, 1 << 10)) TLPPfxPres\(flag(capc, 1 << 11)) HdrLogCap\(flag(capc, 1 << 12))",
+                    "\t\tAERCap:\tFirst Error Pointer: \(hex(A.firstErrorPointer.extract(capc), digits: 2)), " + Self.flags(capc, Array(capabilityFlags.prefix(4))),
+                    "\t\t\t" + Self.flags(capc, Array(capabilityFlags.dropFirst(4))),
                     "\t\tHeaderLog: " + log] + aerRootLines(o, ctx)
-        case 0x0D:
-            guard let cp = c.read16(o + 4), let ct = c.read16(o + 6) else { return [] }
-            func acs(_ w: UInt16) -> String {
-                "SrcValid\(flag(w, 1)) TransBlk\(flag(w, 2)) ReqRedir\(flag(w, 4)) CmpltRedir\(flag(w, 8)) UpstreamFwd\(flag(w, 0x10)) EgressCtrl\(flag(w, 0x20)) DirectTrans\(flag(w, 0x40))"
-            }
-            return ["\t\tACSCap:\t" + acs(cp), "\t\tACSCtl:\t" + acs(ct)]
-        case 0x0E:
-            guard let cp = c.read16(o + 4), let ct = c.read16(o + 6) else { return [] }
-            return ["\t\tARICap:\tMFVC\(flag(cp, 1)) ACS\(flag(cp, 2)), Next Function: \(cp >> 8)",
-                    "\t\tARICtl:\tMFVC\(flag(ct, 1)) ACS\(flag(ct, 2)), Function Group: \((ct >> 4) & 7)"]
-        case 0x2E:
-            guard let dc = c.read32(o + 4), let ctl = c.read32(o + 8), let st = c.read32(o + 0xC) else { return [] }
-            var out = ["\t\tDOECap: IntSup\(flag(dc, 1))"]
-            if dc & 1 != 0 { out.append("\t\t\tInterrupt Message Number \(hex((dc >> 1) & 0x7FF, digits: 3))") }
-            out.append("\t\tDOECtl: IntEn\(flag(ctl, 2))")
-            // lspci 3.9 tests bits 0-1 for Error (the real DOE Error bit is 2).
-            out.append("\t\tDOESta: Busy\(flag(st, 1)) IntSta\(flag(st, 2)) Error\(flag(st, 3)) ObjectReady\(flag(st, 0x8000_0000))")
+        case .accessControlServices:
+            guard let cp = c.read(ACSCapability.capability, base: o), let ct = c.read(ACSCapability.control, base: o) else { return [] }
+            let labels = ["SrcValid", "TransBlk", "ReqRedir", "CmpltRedir", "UpstreamFwd", "EgressCtrl", "DirectTrans"]
+            return ["\t\tACSCap:\t" + Self.flags(cp, Array(zip(labels, ACSCapability.capabilityFlags))),
+                    "\t\tACSCtl:\t" + Self.flags(ct, Array(zip(labels, ACSCapability.controlFlags)))]
+        case .alternativeRoutingIDInterpretation:
+            typealias A = ARICapability
+            guard let cp = c.read(A.capability, base: o), let ct = c.read(A.control, base: o) else { return [] }
+            return ["\t\tARICap:\t" + Self.flags(cp, Array(zip(["MFVC", "ACS"], A.capabilityFlags))) + ", Next Function: \(A.nextFunctionNumber.extract(cp))",
+                    "\t\tARICtl:\t" + Self.flags(ct, Array(zip(["MFVC", "ACS"], A.controlFlags))) + ", Function Group: \(A.functionGroup.extract(ct))"]
+        case .dataObjectExchange:
+            typealias D = DOECapability
+            guard let dc = c.read(D.capabilities, base: o), let ctl = c.read(D.control, base: o), let st = c.read(D.status, base: o) else { return [] }
+            var out = ["\t\tDOECap: " + Self.flags(dc, [("IntSup", D.interruptSupport)])]
+            if D.interruptSupport.extract(dc) != 0 { out.append("\t\t\tInterrupt Message Number \(hex(D.interruptMessageNumber.extract(dc), digits: 3))") }
+            out.append("\t\tDOECtl: " + Self.flags(ctl, [("IntEn", D.interruptEnable)]))
+            // lspci 3.9 tests bits 0-1 (Busy, Interrupt Status) for Error; DOE Error is bit 2.
+            let lspciError = D.Status.busy.mask | D.Status.interruptStatus.mask
+            out.append("\t\tDOESta: " + Self.flags(st, [("Busy", D.Status.busy), ("IntSta", D.Status.interruptStatus)]) + " Error\(flag(st, lspciError)) "
+                + Self.flags(st, [("ObjectReady", D.Status.dataObjectReady)]))
             return out
-        case 0x23:
+        case .designatedVendorSpecific:
             guard let h = DVSECInstance(config: c, offset: o), let d = dvsecDecoders[h.vendorID] else { return [] }
             return d.textLines(h, context: ctx)
         default: return []
@@ -496,12 +505,16 @@ public struct PCIDecoder: Sendable {
     /// Root Error Command/Status and Error Source Identification (PCIe 6.0 §7.8.4.9-11),
     /// printed by lspci for Root Ports and Root Complex Event Collectors.
     func aerRootLines(_ o: Int, _ ctx: DecodeContext) -> [String] {
-        guard let t = ctx.devicePortType, t == 4 || t == 10, let cmd = ctx.config.read32(o + 0x2C),
-              let st = ctx.config.read32(o + 0x30), let cor = ctx.config.read16(o + 0x34), let src = ctx.config.read16(o + 0x36) else { return [] }
-        return ["\t\tRootCmd: CERptEn\(flag(cmd, 1)) NFERptEn\(flag(cmd, 2)) FERptEn\(flag(cmd, 4))",
-                "\t\tRootSta: CERcvd\(flag(st, 1)) MultCERcvd\(flag(st, 2)) UERcvd\(flag(st, 4)) MultUERcvd\(flag(st, 8))",
-                "\t\t\t FirstFatal\(flag(st, 0x10)) NonFatalMsg\(flag(st, 0x20)) FatalMsg\(flag(st, 0x40)) IntMsg \(st >> 27)",
-                "\t\tErrorSrc: ERR_COR: \(hex(cor, digits: 4)) ERR_FATAL/NONFATAL: \(hex(src, digits: 4))"]
+        typealias A = AERCapability
+        let c = ctx.config
+        guard let t = ctx.devicePortType.flatMap({ PCIExpressCapability.DevicePortType(rawValue: UInt64($0)) }),
+              t == .rootPort || t == .rootComplexEventCollector, let cmd = c.read(A.rootErrorCommand, base: o),
+              let st = c.read(A.rootErrorStatus, base: o), let src = c.read(A.errorSourceIdentification, base: o) else { return [] }
+        let status = Array(zip(["CERcvd", "MultCERcvd", "UERcvd", "MultUERcvd", "FirstFatal", "NonFatalMsg", "FatalMsg"], A.rootStatusFlags))
+        return ["\t\tRootCmd: " + Self.flags(cmd, Array(zip(["CERptEn", "NFERptEn", "FERptEn"], A.rootCommandFlags))),
+                "\t\tRootSta: " + Self.flags(st, Array(status.prefix(4))),
+                "\t\t\t " + Self.flags(st, Array(status.dropFirst(4))) + " IntMsg \(A.advancedErrorInterruptMessageNumber.extract(st))",
+                "\t\tErrorSrc: ERR_COR: \(hex(A.errCorSource.extract(src), digits: 4)) ERR_FATAL/NONFATAL: \(hex(A.errFatalNonFatalSource.extract(src), digits: 4))"]
     }
 
     // MARK: JSON
