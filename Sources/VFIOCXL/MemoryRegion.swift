@@ -31,9 +31,11 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
         var st = stat()
         let size = memory.memorySize, at = memory.memoryFileOffset
         let (end, o) = at.addingReportingOverflow(size)
-        if size > 0, size <= UInt64(Int.max), !o, fstat(memory.memoryFD, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
+        // The seal first: the size fstat then reports can no longer shrink (checked the other way round, a holder of
+        // an unsealed fd could truncate it between the two and seal it, and the mapping would reach past its end).
+        if size > 0, size <= UInt64(Int.max), !o, VFIOSharedMemory.sizeIsSealed(fd: memory.memoryFD),
+           fstat(memory.memoryFD, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
            end <= UInt64(max(0, st.st_size)), at % UInt64(sysconf(Int32(_SC_PAGESIZE))) == 0,
-           VFIOSharedMemory.sizeIsSealed(fd: memory.memoryFD),
            let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, memory.memoryFD, off_t(at)), p != MAP_FAILED {
             mapping = p
         } else {

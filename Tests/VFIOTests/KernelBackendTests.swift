@@ -403,6 +403,23 @@ private func io(_ nr: UInt) -> UInt { 0x3B << 8 | nr }
         #expect(k.regionIO[0] == 2)
     }
 
+    /// DATA_EVENTFD without eventfds de-assigns `count` vectors, which the ioctl takes as one -1 each: a count past
+    /// the index's vectors (a vfio-user client's, up to 2^32-1: 16 GiB of -1s) is refused before anything is built
+    /// or sent, as the kernel refuses it (vfio_set_irqs_validate_and_prepare); one inside is de-assigned.
+    @Test func deassignPastTheIndexIsRefusedBeforeTheIoctl() throws {
+        let k = try FakeVFIOKernel()
+        let f = try VFIOKernelPCIFunction(device: try open(k))
+        for (start, count) in [(0, 5), (3, 2), (1, 1 << 16), (4, 1)] as [(UInt32, UInt32)] {
+            #expect(throws: VFIOError.self, "\(start)+\(count)") {
+                try f.forwardIRQs(VFIOIRQSet(index: 2, start: start, count: count, action: .trigger, data: .eventfds([])))
+            }
+        }
+        #expect(throws: VFIOError.self) { try f.forwardIRQs(VFIOIRQSet(index: 9, start: 0, count: 1, action: .trigger, data: .eventfds([]))) }
+        #expect(k.ioctlCalls(VFIOKernelUAPI.deviceSetIRQs).count == 0)
+        try f.forwardIRQs(VFIOIRQSet(index: 2, start: 1, count: 3, action: .trigger, data: .eventfds([])))
+        #expect(k.irqFDs[2] == [-1, -1, -1, -1])
+    }
+
     @Test func busResetOfferedWhenTheKernelHasAHotReset() throws {
         let k = try FakeVFIOKernel()
         k.hotResetDeps = [(7, PCIAddress("0000:01:00.0")!)]

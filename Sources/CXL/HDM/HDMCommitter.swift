@@ -28,8 +28,6 @@ public struct HDMDecoderRegisters: Sendable, Hashable {
     /// Control's index in `HDMDecoderCapability.decoderRegisters(_:endpoint:)` (save order), as `init` takes it;
     /// not `HDMDecoderCapability.controlSlot`, Control's byte offset inside a decoder.
     static let controlIndex = 4
-    /// Registers per decoder (Base Low/High, Size Low/High, Control, DPA Skip or Target List Low/High).
-    static let registerCount = 7
 
     /// The registers programmed before Commit, in the order Linux writes them
     /// (`cxl_decoder_commit`): Base Low/High, Size Low/High, DPA Skip Low/High.

@@ -152,17 +152,24 @@ final class RestoreRun {
         guard case .bar(let bar) = regs[control].space, flat[others].allSatisfy({ regs[$0].space == .bar(bar) }) else {
             return writePosted(flat[others].map { ($0, regs[$0].value) } + [(control, value)])
         }
-        batch.removeAll(keepingCapacity: true)
-        batch.reserveCapacity(others.count + 1)
-        for k in others {
-            let i = flat[k]
-            slots[i].fresh = nil
-            slots[i].action = .written
-            batch.append(PostedBARWrite(offset: regs[i].offset, width: regs[i].width, value: regs[i].value))
+        // The batch keeps its length from decoder to decoder (every decoder has as many
+        // registers): its elements are overwritten in place, not removed and appended.
+        if batch.count != others.count + 1 {
+            batch = [PostedBARWrite](repeating: PostedBARWrite(offset: 0, width: 4, value: 0), count: others.count + 1)
+        }
+        batch.withUnsafeMutableBufferPointer { b in
+            var j = 0
+            for k in others {
+                let i = flat[k]
+                slots[i].fresh = nil
+                slots[i].action = .written
+                b[j] = PostedBARWrite(offset: regs[i].offset, width: regs[i].width, value: regs[i].value)
+                j += 1
+            }
+            b[j] = PostedBARWrite(offset: regs[control].offset, width: regs[control].width, value: value)
         }
         slots[control].fresh = nil
         slots[control].action = .written
-        batch.append(PostedBARWrite(offset: regs[control].offset, width: regs[control].width, value: value))
         do {
             try function.barWritePosted(bar, batch)
             for k in others { slots[flat[k]].written = regs[flat[k]].value }
@@ -236,22 +243,25 @@ final class RestoreRun {
         let space0 = regs[firstIndex].space
         var lo0 = UInt64.max, hi0: UInt64 = 0, count0 = 0
         var spans: [(space: RegisterSpace, lo: UInt64, hi: UInt64, count: Int)] = []
-        for i in indices {
-            let r = regs[i]
-            if r.space == space0 {
-                lo0 = min(lo0, r.offset)
-                hi0 = max(hi0, r.offset + UInt64(r.width))
-                count0 += 1
-                continue
-            }
-            var k = 0
-            while k < spans.count && spans[k].space != r.space { k += 1 }
-            if k == spans.count {
-                spans.append((r.space, r.offset, r.offset + UInt64(r.width), 1))
-            } else {
-                spans[k].lo = min(spans[k].lo, r.offset)
-                spans[k].hi = max(spans[k].hi, r.offset + UInt64(r.width))
-                spans[k].count += 1
+        regs.withUnsafeBufferPointer { all in
+            guard let base = all.baseAddress else { return }
+            for i in indices {
+                let r = base + i
+                if r.pointee.space == space0 {
+                    lo0 = min(lo0, r.pointee.offset)
+                    hi0 = max(hi0, r.pointee.offset + UInt64(r.pointee.width))
+                    count0 += 1
+                    continue
+                }
+                var k = 0
+                while k < spans.count && spans[k].space != r.pointee.space { k += 1 }
+                if k == spans.count {
+                    spans.append((r.pointee.space, r.pointee.offset, r.pointee.offset + UInt64(r.pointee.width), 1))
+                } else {
+                    spans[k].lo = min(spans[k].lo, r.pointee.offset)
+                    spans[k].hi = max(spans[k].hi, r.pointee.offset + UInt64(r.pointee.width))
+                    spans[k].count += 1
+                }
             }
         }
         if !spans.isEmpty { spans.insert((space0, lo0, hi0, count0), at: 0) }
@@ -267,9 +277,16 @@ final class RestoreRun {
                     }
                 } catch { bytes = nil }
                 if let bytes {
+                    // Registers looked at in place; with one space (the usual call) no space test each.
+                    let oneSpace = spans.isEmpty
                     bytes.withUnsafeBytes { raw in
-                        for i in indices where regs[i].space == span.space {
-                            if let v = Self.load(raw, at: Int(regs[i].offset - lo), width: regs[i].width) { found(i, v) }
+                        regs.withUnsafeBufferPointer { all in
+                            guard let base = all.baseAddress else { return }
+                            for i in indices {
+                                let r = base + i
+                                if !oneSpace && r.pointee.space != span.space { continue }
+                                if let v = Self.load(raw, at: Int(r.pointee.offset - lo), width: r.pointee.width) { found(i, v) }
+                            }
                         }
                     }
                     continue
@@ -402,7 +419,6 @@ final class RestoreRun {
         // built, kept from decoder to decoder so its storage is allocated once.
         let function = engine.function, flat = at.decoderOthers
         var batch: [PostedBARWrite] = []
-        batch.reserveCapacity(HDMDecoderRegisters.registerCount)
 
         for (n, d) in at.decoders.enumerated() {
             guard let control = d.control else { continue }
@@ -514,9 +530,11 @@ final class RestoreRun {
         if !unread.isEmpty { readMany(unread, live: false) { i, v in slots[i].fresh = v } }
         for i in indices where checked(i) {
             guard let after = slots[i].fresh else { continue }
-            let r = regs[i]
             slots[i].after = after
-            guard r.value != after, !StateCatalog.equivalent(r.key, r.value, after) else { continue }
+            let saved = regs.withUnsafeBufferPointer { $0[i].value }
+            guard saved != after else { continue }
+            let r = regs[i]
+            guard !StateCatalog.equivalent(r.key, r.value, after) else { continue }
             switch slots[i].action {
             case .lockedKept, .merged:
                 fail(i, "CONFIG_LOCK is set and the hardware holds a different value; locked fields cannot be restored")
@@ -571,10 +589,8 @@ struct SnapshotIndex {
         pciExpress.reserveCapacity(StateCatalog.pciExpressRegisters.count)
         msi.reserveCapacity(8)
         msix.reserveCapacity(1)
-        var controls = [Int?](repeating: nil, count: decoderCount)
-        var barSlots: [Int?] = Array(repeating: nil, count: 6)
+        var decoders = [Decoder](repeating: Decoder(), count: decoderCount)
         var msiControl: Int?
-        var ranges: [Int?] = [nil, nil, nil, nil]
         // Hoisted: the table's size and kinds (statics), and where the decoders are.
         let tableCount = UInt32(StateRegisterTable.count)
         let kinds = StateRegisterTable.kinds
@@ -586,8 +602,11 @@ struct SnapshotIndex {
         // decoder, filled into one scratch buffer (no growing arrays per register):
         // [0, r) config, [r, 2r) MMIO, [2r, 3r) HDM register index, [3r, 4r) its decoder.
         let r = regs.count
-        let scratch = UnsafeMutableBufferPointer<Int>.allocate(capacity: 4 * r)
+        // After them, [4r, 4r + 6) BAR 0-5 and [4r + 6, 4r + 10) the Range Bases (-1: none).
+        let scratch = UnsafeMutableBufferPointer<Int>.allocate(capacity: 4 * r + 10)
         defer { scratch.deallocate() }
+        let barAt = 4 * r, rangeAt = 4 * r + 6
+        for k in barAt ..< rangeAt + 4 { scratch[k] = -1 }
         var configCount = 0, mmioCount = 0, placedCount = 0
         /// An HDM register by location (decoder n, register slot) inside the structure.
         func placeHDM(_ i: Int, _ reg: UnsafePointer<SavedRegister>) {
@@ -596,7 +615,7 @@ struct SnapshotIndex {
             if rel >= first, rel < decodersEnd {
                 let n = Int((rel - first) / stride)
                 if (rel - first) % stride == controlSlot {
-                    controls[n] = i
+                    decoders[n].control = i
                 } else {
                     scratch[2 * r + placedCount] = i
                     scratch[3 * r + placedCount] = n
@@ -633,7 +652,7 @@ struct SnapshotIndex {
                 }
                 switch kinds[Int(id)] {
                 case .command: command = i
-                case .bar(let b): barSlots[b] = i
+                case .bar(let b): scratch[barAt + b] = i
                 case .pciExpress: pciExpress.append(i)
                 case .msiControl: msiControl = i
                 case .msi: msi.append(i)
@@ -641,7 +660,7 @@ struct SnapshotIndex {
                 case .dvsecLock: lock = i
                 case .dvsecControl: control = i
                 case .dvsecControl2: control2 = i
-                case .rangeBase(let k): ranges[k] = i
+                case .rangeBase(let k): scratch[rangeAt + k] = i
                 case .dvsecOther, .hdmCapability: break
                 case .hdmGlobalControl, .decoder: placeHDM(i, reg)
                 }
@@ -650,8 +669,8 @@ struct SnapshotIndex {
         (self.command, self.lock, self.control, self.control2, self.globalControl) = (command, lock, control, control2, globalControl)
         config = Array(scratch[0 ..< configCount])
         mmio = Array(scratch[r ..< r + mmioCount])
-        bars = barSlots.compactMap { $0 }
-        decoders = controls.map { Decoder(control: $0) }
+        bars.reserveCapacity(6)
+        for b in 0..<6 where scratch[barAt + b] >= 0 { bars.append(scratch[barAt + b]) }
         // Every decoder's other registers in one array, grouped by decoder (snapshot order kept).
         // A snapshot from `save()` lists them decoder by decoder already: then the placed
         // order is the grouped order, and one pass finds where each decoder starts.
@@ -685,6 +704,8 @@ struct SnapshotIndex {
         }
         if let msiControl { msi.append(msiControl) }
         (self.pciExpress, self.msi, self.msix) = (pciExpress, msi, msix)
-        rangeBases = (0..<4).compactMap { k in ranges[k].map { ($0, k) } }
+        rangeBases.reserveCapacity(4)
+        for k in 0..<4 where scratch[rangeAt + k] >= 0 { rangeBases.append((scratch[rangeAt + k], k)) }
+        self.decoders = decoders
     }
 }

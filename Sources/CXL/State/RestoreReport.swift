@@ -278,19 +278,41 @@ public struct RestoreReport: Sendable, Hashable, Codable {
 /// (`RestoreReport.Outcomes.recorded`) safe.
 final class RestoreRecord: @unchecked Sendable {
     /// One register's outcome fields, and the two values only the run uses.
+    /// Packed: the five optional values as plain words and one byte of presence bits
+    /// (48 bytes a slot, not 88: a restore walks every slot several times).
     struct Slot {
         var action: RegisterOutcome.Action
         var ok = true
+        private var present: UInt8 = 0
+        private var values: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
+
+        init(action: RegisterOutcome.Action) { self.action = action }
+
         /// The live value read before restoring (`RegisterOutcome.live`).
-        var live: UInt64?
+        var live: UInt64? {
+            get { present & 1 != 0 ? values.0 : nil }
+            set { if let v = newValue { values.0 = v; present |= 1 } else { present &= ~1 } }
+        }
         /// The last value written.
-        var written: UInt64?
+        var written: UInt64? {
+            get { present & 2 != 0 ? values.1 : nil }
+            set { if let v = newValue { values.1 = v; present |= 2 } else { present &= ~2 } }
+        }
         /// The value read back (`RegisterOutcome.after`).
-        var after: UInt64?
+        var after: UInt64? {
+            get { present & 4 != 0 ? values.2 : nil }
+            set { if let v = newValue { values.2 = v; present |= 4 } else { present &= ~4 } }
+        }
         /// A value read after the register's last write: verification does not read again.
-        var fresh: UInt64?
+        var fresh: UInt64? {
+            get { present & 8 != 0 ? values.3 : nil }
+            set { if let v = newValue { values.3 = v; present |= 8 } else { present &= ~8 } }
+        }
         /// Decoder n Control as the batched read before the decoder loop found it.
-        var prefetched: UInt64?
+        var prefetched: UInt64? {
+            get { present & 16 != 0 ? values.4 : nil }
+            set { if let v = newValue { values.4 = v; present |= 16 } else { present &= ~16 } }
+        }
     }
 
     let registers: [SavedRegister]

@@ -309,7 +309,8 @@ public struct CXLStateSnapshot: Sendable, Hashable, Codable {
                 inserted = seenOther.insert(r.name).inserted
             }
             guard inserted else { throw bad("\(r.displayName) appears twice") }
-            guard r.width == 1 || r.width == 2 || r.width == 4, r.offset % UInt64(r.width) == 0 else { throw bad("\(r.displayName): misaligned") }
+            // Widths are powers of two once the first test passes: alignment is a mask, not a division.
+            guard r.width == 1 || r.width == 2 || r.width == 4, r.offset & UInt64(r.width - 1) == 0 else { throw bad("\(r.displayName): misaligned") }
             switch r.space {
             case .config:
                 guard r.offset + UInt64(r.width) <= UInt64(pcieConfigSpaceSize) else { throw bad("\(r.displayName): past config space") }

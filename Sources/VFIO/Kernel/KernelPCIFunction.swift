@@ -259,8 +259,17 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         switch request.data {
         case .none: data = .none
         case .bool(let b): data = .bool(b)
+        case .eventfds(let fds) where fds.isEmpty:
+            // De-assigning takes one -1 per vector: `count` (a peer's, up to 2^32-1) is held to the index's vectors
+            // first, as the kernel holds it (vfio_set_irqs_validate_and_prepare), before it sizes anything.
+            let vectors: UInt32
+            do { vectors = try device.irqInfo(request.index).count } catch { throw error.vfioError }
+            guard UInt64(request.start) + UInt64(request.count) <= UInt64(vectors) else {
+                throw .invalidArgument("SET_IRQS index \(request.index): vectors \(request.start)+\(request.count) exceed \(vectors)")
+            }
+            data = .eventfds(Array(repeating: -1, count: Int(request.count)))
         case .eventfds(let fds):
-            data = .eventfds(fds.isEmpty ? Array(repeating: -1, count: Int(request.count)) : fds.map { $0?.fd ?? -1 })
+            data = .eventfds(fds.map { $0?.fd ?? -1 })
         }
         do {
             try device.setIRQs(index: request.index, start: request.start, count: request.count, action: request.action, data: data)
