@@ -155,24 +155,13 @@ public final class ServedFunction: PCIFunction, @unchecked Sendable {
         aliases = ServedRegionAlias.advertised(by: device)
         address = name
         configSize = Int((try? device.regionInfo(VFIOPCIRegion.config.rawValue).size) ?? UInt64(pcieConfigSpaceSize))
-        var list: [BARDescription] = []
-        var i = 0
-        while i < 6 {
-            let size = (try? device.regionInfo(UInt32(i)).size) ?? 0
-            let raw = (try? device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(PCIHeader.bar(i).offset), count: 4))
-                .map { $0.enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) } } ?? 0
-            let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(raw) == 1
-            let is64 = !isIO && PCIHeader.BAR.memoryType.extract(raw) == 2
-            if size > 0 {
-                list.append(BARDescription(index: i, kind: isIO ? .io : (is64 ? .memory64 : .memory32),
-                                           prefetchable: !isIO && PCIHeader.BAR.prefetchable.extract(raw) == 1, size: size))
-            }
-            i += is64 && size > 0 ? 2 : 1
-        }
-        bars = list
+        bars = BARDescription.list(size: { i in (try? device.regionInfo(UInt32(i)).size) ?? 0 }, register: { i in
+            (try? device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(PCIHeader.bar(i).offset), count: 4))
+                .map(LittleEndian.load) ?? 0
+        })
     }
 
-    static func value(_ bytes: [UInt8]) -> UInt64 { bytes.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) } }
+    static func value(_ bytes: [UInt8]) -> UInt64 { LittleEndian.load(bytes) }
 
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         guard [1, 2, 4].contains(width), offset >= 0, offset % width == 0, offset + width <= configSize else {

@@ -28,10 +28,8 @@ public struct ConfigSpace: Sendable, Hashable {
 
     /// Little-endian read of `width` bytes; `nil` if any byte is past the end.
     public func read(_ offset: Int, width: Int) -> UInt64? {
-        guard offset >= 0, width > 0, width <= 8, offset <= bytes.count - width else { return nil }
-        var v: UInt64 = 0
-        for i in 0..<width { v |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
-        return v
+        guard width > 0 else { return nil }
+        return LittleEndian.load(bytes, at: offset, width: width)
     }
 
     /// Read a catalog register at `base + register.offset`.

@@ -38,10 +38,7 @@ public final class ImagePCIFunction: PCIFunction {
         guard offset >= img.base, offset - img.base <= UInt64(img.bytes.count), UInt64(img.bytes.count) - (offset - img.base) >= UInt64(width) else {
             throw .outOfRange("BAR\(bar) offset 0x\(hex(offset, digits: 1)) outside the captured image")
         }
-        let start = Int(offset - img.base)
-        var v: UInt64 = 0
-        for i in 0..<width { v |= UInt64(img.bytes[start + i]) << UInt64(8 * i) }
-        return v
+        return LittleEndian.load(img.bytes, at: Int(offset - img.base), width: width) ?? 0
     }
 
     public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {

@@ -46,6 +46,29 @@ public struct BARDescription: Sendable, Hashable, Codable {
     }
 }
 
+extension BARDescription {
+    /// The BARs of a Type 0 function whose sizes come from elsewhere (each BAR's VFIO region, as vfio-pci and
+    /// vfio-user report them): a BAR register says I/O or memory, 32- or 64-bit and prefetchable (PCIe 6.0
+    /// §7.5.1.2.1), and a 64-bit BAR takes the next slot too. Size 0 is an unimplemented BAR. Called for BAR 0 ... 5
+    /// in order, `size` before `register`.
+    public static func list<E: Error>(size: (Int) throws(E) -> UInt64, register: (Int) throws(E) -> UInt64) throws(E) -> [BARDescription] {
+        var list: [BARDescription] = []
+        var i = 0
+        while i < 6 {
+            let n = try size(i)
+            let reg = try register(i)
+            let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(reg) == 1
+            let is64 = !isIO && PCIHeader.BAR.memoryType.extract(reg) == PCIHeader.BAR.memoryType64Bit
+            if n > 0 {
+                list.append(BARDescription(index: i, kind: isIO ? .io : (is64 ? .memory64 : .memory32),
+                                           prefetchable: !isIO && PCIHeader.BAR.prefetchable.extract(reg) == 1, size: n))
+            }
+            i += is64 && n > 0 ? 2 : 1
+        }
+        return list
+    }
+}
+
 /// A reset a function or its link can undergo. Values are the names Linux uses in
 /// `/sys/bus/pci/devices/*/reset_method`, plus `link` for a link-down event.
 public struct PCIResetMethod: RawRepresentable, Sendable, Hashable, Codable, CustomStringConvertible {
@@ -151,6 +174,10 @@ public enum LittleEndian {
         for i in 0..<width { v |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
         return v
     }
+
+    /// All of `bytes` (at most eight) as one value: a register read back whole.
+    @inlinable
+    public static func load(_ bytes: [UInt8]) -> UInt64 { load(bytes, at: 0, width: min(bytes.count, 8)) ?? 0 }
 
     /// `value` as `width` bytes, least significant first.
     @inlinable

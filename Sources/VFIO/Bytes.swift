@@ -1,3 +1,5 @@
+import PCI
+
 /// Little-endian byte assembly used by VFIO structures and the vfio-user wire format (vfio-user spec,
 /// "Header": host byte order; this project supports little-endian hosts only).
 public struct ByteWriter: Sendable {
@@ -26,10 +28,7 @@ public struct ByteReader: Sendable {
 
     /// Reads an unsigned little-endian integer of `n` bytes at an absolute offset, or nil when out of bounds.
     public static func le(_ bytes: [UInt8], at offset: Int, size n: Int) -> UInt64? {
-        guard offset >= 0, n >= 0, n <= 8, offset <= bytes.count, bytes.count - offset >= n else { return nil }
-        var v: UInt64 = 0
-        for i in 0..<n { v |= UInt64(bytes[offset + i]) << (8 * UInt64(i)) }
-        return v
+        LittleEndian.load(bytes, at: offset, width: n)
     }
     public func peekU32(at offset: Int) -> UInt32? { Self.le(bytes, at: offset, size: 4).map { UInt32($0) } }
     public func peekU16(at offset: Int) -> UInt16? { Self.le(bytes, at: offset, size: 2).map { UInt16($0) } }

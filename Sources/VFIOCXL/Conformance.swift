@@ -140,8 +140,8 @@ public final class CXLConformContext {
         return d
     }
 
-    static func le32(_ b: [UInt8]) -> UInt32 { b.prefix(4).enumerated().reduce(0) { $0 | UInt32($1.element) << UInt32(8 * $1.offset) } }
-    static func bytes32(_ v: UInt32) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(8 * $0)) } }
+    static func le32(_ b: [UInt8]) -> UInt32 { UInt32(truncatingIfNeeded: LittleEndian.load(Array(b.prefix(4)))) }
+    static func bytes32(_ v: UInt32) -> [UInt8] { LittleEndian.bytes(UInt64(v), width: 4) }
 
     func read32(_ region: UInt32, _ offset: UInt64) throws -> UInt32 {
         let b = try target.read(region: region, offset: offset, count: 4)
@@ -153,10 +153,10 @@ public final class CXLConformContext {
     func config16(_ offset: Int) throws -> UInt16 {
         let b = try target.read(region: Self.configRegion, offset: UInt64(offset), count: 2)
         guard b.count == 2 else { throw fail("short config read at 0x\(String(offset, radix: 16))") }
-        return UInt16(b[0]) | UInt16(b[1]) << 8
+        return UInt16(truncatingIfNeeded: LittleEndian.load(b))
     }
     func writeConfig16(_ offset: Int, _ v: UInt16) throws {
-        try target.write(region: Self.configRegion, offset: UInt64(offset), data: [UInt8(v & 0xFF), UInt8(v >> 8)])
+        try target.write(region: Self.configRegion, offset: UInt64(offset), data: LittleEndian.bytes(UInt64(v), width: 2))
     }
 
     /// Decoder 0 registers through CXL_COMP_REGS (which starts at the HDM Decoder Capability block).
@@ -276,7 +276,7 @@ public enum VFIOCXLConformance {
             guard m.size >= UInt64(sz2M) else { throw CheckSkipped(description: "HDM memory < 2M") }
             var req: [UInt8] = []
             for v in [mi, 0, 0, 1] as [UInt32] { req += CXLConformContext.bytes32(v) }  // region_index, open_flags, flags, nr_ranges
-            for v in [0, UInt64(sz2M)] as [UInt64] { req += (0..<8).map { UInt8(truncatingIfNeeded: v >> UInt64(8 * $0)) } }
+            for v in [0, UInt64(sz2M)] as [UInt64] { req += LittleEndian.bytes(v, width: 8) }
             let flags = VFIODeviceFeatureFlags.get | VFIOCXLUAPI.dmaBufFeature
             if c.target.canMapDMABuf {
                 throw CheckSkipped(description: "IOMMU_IOAS_MAP_FILE of a dma-buf is not implemented in this backend yet")

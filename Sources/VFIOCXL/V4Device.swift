@@ -345,7 +345,7 @@ final class V4CompRegsRegion: VFIORegionAccessHandler, @unchecked Sendable {
         var v = try live32(dword)
         if let o = overlay[dword] { v = o }
         if dword == control0 && faults.contains(.lockHidden) { v &= ~UInt32(HDMDecoderCapability.Control.lockOnCommit.mask) }
-        let bytes = (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt32(8 * $0)) }
+        let bytes = LittleEndian.bytes(UInt64(v), width: 4)
         let start = off - dword
         return (0..<count).map { start + $0 < 4 ? bytes[start + $0] : 0 }
     }
@@ -381,7 +381,7 @@ final class V4BARHDMBlock: VFIORegionAccessHandler, @unchecked Sendable {
         for i in stride(from: 0, to: count, by: 4) {
             let v: UInt64
             do { v = try function.barRead(bar, offset: offset + UInt64(i), width: 4) } catch { throw .system(errno: VFIOErrno.EIO, "\(error)") }
-            out += (0..<4).map { UInt8(truncatingIfNeeded: v >> UInt64(8 * $0)) }
+            out += LittleEndian.bytes(v, width: 4)
         }
         return out
     }

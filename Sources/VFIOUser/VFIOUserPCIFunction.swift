@@ -55,21 +55,8 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         func cfgRead(_ off: Int, _ width: Int) throws(PCIError) -> UInt32 {
             try Self.configRead(client, address, size, off, width)
         }
-        var list: [BARDescription] = []
-        var i = 0
-        while i < 6 {
-            let r = try region(UInt32(i))
-            let reg = UInt64(try cfgRead(PCIHeader.bar(i).offset, 4))
-            let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(reg) == 1
-            let is64 = !isIO && PCIHeader.BAR.memoryType.extract(reg) == 2
-            if r.size > 0 {
-                let kind: BARKind = isIO ? .io : (is64 ? .memory64 : .memory32)
-                let pf = !isIO && PCIHeader.BAR.prefetchable.extract(reg) == 1
-                list.append(BARDescription(index: i, kind: kind, prefetchable: pf, size: r.size))
-            }
-            i += (is64 && r.size > 0) ? 2 : 1
-        }
-        bars = list
+        bars = try BARDescription.list(size: { i throws(PCIError) in try region(UInt32(i)).size },
+                                       register: { i throws(PCIError) in UInt64(try cfgRead(PCIHeader.bar(i).offset, 4)) })
 
         var methods: [PCIResetMethod] = []
         var express: Int? = nil
@@ -79,7 +66,7 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
             var off = 0
             while off < pciConfigSpaceSize {
                 let v = try cfgRead(off, 4)
-                bytes += [UInt8(v & 0xFF), UInt8((v >> 8) & 0xFF), UInt8((v >> 16) & 0xFF), UInt8(v >> 24)]
+                bytes += LittleEndian.bytes(UInt64(v), width: 4)
                 off += 4
             }
             let header = ConfigSpace(bytes: bytes)
@@ -116,11 +103,11 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
     }
 
     private static func littleEndian(_ b: [UInt8]) -> UInt64 {
-        b.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+        LittleEndian.load(b)
     }
 
     private static func bytes(_ value: UInt64, _ width: Int) -> [UInt8] {
-        (0..<width).map { UInt8(truncatingIfNeeded: value >> UInt64(8 * $0)) }
+        LittleEndian.bytes(value, width: width)
     }
 
     // MARK: PCIFunction

@@ -123,10 +123,7 @@ public final class SysfsPCIFunction: PCIFunction {
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         guard [1, 2, 4].contains(width), offset % width == 0 else { throw .badAccess("config read of \(width) bytes at 0x\(hex(offset, digits: 3))") }
         guard offset >= 0, offset + width <= configSize else { throw .outOfRange("config offset 0x\(hex(offset, digits: 3))") }
-        let buf = try preadConfig(offset, count: width)
-        var v: UInt32 = 0
-        for i in 0..<width { v |= UInt32(buf[i]) << UInt32(8 * i) }
-        return v
+        return UInt32(truncatingIfNeeded: LittleEndian.load(try preadConfig(offset, count: width)))
     }
 
     /// Config bytes in one pread of the `config` file.

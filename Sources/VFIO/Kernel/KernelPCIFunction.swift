@@ -63,26 +63,14 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         configSize = cfgRegion.info.size >= UInt64(pcieConfigSpaceSize) ? pcieConfigSpaceSize : pciConfigSpaceSize
         func cfg32(_ off: Int) throws(VFIOKernelError) -> UInt64 {
             let b = try device.read(cfgRegion, offset: UInt64(off), count: 4)
-            return b.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) }
+            return LittleEndian.load(b)
         }
-        var list: [BARDescription] = []
         var regions: [Int: VFIOKernelRegion] = [:]
-        var i = 0
-        while i < 6 {
+        bars = try BARDescription.list(size: { i throws(VFIOKernelError) in
             let r = try device.regionInfo(UInt32(i))
-            let layout = PCIHeader.bar(i)
-            let reg = try cfg32(layout.offset)
-            let isIO = PCIHeader.BAR.memorySpaceIndicator.extract(reg) == 1
-            let is64 = !isIO && PCIHeader.BAR.memoryType.extract(reg) == 2
-            if r.info.size > 0 {
-                let kind: BARKind = isIO ? .io : (is64 ? .memory64 : .memory32)
-                let pf = !isIO && PCIHeader.BAR.prefetchable.extract(reg) == 1
-                list.append(BARDescription(index: i, kind: kind, prefetchable: pf, size: r.info.size))
-                regions[i] = r
-            }
-            i += (is64 && r.info.size > 0) ? 2 : 1
-        }
-        bars = list
+            if r.info.size > 0 { regions[i] = r }
+            return r.info.size
+        }, register: { i throws(VFIOKernelError) in try cfg32(PCIHeader.bar(i).offset) })
         barRegions = regions
         // Extended capabilities vfio-pci hides: walk its config space and the raw one in sysfs (one read each, the
         // one capability walker) and compare the chains.
@@ -127,8 +115,8 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
 
     private func pcieError(_ e: VFIOKernelError) -> PCIError { .io("\(address): \(e)") }
 
-    private static func value(_ b: [UInt8]) -> UInt64 { b.enumerated().reduce(0) { $0 | UInt64($1.element) << UInt64(8 * $1.offset) } }
-    private static func bytes(_ v: UInt64, _ w: Int) -> [UInt8] { (0..<w).map { UInt8(truncatingIfNeeded: v >> UInt64(8 * $0)) } }
+    private static func value(_ b: [UInt8]) -> UInt64 { LittleEndian.load(b) }
+    private static func bytes(_ v: UInt64, _ w: Int) -> [UInt8] { LittleEndian.bytes(v, width: w) }
 
     // MARK: Config
 
