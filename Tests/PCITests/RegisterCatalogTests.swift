@@ -104,6 +104,32 @@ struct RegisterCatalogTests {
         #expect(ResizableBARCapability.control(0).field("Number of Resizable BARs")?.mask == 0xE0)
         #expect(ResizableBARCapability.control(1).field("Number of Resizable BARs") == nil)
     }
+
+    /// The PCI Express capability's handles (PCIe 6.0 §7.5.3) sit at the spec's bits and are the fields of their
+    /// registers, which the lspci detail lines read; Bridge Configuration Retry Enable shares Initiate FLR's bit 15.
+    @Test func pciExpressHandlesAreTheirRegistersFields() {
+        typealias P = PCIExpressCapability
+        #expect(P.layout.length == 0x3C)
+        let placed: [(RegisterField, RegisterLayout, UInt64)] = [
+            (P.Capabilities.slotImplemented, P.capabilities, 0x100), (P.Capabilities.interruptMessageNumber, P.capabilities, 0x3E00),
+            (P.DeviceCapabilities.attentionButtonPresent, P.deviceCapabilities, 0x1000),
+            (P.DeviceCapabilities.capturedSlotPowerLimitScale, P.deviceCapabilities, 0xC00_0000),
+            (P.DeviceControl.maxReadRequestSize, P.deviceControl, 0x7000), (P.DeviceStatus.transactionsPending, P.deviceStatus, 0x20),
+            (P.LinkCapabilities.portNumber, P.linkCapabilities, 0xFF00_0000), (P.LinkControl.readCompletionBoundary, P.linkControl, 0x8),
+            (P.LinkStatus.linkTrainingError, P.linkStatus, 0x400), (P.SlotCapabilities.physicalSlotNumber, P.slotCapabilities, 0xFFF8_0000),
+            (P.SlotControl.powerIndicatorControl, P.slotControl, 0x300), (P.SlotStatus.presenceDetectState, P.slotStatus, 0x40),
+            (P.RootStatus.pmePending, P.rootStatus, 0x2_0000), (P.DeviceCapabilities2.lnSystemCLS, P.deviceCapabilities2, 0xC000),
+            (P.DeviceControl2.obffEnable, P.deviceControl2, 0x6000), (P.LinkCapabilities2.drsSupported, P.linkCapabilities2, 0x8000_0000),
+            (P.LinkControl2.compliancePresetDeEmphasis, P.linkControl2, 0xF000), (P.LinkStatus2.downstreamComponentPresence, P.linkStatus2, 0x7000),
+        ]
+        for (field, register, mask) in placed {
+            #expect(field.mask == mask, "\(field.name)")
+            #expect(register.fields.contains(field), "\(register.name) lacks \(field.name)")
+        }
+        #expect(P.rootControlFlags.map(\.lsb) == Array(0...4) && P.rootControl.fields == P.rootControlFlags)
+        #expect(P.DeviceControl.bridgeConfigurationRetryEnable.mask == P.initiateFLR.mask)
+        #expect(!P.deviceControl.fields.contains(P.DeviceControl.bridgeConfigurationRetryEnable))
+    }
 }
 
 @Suite("Capability walker on hostile config spaces")
