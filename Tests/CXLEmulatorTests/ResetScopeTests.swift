@@ -88,11 +88,11 @@ struct ResetScopeTests {
             for r in s.layout.registers where r.writableMask != 0 {
                 let o = s.offset + r.offset
                 var v: UInt64 = r.widthMask
-                if o == Layout.pciExpress + PCIExpressCapability.deviceControl.offset { v &= ~PCIExpressCapability.deviceControl.field("Initiate Function Level Reset")!.mask }
+                if o == Layout.pciExpress + PCIExpressCapability.deviceControl.offset { v &= ~PCIExpressCapability.initiateFLR.mask }
                 if o == d.cxlDevice + CXLDeviceDVSEC.control2.offset {
                     v &= ~CXLDeviceDVSEC.control2Doorbells
-                    if !c.memClear { v &= ~CXLDeviceDVSEC.control2.field("CXL Reset Mem Clr Enable")!.mask }
-                    if !c.requestPreserve { v &= ~CXLDeviceDVSEC.control2.field("Desired Volatile HDM State after Hot Reset")!.mask }
+                    if !c.memClear { v &= ~CXLDeviceDVSEC.Control2.memClearEnable.mask }
+                    if !c.requestPreserve { v &= ~CXLDeviceDVSEC.Control2.desiredVolatileHDMStateAfterHotReset.mask }
                 }
                 if o == d.cxlDevice + CXLDeviceDVSEC.lock.offset { continue }
                 try dev.configWrite(o, width: r.width, value: UInt32(truncatingIfNeeded: v))

@@ -240,7 +240,7 @@ struct StateEmulatorFaultTests {
         #expect(try CXLStateFile.read(from: path) == before)
         // Caching re-enabled on the failure path too.
         let c2 = try b.device.configRead(before.layout.dvsecOffset + CXLDeviceDVSEC.control2.offset, width: 2)
-        #expect(UInt64(c2) & CXLDeviceDVSEC.control2.field("Disable Caching")!.mask == 0)
+        #expect(UInt64(c2) & CXLDeviceDVSEC.Control2.disableCaching.mask == 0)
     }
 
     @Test func memClearIsPassedToTheDevice() throws {

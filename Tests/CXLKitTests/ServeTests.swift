@@ -345,7 +345,7 @@ struct ServeGuestResetTests {
         req.timeoutMilliseconds = 2000
         #expect(try CXLKit.hdmCommit(fn, req).committed)
         let regs = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
-        let committed = HDMDecoderCapability.control.field("Committed")!
+        let committed = HDMDecoderCapability.Control.committed
         let before = try regs.map { try Self.reg(fn, $0) }
         try fn.reset(.flr)                       // guest FLR: Initiate FLR in Device Control
         #expect(try regs.map { try Self.reg(fn, $0) } == before)
@@ -359,7 +359,7 @@ struct ServeGuestResetTests {
         let fn = try VFIOUserPCIFunction(socketPath: serve.socket)
         defer { fn.close() }
         let global = HDMDecoderCapability.globalControl
-        let enable = global.field("HDM Decoder Enable")!
+        let enable = HDMDecoderCapability.hdmDecoderEnable
         let before = try Self.reg(fn, global)
         #expect(enable.extract(before) == 1)
         try fn.reset(.bus)
@@ -381,7 +381,7 @@ struct ServeDVSECResetTests {
         let dvsec = try #require(CapabilityList(walking: config).dvsecs(in: config).first {
             $0.vendorID == cxlDVSECVendorID && $0.dvsecID == CXLDVSECID.device.rawValue })
         let before = try fn.read(CXLDeviceDVSEC.control, base: dvsec.offset)
-        #expect(CXLDeviceDVSEC.control.field("Mem_Enable")!.extract(before) == 1)
+        #expect(CXLDeviceDVSEC.memEnable.extract(before) == 1)
         try fn.reset(.bus)
         #expect(try fn.read(CXLDeviceDVSEC.control, base: dvsec.offset) == before)
     }

@@ -50,12 +50,12 @@ struct V4DeviceTests {
         let emulated = try EmulatedCXLDevice(profile: p)
         let l = try CXLPassthroughLayout.discover(emulated)
         // Commit decoder 1 on the host after decoder 0 (256 MiB above it).
-        let regs = HDMDecoderCapability.decoderRegisters(1, endpoint: true)
+        let r = HDMDecoderRegisters(1)
         let hdm = l.componentOffset + UInt64(l.hdmOffset)
-        func w(_ i: Int, _ v: UInt64) throws { try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(regs[i].offset), width: 4, value: v) }
-        try w(0, 0x8000_0000); try w(1, 0x40); try w(2, 0x1000_0000); try w(3, 0)
-        try w(4, HDMDecoderCapability.control.field("Commit")!.mask)
-        #expect(try emulated.barRead(l.componentBAR, offset: hdm + UInt64(regs[4].offset), width: 4) & HDMDecoderCapability.control.field("Committed")!.mask != 0)
+        func w(_ reg: RegisterLayout, _ v: UInt64) throws { try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(reg.offset), width: 4, value: v) }
+        try w(r.baseLow, 0x8000_0000); try w(r.baseHigh, 0x40); try w(r.sizeLow, 0x1000_0000); try w(r.sizeHigh, 0)
+        try w(r.control, HDMDecoderCapability.Control.commit.mask)
+        #expect(try emulated.barRead(l.componentBAR, offset: hdm + UInt64(r.control.offset), width: 4) & HDMDecoderCapability.Control.committed.mask != 0)
         var o = VFIOCXLv4Options(); o.logger.logLevel = .critical
         #expect(throws: VFIOCXLError.self) { try VFIOCXLv4Device(function: emulated, memory: emulated, options: o) }
         do { _ = try VFIOCXLv4Device(function: emulated, memory: emulated, options: o) } catch {
@@ -72,14 +72,15 @@ struct V4DeviceTests {
         let l = try CXLPassthroughLayout.discover(emulated)
         let hdm = l.componentOffset + UInt64(l.hdmOffset)
         let global = HDMDecoderCapability.globalControl
-        try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(global.offset), width: 4, value: global.field("HDM Decoder Enable")!.mask)
-        let regs = HDMDecoderCapability.decoderRegisters(0, endpoint: true)
-        func w(_ i: Int, _ v: UInt64) throws { try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(regs[i].offset), width: 4, value: v) }
-        try w(0, 0); try w(1, 0x40); try w(2, size & 0xFFFF_FFFF); try w(3, size >> 32)
-        let control = HDMDecoderCapability.control
-        try w(4, iw << 4 | control.field("Lock On Commit")!.mask | control.field("Commit")!.mask)
-        let ctl = try emulated.barRead(l.componentBAR, offset: hdm + UInt64(regs[4].offset), width: 4)
-        #expect(ctl & control.field("Committed")!.mask != 0, "the device did not commit: 0x\(String(ctl, radix: 16))")
+        try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(global.offset), width: 4, value: HDMDecoderCapability.hdmDecoderEnable.mask)
+        let r = HDMDecoderRegisters(0)
+        func w(_ reg: RegisterLayout, _ v: UInt64) throws { try emulated.barWrite(l.componentBAR, offset: hdm + UInt64(reg.offset), width: 4, value: v) }
+        let sz = SplitAddress(size)
+        try w(r.baseLow, 0); try w(r.baseHigh, 0x40); try w(r.sizeLow, UInt64(sz.low)); try w(r.sizeHigh, UInt64(sz.high))
+        typealias C = HDMDecoderCapability.Control
+        try w(r.control, C.iw.insert(iw, into: 0) | C.lockOnCommit.mask | C.commit.mask)
+        let ctl = try emulated.barRead(l.componentBAR, offset: hdm + UInt64(r.control.offset), width: 4)
+        #expect(ctl & HDMDecoderCapability.Control.committed.mask != 0, "the device did not commit: 0x\(String(ctl, radix: 16))")
         var o = VFIOCXLv4Options(); o.logger.logLevel = .critical
         do {
             _ = try VFIOCXLv4Device(function: emulated, memory: emulated, options: o)
@@ -115,15 +116,15 @@ struct V4DeviceTests {
         let dvsec = d.layout.dvsecOffset
         try d.write(region: mem, offset: 0x2000, data: [1, 2, 3, 4])
         let ctrl2 = CXLDeviceDVSEC.control2
-        let v = ctrl2.field("Initiate CXL Reset")!.mask | ctrl2.field("CXL Reset Mem Clr Enable")!.mask
+        let v = CXLDeviceDVSEC.Control2.initiateCXLReset.mask | CXLDeviceDVSEC.Control2.memClearEnable.mask
         try d.write(region: cfg, offset: UInt64(dvsec + ctrl2.offset), data: [UInt8(v), 0])
         let s2 = try d.read(region: cfg, offset: UInt64(dvsec + CXLDeviceDVSEC.status2.offset), count: 2)
-        #expect(UInt64(s2[0]) & CXLDeviceDVSEC.status2.field("CXL Reset Complete")!.mask != 0)
-        #expect(try d.read(region: cfg, offset: UInt64(dvsec + ctrl2.offset), count: 2)[0] & UInt8(ctrl2.field("Initiate CXL Reset")!.mask) == 0)
+        #expect(UInt64(s2[0]) & CXLDeviceDVSEC.Status2.resetComplete.mask != 0)
+        #expect(try d.read(region: cfg, offset: UInt64(dvsec + ctrl2.offset), count: 2)[0] & UInt8(CXLDeviceDVSEC.Control2.initiateCXLReset.mask) == 0)
         // The device saw nothing: memory intact, its own Control2 without Mem Clr Enable, Status2 without Reset Complete.
         #expect(try emulated.readDPA(0x2000, count: 4) == [1, 2, 3, 4])
-        #expect(try emulated.read(ctrl2, base: dvsec) & ctrl2.field("CXL Reset Mem Clr Enable")!.mask == 0)
-        #expect(try emulated.read(CXLDeviceDVSEC.status2, base: dvsec) & CXLDeviceDVSEC.status2.field("CXL Reset Complete")!.mask == 0)
+        #expect(try emulated.read(ctrl2, base: dvsec) & CXLDeviceDVSEC.Control2.memClearEnable.mask == 0)
+        #expect(try emulated.read(CXLDeviceDVSEC.status2, base: dvsec) & CXLDeviceDVSEC.Status2.resetComplete.mask == 0)
     }
 
     @Test func dvsecControlIsAPerOpenShadow() throws {
@@ -199,7 +200,7 @@ struct V4Status2Tests {
         var o = VFIOCXLv4Options(); o.logger.logLevel = .critical
         let d = try VFIOCXLv4Device(function: emulated, memory: emulated, options: o)
         let s2 = d.layout.dvsecOffset + CXLDeviceDVSEC.status2.offset
-        let pm = CXLDeviceDVSEC.status2.field("Power Management Initialization Complete")!.mask
+        let pm = CXLDeviceDVSEC.Status2.pmInitializationComplete.mask
         let live = UInt64(try emulated.configRead(s2, width: 2))
         #expect(live & pm != 0)
         let cfg = VFIOPCIRegion.config.rawValue

@@ -58,7 +58,7 @@ struct CXLCatalogTests {
         #expect(RegisterLocatorDVSEC.entryCount(length: 4) == 0)
         let l = RegisterLocatorDVSEC.layout(entries: 2)
         #expect(l.register(named: "Register Block 2 Offset High")?.offset == 0x18)
-        #expect(RegisterLocatorDVSEC.offsetLow.field("Register Block Offset Low")!.mask == 0xFFFF_0000)
+        #expect(RegisterLocatorDVSEC.blockOffsetLow.mask == 0xFFFF_0000)
     }
 
     @Test func everyDVSECIDHasALayout() {

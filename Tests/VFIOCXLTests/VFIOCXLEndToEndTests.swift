@@ -86,10 +86,10 @@ func programDecoder(_ c: VFIOUserClient, _ s: CXLServer, _ n: Int, base: UInt64,
     try c.write32(region: comp, hdmReg(s, n, 4), control)
 }
 
-let commitBit = UInt32(HDMDecoderCapability.control.field("Commit")!.mask)
-let committedBit = UInt32(HDMDecoderCapability.control.field("Committed")!.mask)
-let errorBit = UInt32(HDMDecoderCapability.control.field("Error Not Committed")!.mask)
-let lockOnCommitBit = UInt32(HDMDecoderCapability.control.field("Lock On Commit")!.mask)
+let commitBit = UInt32(HDMDecoderCapability.Control.commit.mask)
+let committedBit = UInt32(HDMDecoderCapability.Control.committed.mask)
+let errorBit = UInt32(HDMDecoderCapability.Control.errorNotCommitted.mask)
+let lockOnCommitBit = UInt32(HDMDecoderCapability.Control.lockOnCommit.mask)
 
 @Suite("vfio-cxl end to end over a UNIX socket", .serialized)
 struct VFIOCXLEndToEndTests {
