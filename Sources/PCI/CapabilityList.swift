@@ -223,7 +223,7 @@ public struct CapabilityList: Sendable {
     public private(set) var findings: [Finding] = []
 
     /// Standard capability pointers live after the 64-byte header (PCI 3.0 §6.7).
-    static let firstStandardOffset = 0x40
+    static let firstStandardOffset = StandardCapabilityHeader.firstOffset
     /// Extended capabilities start at 0x100 (PCIe 6.0 §7.6).
     static let firstExtendedOffset = ExtendedCapabilityHeader.firstOffset
 
@@ -246,9 +246,10 @@ public struct CapabilityList: Sendable {
         guard let status = config.read(PCIHeader.status),
               PCIHeader.Status.capabilitiesList.extract(status) == 1 else { return }
         // Type 2 (CardBus) headers keep the pointer at 0x14; types 0 and 1 at 0x34.
-        let pointerOffset = config.headerType == 2 ? 0x14 : PCIHeader.capabilitiesPointer.offset
-        guard let first = config.read8(pointerOffset) else { return }
-        var offset = Int(first & 0xFC)
+        let pointer = config.headerType.map(UInt64.init) == PCIHeader.HeaderType.cardBus
+            ? PCIHeader.cardBusCapabilitiesPointer : PCIHeader.capabilitiesPointer
+        guard let first = config.read8(pointer.offset) else { return }
+        var offset = Int(first & StandardCapabilityHeader.pointerMask)
         var visited = Set<Int>()
         while offset != 0 {
             guard offset >= Self.firstStandardOffset else {
@@ -263,8 +264,8 @@ public struct CapabilityList: Sendable {
                 findings.append(Finding(.error, at: offset, "capability list loops"))
                 return
             }
-            let id = config.read8(offset)!
-            let next = Int(config.read8(offset + 1)! & 0xFC)
+            let id = config.read8(offset + StandardCapabilityHeader.capabilityID.offset)!
+            let next = Int(config.read8(offset + StandardCapabilityHeader.next.offset)! & StandardCapabilityHeader.pointerMask)
             if id == 0xFF {
                 findings.append(Finding(.error, at: offset, "capability chain broken (ID 0xff)"))
                 return
@@ -298,9 +299,10 @@ public struct CapabilityList: Sendable {
                 findings.append(Finding(.error, at: offset, "extended capability list loops"))
                 return
             }
-            let id = UInt16(header & 0xFFFF)
-            let version = UInt8((header >> 16) & 0xF)
-            let next = Int((header >> 20) & 0xFFC)
+            let h = UInt64(header)
+            let id = UInt16(ExtendedCapabilityHeader.capabilityID.extract(h))
+            let version = UInt8(ExtendedCapabilityHeader.version.extract(h))
+            let next = Int(ExtendedCapabilityHeader.next.extract(h) & ExtendedCapabilityHeader.nextOffsetMask)
             // ID 0 with a next pointer is legal padding (real GPUs ship it): keep walking.
             extended.append(CapabilityHeader(space: .extended, id: id, version: version, offset: offset, next: next))
             offset = next

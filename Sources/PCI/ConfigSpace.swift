@@ -52,8 +52,8 @@ public struct ConfigSpace: Sendable, Hashable {
 
     public var vendorID: UInt16? { read16(PCIHeader.vendorID.offset) }
     public var deviceID: UInt16? { read16(PCIHeader.deviceID.offset) }
-    public var headerType: UInt8? { read8(PCIHeader.headerType.offset).map { $0 & 0x7F } }
-    public var isMultiFunction: Bool { (read8(PCIHeader.headerType.offset) ?? 0) & 0x80 != 0 }
+    public var headerType: UInt8? { read(PCIHeader.headerType).map { UInt8(PCIHeader.HeaderType.layout.extract($0)) } }
+    public var isMultiFunction: Bool { read(PCIHeader.headerType).map { PCIHeader.HeaderType.multiFunction.extract($0) == 1 } ?? false }
     /// Class code as the 24-bit value base:sub:prog-if.
     public var classCode: UInt32? {
         guard let v = read32(PCIHeader.revisionID.offset) else { return nil }

@@ -363,8 +363,10 @@ package final class FakeVFIOKernel: VFIOKernelSystem, @unchecked Sendable {
         }
         let region = slot(UInt32(truncatingIfNeeded: offset >> 40))
         lock.lock(); regionIO[region, default: 0] += 1; lock.unlock()
-        if region == 7, !hiddenExtCaps.isEmpty, offset & 0xFFF >= 0x100, let img = vfioExtendedView() {
-            let o = Int(offset & 0xFFF) - 0x100
+        if region == 7, !hiddenExtCaps.isEmpty, offset & 0xFFF >= 0x100 || Int(offset & 0xFFF) + count > 0x100,
+           let ext = vfioExtendedView(), let std = access(7, 0, 0x100, write: nil) {
+            // The header and standard capabilities as they are, the extended part as this vfio-pci shows it.
+            let img = std + ext, o = Int(offset & 0xFFF)
             guard o + count <= img.count else { return .failure(VFIOSystemErrno(EINVAL)) }
             return .success(Array(img[o..<(o + count)]))
         }

@@ -288,31 +288,31 @@ final class RestoreRecord: @unchecked Sendable {
 
         init(action: RegisterOutcome.Action) { self.action = action }
 
+        enum Value: Int { case live, written, after, fresh, prefetched }
+
+        /// Value `v`, nil when it was never set (or set to nil).
+        subscript(_ v: Value) -> UInt64? {
+            get {
+                guard present & (1 << v.rawValue) != 0 else { return nil }
+                return withUnsafeBytes(of: values) { $0.load(fromByteOffset: 8 * v.rawValue, as: UInt64.self) }
+            }
+            set {
+                guard let newValue else { present &= ~(1 << v.rawValue); return }
+                withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: newValue, toByteOffset: 8 * v.rawValue, as: UInt64.self) }
+                present |= 1 << v.rawValue
+            }
+        }
+
         /// The live value read before restoring (`RegisterOutcome.live`).
-        var live: UInt64? {
-            get { present & 1 != 0 ? values.0 : nil }
-            set { if let v = newValue { values.0 = v; present |= 1 } else { present &= ~1 } }
-        }
+        var live: UInt64? { get { self[.live] } set { self[.live] = newValue } }
         /// The last value written.
-        var written: UInt64? {
-            get { present & 2 != 0 ? values.1 : nil }
-            set { if let v = newValue { values.1 = v; present |= 2 } else { present &= ~2 } }
-        }
+        var written: UInt64? { get { self[.written] } set { self[.written] = newValue } }
         /// The value read back (`RegisterOutcome.after`).
-        var after: UInt64? {
-            get { present & 4 != 0 ? values.2 : nil }
-            set { if let v = newValue { values.2 = v; present |= 4 } else { present &= ~4 } }
-        }
+        var after: UInt64? { get { self[.after] } set { self[.after] = newValue } }
         /// A value read after the register's last write: verification does not read again.
-        var fresh: UInt64? {
-            get { present & 8 != 0 ? values.3 : nil }
-            set { if let v = newValue { values.3 = v; present |= 8 } else { present &= ~8 } }
-        }
+        var fresh: UInt64? { get { self[.fresh] } set { self[.fresh] = newValue } }
         /// Decoder n Control as the batched read before the decoder loop found it.
-        var prefetched: UInt64? {
-            get { present & 16 != 0 ? values.4 : nil }
-            set { if let v = newValue { values.4 = v; present |= 16 } else { present &= ~16 } }
-        }
+        var prefetched: UInt64? { get { self[.prefetched] } set { self[.prefetched] = newValue } }
     }
 
     let registers: [SavedRegister]

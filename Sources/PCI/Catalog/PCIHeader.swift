@@ -76,10 +76,17 @@ public enum PCIHeader {
     public static let baseClass = RegisterLayout("Base Class Code", offset: 0x0B, width: 1, [.init("Base Class Code", 7, 0, .ro)])
     public static let cacheLineSize = RegisterLayout("Cache Line Size", offset: 0x0C, width: 1, [.init("Cache Line Size", 7, 0, .rw)])
     public static let latencyTimer = RegisterLayout("Latency Timer", offset: 0x0D, width: 1, [.init("Latency Timer", 7, 0, .ro)])
-    public static let headerType = RegisterLayout("Header Type", offset: 0x0E, width: 1, [
-        .init("Header Layout", 6, 0, .ro, values: [0: "Type 0", 1: "Type 1", 2: "Type 2"]),
-        .init("Multi-Function Device", bit: 7, .ro),
-    ])
+    public static let headerType = RegisterLayout("Header Type", offset: 0x0E, width: 1, [HeaderType.layout, HeaderType.multiFunction])
+
+    /// Header Type fields as typed handles (PCIe 6.0 §7.5.1.1.9).
+    public enum HeaderType {
+        public static let layout = RegisterField("Header Layout", 6, 0, .ro, values: [0: "Type 0", 1: "Type 1", 2: "Type 2"])
+        public static let multiFunction = RegisterField("Multi-Function Device", bit: 7, .ro)
+        /// Header Layout of a CardBus bridge, which keeps its Capabilities Pointer at 0x14 (PCI 3.0 §6.2.1).
+        public static let cardBus: UInt64 = 2
+    }
+    /// A CardBus bridge's (Type 2 header's) Capabilities Pointer.
+    public static let cardBusCapabilitiesPointer = RegisterLayout("Capabilities Pointer", offset: 0x14, width: 1, [.init("Capabilities Pointer", 7, 0, .ro)])
     public static let bist = RegisterLayout("BIST", offset: 0x0F, width: 1, [BIST.completionCode, BIST.startBIST, BIST.bistCapable])
     /// BIST fields as typed handles (PCIe 6.0 §7.5.1.1.11).
     public enum BIST {

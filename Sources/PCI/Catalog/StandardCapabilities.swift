@@ -2,10 +2,17 @@
 // Vendor-Specific. Offsets are from the capability's header.
 
 /// The two bytes every standard capability starts with (PCI 3.0 §6.7).
-public let capabilityHeaderRegisters: [RegisterLayout] = [
-    RegisterLayout("Capability ID", offset: 0x00, width: 1, [.init("Capability ID", 7, 0, .ro)]),
-    RegisterLayout("Next Capability Pointer", offset: 0x01, width: 1, [.init("Next Capability Pointer", 7, 0, .ro)]),
-]
+public enum StandardCapabilityHeader {
+    public static let capabilityID = RegisterLayout("Capability ID", offset: 0x00, width: 1, [.init("Capability ID", 7, 0, .ro)])
+    public static let next = RegisterLayout("Next Capability Pointer", offset: 0x01, width: 1, [.init("Next Capability Pointer", 7, 0, .ro)])
+    /// A capability pointer's two low bits are reserved: capabilities are DWORD aligned (PCI 3.0 §6.7).
+    public static let pointerMask: UInt8 = 0xFC
+    /// Standard capabilities live after the 64-byte header.
+    public static let firstOffset = 0x40
+}
+
+/// The two bytes every standard capability starts with (PCI 3.0 §6.7).
+public let capabilityHeaderRegisters: [RegisterLayout] = [StandardCapabilityHeader.capabilityID, StandardCapabilityHeader.next]
 
 /// PCI Bus Power Management Interface 1.2 §3.2; PCIe 6.0 §7.5.2.
 public enum PowerManagementCapability {

@@ -105,8 +105,9 @@ public final class SysfsPCIFunction: PCIFunction {
                 let f = line.split(separator: " ").compactMap { UInt64($0.dropFirst(2), radix: 16) }
                 guard f.count == 3, f[1] > f[0] || (f[0] != 0 && f[1] == f[0]) else { continue }
                 let flags = f[2]
-                let kind: BARKind = flags & 0x100 != 0 ? .io : (flags & 0x100000 != 0 ? .memory64 : .memory32)
-                bars.append(BARDescription(index: i, kind: kind, prefetchable: flags & 0x2000 != 0, size: f[1] - f[0] + 1))
+                let r = SysfsResourceFlags(rawValue: flags)
+                let kind: BARKind = r.contains(.io) ? .io : (r.contains(.memory64) ? .memory64 : .memory32)
+                bars.append(BARDescription(index: i, kind: kind, prefetchable: r.contains(.prefetch), size: f[1] - f[0] + 1))
                 starts[i] = f[0]
             }
         }
@@ -265,4 +266,16 @@ extension String {
     func trimmingWhitespace() -> String {
         String(drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed())
     }
+}
+
+/// The flags column of sysfs `resource` (the kernel's `IORESOURCE_*`, include/linux/ioport.h): not register bits, the
+/// kernel's own summary of each BAR.
+struct SysfsResourceFlags: OptionSet {
+    let rawValue: UInt64
+    /// `IORESOURCE_IO`: an I/O space BAR.
+    static let io = SysfsResourceFlags(rawValue: 0x100)
+    /// `IORESOURCE_PREFETCH`.
+    static let prefetch = SysfsResourceFlags(rawValue: 0x2000)
+    /// `IORESOURCE_MEM_64`: a 64-bit memory BAR (it takes the next BAR slot too).
+    static let memory64 = SysfsResourceFlags(rawValue: 0x10_0000)
 }

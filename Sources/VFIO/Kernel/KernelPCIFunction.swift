@@ -84,31 +84,28 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         }
         bars = list
         barRegions = regions
-        // Extended capabilities vfio-pci hides: compare its chain with the raw one in sysfs.
+        // Extended capabilities vfio-pci hides: walk its config space and the raw one in sysfs (one read each, the
+        // one capability walker) and compare the chains.
         var hidden: [Int] = [], ranges: [Range<Int>] = [], rawFD: Int32? = nil
-        if cfgRegion.info.size > UInt64(pciConfigSpaceSize), case .success(let fd) = device.system.open(device.sysfsPath + "/config") {
-            func chain(_ read: (Int) -> UInt32?) -> [(Int, UInt32)] {
-                var out: [(Int, UInt32)] = [], off = pciConfigSpaceSize, seen = Set<Int>()
-                while off >= pciConfigSpaceSize, off + 4 <= pcieConfigSpaceSize, !seen.contains(off), let h = read(off), h != 0, h != 0xFFFF_FFFF {
-                    seen.insert(off); out.append((off, h)); off = Int(h >> 20) & ~3
+        let configSize = Int(min(cfgRegion.info.size, UInt64(pcieConfigSpaceSize)))
+        if configSize > pciConfigSpaceSize, case .success(let fd) = device.system.open(device.sysfsPath + "/config") {
+            let shown = (try? device.read(cfgRegion, offset: 0, count: configSize))
+                .map { Set(CapabilityList(walking: ConfigSpace(bytes: $0)).extended.map(\.offset)) } ?? []
+            if case .success(let bytes) = device.system.pread(fd, count: configSize, offset: 0) {
+                let raw = ConfigSpace(bytes: bytes)
+                let chain = CapabilityList(walking: raw).extended
+                let starts = chain.map(\.offset).sorted()
+                for cap in chain where !shown.contains(cap.offset) {
+                    hidden.append(cap.offset)
+                    var end = starts.first(where: { $0 > cap.offset }) ?? configSize
+                    // A DVSEC knows its own length (PCIe 6.0 §7.9.6.2, DVSEC Header 1 DVSEC Length).
+                    if cap.id == ExtendedCapabilityID.designatedVendorSpecific.rawValue,
+                       let h1 = raw.read32(cap.offset + DVSECHeader.header1.offset) {
+                        let length = Int(DVSECHeader.length.extract(UInt64(h1)))
+                        if length >= DVSECHeader.minimumLength { end = min(end, cap.offset + length) }
+                    }
+                    ranges.append(cap.offset..<end)
                 }
-                return out
-            }
-            let viaVFIO = Set(chain { o in (try? device.read(cfgRegion, offset: UInt64(o), count: 4)).map { b in UInt32(truncatingIfNeeded: Self.value(b)) } }.map(\.0))
-            let raw = chain { o in
-                if case .success(let b) = device.system.pread(fd, count: 4, offset: UInt64(o)) { return UInt32(truncatingIfNeeded: Self.value(b)) }
-                return nil
-            }
-            let starts = raw.map(\.0).sorted()
-            for (o, h) in raw where !viaVFIO.contains(o) {
-                hidden.append(o)
-                var end = starts.first(where: { $0 > o }) ?? pcieConfigSpaceSize
-                // A DVSEC knows its own length (PCIe 6.0 §7.9.6.2, DVSEC Header 1 bits 31:20).
-                if h & 0xFFFF == 0x23, case .success(let b) = device.system.pread(fd, count: 4, offset: UInt64(o + 4)) {
-                    let len = Int(Self.value(b) >> 20) & 0xFFF
-                    if len >= 8 { end = min(end, o + len) }
-                }
-                ranges.append(o..<end)
             }
             if hidden.isEmpty { device.system.close(fd) } else { rawFD = fd }
         }
