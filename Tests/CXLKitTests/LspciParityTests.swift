@@ -364,6 +364,81 @@ struct LspciCapabilityDifferentialTests {
     }
 }
 
+@Suite("lspci 3.9.0 differential: headers and standard capabilities", .serialized)
+struct LspciHeaderDifferentialTests {
+    /// Random Type 0 and Type 1 header registers (Command, Status, Cache Line Size, Latency, BIST, BARs, bus
+    /// numbers, bridge windows, Secondary Status, Expansion ROM, Interrupt Line/Pin, Min_Gnt/Max_Lat, Bridge
+    /// Control) and random Power Management, MSI-X, Bridge Subsystem Vendor ID, AGP, Enhanced Allocation and
+    /// vendor-specific (virtio on every third function) capabilities behind the PCI Express one: lspci's header
+    /// lines and capability lines must equal cxlkit's at -v, -vv and -vvv.
+    @Test(.enabled(if: Lspci.live, Lspci.skipReason), arguments: [21, 22, 23, 24])
+    func randomHeadersAndStandardCapabilities(seed: UInt64) throws {
+        var rng = SplitMix64(state: seed &* 0x2545_F491_4F6C_DD1D)
+        var functions: [ConfigSpace] = []
+        for n in 0..<48 {
+            let bridge = n % 2 == 1, virtio = n % 3 == 0
+            var b = ConfigBuilder(vendor: virtio ? 0x1AF4 : 0x8086, device: virtio ? 0x1041 : 0x0D93,
+                                  classCode: bridge ? 0x0604_00 : 0x0502_10, portType: bridge ? 4 : 0, headerType: bridge ? 1 : 0)
+            b.config.write(PCIHeader.command, value: rng.next())
+            b.config.write(PCIHeader.status, value: rng.next() | PCIHeader.Status.capabilitiesList.mask)
+            b.config.write(PCIHeader.cacheLineSize, value: rng.next())
+            b.config.write(PCIHeader.latencyTimer, value: rng.next())
+            b.config.write(PCIHeader.bist, value: rng.next() % 3 == 0 ? rng.next() : 0)
+            // BARs, and on a bridge its bus numbers, windows and Secondary Status (0x10-0x33); a type 0 header
+            // keeps its Subsystem IDs.
+            for off in stride(from: 0x10, to: bridge ? 0x34 : 0x28, by: 4) { b.config.write(off, width: 4, value: rng.next()) }
+            if rng.next() % 4 == 0 {
+                // A narrow or wide I/O and prefetchable window of each type, so both forms and the unknown types show.
+                b.config.write(PCIHeader.Type1.ioBase, value: rng.next() & 0xF1)
+                b.config.write(PCIHeader.Type1.prefetchableMemoryBase, value: rng.next() & 0xFFF1)
+            }
+            b.config.write(PCIHeader.expansionROM(offset: bridge ? PCIHeader.type1ExpansionROMOffset : PCIHeader.type0ExpansionROMOffset), value: rng.next())
+            b.config.write(PCIHeader.interruptLine, value: rng.next())
+            b.config.write(PCIHeader.interruptPin, value: rng.next() % 5)
+            b.config.write(0x3E, width: 2, value: rng.next())
+            // Standard capabilities after the PCI Express one (0x40), 0x18 bytes apart.
+            let ids: [CapabilityID] = [.powerManagement, .msix, .bridgeSubsystemVendorID, .agp, .enhancedAllocation, .vendorSpecific]
+            let chosen = Array(ids.shuffled(using: &rng).prefix(1 + Int(rng.next() % 4)))
+            var previous = 0x40
+            for (i, id) in chosen.enumerated() {
+                let o = 0x80 + 0x18 * i
+                for off in stride(from: 0, to: 0x18, by: 4) { b.config.write(o + off, width: 4, value: rng.next()) }
+                b.config.write(capabilityHeaderRegisters[0], base: o, value: UInt64(id.rawValue))
+                b.config.write(capabilityHeaderRegisters[1], base: o, value: 0)
+                b.config.write(capabilityHeaderRegisters[1], base: previous, value: UInt64(o))
+                // No EA entries: lspci 3.9 does not survive random ones.
+                if id == .enhancedAllocation { b.config.write(EnhancedAllocationCapability.entries, base: o, value: rng.next() & ~EnhancedAllocationCapability.numEntries.mask) }
+                if id == .vendorSpecific {
+                    b.config.write(VendorSpecificCapability.length, base: o, value: [8, 16, 20, 24][Int(rng.next() % 4)])
+                    b.config.write(VendorSpecificCapability.Virtio.configType, base: o, value: rng.next() % 6)
+                }
+                previous = o
+            }
+            functions.append(b.config)
+        }
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("headers.txt").path
+        try CXLFixtures.dumpText(functions).write(toFile: file, atomically: false, encoding: .utf8)
+        for v in 1...3 {
+            let theirsText = try Lspci.run(["-F", file, "-" + String(repeating: "v", count: v)])
+            let oursText = CXLKit.decode(try TargetResolver().resolve(file), json: false, verbosity: v)
+            for (fi, (t, o)) in zip(headerSections(theirsText), headerSections(oursText)).enumerated() where t != o {
+                Issue.record("function \(fi) seed \(seed) -\(v):\nlspci:\n\(t.joined(separator: "\n"))\nours:\n\(o.joined(separator: "\n"))")
+            }
+            let theirs = capabilityBlocks(theirsText), ours = capabilityBlocks(oursText)
+            #expect(theirs.count == ours.count)
+            for (fi, (tf, of)) in zip(theirs, ours).enumerated() {
+                #expect(tf.map(\.title) == of.map(\.title), "function \(fi) seed \(seed) -\(v)")
+                // Capabilities whose details cxlkit does not print (AGP, Enhanced Allocation): their lines only.
+                for (tb, ob) in zip(tf, of) where tb.details != ob.details && !(standardCapabilityID(tb.title).map(PCIDecoder.standardCapabilitiesWithoutDetails.contains) ?? false) {
+                    Issue.record("function \(fi) seed \(seed) -\(v): \(tb.title)\nlspci:\n\(tb.details.joined(separator: "\n"))\nours:\n\(ob.details.joined(separator: "\n"))")
+                }
+            }
+        }
+    }
+}
+
 /// Through sysfs, lspci takes IRQs, BAR sizes and bridge windows from the OS; cxlkit
 /// does the same, so whole `-vvv` outputs compare equal (Kernel lines aside).
 @Suite("lspci 3.9.0 parity through sysfs", .serialized)

@@ -17,24 +17,50 @@ public let capabilityHeaderRegisters: [RegisterLayout] = [StandardCapabilityHead
 /// PCI Bus Power Management Interface 1.2 §3.2; PCIe 6.0 §7.5.2.
 public enum PowerManagementCapability {
     public static let capabilities = RegisterLayout("Power Management Capabilities", offset: 0x02, width: 2, [
-        .init("Version", 2, 0, .ro),
-        .init("PME Clock", bit: 3, .ro),
+        Capabilities.version,
+        Capabilities.pmeClock,
         .init("Immediate_Readiness_on_Return_to_D0", bit: 4, .ro),
-        .init("Device Specific Initialization", bit: 5, .ro),
-        .init("Aux_Current", 8, 6, .ro),
-        .init("D1_Support", bit: 9, .ro),
-        .init("D2_Support", bit: 10, .ro),
-        .init("PME_Support", 15, 11, .ro),
+        Capabilities.deviceSpecificInitialization,
+        Capabilities.auxCurrent,
+        Capabilities.d1Support,
+        Capabilities.d2Support,
+        Capabilities.pmeSupport,
     ])
+    /// Power Management Capabilities fields as typed handles.
+    public enum Capabilities {
+        public static let version = RegisterField("Version", 2, 0, .ro)
+        public static let pmeClock = RegisterField("PME Clock", bit: 3, .ro)
+        public static let deviceSpecificInitialization = RegisterField("Device Specific Initialization", bit: 5, .ro)
+        public static let auxCurrent = RegisterField("Aux_Current", 8, 6, .ro)
+        public static let d1Support = RegisterField("D1_Support", bit: 9, .ro)
+        public static let d2Support = RegisterField("D2_Support", bit: 10, .ro)
+        /// One bit per state PME can be signalled from: bit n of the value is D0, D1, D2, D3hot, D3cold.
+        public static let pmeSupport = RegisterField("PME_Support", 15, 11, .ro)
+    }
     public static let controlStatus = RegisterLayout("Power Management Control/Status", offset: 0x04, width: 2, [
-        .init("PowerState", 1, 0, .rw, values: [0: "D0", 1: "D1", 2: "D2", 3: "D3hot"]),
-        .init("No_Soft_Reset", bit: 3, .ro),
-        .init("PME_En", bit: 8, .rws),
-        .init("Data_Select", 12, 9, .rw),
-        .init("Data_Scale", 14, 13, .ro),
-        .init("PME_Status", bit: 15, .rw1cs),
+        ControlStatus.powerState,
+        ControlStatus.noSoftReset,
+        ControlStatus.pmeEnable,
+        ControlStatus.dataSelect,
+        ControlStatus.dataScale,
+        ControlStatus.pmeStatus,
     ])
-    public static let bridgeExtensions = RegisterLayout("PMCSR_BSE", offset: 0x06, width: 1, [.init("PMCSR_BSE", 7, 0, .ro)])
+    /// Power Management Control/Status fields as typed handles.
+    public enum ControlStatus {
+        public static let powerState = RegisterField("PowerState", 1, 0, .rw, values: [0: "D0", 1: "D1", 2: "D2", 3: "D3hot"])
+        public static let noSoftReset = RegisterField("No_Soft_Reset", bit: 3, .ro)
+        public static let pmeEnable = RegisterField("PME_En", bit: 8, .rws)
+        public static let dataSelect = RegisterField("Data_Select", 12, 9, .rw)
+        public static let dataScale = RegisterField("Data_Scale", 14, 13, .ro)
+        public static let pmeStatus = RegisterField("PME_Status", bit: 15, .rw1cs)
+    }
+    /// PMCSR PCI-to-PCI Bridge Support Extensions (PCI PM 1.2 §3.2.5).
+    public static let bridgeExtensions = RegisterLayout("PMCSR_BSE", offset: 0x06, width: 1, [BridgeExtensions.b2B3, BridgeExtensions.bpccEnable])
+    public enum BridgeExtensions {
+        /// B2_B3#: 1 = the secondary bus clock stops in D3hot (B2), 0 = its power is removed (B3).
+        public static let b2B3 = RegisterField("B2_B3#", bit: 6, .ro)
+        public static let bpccEnable = RegisterField("BPCC_En", bit: 7, .ro)
+    }
     public static let data = RegisterLayout("Data", offset: 0x07, width: 1, [.init("Data", 7, 0, .ro)])
     public static let layout = RegisterBlockLayout(CapabilityID.powerManagement.name, capabilityHeaderRegisters + [capabilities, controlStatus, bridgeExtensions, data])
 }
@@ -45,7 +71,7 @@ public enum MSICapability {
     public static let messageControl = RegisterLayout("Message Control", offset: 0x02, width: 2, [
         Control.enable,
         Control.multipleMessageCapable,
-        .init("Multiple Message Enable", 6, 4, .rw),
+        Control.multipleMessageEnable,
         Control.is64Bit,
         Control.perVectorMasking,
         Control.extendedMessageData,
@@ -56,6 +82,7 @@ public enum MSICapability {
     public enum Control {
         public static let enable = RegisterField("MSI Enable", bit: 0, .rw)
         public static let multipleMessageCapable = RegisterField("Multiple Message Capable", 3, 1, .ro)
+        public static let multipleMessageEnable = RegisterField("Multiple Message Enable", 6, 4, .rw)
         public static let is64Bit = RegisterField("64 bit address capable", bit: 7, .ro)
         public static let perVectorMasking = RegisterField("Per-vector masking capable", bit: 8, .ro)
         public static let extendedMessageData = RegisterField("Extended Message Data Capable", bit: 9, .ro)
@@ -107,12 +134,11 @@ public enum MSIXCapability {
         public static let functionMask = RegisterField("Function Mask", bit: 14, .rw)
         public static let enable = RegisterField("MSI-X Enable", bit: 15, .rw)
     }
-    public static let tableOffset = RegisterLayout("Table Offset/Table BIR", offset: 0x04, width: 4, [
-        tableBIR, .init("Table Offset", 31, 3, .ro),
-    ])
-    public static let pbaOffset = RegisterLayout("PBA Offset/PBA BIR", offset: 0x08, width: 4, [
-        pbaBIR, .init("PBA Offset", 31, 3, .ro),
-    ])
+    /// Table Offset / PBA Offset (31:3), QWORD-aligned offsets into the BAR, in place.
+    public static let tableOffsetField = RegisterField("Table Offset", 31, 3, .ro)
+    public static let pbaOffsetField = RegisterField("PBA Offset", 31, 3, .ro)
+    public static let tableOffset = RegisterLayout("Table Offset/Table BIR", offset: 0x04, width: 4, [tableBIR, tableOffsetField])
+    public static let pbaOffset = RegisterLayout("PBA Offset/PBA BIR", offset: 0x08, width: 4, [pbaBIR, pbaOffsetField])
     public static let layout = RegisterBlockLayout(CapabilityID.msix.name, capabilityHeaderRegisters + [messageControl, tableOffset, pbaOffset])
 
     /// One 16-byte MSI-X table entry; Vector Control's Mask Bit resets to 1.
@@ -132,6 +158,43 @@ public enum MSIXCapability {
 public enum VendorSpecificCapability {
     public static let length = RegisterLayout("Capability Length", offset: 0x02, width: 1, [.init("Capability Length", 7, 0, .ro)])
     public static let layout = RegisterBlockLayout(CapabilityID.vendorSpecific.name, capabilityHeaderRegisters + [length])
+
+    /// A virtio PCI capability (Virtio 1.2 §4.1.4, `struct virtio_pci_cap`) in a vendor-specific capability of a
+    /// virtio function: which configuration structure, in which BAR, where; notification capabilities add a multiplier.
+    public enum Virtio {
+        public static let configType = RegisterLayout("cfg_type", offset: 0x03, width: 1, [.init("cfg_type", 7, 0, .ro)])
+        public static let bar = RegisterLayout("bar", offset: 0x04, width: 1, [.init("bar", 7, 0, .ro)])
+        public static let offset = RegisterLayout("offset", offset: 0x08, width: 4, [.init("offset", 31, 0, .ro)])
+        public static let length = RegisterLayout("length", offset: 0x0C, width: 4, [.init("length", 31, 0, .ro)])
+        /// VIRTIO_PCI_CAP_NOTIFY_CFG only.
+        public static let notifyOffsetMultiplier = RegisterLayout("notify_off_multiplier", offset: 0x10, width: 4, [.init("notify_off_multiplier", 31, 0, .ro)])
+        /// cfg_type of the notification structure (VIRTIO_PCI_CAP_NOTIFY_CFG).
+        public static let notifyConfigType: UInt64 = 2
+    }
+}
+
+/// AGP capability (AGP 3.0 §2.5.1): its revision byte.
+public enum AGPCapability {
+    public static let minorRevision = RegisterField("Minor Revision", 3, 0, .ro)
+    public static let majorRevision = RegisterField("Major Revision", 7, 4, .ro)
+    public static let revision = RegisterLayout("Revision", offset: 0x02, width: 1, [minorRevision, majorRevision])
+}
+
+/// Subsystem ID and Subsystem Vendor ID capability of a bridge (PCI-to-PCI Bridge Architecture 1.2 §3.2.5.13 note;
+/// PCI 3.0 §H): the IDs a type 1 header has no room for.
+public enum BridgeSubsystemVendorIDCapability {
+    public static let subsystemVendorID = RegisterLayout("Subsystem Vendor ID", offset: 0x04, width: 2, [.init("Subsystem Vendor ID", 15, 0, .hwInit)])
+    public static let subsystemID = RegisterLayout("Subsystem ID", offset: 0x06, width: 2, [.init("Subsystem ID", 15, 0, .hwInit)])
+}
+
+/// Enhanced Allocation capability (PCI Enhanced Allocation ECN §6.9.1.1): its entry count.
+public enum EnhancedAllocationCapability {
+    public static let numEntries = RegisterField("Num Entries", 5, 0, .hwInit)
+    public static let entries = RegisterLayout("Num Entries", offset: 0x02, width: 2, [numEntries])
+    /// Type 1 functions only: the bus numbers behind the bridge that EA fixes (§6.9.1.1, the DWORD after the first).
+    public static let fixedSecondaryBusNumber = RegisterField("Fixed Secondary Bus Number", 7, 0, .hwInit)
+    public static let fixedSubordinateBusNumber = RegisterField("Fixed Subordinate Bus Number", 15, 8, .hwInit)
+    public static let bridgeBusNumbers = RegisterLayout("Fixed Bus Numbers", offset: 0x04, width: 2, [fixedSecondaryBusNumber, fixedSubordinateBusNumber])
 }
 
 /// PCI Express Capability structure (PCIe 6.0 §7.5.3).

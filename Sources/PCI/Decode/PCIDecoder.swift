@@ -17,13 +17,13 @@ public struct PCIDecoder: Sendable {
     /// The header-line text after the address, as lspci prints it:
     /// `CXL: Intel Corporation Device 0d93 (rev 01)` (with -v: `(prog-if 10 [...])`).
     public func headerDescription(_ c: ConfigSpace, verbosity: Int) -> String {
-        let cls = c.classCode ?? 0
-        let base = UInt8(cls >> 16), sub = UInt8((cls >> 8) & 0xFF), pi = UInt8(cls & 0xFF)
+        let base = UInt8(truncatingIfNeeded: c.read(PCIHeader.baseClass) ?? 0), sub = UInt8(truncatingIfNeeded: c.read(PCIHeader.subClass) ?? 0)
+        let pi = UInt8(truncatingIfNeeded: c.read(PCIHeader.programmingInterface) ?? 0)
         guard let names else {
             return LspciDump.defaultDescription(c) + (verbosity >= 1 && pi != 0 ? " (prog-if \(hex(pi, digits: 2)))" : "")
         }
         var s = names.className(base: base, sub: sub) + ": " + names.deviceName(vendor: c.vendorID ?? 0xFFFF, device: c.deviceID ?? 0xFFFF)
-        if let rev = c.read8(PCIHeader.revisionID.offset), rev != 0 { s += " (rev \(hex(rev, digits: 2)))" }
+        if let rev = c.read(PCIHeader.revisionID), rev != 0 { s += " (rev \(hex(rev, digits: 2)))" }
         if verbosity >= 1 {
             let pn = names.progIfName(base: base, sub: sub, progIf: pi)
             if pi != 0 || pn != nil { s += " (prog-if \(hex(pi, digits: 2))" + (pn.map { " [\($0)]" } ?? "") + ")" }
@@ -62,87 +62,108 @@ public struct PCIDecoder: Sendable {
     /// lspci's show_verbose: Control/Status (-vv) or Flags (-v), Latency, Interrupt,
     /// BIST, Regions, and for bridges the bus numbers, windows and BridgeCtl.
     func headerLines(_ ctx: DecodeContext) -> [String] {
+        typealias H = PCIHeader
         let c = ctx.config
         var out: [String] = []
         let type = c.headerType ?? 0
         let vv = ctx.verbosity >= 2
         // Subsystem IDs: header 0x2C for type 0; the Bridge Subsystem Vendor ID
         // capability for bridges (lspci's get_subid).
-        var ssid: (UInt16, UInt16)?
+        var ssid: (UInt64, UInt64)?
         if type == 0 {
-            ssid = c.read16(PCIHeader.subsystemVendorID.offset).flatMap { v in c.read16(PCIHeader.subsystemID.offset).map { (v, $0) } }
+            ssid = c.read(H.subsystemVendorID).flatMap { v in c.read(H.subsystemID).map { (v, $0) } }
         } else if type == 1, let cap = ctx.capabilities.standard(.bridgeSubsystemVendorID) {
-            ssid = c.read16(cap.offset + 4).flatMap { v in c.read16(cap.offset + 6).map { (v, $0) } }
+            typealias B = BridgeSubsystemVendorIDCapability
+            ssid = c.read(B.subsystemVendorID, base: cap.offset).flatMap { v in c.read(B.subsystemID, base: cap.offset).map { (v, $0) } }
         }
         if let (sv, sd) = ssid, sv != 0, sv != 0xFFFF {
-            out.append("\tSubsystem: " + subsystemName(c, sv: sv, sd: sd))
+            out.append("\tSubsystem: " + subsystemName(c, sv: UInt16(sv), sd: UInt16(sd)))
         }
         guard type <= 2 else { return out + ["\t!!! Unknown header type \(hex(type, digits: 2))"] }
-        let cls16 = UInt16(truncatingIfNeeded: (c.classCode ?? 0) >> 8)
-        if (type == 0 && cls16 == 0x0604) || (type != 0 && cls16 >> 8 != 0x06) {
-            out.append("\t!!! Invalid class \(hex(cls16, digits: 4)) for header type \(hex(type, digits: 2))")
+        // A type 0 header on a PCI-to-PCI bridge (class 06 04), a bridge header on anything but a bridge class (06).
+        let baseClass = c.read(PCIHeader.baseClass) ?? 0, subClass = c.read(PCIHeader.subClass) ?? 0
+        if (type == 0 && baseClass == 0x06 && subClass == 0x04) || (type != 0 && baseClass != 0x06) {
+            out.append("\t!!! Invalid class \(hex(baseClass, digits: 2))\(hex(subClass, digits: 2)) for header type \(hex(type, digits: 2))")
         }
-        let cmd = c.read16(PCIHeader.command.offset) ?? 0, st = c.read16(PCIHeader.status.offset) ?? 0
-        let latency = c.read8(PCIHeader.latencyTimer.offset) ?? 0, cacheLine = c.read8(PCIHeader.cacheLineSize.offset) ?? 0
-        let minGnt = type == 0 ? (c.read8(0x3E) ?? 0) : 0, maxLat = type == 0 ? (c.read8(0x3F) ?? 0) : 0
+        typealias Cmd = H.Command
+        typealias St = H.Status
+        let cmd = c.read(H.command) ?? 0, st = c.read(H.status) ?? 0
+        let latency = c.read(H.latencyTimer) ?? 0, cacheLine = c.read(H.cacheLineSize) ?? 0
+        let minGnt = type == 0 ? (c.read(H.minGnt) ?? 0) : 0, maxLat = type == 0 ? (c.read(H.maxLat) ?? 0) : 0
         // lspci takes the IRQ from the OS (sysfs `irq`) when it has one, else Interrupt Line.
-        let pin = c.read8(PCIHeader.interruptPin.offset) ?? 0
-        let irq = (ctx.function as? SysfsPCIFunction)?.irq ?? UInt32(c.read8(PCIHeader.interruptLine.offset) ?? 0)
-        let devsel = ["fast", "medium", "slow", "??"][Int((st >> 9) & 3)]
+        let pin = c.read(H.interruptPin) ?? 0
+        let irq = (ctx.function as? SysfsPCIFunction)?.irq ?? UInt32(c.read(H.interruptLine) ?? 0)
+        let devsel = ["fast", "medium", "slow", "??"][Int(St.devselTiming.extract(st))]
+        let busMaster = Cmd.busMasterEnable.extract(cmd) != 0
         if vv {
-            out.append("\tControl: I/O\(flag(cmd, 0x1)) Mem\(flag(cmd, 0x2)) BusMaster\(flag(cmd, 0x4)) SpecCycle\(flag(cmd, 0x8)) MemWINV\(flag(cmd, 0x10)) VGASnoop\(flag(cmd, 0x20)) ParErr\(flag(cmd, 0x40)) Stepping\(flag(cmd, 0x80)) SERR\(flag(cmd, 0x100)) FastB2B\(flag(cmd, 0x200)) DisINTx\(flag(cmd, 0x400))")
-            out.append("\tStatus: Cap\(flag(st, 0x10)) 66MHz\(flag(st, 0x20)) UDF\(flag(st, 0x40)) FastB2B\(flag(st, 0x80)) ParErr\(flag(st, 0x100)) DEVSEL=\(devsel) >TAbort\(flag(st, 0x800)) <TAbort\(flag(st, 0x1000)) <MAbort\(flag(st, 0x2000)) >SERR\(flag(st, 0x4000)) <PERR\(flag(st, 0x8000)) INTx\(flag(st, 0x8))")
-            if cmd & 0x4 != 0 {
+            out.append("\tControl: " + Self.flags(cmd, [("I/O", Cmd.ioSpaceEnable), ("Mem", Cmd.memorySpaceEnable), ("BusMaster", Cmd.busMasterEnable),
+                                                         ("SpecCycle", Cmd.specialCycleEnable), ("MemWINV", Cmd.memoryWriteAndInvalidate),
+                                                         ("VGASnoop", Cmd.vgaPaletteSnoop), ("ParErr", Cmd.parityErrorResponse), ("Stepping", Cmd.idselStepping),
+                                                         ("SERR", Cmd.serrEnable), ("FastB2B", Cmd.fastBackToBackEnable), ("DisINTx", Cmd.interruptDisable)]))
+            out.append("\tStatus: " + Self.flags(st, [("Cap", St.capabilitiesList), ("66MHz", St.capable66MHz), ("UDF", St.userDefinableFeatures),
+                                                       ("FastB2B", St.fastBackToBackCapable), ("ParErr", St.masterDataParityError)])
+                + " DEVSEL=\(devsel) " + Self.flags(st, [(">TAbort", St.signaledTargetAbort), ("<TAbort", St.receivedTargetAbort), ("<MAbort", St.receivedMasterAbort),
+                                                         (">SERR", St.signaledSystemError), ("<PERR", St.detectedParityError), ("INTx", St.interruptStatus)]))
+            if busMaster {
                 var l = "\tLatency: \(latency)"
                 if minGnt != 0 || maxLat != 0 {
-                    l += " (" + (minGnt != 0 ? "\(Int(minGnt) * 250)ns min" : "") + (minGnt != 0 && maxLat != 0 ? ", " : "") + (maxLat != 0 ? "\(Int(maxLat) * 250)ns max" : "") + ")"
+                    l += " (" + (minGnt != 0 ? "\(minGnt * 250)ns min" : "") + (minGnt != 0 && maxLat != 0 ? ", " : "") + (maxLat != 0 ? "\(maxLat * 250)ns max" : "") + ")"
                 }
-                if cacheLine != 0 { l += ", Cache Line Size: \(Int(cacheLine) * 4) bytes" }
+                if cacheLine != 0 { l += ", Cache Line Size: \(cacheLine * 4) bytes" }
                 out.append(l)
             }
             if pin != 0 || irq != 0 {
-                out.append("\tInterrupt: pin \(pin != 0 ? String(UnicodeScalar(UInt8(0x40) &+ pin)) : "?") routed to IRQ \(irq)")
+                out.append("\tInterrupt: pin \(pin != 0 ? String(UnicodeScalar(UInt8(0x40) &+ UInt8(truncatingIfNeeded: pin))) : "?") routed to IRQ \(irq)")
             }
         } else {
             var f = "\tFlags: "
-            if cmd & 0x4 != 0 { f += "bus master, " }
-            if cmd & 0x20 != 0 { f += "VGA palette snoop, " }
-            if cmd & 0x80 != 0 { f += "stepping, " }
-            if cmd & 0x200 != 0 { f += "fast Back2Back, " }
-            if st & 0x20 != 0 { f += "66MHz, " }
-            if st & 0x40 != 0 { f += "user-definable features, " }
+            if busMaster { f += "bus master, " }
+            if Cmd.vgaPaletteSnoop.extract(cmd) != 0 { f += "VGA palette snoop, " }
+            if Cmd.idselStepping.extract(cmd) != 0 { f += "stepping, " }
+            if Cmd.fastBackToBackEnable.extract(cmd) != 0 { f += "fast Back2Back, " }
+            if St.capable66MHz.extract(st) != 0 { f += "66MHz, " }
+            if St.userDefinableFeatures.extract(st) != 0 { f += "user-definable features, " }
             f += "\(devsel) devsel"
-            if cmd & 0x4 != 0 { f += ", latency \(latency)" }
+            if busMaster { f += ", latency \(latency)" }
             if irq != 0 { f += ", IRQ \(irq)" }
             out.append(f)
         }
-        if let bist = c.read8(PCIHeader.bist.offset), bist & 0x80 != 0 {
-            out.append(bist & 0x40 != 0 ? "\tBIST is running" : "\tBIST result: \(hex(bist & 0xF, digits: 2))")
+        if let bist = c.read(H.bist), H.BIST.bistCapable.extract(bist) != 0 {
+            out.append(H.BIST.startBIST.extract(bist) != 0 ? "\tBIST is running" : "\tBIST result: \(hex(H.BIST.completionCode.extract(bist), digits: 2))")
         }
         out += regionLines(ctx)
-        if type == 0 { out += romLines(ctx, register: 0x30) }
-        if type == 1 { out += bridgeLines(ctx, cmd: cmd) }
+        if type == 0 { out += romLines(ctx, register: H.expansionROM(offset: H.type0ExpansionROMOffset)) }
+        if type == 1 { out += bridgeLines(ctx) }
         return out
     }
 
     /// lspci's show_rom: the Expansion ROM BAR (0x30 on type 0, 0x38 on type 1).
-    func romLines(_ ctx: DecodeContext, register: Int) -> [String] {
+    func romLines(_ ctx: DecodeContext, register: RegisterLayout) -> [String] {
+        typealias R = PCIHeader.ExpansionROM
         let c = ctx.config
-        guard let flg = c.read32(register) else { return [] }
-        let rom: UInt32 = flg == 0xFFFF_FFFF ? 0 : flg
+        guard let flg = c.read(register) else { return [] }
+        let rom = flg == register.widthMask ? 0 : flg
         let size = (ctx.function as? SysfsPCIFunction)?.romSize ?? 0
         guard rom != 0 || flg != 0 || size != 0 else { return [] }
-        let cmd = c.read16(PCIHeader.command.offset) ?? 0
+        let cmd = c.read(PCIHeader.command) ?? 0
         var l = "\tExpansion ROM at "
-        if rom & ~0x7FF != 0 { l += hex(rom & ~0x7FF, digits: 8) } else if flg & ~0x7FF != 0 { l += "<ignored>" } else { l += "<unassigned>" }
-        if flg & 1 == 0 { l += " [disabled]" } else if cmd & 2 == 0 { l += " [disabled by cmd]" }
+        if rom & R.baseAddress.mask != 0 {
+            l += hex(rom & R.baseAddress.mask, digits: 8)
+        } else if flg & R.baseAddress.mask != 0 {
+            l += "<ignored>"
+        } else {
+            l += "<unassigned>"
+        }
+        if R.enable.extract(flg) == 0 { l += " [disabled]" } else if PCIHeader.Command.memorySpaceEnable.extract(cmd) == 0 { l += " [disabled by cmd]" }
         if size != 0 { l += " [size=\(Self.sizeString(size))]" }
         return [l]
     }
 
-    func bridgeLines(_ ctx: DecodeContext, cmd: UInt16) -> [String] {
+    func bridgeLines(_ ctx: DecodeContext) -> [String] {
+        typealias T = PCIHeader.Type1
         let c = ctx.config
-        guard let pri = c.read8(0x18), let sec = c.read8(0x19), let sub = c.read8(0x1A), let lat = c.read8(0x1B) else { return [] }
+        guard let pri = c.read(T.primaryBusNumber), let sec = c.read(T.secondaryBusNumber), let sub = c.read(T.subordinateBusNumber),
+              let lat = c.read(T.secondaryLatencyTimer) else { return [] }
         var out = ["\tBus: primary=\(hex(pri, digits: 2)), secondary=\(hex(sec, digits: 2)), subordinate=\(hex(sub, digits: 2)), sec-latency=\(lat)"]
         let verb = ctx.verbosity > 2
         func range(_ prefix: String, _ base: UInt64, _ limit: UInt64, bits: Int, disabled: Bool = false) {
@@ -160,18 +181,18 @@ public struct PCIDecoder: Sendable {
             return (windows[i].start, windows[i].size)
         }
         for (i, w) in BridgeWindow.all.enumerated() {
-            let base = c.read(w.base, width: w.registerWidth) ?? 0, limit = c.read(w.limit, width: w.registerWidth) ?? 0
-            let type = base & 0xF
+            let base = c.read(w.base) ?? 0, limit = c.read(w.limit) ?? 0
+            let type = w.type(base)
             if let (start, size) = osWindow(i) {
                 let b = start & ~0xF
                 range("\t\(w.label)", b, b &+ size &- 1, bits: start & 0xF == 1 ? w.bits.wide : w.bits.narrow)
-            } else if type != limit & 0xF || !(type == 0 || (type == 1 && w.upper != nil)) {
+            } else if type != w.type(limit) || !(type == 0 || (type == 1 && w.upper != nil)) {
                 out.append("\t!!! Unknown \(w.name) range types \(hex(base, digits: 1))/\(hex(limit, digits: 1))")
             } else {
-                var b = (base & ~0xF) << w.shift, l = (limit & ~0xF) << w.shift
+                var b = w.address(base), l = w.address(limit)
                 if type == 1, let u = w.upper {
-                    b |= (c.read(u.base, width: u.width) ?? 0) << u.shift
-                    l |= (c.read(u.limit, width: u.width) ?? 0) << u.shift
+                    b |= (c.read(u.base) ?? 0) << u.shift
+                    l |= (c.read(u.limit) ?? 0) << u.shift
                 }
                 // An optional window the bridge does not implement reads base = limit = 0.
                 if !(w.optional && b == 0 && l == 0 && known) {
@@ -179,14 +200,19 @@ public struct PCIDecoder: Sendable {
                 }
             }
         }
-        if ctx.verbosity >= 2, let ss = c.read16(0x1E) {
-            let devsel = ["fast", "medium", "slow", "??"][Int((ss >> 9) & 3)]
-            out.append("\tSecondary status: 66MHz\(flag(ss, 0x20)) FastB2B\(flag(ss, 0x80)) ParErr\(flag(ss, 0x100)) DEVSEL=\(devsel) >TAbort\(flag(ss, 0x800)) <TAbort\(flag(ss, 0x1000)) <MAbort\(flag(ss, 0x2000)) <SERR\(flag(ss, 0x4000)) <PERR\(flag(ss, 0x8000))")
+        typealias St = PCIHeader.Status
+        if ctx.verbosity >= 2, let ss = c.read(T.secondaryStatus) {
+            let devsel = ["fast", "medium", "slow", "??"][Int(St.devselTiming.extract(ss))]
+            out.append("\tSecondary status: " + Self.flags(ss, [("66MHz", St.capable66MHz), ("FastB2B", St.fastBackToBackCapable), ("ParErr", St.masterDataParityError)])
+                + " DEVSEL=\(devsel) " + Self.flags(ss, [(">TAbort", St.signaledTargetAbort), ("<TAbort", St.receivedTargetAbort), ("<MAbort", St.receivedMasterAbort),
+                                                         ("<SERR", T.receivedSystemError), ("<PERR", St.detectedParityError)]))
         }
-        out += romLines(ctx, register: 0x38)
-        if ctx.verbosity >= 2, let brc = c.read16(0x3E) {
-            out.append("\tBridgeCtl: Parity\(flag(brc, 0x1)) SERR\(flag(brc, 0x2)) NoISA\(flag(brc, 0x4)) VGA\(flag(brc, 0x8)) VGA16\(flag(brc, 0x10)) MAbort\(flag(brc, 0x20)) >Reset\(flag(brc, 0x40)) FastB2B\(flag(brc, 0x80))")
-            out.append("\t\tPriDiscTmr\(flag(brc, 0x100)) SecDiscTmr\(flag(brc, 0x200)) DiscTmrStat\(flag(brc, 0x400)) DiscTmrSERREn\(flag(brc, 0x800))")
+        out += romLines(ctx, register: PCIHeader.expansionROM(offset: PCIHeader.type1ExpansionROMOffset))
+        if ctx.verbosity >= 2, let brc = c.read(PCIHeader.bridgeControl) {
+            let labels = ["Parity", "SERR", "NoISA", "VGA", "VGA16", "MAbort", ">Reset", "FastB2B", "PriDiscTmr", "SecDiscTmr", "DiscTmrStat", "DiscTmrSERREn"]
+            let fields = Array(zip(labels, PCIHeader.BridgeControl.flags))
+            out.append("\tBridgeCtl: " + Self.flags(brc, Array(fields.prefix(8))))
+            out.append("\t\t" + Self.flags(brc, Array(fields.dropFirst(8))))
         }
         return out
     }
@@ -195,24 +221,30 @@ public struct PCIDecoder: Sendable {
     /// whose low nibble is the window's type (0: the narrow form, 1: the wide one, its upper bits in the Upper Base and
     /// Limit registers) and whose upper bits are the address bits at `shift` and above, in granules of `granule`.
     struct BridgeWindow {
+        typealias T = PCIHeader.Type1
         /// As lspci names it, in its range line and in its unknown-type line.
         let label: String, name: String
-        let base: Int, limit: Int, registerWidth: Int
-        /// Upper Base and Limit registers, their width and the address bit they start at: the wide type only.
-        let upper: (base: Int, limit: Int, width: Int, shift: Int)?
+        let base: RegisterLayout, limit: RegisterLayout
+        /// Upper Base and Limit registers and the address bit they start at: the wide type only.
+        let upper: (base: RegisterLayout, limit: RegisterLayout, shift: Int)?
         let bits: (narrow: Int, wide: Int)
         /// An optional window (I/O, prefetchable) reads base = limit = 0 where the bridge does not implement it.
         let optional: Bool
 
-        var shift: Int { 8 * registerWidth }
-        var granule: UInt64 { 1 << UInt64(shift + 4) }
+        /// The register's address bits are its writable field; they are address bits `shift` and up.
+        var shift: Int { 8 * base.width }
+        var granule: UInt64 { 1 << UInt64(shift + base.writableMask.trailingZeroBitCount) }
+        /// The low nibble below the address bits: the window's type (Addressing Capability; reserved 0 for memory).
+        func type(_ raw: UInt64) -> UInt64 { raw & base.widthMask & ~base.writableMask }
+        func address(_ raw: UInt64) -> UInt64 { (raw & base.writableMask) << UInt64(shift) }
 
         /// In the order of the kernel's bridge window resources (sysfs resource lines 13-15).
         static let all = [
-            BridgeWindow(label: "I/O behind bridge", name: "I/O", base: 0x1C, limit: 0x1D, registerWidth: 1, upper: (0x30, 0x32, 2, 16), bits: (16, 32), optional: true),
-            BridgeWindow(label: "Memory behind bridge", name: "memory", base: 0x20, limit: 0x22, registerWidth: 2, upper: nil, bits: (32, 32), optional: false),
-            BridgeWindow(label: "Prefetchable memory behind bridge", name: "prefetchable memory", base: 0x24, limit: 0x26,
-                         registerWidth: 2, upper: (0x28, 0x2C, 4, 32), bits: (32, 64), optional: true),
+            BridgeWindow(label: "I/O behind bridge", name: "I/O", base: T.ioBase, limit: T.ioLimit, upper: (T.ioBaseUpper16Bits, T.ioLimitUpper16Bits, 16),
+                         bits: (16, 32), optional: true),
+            BridgeWindow(label: "Memory behind bridge", name: "memory", base: T.memoryBase, limit: T.memoryLimit, upper: nil, bits: (32, 32), optional: false),
+            BridgeWindow(label: "Prefetchable memory behind bridge", name: "prefetchable memory", base: T.prefetchableMemoryBase, limit: T.prefetchableMemoryLimit,
+                         upper: (T.prefetchableBaseUpper32Bits, T.prefetchableLimitUpper32Bits, 32), bits: (32, 64), optional: true),
         ]
     }
 
@@ -221,45 +253,50 @@ public struct PCIDecoder: Sendable {
     /// `<unassigned>` region, as `lspci -F` does. With a live function the upper
     /// half is skipped and sizes are shown, as lspci does through sysfs.
     func regionLines(_ ctx: DecodeContext) -> [String] {
+        typealias B = PCIHeader.BAR
+        typealias Cmd = PCIHeader.Command
         let c = ctx.config
         let count = c.headerType == 0 ? 6 : (c.headerType == 1 ? 2 : 0)
-        let cmd = c.read16(PCIHeader.command.offset) ?? 0
+        let cmd = c.read(PCIHeader.command) ?? 0
         let live = !(ctx.function?.bars.isEmpty ?? true)
+        func isIO(_ x: UInt64) -> Bool { B.memorySpaceIndicator.extract(x) == 1 }
         // lib/generic.c: base addresses, a 64-bit BAR's in its lower slot.
         var pos = [UInt64](repeating: 0, count: count)
         var upper = Set<Int>()
         var k = 0
         while k < count {
-            let x = c.read32(0x10 + 4 * k) ?? 0
+            let x = c.read(PCIHeader.bar(k)) ?? 0
             if x != 0 && x != 0xFFFF_FFFF {
-                if x & 1 == 1 || (x >> 1) & 3 != 2 {
-                    pos[k] = UInt64(x)
+                if isIO(x) || B.memoryType.extract(x) != B.memoryType64Bit {
+                    pos[k] = x
                 } else if k < count - 1 {
-                    pos[k] = UInt64(x) | UInt64(c.read32(0x10 + 4 * (k + 1)) ?? 0) << 32
+                    pos[k] = x | (c.read(PCIHeader.bar(k + 1)) ?? 0) << 32
                     upper.insert(k + 1)
                     k += 1
                 }
             }
             k += 1
         }
+        // A memory BAR's flag bits below Base Address (the address itself may run on into the upper DWORD).
+        let memoryFlags = B.memorySpaceIndicator.mask | B.memoryType.mask | B.prefetchable.mask
         var out: [String] = []
         for i in 0..<count {
             if live && upper.contains(i) { continue }
-            var flg = c.read32(0x10 + 4 * i) ?? 0
+            var flg = c.read(PCIHeader.bar(i)) ?? 0
             if flg == 0xFFFF_FFFF { flg = 0 }
             let size = ctx.function?.bars.first { $0.index == i }?.size ?? 0
             guard pos[i] != 0 || flg != 0 || size != 0 else { continue }
             var line = ctx.verbosity >= 2 ? "\tRegion \(i): " : "\t"
-            if flg & 1 == 1 {
-                let a = pos[i] & ~3
-                line += "I/O ports at " + (a != 0 || cmd & 1 != 0 ? hex(a, digits: 4) : "<unassigned>")
-                if cmd & 1 == 0 { line += " [disabled]" }
+            if isIO(flg) {
+                let a = pos[i] & B.ioBaseMask
+                let ioEnabled = Cmd.ioSpaceEnable.extract(cmd) != 0
+                line += "I/O ports at " + (a != 0 || ioEnabled ? hex(a, digits: 4) : "<unassigned>")
+                if !ioEnabled { line += " [disabled]" }
             } else {
-                let t = (flg >> 1) & 3
-                let a = pos[i] & ~0xF
+                let a = pos[i] & ~memoryFlags
                 line += "Memory at " + (a != 0 ? hex(a, digits: 8) : "<unassigned>")
-                line += " (\(["32-bit", "low-1M", "64-bit", "type 3"][Int(t)]), \(flg & 8 != 0 ? "" : "non-")prefetchable)"
-                if cmd & 2 == 0 { line += " [disabled]" }
+                line += " (\(["32-bit", "low-1M", "64-bit", "type 3"][Int(B.memoryType.extract(flg))]), \(B.prefetchable.extract(flg) != 0 ? "" : "non-")prefetchable)"
+                if Cmd.memorySpaceEnable.extract(cmd) == 0 { line += " [disabled]" }
             }
             if size != 0 { line += " [size=\(Self.sizeString(size))]" }
             out.append(line)
@@ -267,13 +304,14 @@ public struct PCIDecoder: Sendable {
         return out
     }
 
-    /// lspci's size spelling (show_size): divide by 1024 while at least 1024: 4K, 64K, 2M, 16G.
+    /// lspci's size spelling (show_size): divide by 1024 while it divides evenly: 4K, 64K, 2M, 16G, 2037M, 684156K;
+    /// what is left is printed as a C `unsigned` (its low 32 bits).
     public static func sizeString(_ size: UInt64) -> String {
         var s = size
         var unit = 0
         let units = ["", "K", "M", "G", "T"]
-        while unit < units.count - 1 && s >= 1024 { s /= 1024; unit += 1 }
-        return "\(s)\(units[unit])"
+        while unit < units.count - 1 && s != 0 && s % 1024 == 0 { s /= 1024; unit += 1 }
+        return "\(UInt32(truncatingIfNeeded: s))\(units[unit])"
     }
 
     func capabilityLines(_ ctx: DecodeContext) -> [String] {
@@ -302,7 +340,7 @@ public struct PCIDecoder: Sendable {
         }
         for f in ctx.capabilities.findings where f.message == "extended capability list loops" {
             guard let off = f.offset else { continue }
-            let ver = ctx.verbosity >= 2 ? " v\(((ctx.config.read32(off) ?? 0) >> 16) & 0xF)" : ""
+            let ver = ctx.verbosity >= 2 ? " v\(ExtendedCapabilityHeader.version.extract(ctx.config.read(ExtendedCapabilityHeader.header, base: off) ?? 0))" : ""
             out.append("\tCapabilities: [\(hex(off, digits: 3))\(ver)] <chain looped>")
         }
         return out
@@ -311,7 +349,8 @@ public struct PCIDecoder: Sendable {
     /// Standard capabilities whose lspci detail lines cxlkit does not print (AGP, VPD,
     /// PCI-X, HyperTransport, SATA, Advanced Features, Enhanced Allocation). Every other
     /// capability lspci 3.9.0 details is printed as lspci prints it.
-    public static let standardCapabilitiesWithoutDetails: Set<UInt16> = [0x02, 0x03, 0x07, 0x08, 0x12, 0x13, 0x14]
+    public static let standardCapabilitiesWithoutDetails = Set(([.agp, .vitalProductData, .pciX, .hyperTransport, .sataConfiguration, .advancedFeatures,
+                                                                 .enhancedAllocation] as [CapabilityID]).map { UInt16($0.rawValue) })
 
     /// True when cxlkit prints a capability's detail lines the way lspci 3.9.0 does.
     public static func rendersLspciDetails(_ cap: CapabilityHeader) -> Bool {
@@ -322,46 +361,61 @@ public struct PCIDecoder: Sendable {
 
     public func standardTitle(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> String {
         let c = ctx.config, o = cap.offset
-        switch cap.id {
-        case 0x00: return "Null"
-        case 0x01:
-            let pmc = c.read16(o + 2) ?? 0
-            return "Power Management version \(pmc & 7)"
-        case 0x02: return "AGP version \((c.read8(o + 2) ?? 0) >> 4).\((c.read8(o + 2) ?? 0) & 0xF)"
-        case 0x03: return "Vital Product Data"
-        case 0x05:
-            let mc = c.read16(o + 2) ?? 0
-            return "MSI: Enable\(flag(mc, 1)) Count=\(1 << ((mc >> 4) & 7))/\(1 << ((mc >> 1) & 7)) Maskable\(flag(mc, 0x100)) 64bit\(flag(mc, 0x80))"
-        case 0x06: return "CompactPCI hot-swap <?>"
-        case 0x09: return vendorSpecificTitle(cap, ctx)
-        case 0x0B: return "CompactPCI central resource control <?>"
-        case 0x0C: return "Hot-plug capable"
-        case 0x0D: return "Subsystem: " + subsystemName(c, sv: c.read16(o + 4) ?? 0, sd: c.read16(o + 6) ?? 0)
-        case 0x0E: return "AGP3 <?>"
-        case 0x0F: return "Secure device <?>"
-        case 0x10:
-            let caps = c.read16(o + 2) ?? 0
-            let type = Int((caps >> 4) & 0xF)
-            let slot = flag(caps, 0x100)
+        func r(_ register: RegisterLayout) -> UInt64 { c.read(register, base: o) ?? 0 }
+        switch CapabilityID(rawValue: UInt8(truncatingIfNeeded: cap.id)) {
+        case .null: return "Null"
+        case .powerManagement:
+            return "Power Management version \(PowerManagementCapability.Capabilities.version.extract(r(PowerManagementCapability.capabilities)))"
+        case .agp:
+            let rev = r(AGPCapability.revision)
+            return "AGP version \(hex(AGPCapability.majorRevision.extract(rev), digits: 1)).\(hex(AGPCapability.minorRevision.extract(rev), digits: 1))"
+        case .vitalProductData: return "Vital Product Data"
+        case .msi:
+            typealias M = MSICapability.Control
+            let mc = r(MSICapability.messageControl)
+            return "MSI: " + Self.flags(mc, [("Enable", M.enable)]) + " Count=\(1 << M.multipleMessageEnable.extract(mc))/\(1 << M.multipleMessageCapable.extract(mc)) "
+                + Self.flags(mc, [("Maskable", M.perVectorMasking), ("64bit", M.is64Bit)])
+        case .compactPCIHotSwap: return "CompactPCI hot-swap <?>"
+        case .vendorSpecific: return vendorSpecificTitle(cap, ctx)
+        case .compactPCICentralResource: return "CompactPCI central resource control <?>"
+        case .pciHotPlug: return "Hot-plug capable"
+        case .bridgeSubsystemVendorID:
+            typealias B = BridgeSubsystemVendorIDCapability
+            return "Subsystem: " + subsystemName(c, sv: UInt16(truncatingIfNeeded: r(B.subsystemVendorID)), sd: UInt16(truncatingIfNeeded: r(B.subsystemID)))
+        case .agp8x: return "AGP3 <?>"
+        case .secureDevice: return "Secure device <?>"
+        case .pciExpress:
+            typealias P = PCIExpressCapability
+            let caps = r(P.capabilities)
+            let type = P.devicePortType.extract(caps)
+            let slot = "(Slot" + Self.flags(caps, [("", P.Capabilities.slotImplemented)]) + ")"
             let name: String
-            switch type {
-            case 0: name = "Endpoint"
-            case 1: name = "Legacy Endpoint"
-            case 4: name = "Root Port (Slot\(slot))"
-            case 5: name = "Upstream Port"
-            case 6: name = "Downstream Port (Slot\(slot))"
-            case 7: name = "PCI-Express to PCI/PCI-X Bridge"
-            case 8: name = "PCI/PCI-X to PCI-Express Bridge (Slot\(slot))"
-            case 9: name = "Root Complex Integrated Endpoint"
-            case 10: name = "Root Complex Event Collector"
-            default: name = "Unknown type \(type)"
+            switch P.DevicePortType(rawValue: type) {
+            case .endpoint: name = "Endpoint"
+            case .legacyEndpoint: name = "Legacy Endpoint"
+            case .rootPort: name = "Root Port " + slot
+            case .upstreamPort: name = "Upstream Port"
+            case .downstreamPort: name = "Downstream Port " + slot
+            case .pcieToPCIBridge: name = "PCI-Express to PCI/PCI-X Bridge"
+            case .pciToPCIeBridge: name = "PCI/PCI-X to PCI-Express Bridge " + slot
+            case .rootComplexIntegratedEndpoint: name = "Root Complex Integrated Endpoint"
+            case .rootComplexEventCollector: name = "Root Complex Event Collector"
+            case nil: name = "Unknown type \(type)"
             }
-            return "Express " + (ctx.verbosity >= 2 ? "(v\(caps & 0xF)) " : "") + "\(name), MSI \(hex((caps >> 9) & 0x1F, digits: 2))"
-        case 0x11:
-            let mc = c.read16(o + 2) ?? 0
-            return "MSI-X: Enable\(flag(mc, 0x8000)) Count=\((mc & 0x7FF) + 1) Masked\(flag(mc, 0x4000))"
-        case 0x13: return "PCI Advanced Features"
-        case 0x14: return "Enhanced Allocation (EA): NumEntries=\((c.read8(o + 2) ?? 0) & 0x3F)"
+            return "Express " + (ctx.verbosity >= 2 ? "(v\(P.Capabilities.capabilityVersion.extract(caps))) " : "") + "\(name), MSI \(hex(P.Capabilities.interruptMessageNumber.extract(caps), digits: 2))"
+        case .msix:
+            typealias M = MSIXCapability.Control
+            let mc = r(MSIXCapability.messageControl)
+            return "MSI-X: " + Self.flags(mc, [("Enable", M.enable)]) + " Count=\(M.tableSize.extract(mc) + 1) " + Self.flags(mc, [("Masked", M.functionMask)])
+        case .advancedFeatures: return "PCI Advanced Features"
+        case .enhancedAllocation:
+            typealias E = EnhancedAllocationCapability
+            var title = "Enhanced Allocation (EA): NumEntries=\(E.numEntries.extract(r(E.entries)))"
+            // A bridge's EA capability gives its fixed bus numbers first (lspci prints them in decimal).
+            if c.headerType == 1, let buses = c.read(E.bridgeBusNumbers, base: o) {
+                title += ", secondary=\(E.fixedSecondaryBusNumber.extract(buses)), subordinate=\(E.fixedSubordinateBusNumber.extract(buses))"
+            }
+            return title
         default: return "Capability ID 0x\(hex(cap.id, digits: 1)) [\(hex(c.read16(o + 2) ?? 0, digits: 4))]"
         }
     }
@@ -373,39 +427,59 @@ public struct PCIDecoder: Sendable {
     }
 
     func vendorSpecificTitle(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> String {
+        typealias V = VendorSpecificCapability.Virtio
         let c = ctx.config, o = cap.offset
-        let len = c.read8(o + 2) ?? 0
-        if isVirtio(c), len >= 16 {
-            let names: [UInt8: String] = [1: "CommonCfg", 2: "Notify", 3: "ISR", 4: "DeviceCfg"]
-            return "Vendor Specific Information: VirtIO: " + (names[c.read8(o + 3) ?? 0] ?? "<unknown>")
+        let len = c.read(VendorSpecificCapability.length, base: o) ?? 0
+        if isVirtio(c), len >= UInt64(V.length.offset + V.length.width) {
+            let names: [UInt64: String] = [1: "CommonCfg", 2: "Notify", 3: "ISR", 4: "DeviceCfg"]
+            return "Vendor Specific Information: VirtIO: " + (names[c.read(V.configType, base: o) ?? 0] ?? "<unknown>")
         }
         return "Vendor Specific Information: Len=\(hex(len, digits: 2)) <?>"
     }
 
     func standardDetails(_ cap: CapabilityHeader, _ ctx: DecodeContext) -> [String] {
         let c = ctx.config, o = cap.offset
-        switch cap.id {
-        case 0x01:
-            guard let pmc = c.read16(o + 2), let pmcsr = c.read16(o + 4) else { return [] }
-            let aux = [0, 55, 100, 160, 220, 270, 320, 375][Int((pmc >> 6) & 7)]
-            return [
-                "\t\tFlags: PMEClk\(flag(pmc, 0x8)) DSI\(flag(pmc, 0x20)) D1\(flag(pmc, 0x200)) D2\(flag(pmc, 0x400)) AuxCurrent=\(aux)mA PME(D0\(flag(pmc, 0x800)),D1\(flag(pmc, 0x1000)),D2\(flag(pmc, 0x2000)),D3hot\(flag(pmc, 0x4000)),D3cold\(flag(pmc, 0x8000)))",
-                "\t\tStatus: D\(pmcsr & 3) NoSoftRst\(flag(pmcsr, 0x8)) PME-Enable\(flag(pmcsr, 0x100)) DSel=\((pmcsr >> 9) & 0xF) DScale=\((pmcsr >> 13) & 3) PME\(flag(pmcsr, 0x8000))",
+        switch CapabilityID(rawValue: UInt8(truncatingIfNeeded: cap.id)) {
+        case .powerManagement:
+            typealias PM = PowerManagementCapability
+            typealias C = PM.Capabilities
+            typealias S = PM.ControlStatus
+            guard let pmc = c.read(PM.capabilities, base: o), let pmcsr = c.read(PM.controlStatus, base: o) else { return [] }
+            let aux = [0, 55, 100, 160, 220, 270, 320, 375][Int(C.auxCurrent.extract(pmc))]
+            // PME_Support: bit n of the field for D0, D1, D2, D3hot, D3cold.
+            let pme = C.pmeSupport.extract(pmc)
+            let pmeStates = ["D0", "D1", "D2", "D3hot", "D3cold"].enumerated().map { "\($0.element)\(flag(pme >> UInt64($0.offset) & 1 != 0))" }
+            var out = [
+                "\t\tFlags: " + Self.flags(pmc, [("PMEClk", C.pmeClock), ("DSI", C.deviceSpecificInitialization), ("D1", C.d1Support), ("D2", C.d2Support)])
+                    + " AuxCurrent=\(aux)mA PME(" + pmeStates.joined(separator: ",") + ")",
+                "\t\tStatus: D\(S.powerState.extract(pmcsr)) " + Self.flags(pmcsr, [("NoSoftRst", S.noSoftReset), ("PME-Enable", S.pmeEnable)])
+                    + " DSel=\(S.dataSelect.extract(pmcsr)) DScale=\(S.dataScale.extract(pmcsr)) " + Self.flags(pmcsr, [("PME", S.pmeStatus)]),
             ]
-        case 0x09:
-            guard isVirtio(c), (c.read8(o + 2) ?? 0) >= 16, let bar = c.read8(o + 4),
-                  let off = c.read32(o + 8), let len = c.read32(o + 12) else { return [] }
-            var line = "\t\tBAR=\(bar) offset=\(hex(off, digits: 8)) size=\(hex(len, digits: 8))"
-            if c.read8(o + 3) == 2, (c.read8(o + 2) ?? 0) >= 20, let mult = c.read32(o + 16) { line += " multiplier=\(hex(mult, digits: 8))" }
+            // lspci prints the bridge extensions where any bit of the byte is set; B3+ means B2_B3# clear.
+            if let bse = c.read(PM.bridgeExtensions, base: o), bse != 0 {
+                out.append("\t\tBridge: " + Self.flags(bse, [("PM", PM.BridgeExtensions.bpccEnable)]) + " B3" + flag(PM.BridgeExtensions.b2B3.extract(bse) == 0))
+            }
+            return out
+        case .vendorSpecific:
+            typealias V = VendorSpecificCapability.Virtio
+            let len = c.read(VendorSpecificCapability.length, base: o) ?? 0
+            guard isVirtio(c), len >= UInt64(V.length.offset + V.length.width), let bar = c.read(V.bar, base: o),
+                  let off = c.read(V.offset, base: o), let size = c.read(V.length, base: o) else { return [] }
+            var line = "\t\tBAR=\(bar) offset=\(hex(off, digits: 8)) size=\(hex(size, digits: 8))"
+            if c.read(V.configType, base: o) == V.notifyConfigType, len >= UInt64(V.notifyOffsetMultiplier.offset + V.notifyOffsetMultiplier.width),
+               let mult = c.read(V.notifyOffsetMultiplier, base: o) {
+                line += " multiplier=\(hex(mult, digits: 8))"
+            }
             return [line]
-        case 0x05:
+        case .msi:
             return msiDetails(o, c)
-        case 0x10:
+        case .pciExpress:
             return expressDetails(cap, ctx)
-        case 0x11:
-            guard let t = c.read32(o + 4), let p = c.read32(o + 8) else { return [] }
-            return ["\t\tVector table: BAR=\(t & 7) offset=\(hex(t & ~7, digits: 8))",
-                    "\t\tPBA: BAR=\(p & 7) offset=\(hex(p & ~7, digits: 8))"]
+        case .msix:
+            typealias M = MSIXCapability
+            guard let t = c.read(M.tableOffset, base: o), let p = c.read(M.pbaOffset, base: o) else { return [] }
+            return ["\t\tVector table: BAR=\(M.tableBIR.extract(t)) offset=\(hex(t & M.tableOffsetField.mask, digits: 8))",
+                    "\t\tPBA: BAR=\(M.pbaBIR.extract(p)) offset=\(hex(p & M.pbaOffsetField.mask, digits: 8))"]
         default: return []
         }
     }
@@ -529,7 +603,7 @@ public struct PCIDecoder: Sendable {
         o.set("address", subject.name)
         o.set("vendor_id", .hexString(c.vendorID ?? 0xFFFF, digits: 4))
         o.set("device_id", .hexString(c.deviceID ?? 0xFFFF, digits: 4))
-        o.set("revision_id", .hexString(c.read8(8) ?? 0, digits: 2))
+        o.set("revision_id", .hexString(c.read(PCIHeader.revisionID) ?? 0, digits: 2))
         o.set("class_code", .hexString(c.classCode ?? 0, digits: 6))
         o.set("header_type", Int(c.headerType ?? 0))
         o.set("multi_function", c.isMultiFunction)
@@ -551,7 +625,7 @@ public struct PCIDecoder: Sendable {
             if verbosity >= 2, let layout = CapabilityCatalog.layout(for: cap, config: c) {
                 co.set("registers", layout.json(base: cap.offset) { c.read($0, base: cap.offset) })
             }
-            if cap.id == 0x23, cap.space == .extended, let h = DVSECInstance(config: c, offset: cap.offset) {
+            if cap.space == .extended, ExtendedCapabilityID(rawValue: cap.id) == .designatedVendorSpecific, let h = DVSECInstance(config: c, offset: cap.offset) {
                 var d = JSONObject()
                 d.set("vendor_id", .hexString(h.vendorID, digits: 4))
                 d.set("id", .hexString(h.dvsecID, digits: 4))
