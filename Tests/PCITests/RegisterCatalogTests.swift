@@ -130,6 +130,18 @@ struct RegisterCatalogTests {
         #expect(P.DeviceControl.bridgeConfigurationRetryEnable.mask == P.initiateFLR.mask)
         #expect(!P.deviceControl.fields.contains(P.DeviceControl.bridgeConfigurationRetryEnable))
     }
+
+    /// Virtual Channel, RC Link Declaration, RCEC association and Multicast registers sit at the spec's offsets
+    /// (PCIe 6.0 §7.9.1, §7.9.8, §7.9.10, §7.9.11), per VC and per link entry.
+    @Test func legacyExtendedCapabilityRegistersSitAtSpecOffsets() {
+        let vc2 = VirtualChannelCapability.Resource(2)
+        #expect(vc2.capability.offset == 0x28 && vc2.control.offset == 0x2C && vc2.status.offset == 0x32)
+        #expect(VirtualChannelCapability.ResourceControl.vcID.mask == 0x700_0000 && VirtualChannelCapability.Capability2.vcArbitrationTableOffset.mask == 0xFF00_0000)
+        #expect(RCLinkDeclarationCapability.linkDescription(1).offset == 0x20 && RCLinkDeclarationCapability.linkAddress(1).offset == 0x28)
+        #expect(RCLinkDeclarationCapability.ConfigurationLinkAddress.device.mask == 0xF_8000)
+        #expect(RCECEndpointAssociationCapability.associatedBusNumbers.offset == 0x08 && RCECEndpointAssociationCapability.lastBus.mask == 0xFF_0000)
+        #expect(MulticastCapability.overlayBAR.offset == 0x28 && MulticastCapability.baseAddressField.mask == ~UInt64(0xFFF))
+    }
 }
 
 @Suite("Capability walker on hostile config spaces")

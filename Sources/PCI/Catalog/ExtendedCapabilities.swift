@@ -436,6 +436,151 @@ public enum VendorSpecificExtendedCapability {
     public static let layout = RegisterBlockLayout(ExtendedCapabilityID.vendorSpecific.name, [ExtendedCapabilityHeader.header, header])
 }
 
+/// Virtual Channel and Multi-Function Virtual Channel (PCIe 6.0 §7.9.1, §7.9.2): the port registers, then one
+/// VC Resource Capability/Control/Status triple per VC (12 bytes apart from 0x10).
+public enum VirtualChannelCapability {
+    public enum Capability1 {
+        public static let extendedVCCount = RegisterField("Extended VC Count", 2, 0, .ro)
+        public static let lowPriorityExtendedVCCount = RegisterField("Low Priority Extended VC Count", 6, 4, .ro)
+        public static let referenceClock = RegisterField("Reference Clock", 9, 8, .ro)
+        public static let portArbitrationTableEntrySize = RegisterField("Port Arbitration Table Entry Size", 11, 10, .ro)
+    }
+    public static let capability1 = RegisterLayout("Port VC Capability Register 1", offset: 0x04, width: 4, [
+        Capability1.extendedVCCount, Capability1.lowPriorityExtendedVCCount, Capability1.referenceClock, Capability1.portArbitrationTableEntrySize,
+    ])
+    public enum Capability2 {
+        /// One bit per scheme: Hardware Fixed, WRR 32, 64 and 128 phases; 4-7 reserved.
+        public static let vcArbitrationCapability = RegisterField("VC Arbitration Capability", 7, 0, .ro)
+        /// In 16-byte units from the capability's start; 0: none.
+        public static let vcArbitrationTableOffset = RegisterField("VC Arbitration Table Offset", 31, 24, .ro)
+    }
+    public static let capability2 = RegisterLayout("Port VC Capability Register 2", offset: 0x08, width: 4, [
+        Capability2.vcArbitrationCapability, Capability2.vcArbitrationTableOffset,
+    ])
+    public static let vcArbitrationSelect = RegisterField("VC Arbitration Select", 3, 1, .rw)
+    public static let control = RegisterLayout("Port VC Control", offset: 0x0C, width: 2, [.init("Load VC Arbitration Table", bit: 0, .rw), vcArbitrationSelect])
+    public static let vcArbitrationTableStatus = RegisterField("VC Arbitration Table Status", bit: 0, .ro)
+    public static let status = RegisterLayout("Port VC Status", offset: 0x0E, width: 2, [vcArbitrationTableStatus])
+
+    /// The registers of VC `n` (0 through Extended VC Count).
+    public struct Resource: Sendable {
+        public let capability: RegisterLayout, control: RegisterLayout, status: RegisterLayout
+        public init(_ n: Int) {
+            let base = 0x10 + 12 * n
+            capability = RegisterLayout("VC Resource Capability Register (\(n))", offset: base, width: 4, [
+                ResourceCapability.portArbitrationCapability, ResourceCapability.rejectSnoopTransactions,
+                ResourceCapability.maximumTimeSlots, ResourceCapability.portArbitrationTableOffset,
+            ])
+            control = RegisterLayout("VC Resource Control Register (\(n))", offset: base + 4, width: 4, [
+                ResourceControl.tcVCMap, .init("Load Port Arbitration Table", bit: 16, .rw), ResourceControl.portArbitrationSelect,
+                ResourceControl.vcID, ResourceControl.vcEnable,
+            ])
+            status = RegisterLayout("VC Resource Status Register (\(n))", offset: base + 10, width: 2, [
+                ResourceStatus.portArbitrationTableStatus, ResourceStatus.vcNegotiationPending,
+            ])
+        }
+    }
+    public enum ResourceCapability {
+        /// One bit per scheme: Hardware Fixed, WRR 32, 64, 128 phases, Time-based WRR 128, WRR 256; 6-7 reserved.
+        public static let portArbitrationCapability = RegisterField("Port Arbitration Capability", 7, 0, .ro)
+        public static let rejectSnoopTransactions = RegisterField("Reject Snoop Transactions", bit: 15, .hwInit)
+        /// Encoded N-1.
+        public static let maximumTimeSlots = RegisterField("Maximum Time Slots", 22, 16, .hwInit)
+        public static let portArbitrationTableOffset = RegisterField("Port Arbitration Table Offset", 31, 24, .ro)
+    }
+    public enum ResourceControl {
+        public static let tcVCMap = RegisterField("TC/VC Map", 7, 0, .rw)
+        public static let portArbitrationSelect = RegisterField("Port Arbitration Select", 19, 17, .rw)
+        public static let vcID = RegisterField("VC ID", 26, 24, .rw)
+        public static let vcEnable = RegisterField("VC Enable", bit: 31, .rw)
+    }
+    public enum ResourceStatus {
+        public static let portArbitrationTableStatus = RegisterField("Port Arbitration Table Status", bit: 0, .ro)
+        public static let vcNegotiationPending = RegisterField("VC Negotiation Pending", bit: 1, .ro)
+    }
+}
+
+/// Root Complex Link Declaration (PCIe 6.0 §7.9.8): the element's self description, then one 16-byte link entry
+/// per link from 0x10.
+public enum RCLinkDeclarationCapability {
+    public enum ElementSelfDescription {
+        /// Bits 3:0 are Element Type; lspci 3.9 reads the whole low byte (bits 7:4 are reserved).
+        public static let elementType = RegisterField("Element Type", 3, 0, .ro)
+        public static let numberOfLinkEntries = RegisterField("Number of Link Entries", 15, 8, .hwInit)
+        public static let componentID = RegisterField("Component ID", 23, 16, .hwInit)
+        public static let portNumber = RegisterField("Port Number", 31, 24, .hwInit)
+    }
+    public static let elementSelfDescription = RegisterLayout("Element Self Description", offset: 0x04, width: 4, [
+        ElementSelfDescription.elementType, ElementSelfDescription.numberOfLinkEntries, ElementSelfDescription.componentID, ElementSelfDescription.portNumber,
+    ])
+    public enum LinkDescription {
+        public static let linkValid = RegisterField("Link Valid", bit: 0, .hwInit)
+        /// 0: the link points at memory-mapped space (an RCRB), 1: at configuration space.
+        public static let linkType = RegisterField("Link Type", bit: 1, .hwInit)
+        public static let associateRCRBHeader = RegisterField("Associate RCRB Header", bit: 2, .hwInit)
+        public static let targetComponentID = RegisterField("Target Component ID", 23, 16, .hwInit)
+        public static let targetPortNumber = RegisterField("Target Port Number", 31, 24, .hwInit)
+    }
+    /// A configuration-space Link Address (§7.9.8.3): N bits of bus number from bit 20, then the base address.
+    public enum ConfigurationLinkAddress {
+        /// Bus number bits: 1-7 as they stand, 0 meaning 8.
+        public static let n = RegisterField("N", 2, 0, .hwInit)
+        public static let function = RegisterField("Function Number", 14, 12, .hwInit)
+        public static let device = RegisterField("Device Number", 19, 15, .hwInit)
+        /// The low N bits of this field are the bus number.
+        public static let bus = RegisterField("Bus Number", 27, 20, .hwInit)
+    }
+    /// Link entry `n`'s Link Description and 64-bit Link Address.
+    public static func linkDescription(_ n: Int) -> RegisterLayout {
+        RegisterLayout("Link Description (\(n))", offset: 0x10 + 16 * n, width: 4, [
+            LinkDescription.linkValid, LinkDescription.linkType, LinkDescription.associateRCRBHeader,
+            LinkDescription.targetComponentID, LinkDescription.targetPortNumber,
+        ])
+    }
+    public static func linkAddress(_ n: Int) -> RegisterLayout {
+        RegisterLayout("Link Address (\(n))", offset: 0x18 + 16 * n, width: 8, [.init("Link Address", 63, 0, .hwInit)])
+    }
+}
+
+/// Root Complex Event Collector Endpoint Association (PCIe 6.0 §7.9.10).
+public enum RCECEndpointAssociationCapability {
+    /// Bit n: the RCiEP at device n of the RCEC's bus.
+    public static let associationBitmap = RegisterLayout("Association Bitmap for RCiEPs", offset: 0x04, width: 4, [.init("Association Bitmap for RCiEPs", 31, 0, .hwInit)])
+    public static let nextBus = RegisterField("RCEC Next Bus", 15, 8, .hwInit)
+    public static let lastBus = RegisterField("RCEC Last Bus", 23, 16, .hwInit)
+    /// Capability Version 2 and up.
+    public static let associatedBusNumbers = RegisterLayout("RCEC Associated Bus Numbers", offset: 0x08, width: 4, [nextBus, lastBus])
+}
+
+/// Multicast (PCIe 6.0 §7.9.11).
+public enum MulticastCapability {
+    public enum Capability {
+        /// Encoded N-1.
+        public static let maxGroup = RegisterField("MC_Max_Group", 5, 0, .ro)
+        public static let windowSizeRequested = RegisterField("MC_Window_Size_Requested", 13, 8, .ro)
+        public static let ecrcRegenerationSupported = RegisterField("MC_ECRC_Regeneration_Supported", bit: 15, .ro)
+    }
+    public static let capability = RegisterLayout("Multicast Capability", offset: 0x04, width: 2, [
+        Capability.maxGroup, Capability.windowSizeRequested, Capability.ecrcRegenerationSupported,
+    ])
+    public enum Control {
+        /// Encoded N-1.
+        public static let numGroup = RegisterField("MC_Num_Group", 5, 0, .rw)
+        public static let enable = RegisterField("MC_Enable", bit: 15, .rw)
+    }
+    public static let control = RegisterLayout("Multicast Control", offset: 0x06, width: 2, [Control.numGroup, Control.enable])
+    public static let indexPosition = RegisterField("MC_Index_Position", 5, 0, .rw)
+    public static let baseAddressField = RegisterField("MC_Base_Address", 63, 12, .rw)
+    public static let baseAddress = RegisterLayout("MC_Base_Address", offset: 0x08, width: 8, [indexPosition, baseAddressField])
+    public static let receive = RegisterLayout("MC_Receive", offset: 0x10, width: 8, [.init("MC_Receive", 63, 0, .rw)])
+    public static let blockAll = RegisterLayout("MC_Block_All", offset: 0x18, width: 8, [.init("MC_Block_All", 63, 0, .rw)])
+    public static let blockUntranslated = RegisterLayout("MC_Block_Untranslated", offset: 0x20, width: 8, [.init("MC_Block_Untranslated", 63, 0, .rw)])
+    /// Switch and root ports only.
+    public static let overlaySize = RegisterField("MC_Overlay_Size", 5, 0, .rw)
+    public static let overlayBARField = RegisterField("MC_Overlay_BAR", 63, 6, .rw)
+    public static let overlayBAR = RegisterLayout("MC_Overlay_BAR", offset: 0x28, width: 8, [overlaySize, overlayBARField])
+}
+
 /// The catalog layout for a capability, where one is declared.
 public enum CapabilityCatalog {
     public static func layout(for header: CapabilityHeader, config: ConfigSpace) -> RegisterBlockLayout? {
