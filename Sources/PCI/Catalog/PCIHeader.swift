@@ -193,6 +193,8 @@ public enum PCIHeader {
         public static let secondaryLatencyTimer = RegisterLayout("Secondary Latency Timer", offset: 0x1B, width: 1, [.init("Secondary Latency Timer", 7, 0, .ro)])
         /// The window registers' low nibble: 0 for the narrow (16-bit I/O, 32-bit memory) form, 1 for the wide one.
         public static let ioAddressingCapability = RegisterField("I/O Addressing Capability", 3, 0, .ro)
+        public static let narrowAddressing: UInt64 = 0
+        public static let wideAddressing: UInt64 = 1
         public static let ioBase = RegisterLayout("I/O Base", offset: 0x1C, width: 1, [ioAddressingCapability, .init("I/O Base", 7, 4, .rw)])
         public static let ioLimit = RegisterLayout("I/O Limit", offset: 0x1D, width: 1, [ioAddressingCapability, .init("I/O Limit", 7, 4, .rw)])
         /// Secondary Status: Status's bits from 5 up, bit 14 Received System Error (§7.5.1.3.7).

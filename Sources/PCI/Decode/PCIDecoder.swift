@@ -184,19 +184,20 @@ public struct PCIDecoder: Sendable {
             let base = c.read(w.base) ?? 0, limit = c.read(w.limit) ?? 0
             let type = w.type(base)
             if let (start, size) = osWindow(i) {
-                let b = start & ~0xF
-                range("\t\(w.label)", b, b &+ size &- 1, bits: start & 0xF == 1 ? w.bits.wide : w.bits.narrow)
-            } else if type != w.type(limit) || !(type == 0 || (type == 1 && w.upper != nil)) {
+                // libpci reports a window's start with the type nibble of its Base register in the low bits.
+                let b = start & ~w.typeMask
+                range("\t\(w.label)", b, b &+ size &- 1, bits: w.type(start) == T.wideAddressing ? w.bits.wide : w.bits.narrow)
+            } else if type != w.type(limit) || !(type == T.narrowAddressing || (type == T.wideAddressing && w.upper != nil)) {
                 out.append("\t!!! Unknown \(w.name) range types \(hex(base, digits: 1))/\(hex(limit, digits: 1))")
             } else {
                 var b = w.address(base), l = w.address(limit)
-                if type == 1, let u = w.upper {
+                if type == T.wideAddressing, let u = w.upper {
                     b |= (c.read(u.base) ?? 0) << u.shift
                     l |= (c.read(u.limit) ?? 0) << u.shift
                 }
                 // An optional window the bridge does not implement reads base = limit = 0.
                 if !(w.optional && b == 0 && l == 0 && known) {
-                    range("\t\(w.label)", b, l + w.granule - 1, bits: type == 1 ? w.bits.wide : w.bits.narrow, disabled: known)
+                    range("\t\(w.label)", b, l + w.granule - 1, bits: type == T.wideAddressing ? w.bits.wide : w.bits.narrow, disabled: known)
                 }
             }
         }
@@ -235,7 +236,8 @@ public struct PCIDecoder: Sendable {
         var shift: Int { 8 * base.width }
         var granule: UInt64 { 1 << UInt64(shift + base.writableMask.trailingZeroBitCount) }
         /// The low nibble below the address bits: the window's type (Addressing Capability; reserved 0 for memory).
-        func type(_ raw: UInt64) -> UInt64 { raw & base.widthMask & ~base.writableMask }
+        var typeMask: UInt64 { base.widthMask & ~base.writableMask }
+        func type(_ raw: UInt64) -> UInt64 { raw & typeMask }
         func address(_ raw: UInt64) -> UInt64 { (raw & base.writableMask) << UInt64(shift) }
 
         /// In the order of the kernel's bridge window resources (sysfs resource lines 13-15).
