@@ -141,6 +141,20 @@ struct RegisterCatalogTests {
         #expect(RCLinkDeclarationCapability.ConfigurationLinkAddress.device.mask == 0xF_8000)
         #expect(RCECEndpointAssociationCapability.associatedBusNumbers.offset == 0x08 && RCECEndpointAssociationCapability.lastBus.mask == 0xFF_0000)
         #expect(MulticastCapability.overlayBAR.offset == 0x28 && MulticastCapability.baseAddressField.mask == ~UInt64(0xFFF))
+        // The catalog layouts decode --json -vv uses: as many VCs and link entries as the registers say.
+        var c = ConfigSpace(bytes: [UInt8](repeating: 0, count: 4096))
+        c.write(0x104, width: 4, value: 2)            // Extended VC Count 2
+        c.write(0x204, width: 4, value: 3 << 8)       // 3 link entries
+        c.write(0x304, width: 4, value: 200 << 8)     // more link entries than fit
+        func length(_ id: ExtendedCapabilityID, at offset: Int, version: UInt8 = 1) -> Int? {
+            CapabilityCatalog.layout(for: CapabilityHeader(space: .extended, id: id.rawValue, version: version, offset: offset, next: 0), config: c)?.length
+        }
+        #expect(length(.virtualChannel, at: 0x100) == 0x34 && length(.virtualChannelMFVC, at: 0x100) == 0x34)
+        #expect(length(.rootComplexLinkDeclaration, at: 0x200) == 0x40)
+        #expect(length(.rootComplexLinkDeclaration, at: 0x300).map { 0x300 + $0 <= 4096 } == true)
+        #expect(length(.multicast, at: 0x400) == 0x30)
+        #expect(length(.rootComplexEventCollectorEndpointAssociation, at: 0x500) == 0x08)
+        #expect(length(.rootComplexEventCollectorEndpointAssociation, at: 0x500, version: 2) == 0x0C)
     }
 }
 

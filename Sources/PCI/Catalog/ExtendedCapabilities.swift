@@ -498,6 +498,14 @@ public enum VirtualChannelCapability {
         public static let portArbitrationTableStatus = RegisterField("Port Arbitration Table Status", bit: 0, .ro)
         public static let vcNegotiationPending = RegisterField("VC Negotiation Pending", bit: 1, .ro)
     }
+    /// The structure with VCs 0 through `extendedVCCount` (0-7).
+    public static func layout(name: String, extendedVCCount: Int) -> RegisterBlockLayout {
+        RegisterBlockLayout(name, [ExtendedCapabilityHeader.header, capability1, capability2, control, status]
+            + (0...min(max(extendedVCCount, 0), 7)).flatMap { n -> [RegisterLayout] in
+                let r = Resource(n)
+                return [r.capability, r.control, r.status]
+            })
+    }
 }
 
 /// Root Complex Link Declaration (PCIe 6.0 §7.9.8): the element's self description, then one 16-byte link entry
@@ -540,6 +548,11 @@ public enum RCLinkDeclarationCapability {
     public static func linkAddress(_ n: Int) -> RegisterLayout {
         RegisterLayout("Link Address (\(n))", offset: 0x18 + 16 * n, width: 8, [.init("Link Address", 63, 0, .hwInit)])
     }
+    /// The structure with `links` link entries.
+    public static func layout(name: String, links: Int) -> RegisterBlockLayout {
+        RegisterBlockLayout(name, [ExtendedCapabilityHeader.header, elementSelfDescription]
+            + (0..<max(links, 0)).flatMap { [linkDescription($0), linkAddress($0)] })
+    }
 }
 
 /// Root Complex Event Collector Endpoint Association (PCIe 6.0 §7.9.10).
@@ -550,6 +563,10 @@ public enum RCECEndpointAssociationCapability {
     public static let lastBus = RegisterField("RCEC Last Bus", 23, 16, .hwInit)
     /// Capability Version 2 and up.
     public static let associatedBusNumbers = RegisterLayout("RCEC Associated Bus Numbers", offset: 0x08, width: 4, [nextBus, lastBus])
+    public static func layout(version: UInt8) -> RegisterBlockLayout {
+        RegisterBlockLayout(ExtendedCapabilityID.rootComplexEventCollectorEndpointAssociation.name,
+                            [ExtendedCapabilityHeader.header, associationBitmap] + (version >= 2 ? [associatedBusNumbers] : []))
+    }
 }
 
 /// Multicast (PCIe 6.0 §7.9.11).
@@ -579,6 +596,9 @@ public enum MulticastCapability {
     public static let overlaySize = RegisterField("MC_Overlay_Size", 5, 0, .rw)
     public static let overlayBARField = RegisterField("MC_Overlay_BAR", 63, 6, .rw)
     public static let overlayBAR = RegisterLayout("MC_Overlay_BAR", offset: 0x28, width: 8, [overlaySize, overlayBARField])
+    public static let layout = RegisterBlockLayout(ExtendedCapabilityID.multicast.name, [
+        ExtendedCapabilityHeader.header, capability, control, baseAddress, receive, blockAll, blockUntranslated, overlayBAR,
+    ])
 }
 
 /// The catalog layout for a capability, where one is declared.
@@ -619,6 +639,17 @@ public enum CapabilityCatalog {
                 let first = config.read(ResizableBARCapability.control(0), base: header.offset) ?? 0
                 return ResizableBARCapability.layout(name: header.name, count: Int(ResizableBARCapability.Control.numberOfBARs.extract(first)))
             case .designatedVendorSpecific: return RegisterBlockLayout(ExtendedCapabilityID.designatedVendorSpecific.name, DVSECHeader.registers)
+            case .virtualChannel, .virtualChannelMFVC:
+                let c1 = config.read(VirtualChannelCapability.capability1, base: header.offset) ?? 0
+                return VirtualChannelCapability.layout(name: header.name, extendedVCCount: Int(VirtualChannelCapability.Capability1.extendedVCCount.extract(c1)))
+            case .rootComplexLinkDeclaration:
+                typealias L = RCLinkDeclarationCapability
+                let esd = config.read(L.elementSelfDescription, base: header.offset) ?? 0
+                // As many link entries as the description says and the config space holds.
+                let room = (config.count - header.offset - L.linkDescription(0).offset) / 16
+                return L.layout(name: header.name, links: min(Int(L.ElementSelfDescription.numberOfLinkEntries.extract(esd)), room))
+            case .multicast: return MulticastCapability.layout
+            case .rootComplexEventCollectorEndpointAssociation: return RCECEndpointAssociationCapability.layout(version: header.version)
             default: return RegisterBlockLayout("Extended Capability", [ExtendedCapabilityHeader.header])
             }
         }
