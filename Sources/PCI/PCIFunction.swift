@@ -162,17 +162,25 @@ public enum LittleEndian {
     /// The `width`-byte value at `offset` of `bytes`, or nil when it does not fit.
     @inlinable
     public static func load(_ bytes: [UInt8], at offset: Int, width: Int) -> UInt64? {
-        guard offset >= 0, width >= 0, width <= 8, offset <= bytes.count - width else { return nil }
+        bytes.withUnsafeBytes { load($0, at: offset, width: width) }
+    }
+
+    /// The `width`-byte value at `offset` of `raw`, or nil when it does not fit: for bytes already in hand (a
+    /// register file, a block of registers read at once), inlined where every register is loaded.
+    @inlinable @inline(__always)
+    public static func load(_ raw: UnsafeRawBufferPointer, at offset: Int, width: Int) -> UInt64? {
+        guard offset >= 0, width >= 0, width <= 8, offset <= raw.count - width else { return nil }
         // Register widths: one unaligned load (a snapshot of N decoders loads 7N of them).
         switch width {
-        case 4: return bytes.withUnsafeBytes { UInt64(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self))) }
-        case 2: return bytes.withUnsafeBytes { UInt64(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt16.self))) }
-        case 8: return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
-        default: break
+        case 4: return UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
+        case 2: return UInt64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
+        case 8: return UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        case 1: return UInt64(raw[offset])
+        default:
+            var v: UInt64 = 0
+            for i in 0..<width { v |= UInt64(raw[offset + i]) << UInt64(8 * i) }
+            return v
         }
-        var v: UInt64 = 0
-        for i in 0..<width { v |= UInt64(bytes[offset + i]) << UInt64(8 * i) }
-        return v
     }
 
     /// All of `bytes` (at most eight) as one value: a register read back whole.

@@ -146,18 +146,7 @@ public struct RegisterFile: Sendable {
         guard width >= 1 && width <= 8 else { return 0 }
         if offset >= 0 && offset <= min(size, bytes.count) - width {
             // Inside the file (the common case): one little-endian load.
-            return bytes.withUnsafeBytes { p in
-                switch width {
-                case 4: return UInt64(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-                case 2: return UInt64(UInt16(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
-                case 1: return UInt64(p[offset])
-                case 8: return UInt64(littleEndian: p.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-                default:
-                    var v: UInt64 = 0
-                    for i in 0..<width { v |= UInt64(p[offset + i]) << UInt64(8 * i) }
-                    return v
-                }
-            }
+            return LittleEndian.load(bytes, at: offset, width: width) ?? 0
         }
         var v: UInt64 = 0
         for i in 0..<width where offset + i >= 0 && offset + i < size {

@@ -285,7 +285,7 @@ final class RestoreRun {
                             for i in indices {
                                 let r = base + i
                                 if !oneSpace && r.pointee.space != span.space { continue }
-                                if let v = Self.load(raw, at: Int(r.pointee.offset - lo), width: r.pointee.width) { found(i, v) }
+                                if let v = LittleEndian.load(raw, at: Int(r.pointee.offset - lo), width: r.pointee.width) { found(i, v) }
                             }
                         }
                     }
@@ -297,21 +297,6 @@ final class RestoreRun {
                     fail(i, live ? "read failed: \(error)" : "read-back failed: \(error)")
                 }
             }
-        }
-    }
-
-    /// `LittleEndian.load` on bytes already in hand (inlined: the read-back loads every register).
-    @inline(__always)
-    private static func load(_ raw: UnsafeRawBufferPointer, at offset: Int, width: Int) -> UInt64? {
-        guard offset >= 0, width >= 0, width <= 8, offset <= raw.count - width else { return nil }
-        switch width {
-        case 4: return UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
-        case 2: return UInt64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)))
-        case 8: return UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-        default:
-            var v: UInt64 = 0
-            for b in 0..<width { v |= UInt64(raw[offset + b]) << UInt64(8 * b) }
-            return v
         }
     }
 

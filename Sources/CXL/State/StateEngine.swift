@@ -294,19 +294,9 @@ enum Discovery {
         let slotIDs = endpoint ? ConfigNames.endpointDecoder0IDs : ConfigNames.portDecoder0IDs
         let idStride = StateRegisterTable.decoderSlots
         bytes.withUnsafeBytes { raw in
-            // Every offset is inside `bytes` (checked above), so the loads need no range check.
+            // Every offset is inside `bytes` (checked above): the load's own range check never fails.
             func add(_ id: Int, _ offset: Int, _ width: Int) {
-                let at = offset - first
-                let v: UInt64
-                switch width {
-                case 4: v = UInt64(UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt32.self)))
-                case 8: v = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))
-                case 2: v = UInt64(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt16.self)))
-                default:
-                    var x: UInt64 = 0
-                    for b in 0..<width { x |= UInt64(raw[at + b]) << UInt64(8 * b) }
-                    v = x
-                }
+                let v = LittleEndian.load(raw, at: offset - first, width: width) ?? 0
                 regs.append(SavedRegister(name: .catalog(UInt16(truncatingIfNeeded: id)), space: space, offset: hdmOffset + UInt64(offset),
                                           width: width, value: v, role: .restore))
             }
