@@ -161,13 +161,12 @@ public final class ServedFunction: PCIFunction, @unchecked Sendable {
         })
     }
 
-    static func value(_ bytes: [UInt8]) -> UInt64 { LittleEndian.load(bytes) }
 
     public func configRead(_ offset: Int, width: Int) throws(PCIError) -> UInt32 {
         guard [1, 2, 4].contains(width), offset >= 0, offset % width == 0, offset + width <= configSize else {
             throw .outOfRange("config \(offset)+\(width)")
         }
-        do { return UInt32(truncatingIfNeeded: Self.value(try device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), count: width))) } catch {
+        do { return UInt32(truncatingIfNeeded: LittleEndian.load(try device.read(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), count: width))) } catch {
             throw .io("config read at 0x\(String(offset, radix: 16)): \(error)")
         }
     }
@@ -191,9 +190,9 @@ public final class ServedFunction: PCIFunction, @unchecked Sendable {
                 for d in stride(from: first, through: last, by: 4) { bytes += try device.read(region: a.region, offset: d, count: 4) }
             } catch { throw .io("BAR \(bar) read at 0x\(String(offset, radix: 16)) through region \(a.region): \(error)") }
             let start = Int(offset - a.range.lowerBound - first)
-            return Self.value(Array(bytes[start..<(start + width)]))
+            return LittleEndian.load(bytes, at: start, width: width) ?? 0
         }
-        do { return Self.value(try device.read(region: UInt32(bar), offset: offset, count: width)) } catch {
+        do { return LittleEndian.load(try device.read(region: UInt32(bar), offset: offset, count: width)) } catch {
             throw .io("BAR \(bar) read at 0x\(String(offset, radix: 16)): \(error)")
         }
     }

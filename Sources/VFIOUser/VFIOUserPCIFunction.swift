@@ -93,7 +93,7 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
             throw .io("\(address): config read 0x\(String(offset, radix: 16))/\(width): \(error)")
         }
         guard b.count == width else { throw .io("\(address): config read returned \(b.count) bytes, asked \(width)") }
-        return UInt32(truncatingIfNeeded: littleEndian(b))
+        return UInt32(truncatingIfNeeded: LittleEndian.load(b))
     }
 
     private static func checkConfig(_ address: String, _ size: Int, _ offset: Int, _ width: Int) throws(PCIError) {
@@ -102,13 +102,6 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
         guard offset % width == 0 else { throw .badAccess("unaligned config access at 0x\(String(offset, radix: 16)) width \(width)") }
     }
 
-    private static func littleEndian(_ b: [UInt8]) -> UInt64 {
-        LittleEndian.load(b)
-    }
-
-    private static func bytes(_ value: UInt64, _ width: Int) -> [UInt8] {
-        LittleEndian.bytes(value, width: width)
-    }
 
     // MARK: PCIFunction
 
@@ -118,7 +111,7 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
 
     public func configWrite(_ offset: Int, width: Int, value: UInt32) throws(PCIError) {
         try Self.checkConfig(address, configSize, offset, width)
-        do { try client.write(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), data: Self.bytes(UInt64(value), width)) } catch {
+        do { try client.write(region: VFIOPCIRegion.config.rawValue, offset: UInt64(offset), data: LittleEndian.bytes(UInt64(value), width: width)) } catch {
             throw .io("\(address): config write 0x\(String(offset, radix: 16))/\(width): \(error)")
         }
     }
@@ -138,12 +131,12 @@ public final class VFIOUserPCIFunction: PCIFunction, @unchecked Sendable {
             throw .io("\(address): BAR\(bar) read 0x\(String(offset, radix: 16))/\(width): \(error)")
         }
         guard b.count == width else { throw .io("\(address): BAR\(bar) read returned \(b.count) bytes, asked \(width)") }
-        return Self.littleEndian(b)
+        return LittleEndian.load(b)
     }
 
     public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
         try checkBAR(bar, offset, width)
-        do { try client.write(region: UInt32(bar), offset: offset, data: Self.bytes(value, width)) } catch {
+        do { try client.write(region: UInt32(bar), offset: offset, data: LittleEndian.bytes(value, width: width)) } catch {
             throw .io("\(address): BAR\(bar) write 0x\(String(offset, radix: 16))/\(width): \(error)")
         }
     }

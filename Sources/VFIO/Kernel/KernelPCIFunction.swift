@@ -100,7 +100,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         hiddenByVFIO = hidden
         hiddenRanges = ranges
         sysfsConfigFD = rawFD
-        memoryEnabled = (try? device.read(cfgRegion, offset: UInt64(PCIHeader.command.offset), count: 2)).map { Self.value($0) & Self.memorySpaceEnable != 0 } ?? true
+        memoryEnabled = (try? device.read(cfgRegion, offset: UInt64(PCIHeader.command.offset), count: 2)).map { LittleEndian.load($0) & Self.memorySpaceEnable != 0 } ?? true
 
         var methods: [PCIResetMethod] = []
         if device.info.flags.contains(.reset) { methods.append(.flr) }
@@ -115,8 +115,6 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
 
     private func pcieError(_ e: VFIOKernelError) -> PCIError { .io("\(address): \(e)") }
 
-    private static func value(_ b: [UInt8]) -> UInt64 { LittleEndian.load(b) }
-    private static func bytes(_ v: UInt64, _ w: Int) -> [UInt8] { LittleEndian.bytes(v, width: w) }
 
     // MARK: Config
 
@@ -130,18 +128,18 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         try checkConfig(offset, width)
         if let fd = sysfsConfigFD, offset >= pciConfigSpaceSize {
             switch device.system.pread(fd, count: width, offset: UInt64(offset)) {
-            case .success(let b): return UInt32(truncatingIfNeeded: Self.value(b))
+            case .success(let b): return UInt32(truncatingIfNeeded: LittleEndian.load(b))
             case .failure(let e): throw .io("\(address): sysfs config read 0x\(String(offset, radix: 16)): \(e.text)")
             }
         }
-        do { return UInt32(truncatingIfNeeded: Self.value(try device.read(config, offset: UInt64(offset), count: width))) } catch { throw pcieError(error) }
+        do { return UInt32(truncatingIfNeeded: LittleEndian.load(try device.read(config, offset: UInt64(offset), count: width))) } catch { throw pcieError(error) }
     }
 
     private static let memorySpaceEnable = PCIHeader.Command.memorySpaceEnable.mask
 
     /// Re-reads Memory Space Enable from the kernel's Command.
     private func refreshMemoryEnabled() {
-        let on = (try? device.read(config, offset: UInt64(PCIHeader.command.offset), count: 2)).map { Self.value($0) & Self.memorySpaceEnable != 0 } ?? false
+        let on = (try? device.read(config, offset: UInt64(PCIHeader.command.offset), count: 2)).map { LittleEndian.load($0) & Self.memorySpaceEnable != 0 } ?? false
         lock.lock(); memoryEnabled = on; lock.unlock()
     }
 
@@ -157,17 +155,17 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         if offset <= command && command < offset + width {
             var v = value
             if keepMemoryEnabled { v |= UInt32(Self.memorySpaceEnable) << UInt32(8 * (command - offset)) }
-            do { try device.write(config, offset: UInt64(offset), data: Self.bytes(UInt64(v), width)) } catch { throw pcieError(error) }
+            do { try device.write(config, offset: UInt64(offset), data: LittleEndian.bytes(UInt64(v), width: width)) } catch { throw pcieError(error) }
             refreshMemoryEnabled()
             return
         }
         if let fd = sysfsConfigFD, hiddenRanges.contains(where: { $0.contains(offset) }) {
-            if case .failure(let e) = device.system.pwrite(fd, Self.bytes(UInt64(value), width), offset: UInt64(offset)) {
+            if case .failure(let e) = device.system.pwrite(fd, LittleEndian.bytes(UInt64(value), width: width), offset: UInt64(offset)) {
                 throw .io("\(address): sysfs config write 0x\(String(offset, radix: 16)): \(e.text)")
             }
             return
         }
-        do { try device.write(config, offset: UInt64(offset), data: Self.bytes(UInt64(value), width)) } catch { throw pcieError(error) }
+        do { try device.write(config, offset: UInt64(offset), data: LittleEndian.bytes(UInt64(value), width: width)) } catch { throw pcieError(error) }
     }
 
     // MARK: BARs
@@ -206,7 +204,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
             default: return p.load(as: UInt64.self)
             }
         }
-        do { return Self.value(try device.read(r, offset: offset, count: width)) } catch { throw pcieError(error) }
+        do { return LittleEndian.load(try device.read(r, offset: offset, count: width)) } catch { throw pcieError(error) }
     }
 
     public func barWrite(_ bar: Int, offset: UInt64, width: Int, value: UInt64) throws(PCIError) {
@@ -220,7 +218,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
             }
             return
         }
-        do { try device.write(r, offset: offset, data: Self.bytes(value, width)) } catch { throw pcieError(error) }
+        do { try device.write(r, offset: offset, data: LittleEndian.bytes(value, width: width)) } catch { throw pcieError(error) }
     }
 
     // MARK: VFIOMappablePCIFunction (serving: the client maps the device fd itself)

@@ -37,6 +37,14 @@ private func peerReadyForDMA(_ h: ServerHarness, mapSize: UInt64, registers: [(U
     return p
 }
 
+/// `peerReadyForDMA` with the test device set to copy 64 bytes from IOVA 0x10000 to 0x11000, inside an 8 KiB map:
+/// the next doorbell makes the server DMA_READ the source.
+private func peerReadyForDMACopy(_ h: ServerHarness, sourceLocation: SourceLocation = #_sourceLocation) throws -> RawPeer? {
+    typealias Reg = TestPCIFunction.Reg
+    return try peerReadyForDMA(h, mapSize: 0x2000, registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))],
+                               sourceLocation: sourceLocation)
+}
+
 /// Rings the test device's DMA doorbell (`Reg.doorbell`) and returns the server's DMA_READ request for the data.
 /// The server acknowledges the doorbell write first (early ack, so a QEMU blocked on the write can serve DMA);
 /// anything else is recorded at the caller's line, and nil returned.
@@ -361,9 +369,7 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         let h = try ServerHarness()   // default 5 s DMA reply timeout: the flood has time to land
         defer { _ = h.stop() }
         typealias Reg = TestPCIFunction.Reg
-        guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
-                                          registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
-        else { return }
+        guard let p = try peerReadyForDMACopy(h) else { return }
         // Each doorbell starts a DMA the server waits on; we never answer, so they nest up to the limit.
         for _ in 0..<12 { try p.send(C.regionWrite.rawValue, regionAccess(Reg.doorbell, 2, 4, data: le32(1)), flags: VFIOUserFlags.noReply) }
         let rss0 = residentBytes()
@@ -442,10 +448,7 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
     @Test func dmaReplyNamingAnotherCommandEndsTheConnection() throws {
         let h = try ServerHarness(configuration: hostileServerConfiguration())
         defer { _ = h.stop() }
-        typealias Reg = TestPCIFunction.Reg
-        guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
-                                          registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
-        else { return }
+        guard let p = try peerReadyForDMACopy(h) else { return }
         guard let dmaReq = try ringDoorbellForDMARead(p) else { return }
         try p.sendRaw(RawPeer.frame(id: dmaReq.messageID, command: C.dmaWrite.rawValue,
                                     payload: le64(0x10000) + le64(64) + [UInt8](repeating: 1, count: 64), flags: VFIOUserFlags.typeReply))
@@ -463,10 +466,7 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
     @Test func clientThatNeverAnswersDMA() throws {
         let h = try ServerHarness(configuration: hostileServerConfiguration())
         defer { _ = h.stop() }
-        typealias Reg = TestPCIFunction.Reg
-        guard let p = try peerReadyForDMA(h, mapSize: 0x2000,
-                                          registers: [(Reg.src, le64(0x10000)), (Reg.dst, le64(0x11000)), (Reg.len, le32(64) + le32(0))])
-        else { return }
+        guard let p = try peerReadyForDMACopy(h) else { return }
         // We ignore the server's DMA_READ; it gives up and closes.
         guard try ringDoorbellForDMARead(p) != nil else { return }
         var last = p.receive(timeoutMilliseconds: 5000)
