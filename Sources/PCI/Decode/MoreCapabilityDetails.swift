@@ -113,9 +113,10 @@ extension PCIDecoder {
         case .rootComplexEventCollectorEndpointAssociation: return rcecDetails(o, c, version: cap.version)
         case .multicast: return multicastDetails(o, c, type: ctx.devicePortType)
         case .resizableBAR, .vfResizableBAR:
-            return fetched(12) { resizableBARDetails(o, c, r) }
+            let first = ResizableBARCapability.control(0)   // header, then one Capability/Control pair at least
+            return fetched(first.offset + first.width) { resizableBARDetails(o, c, r) }
         case .singleRootIOV:
-            return fetched(0x40) { sriovDetails(r) }
+            return fetched(SRIOVCapability.layout.length) { sriovDetails(r) }
         default:
             return nil
         }
