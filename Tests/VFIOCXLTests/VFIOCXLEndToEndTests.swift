@@ -130,6 +130,19 @@ struct VFIOCXLEndToEndTests {
         #expect(throws: (any Error).self) { try c.read(region: mem, offset: s.emulated.memorySize - 2, count: 4) }
     }
 
+    /// A hostile client holding the device-memory fd it was handed for mmap cannot shrink or grow it (the memfd's
+    /// size is sealed), so the server's own mapping never faults: it keeps serving the memory region.
+    @Test func clientCannotTruncateTheDeviceMemoryFD() throws {
+        let s = try CXLServer("type2"); defer { s.stop() }
+        let c = try s.client(); defer { c.close() }
+        let region = try c.regionInfo(mem)
+        let fd = try #require(region.fd)
+        #expect(ftruncate(fd, 0) == -1 && errno == EPERM)
+        #expect(ftruncate(fd, off_t(2 * s.emulated.memorySize)) == -1 && errno == EPERM)
+        try c.write(region: mem, offset: s.emulated.memorySize - 4, data: [9, 8, 7, 6])
+        #expect(try c.read(region: mem, offset: s.emulated.memorySize - 4, count: 4) == [9, 8, 7, 6])
+    }
+
     @Test func guestCommitIsValidatedAndNeverReachesTheHost() throws {
         let s = try CXLServer("type2"); defer { s.stop() }
         let c = try s.client(); defer { c.close() }
