@@ -222,11 +222,6 @@ public struct CapabilityList: Sendable {
     public private(set) var extended: [CapabilityHeader] = []
     public private(set) var findings: [Finding] = []
 
-    /// Standard capability pointers live after the 64-byte header (PCI 3.0 §6.7).
-    static let firstStandardOffset = StandardCapabilityHeader.firstOffset
-    /// Extended capabilities start at 0x100 (PCIe 6.0 §7.6).
-    static let firstExtendedOffset = ExtendedCapabilityHeader.firstOffset
-
     public init(walking config: ConfigSpace) {
         walkStandard(config)
         walkExtended(config)
@@ -252,7 +247,7 @@ public struct CapabilityList: Sendable {
         var offset = Int(first & StandardCapabilityHeader.pointerMask)
         var visited = Set<Int>()
         while offset != 0 {
-            guard offset >= Self.firstStandardOffset else {
+            guard offset >= StandardCapabilityHeader.firstOffset else {
                 findings.append(Finding(.error, at: offset, "capability pointer points into the header"))
                 return
             }
@@ -277,10 +272,10 @@ public struct CapabilityList: Sendable {
 
     private mutating func walkExtended(_ config: ConfigSpace) {
         guard config.hasExtendedSpace else { return }
-        var offset = Self.firstExtendedOffset
+        var offset = ExtendedCapabilityHeader.firstOffset
         var visited = Set<Int>()
         while offset != 0 {
-            guard offset >= Self.firstExtendedOffset else {
+            guard offset >= ExtendedCapabilityHeader.firstOffset else {
                 findings.append(Finding(.error, at: offset, "extended capability pointer below 0x100"))
                 return
             }

@@ -7,7 +7,7 @@ public enum StandardCapabilityHeader {
     public static let next = RegisterLayout("Next Capability Pointer", offset: 0x01, width: 1, [.init("Next Capability Pointer", 7, 0, .ro)])
     /// A capability pointer's two low bits are reserved: capabilities are DWORD aligned (PCI 3.0 §6.7).
     public static let pointerMask: UInt8 = 0xFC
-    /// Standard capabilities live after the 64-byte header.
+    /// Standard capability pointers point past the 64-byte header (PCI 3.0 §6.7).
     public static let firstOffset = 0x40
 }
 
