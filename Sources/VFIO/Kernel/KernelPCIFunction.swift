@@ -23,10 +23,11 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
     private let config: VFIOKernelRegion
     /// Extended capabilities the kernel's vfio-pci hides from user space (offsets), e.g. every DVSEC before Linux 6.2
     /// (its `pci_ext_cap_length` has no DVSEC entry, so `vfio_ecap_init` drops them from the chain).
-    public let hiddenByVFIO: [Int]
+    public var hiddenByVFIO: [Int] { hiddenRanges.map(\.lowerBound) }
     /// When vfio-pci hides capabilities: the sysfs `config` file, from which extended config space is read (so the
     /// chain is whole) and to which writes inside the hidden capabilities go. Needs root, as sysfs config does.
     private let sysfsConfigFD: Int32?
+    /// Each hidden capability, from its header to the next capability in the raw chain (or its DVSEC Length).
     private let hiddenRanges: [Range<Int>]
     private var barRegions: [Int: VFIOKernelRegion] = [:]
     /// mmaps of BAR areas: bar -> [(area, base)].
@@ -74,7 +75,7 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
         barRegions = regions
         // Extended capabilities vfio-pci hides: walk its config space and the raw one in sysfs (one read each, the
         // one capability walker) and compare the chains.
-        var hidden: [Int] = [], ranges: [Range<Int>] = [], rawFD: Int32? = nil
+        var ranges: [Range<Int>] = [], rawFD: Int32? = nil
         let configSize = Int(min(cfgRegion.info.size, UInt64(pcieConfigSpaceSize)))
         if configSize > pciConfigSpaceSize, case .success(let fd) = device.system.open(device.sysfsPath + "/config") {
             let shown = (try? device.read(cfgRegion, offset: 0, count: configSize))
@@ -84,7 +85,6 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
                 let chain = CapabilityList(walking: raw).extended
                 let starts = chain.map(\.offset).sorted()
                 for cap in chain where !shown.contains(cap.offset) {
-                    hidden.append(cap.offset)
                     var end = starts.first(where: { $0 > cap.offset }) ?? configSize
                     // A DVSEC knows its own length (PCIe 6.0 §7.9.6.2, DVSEC Header 1 DVSEC Length).
                     if cap.id == ExtendedCapabilityID.designatedVendorSpecific.rawValue,
@@ -95,9 +95,8 @@ public final class VFIOKernelPCIFunction: VFIOMappablePCIFunction, VFIOIRQForwar
                     ranges.append(cap.offset..<end)
                 }
             }
-            if hidden.isEmpty { device.system.close(fd) } else { rawFD = fd }
+            if ranges.isEmpty { device.system.close(fd) } else { rawFD = fd }
         }
-        hiddenByVFIO = hidden
         hiddenRanges = ranges
         sysfsConfigFD = rawFD
         memoryEnabled = (try? device.read(cfgRegion, offset: UInt64(PCIHeader.command.offset), count: 2)).map { LittleEndian.load($0) & Self.memorySpaceEnable != 0 } ?? true
