@@ -14,7 +14,7 @@
 //   CXLEmulator                 the emulated CXL Type-2 device
 //   CXL                         DVSECs, component registers, HDM decoders, save/restore
 //   PCI                         config space, register catalog, capability walker (knows no CXL)
-//   CSwiftCXLSystem             what Glibc does not import (SCM_RIGHTS, eventfd, memfd)
+//   CSwiftCXLSystem             what Glibc does not import (SCM_RIGHTS, eventfd, memfd, SIGBUS-guarded copy)
 import PackageDescription
 
 let swiftSettings: [SwiftSetting] = [.swiftLanguageMode(.v6)]

@@ -24,7 +24,7 @@ extension VFIOPCIDevice {
         var v = MSIXCapability.Control.enable.insert(on ? 1 : 0, into: UInt64(cur))
         v = MSIXCapability.Control.functionMask.insert(0, into: v)
         if on {
-            let vc = MSIXCapability.tableEntry.registers.first { $0.name == "Vector Control" }!
+            let vc = MSIXCapability.vectorControl
             for i in 0..<m.count {
                 let off = m.tableOffset + UInt64(i * MSIXCapability.tableEntrySize + vc.offset)
                 try? function.barWrite(m.bar, offset: off, width: vc.width, value: 0)

@@ -357,7 +357,9 @@ public final class VFIOUserClient: @unchecked Sendable {
                 layout.storeRequestFields(to: o + VFIOUserLimits.headerSize, address: address, count: count64)
             }
         } else {
-            if count > 0 { (mem.base + at).copyMemory(from: p.baseAddress! + dataAt, byteCount: count) }
+            if count > 0 {
+                do { try mem.copy(at: at, from: p.baseAddress! + dataAt, count: count) } catch { return try refuse(VFIOErrno.EFAULT) }
+            }
             guard !h.noReply else { return }
             // The reply (as `VFIOUserDMALayout.encodeReply`): spec the request's `addr, count u64`; QEMU nothing.
             let fields = layout == .spec ? dataAt : 0

@@ -632,7 +632,8 @@ final class VFIOUserConnection: @unchecked Sendable {
         if let mem = r.memory {
             let at = r.memoryOffset + Int(address - r.address)
             guard at >= 0, at <= mem.size - count else { throw .badAddress(address, count) }
-            dst.copyMemory(from: mem.base + at, byteCount: count)
+            // Guarded: the client may have shrunk the file since DMA_MAP (QEMU does not seal guest RAM).
+            try mem.copy(at: at, to: dst, count: count)
             return
         }
         try checkThread()
@@ -665,7 +666,7 @@ final class VFIOUserConnection: @unchecked Sendable {
         if let mem = r.memory {
             let at = r.memoryOffset + Int(address - r.address)
             guard at >= 0, at <= mem.size - data.count else { throw .badAddress(address, data.count) }
-            (mem.base + at).copyMemory(from: src, byteCount: data.count)
+            try mem.copy(at: at, from: src, count: data.count)
             return
         }
         try checkThread()

@@ -387,12 +387,12 @@ extension StateCatalog {
     /// Message Address (and Upper), Data (and Extended Data when capable), Mask Bits
     /// when per-vector masking is capable, and Message Control itself.
     static func msiRegisters(messageControl: UInt64) -> [RegisterLayout] {
-        let mc = MSICapability.messageControl
         let is64 = MSICapability.Control.is64Bit.extract(messageControl) == 1
         let pvm = MSICapability.Control.perVectorMasking.extract(messageControl) == 1
         let extended = MSICapability.Control.extendedMessageData.extract(messageControl) == 1
+        let extendedData = MSICapability.dataRegisters(is64Bit: is64).extendedMessageData
         return MSICapability.layout(is64Bit: is64, perVectorMasking: pvm).registers.filter {
-            $0.writableMask != 0 && ($0.name != "Extended Message Data" || extended)
+            $0.writableMask != 0 && ($0 != extendedData || extended)
         }
     }
 }

@@ -97,7 +97,7 @@ public enum StateQuantities {
 
     /// Range n Size Low also holds Memory_Info_Valid, Media_Type and the rest: only Memory_Size_Low counts.
     static func rangeSizeLow(_ layout: RegisterLayout) -> RegisterLayout {
-        RegisterLayout(layout.name, offset: layout.offset, width: layout.width, layout.fields.filter { $0.name == "Memory_Size_Low" })
+        RegisterLayout(layout.name, offset: layout.offset, width: layout.width, layout.fields.filter { $0 == CXLDeviceDVSEC.rangeSizeLow })
     }
 
     /// Decoder n Base, Size and (endpoint decoders) DPA Skip.

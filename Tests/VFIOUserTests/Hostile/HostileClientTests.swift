@@ -361,6 +361,39 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         withExtendedLifetime(p) {}
     }
 
+    /// A client may shrink the file behind guest memory it mapped with DMA_MAP (QEMU does not seal guest RAM, so the
+    /// server cannot require seals): the pages past the new end leave the server's mapping, and the device's next DMA
+    /// there killed the whole server with SIGBUS. The server's copies are guarded now: that DMA fails (status 2), the
+    /// device's other DMA still works, and the server goes on serving.
+    @Test func clientShrinkingItsDMAFileFailsTheDMANotTheServer() throws {
+        let h = try ServerHarness(configuration: hostileServerConfiguration())
+        defer { _ = h.stop() }
+        let c = try h.client()
+        let file = try UnsealedGuestFile(size: 0x4000)
+        let guest = try VFIOSharedMemory(mapping: file.fd, offset: 0, size: 0x4000, writable: true, takeOwnership: false)
+        try c.dmaMap(address: 0x100000, size: 0x4000, memory: guest)
+        typealias Reg = TestPCIFunction.Reg
+        func copy(_ src: UInt64, _ dst: UInt64) throws -> [UInt8] {
+            try c.write(region: 2, offset: Reg.status, data: le32(0))
+            try c.write(region: 2, offset: Reg.src, data: le64(src))
+            try c.write(region: 2, offset: Reg.dst, data: le64(dst))
+            try c.write(region: 2, offset: Reg.len, data: le32(64))
+            try c.write(region: 2, offset: Reg.doorbell, data: le32(1))
+            return try c.read(region: 2, offset: Reg.status, count: 4)
+        }
+        #expect(guest.write(offset: 0, data: [UInt8](0..<64)))
+        #expect(try copy(0x100000, 0x100800) == le32(1), "DMA inside the file before the shrink")
+        #expect(guest.read(offset: 0x800, count: 64) == [UInt8](0..<64))
+
+        #expect(ftruncate(file.fd, 0x1000) == 0)   // pages 1-3 are gone from every mapping
+        #expect(try copy(0x100000, 0x102000) == le32(2), "DMA write to a page the client truncated away")
+        #expect(try copy(0x103000, 0x100000) == le32(2), "DMA read from a page the client truncated away")
+        #expect(try copy(0x100000, 0x100800) == le32(1), "DMA inside what is left of the file")
+        #expect(try c.read(region: VFIOPCIRegion.config.rawValue, offset: 0, count: 4) == le32(0x5678_1234))
+        c.close()
+        expectServerStillServes(h, after: "a client that shrank its DMA file")
+    }
+
     /// Regression (found by this suite): while the server waits for a DMA reply at its nesting limit, commands from
     /// the client were queued without bound; a client that never answers and keeps sending 1 MiB writes made the
     /// server buffer everything it sent until the DMA timeout (gigabytes). The queue is now bounded and the client
@@ -476,4 +509,18 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         #expect(h.device.dma == nil)
         expectServerStillServes(h, after: "a client that never answered DMA_READ")
     }
+}
+
+/// A regular file (unlinked at once) for guest memory a client can still shrink: what QEMU's guest RAM is to the
+/// server, unlike the sealed memfds `VFIOSharedMemory(name:size:)` makes.
+private final class UnsealedGuestFile {
+    let fd: Int32
+    init(size: Int) throws {
+        let path = NSTemporaryDirectory() + "/swift-cxl-guest-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VFIOError.system(errno: errno, "open \(path)") }
+        unlink(path)
+        guard ftruncate(fd, off_t(size)) == 0 else { let e = errno; close(fd); throw VFIOError.system(errno: e, "ftruncate") }
+    }
+    deinit { close(fd) }
 }
