@@ -1,13 +1,17 @@
 #ifndef CSYSTEM_H
 #define CSYSTEM_H
 /* What Glibc does not import into Swift: SCM_RIGHTS control messages (the CMSG_* macros),
- * eventfd (memfd_create lives in csystem_memfd.h), and a few small helpers. */
+ * eventfd (memfd_create lives in csystem_memfd.h, the SIGBUS-guarded copy in csystem_guard.h), and a few small helpers.
+ * Every header of the target is included here, so that a header added later changes this one and an existing
+ * build's cached module is rebuilt (the module map is the include directory, whose new files clang does not notice). */
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include "csystem_fs.h"
 #include "csystem_vfio.h"
 #include "csystem_lock.h"
+#include "csystem_memfd.h"
+#include "csystem_guard.h"
 
 int csystem_placeholder(void);
 
