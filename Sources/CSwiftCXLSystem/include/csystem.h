@@ -12,6 +12,7 @@
 #include "csystem_lock.h"
 #include "csystem_memfd.h"
 #include "csystem_guard.h"
+#include "csystem_affinity.h"
 
 int csystem_placeholder(void);
 
