@@ -66,14 +66,22 @@ public final class VFIOSharedMemory: @unchecked Sendable {
         if ownsFD { close(fd) }
     }
 
+    /// `count` bytes at `offset`; nil when the range is outside the mapping or its pages are gone (a guarded copy: a
+    /// peer's file that shrank, a kernel VFIO BAR mapping that faults while Memory Space is disabled).
     public func read(offset: Int, count: Int) -> [UInt8]? {
         guard offset >= 0, count >= 0, offset <= size, size - offset >= count else { return nil }
-        return [UInt8](UnsafeRawBufferPointer(start: base + offset, count: count))
+        guard count > 0 else { return [] }
+        return try? [UInt8](unsafeUninitializedCapacity: count) { (buffer, initialized) throws(VFIOError) in
+            try copy(at: offset, to: buffer.baseAddress!, count: count)
+            initialized = count
+        }
     }
+
+    /// Writes `data` at `offset`; false when the range is outside the mapping or its pages are gone (as `read`).
     @discardableResult
     public func write(offset: Int, data: [UInt8]) -> Bool {
         guard offset >= 0, offset <= size, size - offset >= data.count else { return false }
-        data.withUnsafeBytes { (base + offset).copyMemory(from: $0.baseAddress!, byteCount: data.count) }
-        return true
+        guard !data.isEmpty else { return true }
+        return data.withUnsafeBytes { d in (try? copy(at: offset, from: d.baseAddress!, count: d.count)) != nil }
     }
 }

@@ -45,6 +45,20 @@ import Testing
         try buffer.withUnsafeBytes { try m.copy(at: 0xFC0, from: $0.baseAddress!, count: 64) }
     }
 
+    /// `read(offset:count:)` and `write(offset:data:)` (what `cxlkit conform` reads a server's or the kernel's
+    /// mapping with) are guarded too: nil and false for pages that are gone, as for a range outside the mapping.
+    @Test func arrayReadsAndWritesOfPagesThatAreGoneFailCleanly() throws {
+        let (fd, m) = try Self.shrinkableMapping(size: 0x2000)
+        #expect(m.write(offset: 0xFFC, data: [1, 2, 3, 4]))
+        #expect(ftruncate(fd, 0x1000) == 0)
+        #expect(m.read(offset: 0x1000, count: 4) == nil)
+        #expect(m.read(offset: 0xFFE, count: 4) == nil)
+        #expect(!m.write(offset: 0x1800, data: [9]))
+        #expect(m.read(offset: 0xFFC, count: 4) == [1, 2, 3, 4])
+        #expect(m.read(offset: 0x2000, count: 0) == [])
+        #expect(m.read(offset: 0x1FFF, count: 2) == nil)
+    }
+
     /// The guard catches only faults inside a guarded copy's ranges; any other SIGBUS still ends the process, as
     /// before the handler was installed.
     @Test func aFaultOutsideAGuardedCopyStillKillsTheProcess() async {
