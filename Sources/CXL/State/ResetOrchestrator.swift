@@ -226,7 +226,7 @@ public struct CXLResetOrchestrator: Sendable {
     /// 7. caching re-enabled (Disable Caching cleared), on success and on failure.
     func cxlReset(layout: CXLStateLayout, memClear: Bool, steps: inout [String]) throws(CXLStateError) {
         let base = layout.dvsecOffset
-        let capL = CXLDeviceDVSEC.capability, c2L = CXLDeviceDVSEC.control2, s2L = CXLDeviceDVSEC.status2
+        let c2L = CXLDeviceDVSEC.control2, s2L = CXLDeviceDVSEC.status2
         let cap = try cxlResetCapability(layout)
         let clock = options.clock
         func rd(_ r: RegisterLayout) throws(CXLStateError) -> UInt64 { try engine.configRead(base + r.offset, r.width) }
