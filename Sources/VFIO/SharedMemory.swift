@@ -10,6 +10,9 @@ public final class VFIOSharedMemory: @unchecked Sendable {
     public let fd: Int32
     public let size: Int
     public let base: UnsafeMutableRawPointer
+    /// Whether the file behind the mapping is sealed against shrinking (ours always are): only then may its pages be
+    /// handed to a system call or touched unguarded although a peer holds the fd.
+    public let sizeIsSealed: Bool
     private let ownsFD: Bool
 
     /// Creates a memfd of `size` bytes, its size sealed (a peer given the fd cannot shrink it under our mapping), and
@@ -20,7 +23,7 @@ public final class VFIOSharedMemory: @unchecked Sendable {
         guard fd >= 0 else { throw .system(errno: errno, "memfd_create") }
         let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
         guard let p, p != MAP_FAILED else { let e = errno; close(fd); throw .system(errno: e, "mmap") }
-        self.fd = fd; self.size = size; self.base = p; self.ownsFD = true
+        self.fd = fd; self.size = size; self.base = p; self.sizeIsSealed = true; self.ownsFD = true
     }
 
     /// Maps `size` bytes of `fd` at `offset` (the fd stays owned by the caller unless `takeOwnership`).
@@ -29,13 +32,13 @@ public final class VFIOSharedMemory: @unchecked Sendable {
         let prot = PROT_READ | (writable ? PROT_WRITE : 0)
         let p = mmap(nil, size, prot, MAP_SHARED, fd, off_t(bitPattern: UInt(offset)))
         guard let p, p != MAP_FAILED else { throw .system(errno: errno, "mmap") }
-        self.fd = fd; self.size = size; self.base = p; self.ownsFD = takeOwnership
+        self.fd = fd; self.size = size; self.base = p; self.sizeIsSealed = Self.sizeIsSealed(fd: fd); self.ownsFD = takeOwnership
     }
 
     /// Adopts an existing shared mapping of `size` bytes at `base` (e.g. a VFIO region mapped through the kernel
     /// backend's system), unmapped on deinit; `fd` is the caller's.
     public init(adopting base: UnsafeMutableRawPointer, size: Int, fd: Int32) {
-        self.fd = fd; self.size = size; self.base = base; self.ownsFD = false
+        self.fd = fd; self.size = size; self.base = base; self.sizeIsSealed = false; self.ownsFD = false
     }
 
     /// Whether `fd`'s size is sealed against shrinking (F_SEAL_SHRINK), as ours are: only then can its pages be mapped

@@ -351,10 +351,24 @@ public final class VFIOUserClient: @unchecked Sendable {
             // 4 padding bytes): spec `addr, count u64, data`; QEMU `offset, count u32, data, pad`.
             let trailer = layout.requestTrailerSize
             let total = VFIOUserLimits.headerSize + dataAt + count + trailer
-            try sendServerReply(count: VFIOUserLimits.headerSize + dataAt, data: UnsafeRawBufferPointer(start: mem.base + at, count: count),
-                                trailer: trailer) { o in
+            func header(_ o: UnsafeMutableRawPointer) {
                 VFIOUserHeader(messageID: h.messageID, command: h.command, messageSize: UInt32(total), flags: VFIOUserFlags.typeReply).store(to: o)
                 layout.storeRequestFields(to: o + VFIOUserLimits.headerSize, address: address, count: count64)
+            }
+            if mem.sizeIsSealed || count == 0 {
+                try sendServerReply(count: VFIOUserLimits.headerSize + dataAt, data: UnsafeRawBufferPointer(start: mem.base + at, count: count),
+                                    trailer: trailer, header)
+            } else {
+                // The server may hold this file unsealed (DMA_MAP sent it the fd) and shrink it under the send, which
+                // would then fail part way through the reply: copy through the guard first (EFAULT for lost pages),
+                // and send the copy inside the reply (a deferred reply must not point at it).
+                var copy = [UInt8](repeating: 0, count: count)
+                let copied = copy.withUnsafeMutableBytes { b in (try? mem.copy(at: at, to: b.baseAddress!, count: count)) != nil }
+                guard copied else { return try refuse(VFIOErrno.EFAULT) }
+                try sendServerReply(count: VFIOUserLimits.headerSize + dataAt + count, trailer: trailer) { o in
+                    header(o)
+                    copy.withUnsafeBytes { (o + VFIOUserLimits.headerSize + dataAt).copyMemory(from: $0.baseAddress!, byteCount: count) }
+                }
             }
         } else {
             if count > 0 {

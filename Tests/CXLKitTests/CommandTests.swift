@@ -70,7 +70,7 @@ struct CommandTests {
         defer { try? FileManager.default.removeItem(at: dir) }
         func write(_ name: String, _ bytes: [UInt8]) -> String {
             let p = dir.appendingPathComponent(name).path
-            FileManager.default.createFile(atPath: p, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: p, contents: Data(bytes))
             return p
         }
         let cases: [(String, String)] = [

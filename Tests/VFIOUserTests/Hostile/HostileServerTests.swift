@@ -359,6 +359,43 @@ private func exitOnFDLeak<Case>(running cases: [Case], _ what: String, _ run: (C
         c.close(); #expect(s.wait())
     }
 
+    /// A server that holds the fd of the client's guest memory (DMA_MAP sent it) can shrink the file when it is not
+    /// sealed, then ask for DMA there by message: the client's copy into the lost pages was a SIGBUS, and its reply
+    /// from them a send that fails part way. Both are EFAULT refusals now; the rest of the memory still serves, and so
+    /// does the connection.
+    @Test func serverThatShrinksTheClientsDMAFileIsRefusedWithEFAULT() throws {
+        let seen = OutcomeLog()
+        let (c, s) = try hostileClient { p, h, _ in
+            if h.command == C.dmaMap.rawValue { p.reply(to: h, []); return }
+            // DEVICE_GET_INFO: the test shrank the file from 0x2000 to 0x1000 bytes by now.
+            for (id, cmd, payload) in [(UInt16(1), C.dmaWrite, le64(0x1800) + le64(4) + [1, 2, 3, 4]),
+                                       (2, C.dmaRead, le64(0x1800) + le64(4)),
+                                       (3, C.dmaRead, le64(0x0FFC) + le64(8)),
+                                       (4, C.dmaRead, le64(0x0FFC) + le64(4))] {
+                try? p.sendRaw(RawPeer.frame(id: id, command: cmd.rawValue, payload: payload))
+                seen.append(p.receive())
+            }
+            p.reply(to: h, p32([16, 3, 9, 5]))
+        }
+        let file = try UnsealedFile(size: 0x2000)
+        let guest = try VFIOSharedMemory(mapping: file.fd, offset: 0, size: 0x2000, writable: true, takeOwnership: false)
+        #expect(!guest.sizeIsSealed)
+        #expect(guest.write(offset: 0xFFC, data: [9, 8, 7, 6]))
+        try c.dmaMap(address: 0, size: 0x2000, memory: guest, shareFD: true)
+        #expect(ftruncate(file.fd, 0x1000) == 0)
+        #expect(try c.deviceInfo().numRegions == 9)
+        let outcomes = seen.all
+        #expect(outcomes.count == 4)
+        if outcomes.count == 4 {
+            #expect(outcomes[0] == .error(VFIOErrno.EFAULT), "DMA_WRITE into a lost page")
+            #expect(outcomes[1] == .error(VFIOErrno.EFAULT), "DMA_READ of a lost page")
+            #expect(outcomes[2] == .error(VFIOErrno.EFAULT), "DMA_READ running into a lost page")
+            guard case .reply(_, let data) = outcomes[3] else { Issue.record("DMA_READ of what is left: \(outcomes[3])"); return }
+            #expect(Array(data.suffix(4)) == [9, 8, 7, 6])
+        }
+        c.close(); #expect(s.wait())
+    }
+
     /// A server that stops reading: the client's send is bounded by its timeout (SO_SNDTIMEO) instead of hanging.
     @Test func serverThatStopsReading() throws {
         let release = DispatchSemaphore(value: 0)
@@ -376,4 +413,25 @@ private func exitOnFDLeak<Case>(running cases: [Case], _ what: String, _ run: (C
         release.signal()
         c.close(); #expect(server.wait())
     }
+}
+
+/// Outcomes a scripted server saw, read by the test after the exchange.
+private final class OutcomeLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var list: [Outcome] = []
+    func append(_ o: Outcome) { lock.lock(); list.append(o); lock.unlock() }
+    var all: [Outcome] { lock.lock(); defer { lock.unlock() }; return list }
+}
+
+/// A regular file (unlinked at once) a client registers as guest memory: one its holder can still shrink.
+private final class UnsealedFile {
+    let fd: Int32
+    init(size: Int) throws {
+        let path = NSTemporaryDirectory() + "/swift-cxl-client-guest-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw VFIOError.system(errno: errno, "open \(path)") }
+        unlink(path)
+        guard ftruncate(fd, off_t(size)) == 0 else { let e = errno; close(fd); throw VFIOError.system(errno: e, "ftruncate") }
+    }
+    deinit { close(fd) }
 }
