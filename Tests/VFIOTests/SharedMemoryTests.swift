@@ -1,19 +1,15 @@
 import Foundation
 import Testing
 @testable import VFIO
+import VFIOTestSupport
 
 /// `VFIOSharedMemory`'s guarded copies: a mapping whose file a peer shrank fails the copy (EFAULT) instead of killing
 /// the process with SIGBUS, and a SIGBUS anywhere else still kills it.
 @Suite struct SharedMemoryTests {
-    /// An unlinked regular file of `size` bytes mapped shared: a file its holder can still shrink, as QEMU's guest RAM
-    /// is to a vfio-user server.
-    private static func shrinkableMapping(size: Int) throws -> (fd: Int32, memory: VFIOSharedMemory) {
-        let path = NSTemporaryDirectory() + "/swift-cxl-shm-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw VFIOError.system(errno: errno, "open \(path)") }
-        unlink(path)
-        guard ftruncate(fd, off_t(size)) == 0 else { close(fd); throw VFIOError.system(errno: errno, "ftruncate") }
-        return (fd, try VFIOSharedMemory(mapping: fd, offset: 0, size: size, writable: true, takeOwnership: true))
+    /// A shrinkable file and a shared mapping of all of it.
+    private static func shrinkableMapping(size: Int) throws -> (file: ShrinkableFile, memory: VFIOSharedMemory) {
+        let file = try ShrinkableFile(size: size)
+        return (file, try file.map(size: size))
     }
 
     @Test func copiesInsideTheFileMoveTheBytes() throws {
@@ -27,8 +23,8 @@ import Testing
     }
 
     @Test func copiesFromPagesTheFileNoLongerHasFailWithEFAULT() throws {
-        let (fd, m) = try Self.shrinkableMapping(size: 0x3000)
-        #expect(ftruncate(fd, 0x1000) == 0)
+        let (file, m) = try Self.shrinkableMapping(size: 0x3000)
+        #expect(file.shrink(to: 0x1000))
         var buffer = [UInt8](repeating: 0, count: 64)
         for offset in [0x1000, 0x2FC0, 0x0FE0] {   // the last one starts in the page that is left and runs out of it
             #expect(throws: VFIOError.self) { try buffer.withUnsafeMutableBytes { try m.copy(at: offset, to: $0.baseAddress!, count: 64) } }
@@ -48,9 +44,9 @@ import Testing
     /// `read(offset:count:)` and `write(offset:data:)` (what `cxlkit conform` reads a server's or the kernel's
     /// mapping with) are guarded too: nil and false for pages that are gone, as for a range outside the mapping.
     @Test func arrayReadsAndWritesOfPagesThatAreGoneFailCleanly() throws {
-        let (fd, m) = try Self.shrinkableMapping(size: 0x2000)
+        let (file, m) = try Self.shrinkableMapping(size: 0x2000)
         #expect(m.write(offset: 0xFFC, data: [1, 2, 3, 4]))
-        #expect(ftruncate(fd, 0x1000) == 0)
+        #expect(file.shrink(to: 0x1000))
         #expect(m.read(offset: 0x1000, count: 4) == nil)
         #expect(m.read(offset: 0xFFE, count: 4) == nil)
         #expect(!m.write(offset: 0x1800, data: [9]))
@@ -63,10 +59,10 @@ import Testing
     /// before the handler was installed.
     @Test func aFaultOutsideAGuardedCopyStillKillsTheProcess() async {
         await #expect(processExitsWith: .signal(SIGBUS)) {
-            let (fd, m) = try SharedMemoryTests.shrinkableMapping(size: 0x2000)
+            let (file, m) = try SharedMemoryTests.shrinkableMapping(size: 0x2000)
             var byte: UInt8 = 0
             try m.copy(at: 0, to: &byte, count: 1)   // installs the handler
-            _ = ftruncate(fd, 0x1000)
+            _ = file.shrink(to: 0x1000)
             #expect(throws: VFIOError.self) { try m.copy(at: 0x1000, to: &byte, count: 1) }
             m.base.storeBytes(of: 1, toByteOffset: 0x1000, as: UInt8.self)   // unguarded: dies here
         }

@@ -369,8 +369,8 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         let h = try ServerHarness(configuration: hostileServerConfiguration())
         defer { _ = h.stop() }
         let c = try h.client()
-        let file = try UnsealedGuestFile(size: 0x4000)
-        let guest = try VFIOSharedMemory(mapping: file.fd, offset: 0, size: 0x4000, writable: true, takeOwnership: false)
+        let file = try ShrinkableFile(size: 0x4000)
+        let guest = try file.map(size: 0x4000)
         try c.dmaMap(address: 0x100000, size: 0x4000, memory: guest)
         typealias Reg = TestPCIFunction.Reg
         func copy(_ src: UInt64, _ dst: UInt64) throws -> [UInt8] {
@@ -385,7 +385,7 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
         #expect(try copy(0x100000, 0x100800) == le32(1), "DMA inside the file before the shrink")
         #expect(guest.read(offset: 0x800, count: 64) == [UInt8](0..<64))
 
-        #expect(ftruncate(file.fd, 0x1000) == 0)   // pages 1-3 are gone from every mapping
+        #expect(file.shrink(to: 0x1000))   // pages 1-3 are gone from every mapping
         #expect(try copy(0x100000, 0x102000) == le32(2), "DMA write to a page the client truncated away")
         #expect(try copy(0x103000, 0x100000) == le32(2), "DMA read from a page the client truncated away")
         #expect(try copy(0x100000, 0x100800) == le32(1), "DMA inside what is left of the file")
@@ -511,16 +511,3 @@ func runHostileCase(_ c: HostileCase, on h: ServerHarness) -> Outcome {
     }
 }
 
-/// A regular file (unlinked at once) for guest memory a client can still shrink: what QEMU's guest RAM is to the
-/// server, unlike the sealed memfds `VFIOSharedMemory(name:size:)` makes.
-private final class UnsealedGuestFile {
-    let fd: Int32
-    init(size: Int) throws {
-        let path = NSTemporaryDirectory() + "/swift-cxl-guest-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw VFIOError.system(errno: errno, "open \(path)") }
-        unlink(path)
-        guard ftruncate(fd, off_t(size)) == 0 else { let e = errno; close(fd); throw VFIOError.system(errno: e, "ftruncate") }
-    }
-    deinit { close(fd) }
-}

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VFIO
 @testable import VFIOUser
+import VFIOTestSupport
 
 // Hostile servers against the real client over a real socket (issue 9). rust-vmm's client shipped hostile-server
 // bugs (#172: cap_offset underflow, area-count overflow, a self-pointing next that loops forever, an unreadable list
@@ -377,12 +378,12 @@ private func exitOnFDLeak<Case>(running cases: [Case], _ what: String, _ run: (C
             }
             p.reply(to: h, p32([16, 3, 9, 5]))
         }
-        let file = try UnsealedFile(size: 0x2000)
-        let guest = try VFIOSharedMemory(mapping: file.fd, offset: 0, size: 0x2000, writable: true, takeOwnership: false)
+        let file = try ShrinkableFile(size: 0x2000)
+        let guest = try file.map(size: 0x2000)
         #expect(!guest.sizeIsSealed)
         #expect(guest.write(offset: 0xFFC, data: [9, 8, 7, 6]))
         try c.dmaMap(address: 0, size: 0x2000, memory: guest, shareFD: true)
-        #expect(ftruncate(file.fd, 0x1000) == 0)
+        #expect(file.shrink(to: 0x1000))
         #expect(try c.deviceInfo().numRegions == 9)
         let outcomes = seen.all
         #expect(outcomes.count == 4)
@@ -423,15 +424,3 @@ private final class OutcomeLog: @unchecked Sendable {
     var all: [Outcome] { lock.lock(); defer { lock.unlock() }; return list }
 }
 
-/// A regular file (unlinked at once) a client registers as guest memory: one its holder can still shrink.
-private final class UnsealedFile {
-    let fd: Int32
-    init(size: Int) throws {
-        let path = NSTemporaryDirectory() + "/swift-cxl-client-guest-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw VFIOError.system(errno: errno, "open \(path)") }
-        unlink(path)
-        guard ftruncate(fd, off_t(size)) == 0 else { let e = errno; close(fd); throw VFIOError.system(errno: e, "ftruncate") }
-    }
-    deinit { close(fd) }
-}
