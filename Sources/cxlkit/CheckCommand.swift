@@ -12,7 +12,7 @@ struct CheckCommand: StateReportCommand {
         with the live HDM decoders. With --against FILE (a state file from cxlkit save): every decoder committed in \
         the file must be committed with the same base, size, DPA skip and ways, DVSEC Control, Range Base and Lock as \
         saved. Exit status: 0 healthy, 1 problems found, 2 could not check.
-        """)
+        """ + targetFormsHelp)
 
     @Argument(help: "Targets (sysfs address, emulated:NAME, vfio-user:PATH, control:PATH, a file with --bar images). Default: every CXL device under sysfs, else the embedded emulated:type2.")
     var targets: [String] = []

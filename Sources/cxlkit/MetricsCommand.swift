@@ -9,7 +9,7 @@ struct MetricsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "metrics",
         abstract: "Print CXL health metrics in the Prometheus text exposition format (OpenMetrics with --openmetrics).",
-        discussion: "A target that cannot be read yields cxlkit_target_up 0 for it; the command still exits 0. See README, Fleet health.")
+        discussion: "A target that cannot be read yields cxlkit_target_up 0 for it; the command still exits 0. See README, Fleet health." + targetFormsHelp)
 
     @Argument(help: "Targets; default: every CXL device under sysfs, else the embedded emulated:type2.") var targets: [String] = []
     @Flag(help: "OpenMetrics 1.0 instead of the Prometheus text format.") var openmetrics = false
@@ -34,7 +34,7 @@ struct ExporterCommand: ParsableCommand {
         a device served by cxlkit serve --control PATH. A target that fails is cxlkit_target_up 0, never a failed scrape. \
         The listener answers GET /metrics (OpenMetrics when the Accept header asks for it), one request per connection, \
         at most --max-connections at once, requests up to 8 KiB, connections closed after --timeout seconds.
-        """)
+        """ + targetFormsHelp)
 
     @Argument(help: "Targets; default: every CXL device under sysfs, else the embedded emulated:type2.") var targets: [String] = []
     @Option(help: ArgumentHelp("Listen on ADDR:PORT (e.g. 127.0.0.1:9841, [::1]:9841).", valueName: "ADDR:PORT")) var listen: String?

@@ -247,8 +247,8 @@ struct SysfsFakeTreeTests {
     @Test func versionAndHelpListTheTargetForms() throws {
         let exe = try #require(cxlkitExecutable(), "cxlkit executable not built next to the tests")
         #expect(try runProcess(exe, ["--version"]).output == CXLKit.version + "\n")
-        for command in ["decode", "dump", "save", "restore", "diff", "reset"] {
-            let help = try runProcess(exe, [command, "--help"]).output
+        for command in [["decode"], ["dump"], ["save"], ["restore"], ["diff"], ["reset"], ["hdm", "commit"], ["check"], ["metrics"], ["exporter"]] {
+            let help = try runProcess(exe, command + ["--help"]).output
             for scheme in TargetResolver().schemes.keys { #expect(help.contains("  \(scheme):..."), "\(command) --help lacks \(scheme):") }
         }
     }
