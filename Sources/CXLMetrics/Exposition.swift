@@ -136,8 +136,9 @@ public enum CXLMetricsExposition {
         return format == .openMetrics ? openMetrics(text) : text
     }
 
-    /// The registry emits families in hash order; sort them by name (samples keep their
-    /// order) so the output is stable and diffable.
+    /// The registry emits families, and the samples of one family, in hash order; sort families by name and each
+    /// family's samples by their labels, so the output is stable and diffable (two scrapes of the same state are the
+    /// same text). A histogram's buckets (`le` labels) keep their order.
     static func sorted(_ text: String) -> String {
         var families: [(name: String, lines: [Substring])] = []
         for line in text.split(separator: "\n") {
@@ -149,8 +150,12 @@ public enum CXLMetricsExposition {
             }
             if let i = families.lastIndex(where: { $0.name == name }) { families[i].lines.append(line) } else { families.append((String(name), [line])) }
         }
-        // HELP before TYPE before samples within a family, as emitted.
-        return families.sorted { $0.name < $1.name }.flatMap(\.lines).map { $0 + "\n" }.joined()
+        // HELP before TYPE as emitted, then the samples.
+        func ordered(_ lines: [Substring]) -> [Substring] {
+            let comments = lines.filter { $0.hasPrefix("#") }, samples = lines.filter { !$0.hasPrefix("#") }
+            return comments + (samples.contains { $0.contains("le=\"") } ? samples : samples.sorted())
+        }
+        return families.sorted { $0.name < $1.name }.flatMap { ordered($0.lines) }.map { $0 + "\n" }.joined()
     }
 
     /// OpenMetrics 1.0 from the text format: a counter family is named without its
