@@ -138,8 +138,8 @@ public final class VFIOCXLDevice: VFIOPCIDevice, @unchecked Sendable {
     public override func functionLevelReset(_ method: PCIResetMethod = .flr) throws(VFIOError) {
         // Named for what the guest asked as well as what the host function gets: DEVICE_RESET (a conventional reset
         // of the guest's view) runs as the host's best function reset.
-        let asked = guestConventionalReset ? "DEVICE_RESET: host " : ""
-        options.logger.info("vfio-cxl: \(asked)\(method) reset of \(function.address)\(layout == nil ? " (plain PCI)" : "")")
+        let asked = guestConventionalReset ? " (for DEVICE_RESET, a conventional reset of the guest's view)" : ""
+        options.logger.info("vfio-cxl: \(method) reset of \(function.address)\(layout == nil ? " (plain PCI)" : "")\(asked)")
         guard let memory, let component, let layout else { return try super.functionLevelReset(method) }
         lock.lock(); defer { lock.unlock() }
         memory.setActive(false)
