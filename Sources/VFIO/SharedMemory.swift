@@ -45,17 +45,25 @@ public final class VFIOSharedMemory: @unchecked Sendable {
     /// and touched without a peer holding the same fd being able to make the touch SIGBUS.
     public static func sizeIsSealed(fd: Int32) -> Bool { csystem_fd_size_is_sealed(fd) != 0 }
 
-    /// Copies `count` bytes at `offset` of the mapping to `destination` (the caller checks the bounds). A mapping of a
-    /// file a peer can still shrink (a vfio-user client's unsealed guest memory) loses its pages when the peer
-    /// truncates the file; the copy then fails with EFAULT instead of killing the process with SIGBUS
-    /// (`csystem_guarded_copy`).
+    /// Copies `count` bytes at `offset` of the mapping to `destination`. A mapping of a file a peer can still shrink (a
+    /// vfio-user client's unsealed guest memory) loses its pages when the peer truncates the file; the copy then fails
+    /// with EFAULT instead of killing the process with SIGBUS (`csystem_guarded_copy`). A range outside the mapping
+    /// is `invalidArgument`.
     public func copy(at offset: Int, to destination: UnsafeMutableRawPointer, count: Int) throws(VFIOError) {
+        try checkRange(offset, count)
         guard csystem_guarded_copy(destination, base + offset, count) == 0 else { throw gone(offset, count) }
     }
 
     /// Copies `count` bytes from `source` to `offset` of the mapping, as `copy(at:to:count:)` does the other way.
     public func copy(at offset: Int, from source: UnsafeRawPointer, count: Int) throws(VFIOError) {
+        try checkRange(offset, count)
         guard csystem_guarded_copy(base + offset, source, count) == 0 else { throw gone(offset, count) }
+    }
+
+    private func checkRange(_ offset: Int, _ count: Int) throws(VFIOError) {
+        guard offset >= 0, count >= 0, offset <= size, count <= size - offset else {
+            throw .invalidArgument("0x\(String(offset, radix: 16))+\(count) outside a \(size)-byte mapping")
+        }
     }
 
     private func gone(_ offset: Int, _ count: Int) -> VFIOError {

@@ -22,6 +22,16 @@ import VFIOTestSupport
         #expect(m.read(offset: 0x1F00, count: 200) == data)
     }
 
+    @Test func copiesOutsideTheMappingAreRefusedNotMade() throws {
+        let (_, m) = try Self.shrinkableMapping(size: 0x1000)
+        var buffer = [UInt8](repeating: 0, count: 16)
+        for (offset, count) in [(0xFF8, 16), (-1, 1), (0x1001, 0), (0, -1), (Int.max, 16)] {
+            #expect(throws: VFIOError.self) { try buffer.withUnsafeMutableBytes { try m.copy(at: offset, to: $0.baseAddress!, count: count) } }
+            #expect(throws: VFIOError.self) { try buffer.withUnsafeBytes { try m.copy(at: offset, from: $0.baseAddress!, count: count) } }
+        }
+        try buffer.withUnsafeMutableBytes { try m.copy(at: 0xFF0, to: $0.baseAddress!, count: 16) }
+    }
+
     @Test func copiesFromPagesTheFileNoLongerHasFailWithEFAULT() throws {
         let (file, m) = try Self.shrinkableMapping(size: 0x3000)
         #expect(file.shrink(to: 0x1000))
