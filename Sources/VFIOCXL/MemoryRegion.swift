@@ -24,7 +24,7 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
     /// memfd): the server's REGION_READ and REGION_WRITE then copy without a system call. nil for other backings: a
     /// BAR of a kernel device (pread/pwrite keep its access semantics), or a file someone could truncate, which would
     /// turn a copy from the mapping into SIGBUS where pread gives a short read and the client EIO.
-    private let mapping: UnsafeMutableRawPointer?
+    private let mapping: VFIOSharedMemory?
 
     init(memory: any CXLDeviceMemory) {
         self.memory = memory
@@ -35,15 +35,12 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
         // an unsealed fd could truncate it between the two and seal it, and the mapping would reach past its end).
         if size > 0, size <= UInt64(Int.max), !o, VFIOSharedMemory.sizeIsSealed(fd: memory.memoryFD),
            fstat(memory.memoryFD, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG,
-           end <= UInt64(max(0, st.st_size)), at % UInt64(sysconf(Int32(_SC_PAGESIZE))) == 0,
-           let p = mmap(nil, Int(size), PROT_READ | PROT_WRITE, MAP_SHARED, memory.memoryFD, off_t(at)), p != MAP_FAILED {
-            mapping = p
+           end <= UInt64(max(0, st.st_size)), at % UInt64(sysconf(Int32(_SC_PAGESIZE))) == 0 {
+            mapping = try? VFIOSharedMemory(mapping: memory.memoryFD, offset: at, size: Int(size), writable: true, takeOwnership: false)
         } else {
             mapping = nil
         }
     }
-
-    deinit { if let mapping { munmap(mapping, Int(memory.memorySize)) } }
 
     var isActive: Bool { active.load(ordering: .acquiring) }
     func setActive(_ on: Bool) { active.store(on, ordering: .releasing) }
@@ -81,7 +78,7 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
     func read(offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws(VFIOError) {
         try check(offset, buffer.count)
         guard buffer.count > 0, let dst = buffer.baseAddress else { return }
-        if let mapping { dst.copyMemory(from: mapping + Int(offset), byteCount: buffer.count); return }
+        if let mapping { dst.copyMemory(from: mapping.base + Int(offset), byteCount: buffer.count); return }
         let n = pread(memory.memoryFD, dst, buffer.count, try fileOffset(offset))
         guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory read: \(n < 0 ? systemErrorText(errno) : "short")") }
     }
@@ -91,7 +88,7 @@ final class MemoryRegionHandler: VFIORegionAccessHandler, @unchecked Sendable {
     func write(offset: UInt64, from buffer: UnsafeRawBufferPointer) throws(VFIOError) {
         try check(offset, buffer.count)
         guard buffer.count > 0, let src = buffer.baseAddress else { return }
-        if let mapping { (mapping + Int(offset)).copyMemory(from: src, byteCount: buffer.count); return }
+        if let mapping { (mapping.base + Int(offset)).copyMemory(from: src, byteCount: buffer.count); return }
         let n = pwrite(memory.memoryFD, src, buffer.count, try fileOffset(offset))
         guard n == buffer.count else { throw .system(errno: VFIOErrno.EIO, "device memory write: \(n < 0 ? systemErrorText(errno) : "short")") }
     }
