@@ -137,8 +137,8 @@ public enum CXLMetricsExposition {
     }
 
     /// The registry emits families, and the samples of one family, in hash order; sort families by name and each
-    /// family's samples by their labels, so the output is stable and diffable (two scrapes of the same state are the
-    /// same text). A histogram's buckets (`le` labels) keep their order.
+    /// family's samples by their labels (numbers as numbers), so the output is stable and diffable: two scrapes of
+    /// the same state are the same text. A histogram's buckets (`le` labels) keep their order.
     static func sorted(_ text: String) -> String {
         var families: [(name: String, lines: [Substring])] = []
         for line in text.split(separator: "\n") {
@@ -153,7 +153,9 @@ public enum CXLMetricsExposition {
         // HELP before TYPE as emitted, then the samples.
         func ordered(_ lines: [Substring]) -> [Substring] {
             let comments = lines.filter { $0.hasPrefix("#") }, samples = lines.filter { !$0.hasPrefix("#") }
-            return comments + (samples.contains { $0.contains("le=\"") } ? samples : samples.sorted())
+            // Numbers in labels compare as numbers: decoder="2" before decoder="10".
+            let byLabels = samples.sorted { String($0).compare(String($1), options: .numeric) == .orderedAscending }
+            return comments + (samples.contains { $0.contains("le=\"") } ? samples : byLabels)
         }
         return families.sorted { $0.name < $1.name }.flatMap { ordered($0.lines) }.map { $0 + "\n" }.joined()
     }

@@ -63,6 +63,10 @@ struct ExpositionTests {
         #expect(outputs.count == 1)
         #expect(outputs.first?.split(separator: "\n").map(String.init) == ["# HELP a_first A.", "# TYPE a_first gauge", "a_first 1.0", help, type,
                                                                           lines[1], lines[2], lines[0]])
+        // Numbers in labels sort as numbers.
+        let decoders = [10, 2, 0, 1].map { #"cxl_hdm_decoder_committed{device="d",decoder="\#($0)"} 1.0"# }
+        #expect(CXLMetricsExposition.sorted(decoders.joined(separator: "\n")).split(separator: "\n").map(String.init)
+                == [0, 1, 2, 10].map { #"cxl_hdm_decoder_committed{device="d",decoder="\#($0)"} 1.0"# })
         // A histogram's buckets keep their (ascending le) order.
         let buckets = ["# TYPE h histogram", #"h_bucket{le="0.5"} 1"#, #"h_bucket{le="10"} 2"#, #"h_bucket{le="+Inf"} 3"#]
         #expect(CXLMetricsExposition.sorted(buckets.joined(separator: "\n")) == buckets.map { $0 + "\n" }.joined())
