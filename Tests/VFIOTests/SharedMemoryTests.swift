@@ -22,6 +22,18 @@ import VFIOTestSupport
         #expect(m.read(offset: 0x1F00, count: 200) == data)
     }
 
+    /// Ours are sealed (a peer given the fd gets EPERM from ftruncate); a file mapped from elsewhere says whether it is.
+    @Test func sizeIsSealedSaysWhetherAPeerCanShrinkTheFile() throws {
+        let ours = try VFIOSharedMemory(name: "sealed", size: 0x1000)
+        #expect(ours.sizeIsSealed)
+        #expect(ftruncate(ours.fd, 0) != 0 && errno == EPERM)
+        let (file, theirs) = try Self.shrinkableMapping(size: 0x1000)
+        #expect(!theirs.sizeIsSealed)
+        let again = try VFIOSharedMemory(mapping: ours.fd, offset: 0, size: 0x1000, writable: true, takeOwnership: false)
+        #expect(again.sizeIsSealed)
+        #expect(file.shrink(to: 0))
+    }
+
     @Test func copiesOutsideTheMappingAreRefusedNotMade() throws {
         let (_, m) = try Self.shrinkableMapping(size: 0x1000)
         var buffer = [UInt8](repeating: 0, count: 16)
