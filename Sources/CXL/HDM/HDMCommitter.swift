@@ -35,6 +35,8 @@ public struct HDMDecoderRegisters: Sendable, Hashable {
 
     /// The bits a Low register implements (63:28 of the address live in Low 31:28 and High).
     public static let lowAddressMask = HDMDecoderRegisters(0).baseLow.writableMask
+    /// The bits a High register implements (all 32: address bits 63:32).
+    public static let highAddressMask = HDMDecoderRegisters(0).baseHigh.writableMask
 }
 
 /// How the committer reaches the HDM Decoder Capability: 32-bit reads and writes at

@@ -133,7 +133,7 @@ public struct HDMDecoderDevice: Sendable {
                 // inside the decoder's stride: checked once in `CheckConstants`) in one 8-byte
                 // load: three loads per decoder.
                 let sizeAt = p.sizeLow, control = p.control, skipAt = p.skipLow
-                let pairMask = 0xFFFF_FFFF_0000_0000 | low
+                let pairMask = words.pairAddressMask
                 // First as if every decoder were 1-way (IW 0, the usual case): then Size / ways
                 // is Size and the DPA cursor is the saturating sum of skips and sizes, which
                 // is where the last range ends (`DPACursor.end` equals its cursor after the
@@ -370,6 +370,8 @@ struct HDMRegisterWords {
     let origin: Int
     /// The bits a Low register implements, read once per pass.
     let lowAddressMask = HDMDecoderRegisters.lowAddressMask
+    /// A Low/High pair loaded as one 8-byte word: the bits the two registers implement.
+    let pairAddressMask = HDMDecoderRegisters.highAddressMask << 32 | HDMDecoderRegisters.lowAddressMask
     /// `raw.count`, read once (it is a call, not a load, on every access otherwise).
     let count: Int
     init(_ raw: UnsafeRawBufferPointer, origin: Int) {
